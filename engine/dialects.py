@@ -1,0 +1,221 @@
+"""Graph definitions as clients send them, turned into one draft shape with locations.
+
+Four shapes are accepted; each becomes a :class:`Draft` whose parts remember where in the
+client's document they came from, so validation can say ``nodes.evaluate.next.condition``
+rather than pointing into a form the client never wrote.
+
+- canonical: ``entry``, ``nodes`` {id: {tool, settings?}}, ``edges`` {from: to},
+  ``branches`` {from: {cases: [{when, to}], default?}}, ``max_steps``;
+- dialect 1: ``nodes`` {id: {tool, next}} where ``next`` is a node, ``"end"`` or
+  ``{condition, if_true, if_false}``; entry in ``start_node``;
+- dialect 2: ``nodes`` {id: tool}, ``edges`` {from: to}; the first node is the entry;
+- dialect 3: ``nodes`` [{node_id|id, tool|function_name}], ``edges``
+  [{from|source, to|target, condition?}]; entry in ``entry_node`` or ``entry_point``.
+
+Unknown extra fields are ignored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.errors import Problem
+
+
+@dataclass
+class DraftNode:
+    id: Any
+    tool: Any
+    loc: str
+    tool_loc: str
+    settings: Any = None
+
+
+@dataclass
+class DraftCase:
+    when: Any
+    when_loc: str
+    target: Any
+    target_loc: str
+
+
+@dataclass
+class DraftRoute:
+    """How the run leaves one node: a plain edge (``target``) or ordered cases."""
+
+    source: Any
+    loc: str
+    target: Any = None
+    target_loc: str = ""
+    cases: list[DraftCase] = field(default_factory=list)
+    default: Any = None
+    default_loc: str = ""
+
+    @property
+    def is_branch(self) -> bool:
+        return bool(self.cases)
+
+
+@dataclass
+class Draft:
+    dialect: str
+    name: Any = "graph"
+    entry: Any = None
+    entry_loc: str = "entry"
+    nodes: list[DraftNode] = field(default_factory=list)
+    routes: list[DraftRoute] = field(default_factory=list)
+    max_steps: Any = None
+    problems: list[Problem] = field(default_factory=list)
+
+
+def read_draft(doc: Any) -> Draft:
+    """Recognise the dialect of ``doc`` and read it into a :class:`Draft`."""
+    if not isinstance(doc, dict):
+        return Draft("unknown", problems=[Problem("$", "a graph must be a JSON object")])
+    nodes = doc.get("nodes")
+    if isinstance(nodes, list):
+        draft = _read_dialect3(doc, nodes)
+    elif not isinstance(nodes, dict):
+        draft = Draft("unknown", problems=[Problem("nodes", "missing: a graph needs nodes")])
+    elif nodes and all(isinstance(v, str) for v in nodes.values()):
+        draft = _read_dialect2(doc, nodes)
+    elif "start_node" in doc or any(isinstance(v, dict) and "next" in v for v in nodes.values()):
+        draft = _read_dialect1(doc, nodes)
+    else:
+        draft = _read_canonical(doc, nodes)
+    draft.name = doc.get("name", "graph")
+    draft.max_steps = doc.get("max_steps")
+    return draft
+
+
+def _node_from_spec(node_id: str, spec: Any, loc: str) -> DraftNode:
+    if not isinstance(spec, dict):
+        return DraftNode(node_id, None, loc, f"{loc}.tool")
+    return DraftNode(node_id, spec.get("tool"), loc, f"{loc}.tool", spec.get("settings"))
+
+
+def _read_canonical(doc: dict[str, Any], nodes: dict[str, Any]) -> Draft:
+    draft = Draft("canonical", entry=doc.get("entry"))
+    draft.nodes = [_node_from_spec(k, v, f"nodes.{k}") for k, v in nodes.items()]
+    edges = doc.get("edges", {})
+    if isinstance(edges, dict):
+        for source, target in edges.items():
+            loc = f"edges.{source}"
+            draft.routes.append(DraftRoute(source, loc, target=target, target_loc=loc))
+    else:
+        draft.problems.append(Problem("edges", "must be an object mapping node -> next node"))
+    branches = doc.get("branches", {})
+    if isinstance(branches, dict):
+        draft.routes.extend(_canonical_branch(k, v) for k, v in branches.items())
+    else:
+        draft.problems.append(Problem("branches", "must be an object mapping node -> branch"))
+    return draft
+
+
+def _canonical_branch(source: str, spec: Any) -> DraftRoute:
+    loc = f"branches.{source}"
+    route = DraftRoute(source, loc, default_loc=f"{loc}.default")
+    if not isinstance(spec, dict) or not isinstance(spec.get("cases"), list):
+        route.cases = [DraftCase(None, f"{loc}.cases", None, f"{loc}.cases")]
+        return route
+    route.default = spec.get("default")
+    for i, case in enumerate(spec["cases"]):
+        case_loc = f"{loc}.cases[{i}]"
+        case = case if isinstance(case, dict) else {}
+        route.cases.append(
+            DraftCase(case.get("when"), f"{case_loc}.when", case.get("to"), f"{case_loc}.to")
+        )
+    return route
+
+
+def _read_dialect1(doc: dict[str, Any], nodes: dict[str, Any]) -> Draft:
+    draft = Draft("dialect1", entry=doc.get("start_node"), entry_loc="start_node")
+    for node_id, spec in nodes.items():
+        loc = f"nodes.{node_id}"
+        draft.nodes.append(_node_from_spec(node_id, spec, loc))
+        nxt = spec.get("next") if isinstance(spec, dict) else None
+        if isinstance(nxt, dict):
+            draft.routes.append(_dialect1_condition(node_id, nxt, f"{loc}.next"))
+        elif nxt is not None:
+            draft.routes.append(DraftRoute(node_id, loc, target=nxt, target_loc=f"{loc}.next"))
+    return draft
+
+
+def _dialect1_condition(source: str, nxt: dict[str, Any], loc: str) -> DraftRoute:
+    case = DraftCase(nxt.get("condition"), f"{loc}.condition", nxt.get("if_true"), f"{loc}.if_true")
+    return DraftRoute(
+        source, loc, cases=[case], default=nxt.get("if_false"), default_loc=f"{loc}.if_false"
+    )
+
+
+def _read_dialect2(doc: dict[str, Any], nodes: dict[str, str]) -> Draft:
+    first = next(iter(nodes))
+    explicit = doc.get("entry", doc.get("start_node"))
+    draft = Draft("dialect2", entry=explicit if explicit is not None else first)
+    draft.nodes = [DraftNode(k, v, f"nodes.{k}", f"nodes.{k}") for k, v in nodes.items()]
+    edges = doc.get("edges", {})
+    if not isinstance(edges, dict):
+        draft.problems.append(Problem("edges", "must be an object mapping node -> next node"))
+        return draft
+    for source, target in edges.items():
+        loc = f"edges.{source}"
+        draft.routes.append(DraftRoute(source, loc, target=target, target_loc=loc))
+    return draft
+
+
+def _first_present(spec: dict[str, Any], *keys: str) -> Any:
+    return next((spec[k] for k in keys if k in spec), None)
+
+
+def _read_dialect3(doc: dict[str, Any], nodes: list[Any]) -> Draft:
+    entry = _first_present(doc, "entry_node", "entry_point", "entry", "start_node")
+    entry_key = next(
+        (k for k in ("entry_node", "entry_point", "entry", "start_node") if k in doc), "entry_node"
+    )
+    draft = Draft("dialect3", entry=entry, entry_loc=entry_key)
+    for i, spec in enumerate(nodes):
+        loc = f"nodes[{i}]"
+        spec = spec if isinstance(spec, dict) else {}
+        draft.nodes.append(
+            DraftNode(
+                _first_present(spec, "node_id", "id"),
+                _first_present(spec, "tool", "function_name"),
+                loc,
+                f"{loc}.tool",
+                spec.get("settings"),
+            )
+        )
+    edges = doc.get("edges", [])
+    if not isinstance(edges, list):
+        draft.problems.append(Problem("edges", "must be a list of {from, to, condition?}"))
+        return draft
+    draft.routes, problems = _dialect3_routes(edges)
+    draft.problems.extend(problems)
+    return draft
+
+
+def _dialect3_routes(edges: list[Any]) -> tuple[list[DraftRoute], list[Problem]]:
+    """Edges out of one node merge into one route: conditions in order, the plain edge last."""
+    routes: dict[Any, DraftRoute] = {}
+    problems: list[Problem] = []
+    for i, spec in enumerate(edges):
+        loc = f"edges[{i}]"
+        spec = spec if isinstance(spec, dict) else {}
+        source = _first_present(spec, "from", "source")
+        target = _first_present(spec, "to", "target")
+        key = source if isinstance(source, str) else f"#{i}"
+        route = routes.setdefault(key, DraftRoute(source, loc))
+        if spec.get("condition") is not None:
+            route.cases.append(
+                DraftCase(spec["condition"], f"{loc}.condition", target, f"{loc}.to")
+            )
+        elif route.default is not None or route.target is not None:
+            problems.append(Problem(loc, f"a second unconditional edge out of {source!r}"))
+        else:
+            route.default, route.default_loc = target, f"{loc}.to"
+    for route in routes.values():
+        if not route.cases:  # plain edge
+            route.target, route.target_loc = route.default, route.default_loc
+            route.default = None
+    return list(routes.values()), problems

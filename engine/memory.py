@@ -1,0 +1,211 @@
+"""In-memory adapters of every port: the in-process runner's store, and test doubles.
+
+The store keeps the same atomicity promises as the DynamoDB store (one lock stands in for
+DynamoDB's conditional writes) and passes the same contract suite.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from engine.errors import ConflictError, GraphNotFound, RunNotFound, StepConflict
+from engine.ports import (
+    Clock,
+    Connection,
+    GraphRecord,
+    Hop,
+    Page,
+    RunEnd,
+    RunRecord,
+    RunStatus,
+    StepRecord,
+)
+
+
+def _page(items: list[Any], limit: int, cursor: str | None) -> Page[Any]:
+    start = int(cursor) if cursor and cursor.isdigit() else 0
+    end = start + max(1, limit)
+    return Page(items[start:end], str(end) if end < len(items) else None)
+
+
+class MemoryRunStore:
+    """A :class:`~engine.ports.RunStore` in a process's memory."""
+
+    def __init__(self, clock: Clock | None = None) -> None:
+        self._lock = threading.Lock()
+        self._graphs: dict[str, GraphRecord] = {}
+        self._runs: dict[str, RunRecord] = {}
+        self._steps: dict[str, list[StepRecord]] = {}
+        self._connections: dict[str, Connection] = {}
+        self._subscriptions: dict[str, set[str]] = {}
+        self._clock = clock
+
+    # -- graphs ----------------------------------------------------------------------------
+    def put_graph(self, graph: GraphRecord) -> None:
+        with self._lock:
+            if graph.graph_id in self._graphs:
+                raise ConflictError(f"graph {graph.graph_id!r} already exists")
+            self._graphs[graph.graph_id] = graph
+
+    def get_graph(self, graph_id: str) -> GraphRecord:
+        try:
+            return self._graphs[graph_id]
+        except KeyError:
+            raise GraphNotFound(graph_id) from None
+
+    def list_graphs(self, limit: int = 50, cursor: str | None = None) -> Page[GraphRecord]:
+        graphs = sorted(self._graphs.values(), key=lambda g: (-g.created_at, g.graph_id))
+        return _page(graphs, limit, cursor)
+
+    # -- runs ------------------------------------------------------------------------------
+    def create_run(self, run: RunRecord) -> tuple[RunRecord, bool]:
+        with self._lock:
+            existing = self._runs.get(run.run_id)
+            if existing is not None:
+                return self._view(existing), False
+            self._runs[run.run_id] = run
+            self._steps[run.run_id] = []
+            return self._view(run), True
+
+    def _view(self, run: RunRecord) -> RunRecord:
+        steps = self._steps.get(run.run_id) or []
+        return run.with_latest(steps[-1] if steps else None)
+
+    def get_run(self, run_id: str) -> RunRecord:
+        run = self._runs.get(run_id)
+        if run is None:
+            raise RunNotFound(run_id)
+        return self._view(run)
+
+    def list_runs(
+        self,
+        graph_id: str | None = None,
+        status: RunStatus | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page[RunRecord]:
+        runs = [
+            r
+            for r in self._runs.values()
+            if (graph_id is None or r.graph_id == graph_id)
+            and (status is None or r.status == status)
+        ]
+        runs.sort(key=lambda r: (-r.created_at, r.run_id))
+        page = _page(runs, limit, cursor)
+        return Page([self._view(r) for r in page.items], page.cursor)
+
+    def commit_step(self, step: StepRecord, end: RunEnd | None = None) -> None:
+        with self._lock:
+            run = self._runs.get(step.run_id)
+            if run is None:
+                raise RunNotFound(step.run_id)
+            steps = self._steps[step.run_id]
+            if step.seq < len(steps) or (end is not None and run.is_final):
+                raise StepConflict(step.run_id, step.seq)
+            if step.seq > len(steps):
+                raise ValueError(f"step {step.seq} committed before step {len(steps)}")
+            steps.append(step)
+            if end is not None:
+                self._runs[step.run_id] = replace(
+                    run, status=end.status, error=end.error, updated_at=step.started_at
+                )
+
+    def get_step(self, run_id: str, seq: int) -> StepRecord | None:
+        steps = self._steps.get(run_id, [])
+        return steps[seq] if 0 <= seq < len(steps) else None
+
+    def list_steps(self, run_id: str, after: int = -1, limit: int = 100) -> Page[StepRecord]:
+        if run_id not in self._runs:
+            raise RunNotFound(run_id)
+        steps = self._steps[run_id][after + 1 :]
+        page = steps[: max(1, limit)]
+        more = len(steps) > len(page)
+        return Page(page, str(page[-1].seq) if more and page else None)
+
+    def cancel_run(self, run_id: str, at: float, reason: str) -> RunRecord:
+        with self._lock:
+            run = self._runs.get(run_id)
+            if run is None:
+                raise RunNotFound(run_id)
+            if run.is_final:
+                raise ConflictError(f"run {run_id!r} is already {run.status}")
+            steps = self._steps[run_id]
+            view = self._view(run)
+            steps.append(cancel_step(view, at, reason))
+            self._runs[run_id] = replace(run, status="cancelled", error=reason, updated_at=at)
+            return self._view(self._runs[run_id])
+
+    # -- connections -----------------------------------------------------------------------
+    def save_connection(self, connection: Connection) -> None:
+        with self._lock:
+            self._connections[connection.connection_id] = connection
+
+    def delete_connection(self, connection_id: str) -> None:
+        with self._lock:
+            self._connections.pop(connection_id, None)
+            for subscribed in self._subscriptions.values():
+                subscribed.discard(connection_id)
+
+    def subscribe(self, connection_id: str, run_id: str) -> None:
+        with self._lock:
+            self._subscriptions.setdefault(run_id, set()).add(connection_id)
+
+    def unsubscribe(self, connection_id: str, run_id: str) -> None:
+        with self._lock:
+            self._subscriptions.get(run_id, set()).discard(connection_id)
+
+    def subscribers(self, run_id: str) -> list[Connection]:
+        now = self._clock() if self._clock else 0.0
+        ids = sorted(self._subscriptions.get(run_id, ()))
+        conns = [self._connections[c] for c in ids if c in self._connections]
+        return [c for c in conns if not now or c.expires_at > now]
+
+
+def cancel_step(run: RunRecord, at: float, reason: str) -> StepRecord:
+    """The entry a cancellation writes into the run's next free slot."""
+    return StepRecord(
+        run_id=run.run_id,
+        seq=run.steps,
+        node=run.node or "",
+        tool="",
+        status="cancelled",
+        updates={},
+        state=run.state,
+        next_node=None,
+        started_at=at,
+        duration_ms=0.0,
+        error=reason,
+        run_status="cancelled",
+    )
+
+
+class MemoryQueue:
+    """A :class:`~engine.ports.StepQueue` that keeps hops in a FIFO, for in-process loops."""
+
+    def __init__(self) -> None:
+        self.hops: deque[Hop] = deque()
+
+    def dispatch(self, hop: Hop) -> None:
+        self.hops.append(hop)
+
+    def drain(self, handle: Callable[[Hop], object], limit: int = 1_000_000) -> int:
+        """Deliver hops to ``handle`` until the queue is empty; returns how many."""
+        delivered = 0
+        while self.hops and delivered < limit:
+            handle(self.hops.popleft())
+            delivered += 1
+        return delivered
+
+
+class RecordingNotifier:
+    """A :class:`~engine.ports.Notifier` that keeps every event, in order."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+
+    def publish(self, run_id: str, events: list[dict[str, Any]]) -> None:
+        self.events.extend(events)

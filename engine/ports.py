@@ -1,0 +1,273 @@
+"""Ports: what the run service needs from the world, and the records that cross them.
+
+Every port has one calling convention (plain synchronous calls): the worker Lambda, the
+HTTP API (in FastAPI's thread pool) and the in-process runner all call them the same way.
+
+Run lifecycle (``RunStatus``)::
+
+    running --(a step routes to END)----------> completed
+       |  \\--(tool error, step limit, state too large, hop dead-lettered)--> failed
+       \\----(cancel)--------------------------> cancelled
+
+A run is created ``running``; the three other states are final.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any, Generic, Literal, Protocol, TypeVar
+
+RunStatus = Literal["running", "completed", "failed", "cancelled"]
+FINAL_STATUSES: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
+StepStatus = Literal["ok", "failed", "cancelled"]
+
+Clock = Callable[[], float]
+"""Seconds since the epoch; injected so tests can pin time."""
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    items: list[T]
+    cursor: str | None = None
+    """Opaque; pass it back to get the next page. ``None``: no more pages."""
+
+
+@dataclass(frozen=True, slots=True)
+class GraphRecord:
+    graph_id: str
+    name: str
+    definition: dict[str, Any]
+    """The canonical JSON form (``Graph.to_dict()``)."""
+    created_at: float
+    owner: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StepRecord:
+    """One committed step of a run: the execution log entry and the state after it.
+
+    ``seq`` counts from 0 and is the slot the step occupies; each slot is written once.
+    """
+
+    run_id: str
+    seq: int
+    node: str
+    tool: str
+    status: StepStatus
+    updates: dict[str, Any]
+    state: dict[str, Any]
+    next_node: str | None
+    """Where the run goes next; ``END`` or ``None`` when this step ended the run."""
+    started_at: float
+    duration_ms: float
+    error: str | None = None
+    attempt: int = 1
+    committed_by: str = ""
+    """The delivery (SQS message id, Lambda request id) whose worker committed the step."""
+    run_status: RunStatus = "running"
+    """The run's status once this step is committed; anything but running ends the run."""
+
+    def log_entry(self) -> dict[str, Any]:
+        """The step as the execution log shows it (no full state)."""
+        return {
+            "seq": self.seq,
+            "node": self.node,
+            "tool": self.tool,
+            "status": self.status,
+            "updates": self.updates,
+            "next": self.next_node,
+            "started_at": self.started_at,
+            "duration_ms": self.duration_ms,
+            "error": self.error,
+            "attempt": self.attempt,
+            "run_status": self.run_status,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RunEnd:
+    """How a run ended, written atomically with its last step."""
+
+    status: RunStatus
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """A run as stores return it: the header plus its latest committed step's view."""
+
+    run_id: str
+    graph_id: str
+    status: RunStatus
+    input: dict[str, Any]
+    max_steps: int
+    created_at: float
+    updated_at: float
+    state: dict[str, Any] = field(default_factory=dict)
+    """The state after the latest committed step (the input before the first)."""
+    node: str | None = None
+    """The node the next step runs; ``None`` once the run is final."""
+    steps: int = 0
+    """How many steps are committed."""
+    error: str | None = None
+    idempotency_key: str | None = None
+    owner: str | None = None
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+    def with_latest(self, step: StepRecord | None) -> RunRecord:
+        """This header completed with the view of ``step`` (``None``: nothing committed).
+
+        A header's ``node`` is the graph's entry, set when the run is created."""
+        if step is None:
+            node = None if self.is_final else self.node
+            return replace(self, state=self.input, node=node, steps=0)
+        node = step.next_node if step.run_status == "running" else None
+        return replace(self, state=step.state, node=node, steps=step.seq + 1)
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    connection_id: str
+    endpoint: str
+    """Where to post to this connection (API Gateway Management API URL)."""
+    expires_at: int
+
+
+class RunStore(Protocol):
+    """Durable home of graphs, runs, their step logs, and WebSocket connections.
+
+    Atomicity each implementation must give is stated per method; every implementation
+    passes ``tests/contract/test_run_store.py``.
+    """
+
+    def put_graph(self, graph: GraphRecord) -> None:
+        """Save a new graph. Graphs are immutable: an existing id raises ConflictError."""
+
+    def get_graph(self, graph_id: str) -> GraphRecord:
+        """Raises GraphNotFound."""
+
+    def list_graphs(self, limit: int = 50, cursor: str | None = None) -> Page[GraphRecord]:
+        """Newest first."""
+
+    def create_run(self, run: RunRecord) -> tuple[RunRecord, bool]:
+        """Atomically create ``run`` unless its id exists; return (the stored run, created)."""
+
+    def get_run(self, run_id: str) -> RunRecord:
+        """The run with the view of its latest committed step. Raises RunNotFound."""
+
+    def list_runs(
+        self,
+        graph_id: str | None = None,
+        status: RunStatus | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page[RunRecord]:
+        """Newest first, filtered by graph and/or status. The view fields may be empty."""
+
+    def commit_step(self, step: StepRecord, end: RunEnd | None = None) -> None:
+        """The exactly-once commit. Atomically: write ``step`` into slot ``step.seq`` of its run
+        if and only if that slot is empty, and with ``end``, also set the run's final status
+        and error in the same write. Raises StepConflict if the slot is taken (or, with
+        ``end``, if the run is already final); RunNotFound if there is no such run."""
+
+    def get_step(self, run_id: str, seq: int) -> StepRecord | None:
+        """The step in slot ``seq``, read strongly consistently."""
+
+    def list_steps(self, run_id: str, after: int = -1, limit: int = 100) -> Page[StepRecord]:
+        """Committed steps with ``seq > after`` in order. Raises RunNotFound."""
+
+    def cancel_run(self, run_id: str, at: float, reason: str) -> RunRecord:
+        """Atomically take the next free slot with a ``cancelled`` step and mark the run
+        cancelled, so no later step can commit. ConflictError if the run is final."""
+
+    def save_connection(self, connection: Connection) -> None:
+        """Record a WebSocket connection (expires at ``expires_at``, epoch seconds)."""
+
+    def delete_connection(self, connection_id: str) -> None:
+        """Forget a connection and all its subscriptions. No error if unknown."""
+
+    def subscribe(self, connection_id: str, run_id: str) -> None:
+        """Subscribe a known connection to a run's events."""
+
+    def unsubscribe(self, connection_id: str, run_id: str) -> None:
+        """No error if not subscribed."""
+
+    def subscribers(self, run_id: str) -> list[Connection]:
+        """Live connections subscribed to ``run_id``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Hop:
+    """A step to run: what a queue message or self-invocation carries.
+
+    ``state`` rides along when small enough; otherwise the worker reads the predecessor's
+    committed state. ``recheck`` marks a hop that may be a duplicate (a re-dispatch or a
+    redelivery): its worker looks at the slot before running the tool.
+    """
+
+    run_id: str
+    graph_id: str
+    seq: int
+    node: str
+    max_steps: int
+    state: dict[str, Any] | None = None
+    recheck: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "run_id": self.run_id,
+            "graph_id": self.graph_id,
+            "seq": self.seq,
+            "node": self.node,
+            "max_steps": self.max_steps,
+        }
+        if self.state is not None:
+            doc["state"] = self.state
+        if self.recheck:
+            doc["recheck"] = True
+        return doc
+
+    @classmethod
+    def from_dict(cls, doc: Any) -> Hop:
+        """Raises InvalidInputError for anything that is not a hop."""
+        from engine.errors import InvalidInputError
+
+        try:
+            hop = cls(
+                run_id=doc["run_id"],
+                graph_id=doc["graph_id"],
+                seq=doc["seq"],
+                node=doc["node"],
+                max_steps=doc["max_steps"],
+                state=doc.get("state"),
+                recheck=bool(doc.get("recheck", False)),
+            )
+        except (KeyError, TypeError) as exc:
+            raise InvalidInputError(f"not a hop message: missing {exc}") from None
+        if not (isinstance(hop.run_id, str) and isinstance(hop.seq, int) and hop.seq >= 0):
+            raise InvalidInputError("not a hop message: bad run_id or seq")
+        return hop
+
+
+class StepQueue(Protocol):
+    """Carries hops to workers, at least once."""
+
+    def dispatch(self, hop: Hop) -> None:
+        """Send ``hop``; raises on failure (the caller's message is then retried)."""
+
+
+class Notifier(Protocol):
+    """Pushes run events to subscribers. Best effort: implementations never raise."""
+
+    def publish(self, run_id: str, events: list[dict[str, Any]]) -> None: ...
+
+
+class NullNotifier:
+    def publish(self, run_id: str, events: list[dict[str, Any]]) -> None:
+        return None

@@ -1,0 +1,290 @@
+"""The run service: graphs, starting runs, and the exactly-once step protocol over ports.
+
+Processing one hop (one step of one run)::
+
+    worker A (delivery d1)                         store slot RUN#r/STEP#n
+    ---------------------------------------------------------------------------------
+    [recheck?] read slot n ------------------------> taken? -> after_conflict (below)
+    read state (inline in the hop, else slot n-1) -> missing? -> RetryLater (redeliver)
+    run the tool (at least once per step)
+         (1) crash here: nothing written; the hop is redelivered, runs the tool again
+    commit slot n, conditional on "slot empty" -----> exactly one writer wins
+         (2) crash here: the redelivered hop (same delivery id d1) finds slot n taken by
+             d1 and re-dispatches the successor it never sent
+    dispatch hop n+1 (or nothing: the commit ended the run)
+         (3) crash here: as (2); the successor may now exist twice, and the copy that
+             loses its commit is dropped
+    publish events (best effort, never fails the step)
+    acknowledge
+
+    after_conflict: slot n taken by *this* delivery -> re-dispatch the successor (recovery);
+                    taken by another delivery   -> drop: that worker owns the follow-up,
+                    and if it crashes, its own redelivery recovers it.
+
+Duplicates of a hop (same delivery id) that race re-dispatch at most one extra successor,
+which carries a different delivery id and is dropped when it loses: duplicates die out after
+one step instead of shadowing the run to its end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass, replace
+from typing import Any, Literal, Protocol
+
+from engine.errors import (
+    ConflictError,
+    InvalidInputError,
+    RetryLater,
+    StateTooLargeError,
+    StepConflict,
+)
+from engine.events import run_event, run_status_event, step_event
+from engine.graph import Graph
+from engine.ports import (
+    Clock,
+    GraphRecord,
+    Hop,
+    Notifier,
+    NullNotifier,
+    RunEnd,
+    RunRecord,
+    RunStore,
+    StepQueue,
+    StepRecord,
+)
+from engine.step import Limits, StepOutcome, advance, state_size
+from engine.tools import ToolContext, Toolkit
+from engine.validation import MAX_STEPS_CEILING, build_graph
+
+HopResult = Literal["committed", "finished", "duplicate", "recovered", "stale"]
+
+
+class Ids(Protocol):
+    def graph_id(self) -> str: ...
+
+    def run_id(self, graph_id: str, idempotency_key: str | None) -> str: ...
+
+
+class RandomIds:
+    """Random ids; a run started with an idempotency key gets an id derived from it, so
+    the store's "create unless exists" makes the start idempotent."""
+
+    def graph_id(self) -> str:
+        return "g_" + uuid.uuid4().hex[:20]
+
+    def run_id(self, graph_id: str, idempotency_key: str | None) -> str:
+        if idempotency_key is None:
+            return "r_" + uuid.uuid4().hex[:24]
+        digest = hashlib.sha256(f"{graph_id}\0{idempotency_key}".encode()).hexdigest()
+        return "r_" + digest[:24]
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    default_max_steps: int = 100
+    state_limit_bytes: int = 350_000
+    inline_state_bytes: int = 60_000
+    """States up to this size travel inside the hop, saving the worker a read."""
+
+
+class RunService:
+    """Everything a handler does with graphs and runs, written against the ports."""
+
+    def __init__(
+        self,
+        store: RunStore,
+        queue: StepQueue,
+        tools: Toolkit,
+        *,
+        notifier: Notifier | None = None,
+        clock: Clock = time.time,
+        ids: Ids | None = None,
+        config: EngineConfig | None = None,
+    ) -> None:
+        self.store = store
+        self.queue = queue
+        self.tools = tools
+        self.notifier = notifier or NullNotifier()
+        self.clock = clock
+        self.ids = ids or RandomIds()
+        self.config = config or EngineConfig()
+        self._graphs: OrderedDict[str, Graph] = OrderedDict()
+
+    # -- graphs ----------------------------------------------------------------------------
+    def create_graph(self, doc: Any, owner: str | None = None) -> tuple[GraphRecord, Graph]:
+        """Validate a definition in any dialect and save its canonical form."""
+        graph = build_graph(doc, set(self.tools.names()))
+        record = GraphRecord(self.ids.graph_id(), graph.name, graph.to_dict(), self.clock(), owner)
+        self.store.put_graph(record)
+        self._remember(record.graph_id, graph)
+        return record, graph
+
+    def graph(self, graph_id: str) -> Graph:
+        """The validated graph; cached, since graphs never change once created."""
+        graph = self._graphs.get(graph_id)
+        if graph is None:
+            graph = build_graph(self.store.get_graph(graph_id).definition)
+            self._remember(graph_id, graph)
+        return graph
+
+    def _remember(self, graph_id: str, graph: Graph) -> None:
+        self._graphs[graph_id] = graph
+        if len(self._graphs) > 256:
+            self._graphs.popitem(last=False)
+
+    # -- runs ------------------------------------------------------------------------------
+    def start_run(
+        self,
+        graph_id: str,
+        input: Any,
+        *,
+        idempotency_key: str | None = None,
+        max_steps: int | None = None,
+        owner: str | None = None,
+    ) -> tuple[RunRecord, bool]:
+        """Create a run and dispatch its first hop; returns (run, created).
+
+        The same idempotency key returns the same run. A run whose first step is not
+        committed yet gets its first hop dispatched again, so a start that failed halfway
+        is finished by the retry."""
+        graph = self.graph(graph_id)
+        state = self._checked_input(input)
+        limit = self._max_steps(max_steps, graph)
+        now = self.clock()
+        run_id = self.ids.run_id(graph_id, idempotency_key)
+        header = RunRecord(
+            run_id, graph_id, "running", state, limit, now, now,
+            node=graph.entry, idempotency_key=idempotency_key, owner=owner,
+        )  # fmt: skip
+        run, created = self.store.create_run(header)
+        if run.status == "running" and run.steps == 0:
+            self.queue.dispatch(self._hop(run, 0, graph.entry, run.input, recheck=not created))
+        if created:
+            self.notifier.publish(run_id, [run_event(run_id, "running", now, steps=0)])
+        return run, created
+
+    def _checked_input(self, input: Any) -> dict[str, Any]:
+        if input is None:
+            return {}
+        if not isinstance(input, dict):
+            raise InvalidInputError("input must be a JSON object (the run's initial state)")
+        size = state_size(input)
+        if size > self.config.state_limit_bytes:
+            raise StateTooLargeError(size, self.config.state_limit_bytes)
+        return input
+
+    def _max_steps(self, requested: int | None, graph: Graph) -> int:
+        limit = requested or graph.max_steps or self.config.default_max_steps
+        if (
+            isinstance(limit, bool)
+            or not isinstance(limit, int)
+            or not (0 < limit <= MAX_STEPS_CEILING)
+        ):
+            raise InvalidInputError(f"max_steps must be an integer from 1 to {MAX_STEPS_CEILING}")
+        return limit
+
+    def cancel_run(self, run_id: str, reason: str = "cancelled by request") -> RunRecord:
+        """Cancel a running run; ConflictError if it is already final."""
+        run = self.store.cancel_run(run_id, self.clock(), reason)
+        self.notifier.publish(run_id, [run_status_event(run, self.clock())])
+        return run
+
+    # -- the step protocol -----------------------------------------------------------------
+    def process_hop(self, hop: Hop, delivery_id: str, attempt: int = 1) -> HopResult:
+        """Apply one hop: run the tool, commit its step exactly once, route onwards."""
+        graph = self.graph(hop.graph_id)
+        if hop.recheck or attempt > 1:
+            taken = self.store.get_step(hop.run_id, hop.seq)
+            if taken is not None:
+                return self._after_conflict(hop, taken, delivery_id)
+        state = hop.state if hop.state is not None else self._committed_state(hop)
+        if state is None:
+            return "stale"
+        ctx = ToolContext(hop.run_id, hop.node, hop.seq, attempt)
+        limits = Limits(hop.max_steps, self.config.state_limit_bytes)
+        outcome = advance(graph, self.tools, hop.node, state, ctx, limits, self.clock())
+        step = replace(outcome.step, committed_by=delivery_id)
+        try:
+            self.store.commit_step(step, outcome.end)
+        except StepConflict:
+            taken = self.store.get_step(hop.run_id, hop.seq)
+            if taken is None:  # the run was already final: nothing more to do for it
+                return "stale"
+            return self._after_conflict(hop, taken, delivery_id)
+        self._follow_up(hop, step, outcome)
+        return "finished" if outcome.end is not None else "committed"
+
+    def _committed_state(self, hop: Hop) -> dict[str, Any] | None:
+        """The state the hop starts from when it did not travel inline."""
+        if hop.seq == 0:
+            return self.store.get_run(hop.run_id).input
+        previous = self.store.get_step(hop.run_id, hop.seq - 1)
+        if previous is None:
+            raise RetryLater(f"step {hop.seq - 1} of run {hop.run_id!r} is not committed yet")
+        return previous.state if previous.run_status == "running" else None
+
+    def _after_conflict(self, hop: Hop, taken: StepRecord, delivery_id: str) -> HopResult:
+        if taken.committed_by != delivery_id or taken.run_status != "running":
+            return "duplicate"
+        # Our own earlier attempt committed and then died before dispatching: finish its work.
+        self._dispatch_successor(hop, taken, recheck=True)
+        self._publish(taken, None)
+        return "recovered"
+
+    def _follow_up(self, hop: Hop, step: StepRecord, outcome: StepOutcome) -> None:
+        if outcome.end is None:
+            self._dispatch_successor(hop, step, recheck=False)
+        self._publish(step, outcome.end)
+
+    def _dispatch_successor(self, hop: Hop, step: StepRecord, *, recheck: bool) -> None:
+        assert step.next_node is not None
+        successor = replace(hop, seq=hop.seq + 1, node=step.next_node, recheck=recheck)
+        self.queue.dispatch(self._inline(successor, step.state))
+
+    def _hop(self, run: RunRecord, seq: int, node: str, state: dict[str, Any], *, recheck: bool
+             ) -> Hop:  # fmt: skip
+        hop = Hop(run.run_id, run.graph_id, seq, node, run.max_steps, recheck=recheck)
+        return self._inline(hop, state)
+
+    def _inline(self, hop: Hop, state: dict[str, Any]) -> Hop:
+        if state_size(state) <= self.config.inline_state_bytes:
+            return replace(hop, state=state)
+        return replace(hop, state=None)
+
+    def _publish(self, step: StepRecord, end: RunEnd | None) -> None:
+        now = self.clock()
+        events = [step_event(step, now)]
+        if end is not None:
+            state = step.state if end.status == "completed" else None
+            events.append(
+                run_event(step.run_id, end.status, now, state=state, reason=end.error,
+                          steps=step.seq + 1)
+            )  # fmt: skip
+        try:
+            self.notifier.publish(step.run_id, events)
+        except Exception:  # progress is best effort: it never fails a committed step
+            return
+
+    def fail_hop(self, hop: Hop, reason: str) -> bool:
+        """Mark the run failed because its hop is being dead-lettered. True if this call
+        ended the run; False if the slot was taken meanwhile (the run went on or ended)."""
+        graph = self.graph(hop.graph_id)
+        try:
+            state = hop.state if hop.state is not None else self._committed_state(hop)
+        except RetryLater:
+            state = None
+        step = StepRecord(
+            run_id=hop.run_id, seq=hop.seq, node=hop.node, tool=graph.nodes[hop.node].tool,
+            status="failed", updates={}, state=state or {}, next_node=None,
+            started_at=self.clock(), duration_ms=0.0, error=reason, run_status="failed",
+        )  # fmt: skip
+        try:
+            self.store.commit_step(step, RunEnd("failed", reason))
+        except (StepConflict, ConflictError):
+            return False
+        self._publish(step, RunEnd("failed", reason))
+        return True

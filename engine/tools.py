@@ -1,0 +1,171 @@
+"""Tools: the Python callables that graph nodes run, and the registry that names them.
+
+A tool takes a read-only view of the run's state and a :class:`ToolContext`, and returns a
+dict of updates to merge into the state, or ``None``. Tools may be ``async``. Delivery is
+at least once, so a tool with side effects should key them on ``ctx.idempotency_key``.
+
+Toolkits are plain modules that expose a module-level ``toolkit`` (a :class:`Toolkit`);
+which toolkits a deployment loads is configuration: :func:`load_toolkits` takes module names.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeAlias
+
+from engine.errors import HopgraphError, UnknownToolError
+
+State: TypeAlias = dict[str, Any]
+Updates: TypeAlias = dict[str, Any]
+ToolResult: TypeAlias = Updates | None
+ToolFn: TypeAlias = Callable[[Mapping[str, Any], "ToolContext"], ToolResult | Awaitable[ToolResult]]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolContext:
+    """What a tool knows about the step it runs in."""
+
+    run_id: str
+    node: str
+    step: int
+    attempt: int = 1
+
+    @property
+    def idempotency_key(self) -> str:
+        """Stable across redeliveries of the same step: use it to key side effects."""
+        return f"{self.run_id}:{self.step}"
+
+
+@dataclass(frozen=True, slots=True)
+class Tool:
+    """A registered tool and what ``GET /tools`` says about it."""
+
+    name: str
+    fn: ToolFn
+    description: str = ""
+    reads: tuple[str, ...] = ()
+    writes: tuple[str, ...] = ()
+    is_async: bool = False
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "parameters": {"reads": list(self.reads), "writes": list(self.writes)},
+            "async": self.is_async,
+        }
+
+
+class ToolError(HopgraphError):
+    """A tool raised, or returned something that is not a dict of updates."""
+
+    def __init__(self, tool: str, error_type: str, message: str) -> None:
+        self.tool = tool
+        self.error_type = error_type
+        self.message = message
+        super().__init__(f"tool {tool!r} failed: {error_type}: {message}")
+
+
+def _first_paragraph(doc: str | None) -> str:
+    return inspect.cleandoc(doc).split("\n\n", 1)[0].strip() if doc else ""
+
+
+@dataclass
+class Toolkit:
+    """A named set of tools. Also used as the registry a deployment runs with."""
+
+    name: str = "tools"
+    _tools: dict[str, Tool] = field(default_factory=dict)
+
+    def tool(
+        self,
+        fn: ToolFn | None = None,
+        *,
+        name: str | None = None,
+        aliases: Iterable[str] = (),
+        reads: Iterable[str] = (),
+        writes: Iterable[str] = (),
+    ) -> Any:
+        """Register a tool; usable as ``@tk.tool`` or ``@tk.tool(name=..., reads=...)``."""
+
+        def register(f: ToolFn) -> ToolFn:
+            for tool_name in (name or f.__name__, *aliases):
+                self.add(
+                    Tool(
+                        name=tool_name,
+                        fn=f,
+                        description=_first_paragraph(f.__doc__),
+                        reads=tuple(reads),
+                        writes=tuple(writes),
+                        is_async=inspect.iscoroutinefunction(f),
+                    )
+                )
+            return f
+
+        return register(fn) if fn is not None else register
+
+    def add(self, tool: Tool) -> None:
+        self._tools[tool.name] = tool
+
+    def include(self, other: Toolkit) -> None:
+        """Add every tool of ``other``; a later toolkit wins on a name clash."""
+        self._tools.update(other._tools)
+
+    def get(self, name: str) -> Tool:
+        try:
+            return self._tools[name]
+        except KeyError:
+            raise UnknownToolError(name) from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tools
+
+    def names(self) -> list[str]:
+        return sorted(self._tools)
+
+    def describe(self) -> list[dict[str, Any]]:
+        return [self._tools[n].describe() for n in self.names()]
+
+
+def load_toolkits(module_names: Iterable[str], into: Toolkit | None = None) -> Toolkit:
+    """Import each module and merge its ``toolkit`` into one registry."""
+    registry = into if into is not None else Toolkit("registry")
+    for module_name in module_names:
+        module = importlib.import_module(module_name)
+        toolkit = getattr(module, "toolkit", None)
+        if not isinstance(toolkit, Toolkit):
+            raise HopgraphError(f"module {module_name!r} has no module-level `toolkit`")
+        registry.include(toolkit)
+    return registry
+
+
+_loop: asyncio.AbstractEventLoop | None = None
+
+
+def _run_coroutine(awaitable: Awaitable[ToolResult]) -> ToolResult:
+    # One loop for the process: creating a loop per async tool call costs ~100 us.
+    global _loop
+    if _loop is None or _loop.is_closed():
+        _loop = asyncio.new_event_loop()
+    return _loop.run_until_complete(awaitable)
+
+
+def call_tool(tool: Tool, state: Mapping[str, Any], ctx: ToolContext) -> Updates:
+    """Run a tool and return its updates; every failure becomes a :class:`ToolError`."""
+    try:
+        result = tool.fn(state, ctx)
+        if tool.is_async or inspect.isawaitable(result):
+            result = _run_coroutine(result)  # type: ignore[arg-type]
+    except Exception as exc:  # a tool's failure is data for the step log, not a crash
+        raise ToolError(tool.name, type(exc).__name__, str(exc)) from exc
+    if result is None:
+        return {}
+    if not isinstance(result, dict):
+        raise ToolError(
+            tool.name, "TypeError", f"returned {type(result).__name__}, expected a dict or None"
+        )
+    return result

@@ -1,0 +1,238 @@
+"""Checking a graph definition once, reporting every problem with its location.
+
+``build_graph`` is the only way to get a :class:`~engine.graph.Graph`: it reads any accepted
+dialect, checks names, tools, targets, conditions, reachability and exits, and raises
+:class:`~engine.errors.GraphValidationError` listing every problem at once.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Collection, Iterable, Mapping
+from types import MappingProxyType
+from typing import Any
+
+from engine.conditions import compile_condition
+from engine.dialects import Draft, DraftRoute, read_draft
+from engine.errors import ConditionSyntaxError, GraphValidationError, Problem
+from engine.graph import END, END_ALIASES, Branch, Case, Graph, Node, canonical_target
+
+MAX_STEPS_CEILING = 10_000
+
+
+def build_graph(doc: Any, tools: Collection[str] | None = None) -> Graph:
+    """Validate ``doc`` (any accepted dialect) and return the immutable graph.
+
+    ``tools``: the registered tool names; ``None`` skips the unknown-tool check.
+    """
+    draft = read_draft(doc)
+    checker = _Checker(draft, tools)
+    graph = checker.build()
+    if checker.problems or graph is None:
+        raise GraphValidationError(checker.problems)
+    return graph
+
+
+def _suggest(name: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+class _Checker:
+    def __init__(self, draft: Draft, tools: Collection[str] | None) -> None:
+        self.draft = draft
+        self.tools = tools
+        self.problems: list[Problem] = list(draft.problems)
+        self.node_locs: dict[str, str] = {}
+
+    def add(self, loc: str, message: str) -> None:
+        self.problems.append(Problem(loc, message))
+
+    def build(self) -> Graph | None:
+        nodes = self._nodes()
+        entry = self._entry()
+        edges, branches = self._routes()
+        max_steps = self._max_steps()
+        self._exits()
+        self._reachability(entry)
+        if self.problems or entry is None:
+            return None
+        return Graph(
+            name=str(self.draft.name),
+            entry=entry,
+            nodes=MappingProxyType(nodes),
+            edges=MappingProxyType(edges),
+            branches=MappingProxyType(branches),
+            max_steps=max_steps,
+        )
+
+    # -- nodes and entry -------------------------------------------------------------------
+    def _nodes(self) -> dict[str, Node]:
+        if not self.draft.nodes and not self.problems:
+            self.add("nodes", "the graph has no nodes")
+        nodes: dict[str, Node] = {}
+        for dn in self.draft.nodes:
+            if not isinstance(dn.id, str) or not dn.id:
+                self.add(dn.loc, "a node needs a non-empty string id")
+                continue
+            if dn.id in END_ALIASES:
+                self.add(dn.loc, f"{dn.id!r} is reserved: it ends the run")
+                continue
+            if dn.id in nodes:
+                self.add(dn.loc, f"duplicate node id {dn.id!r}")
+                continue
+            self.node_locs[dn.id] = dn.loc
+            if self._tool_ok(dn.tool, dn.tool_loc) and self._settings_ok(dn.settings, dn.loc):
+                settings = MappingProxyType(dict(dn.settings or {}))
+                nodes[dn.id] = Node(dn.id, dn.tool, settings)
+        return nodes
+
+    def _tool_ok(self, tool: Any, loc: str) -> bool:
+        if not isinstance(tool, str) or not tool:
+            self.add(loc, "missing tool: every node names a registered tool")
+            return False
+        if self.tools is not None and tool not in self.tools:
+            self.add(loc, f"unknown tool {tool!r}{_suggest(tool, self.tools)}")
+            return False
+        return True
+
+    def _settings_ok(self, settings: Any, loc: str) -> bool:
+        if settings is None or isinstance(settings, Mapping):
+            return True
+        self.add(f"{loc}.settings", "settings must be an object")
+        return False
+
+    def _entry(self) -> str | None:
+        entry, loc = self.draft.entry, self.draft.entry_loc
+        if entry is None:
+            self.add(loc, "missing entry node")
+            return None
+        if not isinstance(entry, str) or entry not in self.node_locs:
+            known = _suggest(str(entry), self.node_locs)
+            self.add(loc, f"entry {entry!r} is not a node of this graph{known}")
+            return None
+        return entry
+
+    def _max_steps(self) -> int | None:
+        value = self.draft.max_steps
+        if value is None:
+            return None
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int)
+            or not (0 < value <= MAX_STEPS_CEILING)
+        ):
+            self.add("max_steps", f"must be an integer from 1 to {MAX_STEPS_CEILING}")
+            return None
+        return value
+
+    # -- routes ----------------------------------------------------------------------------
+    def _routes(self) -> tuple[dict[str, str], dict[str, Branch]]:
+        edges: dict[str, str] = {}
+        branches: dict[str, Branch] = {}
+        for route in self.draft.routes:
+            source = route.source
+            if not isinstance(source, str) or source not in self.node_locs:
+                self.add(route.loc, f"route out of unknown node {source!r}")
+                continue
+            if source in edges or source in branches:
+                self.add(route.loc, f"node {source!r} has more than one way out; use one branch")
+                continue
+            if route.is_branch:
+                branch = self._branch(route)
+                if branch is not None:
+                    branches[source] = branch
+            else:
+                target = self._target(route.target, route.target_loc)
+                if target is not None:
+                    edges[source] = target
+        return edges, branches
+
+    def _target(self, target: Any, loc: str) -> str | None:
+        if not isinstance(target, str) or not target:
+            self.add(loc, "missing target: name a node or END")
+            return None
+        name = canonical_target(target)
+        if name != END and name not in self.node_locs:
+            self.add(loc, f"unknown target {name!r}{_suggest(name, self.node_locs)}")
+            return None
+        return name
+
+    def _branch(self, route: DraftRoute) -> Branch | None:
+        cases: list[Case] = []
+        ok = True
+        for dc in route.cases:
+            target = self._target(dc.target, dc.target_loc)
+            condition = self._condition(dc.when, dc.when_loc)
+            if target is None or condition is None:
+                ok = False
+            else:
+                cases.append(Case(condition, target))
+        default = None
+        if route.default is not None:
+            default = self._target(route.default, route.default_loc)
+            ok = ok and default is not None
+        return Branch(tuple(cases), default) if ok else None
+
+    def _condition(self, source: Any, loc: str) -> Any:
+        if not isinstance(source, str) or not source.strip():
+            self.add(loc, "missing condition")
+            return None
+        try:
+            return compile_condition(source)
+        except ConditionSyntaxError as exc:
+            self.add(loc, str(exc))
+            return None
+
+    # -- graph shape -----------------------------------------------------------------------
+    def _exits(self) -> None:
+        routed = {r.source for r in self.draft.routes if isinstance(r.source, str)}
+        for node_id, loc in self.node_locs.items():
+            if node_id not in routed:
+                self.add(loc, f"node {node_id!r} has no way out: add an edge (to END to finish)")
+
+    def _reachability(self, entry: str | None) -> None:
+        # Walk the routes as written, valid or not, so that one bad target is reported once
+        # rather than again as every node behind it being "unreachable".
+        successors = self._draft_successors()
+        if entry is not None:
+            reached = reachable_from(entry, successors)
+            for node_id, loc in self.node_locs.items():
+                if node_id not in reached:
+                    self.add(loc, f"node {node_id!r} is unreachable from the entry {entry!r}")
+        if self.problems:
+            return
+        finishing = nodes_reaching_end(successors)
+        for node_id, loc in self.node_locs.items():
+            if node_id not in finishing:
+                self.add(loc, f"no path from {node_id!r} to END: the run could never finish")
+
+    def _draft_successors(self) -> dict[str, set[str]]:
+        succ: dict[str, set[str]] = {n: set() for n in self.node_locs}
+        for route in self.draft.routes:
+            if route.source not in succ:
+                continue
+            targets = [route.target, route.default, *(c.target for c in route.cases)]
+            succ[route.source].update(canonical_target(t) for t in targets if isinstance(t, str))
+        return succ
+
+
+def reachable_from(start: str, successors: Mapping[str, Iterable[str]]) -> set[str]:
+    """Every node reachable from ``start`` (``start`` included; END excluded)."""
+    seen = {start}
+    stack = [start]
+    while stack:
+        for nxt in successors.get(stack.pop(), ()):
+            if nxt != END and nxt not in seen:
+                seen.add(nxt)
+                stack.append(nxt)
+    return seen
+
+
+def nodes_reaching_end(successors: Mapping[str, Iterable[str]]) -> set[str]:
+    """Every node with some path to END."""
+    predecessors: dict[str, set[str]] = {}
+    for source, targets in successors.items():
+        for target in targets:
+            predecessors.setdefault(target, set()).add(source)
+    return reachable_from(END, predecessors) - {END}

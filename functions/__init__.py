@@ -1,0 +1,1 @@
+"""hopgraph on AWS: Lambda handlers (one folder per trigger) and the AWS adapters."""

@@ -1,0 +1,62 @@
+"""Environment settings, validated once at cold start.
+
+Every variable a handler reads is declared here and in template.yaml (a test checks the two
+agree). Nothing else in the code base reads the process environment.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+ENV_PREFIX = "HOPGRAPH_"
+
+
+class Settings(BaseModel):
+    """Deployment configuration; field ``x`` is read from ``HOPGRAPH_X``."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    table: str = Field(description="DynamoDB table holding graphs, runs, steps, connections")
+    step_queue_url: str = Field(default="", description="SQS queue of step hops")
+    dispatch: Literal["sqs", "lambda"] = Field(default="sqs", description="how hops travel")
+    worker_function: str = Field(default="", description="worker Lambda name, for self-invoke")
+    ws_endpoint: str = Field(default="", description="API Gateway Management API endpoint")
+    toolkits: str = Field(
+        default="engine.toolkits.code_review", description="comma-separated toolkit modules"
+    )
+    state_limit_bytes: int = Field(default=350_000, gt=0, le=380_000)
+    max_steps: int = Field(default=100, gt=0, le=10_000)
+    step_max_receives: int = Field(default=5, gt=0, description="= the step queue's maxReceiveCount")
+    run_requests_dlq_url: str = Field(default="", description="DLQ for malformed run requests")
+    connection_ttl_seconds: int = Field(default=7_200, gt=0)
+
+    @property
+    def toolkit_modules(self) -> list[str]:
+        return [m.strip() for m in self.toolkits.split(",") if m.strip()]
+
+
+class SettingsError(RuntimeError):
+    """The environment does not describe a usable deployment."""
+
+
+def env_var(field_name: str) -> str:
+    return ENV_PREFIX + field_name.upper()
+
+
+def read_settings(environ: dict[str, str] | None = None) -> Settings:
+    env = os.environ if environ is None else environ
+    raw = {name: env[env_var(name)] for name in Settings.model_fields if env_var(name) in env}
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        raise SettingsError(f"invalid hopgraph environment: {exc}") from exc
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read on first use (cold start) and then cached."""
+    return read_settings()
