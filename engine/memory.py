@@ -207,5 +207,8 @@ class RecordingNotifier:
     def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []
 
+    def prefetch(self, run_id: str) -> None:
+        return None
+
     def publish(self, run_id: str, events: list[dict[str, Any]]) -> None:
         self.events.extend(events)

@@ -263,11 +263,21 @@ class StepQueue(Protocol):
 
 
 class Notifier(Protocol):
-    """Pushes run events to subscribers. Best effort: implementations never raise."""
+    """Pushes run events to subscribers. Best effort: implementations never raise.
+
+    The service publishes a step's events *before* dispatching the next hop, so a
+    subscriber sees a run's events in step order. ``prefetch`` is called when a hop starts,
+    so an implementation can look up subscribers while the tool runs, off the critical path.
+    """
+
+    def prefetch(self, run_id: str) -> None: ...
 
     def publish(self, run_id: str, events: list[dict[str, Any]]) -> None: ...
 
 
 class NullNotifier:
+    def prefetch(self, run_id: str) -> None:
+        return None
+
     def publish(self, run_id: str, events: list[dict[str, Any]]) -> None:
         return None

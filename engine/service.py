@@ -11,10 +11,11 @@ Processing one hop (one step of one run)::
     commit slot n, conditional on "slot empty" -----> exactly one writer wins
          (2) crash here: the redelivered hop (same delivery id d1) finds slot n taken by
              d1 and re-dispatches the successor it never sent
+    publish events (best effort, never fails the step; before the dispatch, so that
+         a subscriber sees one run's events in step order)
     dispatch hop n+1 (or nothing: the commit ended the run)
          (3) crash here: as (2); the successor may now exist twice, and the copy that
              loses its commit is dropped
-    publish events (best effort, never fails the step)
     acknowledge
 
     after_conflict: slot n taken by *this* delivery -> re-dispatch the successor (recovery);
@@ -197,6 +198,7 @@ class RunService:
     def process_hop(self, hop: Hop, delivery_id: str, attempt: int = 1) -> HopResult:
         """Apply one hop: run the tool, commit its step exactly once, route onwards."""
         graph = self.graph(hop.graph_id)
+        self.notifier.prefetch(hop.run_id)
         if hop.recheck or attempt > 1:
             taken = self.store.get_step(hop.run_id, hop.seq)
             if taken is not None:
@@ -231,14 +233,14 @@ class RunService:
         if taken.committed_by != delivery_id or taken.run_status != "running":
             return "duplicate"
         # Our own earlier attempt committed and then died before dispatching: finish its work.
-        self._dispatch_successor(hop, taken, recheck=True)
         self._publish(taken, None)
+        self._dispatch_successor(hop, taken, recheck=True)
         return "recovered"
 
     def _follow_up(self, hop: Hop, step: StepRecord, outcome: StepOutcome) -> None:
+        self._publish(step, outcome.end)
         if outcome.end is None:
             self._dispatch_successor(hop, step, recheck=False)
-        self._publish(step, outcome.end)
 
     def _dispatch_successor(self, hop: Hop, step: StepRecord, *, recheck: bool) -> None:
         assert step.next_node is not None
