@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any
 
@@ -56,7 +56,10 @@ def advance(
     now: float,
 ) -> StepOutcome:
     """Run ``node`` on ``state`` as step ``ctx.step`` and decide what comes next."""
-    tool_name = graph.nodes[node].tool
+    spec = graph.nodes[node]
+    tool_name = spec.tool
+    if spec.settings:
+        ctx = replace(ctx, settings=spec.settings)
     record = _Recorder(ctx, node, tool_name, now, time.perf_counter())
     try:
         updates = call_tool(tools.get(tool_name), MappingProxyType(state), ctx)

@@ -15,7 +15,8 @@ import importlib
 import inspect
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeAlias
+from types import MappingProxyType
+from typing import Any, TypeAlias, TypeVar, overload
 
 from engine.errors import HopgraphError, UnknownToolError
 
@@ -23,6 +24,10 @@ State: TypeAlias = dict[str, Any]
 Updates: TypeAlias = dict[str, Any]
 ToolResult: TypeAlias = Updates | None
 ToolFn: TypeAlias = Callable[[Mapping[str, Any], "ToolContext"], ToolResult | Awaitable[ToolResult]]
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+_NO_SETTINGS: Mapping[str, Any] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +38,8 @@ class ToolContext:
     node: str
     step: int
     attempt: int = 1
+    settings: Mapping[str, Any] = field(default_factory=lambda: _NO_SETTINGS)
+    """The node's ``settings`` from the graph definition (read-only)."""
 
     @property
     def idempotency_key(self) -> str:
@@ -81,18 +88,34 @@ class Toolkit:
     name: str = "tools"
     _tools: dict[str, Tool] = field(default_factory=dict)
 
+    @overload
+    def tool(self, fn: F, /) -> F: ...
+
+    @overload
     def tool(
         self,
-        fn: ToolFn | None = None,
+        fn: None = None,
+        /,
         *,
         name: str | None = None,
         aliases: Iterable[str] = (),
         reads: Iterable[str] = (),
         writes: Iterable[str] = (),
-    ) -> Any:
+    ) -> Callable[[F], F]: ...
+
+    def tool(
+        self,
+        fn: F | None = None,
+        /,
+        *,
+        name: str | None = None,
+        aliases: Iterable[str] = (),
+        reads: Iterable[str] = (),
+        writes: Iterable[str] = (),
+    ) -> F | Callable[[F], F]:
         """Register a tool; usable as ``@tk.tool`` or ``@tk.tool(name=..., reads=...)``."""
 
-        def register(f: ToolFn) -> ToolFn:
+        def register(f: F) -> F:
             for tool_name in (name or f.__name__, *aliases):
                 self.add(
                     Tool(

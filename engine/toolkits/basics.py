@@ -1,0 +1,41 @@
+"""Small general-purpose tools: counters, waits and state plumbing.
+
+Handy for trying hopgraph out, for load tests and for graphs that need a step that only
+moves data. Each tool reads its knobs from the node's ``settings``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from engine.tools import ToolContext, Toolkit
+
+toolkit = Toolkit("basics")
+
+
+@toolkit.tool(reads=["<settings.key>"], writes=["<settings.key>"])
+def increment(state: Mapping[str, Any], ctx: ToolContext) -> dict[str, Any]:
+    """Add ``settings.by`` (default 1) to the number at ``settings.key`` (default "count")."""
+    key = str(ctx.settings.get("key", "count"))
+    by = ctx.settings.get("by", 1)
+    return {key: state.get(key, 0) + by}
+
+
+@toolkit.tool(writes=["<settings.values>"])
+def set_values(state: Mapping[str, Any], ctx: ToolContext) -> dict[str, Any]:
+    """Set every key of ``settings.values`` in the state."""
+    return dict(ctx.settings.get("values", {}))
+
+
+@toolkit.tool
+def wait(state: Mapping[str, Any], ctx: ToolContext) -> None:
+    """Sleep ``settings.ms`` milliseconds (default 10): stands in for slow I/O."""
+    time.sleep(float(ctx.settings.get("ms", 10)) / 1000)
+
+
+@toolkit.tool(writes=["trail"])
+def record_visit(state: Mapping[str, Any], ctx: ToolContext) -> dict[str, Any]:
+    """Append this node's name to ``trail``: shows the path a run took."""
+    return {"trail": [*state.get("trail", []), ctx.node]}

@@ -1,0 +1,119 @@
+"""A small client of the hopgraph HTTP and WebSocket APIs, used by the command line."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+
+
+class ApiError(Exception):
+    """The API answered with an error; ``str()`` is the message a person should read."""
+
+    def __init__(self, status: int, body: Any) -> None:
+        self.status = status
+        self.body = body
+        super().__init__(_error_text(status, body))
+
+
+def _error_text(status: int, body: Any) -> str:
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        return f"HTTP {status}: {body}"
+    lines = [f"{error.get('message', 'error')} (HTTP {status})"]
+    for problem in error.get("problems") or []:
+        lines.append(f"  {problem.get('location')}: {problem.get('message')}")
+    return "\n".join(lines)
+
+
+class HopgraphClient:
+    def __init__(self, api: str, timeout: float = 30.0) -> None:
+        self.api = api.rstrip("/")
+        self._http = httpx.Client(base_url=self.api, timeout=timeout)
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise ApiError(0, f"cannot reach the hopgraph API at {self.api}: {exc}") from None
+        try:
+            body = response.json()
+        except ValueError:
+            body = response.text
+        if response.status_code >= 400:
+            raise ApiError(response.status_code, body)
+        return body
+
+    # graphs
+    def create_graph(self, definition: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("POST", "/graphs", json=definition)
+        return result
+
+    def list_graphs(self) -> list[dict[str, Any]]:
+        return list(self._pages("/graphs", {}))
+
+    def get_graph(self, graph_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", f"/graphs/{graph_id}")
+        return result
+
+    def mermaid(self, graph_id: str) -> str:
+        return str(self._call("GET", f"/graphs/{graph_id}/mermaid"))
+
+    # runs
+    def start_run(
+        self,
+        graph_id: str,
+        state: dict[str, Any],
+        max_steps: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"graph_id": graph_id, "input": state}
+        if max_steps is not None:
+            body["max_steps"] = max_steps
+        if idempotency_key is not None:
+            body["idempotency_key"] = idempotency_key
+        result: dict[str, Any] = self._call("POST", "/runs", json=body)
+        return result
+
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", f"/runs/{run_id}")
+        return result
+
+    def list_runs(self, graph_id: str | None, status: str | None) -> list[dict[str, Any]]:
+        params = {k: v for k, v in (("graph_id", graph_id), ("status", status)) if v}
+        return list(self._pages("/runs", params))
+
+    def steps(self, run_id: str, after: int = -1) -> list[dict[str, Any]]:
+        return list(self._pages(f"/runs/{run_id}/steps", {"after": after}))
+
+    def cancel(self, run_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("POST", f"/runs/{run_id}/cancel")
+        return result
+
+    def tools(self) -> list[dict[str, Any]]:
+        body = self._call("GET", "/tools")
+        return list(body["tools"] if isinstance(body, dict) else body)
+
+    def _pages(self, path: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        cursor: str | None = None
+        while True:
+            query = dict(params, cursor=cursor) if cursor else params
+            body = self._call("GET", path, params=query)
+            yield from body.get("items", [])
+            cursor = body.get("next_cursor")
+            if not cursor:
+                return
+
+
+def follow_events(ws_url: str, run_id: str, timeout: float) -> Iterator[dict[str, Any]]:
+    """Yield a run's events from the WebSocket API until its final run event."""
+    from websockets.sync.client import connect
+
+    with connect(f"{ws_url.rstrip('/')}?run_id={run_id}", open_timeout=10) as socket:
+        while True:
+            event = json.loads(socket.recv(timeout=timeout))
+            yield event
+            if event.get("type") == "run" and event.get("status") != "running":
+                return

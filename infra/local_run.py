@@ -1,0 +1,58 @@
+"""``hopgraph run FILE --local``: a graph run in this process, no stack, no AWS."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from engine.errors import GraphValidationError, HopgraphError
+from engine.memory import MemoryRunStore
+from engine.runner import InProcessRunner
+from engine.tools import load_toolkits
+from engine.validation import build_graph
+from infra.progress import RunProgress
+
+
+def run_local(
+    graph_file: str,
+    state: dict[str, Any],
+    toolkits: list[str],
+    max_steps: int | None,
+    console: Console,
+    as_json: bool,
+) -> int:
+    """Run ``graph_file`` to the end in-process; 0 when the run completes, else 1 (2: bad input)."""
+    try:
+        doc = json.loads(Path(graph_file).read_text())
+        tools = load_toolkits([t.strip() for t in toolkits if t.strip()])
+        graph = build_graph(doc, tools.names())
+    except GraphValidationError as exc:
+        console.print(f"[red]error:[/] {graph_file} is not a valid graph:", highlight=False)
+        for problem in exc.problems:
+            console.print(f"  {problem.location}: {problem.message}", highlight=False)
+        return 2
+    except (OSError, ValueError, HopgraphError, ImportError) as exc:
+        console.print(f"[red]error:[/] {exc}", highlight=False)
+        return 2
+    progress = RunProgress(console, show_state=not as_json)
+    runner = InProcessRunner(tools, store=MemoryRunStore(), on_event=progress.event)
+    with progress:
+        result = runner.run(graph, state, max_steps=max_steps)
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "run_id": result.run_id,
+                    "status": result.status,
+                    "state": result.state,
+                    "steps": result.steps,
+                    "error": result.error,
+                    "log": result.log,
+                },
+                default=str,
+            )
+        )
+    return 0 if result.status == "completed" else 1

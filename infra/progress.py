@@ -1,0 +1,81 @@
+"""The command line's live view of a run: one line per step as it commits, then the result."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich.console import Console
+from rich.status import Status
+
+_STATUS_STYLE = {"ok": "green", "failed": "red", "cancelled": "yellow"}
+
+
+class RunProgress:
+    """Renders step and run events; a spinner shows the step being waited for."""
+
+    def __init__(self, console: Console, *, show_state: bool = True) -> None:
+        self.console = console
+        self.show_state = show_state
+        self.final: dict[str, Any] | None = None
+        self._seen: set[int] = set()
+        self._spinner: Status | None = None
+
+    def __enter__(self) -> RunProgress:
+        if self.console.is_terminal:
+            self._spinner = self.console.status("waiting for the first step...")
+            self._spinner.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._spinner is not None:
+            self._spinner.stop()
+
+    def record(self, event: dict[str, Any]) -> bool:
+        """Note ``event`` without rendering it; False if it is a repeat already seen."""
+        if event.get("type") == "run" and event.get("status") != "running":
+            self.final = event
+        if event.get("type") == "step":
+            seq = int(event.get("seq", -1))
+            if seq in self._seen:
+                return False
+            self._seen.add(seq)
+        return True
+
+    def event(self, event: dict[str, Any]) -> None:
+        if not self.record(event):  # events are at-least-once; a backfilled step may repeat
+            return
+        if event.get("type") == "step":
+            self._step(event)
+        elif event.get("type") == "run":
+            self._run(event)
+
+    def _step(self, event: dict[str, Any]) -> None:
+        seq = int(event.get("seq", -1))
+        status = str(event.get("status", "?"))
+        style = _STATUS_STYLE.get(status, "white")
+        keys = ", ".join(sorted((event.get("updates") or {}).keys())) or "-"
+        duration = float(event.get("duration_ms") or 0.0)
+        line = (
+            f"[dim]step[/] {seq:>3}  [bold]{event.get('node')}[/] ({event.get('tool')})  "
+            f"{duration:8.1f} ms  [{style}]{status}[/]  [dim]updates: {keys}[/]"
+        )
+        self.console.print(line, highlight=False)
+        if event.get("error"):
+            self.console.print(f"      [red]{event['error']}[/]", highlight=False)
+        if self._spinner is not None:
+            self._spinner.update(f"step {seq} done; waiting for step {seq + 1}...")
+
+    def _run(self, event: dict[str, Any]) -> None:
+        status = event.get("status")
+        if status == "running":
+            return
+        if self._spinner is not None:
+            self._spinner.stop()
+        style = "green" if status == "completed" else "red"
+        steps = event.get("steps")
+        self.console.print(f"[{style}]run {status}[/] after {steps} steps", highlight=False)
+        if event.get("reason"):
+            self.console.print(f"reason: {event['reason']}", highlight=False)
+        if self.show_state and event.get("state") is not None:
+            self.console.print_json(json.dumps(event["state"], default=str))
