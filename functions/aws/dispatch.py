@@ -1,0 +1,95 @@
+"""Step dispatch: the two ways a hop reaches the worker, both a :class:`engine.ports.StepQueue`.
+
+- :class:`SqsStepQueue` sends the hop to the step queue (the default): SQS holds it durably,
+  redelivers it after the visibility timeout, and parks it in the DLQ after maxReceiveCount.
+- :class:`LambdaStepQueue` invokes the worker asynchronously with the hop as its payload
+  (``Dispatch=lambda``): one request less per step (no receive, no delete), with Lambda's own
+  asynchronous retries and OnFailure destination standing in for SQS's redelivery and DLQ.
+
+Errors are not caught: a ``ClientError`` (or a connection error) propagates to the caller,
+whose own message is then retried, which is what the ``StepQueue`` contract asks.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from engine.ports import Hop
+
+if TYPE_CHECKING:  # stub types only when type checking: keeps the import graph small
+    from mypy_boto3_lambda import LambdaClient
+    from mypy_boto3_sqs import SQSClient
+else:
+    LambdaClient = SQSClient = Any
+
+SELF_INVOKE_MARKER = "hopgraph"
+"""Key of the self-invocation payload that tells the worker it got a hop, not an SQS batch."""
+
+
+def hop_body(hop: Hop) -> str:
+    """The JSON a hop travels as, compact: SQS bills per 64 KB chunk of request."""
+    return json.dumps(hop.to_dict(), separators=(",", ":"), default=str)
+
+
+def self_invoke_payload(
+    hop: Hop,
+    *,
+    delivery_id: str | None = None,
+    attempt: int | None = None,
+    reason: str | None = None,
+) -> dict[str, Any]:
+    """The worker's self-invocation event. ``delivery_id``, ``attempt`` and ``reason`` are set
+    only on a redelivery (functions/worker/hops.py): a first delivery takes Lambda's request
+    id as its delivery id."""
+    payload: dict[str, Any] = {SELF_INVOKE_MARKER: "hop", "hop": hop.to_dict()}
+    extra = {"delivery_id": delivery_id, "attempt": attempt, "reason": reason}
+    payload.update({key: value for key, value in extra.items() if value is not None})
+    return payload
+
+
+class SqsStepQueue:
+    """Sends each hop as one SQS message (SendMessage) on the step queue."""
+
+    def __init__(self, queue_url: str, client: SQSClient) -> None:
+        if not queue_url:
+            raise ValueError("SqsStepQueue needs the step queue URL (HOPGRAPH_STEP_QUEUE_URL)")
+        self.queue_url = queue_url
+        self.client = client
+
+    def dispatch(self, hop: Hop) -> None:
+        """Send ``hop``; raises ``ClientError`` if SQS refuses it."""
+        self.client.send_message(QueueUrl=self.queue_url, MessageBody=hop_body(hop))
+
+
+class LambdaStepQueue:
+    """Invokes the worker function asynchronously (InvocationType=Event) with each hop."""
+
+    def __init__(self, function_name: str, client: LambdaClient) -> None:
+        if not function_name:
+            raise ValueError("LambdaStepQueue needs the worker name (HOPGRAPH_WORKER_FUNCTION)")
+        self.function_name = function_name
+        self.client = client
+
+    def dispatch(self, hop: Hop) -> None:
+        """Hand ``hop`` to Lambda's asynchronous invocation queue; raises ``ClientError``."""
+        self.invoke(self_invoke_payload(hop))
+
+    def redeliver(
+        self, hop: Hop, delivery_id: str, attempt: int, reason: str | None = None
+    ) -> None:
+        """Invoke the worker again for ``hop`` as delivery ``delivery_id``, attempt ``attempt``
+        (``reason``: why the hop is being dead-lettered, on the invocation past the limit)."""
+        payload = self_invoke_payload(hop, delivery_id=delivery_id, attempt=attempt, reason=reason)
+        self.invoke(payload)
+
+    def invoke(self, payload: dict[str, Any]) -> None:
+        """Queue one asynchronous invocation of the worker with ``payload``."""
+        body = json.dumps(payload, separators=(",", ":"), default=str).encode()
+        response = self.client.invoke(
+            FunctionName=self.function_name, InvocationType="Event", Payload=body
+        )
+        # An accepted asynchronous invocation answers 202; anything else did not queue it.
+        status = response.get("StatusCode", 202)
+        if status != 202:
+            raise RuntimeError(f"Lambda did not accept the hop: Invoke answered {status}")

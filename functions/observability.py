@@ -1,0 +1,80 @@
+"""Powertools Logger, Metrics and Tracer, set up once and shared by every handler.
+
+- Logger: JSON lines; the service name comes from ``POWERTOOLS_SERVICE_NAME`` and the level
+  from ``POWERTOOLS_LOG_LEVEL`` (template.yaml Globals). :func:`log_keys` adds per-record
+  keys (``run_id``, ``seq``) in a thread-safe way: the local stack runs handlers in threads.
+- Metrics: CloudWatch embedded metric format (EMF) on stdout, namespace from
+  ``POWERTOOLS_METRICS_NAMESPACE`` (``Hopgraph`` when unset, as in template.yaml).
+- Tracer: X-Ray, only inside Lambda (and unless ``POWERTOOLS_TRACE_DISABLED``), through the
+  :func:`traced` decorator. Building a Tracer imports the X-Ray SDK and botocore, about twice
+  the import time of boto3 itself, so where tracing is off (tests, the local stack) none is
+  built. Only botocore is patched: it is all the handlers call, and patching every module
+  Powertools knows would import httpx and friends into the worker at cold start.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+
+H = TypeVar("H", bound=Callable[..., Any])
+
+DEFAULT_NAMESPACE = "Hopgraph"
+
+logger = Logger()
+metrics = Metrics()
+if metrics.provider.namespace is None:  # a local run without the template's environment
+    metrics.provider.namespace = DEFAULT_NAMESPACE
+
+__all__ = [
+    "MetricUnit",
+    "count",
+    "log_keys",
+    "logger",
+    "metrics",
+    "milliseconds",
+    "traced",
+    "tracer",
+]
+
+
+def _tracing_enabled() -> bool:
+    # Powertools' own rule (in Lambda, not SAM local, not POWERTOOLS_TRACE_DISABLED), asked
+    # without building a Tracer; if a release renames it, build one and let it decide.
+    disabled = getattr(Tracer, "_is_tracer_disabled", None)
+    return True if disabled is None else not disabled()
+
+
+tracer: Tracer | None = Tracer(patch_modules=["botocore"]) if _tracing_enabled() else None
+
+
+def traced(handler: H) -> H:
+    """``tracer.capture_lambda_handler`` where tracing is on; the handler itself elsewhere."""
+    if tracer is None:
+        return handler
+    wrapped: H = tracer.capture_lambda_handler(handler, capture_response=False)
+    return wrapped
+
+
+def count(name: str, value: float = 1) -> None:
+    """Add ``value`` to the counter metric ``name`` of this invocation."""
+    metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+
+
+def milliseconds(name: str, value: float) -> None:
+    """Record a duration metric ``name`` in milliseconds."""
+    metrics.add_metric(name=name, unit=MetricUnit.Milliseconds, value=value)
+
+
+@contextmanager
+def log_keys(**keys: object) -> Iterator[None]:
+    """Put ``keys`` on every log line of this thread inside the block, and only there."""
+    logger.thread_safe_append_keys(**keys)
+    try:
+        yield
+    finally:
+        logger.thread_safe_remove_keys(list(keys))

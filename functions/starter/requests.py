@@ -1,0 +1,112 @@
+"""Run requests from the run-requests queue: validation, starting, and parking the malformed.
+
+A request is ``{"graph_id", "input", "idempotency_key"?, "max_steps"?}``. Anything that can
+never start a run (not JSON, wrong fields, an unknown graph, a bad ``max_steps``, an input
+the engine refuses) is *permanent*: it is sent at once to the run-requests DLQ with the
+reason as a message attribute and acknowledged, instead of being received four more times
+before SQS's redrive policy gives up on it. Everything else (throttling, a network error)
+fails only its own record, which SQS redelivers.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
+
+from engine.errors import GraphValidationError, InvalidInputError, NotFoundError, StateTooLargeError
+from engine.validation import MAX_STEPS_CEILING
+from functions import runtime
+from functions.aws import clients
+from functions.observability import count, log_keys, logger
+from functions.settings import get_settings
+
+REASON_ATTRIBUTE = "hopgraph_reason"
+"""Message attribute that says why a request was dead-lettered."""
+_MAX_REASON = 1_000
+
+
+class RunRequest(BaseModel):
+    """The body of a run-requests queue message."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    graph_id: Annotated[StrictStr, Field(min_length=1, max_length=200)]
+    input: dict[str, Any]
+    idempotency_key: Annotated[StrictStr, Field(min_length=1, max_length=512)] | None = None
+    max_steps: Annotated[StrictInt, Field(gt=0, le=MAX_STEPS_CEILING)] | None = None
+
+
+class MalformedRequest(Exception):
+    """The request can never start a run; ``reason`` says why, for a person to act on."""
+
+
+PERMANENT_ERRORS = (NotFoundError, InvalidInputError, StateTooLargeError, GraphValidationError)
+"""Engine errors that the same request will always get again."""
+
+
+def parse_request(body: str) -> RunRequest:
+    try:
+        doc = json.loads(body)
+    except ValueError as exc:
+        raise MalformedRequest(f"body is not JSON: {exc}") from None
+    try:
+        return RunRequest.model_validate(doc)
+    except ValidationError as exc:
+        raise MalformedRequest(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    problems = [
+        f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}" for err in exc.errors()
+    ]
+    return "invalid run request: " + "; ".join(problems)
+
+
+def start_requested_run(record: SQSRecord) -> str:
+    """Powertools record handler: start the run a message asks for (idempotently)."""
+    try:
+        request = parse_request(record.body)
+        with log_keys(graph_id=request.graph_id):
+            return _start(request, record.message_id)
+    except MalformedRequest as exc:
+        park(record, str(exc))
+        return "malformed"
+
+
+def _start(request: RunRequest, message_id: str) -> str:
+    # Without a client key the message id is the key: a redelivered request (the starter
+    # crashed after start_run, before the acknowledgement) finds its run instead of
+    # starting a second one.
+    key = request.idempotency_key or message_id
+    try:
+        run, created = runtime.service().start_run(
+            request.graph_id, request.input, idempotency_key=key, max_steps=request.max_steps
+        )
+    except PERMANENT_ERRORS as exc:
+        raise MalformedRequest(str(exc)) from None
+    with log_keys(run_id=run.run_id):
+        logger.info("run requested", extra={"created": created, "status": run.status})
+    count("RunsStarted" if created else "RunRequestsDuplicate")
+    return run.run_id
+
+
+def park(record: SQSRecord, reason: str) -> None:
+    """Send a malformed request to the run-requests DLQ with ``reason``; the caller acks it.
+
+    Raises if the DLQ is not configured or refuses the message, so the record fails and SQS
+    keeps it (its redrive policy parks it after maxReceiveCount receives): never lost."""
+    logger.error("malformed run request", extra={"reason": reason, "message_id": record.message_id})
+    count("MalformedRunRequests")
+    dlq_url = get_settings().run_requests_dlq_url
+    if not dlq_url:
+        raise RuntimeError("HOPGRAPH_RUN_REQUESTS_DLQ_URL is not set: cannot park the request")
+    attributes = {
+        REASON_ATTRIBUTE: {"DataType": "String", "StringValue": reason[:_MAX_REASON]},
+        "source_message_id": {"DataType": "String", "StringValue": record.message_id},
+    }
+    clients.client("sqs").send_message(
+        QueueUrl=dlq_url, MessageBody=record.body, MessageAttributes=attributes
+    )

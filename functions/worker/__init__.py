@@ -1,0 +1,1 @@
+"""The step worker: applies one hop per SQS message or per asynchronous self-invocation."""
