@@ -1,0 +1,90 @@
+"""The FastAPI application factory and the request body limit."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from functions.api import __version__
+from functions.api.errors import error_reply, install_error_handlers
+
+MAX_BODY_BYTES = 1_048_576
+"""Bodies above this are refused with 413 before anything parses them."""
+
+DESCRIPTION = """\
+A LangGraph-style workflow engine whose every node step is a durable serverless hop.
+
+Create a graph (`POST /graphs`, any accepted dialect), start a run (`POST /runs`), then follow
+it (`GET /runs/{run_id}`, `GET /runs/{run_id}/steps`) or subscribe to its events over the
+WebSocket API. Every error has one shape: `{"error": {"type", "message", "problems"?}}`.
+"""
+
+
+class BodyLimit:
+    """Refuse request bodies larger than ``limit`` bytes with 413, before any parsing.
+
+    Hand-written because Starlette has no body size limit; a pure ASGI middleware, so the
+    body is counted as it arrives rather than trusted from ``Content-Length`` alone."""
+
+    def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.limit:
+            await self._refuse(int(declared), scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                return
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            more = message.get("more_body", False)
+            if size > self.limit:
+                await self._refuse(size, scope, receive, send)
+                return
+        await self.app(scope, _replay(b"".join(chunks), receive), send)
+
+    async def _refuse(self, size: int, scope: Scope, receive: Receive, send: Send) -> None:
+        message = f"the request body is {size} bytes or more; the limit is {self.limit} bytes"
+        await error_reply(413, "payload_too_large", message)(scope, receive, send)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that yields the buffered body once, then defers to the real one."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
+
+
+def create_app(*, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+    """The HTTP API: resource routes, compatibility routes, error mapping, body limit."""
+    from functions.api import routes_compat, routes_graphs, routes_meta, routes_runs
+
+    app = FastAPI(
+        title="hopgraph",
+        version=__version__,
+        description=DESCRIPTION,
+        # One schema per model in /docs, rather than a "-Input" and an "-Output" twin.
+        separate_input_output_schemas=False,
+    )
+    for module in (routes_graphs, routes_runs, routes_meta, routes_compat):
+        app.include_router(module.router)
+    install_error_handlers(app)
+    app.add_middleware(BodyLimit, limit=max_body_bytes)
+    return app

@@ -1,0 +1,290 @@
+"""Request and response schemas of the HTTP API, with the examples OpenAPI shows.
+
+Responses are built from engine records by the ``from_*`` constructors, which are the only
+place records turn into JSON: timestamps become ISO 8601 UTC strings here.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from engine.events import iso
+from engine.ports import GraphRecord, RunRecord, RunStatus, StepRecord
+from engine.validation import MAX_STEPS_CEILING
+from functions.api.examples import (
+    CANONICAL,
+    EXAMPLE_GRAPH_ID,
+    EXAMPLE_LOG_ENTRY,
+    EXAMPLE_RUN_ID,
+    EXAMPLE_STATE,
+    EXAMPLE_TIME,
+    SAMPLE_CODE,
+)
+
+Id = Annotated[str, Field(min_length=1, max_length=128)]
+Timestamp = Annotated[str, Field(description="ISO 8601, UTC", examples=[EXAMPLE_TIME])]
+State = dict[str, Any]
+
+
+def _examples(*values: dict[str, Any]) -> ConfigDict:
+    return ConfigDict(json_schema_extra={"examples": list(values)})
+
+
+# -- graphs ---------------------------------------------------------------------------------
+class GraphResource(BaseModel):
+    """A stored graph, in canonical form whatever dialect it was sent in."""
+
+    model_config = _examples(
+        {
+            "graph_id": EXAMPLE_GRAPH_ID,
+            "name": "code_review",
+            "created_at": EXAMPLE_TIME,
+            "graph": CANONICAL,
+        }
+    )
+
+    graph_id: str
+    name: str
+    created_at: Timestamp
+    graph: dict[str, Any] = Field(description="The canonical definition.")
+
+    @classmethod
+    def from_record(cls, record: GraphRecord) -> GraphResource:
+        return cls(
+            graph_id=record.graph_id,
+            name=record.name,
+            created_at=iso(record.created_at),
+            graph=record.definition,
+        )
+
+
+class GraphSummary(BaseModel):
+    graph_id: str
+    name: str
+    created_at: Timestamp
+
+    @classmethod
+    def from_record(cls, record: GraphRecord) -> GraphSummary:
+        return cls(graph_id=record.graph_id, name=record.name, created_at=iso(record.created_at))
+
+
+class GraphPage(BaseModel):
+    """Graphs, newest first."""
+
+    model_config = _examples(
+        {
+            "items": [
+                {"graph_id": EXAMPLE_GRAPH_ID, "name": "code_review", "created_at": EXAMPLE_TIME}
+            ],
+            "next_cursor": None,
+        }
+    )
+
+    items: list[GraphSummary]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null: no more."
+    )
+
+
+class MermaidDocument(BaseModel):
+    model_config = _examples(
+        {"graph_id": EXAMPLE_GRAPH_ID, "mermaid": "flowchart TD\n    __start__([start])\n"}
+    )
+
+    graph_id: str
+    mermaid: str = Field(description="A Mermaid `flowchart TD`.")
+
+
+# -- runs -----------------------------------------------------------------------------------
+class RunStartRequest(BaseModel):
+    """Start a run of a graph."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"graph_id": EXAMPLE_GRAPH_ID, "input": {"code": "x = 1\n"}}]
+        },
+    )
+
+    graph_id: Id
+    input: State | None = Field(
+        default=None, description="The run's initial state (a JSON object); default {}."
+    )
+    idempotency_key: Annotated[str, Field(min_length=1, max_length=256)] | None = Field(
+        default=None,
+        description="Starting again with the same graph and key returns the same run "
+        "(200) instead of creating one (202).",
+    )
+    max_steps: Annotated[int, Field(ge=1, le=MAX_STEPS_CEILING)] | None = Field(
+        default=None, description="Step limit; default: the graph's, else the deployment's."
+    )
+
+
+class RunAccepted(BaseModel):
+    model_config = _examples(
+        {
+            "run_id": EXAMPLE_RUN_ID,
+            "graph_id": EXAMPLE_GRAPH_ID,
+            "status": "running",
+            "created": True,
+        }
+    )
+
+    run_id: str
+    graph_id: str
+    status: RunStatus
+    created: bool = Field(description="False: an earlier start with this idempotency key.")
+
+    @classmethod
+    def from_record(cls, run: RunRecord, created: bool) -> RunAccepted:
+        return cls(run_id=run.run_id, graph_id=run.graph_id, status=run.status, created=created)
+
+
+class RunSummary(BaseModel):
+    run_id: str
+    graph_id: str
+    status: RunStatus
+    error: str | None
+    created_at: Timestamp
+    updated_at: Timestamp
+
+    @classmethod
+    def from_record(cls, run: RunRecord) -> RunSummary:
+        return cls(
+            run_id=run.run_id,
+            graph_id=run.graph_id,
+            status=run.status,
+            error=run.error,
+            created_at=iso(run.created_at),
+            updated_at=iso(run.updated_at),
+        )
+
+
+_RUN_EXAMPLE: dict[str, Any] = {
+    "run_id": EXAMPLE_RUN_ID,
+    "graph_id": EXAMPLE_GRAPH_ID,
+    "status": "completed",
+    "error": None,
+    "created_at": EXAMPLE_TIME,
+    "updated_at": EXAMPLE_TIME,
+}
+
+
+class RunResource(RunSummary):
+    """A run with the view of its latest committed step."""
+
+    model_config = _examples(
+        {
+            **_RUN_EXAMPLE,
+            "input": {"code": SAMPLE_CODE},
+            "state": EXAMPLE_STATE,
+            "current_node": None,
+            "steps": 5,
+            "max_steps": 50,
+            "idempotency_key": None,
+        }
+    )
+
+    input: State
+    state: State = Field(description="The state after the latest committed step.")
+    current_node: str | None = Field(description="The node the next step runs; null once final.")
+    steps: int = Field(description="Committed steps.")
+    max_steps: int
+    idempotency_key: str | None
+
+    @classmethod
+    def from_record(cls, run: RunRecord) -> RunResource:
+        return cls(
+            **RunSummary.from_record(run).model_dump(),
+            input=run.input,
+            state=run.state,
+            current_node=run.node,
+            steps=run.steps,
+            max_steps=run.max_steps,
+            idempotency_key=run.idempotency_key,
+        )
+
+
+class RunPage(BaseModel):
+    """Runs, newest first."""
+
+    model_config = _examples({"items": [_RUN_EXAMPLE], "next_cursor": None})
+
+    items: list[RunSummary]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null: no more."
+    )
+
+
+class LogEntry(BaseModel):
+    """One committed step, as the execution log shows it (no full state)."""
+
+    model_config = _examples(EXAMPLE_LOG_ENTRY)
+
+    seq: int
+    node: str
+    tool: str
+    status: Literal["ok", "failed", "cancelled"]
+    updates: dict[str, Any]
+    next: str | None = Field(description="Where the run went next; END or null at the end.")
+    started_at: Timestamp
+    duration_ms: float
+    error: str | None
+    attempt: int
+    run_status: RunStatus
+
+    @classmethod
+    def from_record(cls, step: StepRecord) -> LogEntry:
+        entry = step.log_entry()
+        entry["started_at"] = iso(step.started_at)
+        return cls.model_validate(entry)
+
+
+class StepPage(BaseModel):
+    """A page of the execution log, in step order."""
+
+    model_config = _examples({"items": [EXAMPLE_LOG_ENTRY], "next_after": None})
+
+    items: list[LogEntry]
+    next_after: int | None = Field(description="Pass as `after` for the next page; null: no more.")
+
+
+# -- tools and health -----------------------------------------------------------------------
+class ToolParameters(BaseModel):
+    reads: list[str]
+    writes: list[str]
+
+
+class ToolDescription(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    name: str
+    description: str
+    parameters: ToolParameters
+    is_async: bool = Field(alias="async")
+
+
+class ToolList(BaseModel):
+    model_config = _examples(
+        {
+            "tools": [
+                {
+                    "name": "detect_issues",
+                    "description": "Find issues: size, arguments, nesting, docstrings...",
+                    "parameters": {"reads": ["code"], "writes": ["issues"]},
+                    "async": False,
+                }
+            ]
+        }
+    )
+
+    tools: list[ToolDescription]
+
+
+class Health(BaseModel):
+    model_config = _examples({"status": "ok", "version": "0.1.0"})
+
+    status: Literal["ok"]
+    version: str

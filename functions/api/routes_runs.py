@@ -1,0 +1,122 @@
+"""``/runs``: start, read, list and cancel runs, and read their execution logs."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Path, Query, Response
+
+from engine.ports import RunStatus
+from functions.api.deps import Service
+from functions.api.errors import error_responses
+from functions.api.examples import EXAMPLE_RUN_ID, RUN_REQUEST_EXAMPLES
+from functions.api.models import (
+    LogEntry,
+    RunAccepted,
+    RunPage,
+    RunResource,
+    RunStartRequest,
+    RunSummary,
+    StepPage,
+)
+from functions.api.routes_graphs import Cursor, Limit
+
+router = APIRouter(prefix="/runs", tags=["runs"])
+
+RunId = Annotated[
+    str, Path(min_length=1, max_length=128, examples=[EXAMPLE_RUN_ID], description="Run id")
+]
+_EXISTING_RUN = (
+    "The run an earlier start with this `idempotency_key` created; nothing new was started."
+)
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=RunAccepted,
+    responses={
+        200: {
+            "model": RunAccepted,
+            "description": _EXISTING_RUN,
+        },
+        202: {"description": "A new run; its first step is queued. `Location` names it."},
+        **error_responses(400, 404, 413, 422),
+    },
+    summary="Start a run",
+)
+def start_run(
+    request: Annotated[RunStartRequest, Body(openapi_examples=RUN_REQUEST_EXAMPLES)],
+    response: Response,
+    service: Service,
+) -> RunAccepted:
+    """Create a run and queue its first step; the run proceeds asynchronously.
+
+    `202 Accepted` for a new run, `200 OK` when `idempotency_key` names a run an earlier
+    request started (the same run is returned, nothing is started twice). Both carry a
+    `Location` header with the run's URL. A 404 means the graph does not exist; 413, that
+    `input` is larger than the state limit."""
+    run, created = service.start_run(
+        request.graph_id,
+        request.input,
+        idempotency_key=request.idempotency_key,
+        max_steps=request.max_steps,
+    )
+    response.status_code = 202 if created else 200
+    response.headers["Location"] = f"/runs/{run.run_id}"
+    return RunAccepted.from_record(run, created)
+
+
+@router.get("", response_model=RunPage, responses=error_responses(422), summary="List runs")
+def list_runs(
+    service: Service,
+    graph_id: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
+    status: Annotated[RunStatus | None, Query()] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> RunPage:
+    """Runs, newest first, optionally of one graph and/or in one status."""
+    page = service.store.list_runs(graph_id=graph_id, status=status, limit=limit, cursor=cursor)
+    return RunPage(items=[RunSummary.from_record(r) for r in page.items], next_cursor=page.cursor)
+
+
+@router.get(
+    "/{run_id}",
+    response_model=RunResource,
+    responses=error_responses(404, 422),
+    summary="Read a run",
+)
+def get_run(run_id: RunId, service: Service) -> RunResource:
+    """Status, current state, the node that runs next, the step count and any error."""
+    return RunResource.from_record(service.store.get_run(run_id))
+
+
+@router.get(
+    "/{run_id}/steps",
+    response_model=StepPage,
+    responses=error_responses(404, 422),
+    summary="Read a run's execution log",
+)
+def list_steps(
+    run_id: RunId,
+    service: Service,
+    after: Annotated[int, Query(ge=-1, description="Steps with a greater `seq`")] = -1,
+    limit: Annotated[int, Query(ge=1, le=500, description="Page size")] = 100,
+) -> StepPage:
+    """Committed steps in order; pass `next_after` back as `after` for the next page."""
+    page = service.store.list_steps(run_id, after=after, limit=limit)
+    items = [LogEntry.from_record(step) for step in page.items]
+    # The store's cursor is opaque; the API pages by seq, which callers can reason about.
+    next_after = items[-1].seq if page.cursor is not None and items else None
+    return StepPage(items=items, next_after=next_after)
+
+
+@router.post(
+    "/{run_id}/cancel",
+    response_model=RunResource,
+    responses=error_responses(404, 409, 422),
+    summary="Cancel a run",
+)
+def cancel_run(run_id: RunId, service: Service) -> RunResource:
+    """Stop a running run before its next step; 409 if it is already final."""
+    return RunResource.from_record(service.cancel_run(run_id))
