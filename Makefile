@@ -6,6 +6,9 @@ PORT ?= 8000
 WS_PORT ?= 8001
 
 .PHONY: dev test lint typecheck unit bench clean
+.PHONY: tools template-checks sam-validate cfn-lint sam-build
+.PHONY: build-DepsLayer build-EngineLayer build-ApiFunction build-WorkerFunction
+.PHONY: build-StarterFunction build-WebSocketFunction
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +31,7 @@ typecheck: $(VENV)/.installed
 unit: $(VENV)/.installed
 	$(BIN)/pytest
 
-test: lint typecheck unit
+test: lint typecheck template-checks unit
 
 bench: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
@@ -36,3 +39,67 @@ bench: $(VENV)/.installed
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .aws-sam
+
+# ---------------------------------------------------------------- template checks
+# SAM CLI pins old boto3 and pydantic, so it lives in its own tool venv, never in $(VENV).
+# The versions are pinned so a new linter rule cannot break `make test` on its own; bump both
+# (the stamp file name changes with them, so the next run reinstalls).
+SAM_CLI_VERSION := 1.170.0
+CFN_LINT_VERSION := 1.58.0
+TOOLS := .tools/sam
+TOOLS_STAMP := $(TOOLS)/.installed-$(SAM_CLI_VERSION)-$(CFN_LINT_VERSION)
+# Everything here runs offline and needs no credentials (checked with an empty environment):
+# only a region, and no telemetry. Only `sam build` reaches out, to PyPI, for the layer.
+SAM_ENV := AWS_DEFAULT_REGION=us-east-1 SAM_CLI_TELEMETRY=0
+
+$(TOOLS_STAMP):
+	rm -rf $(TOOLS)
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --upgrade pip
+	$(TOOLS)/bin/python -m pip install --quiet 'aws-sam-cli==$(SAM_CLI_VERSION)' 'cfn-lint==$(CFN_LINT_VERSION)'
+	touch $@
+
+tools: $(TOOLS_STAMP)
+
+sam-validate: $(TOOLS_STAMP)
+	$(SAM_ENV) $(TOOLS)/bin/sam validate --lint --template template.yaml
+
+cfn-lint: $(TOOLS_STAMP)
+	$(SAM_ENV) $(TOOLS)/bin/cfn-lint template.yaml
+
+# Leaves .aws-sam/ (gitignored) for `sam deploy`; build options come from samconfig.toml.
+sam-build: $(TOOLS_STAMP)
+	$(SAM_ENV) $(TOOLS)/bin/sam build --template template.yaml
+
+template-checks: sam-validate cfn-lint sam-build
+
+# ---------------------------------------------------------------- sam build targets
+# Called by `sam build` (BuildMethod: makefile in template.yaml) with ARTIFACTS_DIR set and the
+# repo root as working directory; each copies only what its artifact needs.
+LAMBDA_PIP_TARGET := --platform manylinux2014_x86_64 --implementation cp --python-version 3.11 \
+	--only-binary=:all:
+# Installed as dependencies of aws-xray-sdk, but the runtime provides them: a second, different
+# botocore in /opt/python would shadow the runtime's and mismatch its boto3.
+RUNTIME_PROVIDED := boto3 botocore s3transfer
+
+# Guard: run by hand without ARTIFACTS_DIR, these would write to /python or clean the repo.
+require-artifacts-dir = $(if $(ARTIFACTS_DIR),,$(error ARTIFACTS_DIR is unset: `sam build` runs $@))
+
+define copy-package
+	$(require-artifacts-dir)
+	mkdir -p $(2)
+	cp -R $(1) $(2)/
+	find $(2) -name __pycache__ -type d -prune -exec rm -rf {} +
+endef
+
+build-DepsLayer:
+	$(require-artifacts-dir)
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check $(LAMBDA_PIP_TARGET) \
+		--target $(ARTIFACTS_DIR)/python -r layers/deps/requirements.txt
+	cd $(ARTIFACTS_DIR)/python && rm -rf $(foreach p,$(RUNTIME_PROVIDED),$(p) $(p)-*.dist-info)
+
+build-EngineLayer:
+	$(call copy-package,engine,$(ARTIFACTS_DIR)/python)
+
+build-ApiFunction build-WorkerFunction build-StarterFunction build-WebSocketFunction:
+	$(call copy-package,functions,$(ARTIFACTS_DIR))

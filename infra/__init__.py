@@ -1,0 +1,1 @@
+"""Local stack, command line and template reader: everything that runs outside Lambda."""
