@@ -12,7 +12,14 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from engine.errors import ConflictError, GraphNotFound, RunNotFound, StepConflict
+from engine.errors import (
+    ConflictError,
+    GraphNotFound,
+    InvalidInputError,
+    NotFoundError,
+    RunNotFound,
+    StepConflict,
+)
 from engine.ports import (
     Clock,
     Connection,
@@ -27,7 +34,9 @@ from engine.ports import (
 
 
 def _page(items: list[Any], limit: int, cursor: str | None) -> Page[Any]:
-    start = int(cursor) if cursor and cursor.isdigit() else 0
+    if cursor and not cursor.isdigit():
+        raise InvalidInputError("invalid cursor")
+    start = int(cursor) if cursor else 0
     end = start + max(1, limit)
     return Page(items[start:end], str(end) if end < len(items) else None)
 
@@ -152,6 +161,8 @@ class MemoryRunStore:
 
     def subscribe(self, connection_id: str, run_id: str) -> None:
         with self._lock:
+            if connection_id not in self._connections:
+                raise NotFoundError("connection", connection_id)
             self._subscriptions.setdefault(run_id, set()).add(connection_id)
 
     def unsubscribe(self, connection_id: str, run_id: str) -> None:

@@ -174,13 +174,19 @@ class RunStore(Protocol):
         """The exactly-once commit. Atomically: write ``step`` into slot ``step.seq`` of its run
         if and only if that slot is empty, and with ``end``, also set the run's final status
         and error in the same write. Raises StepConflict if the slot is taken (or, with
-        ``end``, if the run is already final); RunNotFound if there is no such run."""
+        ``end``, if the run is already final). With ``end``, raises RunNotFound if there is
+        no such run; without it, a commit for a run that was never created need not be
+        detected (the DynamoDB store writes the step alone, with no read of the run: that is
+        what keeps a step at one durable write)."""
 
     def get_step(self, run_id: str, seq: int) -> StepRecord | None:
         """The step in slot ``seq``, read strongly consistently."""
 
     def list_steps(self, run_id: str, after: int = -1, limit: int = 100) -> Page[StepRecord]:
-        """Committed steps with ``seq > after`` in order. Raises RunNotFound."""
+        """Committed steps with ``seq > after`` in order. Raises RunNotFound.
+
+        The page's cursor is the seq of its last step (pass it back as ``after``); a store
+        may return a cursor whose next page turns out empty."""
 
     def cancel_run(self, run_id: str, at: float, reason: str) -> RunRecord:
         """Atomically take the next free slot with a ``cancelled`` step and mark the run
@@ -193,7 +199,8 @@ class RunStore(Protocol):
         """Forget a connection and all its subscriptions. No error if unknown."""
 
     def subscribe(self, connection_id: str, run_id: str) -> None:
-        """Subscribe a known connection to a run's events."""
+        """Subscribe a saved connection to a run's events; NotFoundError("connection", id)
+        if it was never saved (or was deleted)."""
 
     def unsubscribe(self, connection_id: str, run_id: str) -> None:
         """No error if not subscribed."""

@@ -1,0 +1,389 @@
+"""Records <-> DynamoDB items (low-level attribute-value dicts) for the single-table store.
+
+Item shapes (``tests/contract/test_dynamodb_items.py`` snapshots each one)::
+
+    graph          PK=GRAPH#<id>   SK=GRAPH        name, definition, created_at, owner?
+                   GSI1PK=GRAPHS   GSI1SK=<created iso>#<id>            (graphs, newest first)
+    run header     PK=RUN#<id>     SK=RUN          graph_id, status, input, max_steps, node,
+                   created_at, updated_at, error?, idempotency_key?, owner?
+                   GSI1PK=GRAPH#<graph id>  GSI1SK=<created iso>#<id>   (runs by graph)
+                   GSI2PK=STATUS#<status>   GSI2SK=<created iso>#<id>   (runs by status)
+    step           PK=RUN#<id>     SK=STEP#000042  node, tool, status, updates, state,
+                   next_node?, started_at, duration_ms, error?, attempt, committed_by?,
+                   run_status
+    connection     PK=CONN#<id>    SK=CONN         endpoint, expires_at (TTL)
+    subscription   PK=RUN#<run>    SK=SUB#<conn>   endpoint, expires_at (TTL)
+                   PK=CONN#<conn>  SK=SUB#<run>    expires_at (TTL)
+
+Optional attributes (``?``) are absent rather than NULL. The run id and seq of a step live in
+its keys only: every byte of a step item is paid for on every commit.
+
+Values are written as hand-built attribute-value dicts rather than with boto3's
+``TypeSerializer``: that one wants ``Decimal`` for every number and cannot choose between a
+JSON string and a compressed binary, which is the point of :func:`json_attr`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import zlib
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from engine.errors import InvalidInputError
+from engine.ports import Connection, GraphRecord, RunRecord, StepRecord
+
+Item = dict[str, Any]
+"""A DynamoDB item as the low-level client reads and writes it: ``{"name": {"S": "..."}}``."""
+
+# WRUs are billed per started KB of item, and RRUs per 4 KB: a 1 KB state written as JSON
+# plus its keys and log fields would cost 2 WRU per step. JSON above this size is stored
+# zlib-compressed (typically 2-4x smaller), so a step with a ~1 KB state stays within 1 KB.
+# Below it, compression gains too little to be worth a binary nobody can read in the console.
+COMPRESS_ABOVE = 700
+# DynamoDB refuses items above 400 KB. Compression keeps a 350 KB state plus its updates under
+# that in practice; when state and updates together still exceed this budget, the updates are
+# replaced by a marker (their values are in the state anyway). 10 KB is left for the rest.
+STATE_BUDGET = 390_000
+OMITTED = "<omitted: see state>"
+MAX_ITEM_BYTES = 400 * 1024
+
+GRAPHS_PARTITION = "GRAPHS"
+STEP_PREFIX = "STEP#"
+SUB_PREFIX = "SUB#"
+
+
+# ---------------------------------------------------------------------------- keys
+
+
+def graph_key(graph_id: str) -> Item:
+    return {"PK": {"S": f"GRAPH#{graph_id}"}, "SK": {"S": "GRAPH"}}
+
+
+def run_key(run_id: str) -> Item:
+    return {"PK": {"S": f"RUN#{run_id}"}, "SK": {"S": "RUN"}}
+
+
+def step_sk(seq: int) -> str:
+    # Six digits sort correctly up to 999,999 slots; runs stop at MAX_STEPS_CEILING (10,000).
+    return f"{STEP_PREFIX}{seq:06d}"
+
+
+def step_key(run_id: str, seq: int) -> Item:
+    return {"PK": {"S": f"RUN#{run_id}"}, "SK": {"S": step_sk(seq)}}
+
+
+def connection_key(connection_id: str) -> Item:
+    return {"PK": {"S": f"CONN#{connection_id}"}, "SK": {"S": "CONN"}}
+
+
+def status_partition(status: str) -> str:
+    return f"STATUS#{status}"
+
+
+def graph_partition(graph_id: str) -> str:
+    return f"GRAPH#{graph_id}"
+
+
+def iso(ts: float) -> str:
+    """UTC ISO-8601 with microseconds: sorts like the timestamp (years 1000-9999)."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _suffix(value: str, prefix: str) -> str:
+    return value[len(prefix) :] if value.startswith(prefix) else value
+
+
+# ---------------------------------------------------------------------------- values
+
+
+def num(value: float | int) -> dict[str, str]:
+    """A number attribute; floats keep their shortest exact form, never an exponent."""
+    if isinstance(value, int):
+        return {"N": str(value)}
+    return {"N": format(Decimal(repr(float(value))), "f")}
+
+
+def _dumps(value: Any) -> bytes:
+    try:
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+        return text.encode()
+    except UnicodeEncodeError:  # a lone surrogate: only the escaped form is valid UTF-8
+        return json.dumps(value, separators=(",", ":"), default=str).encode()
+
+
+def json_attr(value: Any) -> dict[str, Any]:
+    """Compact JSON as a string, or zlib-compressed into a binary when larger than
+    :data:`COMPRESS_ABOVE` bytes (see there for why)."""
+    raw = _dumps(value)
+    if len(raw) <= COMPRESS_ABOVE:
+        return {"S": raw.decode()}
+    return {"B": zlib.compress(raw, 9)}
+
+
+def json_value(attr: dict[str, Any]) -> Any:
+    """The inverse of :func:`json_attr`."""
+    if "B" in attr:
+        return json.loads(zlib.decompress(bytes(attr["B"])))
+    return json.loads(attr["S"])
+
+
+def _opt_str(item: Item, name: str) -> str | None:
+    attr = item.get(name)
+    return None if attr is None else str(attr["S"])
+
+
+def _put_opt(item: Item, name: str, value: str | None) -> None:
+    if value is not None:
+        item[name] = {"S": value}
+
+
+# ---------------------------------------------------------------------------- item size
+
+
+def _number_size(text: str) -> int:
+    digits = text.lstrip("-").split("e")[0].split("E")[0].replace(".", "").strip("0")
+    return (max(1, len(digits)) + 1) // 2 + 1
+
+
+def attr_size(attr: dict[str, Any]) -> int:
+    """Billed size of one attribute value, by DynamoDB's published rules."""
+    (kind, value), *_ = attr.items()
+    if kind == "S":
+        return len(str(value).encode())
+    if kind == "B":
+        return len(value)
+    if kind == "N":
+        return _number_size(str(value))
+    if kind in ("BOOL", "NULL"):
+        return 1
+    if kind == "M":
+        return 3 + sum(len(k.encode()) + attr_size(v) + 1 for k, v in value.items())
+    if kind == "L":
+        return 3 + sum(attr_size(v) + 1 for v in value)
+    if kind == "SS":
+        return sum(len(v.encode()) for v in value)
+    if kind == "NS":
+        return sum(_number_size(v) for v in value)
+    if kind == "BS":
+        return sum(len(v) for v in value)
+    raise ValueError(f"unknown attribute type {kind!r}")
+
+
+def item_size(item: Item) -> int:
+    """Billed size of an item: attribute names plus values (WRU per 1 KB, RRU per 4 KB)."""
+    return sum(len(name.encode()) + attr_size(attr) for name, attr in item.items())
+
+
+# ---------------------------------------------------------------------------- graphs
+
+
+def graph_item(graph: GraphRecord) -> Item:
+    item: Item = {
+        **graph_key(graph.graph_id),
+        "name": {"S": graph.name},
+        "definition": json_attr(graph.definition),
+        "created_at": num(graph.created_at),
+        "GSI1PK": {"S": GRAPHS_PARTITION},
+        "GSI1SK": {"S": f"{iso(graph.created_at)}#{graph.graph_id}"},
+    }
+    _put_opt(item, "owner", graph.owner)
+    return item
+
+
+def graph_from_item(item: Item) -> GraphRecord:
+    return GraphRecord(
+        graph_id=_suffix(item["PK"]["S"], "GRAPH#"),
+        name=item["name"]["S"],
+        definition=json_value(item["definition"]),
+        created_at=float(item["created_at"]["N"]),
+        owner=_opt_str(item, "owner"),
+    )
+
+
+# ---------------------------------------------------------------------------- runs
+
+
+def run_item(run: RunRecord) -> Item:
+    """The run header. The view fields (state, steps) are not stored: they come from the
+    latest step, so a step commit never has to touch the header."""
+    sort = f"{iso(run.created_at)}#{run.run_id}"
+    item: Item = {
+        **run_key(run.run_id),
+        "graph_id": {"S": run.graph_id},
+        "status": {"S": run.status},
+        "input": json_attr(run.input),
+        "max_steps": num(run.max_steps),
+        "created_at": num(run.created_at),
+        "updated_at": num(run.updated_at),
+        "GSI1PK": {"S": graph_partition(run.graph_id)},
+        "GSI1SK": {"S": sort},
+        "GSI2PK": {"S": status_partition(run.status)},
+        "GSI2SK": {"S": sort},
+    }
+    _put_opt(item, "node", run.node)
+    _put_opt(item, "error", run.error)
+    _put_opt(item, "idempotency_key", run.idempotency_key)
+    _put_opt(item, "owner", run.owner)
+    return item
+
+
+def run_from_item(item: Item) -> RunRecord:
+    """The header as a record; its view fields are empty (see ``RunRecord.with_latest``)."""
+    return RunRecord(
+        run_id=_suffix(item["PK"]["S"], "RUN#"),
+        graph_id=item["graph_id"]["S"],
+        status=item["status"]["S"],
+        input=json_value(item["input"]),
+        max_steps=int(item["max_steps"]["N"]),
+        created_at=float(item["created_at"]["N"]),
+        updated_at=float(item["updated_at"]["N"]),
+        node=_opt_str(item, "node"),
+        error=_opt_str(item, "error"),
+        idempotency_key=_opt_str(item, "idempotency_key"),
+        owner=_opt_str(item, "owner"),
+    )
+
+
+# ---------------------------------------------------------------------------- steps
+
+
+def _state_and_updates(step: StepRecord) -> tuple[dict[str, Any], dict[str, Any]]:
+    state = json_attr(step.state)
+    updates = json_attr(step.updates)
+    if attr_size(state) + attr_size(updates) > STATE_BUDGET:
+        updates = json_attr({key: OMITTED for key in step.updates})
+    return state, updates
+
+
+def step_item(step: StepRecord) -> Item:
+    state, updates = _state_and_updates(step)
+    item: Item = {
+        **step_key(step.run_id, step.seq),
+        "node": {"S": step.node},
+        "tool": {"S": step.tool},
+        "status": {"S": step.status},
+        "updates": updates,
+        "state": state,
+        "started_at": num(step.started_at),
+        "duration_ms": num(step.duration_ms),
+        "attempt": num(step.attempt),
+        "run_status": {"S": step.run_status},
+    }
+    _put_opt(item, "next_node", step.next_node)
+    _put_opt(item, "error", step.error)
+    _put_opt(item, "committed_by", step.committed_by or None)
+    return item
+
+
+def step_from_item(item: Item) -> StepRecord:
+    return StepRecord(
+        run_id=_suffix(item["PK"]["S"], "RUN#"),
+        seq=int(_suffix(item["SK"]["S"], STEP_PREFIX)),
+        node=item["node"]["S"],
+        tool=item["tool"]["S"],
+        status=item["status"]["S"],
+        updates=json_value(item["updates"]),
+        state=json_value(item["state"]),
+        next_node=_opt_str(item, "next_node"),
+        started_at=float(item["started_at"]["N"]),
+        duration_ms=float(item["duration_ms"]["N"]),
+        error=_opt_str(item, "error"),
+        attempt=int(item["attempt"]["N"]),
+        committed_by=_opt_str(item, "committed_by") or "",
+        run_status=item["run_status"]["S"],
+    )
+
+
+# ---------------------------------------------------------------------------- connections
+
+
+def connection_item(connection: Connection) -> Item:
+    return {
+        **connection_key(connection.connection_id),
+        "endpoint": {"S": connection.endpoint},
+        "expires_at": num(int(connection.expires_at)),
+    }
+
+
+def connection_from_item(item: Item) -> Connection:
+    return Connection(
+        connection_id=_suffix(item["PK"]["S"], "CONN#"),
+        endpoint=item["endpoint"]["S"],
+        expires_at=int(item["expires_at"]["N"]),
+    )
+
+
+def subscription_items(connection: Connection, run_id: str) -> tuple[Item, Item]:
+    """The two items of one subscription: under the run (what ``subscribers`` reads, with
+    everything needed to post, so no per-connection read) and under the connection (what
+    ``delete_connection`` finds). Both expire with the connection."""
+    expires = num(int(connection.expires_at))
+    by_run: Item = {
+        "PK": {"S": f"RUN#{run_id}"},
+        "SK": {"S": f"{SUB_PREFIX}{connection.connection_id}"},
+        "endpoint": {"S": connection.endpoint},
+        "expires_at": expires,
+    }
+    by_connection: Item = {
+        "PK": {"S": f"CONN#{connection.connection_id}"},
+        "SK": {"S": f"{SUB_PREFIX}{run_id}"},
+        "expires_at": expires,
+    }
+    return by_run, by_connection
+
+
+def subscription_keys(connection_id: str, run_id: str) -> tuple[Item, Item]:
+    return (
+        {"PK": {"S": f"RUN#{run_id}"}, "SK": {"S": f"{SUB_PREFIX}{connection_id}"}},
+        {"PK": {"S": f"CONN#{connection_id}"}, "SK": {"S": f"{SUB_PREFIX}{run_id}"}},
+    )
+
+
+def subscriber_from_item(item: Item) -> Connection:
+    return Connection(
+        connection_id=_suffix(item["SK"]["S"], SUB_PREFIX),
+        endpoint=item["endpoint"]["S"],
+        expires_at=int(item["expires_at"]["N"]),
+    )
+
+
+# ---------------------------------------------------------------------------- cursors
+
+
+def encode_cursor(doc: Any) -> str:
+    """An opaque cursor: base64url of compact JSON (without padding)."""
+    raw = json.dumps(doc, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> Any:
+    """The JSON a cursor holds; InvalidInputError if it is not one of ours."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        return json.loads(raw)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise InvalidInputError("invalid cursor") from None
+
+
+def index_position(item: Item, index: str) -> dict[str, str]:
+    """Where a query of ``index`` stands after ``item``: its table and index keys."""
+    names = ("PK", "SK", f"{index}PK", f"{index}SK")
+    return {name: str(item[name]["S"]) for name in names}
+
+
+def start_key(position: Any, index: str, partition: str) -> Item:
+    """``ExclusiveStartKey`` from a position that a cursor carried, checked to belong to
+    the same query (same index and partition) so a cursor cannot be replayed elsewhere."""
+    names = {"PK", "SK", f"{index}PK", f"{index}SK"}
+    if (
+        not isinstance(position, dict)
+        or set(position) != names
+        or not all(isinstance(v, str) for v in position.values())
+        or position[f"{index}PK"] != partition
+    ):
+        raise InvalidInputError("invalid cursor")
+    return {name: {"S": value} for name, value in position.items()}

@@ -1,0 +1,530 @@
+"""The DynamoDB :class:`~engine.ports.RunStore`: one table, every write keyed by run and step.
+
+Item shapes are in :mod:`functions.aws.dynamodb_items`. What each method costs, and why:
+
+- ``commit_step`` without ``end`` is the worker's critical path: ONE conditional PutItem of
+  the step item (``attribute_not_exists(PK)``: each slot is written once). The run header is
+  neither read nor written, so a step with a ~1 KB state costs 1 write unit and nothing else.
+  The price of that: a step committed for a run that was never created is not detected.
+- ``commit_step`` with ``end`` (the run's last step) is a transaction: put the step and set
+  the header's final status, conditional on the slot being empty and the run still running::
+
+      TransactWriteItems
+        Put    RUN#r / STEP#n   if attribute_not_exists(PK)   -- the slot is free
+        Update RUN#r / RUN      if status = running           -- nobody ended the run first
+      either condition fails -> nothing is written -> StepConflict
+
+- ``cancel_run`` takes the next free slot with a ``cancelled`` step, atomically with the
+  header, the same way; when a worker commits into that slot first, it looks again and takes
+  the slot after (a bounded number of times).
+- ``get_run`` reads the header and the latest step (two strongly consistent reads): the
+  header holds only what changes at creation and at the end, the step holds the state.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, get_args
+
+from botocore.exceptions import ClientError
+
+from engine.errors import (
+    ConflictError,
+    GraphNotFound,
+    InvalidInputError,
+    NotFoundError,
+    RunNotFound,
+    StateTooLargeError,
+    StepConflict,
+    TransientStoreError,
+)
+from engine.memory import cancel_step
+from engine.ports import (
+    Clock,
+    Connection,
+    GraphRecord,
+    Page,
+    RunEnd,
+    RunRecord,
+    RunStatus,
+    StepRecord,
+)
+from functions.aws import dynamodb_items as items
+from functions.aws.dynamodb_items import Item
+from functions.aws.errors import (
+    CONDITION_FAILED,
+    cancellation_reasons,
+    error_code,
+    raise_store_error,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+
+STATUSES: tuple[str, ...] = get_args(RunStatus)
+SLOT_FREE = "attribute_not_exists(PK)"
+LAST_STEP_SK = items.step_sk(999_999)
+# A page of a filtered listing stops after this many queries even if it is short (its cursor
+# then resumes where the last query stopped): a very selective filter costs bounded time.
+MAX_QUERIES_PER_PAGE = 10
+BATCH_SIZE = 25  # BatchWriteItem's limit
+BATCH_RETRIES = 5
+
+
+class _SlotTaken(Exception):
+    """Internal: a create-if-absent write found the item there."""
+
+
+class DynamoRunStore:
+    """A :class:`~engine.ports.RunStore` on one DynamoDB table (see template.yaml).
+
+    ``client`` is a low-level boto3 DynamoDB client; ``clock`` decides which connections
+    have expired (DynamoDB's TTL deletes items only eventually, up to days later).
+    """
+
+    def __init__(
+        self,
+        table_name: str,
+        client: DynamoDBClient,
+        *,
+        clock: Clock = time.time,
+        cancel_attempts: int = 10,
+    ) -> None:
+        self.table = table_name
+        self._client = client
+        self._clock = clock
+        self._cancel_attempts = cancel_attempts
+
+    # -- calls -----------------------------------------------------------------------------
+    def _call(
+        self,
+        operation: str,
+        *,
+        conflict: Exception | None = None,
+        invalid: Exception | None = None,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        try:
+            response: dict[str, Any] = getattr(self._client, operation)(**kwargs)
+        except ClientError as exc:
+            raise_store_error(exc, table=self.table, conflict=conflict, invalid=invalid)
+        return response
+
+    def _get(self, key: Item) -> Item | None:
+        found: Item | None = self._call(
+            "get_item", TableName=self.table, Key=key, ConsistentRead=True
+        ).get("Item")
+        return found
+
+    def _transact(self, actions: list[dict[str, Any]]) -> list[str] | None:
+        """Run a transaction: ``None`` once committed, else the per-item reason codes of a
+        cancellation caused by a failed condition. The request token makes botocore's own
+        retries of a transaction that did commit succeed instead of failing its conditions."""
+        try:
+            self._client.transact_write_items(
+                TransactItems=actions,  # type: ignore[arg-type]
+                ClientRequestToken=uuid.uuid4().hex,
+            )
+        except ClientError as exc:
+            reasons = cancellation_reasons(exc)
+            if error_code(exc) == "TransactionCanceledException" and CONDITION_FAILED in reasons:
+                return reasons
+            raise_store_error(exc, table=self.table)
+        return None
+
+    def _batch_write(self, requests: list[dict[str, Any]]) -> None:
+        for start in range(0, len(requests), BATCH_SIZE):
+            pending = requests[start : start + BATCH_SIZE]
+            for attempt in range(BATCH_RETRIES):
+                response = self._call("batch_write_item", RequestItems={self.table: pending})
+                pending = response.get("UnprocessedItems", {}).get(self.table, [])
+                if not pending:
+                    break
+                time.sleep(0.05 * 2**attempt)  # unprocessed items mean throttling: back off
+            if pending:
+                raise TransientStoreError(f"{len(pending)} batch writes left unprocessed")
+
+    def _query_all(self, **kwargs: Any) -> Iterator[Item]:
+        while True:
+            response = self._call("query", TableName=self.table, **kwargs)
+            yield from response.get("Items", [])
+            if "LastEvaluatedKey" not in response:
+                return
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    # -- graphs ----------------------------------------------------------------------------
+    def put_graph(self, graph: GraphRecord) -> None:
+        self._call(
+            "put_item",
+            conflict=ConflictError(f"graph {graph.graph_id!r} already exists"),
+            TableName=self.table,
+            Item=items.graph_item(graph),
+            ConditionExpression=SLOT_FREE,
+        )
+
+    def get_graph(self, graph_id: str) -> GraphRecord:
+        item = self._get(items.graph_key(graph_id))
+        if item is None:
+            raise GraphNotFound(graph_id)
+        return items.graph_from_item(item)
+
+    def list_graphs(self, limit: int = 50, cursor: str | None = None) -> Page[GraphRecord]:
+        found, next_cursor = self._index_page("GSI1", items.GRAPHS_PARTITION, limit, cursor)
+        return Page([items.graph_from_item(i) for i in found], next_cursor)
+
+    # -- runs ------------------------------------------------------------------------------
+    def create_run(self, run: RunRecord) -> tuple[RunRecord, bool]:
+        try:
+            self._call(
+                "put_item",
+                conflict=_SlotTaken(),
+                TableName=self.table,
+                Item=items.run_item(run),
+                ConditionExpression=SLOT_FREE,
+            )
+        except _SlotTaken:
+            return self.get_run(run.run_id), False
+        return run.with_latest(None), True
+
+    def get_run(self, run_id: str) -> RunRecord:
+        header = self._get(items.run_key(run_id))
+        if header is None:
+            raise RunNotFound(run_id)
+        latest = self._latest_step(run_id)
+        run = items.run_from_item(header)
+        if latest is not None and latest.run_status != "running" and not run.is_final:
+            # A terminal commit landed between the two reads; it wrote the header atomically
+            # with the step, so reading the header again shows how the run ended.
+            run = items.run_from_item(self._get(items.run_key(run_id)) or header)
+        return run.with_latest(latest)
+
+    def _latest_step(self, run_id: str) -> StepRecord | None:
+        response = self._call(
+            "query",
+            TableName=self.table,
+            KeyConditionExpression="PK = :pk AND begins_with(SK, :step)",
+            ExpressionAttributeValues={":pk": {"S": f"RUN#{run_id}"}, ":step": {"S": "STEP#"}},
+            ScanIndexForward=False,
+            Limit=1,
+            ConsistentRead=True,
+        )
+        found = response.get("Items", [])
+        return items.step_from_item(found[0]) if found else None
+
+    def list_runs(
+        self,
+        graph_id: str | None = None,
+        status: RunStatus | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page[RunRecord]:
+        """Newest first. Listed runs carry their header only: state is empty, steps 0 and
+        node ``None`` (reading every run's latest step would multiply the cost)."""
+        if graph_id is not None:
+            # Runs of a graph, filtered by status if asked (GSI1 holds a graph's runs).
+            found, next_cursor = self._index_page(
+                "GSI1", items.graph_partition(graph_id), limit, cursor, status=status
+            )
+        elif status is not None:
+            found, next_cursor = self._index_page(
+                "GSI2", items.status_partition(status), limit, cursor
+            )
+        else:
+            found, next_cursor = self._all_runs_page(limit, cursor)
+        runs = [replace(items.run_from_item(i), node=None) for i in found]
+        return Page(runs, next_cursor)
+
+    def _index_page(
+        self, index: str, partition: str, limit: int, cursor: str | None, status: str | None = None
+    ) -> tuple[list[Item], str | None]:
+        """One page of a GSI partition, newest first. One item more than asked is read, so
+        the cursor is ``None`` exactly when nothing follows; the cursor is the position of
+        the last item returned (table and index keys), usable as ``ExclusiveStartKey``."""
+        limit = max(1, limit)
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "IndexName": index,
+            "KeyConditionExpression": "#pk = :pk",
+            "ExpressionAttributeNames": {"#pk": f"{index}PK"},
+            "ExpressionAttributeValues": {":pk": {"S": partition}},
+            "ScanIndexForward": False,
+            "Limit": limit + 1,
+        }
+        if status is not None:
+            kwargs["FilterExpression"] = "#status = :status"
+            kwargs["ExpressionAttributeNames"]["#status"] = "status"
+            kwargs["ExpressionAttributeValues"][":status"] = {"S": status}
+        if cursor:
+            kwargs["ExclusiveStartKey"] = items.start_key(
+                items.decode_cursor(cursor), index, partition
+            )
+        found: list[Item] = []
+        last_key: Item | None = None
+        for _ in range(MAX_QUERIES_PER_PAGE):
+            response = self._call("query", invalid=InvalidInputError("invalid cursor"), **kwargs)
+            found.extend(response.get("Items", []))
+            last_key = response.get("LastEvaluatedKey")
+            if last_key is None or len(found) > limit:
+                break
+            kwargs["ExclusiveStartKey"] = last_key
+        if len(found) > limit:
+            found = found[:limit]
+            last_key = found[-1]
+        if last_key is None:
+            return found, None
+        return found, items.encode_cursor(items.index_position(last_key, index))
+
+    def _all_runs_page(self, limit: int, cursor: str | None) -> tuple[list[Item], str | None]:
+        """Every run, newest first, as a merge of the four status partitions of GSI2.
+
+        Why a merge: a Scan is unordered and reads the whole table (steps included); a single
+        "all runs" index partition would take every run's writes, and one partition accepts
+        at most 1,000 writes per second, which would cap how fast runs can start. Four
+        queries of at most ``limit + 1`` items each read little more than the page.
+
+        The cursor holds each partition's position (the last item taken from it; ``null``:
+        nothing taken yet; absent: exhausted). A partition whose query stopped early (the
+        1 MB cap) bounds the page to items no older than the last one it returned, so no
+        unread item of it can belong before an item this page returns. A run that changes
+        status while pages are being walked moves to another partition and may be listed
+        twice or not at all, as in any listing of a changing set.
+        """
+        limit = max(1, limit)
+        positions = _decode_positions(cursor)
+        fetched: dict[str, list[Item]] = {}
+        more: dict[str, Item | None] = {}
+        for status, position in positions.items():
+            partition = items.status_partition(status)
+            kwargs: dict[str, Any] = {
+                "TableName": self.table,
+                "IndexName": "GSI2",
+                "KeyConditionExpression": "GSI2PK = :pk",
+                "ExpressionAttributeValues": {":pk": {"S": partition}},
+                "ScanIndexForward": False,
+                "Limit": limit + 1,
+            }
+            if position is not None:
+                kwargs["ExclusiveStartKey"] = items.start_key(position, "GSI2", partition)
+            response = self._call("query", invalid=InvalidInputError("invalid cursor"), **kwargs)
+            fetched[status] = response.get("Items", [])
+            more[status] = response.get("LastEvaluatedKey")
+        page = _merge_newest_first(fetched, more, limit)
+        next_positions = _next_positions(positions, fetched, more, page)
+        return [item for _, item in page], (
+            items.encode_cursor(next_positions) if next_positions else None
+        )
+
+    def commit_step(self, step: StepRecord, end: RunEnd | None = None) -> None:
+        item = self._step_item(step)
+        if end is None:
+            self._call(
+                "put_item",
+                conflict=StepConflict(step.run_id, step.seq),
+                TableName=self.table,
+                Item=item,
+                ConditionExpression=SLOT_FREE,
+            )
+            return
+        reasons = self._transact(
+            [
+                {"Put": {"TableName": self.table, "Item": item, "ConditionExpression": SLOT_FREE}},
+                self._end_run(step.run_id, end.status, end.error, step.started_at),
+            ]
+        )
+        if reasons is None:
+            return
+        if reasons[1] == CONDITION_FAILED and self._get(items.run_key(step.run_id)) is None:
+            raise RunNotFound(step.run_id)
+        raise StepConflict(step.run_id, step.seq)
+
+    @staticmethod
+    def _step_item(step: StepRecord) -> Item:
+        item = items.step_item(step)
+        size = items.attr_size(item["state"])
+        if size > items.STATE_BUDGET:  # DynamoDB would refuse the item with a 400
+            raise StateTooLargeError(size, items.STATE_BUDGET)
+        return item
+
+    def _end_run(self, run_id: str, status: str, error: str | None, at: float) -> dict[str, Any]:
+        """The header update that ends a run, conditional on it still running. GSI2PK moves
+        with the status so the runs-by-status index follows."""
+        names = {"#status": "status", "#updated": "updated_at", "#gsi": "GSI2PK", "#error": "error"}
+        values: dict[str, Any] = {
+            ":status": {"S": status},
+            ":updated": items.num(at),
+            ":gsi": {"S": items.status_partition(status)},
+            ":running": {"S": "running"},
+        }
+        expression = "SET #status = :status, #updated = :updated, #gsi = :gsi"
+        if error is None:
+            expression += " REMOVE #error"
+        else:
+            expression += ", #error = :error"
+            values[":error"] = {"S": error}
+        return {
+            "Update": {
+                "TableName": self.table,
+                "Key": items.run_key(run_id),
+                "UpdateExpression": expression,
+                "ConditionExpression": "#status = :running",
+                "ExpressionAttributeNames": names,
+                "ExpressionAttributeValues": values,
+            }
+        }
+
+    def get_step(self, run_id: str, seq: int) -> StepRecord | None:
+        item = self._get(items.step_key(run_id, seq))
+        return None if item is None else items.step_from_item(item)
+
+    def list_steps(self, run_id: str, after: int = -1, limit: int = 100) -> Page[StepRecord]:
+        """The cursor is the seq of the last step returned (pass it as ``after``). It is set
+        whenever DynamoDB stopped at the limit, so the last page may be empty: reading one
+        step more to know could cost a whole 350 KB state."""
+        response = self._call(
+            "query",
+            TableName=self.table,
+            KeyConditionExpression="PK = :pk AND SK BETWEEN :first AND :last",
+            ExpressionAttributeValues={
+                ":pk": {"S": f"RUN#{run_id}"},
+                ":first": {"S": items.step_sk(max(0, after + 1))},
+                ":last": {"S": LAST_STEP_SK},
+            },
+            Limit=max(1, limit),
+            ConsistentRead=True,
+        )
+        found = response.get("Items", [])
+        if not found and self._get(items.run_key(run_id)) is None:
+            raise RunNotFound(run_id)
+        steps = [items.step_from_item(i) for i in found]
+        more = "LastEvaluatedKey" in response and steps
+        return Page(steps, str(steps[-1].seq) if more else None)
+
+    def cancel_run(self, run_id: str, at: float, reason: str) -> RunRecord:
+        for _ in range(self._cancel_attempts):
+            run = self.get_run(run_id)
+            if run.is_final:
+                raise ConflictError(f"run {run_id!r} is already {run.status}")
+            step = cancel_step(run, at, reason)
+            reasons = self._transact(
+                [
+                    {
+                        "Put": {
+                            "TableName": self.table,
+                            "Item": self._step_item(step),
+                            "ConditionExpression": SLOT_FREE,
+                        }
+                    },
+                    self._end_run(run_id, "cancelled", reason, at),
+                ]
+            )
+            if reasons is None:
+                cancelled = replace(run, status="cancelled", error=reason, updated_at=at)
+                return cancelled.with_latest(step)
+            # A worker committed into the slot, or the run ended: look again.
+        raise TransientStoreError(f"run {run_id!r} kept advancing while being cancelled")
+
+    # -- connections -----------------------------------------------------------------------
+    def save_connection(self, connection: Connection) -> None:
+        self._call("put_item", TableName=self.table, Item=items.connection_item(connection))
+
+    def delete_connection(self, connection_id: str) -> None:
+        deletes: list[dict[str, Any]] = []
+        for item in self._query_all(
+            KeyConditionExpression="PK = :pk",
+            ExpressionAttributeValues={":pk": {"S": f"CONN#{connection_id}"}},
+            ProjectionExpression="PK, SK",
+            ConsistentRead=True,
+        ):
+            deletes.append({"DeleteRequest": {"Key": {"PK": item["PK"], "SK": item["SK"]}}})
+            sk = item["SK"]["S"]
+            if sk.startswith(items.SUB_PREFIX):
+                by_run, _ = items.subscription_keys(connection_id, sk[len(items.SUB_PREFIX) :])
+                deletes.append({"DeleteRequest": {"Key": by_run}})
+        self._batch_write(deletes)
+
+    def subscribe(self, connection_id: str, run_id: str) -> None:
+        """Raises NotFoundError("connection", ...) for a connection never saved (or gone)."""
+        item = self._get(items.connection_key(connection_id))
+        if item is None:
+            raise NotFoundError("connection", connection_id)
+        by_run, by_connection = items.subscription_items(items.connection_from_item(item), run_id)
+        self._batch_write(
+            [{"PutRequest": {"Item": by_run}}, {"PutRequest": {"Item": by_connection}}]
+        )
+
+    def unsubscribe(self, connection_id: str, run_id: str) -> None:
+        keys = items.subscription_keys(connection_id, run_id)
+        self._batch_write([{"DeleteRequest": {"Key": key}} for key in keys])
+
+    def subscribers(self, run_id: str) -> list[Connection]:
+        """One query of the run's subscription items, which carry the endpoint. Eventually
+        consistent (half the price, on every step): a subscription made in the last moment
+        may miss one event."""
+        found = self._query_all(
+            KeyConditionExpression="PK = :pk AND begins_with(SK, :sub)",
+            FilterExpression="expires_at > :now",
+            ExpressionAttributeValues={
+                ":pk": {"S": f"RUN#{run_id}"},
+                ":sub": {"S": items.SUB_PREFIX},
+                ":now": items.num(int(self._clock())),
+            },
+        )
+        return [items.subscriber_from_item(item) for item in found]
+
+
+# -- merging the status partitions (list_runs without filters) ---------------------------
+
+Position = dict[str, str]
+
+
+def _decode_positions(cursor: str | None) -> dict[str, Position | None]:
+    if not cursor:
+        return dict.fromkeys(STATUSES)
+    doc = items.decode_cursor(cursor)
+    if not isinstance(doc, dict) or not set(doc) <= set(STATUSES):
+        raise InvalidInputError("invalid cursor")
+    for status, position in doc.items():
+        if position is not None:  # validates it; the start key is built again per query
+            items.start_key(position, "GSI2", items.status_partition(status))
+    return doc
+
+
+def _merge_newest_first(
+    fetched: dict[str, list[Item]], more: dict[str, Item | None], limit: int
+) -> list[tuple[str, Item]]:
+    """The page: the newest ``limit`` items of all partitions, none older than the last
+    item of a partition that has more to read."""
+    merged = sorted(
+        ((status, item) for status, found in fetched.items() for item in found),
+        key=lambda pair: pair[1]["GSI2SK"]["S"],
+        reverse=True,
+    )
+    bounds = [fetched[s][-1]["GSI2SK"]["S"] for s in fetched if more[s] and fetched[s]]
+    if bounds:
+        cutoff = max(bounds)
+        merged = [pair for pair in merged if pair[1]["GSI2SK"]["S"] >= cutoff]
+    return merged[:limit]
+
+
+def _next_positions(
+    positions: dict[str, Position | None],
+    fetched: dict[str, list[Item]],
+    more: dict[str, Item | None],
+    page: list[tuple[str, Item]],
+) -> dict[str, Position | None]:
+    """Each partition's position after ``page``; exhausted partitions are left out."""
+    following: dict[str, Position | None] = {}
+    for status, position in positions.items():
+        taken = [item for s, item in page if s == status]
+        left = len(fetched[status]) - len(taken)
+        if left > 0 or more[status] is not None:
+            if taken:
+                following[status] = items.index_position(taken[-1], "GSI2")
+            elif fetched[status]:
+                following[status] = position
+            else:  # nothing read but a start key returned: resume from there
+                following[status] = items.index_position(more[status] or {}, "GSI2")
+    return following

@@ -1,0 +1,476 @@
+"""The RunStore contract: every implementation passes this one suite (see ``store`` fixture).
+
+Each test is one promise of ``engine/ports.py``'s RunStore docstrings, atomicity included.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import string
+import threading
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from contract_records import (
+    T0,
+    FakeClock,
+    commit_steps,
+    connection,
+    final_step,
+    graph,
+    run,
+    step,
+    walk,
+)
+
+from engine.errors import (
+    ConflictError,
+    GraphNotFound,
+    InvalidInputError,
+    NotFoundError,
+    RunNotFound,
+    StepConflict,
+)
+from engine.ports import GraphRecord, RunEnd, RunRecord, RunStore, StepRecord
+
+# ------------------------------------------------------------------------------- graphs
+
+
+def test_graph_round_trips(store: RunStore) -> None:
+    # Given a saved graph
+    store.put_graph(graph())
+    # Then it reads back equal
+    assert store.get_graph("g1") == graph()
+
+
+def test_graphs_are_immutable(store: RunStore) -> None:
+    store.put_graph(graph())
+    changed = GraphRecord("g1", "other", {"changed": True}, T0 + 5)
+    with pytest.raises(ConflictError):
+        store.put_graph(changed)
+    assert store.get_graph("g1") == graph()
+
+
+def test_unknown_graph_raises_graph_not_found(store: RunStore) -> None:
+    with pytest.raises(GraphNotFound):
+        store.get_graph("nope")
+
+
+def test_list_graphs_newest_first_across_pages(store: RunStore) -> None:
+    # Given seven graphs created one second apart, in shuffled order
+    order = list(range(7))
+    random.Random(3).shuffle(order)
+    for i in order:
+        store.put_graph(graph(f"g{i}", created_at=T0 + i))
+    # When every page of three is read
+    pages = walk(store.list_graphs, limit=3)
+    # Then pages hold 3, 3, 1 graphs, newest first, with no duplicate and no gap
+    assert [len(p) for p in pages] == [3, 3, 1]
+    assert [g.graph_id for p in pages for g in p] == [f"g{i}" for i in reversed(range(7))]
+    assert store.list_graphs().items[0] == graph("g6", created_at=T0 + 6)
+
+
+def test_list_graphs_refuses_a_bad_cursor(store: RunStore) -> None:
+    store.put_graph(graph())
+    with pytest.raises(InvalidInputError):
+        store.list_graphs(cursor="not a cursor!")
+
+
+# ------------------------------------------------------------------------------- runs
+
+
+def test_create_run_returns_its_initial_view(store: RunStore) -> None:
+    created, is_new = store.create_run(run())
+    assert is_new is True
+    assert (created.state, created.node, created.steps) == (run().input, "a", 0)
+    assert store.get_run("r1") == created
+
+
+def test_create_run_is_idempotent(store: RunStore) -> None:
+    # Given a run that exists and has a step
+    store.create_run(run())
+    store.commit_step(step())
+    # When the same id is created again, with another input
+    again, is_new = store.create_run(run(input={"other": 1}))
+    # Then the existing run is returned, untouched
+    assert is_new is False
+    assert again.input == run().input
+    assert again.steps == 1
+    assert again == store.get_run("r1")
+
+
+def test_unknown_run_raises_run_not_found(store: RunStore) -> None:
+    with pytest.raises(RunNotFound):
+        store.get_run("nope")
+    with pytest.raises(RunNotFound):
+        store.list_steps("nope")
+    with pytest.raises(RunNotFound):
+        store.cancel_run("nope", T0, "stop")
+    with pytest.raises(RunNotFound):
+        store.commit_step(final_step("nope"), RunEnd("completed"))
+    assert store.get_step("nope", 0) is None
+
+
+def test_get_run_shows_the_latest_committed_step(store: RunStore) -> None:
+    # Given a run
+    store.create_run(run())
+    # When a step that routes to node b is committed
+    first = step(seq=0, next_node="b", state={"x": 1})
+    store.commit_step(first)
+    # Then the run's view is that step's
+    view = store.get_run("r1")
+    assert (view.status, view.state, view.node, view.steps) == ("running", {"x": 1}, "b", 1)
+    # When a second step ends the run
+    last = step(seq=1, node="b", state={"x": 2}, next_node=None, run_status="completed")
+    store.commit_step(last, RunEnd("completed"))
+    # Then the run is completed, with the final state and no next node
+    view = store.get_run("r1")
+    assert (view.status, view.state, view.node, view.steps) == ("completed", {"x": 2}, None, 2)
+    assert view.error is None
+    assert view.input == run().input
+
+
+# ------------------------------------------------------------------------------- commits
+
+
+def test_a_slot_is_committed_once(store: RunStore) -> None:
+    store.create_run(run())
+    store.commit_step(step(committed_by="first"))
+    with pytest.raises(StepConflict) as raised:
+        store.commit_step(step(committed_by="second", state={"other": True}))
+    assert (raised.value.run_id, raised.value.seq) == ("r1", 0)
+    assert store.get_step("r1", 0) == step(committed_by="first")
+
+
+@pytest.mark.parametrize("end", [None, RunEnd("completed")], ids=["step", "terminal"])
+def test_racing_commits_of_one_slot_have_exactly_one_winner(
+    store: RunStore, end: RunEnd | None
+) -> None:
+    # Given a run, and eight workers holding the same hop (eight deliveries of it)
+    store.create_run(run())
+    barrier = threading.Barrier(8)
+    winners: list[str] = []
+    losers: list[str] = []
+    errors: list[BaseException] = []
+
+    def commit(delivery: str) -> None:
+        candidate = final_step() if end is not None else step()
+        candidate = replace(candidate, committed_by=delivery)
+        barrier.wait()
+        try:
+            store.commit_step(candidate, end)
+            winners.append(delivery)
+        except StepConflict:
+            losers.append(delivery)
+        except BaseException as exc:  # surfaced below: a thread's error must fail the test
+            errors.append(exc)
+
+    # When they all commit at once
+    threads = [threading.Thread(target=commit, args=(f"d{i}",)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # Then exactly one committed, and the slot holds its step
+    assert errors == []
+    assert len(winners) == 1 and len(losers) == 7
+    committed = store.get_step("r1", 0)
+    assert committed is not None and committed.committed_by == winners[0]
+
+
+def test_terminal_commit_ends_the_run_with_its_step(store: RunStore) -> None:
+    store.create_run(run())
+    commit_steps(store, "r1", 2)
+    failed = step(seq=2, status="failed", error="tool t failed: boom", next_node=None,
+                  run_status="failed")  # fmt: skip
+    store.commit_step(failed, RunEnd("failed", "tool t failed: boom"))
+    view = store.get_run("r1")
+    assert (view.status, view.error, view.steps) == ("failed", "tool t failed: boom", 3)
+    assert store.get_step("r1", 2) == failed
+
+
+def test_no_terminal_commit_after_the_run_is_final(store: RunStore) -> None:
+    # Given a completed run
+    store.create_run(run())
+    store.commit_step(final_step(seq=0), RunEnd("completed"))
+    # When another terminal step is committed into the next slot
+    with pytest.raises(StepConflict):
+        store.commit_step(final_step(seq=1, status="failed"), RunEnd("failed", "late"))
+    # Then nothing was written: neither the step nor the header
+    assert store.get_step("r1", 1) is None
+    view = store.get_run("r1")
+    assert (view.status, view.error, view.steps) == ("completed", None, 1)
+
+
+def test_terminal_commit_into_a_taken_slot_conflicts_and_leaves_the_run_running(
+    store: RunStore,
+) -> None:
+    store.create_run(run())
+    store.commit_step(step(seq=0))
+    with pytest.raises(StepConflict):
+        store.commit_step(final_step(seq=0), RunEnd("completed"))
+    assert store.get_run("r1").status == "running"
+    assert store.get_step("r1", 0) == step(seq=0)
+
+
+def test_get_step_of_an_empty_slot_is_none(store: RunStore) -> None:
+    store.create_run(run())
+    store.commit_step(step(seq=0))
+    assert store.get_step("r1", 1) is None
+    assert store.get_step("r1", 0) == step(seq=0)
+
+
+# ------------------------------------------------------------------------------- step log
+
+
+def test_list_steps_in_order_across_pages(store: RunStore) -> None:
+    # Given a run with seven steps
+    store.create_run(run())
+    steps = commit_steps(store, "r1", 7)
+    # When the log is read three at a time, each cursor passed back as ``after``
+    pages: list[list[StepRecord]] = []
+    after = -1
+    for _ in range(10):
+        page = store.list_steps("r1", after=after, limit=3)
+        pages.append(page.items)
+        if page.cursor is None:
+            break
+        after = int(page.cursor)
+    # Then every step comes once, in order; only the last page may be short (or empty)
+    assert [s for p in pages for s in p] == steps
+    assert all(len(p) == 3 for p in pages[:2]) and len(pages) in (3, 4)
+
+
+def test_list_steps_after(store: RunStore) -> None:
+    store.create_run(run())
+    steps = commit_steps(store, "r1", 7)
+    assert store.list_steps("r1", after=4).items == steps[5:]
+    assert store.list_steps("r1", after=6).items == []
+
+
+def test_list_steps_of_a_run_without_steps_is_empty(store: RunStore) -> None:
+    store.create_run(run())
+    page = store.list_steps("r1")
+    assert (page.items, page.cursor) == ([], None)
+
+
+# ------------------------------------------------------------------------------- cancel
+
+
+def test_cancel_takes_the_next_slot(store: RunStore) -> None:
+    # Given a run with two steps
+    store.create_run(run())
+    steps = commit_steps(store, "r1", 2)
+    # When it is cancelled
+    cancelled = store.cancel_run("r1", T0 + 50, "stop please")
+    # Then the run is cancelled and slot 2 holds a cancelled step with the latest state
+    assert (cancelled.status, cancelled.error, cancelled.node) == ("cancelled", "stop please", None)
+    assert (cancelled.steps, cancelled.state, cancelled.updated_at) == (3, steps[1].state, T0 + 50)
+    assert store.get_run("r1") == cancelled
+    taken = store.get_step("r1", 2)
+    assert taken is not None
+    assert (taken.status, taken.run_status, taken.error) == (
+        "cancelled",
+        "cancelled",
+        "stop please",
+    )
+    # And the worker that was about to commit slot 2 loses
+    with pytest.raises(StepConflict):
+        store.commit_step(step(seq=2))
+    with pytest.raises(StepConflict):
+        store.commit_step(final_step(seq=3), RunEnd("completed"))
+    assert store.get_run("r1").status == "cancelled"
+
+
+def test_cancel_before_any_step_keeps_the_input(store: RunStore) -> None:
+    store.create_run(run())
+    cancelled = store.cancel_run("r1", T0 + 1, "stop")
+    assert (cancelled.steps, cancelled.state) == (1, run().input)
+    taken = store.get_step("r1", 0)
+    assert taken is not None and taken.state == run().input
+
+
+@pytest.mark.parametrize("status", ["completed", "failed", "cancelled"])
+def test_cancelling_a_final_run_conflicts(store: RunStore, status: str) -> None:
+    store.create_run(run())
+    if status == "cancelled":
+        store.cancel_run("r1", T0 + 1, "first")
+    else:
+        store.commit_step(final_step(status=status), RunEnd(status, None))  # type: ignore[arg-type]
+    with pytest.raises(ConflictError, match=f"already {status}"):
+        store.cancel_run("r1", T0 + 2, "again")
+    assert len(store.list_steps("r1").items) == 1
+
+
+# ------------------------------------------------------------------------------- list_runs
+
+
+@pytest.fixture
+def runs(store: RunStore) -> dict[str, RunRecord]:
+    """Nine runs of two graphs, one second apart (r8 newest), in every status."""
+    created: dict[str, RunRecord] = {}
+    for i in range(9):
+        record, _ = store.create_run(run(f"r{i}", graph_id=f"g{i % 2}", created_at=T0 + i))
+        created[record.run_id] = record
+    store.commit_step(final_step("r1"), RunEnd("completed"))
+    store.commit_step(final_step("r2"), RunEnd("completed"))
+    store.commit_step(final_step("r5", status="failed"), RunEnd("failed", "boom"))
+    store.cancel_run("r6", T0 + 60, "stop")
+    store.cancel_run("r7", T0 + 60, "stop")
+    return created
+
+
+EXPECTED_STATUS = {
+    "r0": "running", "r1": "completed", "r2": "completed", "r3": "running", "r4": "running",
+    "r5": "failed", "r6": "cancelled", "r7": "cancelled", "r8": "running",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("graph_id", "status"),
+    [(None, None), ("g0", None), ("g1", None), (None, "running"), (None, "cancelled"),
+     ("g0", "running"), ("g1", "cancelled"), ("g0", "failed")],
+)  # fmt: skip
+def test_list_runs_filters_and_pages(
+    store: RunStore, runs: dict[str, RunRecord], graph_id: str | None, status: Any
+) -> None:
+    # Given the runs the fixture made, and what the filter should keep, newest first
+    expected = [
+        f"r{i}"
+        for i in reversed(range(9))
+        if (graph_id is None or f"g{i % 2}" == graph_id)
+        and (status is None or EXPECTED_STATUS[f"r{i}"] == status)
+    ]
+
+    def fetch(limit: int, cursor: str | None) -> Any:
+        return store.list_runs(graph_id=graph_id, status=status, limit=limit, cursor=cursor)
+
+    for limit in (1, 2, 4, 50):
+        # When every page is read
+        pages = walk(fetch, limit)
+        # Then the pages hold each matching run once, newest first, all full but the last,
+        # and the last cursor comes with the last run (no empty page after it)
+        listed = [r for page in pages for r in page]
+        assert [r.run_id for r in listed] == expected, f"limit {limit}"
+        assert len(pages) == max(1, math.ceil(len(expected) / limit)), f"limit {limit}"
+        # And each run carries its header as it is now
+        for record in listed:
+            assert record.graph_id == runs[record.run_id].graph_id
+            assert record.status == EXPECTED_STATUS[record.run_id]
+            assert record.input == run().input and record.max_steps == 20
+
+
+def test_list_runs_of_an_unknown_graph_is_empty(
+    store: RunStore, runs: dict[str, RunRecord]
+) -> None:
+    page = store.list_runs(graph_id="nope")
+    assert (page.items, page.cursor) == ([], None)
+
+
+def test_list_runs_refuses_a_bad_cursor(store: RunStore, runs: dict[str, RunRecord]) -> None:
+    for graph_id, status in [(None, None), ("g0", None), (None, "running")]:
+        with pytest.raises(InvalidInputError):
+            store.list_runs(graph_id=graph_id, status=status, cursor="%%%")  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------------- connections
+
+
+def test_subscribers_of_a_run(store: RunStore) -> None:
+    # Given two connections subscribed to r1 and one to r2
+    for conn_id in ("c2", "c1", "c3"):
+        store.save_connection(connection(conn_id))
+    store.subscribe("c2", "r1")
+    store.subscribe("c1", "r1")
+    store.subscribe("c3", "r2")
+    store.subscribe("c1", "r1")  # twice: still one subscription
+    # Then each run lists its own, ordered by connection id
+    assert store.subscribers("r1") == [connection("c1"), connection("c2")]
+    assert store.subscribers("r2") == [connection("c3")]
+    assert store.subscribers("r3") == []
+
+
+def test_subscribe_an_unknown_connection(store: RunStore) -> None:
+    with pytest.raises(NotFoundError) as raised:
+        store.subscribe("ghost", "r1")
+    assert raised.value.kind == "connection"
+    assert store.subscribers("r1") == []
+
+
+def test_unsubscribe(store: RunStore) -> None:
+    store.save_connection(connection("c1"))
+    store.subscribe("c1", "r1")
+    store.subscribe("c1", "r2")
+    store.unsubscribe("c1", "r1")
+    store.unsubscribe("c1", "r1")  # not subscribed any more: no error
+    store.unsubscribe("c9", "r9")  # never known: no error
+    assert store.subscribers("r1") == []
+    assert store.subscribers("r2") == [connection("c1")]
+
+
+def test_expired_connections_are_not_subscribers(store: RunStore, clock: FakeClock) -> None:
+    # Given a connection expiring in 10 s and one in an hour, both subscribed
+    store.save_connection(connection("short", expires_at=int(T0) + 10))
+    store.save_connection(connection("long"))
+    store.subscribe("short", "r1")
+    store.subscribe("long", "r1")
+    assert [c.connection_id for c in store.subscribers("r1")] == ["long", "short"]
+    # When 11 seconds pass
+    clock.now = T0 + 11
+    # Then only the live one is a subscriber
+    assert store.subscribers("r1") == [connection("long")]
+
+
+def test_delete_connection_removes_its_subscriptions(store: RunStore) -> None:
+    # Given a connection subscribed to three runs, and another one to one of them
+    store.save_connection(connection("c1"))
+    store.save_connection(connection("c2"))
+    for run_id in ("r1", "r2", "r3"):
+        store.subscribe("c1", run_id)
+    store.subscribe("c2", "r2")
+    # When c1 is deleted (twice, and an unknown one: no error)
+    store.delete_connection("c1")
+    store.delete_connection("c1")
+    store.delete_connection("never")
+    # Then it is gone from every run, and cannot subscribe any more
+    assert store.subscribers("r1") == [] and store.subscribers("r3") == []
+    assert store.subscribers("r2") == [connection("c2")]
+    with pytest.raises(NotFoundError):
+        store.subscribe("c1", "r1")
+
+
+# ------------------------------------------------------------------------------- big states
+
+
+def _big_state(kind: str, size: int) -> dict[str, Any]:
+    rng = random.Random(7)
+    if kind == "random":  # incompressible beyond base64's 6 bits per character
+        alphabet = string.ascii_letters + string.digits + "+/"
+        blob = "".join(rng.choice(alphabet) for _ in range(size))
+    else:  # source-like text: compresses well
+        words = ["def", "return", "self", "value", "(", ")", ":", "\n    ", "if", "for", "in"]
+        blob = " ".join(rng.choice(words) for _ in range(size // 4))[:size]
+    return {"code": blob, "iteration": 3, "issues": [{"line": i, "kind": "x"} for i in range(5)]}
+
+
+@pytest.mark.parametrize("kind", ["text", "random"])
+def test_a_300_kb_state_round_trips(store: RunStore, kind: str) -> None:
+    # Given a 300 KB state, whose step also updated the big value
+    state = _big_state(kind, 300_000)
+    updates = {"code": state["code"], "iteration": 3}
+    store.create_run(run(input=state))
+    # When it is committed (then once more, ending the run)
+    store.commit_step(step(seq=0, state=state, updates=updates))
+    store.commit_step(
+        step(seq=1, state=state, updates=updates, next_node=None, run_status="completed"),
+        RunEnd("completed"),
+    )
+    # Then the state reads back exactly, from every read path
+    first = store.get_step("r1", 0)
+    assert first is not None and first.state == state
+    assert set(first.updates) == set(updates)  # values may be left out when huge: see items
+    assert store.get_run("r1").state == state
+    assert store.get_run("r1").input == state
+    assert [s.state == state for s in store.list_steps("r1").items] == [True, True]
