@@ -1,0 +1,349 @@
+"""The condition language of branches: checked once, compiled once, evaluated safely.
+
+A condition is a Python-like expression over the run state in which bare names are state keys
+(``quality_score >= 7 or iteration >= 5``). :func:`compile_condition` parses it with :mod:`ast`,
+refuses every node outside a whitelist, rewrites it (``x`` to ``_S["x"]``, ``get(k, d)`` to
+``_S.get(k, d)``, risky operators to guard calls) and compiles ``lambda _S: <expr>`` once, with
+globals holding no builtins, only :data:`FUNCTIONS` and the guards: evaluating is one call.
+Not simpleeval: it re-walks the AST on every evaluation, 10-30x slower than a compiled lambda,
+and our whitelist is small and checked once, when the graph is created.
+
+Guards, so that a hostile condition fails harmlessly in bounded time and memory: at most 1,000
+characters, 50 levels, 500 nodes and 4,300-digit integer literals; ``**`` refuses exponents
+above 10,000 and results above ~100,000 bits, ``*`` integer products above ~100,000 bits, ``%``
+a string on its left (``"%*d" % (10**9, 1)``), ``round`` ndigits above 10,000; ``<<``, ``>>``,
+``~`` and the bitwise operators are refused when parsing. Repetition, concatenation and slice
+results hold at most 100,000 items each, fewer when a condition has many: 2,000,000 in all.
+"""
+
+from __future__ import annotations
+
+import ast
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.errors import ConditionEvaluationError, ConditionSyntaxError
+
+__all__ = ["FUNCTIONS", "Condition", "compile_condition"]
+
+FUNCTIONS: frozenset[str] = frozenset({"len", "min", "max", "abs", "round", "any", "all", "get"})
+
+MAX_SOURCE_CHARS, MAX_DEPTH, MAX_NODES, MAX_INT_DIGITS = 1_000, 50, 500, 4_300
+MAX_EXPONENT, MAX_BITS, MAX_ITEMS, MAX_TOTAL_ITEMS = 10_000, 100_000, 100_000, 2_000_000
+
+_ARITY: dict[str, tuple[int, int]] = {
+    **dict.fromkeys(("len", "abs", "any", "all"), (1, 1)),
+    **dict.fromkeys(("round", "get"), (1, 2)),
+    **dict.fromkeys(("min", "max"), (1, MAX_NODES)),
+}
+_REFUSED_OPS: dict[type[ast.AST], str] = {
+    ast.LShift: "<<", ast.RShift: ">>", ast.BitOr: "|", ast.BitAnd: "&", ast.BitXor: "^",
+    ast.MatMult: "@", ast.Invert: "~",
+}  # fmt: skip
+_REFUSED_NODES: dict[type[ast.AST], str] = {
+    **dict.fromkeys((ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp), "comprehensions"),
+    **dict.fromkeys((ast.JoinedStr, ast.FormattedValue), "f-strings"),
+    **dict.fromkeys((ast.Await, ast.Yield, ast.YieldFrom), "await and yield"),
+    ast.Lambda: "lambdas", ast.NamedExpr: "assignment expressions (:=)", ast.Starred: "* unpacking",
+}  # fmt: skip
+_PLAIN = (ast.BoolOp, ast.IfExp, ast.List, ast.Tuple, ast.Set, ast.Dict, ast.Subscript, ast.Slice)
+_SEQUENCES = (str, bytes, list, tuple)
+
+
+class _Invalid(Exception):
+    """The checker refused a construct; compile_condition adds the source to the message."""
+
+
+class _Refused(Exception):
+    """A guard refused an operation whose result would be too large."""
+
+
+# -- guards: compiled conditions call these instead of the raw operators ------------------------
+def _pow(base: Any, exp: Any) -> Any:
+    if isinstance(exp, int) and isinstance(base, int | float):
+        if abs(exp) > MAX_EXPONENT:
+            raise _Refused(f"exponent is too large (limit {MAX_EXPONENT})")
+        if isinstance(base, int) and exp > 0 and base.bit_length() * exp > MAX_BITS:
+            raise _Refused(f"power is too large (limit about {MAX_BITS} bits)")
+    return base**exp
+
+
+def _mul(a: Any, b: Any, cap: int) -> Any:
+    if isinstance(a, int) and isinstance(b, int):
+        if a.bit_length() + b.bit_length() > MAX_BITS:
+            raise _Refused(f"product is too large (limit about {MAX_BITS} bits)")
+    elif isinstance(a, _SEQUENCES) and isinstance(b, int):
+        _check_items(len(a) * b, cap, "repetition")
+    elif isinstance(b, _SEQUENCES) and isinstance(a, int):
+        _check_items(len(b) * a, cap, "repetition")
+    return a * b
+
+
+def _add(a: Any, b: Any, cap: int) -> Any:
+    if isinstance(a, _SEQUENCES) and isinstance(b, _SEQUENCES):
+        _check_items(len(a) + len(b), cap, "concatenation")
+    return a + b
+
+
+def _slice(value: Any, lower: Any, upper: Any, step: Any, cap: int) -> Any:
+    part = slice(lower, upper, step)
+    # Slices copy: `(s[1:], s[1:], ...)` would multiply a big state value.
+    if isinstance(value, _SEQUENCES) and len(value) > cap:
+        _check_items(len(range(*part.indices(len(value)))), cap, "slice")
+    return value[part]
+
+
+def _mod(a: Any, b: Any) -> Any:
+    if isinstance(a, str | bytes):
+        raise _Refused("string formatting with % is not allowed")
+    return a % b
+
+
+def _round(number: Any, ndigits: Any = None) -> Any:
+    if isinstance(ndigits, int) and abs(ndigits) > MAX_EXPONENT:  # round(5, -10**9): 10**10**9
+        raise _Refused(f"round() ndigits is too large (limit {MAX_EXPONENT})")
+    return round(number, ndigits)
+
+
+def _check_items(count: int, cap: int, what: str) -> None:
+    if count > cap:
+        raise _Refused(f"{what} result is too long (limit {cap} items in this condition)")
+
+
+_GLOBALS: dict[str, Any] = {
+    "__builtins__": {},
+    **{"len": len, "min": min, "max": max, "abs": abs, "any": any, "all": all},
+    **{"_pow": _pow, "_mul": _mul, "_add": _add, "_slice": _slice, "_mod": _mod, "_round": _round},
+}
+
+
+# -- checking ------------------------------------------------------------------------------------
+class _Checker:
+    """Walks the parsed expression, refusing anything outside the language; collects names."""
+
+    def __init__(self) -> None:
+        self.nodes = self.builders = 0  # builders: guarded sites that can build long sequences
+        self.names: set[str] = set()
+        self.get_keys: set[str] = set()
+
+    def visit(self, node: ast.expr, depth: int) -> None:
+        self.nodes += 1
+        if depth > MAX_DEPTH:
+            raise _Invalid(f"it is nested too deeply (more than {MAX_DEPTH} levels)")
+        if self.nodes > MAX_NODES:
+            raise _Invalid(f"it is too long (more than {MAX_NODES} syntax nodes)")
+        self.builders += isinstance(node, ast.Slice) or _guard(node) in ("_mul", "_add")
+        for child in self._children(node):
+            self.visit(child, depth + 1)
+
+    def _children(self, node: ast.expr) -> list[ast.expr]:
+        """Refuse ``node`` if it is outside the language, else return its sub-expressions."""
+        if isinstance(node, ast.Name):
+            self.names.add(_name(node.id))
+            return []
+        if isinstance(node, ast.Constant):
+            _constant(node.value)
+            return []
+        if isinstance(node, ast.Call):
+            return self._call(node)
+        if isinstance(node, ast.Attribute):
+            raise _Invalid(f"attribute access is not allowed: .{node.attr}")
+        if isinstance(node, ast.BinOp | ast.UnaryOp):
+            _operator(node)
+        elif isinstance(node, ast.Compare):
+            _compare(node)
+        elif isinstance(node, ast.Dict) and None in node.keys:
+            raise _Invalid("** unpacking is not allowed")
+        elif not isinstance(node, _PLAIN):
+            what = _REFUSED_NODES.get(type(node), type(node).__name__)
+            raise _Invalid(f"{what} not allowed")
+        return [child for child in ast.iter_child_nodes(node) if isinstance(child, ast.expr)]
+
+    def _call(self, node: ast.Call) -> list[ast.expr]:
+        func, allowed = node.func, ", ".join(sorted(FUNCTIONS))
+        if isinstance(func, ast.Attribute):
+            raise _Invalid(f"attribute access is not allowed: .{func.attr}")
+        if not isinstance(func, ast.Name):
+            raise _Invalid(f"only these functions can be called: {allowed}")
+        if _name(func.id) not in FUNCTIONS:
+            raise _Invalid(f"function {func.id!r} is not allowed (allowed: {allowed})")
+        if node.keywords:
+            arg = node.keywords[0].arg or "*"
+            raise _Invalid(f"keyword arguments are not allowed: {func.id}({arg}=...)")
+        low, high = _ARITY[func.id]
+        if not low <= len(node.args) <= high:
+            count = f"{low} argument" if high == 1 else f"{low} to {high} arguments"
+            raise _Invalid(f"{func.id}() takes {count}, got {len(node.args)}")
+        first = node.args[0]
+        if func.id == "get" and isinstance(first, ast.Constant) and isinstance(first.value, str):
+            self.get_keys.add(first.value)
+        return node.args
+
+
+def _name(name: str) -> str:
+    if name.startswith("__"):
+        raise _Invalid(f"name {name!r} is not allowed (names starting with __ are reserved)")
+    return name
+
+
+def _constant(value: object) -> None:
+    if isinstance(value, int) and value.bit_length() > MAX_INT_DIGITS * 10 // 3:
+        raise _Invalid(f"integer literal is too large (more than {MAX_INT_DIGITS} digits)")
+    if value is not None and not isinstance(value, int | float | str):
+        raise _Invalid(f"{type(value).__name__} literals are not allowed")
+
+
+def _operator(node: ast.BinOp | ast.UnaryOp) -> None:
+    symbol = _REFUSED_OPS.get(type(node.op))
+    if symbol is not None:
+        raise _Invalid(f"operator {symbol} is not allowed")
+    if isinstance(node.op, ast.Mod) and _is_constant(getattr(node, "left", None), str):
+        raise _Invalid("string formatting with % is not allowed")
+
+
+def _compare(node: ast.Compare) -> None:
+    operands = [node.left, *node.comparators]
+    for i, op in enumerate(node.ops):
+        singleton = any(_is_constant(o, type(None), bool) for o in operands[i : i + 2])
+        if isinstance(op, ast.Is | ast.IsNot) and not singleton:
+            raise _Invalid("'is' and 'is not' only compare with None, True or False")
+
+
+def _is_constant(node: ast.AST | None, *types: type) -> bool:
+    return isinstance(node, ast.Constant) and isinstance(node.value, types)
+
+
+# -- rewriting and compiling ---------------------------------------------------------------------
+def _guard(node: ast.AST) -> str | None:
+    """The guard a binary operation goes through, if any."""
+    if not isinstance(node, ast.BinOp):
+        return None
+    op, numbers = node.op, [_is_constant(o, int, float) for o in (node.left, node.right)]
+    if isinstance(op, ast.Pow | ast.Mult):
+        return "_pow" if isinstance(op, ast.Pow) else "_mul"
+    if isinstance(op, ast.Mod) and not numbers[0]:  # a number cannot be a format string
+        return "_mod"
+    if isinstance(op, ast.Add) and not any(numbers):  # `iteration + 1` cannot concatenate
+        return "_add"
+    return None
+
+
+class _Rewriter(ast.NodeTransformer):
+    """State names to ``_S[...]``, ``get`` to ``_S.get``, risky operators to their guards."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap  # the item cap of each sequence-building guard
+
+    def visit_Name(self, node: ast.Name) -> ast.expr:
+        return ast.Subscript(_load("_S"), ast.Constant(node.id), ast.Load())
+
+    def visit_Call(self, node: ast.Call) -> ast.expr:
+        assert isinstance(node.func, ast.Name)  # the checker refused every other callee
+        args, name = [self.visit(arg) for arg in node.args], node.func.id
+        if name == "get":
+            getter = ast.Attribute(_load("_S"), "get", ast.Load())
+            return ast.Call(getter, [*args, ast.Constant(None)][:2], [])
+        return ast.Call(_load("_round" if name == "round" else name), args, [])
+
+    def visit_BinOp(self, node: ast.BinOp) -> ast.expr:
+        guard = _guard(node)
+        self.generic_visit(node)
+        if guard is None:
+            return node
+        cap = [ast.Constant(self.cap)] if guard in ("_mul", "_add") else []
+        return ast.Call(_load(guard), [node.left, node.right, *cap], [])
+
+    def visit_Subscript(self, node: ast.Subscript) -> ast.expr:
+        self.generic_visit(node)
+        part = node.slice
+        if not isinstance(part, ast.Slice):
+            return node
+        bounds = [bound or ast.Constant(None) for bound in (part.lower, part.upper, part.step)]
+        return ast.Call(_load("_slice"), [node.value, *bounds, ast.Constant(self.cap)], [])
+
+
+def _load(name: str) -> ast.Name:
+    return ast.Name(name, ast.Load())
+
+
+def _build(body: ast.expr) -> Callable[[Mapping[str, Any]], Any]:
+    params = ast.arguments([], [ast.arg("_S")], None, [], [], None, [])
+    tree = ast.fix_missing_locations(ast.Expression(ast.Lambda(params, body)))
+    with warnings.catch_warnings():  # CPython warns of sure failures (`1[0]`): refuse them now
+        warnings.simplefilter("error", SyntaxWarning)
+        code = compile(tree, "<condition>", "eval")
+    function: Callable[[Mapping[str, Any]], Any] = eval(code, _GLOBALS)
+    return function
+
+
+# -- public API ----------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """A compiled condition: call it with the state to get its truth. Equal by source.
+
+    ``names`` holds every state key the condition reads: its bare names and the constant keys
+    of its ``get(...)`` calls. Evaluating ``quality_score >= 7 or iteration >= 5`` takes about
+    0.2 microseconds (timeit, CPython 3.11, x86-64; 0.08 of them in the compiled lambda).
+    """
+
+    source: str
+    names: frozenset[str] = field(compare=False)
+    _function: Callable[[Mapping[str, Any]], Any] = field(compare=False, repr=False)
+    _required: frozenset[str] = field(compare=False, repr=False)
+
+    def __call__(self, state: Mapping[str, Any]) -> bool:
+        """The condition's truth on ``state``; any failure is a ConditionEvaluationError."""
+        try:
+            return bool(self._function(state))
+        except KeyError as exc:
+            key = exc.args[0] if exc.args else None
+            if isinstance(key, str) and key in self._required and key not in state:
+                message = f"condition {_quote(self.source)} reads missing state key {key!r}"
+                raise ConditionEvaluationError(message) from exc
+            raise self._failed("failed", exc) from exc
+        except Exception as exc:  # custom state values may raise anything: still one error type
+            raise self._failed("refused" if isinstance(exc, _Refused) else "failed", exc) from exc
+
+    def __reduce__(self) -> tuple[Callable[[str], Condition], tuple[str]]:
+        return (compile_condition, (self.source,))  # pickle and copy by source
+
+    def _failed(self, verb: str, exc: Exception) -> ConditionEvaluationError:
+        return ConditionEvaluationError(f"condition {_quote(self.source)} {verb}: {_reason(exc)}")
+
+
+def compile_condition(source: str) -> Condition:
+    """Check and compile ``source`` once; raise ConditionSyntaxError saying what is refused."""
+    if not isinstance(source, str):
+        raise ConditionSyntaxError(f"a condition must be a string, not {type(source).__name__}")
+    try:
+        if len(source) > MAX_SOURCE_CHARS:
+            raise _Invalid(f"it is longer than {MAX_SOURCE_CHARS} characters")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # invalid escape sequences and the like
+            tree = ast.parse(source, mode="eval")
+        checker = _Checker()
+        checker.visit(tree.body, 1)
+        cap = min(MAX_ITEMS, MAX_TOTAL_ITEMS // max(1, checker.builders))
+        function = _build(_Rewriter(cap).visit(tree.body))
+    except (_Invalid, SyntaxError, ValueError, RecursionError, MemoryError, OverflowError) as exc:
+        raise ConditionSyntaxError(f"condition {_quote(source)}: {_reason(exc)}") from None
+    names = frozenset(checker.names)
+    return Condition(source, names | checker.get_keys, function, names)
+
+
+def _quote(source: str) -> str:
+    return repr(source if len(source) <= 120 else source[:117] + "...")
+
+
+def _reason(exc: BaseException) -> str:
+    """What went wrong, in one line: never failing (str() of a huge int raises), never huge."""
+    try:
+        text = exc.msg if isinstance(exc, SyntaxError) else str(exc)
+    except Exception:
+        text = ""
+    text = text if len(text) <= 200 else text[:197] + "..."
+    if isinstance(exc, _Invalid | _Refused | SyntaxError):
+        return text
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
