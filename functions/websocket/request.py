@@ -1,0 +1,94 @@
+"""What a WebSocket route needs from an API Gateway WebSocket event."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.errors import InvalidInputError
+
+MAX_RUN_ID_LENGTH = 128
+
+
+@dataclass(frozen=True, slots=True)
+class WsRequest:
+    """One invocation: the route, the caller's connection, and what it sent."""
+
+    route_key: str
+    connection_id: str
+    domain_name: str
+    stage: str
+    body: str | None = None
+    query: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_event(cls, event: Any) -> WsRequest:
+        """Raises InvalidInputError if ``event`` is not a WebSocket API event."""
+        context = event.get("requestContext") if isinstance(event, dict) else None
+        if not isinstance(context, dict) or not context.get("connectionId"):
+            raise InvalidInputError("not an API Gateway WebSocket event")
+        headers = event.get("headers") or {}
+        return cls(
+            route_key=str(context.get("routeKey", "$default")),
+            connection_id=str(context["connectionId"]),
+            domain_name=str(context.get("domainName", "")),
+            stage=str(context.get("stage", "")),
+            body=_body(event),
+            query=dict(event.get("queryStringParameters") or {}),
+            headers={str(k).lower(): str(v) for k, v in headers.items()},
+        )
+
+    def endpoint(self, configured: str = "") -> str:
+        """Where to post to this connection: the configured Management API endpoint, else the
+        stage the client connected to (``https://{domainName}/{stage}``, as API Gateway's own
+        samples build it; the scheme follows ``X-Forwarded-Proto`` so a local gateway works)."""
+        if configured:
+            return configured.rstrip("/")
+        scheme = self.headers.get("x-forwarded-proto", "https")
+        return f"{scheme}://{self.domain_name}/{self.stage}".rstrip("/")
+
+    def message(self) -> dict[str, Any]:
+        """The body as a JSON object; InvalidInputError if it is not one."""
+        try:
+            doc = json.loads(self.body or "")
+        except ValueError:
+            raise InvalidInputError("messages must be JSON objects") from None
+        if not isinstance(doc, dict):
+            raise InvalidInputError("messages must be JSON objects")
+        return doc
+
+    def action(self) -> str | None:
+        """The message's ``action`` if it has a readable one (for error replies)."""
+        try:
+            action = self.message().get("action")
+        except InvalidInputError:
+            return None
+        return action if isinstance(action, str) else None
+
+    def run_id(self) -> str:
+        """The run a subscribe/unsubscribe message names."""
+        return checked_run_id(self.message().get("run_id"))
+
+
+def checked_run_id(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInputError('"run_id" must be a non-empty string')
+    if len(value) > MAX_RUN_ID_LENGTH:
+        raise InvalidInputError(f'"run_id" is longer than {MAX_RUN_ID_LENGTH} characters')
+    return value
+
+
+def _body(event: dict[str, Any]) -> str | None:
+    body = event.get("body")
+    if body is None:
+        return None
+    if event.get("isBase64Encoded"):
+        import base64
+
+        try:
+            return base64.b64decode(body).decode("utf-8")
+        except ValueError:  # binary frames: not JSON, whatever they hold
+            return None
+    return str(body)
