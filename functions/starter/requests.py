@@ -74,6 +74,11 @@ def start_requested_run(record: SQSRecord) -> str:
     except MalformedRequest as exc:
         park(record, str(exc))
         return "malformed"
+    except Exception:
+        # Transient (throttling, a network error): this record fails, SQS redelivers it.
+        logger.exception("run request failed; retried", extra={"message_id": record.message_id})
+        count("RunRequestsRetried")
+        raise
 
 
 def _start(request: RunRequest, message_id: str) -> str:
@@ -88,7 +93,7 @@ def _start(request: RunRequest, message_id: str) -> str:
     except PERMANENT_ERRORS as exc:
         raise MalformedRequest(str(exc)) from None
     with log_keys(run_id=run.run_id):
-        logger.info("run requested", extra={"created": created, "status": run.status})
+        logger.info("run requested", extra={"run_created": created, "status": run.status})
     count("RunsStarted" if created else "RunRequestsDuplicate")
     return run.run_id
 

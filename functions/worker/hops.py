@@ -86,6 +86,7 @@ def apply_hop(hop: Hop, delivery_id: str, attempt: int) -> HopResult:
     except Exception as exc:
         last = attempt >= get_settings().step_max_receives
         _log_failure(exc, attempt, last)
+        count("HopsFailed")  # a failed delivery: retried, or dead-lettered if last
         if last:
             dead_letter(svc, hop, exc, attempt)
         raise
