@@ -41,13 +41,12 @@ class WsRequest:
         )
 
     def endpoint(self, configured: str = "") -> str:
-        """Where to post to this connection: the configured Management API endpoint, else the
-        stage the client connected to (``https://{domainName}/{stage}``, as API Gateway's own
-        samples build it; the scheme follows ``X-Forwarded-Proto`` so a local gateway works)."""
+        """Where to post to this connection: the configured Management API endpoint (set on
+        every deployment, and by the local stack), else the stage the client connected to,
+        ``https://{domainName}/{stage}``, as API Gateway's own samples build it."""
         if configured:
             return configured.rstrip("/")
-        scheme = self.headers.get("x-forwarded-proto", "https")
-        return f"{scheme}://{self.domain_name}/{self.stage}".rstrip("/")
+        return f"https://{self.domain_name}/{self.stage}"
 
     def message(self) -> dict[str, Any]:
         """The body as a JSON object; InvalidInputError if it is not one."""
