@@ -1,28 +1,31 @@
 """The HTTP API's Lambda handler, called with API Gateway events over a whole composition.
 
-``api_stack()`` installs a run service and yields an :class:`ApiStack`; ``call`` loads an
-``events/http_*.json`` event, patches its path, query and body the way API Gateway would
-have built them, and invokes ``functions.api.handler.handler``; ``drain`` then delivers the
-queued hops until the runs they belong to stop moving.
+``api_stack(monkeypatch)`` sets up moto as a deployment would be (``tests.functional.aws_stack``:
+the table and queues of template.yaml, ``HOPGRAPH_*`` settings) and yields an
+:class:`ApiStack`: ``call`` loads an ``events/http_*.json`` event, patches its path, query
+and body the way API Gateway would have built them, and invokes
+``functions.api.handler.handler``; ``drain`` feeds the step queue to the worker handler as
+real SQS batches until no hop is left.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-from engine.memory import MemoryQueue, MemoryRunStore
+import pytest
+
+from engine.ports import Hop
 from engine.service import RunService
 from functions import runtime
-from functions.settings import Settings
 from infra.lambda_context import LambdaContext
 from tests.events import load_event
+from tests.functional.aws_stack import AwsStack, aws_stack
 
 
 @dataclass
@@ -94,39 +97,37 @@ def invoke(event: dict[str, Any]) -> Reply:
 
 @dataclass
 class ApiStack:
-    service: RunService
-    queue: MemoryQueue
-    delivered: list[str] = field(default_factory=list)
+    """The API handler over the deployment's composition on moto."""
+
+    aws: AwsStack
+
+    @property
+    def service(self) -> RunService:
+        """The service the handler built from the environment (DynamoDB store, SQS)."""
+        return runtime.service()
 
     def call(self, name: str, **patch: Any) -> Reply:
         return invoke(http_event(name, **patch))
 
+    def queued(self) -> list[Hop]:
+        """The hops waiting in the step queue (left there)."""
+        return [Hop.from_dict(json.loads(m["Body"])) for m in self.aws.messages("StepQueue")]
+
     def drain(self) -> int:
-        """Deliver every queued hop (and those they dispatch); returns how many."""
+        """Deliver step-queue batches to the worker handler until the queue is empty."""
+        return self.aws.drain(self.aws.worker_source())
 
-        def deliver(hop: Any) -> None:
-            self.delivered.append(self.service.process_hop(hop, f"d-{uuid.uuid4().hex}"))
-
-        return self.queue.drain(deliver)
+    def step_once(self) -> int:
+        """Deliver one hop to the worker handler; returns how many were handled."""
+        return self.aws.worker_source(batch_size=1).poll_once().received
 
 
 @contextmanager
-def api_stack(settings: Settings | None = None) -> Iterator[ApiStack]:
-    """The run service the handler uses, built as ``functions.runtime`` builds it.
+def api_stack(monkeypatch: pytest.MonkeyPatch, **settings: str) -> Iterator[ApiStack]:
+    """moto with template.yaml's table and queues and ``HOPGRAPH_*`` pointing at them: the
+    handler builds its run service from the environment, exactly as in a deployment.
 
-    In memory: the store and queue of ``engine.memory``, the deployment's toolkits and
-    engine configuration from ``settings``.
+    ``settings``: overriding ``HOPGRAPH_<NAME>`` values (``state_limit_bytes="20000"``...).
     """
-    settings = settings or Settings(table="hopgraph-test")
-    queue = MemoryQueue()
-    service = RunService(
-        MemoryRunStore(),
-        queue,
-        runtime.build_tools(settings),
-        config=runtime.engine_config(settings),
-    )
-    runtime.install(service)
-    try:
-        yield ApiStack(service, queue)
-    finally:
-        runtime.install(None)
+    with aws_stack(monkeypatch, **settings) as aws:
+        yield ApiStack(aws)

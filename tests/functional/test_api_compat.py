@@ -16,9 +16,10 @@ from tests.functional.api_harness import ApiStack, api_stack
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def stack() -> Iterator[ApiStack]:
-    with api_stack() as s:
+    # One moto stack for the module: these tests do not depend on what others stored.
+    with pytest.MonkeyPatch.context() as monkeypatch, api_stack(monkeypatch) as s:
         yield s
 
 

@@ -11,15 +11,14 @@ import pytest
 from engine.runner import InProcessRunner
 from engine.validation import build_graph
 from functions.api import examples
-from functions.settings import Settings
 from tests.functional.api_harness import ApiStack, api_stack
 
 STATE_LIMIT = 20_000
 
 
 @pytest.fixture
-def stack() -> Iterator[ApiStack]:
-    with api_stack(Settings(table="hopgraph-test", state_limit_bytes=STATE_LIMIT)) as s:
+def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[ApiStack]:
+    with api_stack(monkeypatch, state_limit_bytes=str(STATE_LIMIT)) as s:
         yield s
 
 
@@ -50,7 +49,9 @@ def test_start_answers_202_with_the_run_and_its_location(stack: ApiStack, graph_
     assert body["graph_id"] == graph_id
     assert reply.headers["location"] == f"/runs/{body['run_id']}"
     # And its first hop is queued
-    assert [hop.node for hop in stack.queue.hops] == ["extract"]
+    assert [(hop.run_id, hop.seq, hop.node) for hop in stack.queued()] == [
+        (body["run_id"], 0, "extract")
+    ]
 
 
 def test_the_same_idempotency_key_returns_the_same_run_with_200(
@@ -71,7 +72,7 @@ def test_the_same_idempotency_key_returns_the_same_run_with_200(
     assert again.json()["run_id"] == first.json()["run_id"]
     assert again.json()["created"] is False
     assert again.headers["location"] == first.headers["location"]
-    assert not stack.queue.hops
+    assert stack.queued() == []
 
 
 def test_starting_an_unknown_graph_is_404(stack: ApiStack) -> None:
@@ -88,7 +89,7 @@ def test_an_input_over_the_state_limit_is_413(stack: ApiStack, graph_id: str) ->
     assert reply.status == 413
     assert reply.error["type"] == "payload_too_large"
     assert f"limit of {STATE_LIMIT} bytes" in reply.error["message"]
-    assert not stack.queue.hops
+    assert stack.queued() == []
 
 
 @pytest.mark.parametrize(
@@ -240,7 +241,7 @@ def test_cancel_stops_a_running_run_and_a_second_cancel_is_409(
 ) -> None:
     # Given a run that has taken one step
     run_id = start(stack, graph_id)["run_id"]
-    stack.queue.drain(lambda hop: stack.service.process_hop(hop, "d-1"), limit=1)
+    assert stack.step_once() == 1
     path = f"/runs/{run_id}/cancel"
     # When it is cancelled
     reply = stack.call("http_cancel_run", path=path)
