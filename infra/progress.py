@@ -60,7 +60,7 @@ class RunProgress:
             f"[dim]step[/] {seq:>3}  [bold]{event.get('node')}[/] ({event.get('tool')})  "
             f"{duration:8.1f} ms  [{style}]{status}[/]  [dim]updates: {keys}[/]"
         )
-        self.console.print(line, highlight=False)
+        self.console.print(line, highlight=False, soft_wrap=True)
         if event.get("error"):
             self.console.print(f"      [red]{event['error']}[/]", highlight=False)
         if self._spinner is not None:
@@ -78,4 +78,17 @@ class RunProgress:
         if event.get("reason"):
             self.console.print(f"reason: {event['reason']}", highlight=False)
         if self.show_state and event.get("state") is not None:
-            self.console.print_json(json.dumps(event["state"], default=str))
+            self.console.print("final state (long values shortened):", highlight=False)
+            self.console.print_json(json.dumps(shorten(event["state"]), default=str))
+
+
+def shorten(value: Any, text: int = 160, items: int = 5) -> Any:
+    """A readable preview of a state: long strings cut, long lists summarised."""
+    if isinstance(value, str) and len(value) > text:
+        return f"{value[:text]}... ({len(value)} chars)"
+    if isinstance(value, list):
+        head = [shorten(v, text, items) for v in value[:items]]
+        return head + ([f"... {len(value) - items} more"] if len(value) > items else [])
+    if isinstance(value, dict):
+        return {k: shorten(v, text, items) for k, v in value.items()}
+    return value

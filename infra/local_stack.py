@@ -1,0 +1,258 @@
+"""``make dev`` / ``hopgraph dev``: the whole of hopgraph on a laptop, in one process.
+
+    uvicorn (FastAPI app)  --- HTTP :8000 ---------------------------.
+    local WebSocket gateway --- WS :8001 (+ @connections API) ------+--> the same handlers
+    SQS event sources: StepQueue -> worker, RunRequestsQueue -> starter  as on Lambda
+    local Lambda Invoke endpoint (self-invoke dispatch mode)         |
+    embedded moto server: DynamoDB table and SQS queues <------------'
+                          created from template.yaml
+
+Nothing here is a second implementation: the handlers, adapters and boto3 clients are the
+ones deployed to AWS; only the endpoints they reach differ (``AWS_ENDPOINT_URL``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import socket
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from infra import template
+
+STACK_NAME = "hopgraph-local"
+REGION = "us-east-1"
+WORKER_FUNCTION = f"{STACK_NAME}-worker"
+
+
+class PortInUse(Exception):
+    """A port the stack needs is taken; the message says which and how to choose another."""
+
+
+@dataclass
+class StackConfig:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    ws_port: int = 8001
+    moto_port: int = 0
+    """0: any free port."""
+    dispatch: str = "sqs"
+    workers: int = 4
+    """Concurrent pollers per queue (Lambda would scale out; four keeps a laptop responsive)."""
+    toolkits: str = "engine.toolkits.code_review,engine.toolkits.basics"
+    failed_visibility: int | None = 2
+    """Seconds before a failed message is retried (SQS would wait its visibility timeout)."""
+
+
+def ensure_free(host: str, port: int, what: str, option: str) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                message = f"port {port} ({what}) is already in use on {host}"
+                raise PortInUse(f"{message}; choose another with {option}") from None
+            raise
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class LocalStack:
+    """Starts and stops every part but the HTTP server, which :func:`serve` runs in front."""
+
+    config: StackConfig
+    moto_endpoint: str = ""
+    ws_url: str = ""
+    queue_urls: dict[str, str] = field(default_factory=dict)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _parts: list[Any] = field(default_factory=list)
+
+    def start(self) -> None:
+        cfg = self.config
+        ensure_free(cfg.host, cfg.port, "HTTP API", "--port or PORT=")
+        ensure_free(cfg.host, cfg.ws_port, "WebSocket", "--ws-port or WS_PORT=")
+        self._start_moto()
+        self._create_resources()
+        self._start_gateway()
+        if cfg.dispatch == "lambda":
+            self._start_lambda_endpoint()
+        self._configure_environment()
+        self._start_event_sources()
+
+    # -- parts -----------------------------------------------------------------------------
+    def _start_moto(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        # moto's server logs every request through werkzeug: thousands of lines of polling.
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        port = self.config.moto_port or free_port(self.config.host)
+        server = ThreadedMotoServer(ip_address=self.config.host, port=port, verbose=False)
+        server.start()
+        self._parts.append(server)
+        self.moto_endpoint = f"http://{self.config.host}:{port}"
+        os.environ.update(
+            AWS_ENDPOINT_URL=self.moto_endpoint,
+            AWS_ACCESS_KEY_ID="local",
+            AWS_SECRET_ACCESS_KEY="local",
+            AWS_DEFAULT_REGION=REGION,
+            AWS_REGION=REGION,
+        )
+        os.environ.pop("AWS_PROFILE", None)
+
+    def _create_resources(self) -> None:
+        import boto3
+
+        dynamodb = boto3.client("dynamodb", endpoint_url=self.moto_endpoint, region_name=REGION)
+        template.create_table(dynamodb, f"{STACK_NAME}-table")
+        sqs = boto3.client("sqs", endpoint_url=self.moto_endpoint, region_name=REGION)
+        names = {q: f"{STACK_NAME}-{q}" for q in template.queue_definitions()}
+        self.queue_urls = template.create_queues(sqs, names)
+
+    def _start_gateway(self) -> None:
+        from infra.ws_gateway import LocalWebSocketGateway
+
+        gateway = LocalWebSocketGateway(host=self.config.host, port=self.config.ws_port)
+        gateway.run_in_thread()
+        self._parts.append(_Closing(gateway))
+        self.ws_url = f"ws://{self.config.host}:{self.config.ws_port}"
+        os.environ["HOPGRAPH_WS_ENDPOINT"] = gateway.management_endpoint
+
+    def _start_lambda_endpoint(self) -> None:
+        from functions.worker.handler import handler as worker_handler
+        from infra.lambda_endpoint import LocalLambdaEndpoint
+
+        endpoint = LocalLambdaEndpoint(self.config.host, 0, workers=self.config.workers * 2)
+        endpoint.register(WORKER_FUNCTION, worker_handler)
+        endpoint.start()
+        self._parts.append(endpoint)
+        os.environ["AWS_ENDPOINT_URL_LAMBDA"] = endpoint.url
+
+    def _configure_environment(self) -> None:
+        from functions import runtime
+        from functions.aws import clients
+        from functions.settings import get_settings
+
+        os.environ.update(
+            HOPGRAPH_TABLE=f"{STACK_NAME}-table",
+            HOPGRAPH_STEP_QUEUE_URL=self.queue_urls["StepQueue"],
+            HOPGRAPH_RUN_REQUESTS_DLQ_URL=self.queue_urls["RunRequestsDLQ"],
+            HOPGRAPH_DISPATCH=self.config.dispatch,
+            HOPGRAPH_WORKER_FUNCTION=WORKER_FUNCTION,
+            HOPGRAPH_TOOLKITS=self.config.toolkits,
+            POWERTOOLS_SERVICE_NAME="hopgraph",
+            POWERTOOLS_METRICS_NAMESPACE="Hopgraph",
+            POWERTOOLS_LOG_LEVEL=os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
+            POWERTOOLS_TRACE_DISABLED="true",
+            POWERTOOLS_METRICS_DISABLED="true",
+        )
+        get_settings.cache_clear()
+        clients.reset()
+        runtime.install(None)
+
+    def _start_event_sources(self) -> None:
+        import boto3
+
+        from functions.starter.handler import handler as starter_handler
+        from functions.worker.handler import handler as worker_handler
+        from infra.event_source import SqsEventSource
+
+        sqs = boto3.client("sqs", endpoint_url=self.moto_endpoint, region_name=REGION)
+        for queue, handler in (
+            ("StepQueue", worker_handler),
+            ("RunRequestsQueue", starter_handler),
+        ):
+            source = SqsEventSource(
+                sqs,
+                self.queue_urls[queue],
+                handler,
+                failed_visibility=self.config.failed_visibility,
+                wait_time_seconds=1,  # long polling, as Lambda's pollers do: no busy loop
+                function_name=f"{STACK_NAME}-{queue}",
+            )
+            thread = threading.Thread(
+                target=source.run,
+                args=(self._stop, self.config.workers),
+                name=f"event-source-{queue}",
+                daemon=True,
+            )
+            thread.start()
+            self._parts.append(thread)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for part in reversed(self._parts):
+            stopper = getattr(part, "stop", None) or getattr(part, "join", None)
+            if stopper is not None:
+                with contextlib.suppress(Exception):
+                    stopper(timeout=5) if isinstance(part, threading.Thread) else stopper()
+
+
+@dataclass
+class _Closing:
+    """Adapts a part whose shutdown method is ``close`` to the stack's ``stop``."""
+
+    part: Any
+
+    def stop(self) -> None:
+        self.part.close()
+
+
+def banner(stack: LocalStack) -> str:
+    cfg = stack.config
+    return "\n".join(
+        [
+            "hopgraph local stack is up",
+            f"  HTTP API   http://{cfg.host}:{cfg.port}   (docs: http://{cfg.host}:{cfg.port}/docs)",
+            f"  WebSocket  {stack.ws_url}",
+            f"  moto       {stack.moto_endpoint}   (DynamoDB and SQS; AWS_ENDPOINT_URL for boto3)",
+            f"  run requests queue  {stack.queue_urls.get('RunRequestsQueue', '-')}",
+            f"  dispatch   {cfg.dispatch}",
+            "Try: hopgraph run examples/code_review.json --set code=@examples/sample_code.py -f",
+            "Ctrl-C stops everything.",
+        ]
+    )
+
+
+def serve(host: str, port: int, ws_port: int, dispatch: str = "sqs") -> int:
+    """Run the stack until Ctrl-C; 1 with a one-line error if a port is taken."""
+    import uvicorn
+
+    config = StackConfig(host=host, port=port, ws_port=ws_port, dispatch=dispatch)
+    stack = LocalStack(config)
+    try:
+        stack.start()
+    except PortInUse as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        stack.stop()
+        return 1
+    try:
+        from functions.api.app import create_app
+
+        print(banner(stack), flush=True)
+        uvicorn.run(create_app(), host=host, port=port, log_level="warning")
+    finally:
+        stack.stop()
+    print("hopgraph local stack stopped", flush=True)
+    return 0
+
+
+@contextlib.contextmanager
+def running(config: StackConfig) -> Iterator[LocalStack]:
+    stack = LocalStack(config)
+    try:
+        stack.start()
+        yield stack
+    finally:
+        stack.stop()
