@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from functions.api import __version__
-from functions.api.errors import error_reply, install_error_handlers
+from functions.api.errors import add_error_schema, error_reply, install_error_handlers
 
 MAX_BODY_BYTES = 1_048_576
 """Bodies above this are refused with 413 before anything parses them."""
@@ -87,4 +89,13 @@ def create_app(*, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
         app.include_router(module.router)
     install_error_handlers(app)
     app.add_middleware(BodyLimit, limit=max_body_bytes)
+    build_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        # Built on first request of /openapi.json (FastAPI caches it), not at cold start.
+        if app.openapi_schema is None:
+            app.openapi_schema = add_error_schema(build_openapi())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
