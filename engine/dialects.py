@@ -168,12 +168,14 @@ def _first_present(spec: dict[str, Any], *keys: str) -> Any:
     return next((spec[k] for k in keys if k in spec), None)
 
 
+def _key_present(spec: dict[str, Any], *keys: str) -> str:
+    """The spelling the client used (for locations), else the first one."""
+    return next((k for k in keys if k in spec), keys[0])
+
+
 def _read_dialect3(doc: dict[str, Any], nodes: list[Any]) -> Draft:
-    entry = _first_present(doc, "entry_node", "entry_point", "entry", "start_node")
-    entry_key = next(
-        (k for k in ("entry_node", "entry_point", "entry", "start_node") if k in doc), "entry_node"
-    )
-    draft = Draft("dialect3", entry=entry, entry_loc=entry_key)
+    entry_key = _key_present(doc, "entry_node", "entry_point", "entry", "start_node")
+    draft = Draft("dialect3", entry=doc.get(entry_key), entry_loc=entry_key)
     for i, spec in enumerate(nodes):
         loc = f"nodes[{i}]"
         spec = spec if isinstance(spec, dict) else {}
@@ -182,7 +184,7 @@ def _read_dialect3(doc: dict[str, Any], nodes: list[Any]) -> Draft:
                 _first_present(spec, "node_id", "id"),
                 _first_present(spec, "tool", "function_name"),
                 loc,
-                f"{loc}.tool",
+                f"{loc}.{_key_present(spec, 'tool', 'function_name')}",
                 spec.get("settings"),
             )
         )
@@ -204,16 +206,15 @@ def _dialect3_routes(edges: list[Any]) -> tuple[list[DraftRoute], list[Problem]]
         spec = spec if isinstance(spec, dict) else {}
         source = _first_present(spec, "from", "source")
         target = _first_present(spec, "to", "target")
+        target_loc = f"{loc}.{_key_present(spec, 'to', 'target')}"
         key = source if isinstance(source, str) else f"#{i}"
         route = routes.setdefault(key, DraftRoute(source, loc))
         if spec.get("condition") is not None:
-            route.cases.append(
-                DraftCase(spec["condition"], f"{loc}.condition", target, f"{loc}.to")
-            )
+            route.cases.append(DraftCase(spec["condition"], f"{loc}.condition", target, target_loc))
         elif route.default is not None or route.target is not None:
             problems.append(Problem(loc, f"a second unconditional edge out of {source!r}"))
         else:
-            route.default, route.default_loc = target, f"{loc}.to"
+            route.default, route.default_loc = target, target_loc
     for route in routes.values():
         if not route.cases:  # plain edge
             route.target, route.target_loc = route.default, route.default_loc

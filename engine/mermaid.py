@@ -2,33 +2,62 @@
 
 from __future__ import annotations
 
+import re
+
 from engine.graph import END, Graph
 
 _START = "__start__"
 _END = "__end__"
+# Node ids are the client's strings; Mermaid ids are not. An id that is not a plain word, or
+# is a word Mermaid reads as a statement ("style", "class"...), gets a generated Mermaid id
+# (its real name stays in the label), so any valid graph renders.
+_PLAIN_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_KEYWORDS = frozenset(
+    {"end", "graph", "flowchart", "subgraph", "direction", "style", "classdef", "class",
+     "click", "linkstyle", "call", "href", "callback", "default", _START, _END}
+)  # fmt: skip
 
 
 def _label(text: str) -> str:
     # Mermaid has no backslash escapes; it takes HTML entity codes inside quoted labels.
-    return text.replace("&", "#amp;").replace('"', "#quot;").replace("|", "#124;")
+    # "#" first, since the codes start with it; "<" could open an HTML tag (`x <y`).
+    return (
+        text.replace("#", "#35;")
+        .replace("&", "#amp;")
+        .replace('"', "#quot;")
+        .replace("|", "#124;")
+        .replace("<", "#lt;")
+    )
 
 
-def _ref(node: str) -> str:
-    return _END if node == END else node
+def _mermaid_ids(graph: Graph) -> dict[str, str]:
+    ids = {END: _END}
+    taken = set(graph.nodes)
+    counter = 0
+    for node in graph.nodes:
+        if _PLAIN_ID.fullmatch(node) and node.lower() not in _KEYWORDS:
+            ids[node] = node
+            continue
+        while f"node_{counter}" in taken:
+            counter += 1
+        ids[node] = f"node_{counter}"
+        taken.add(ids[node])
+    return ids
 
 
 def to_mermaid(graph: Graph) -> str:
     """Render ``graph`` as a Mermaid ``flowchart TD``."""
+    ref = _mermaid_ids(graph)
     lines = ["flowchart TD", f"    {_START}([start])", f"    {_END}([end])"]
     for node in graph.nodes.values():
-        lines.append(f'    {node.id}["{_label(node.id)}<br/><i>{_label(node.tool)}</i>"]')
-    lines.append(f"    {_START} --> {graph.entry}")
+        lines.append(f'    {ref[node.id]}["{_label(node.id)}<br/><i>{_label(node.tool)}</i>"]')
+    lines.append(f"    {_START} --> {ref[graph.entry]}")
     for source, target in graph.edges.items():
-        lines.append(f"    {source} --> {_ref(target)}")
+        lines.append(f"    {ref[source]} --> {ref[target]}")
     for source, branch in graph.branches.items():
         for case in branch.cases:
             label = _label(case.condition.source)
-            lines.append(f'    {source} -->|"{label}"| {_ref(case.target)}')
+            lines.append(f'    {ref[source]} -->|"{label}"| {ref[case.target]}')
         if branch.default is not None:
-            lines.append(f"    {source} -->|else| {_ref(branch.default)}")
+            lines.append(f"    {ref[source]} -->|else| {ref[branch.default]}")
     return "\n".join(lines) + "\n"

@@ -179,7 +179,9 @@ class RunService:
         return input
 
     def _max_steps(self, requested: int | None, graph: Graph) -> int:
-        limit = requested or graph.max_steps or self.config.default_max_steps
+        # `is None`, not `or`: an explicit 0 (or False) is a client's mistake, not "default".
+        limit = requested if requested is not None else graph.max_steps
+        limit = limit if limit is not None else self.config.default_max_steps
         if (
             isinstance(limit, bool)
             or not isinstance(limit, int)

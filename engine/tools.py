@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import inspect
+import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -166,15 +167,21 @@ def load_toolkits(module_names: Iterable[str], into: Toolkit | None = None) -> T
     return registry
 
 
-_loop: asyncio.AbstractEventLoop | None = None
+class _Loops(threading.local):
+    loop: asyncio.AbstractEventLoop | None = None
+
+
+_loops = _Loops()
 
 
 def _run_coroutine(awaitable: Awaitable[ToolResult]) -> ToolResult:
-    # One loop for the process: creating a loop per async tool call costs ~100 us.
-    global _loop
-    if _loop is None or _loop.is_closed():
-        _loop = asyncio.new_event_loop()
-    return _loop.run_until_complete(awaitable)
+    # One loop per thread, reused: creating a loop per async tool call costs ~100 us, and a
+    # loop shared between threads (FastAPI's pool, a local poller) fails with "This event
+    # loop is already running" when two threads run async tools at once.
+    loop = _loops.loop
+    if loop is None or loop.is_closed():
+        loop = _loops.loop = asyncio.new_event_loop()
+    return loop.run_until_complete(awaitable)
 
 
 def call_tool(tool: Tool, state: Mapping[str, Any], ctx: ToolContext) -> Updates:

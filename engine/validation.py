@@ -26,6 +26,8 @@ def build_graph(doc: Any, tools: Collection[str] | None = None) -> Graph:
     ``tools``: the registered tool names; ``None`` skips the unknown-tool check.
     """
     draft = read_draft(doc)
+    if not isinstance(doc, dict):  # "not an object" says it all: no entry, nodes... to check
+        raise GraphValidationError(draft.problems)
     checker = _Checker(draft, tools)
     graph = checker.build()
     if checker.problems or graph is None:
@@ -104,6 +106,8 @@ class _Checker:
 
     def _entry(self) -> str | None:
         entry, loc = self.draft.entry, self.draft.entry_loc
+        if not self.draft.nodes:  # "no nodes" is reported already; an entry could name nothing
+            return None
         if entry is None:
             self.add(loc, "missing entry node")
             return None

@@ -1,0 +1,241 @@
+"""The in-process runner: the reference loop, its events, its log and its limits."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.graph import Graph
+from engine.memory import MemoryRunStore
+from engine.runner import DEFAULT_MAX_STEPS, InProcessRunner
+from engine.tools import ToolContext, Toolkit, load_toolkits
+from engine.validation import build_graph
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+tools = Toolkit("runner-tests")
+
+
+@tools.tool
+def count(state: Mapping[str, Any], ctx: ToolContext) -> dict[str, Any]:
+    return {"n": state.get("n", 0) + 1}
+
+
+@tools.tool
+async def double(state: Mapping[str, Any], ctx: ToolContext) -> dict[str, Any]:
+    await asyncio.sleep(0)
+    return {"n": state["n"] * 2}
+
+
+@tools.tool
+def explode(state: Mapping[str, Any], ctx: ToolContext) -> dict[str, Any]:
+    raise ValueError(f"bad n: {state['n']}")
+
+
+def loop_until(limit: int, max_steps: int | None = None) -> Graph:
+    doc: dict[str, Any] = {
+        "entry": "count",
+        "nodes": {"count": {"tool": "count"}},
+        "branches": {
+            "count": {"cases": [{"when": f"n >= {limit}", "to": "END"}], "default": "count"}
+        },
+    }
+    if max_steps is not None:
+        doc["max_steps"] = max_steps
+    return build_graph(doc, tools.names())
+
+
+CHAIN = build_graph(
+    {
+        "entry": "count",
+        "nodes": {"count": {"tool": "count"}, "double": {"tool": "double"}},
+        "edges": {"count": "double", "double": "END"},
+    },
+    tools.names(),
+)
+
+
+def ticking_clock() -> Any:
+    ticks = itertools.count()
+    return lambda: 1_700_000_000.0 + next(ticks)
+
+
+def test_a_run_goes_to_completion_with_an_async_tool() -> None:
+    result = InProcessRunner(tools).run(CHAIN, {"n": 4, "other": "kept"}, run_id="r_x")
+    assert (result.run_id, result.status, result.steps, result.error) == (
+        "r_x",
+        "completed",
+        2,
+        None,
+    )
+    assert result.state == {"n": 10, "other": "kept"}
+    assert result.log == []  # nothing recorded without a store
+
+
+def test_the_input_is_not_changed() -> None:
+    given = {"n": 0}
+    InProcessRunner(tools).run(loop_until(3), given)
+    assert given == {"n": 0}
+
+
+def test_events_are_running_then_one_per_step_in_order_then_the_final_state() -> None:
+    # Given a runner that collects events
+    events: list[dict[str, Any]] = []
+    runner = InProcessRunner(tools, on_event=events.append, clock=ticking_clock())
+    # When a three-step run completes
+    result = runner.run(loop_until(3), {}, run_id="r_e")
+    # Then: run running, three step events in seq order, run completed with the state
+    assert [e["type"] for e in events] == ["run", "step", "step", "step", "run"]
+    assert events[0] == {
+        "type": "run",
+        "run_id": "r_e",
+        "ts": events[0]["ts"],
+        "status": "running",
+        "steps": 0,
+    }
+    steps = events[1:-1]
+    assert [e["seq"] for e in steps] == [0, 1, 2]
+    assert [e["updates"] for e in steps] == [{"n": 1}, {"n": 2}, {"n": 3}]
+    assert [e["next"] for e in steps] == ["count", "count", "END"]
+    assert all(e["run_id"] == "r_e" and e["status"] == "ok" for e in steps)
+    final = events[-1]
+    assert (final["status"], final["steps"], final["state"]) == ("completed", 3, {"n": 3})
+    assert final["state"] == result.state
+    # And the timestamps come from the injected clock, in order
+    assert [e["ts"] for e in events] == sorted(e["ts"] for e in events)
+    assert events[0]["ts"] == "2023-11-14T22:13:20.000Z"
+
+
+def test_the_execution_log_is_the_recorded_steps() -> None:
+    # Given a runner recording into a store
+    store = MemoryRunStore()
+    result = InProcessRunner(tools, store=store).run(
+        loop_until(4), {"n": 0}, run_id="r_l", graph_id="g_1"
+    )
+    # Then the log is each committed step, in order
+    recorded = store.list_steps("r_l").items
+    assert result.log == [s.log_entry() for s in recorded]
+    assert [entry["seq"] for entry in result.log] == [0, 1, 2, 3] and result.steps == 4
+    assert [entry["updates"] for entry in result.log] == [{"n": 1}, {"n": 2}, {"n": 3}, {"n": 4}]
+    assert result.log[-1]["run_status"] == "completed"
+    # And the stored run is final, with the runner's result
+    run = store.get_run("r_l")
+    assert (run.graph_id, run.status, run.state, run.steps, run.node) == (
+        "g_1",
+        "completed",
+        {"n": 4},
+        4,
+        None,
+    )
+    assert run.input == {"n": 0}
+
+
+def test_the_default_step_limit_fails_an_endless_loop() -> None:
+    events: list[dict[str, Any]] = []
+    result = InProcessRunner(tools, on_event=events.append).run(loop_until(10_000), {})
+    assert result.status == "failed"
+    assert result.steps == DEFAULT_MAX_STEPS == 100
+    assert result.state == {"n": 100}  # the last step's state is kept
+    assert result.error is not None and "step limit reached: 100 steps" in result.error
+    assert events[-1]["status"] == "failed" and events[-1]["reason"] == result.error
+    assert "state" not in events[-1]
+
+
+def test_the_graphs_max_steps_and_a_per_run_override() -> None:
+    graph = loop_until(10_000, max_steps=7)
+    assert InProcessRunner(tools).run(graph, {}).steps == 7
+    overridden = InProcessRunner(tools).run(graph, {}, max_steps=12)
+    assert (overridden.status, overridden.steps) == ("failed", 12)
+    assert overridden.error is not None and "12 steps" in overridden.error
+    # and a run that finishes within its limit is not touched by it
+    assert InProcessRunner(tools).run(loop_until(5), {}, max_steps=5).status == "completed"
+
+
+def test_a_tool_failure_fails_the_run_and_keeps_the_state() -> None:
+    # Given a graph whose second node raises
+    graph = build_graph(
+        {
+            "entry": "count",
+            "nodes": {"count": {"tool": "count"}, "boom": {"tool": "explode"}},
+            "edges": {"count": "boom", "boom": "END"},
+        },
+        tools.names(),
+    )
+    store = MemoryRunStore()
+    events: list[dict[str, Any]] = []
+    # When it runs
+    result = InProcessRunner(tools, store=store, on_event=events.append).run(
+        graph, {}, run_id="r_f"
+    )
+    # Then the run fails with the tool's error, the state of the last good step is kept
+    reason = "tool 'explode' failed: ValueError: bad n: 1"
+    assert (result.status, result.steps, result.error, result.state) == (
+        "failed",
+        2,
+        reason,
+        {"n": 1},
+    )
+    assert [entry["status"] for entry in result.log] == ["ok", "failed"]
+    assert result.log[-1]["error"] == reason
+    assert (store.get_run("r_f").status, store.get_run("r_f").error) == ("failed", reason)
+    assert events[-2]["error"] == reason and events[-1]["reason"] == reason
+
+
+def test_a_routing_failure_fails_the_run() -> None:
+    graph = build_graph(
+        {
+            "entry": "count",
+            "nodes": {"count": {"tool": "count"}},
+            "branches": {
+                "count": {"cases": [{"when": "missing > 1", "to": "END"}], "default": "count"}
+            },
+        },
+        tools.names(),
+    )
+    result = InProcessRunner(tools).run(graph, {})
+    assert result.status == "failed" and result.steps == 1
+    assert result.error is not None and "missing state key 'missing'" in result.error
+
+
+def test_a_state_limit_is_enforced_when_given() -> None:
+    result = InProcessRunner(tools, state_limit_bytes=5).run(loop_until(3), {})
+    assert result.status == "failed" and result.steps == 1
+    assert result.error is not None and "above the limit of 5" in result.error
+    assert result.state == {}
+
+
+# -- the code-review example ---------------------------------------------------------------------
+def _example_file(name: str) -> Path:
+    path = EXAMPLES / name
+    if not path.exists():
+        pytest.skip(f"{path} is not written yet")
+    return path
+
+
+def test_the_code_review_loop_ends_by_improvement() -> None:
+    # Given the example graph, toolkit and messy sample code
+    graph_doc = json.loads(_example_file("code_review.json").read_text())
+    code = _example_file("sample_code.py").read_text()
+    try:
+        registry = load_toolkits(["engine.toolkits.code_review"])
+    except ImportError as exc:
+        pytest.skip(f"the code-review toolkit is not importable yet: {exc}")
+    graph = build_graph(graph_doc, registry.names())
+    # When it runs in process, recording every step
+    store = MemoryRunStore()
+    result = InProcessRunner(registry, store=store).run(graph, {"code": code})
+    # Then it completes because the code got good enough, not because it ran out of iterations
+    assert result.status == "completed", result.error
+    assert result.state["quality_score"] >= 7
+    assert result.state["iteration"] < 5
+    # And it looped at least once: the first evaluation was below the bar, and code changed
+    assert (
+        [entry["node"] for entry in result.log].count("evaluate") == result.state["iteration"] >= 2
+    )
+    assert result.state["history"][0]["quality_score"] < 7
+    assert result.state["code"] != code
