@@ -169,3 +169,12 @@ def body_of(result: Any) -> str | None:
         body = result["body"]
         return body if isinstance(body, str) else json.dumps(body)
     return None
+
+
+def internal_error(context: Mapping[str, Any]) -> dict[str, str]:
+    """What API Gateway sends a client when the integration fails (the handler raised)."""
+    return {
+        "message": "Internal server error",
+        "connectionId": context["connectionId"],
+        "requestId": context["requestId"],
+    }

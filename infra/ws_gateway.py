@@ -16,6 +16,10 @@ Gateway, the gateway
   client reaches it with ``endpoint_url=gateway.management_endpoint``;
 - closes a connection whose client sends a message over 128 KB (1009).
 
+The handlers post replies to ``HOPGRAPH_WS_ENDPOINT``; set it to ``management_endpoint``
+(the deployed stack sets the stage's own): without it they would build
+``https://{domainName}/{stage}`` from the event, as on AWS, and this gateway speaks plain HTTP.
+
 Why uvicorn: the Management API is plain HTTP ``POST`` with a body, on the same host and stage
 path as the WebSocket URL, and the ``websockets`` server refuses any request with a body
 during its handshake parsing. uvicorn serves HTTP and WebSocket on one port, its WebSocket
@@ -28,18 +32,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 import socket
 import sys
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Collection
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
-from urllib.parse import unquote
 
 import uvicorn
 from starlette.requests import Request
@@ -48,12 +48,11 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from infra.lambda_context import LambdaContext
-from infra.ws_events import ConnectionInfo, Stage, body_of, now_ms, status_of
+from infra.ws_connections import MAX_MESSAGE_BYTES, LiveConnection, ManagementApi
+from infra.ws_events import ConnectionInfo, Stage, body_of, internal_error, now_ms, status_of
 
 Handler = Callable[[dict[str, Any], Any], Any]
-MAX_MESSAGE_BYTES = 128 * 1024  # API Gateway's WebSocket message size quota
 _REMEMBERED_CLOSES = 1024
-_HANDSHAKE_TIMEOUT_S = 10.0
 log = logging.getLogger("hopgraph.local.ws")
 
 
@@ -61,18 +60,6 @@ def default_handler() -> Handler:
     from functions.websocket.handler import handler
 
     return handler
-
-
-@dataclass
-class _Live:
-    """An open connection: what its events say, and its socket (sends are serialized)."""
-
-    info: ConnectionInfo
-    socket: WebSocket
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    opened: asyncio.Event = field(default_factory=asyncio.Event)
-    closed: bool = False
-    """The client is gone; the connection is listed until its ``$disconnect`` returned."""
 
 
 class LocalWebSocketGateway:
@@ -101,10 +88,10 @@ class LocalWebSocketGateway:
         self.stage = Stage(stage, api_id)
         self.routes = frozenset(routes if routes is not None else _module_routes(self.handler))
         self.two_way_routes = frozenset(two_way_routes)
-        self._live: dict[str, _Live] = {}
+        self._live: dict[str, LiveConnection] = {}
         self._closed: OrderedDict[str, None] = OrderedDict()
         self._closed_changed = threading.Condition()
-        self._path = re.compile(rf"^(?:/{re.escape(stage)})?/@connections/([^/]+)$")
+        self._management = ManagementApi(stage, self._live)
         self._server: uvicorn.Server | None = None
         self._serving: asyncio.Task[None] | None = None
         self._thread: threading.Thread | None = None
@@ -231,7 +218,7 @@ class LocalWebSocketGateway:
         if scope["type"] == "websocket":
             await self._connection(WebSocket(scope, receive, send))
         elif scope["type"] == "http":
-            response = await self._management(Request(scope, receive))
+            response = await self._management.respond(Request(scope, receive))
             await response(scope, receive, send)
 
     async def _invoke(self, event: dict[str, Any]) -> Any:
@@ -256,7 +243,7 @@ class LocalWebSocketGateway:
             return
         # Listed before the handshake ends: the client may make the service post to it the
         # moment it sees the connection open, and those posts wait for `opened`.
-        live = _Live(info, ws)
+        live = LiveConnection(info, ws)
         self._live[info.connection_id] = live
         code, reason = 1006, ""
         try:
@@ -284,7 +271,7 @@ class LocalWebSocketGateway:
             return None
         return _subprotocol(result) or ""
 
-    async def _receive_all(self, live: _Live) -> tuple[int, str]:
+    async def _receive_all(self, live: LiveConnection) -> tuple[int, str]:
         """Hand each frame to the handler, in order, until the client goes; its close code."""
         while True:
             message = await live.socket.receive()
@@ -296,18 +283,18 @@ class LocalWebSocketGateway:
             live.info.last_active_at = now_ms()
             await self._message(live, data)
 
-    async def _message(self, live: _Live, data: str | bytes) -> None:
+    async def _message(self, live: LiveConnection, data: str | bytes) -> None:
         event = self.stage.message_event(live.info, data, self.routes)
         context = event["requestContext"]
         try:
             result = await self._invoke(event)
         except Exception:
             log.exception("route %s raised", context["routeKey"])
-            await self._send(live, json.dumps(_internal_error(context)).encode())
+            await live.send(json.dumps(internal_error(context)).encode())
             return
         body = body_of(result)
         if context["routeKey"] in self.two_way_routes and body is not None:
-            await self._send(live, body.encode())
+            await live.send(body.encode())
 
     async def _disconnect(self, info: ConnectionInfo, code: int, reason: str) -> None:
         try:
@@ -320,57 +307,6 @@ class LocalWebSocketGateway:
             while len(self._closed) > _REMEMBERED_CLOSES:
                 self._closed.popitem(last=False)
             self._closed_changed.notify_all()
-
-    async def _send(self, live: _Live, data: bytes) -> bool:
-        """One message to the client (text if it is UTF-8, as API Gateway sends JSON)."""
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError:
-            text = None
-        try:
-            await asyncio.wait_for(live.opened.wait(), _HANDSHAKE_TIMEOUT_S)
-            async with live.lock:
-                if text is not None:
-                    await live.socket.send_text(text)
-                else:
-                    await live.socket.send_bytes(data)
-        except Exception:  # closed under us: the caller sees the connection as gone
-            return False
-        live.info.last_active_at = now_ms()
-        return True
-
-    # -- the Management API --------------------------------------------------------------------
-    async def _management(self, request: Request) -> Response:
-        raw_path = request.scope.get("raw_path") or request.url.path.encode()
-        match = self._path.match(raw_path.decode("latin-1"))
-        if match is None:
-            return _aws_error(403, "ForbiddenException", "Forbidden")
-        live = self._live.get(unquote(match.group(1)))
-        if live is None or live.closed:
-            return _aws_error(410, "GoneException", "the connection is gone")
-        if request.method == "POST":
-            data = await request.body()
-            if len(data) > MAX_MESSAGE_BYTES:
-                return _aws_error(413, "PayloadTooLargeException", "Message too long")
-            if not await self._send(live, data):
-                return _aws_error(410, "GoneException", "the connection is gone")
-            return Response(status_code=200)
-        if request.method == "GET":
-            return JSONResponse(
-                {
-                    "connectedAt": _iso(live.info.connected_at),
-                    "identity": {
-                        "sourceIp": live.info.source_ip,
-                        "userAgent": live.info.user_agent,
-                    },
-                    "lastActiveAt": _iso(live.info.last_active_at),
-                }
-            )
-        if request.method == "DELETE":
-            async with live.lock:
-                await live.socket.close(1000)
-            return Response(status_code=204)
-        return _aws_error(403, "ForbiddenException", f"{request.method} is not supported")
 
 
 class _SpuriousDenialError(logging.Filter):
@@ -388,20 +324,6 @@ def _quiet_denials() -> None:
         uvicorn_errors.addFilter(_SpuriousDenialError())
 
 
-def _aws_error(status: int, code: str, message: str) -> Response:
-    """An error botocore's rest-json parser maps to ``client.exceptions.<code>``."""
-    return JSONResponse({"message": message}, status, headers={"x-amzn-ErrorType": code})
-
-
-def _internal_error(context: dict[str, Any]) -> dict[str, str]:
-    """What API Gateway sends a client when the integration fails."""
-    return {
-        "message": "Internal server error",
-        "connectionId": context["connectionId"],
-        "requestId": context["requestId"],
-    }
-
-
 def _subprotocol(result: Any) -> str | None:
     """The subprotocol a ``$connect`` handler chose (its ``Sec-WebSocket-Protocol`` header)."""
     headers = result.get("headers") if isinstance(result, dict) else None
@@ -409,10 +331,6 @@ def _subprotocol(result: Any) -> str | None:
         return None
     chosen = {str(k).lower(): v for k, v in headers.items()}.get("sec-websocket-protocol")
     return str(chosen) if chosen else None
-
-
-def _iso(epoch_ms: int) -> str:
-    return datetime.fromtimestamp(epoch_ms / 1000, UTC).isoformat(timespec="milliseconds")
 
 
 def _module_routes(handler: Handler) -> Collection[str]:

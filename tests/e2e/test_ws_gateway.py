@@ -198,6 +198,15 @@ def test_a_path_that_is_not_the_stage_is_forbidden(
     assert refused.value.response.status_code == 403
 
 
+def test_the_root_path_is_accepted_too(
+    ws_gateway: LocalWebSocketGateway, recording: RecordingHandler
+) -> None:
+    # The command line's default URL (ws://127.0.0.1:8001) names no stage.
+    with connect(f"ws://{ws_gateway.host}:{ws_gateway.port}", open_timeout=TIMEOUT):
+        event = recording.next_event("$connect")
+    assert event["requestContext"]["stage"] == "test"
+
+
 def test_posting_during_connect_is_gone(
     ws_gateway: LocalWebSocketGateway, recording: RecordingHandler, management: Any
 ) -> None:
