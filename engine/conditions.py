@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.ast_lock import AST_LOCK
 from engine.errors import ConditionEvaluationError, ConditionSyntaxError
 
 __all__ = ["FUNCTIONS", "Condition", "compile_condition"]
@@ -320,13 +321,14 @@ def compile_condition(source: str) -> Condition:
     try:
         if len(source) > MAX_SOURCE_CHARS:
             raise _Invalid(f"it is longer than {MAX_SOURCE_CHARS} characters")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # invalid escape sequences and the like
-            tree = ast.parse(source, mode="eval")
-        checker = _Checker()
-        checker.visit(tree.body, 1)
-        cap = min(MAX_ITEMS, MAX_TOTAL_ITEMS // max(1, checker.builders))
-        function = _build(_Rewriter(cap).visit(tree.body))
+        with AST_LOCK:  # also keeps warnings.catch_warnings, which is process-wide, to one thread
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # invalid escape sequences and the like
+                tree = ast.parse(source, mode="eval")
+            checker = _Checker()
+            checker.visit(tree.body, 1)
+            cap = min(MAX_ITEMS, MAX_TOTAL_ITEMS // max(1, checker.builders))
+            function = _build(_Rewriter(cap).visit(tree.body))
     except (_Invalid, SyntaxError, ValueError, RecursionError, MemoryError, OverflowError) as exc:
         raise ConditionSyntaxError(f"condition {_quote(source)}: {_reason(exc)}") from None
     names = frozenset(checker.names)

@@ -12,9 +12,11 @@ line 3: invalid syntax") on code that does not parse: the step fails with that m
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
+from engine.ast_lock import AST_LOCK
 from engine.toolkits.code_review import analysis, fixer, scoring, suggestions
 from engine.toolkits.code_review.source import (
     CodeReviewError,
@@ -42,9 +44,20 @@ F = TypeVar("F", bound=Callable[..., Any])
 def _tool(
     *, aliases: Iterable[str] = (), reads: Iterable[str] = (), writes: Iterable[str] = ()
 ) -> Callable[[F], F]:
-    """``toolkit.tool(...)`` with a type: the decorated functions keep their signatures."""
-    register: Callable[[F], F] = toolkit.tool(aliases=aliases, reads=reads, writes=writes)
-    return register
+    """Register a tool that holds :data:`AST_LOCK` while it runs (radon, pyflakes and our
+    own analysis all build ASTs); the module-level function stays the plain one."""
+    register = toolkit.tool(aliases=aliases, reads=reads, writes=writes)
+
+    def decorate(fn: F) -> F:
+        @functools.wraps(fn)
+        def serialized(state: Mapping[str, Any], ctx: ToolContext) -> Any:
+            with AST_LOCK:
+                return fn(state, ctx)
+
+        register(serialized)
+        return fn
+
+    return decorate
 
 
 def _list_of_dicts(state: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
