@@ -8,14 +8,18 @@ that never dispatches or notifies does not pay for them at cold start.
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 
-from engine.ports import Notifier, RunStore, StepQueue
-from engine.service import EngineConfig, RunService
-from engine.tools import Toolkit, load_toolkits
 from functions.aws import clients
 from functions.settings import Settings, get_settings
 
+if TYPE_CHECKING:  # the WebSocket handler needs only the store: keep its cold start small
+    from engine.ports import Notifier, RunStore, StepQueue
+    from engine.service import EngineConfig, RunService
+    from engine.tools import Toolkit
+
 _service: RunService | None = None
+_store: RunStore | None = None
 _lock = threading.Lock()
 
 
@@ -29,10 +33,25 @@ def service() -> RunService:
     return _service
 
 
+def store() -> RunStore:
+    """The run store alone: the installed service's, else one built from the settings.
+
+    For handlers that read and write connections and runs but never run a step."""
+    global _store
+    if _service is not None:
+        return _service.store
+    if _store is None:
+        with _lock:
+            if _store is None:
+                _store = build_store(get_settings())
+    return _store
+
+
 def install(svc: RunService | None) -> None:
     """Use ``svc`` from now on (``None``: rebuild from the settings on next use)."""
-    global _service
+    global _service, _store
     _service = svc
+    _store = None
 
 
 def build_store(settings: Settings) -> RunStore:
@@ -56,16 +75,22 @@ def build_notifier(settings: Settings, store: RunStore) -> Notifier:
 
 
 def build_tools(settings: Settings) -> Toolkit:
+    from engine.tools import load_toolkits
+
     return load_toolkits(settings.toolkit_modules)
 
 
 def engine_config(settings: Settings) -> EngineConfig:
+    from engine.service import EngineConfig
+
     return EngineConfig(
         default_max_steps=settings.max_steps, state_limit_bytes=settings.state_limit_bytes
     )
 
 
 def build_service(settings: Settings) -> RunService:
+    from engine.service import RunService
+
     store = build_store(settings)
     return RunService(
         store,

@@ -108,12 +108,18 @@ class HopgraphClient:
 
 
 def follow_events(ws_url: str, run_id: str, timeout: float) -> Iterator[dict[str, Any]]:
-    """Yield a run's events from the WebSocket API until its final run event."""
+    """Yield a run's events from the WebSocket API until its final run event.
+
+    Subscribes after connecting (API Gateway cannot post during ``$connect``): the first
+    event is the run's current status, so a run that already ended is reported at once."""
     from websockets.sync.client import connect
 
-    with connect(f"{ws_url.rstrip('/')}?run_id={run_id}", open_timeout=10) as socket:
+    with connect(ws_url, open_timeout=10) as socket:
+        socket.send(json.dumps({"action": "subscribe", "run_id": run_id}))
         while True:
             event = json.loads(socket.recv(timeout=timeout))
+            if event.get("type") == "error":
+                raise ApiError(404, {"error": {"message": event.get("message", "error")}})
             yield event
             if event.get("type") == "run" and event.get("status") != "running":
                 return

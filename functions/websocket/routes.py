@@ -33,9 +33,9 @@ USAGE = (
 
 
 def _store() -> RunStore:
-    from functions.runtime import service  # deferred: the composition root is built on use
+    from functions.runtime import store  # deferred: built on first use, without the toolkits
 
-    return service().store
+    return store()
 
 
 def _settings() -> Any:
