@@ -90,6 +90,8 @@ define copy-package
 	mkdir -p $(2)
 	cp -R $(1) $(2)/
 	find $(2) -name __pycache__ -type d -prune -exec rm -rf {} +
+	# ship bytecode so a cold start does not compile every module (unchecked: zip mtimes vary)
+	$(PYTHON) -m compileall -q --invalidation-mode unchecked-hash $(2)/$(notdir $(1))
 endef
 
 build-DepsLayer:

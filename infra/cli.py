@@ -180,7 +180,7 @@ def cmd_graphs(args: argparse.Namespace, out: Output, client: HopgraphClient) ->
 def cmd_runs(args: argparse.Namespace, out: Output, client: HopgraphClient) -> int:
     if args.action == "list":
         rows = client.list_runs(args.graph_id, args.status)
-        out.table(rows, ["run_id", "graph_id", "status", "steps", "created_at"])
+        out.table(rows, ["run_id", "graph_id", "status", "created_at", "updated_at"])
     elif args.action == "show":
         out.data(client.get_run(args.run_id))
     elif args.action == "logs":

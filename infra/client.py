@@ -86,7 +86,14 @@ class HopgraphClient:
         return list(self._pages("/runs", params))
 
     def steps(self, run_id: str, after: int = -1) -> list[dict[str, Any]]:
-        return list(self._pages(f"/runs/{run_id}/steps", {"after": after}))
+        """The whole execution log (the steps route pages by ``after``/``next_after``)."""
+        steps: list[dict[str, Any]] = []
+        while True:
+            body = self._call("GET", f"/runs/{run_id}/steps", params={"after": after})
+            steps.extend(body.get("items", []))
+            after = body.get("next_after")
+            if after is None:
+                return steps
 
     def cancel(self, run_id: str) -> dict[str, Any]:
         result: dict[str, Any] = self._call("POST", f"/runs/{run_id}/cancel")
