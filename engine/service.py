@@ -232,9 +232,13 @@ class RunService:
         return previous.state if previous.run_status == "running" else None
 
     def _after_conflict(self, hop: Hop, taken: StepRecord, delivery_id: str) -> HopResult:
-        if taken.committed_by != delivery_id or taken.run_status != "running":
+        if taken.committed_by != delivery_id or taken.status == "cancelled":
             return "duplicate"
-        # Our own earlier attempt committed and then died before dispatching: finish its work.
+        # Our own earlier attempt committed and then died before it published or dispatched:
+        # finish its work (events are at least once; subscribers dedupe by seq).
+        if taken.run_status != "running":
+            self._publish(taken, RunEnd(taken.run_status, self.store.get_run(hop.run_id).error))
+            return "recovered"
         self._publish(taken, None)
         self._dispatch_successor(hop, taken, recheck=True)
         return "recovered"

@@ -159,7 +159,10 @@ def load_toolkits(module_names: Iterable[str], into: Toolkit | None = None) -> T
     """Import each module and merge its ``toolkit`` into one registry."""
     registry = into if into is not None else Toolkit("registry")
     for module_name in module_names:
-        module = importlib.import_module(module_name)
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise HopgraphError(f"cannot load toolkit {module_name!r}: {exc}") from exc
         toolkit = getattr(module, "toolkit", None)
         if not isinstance(toolkit, Toolkit):
             raise HopgraphError(f"module {module_name!r} has no module-level `toolkit`")

@@ -426,6 +426,33 @@ def test_a_recovered_redispatch_that_is_delivered_twice_still_commits_once(world
     assert_same_as_in_process(world, run.run_id, LOOP, {"n": 0})
 
 
+class WorkerDied(BaseException):
+    """Stands for the process dying: no ``except Exception`` handler catches it."""
+
+
+def test_a_crash_after_the_final_commit_still_publishes_the_end(world: World) -> None:
+    run, _ = world.service.start_run(world.graph(LOOP), {"n": 0})
+    while world.queue.hops[0].seq < 5:
+        world.deliver(world.pop())
+    last = world.pop()  # step 5, whose stamp sees n >= 3 and ends the run
+    # Given a worker that commits the final step and dies before publishing it
+    publish = world.notifier.publish
+
+    def die(run_id: str, events: list[dict[str, Any]]) -> None:
+        raise WorkerDied
+
+    world.notifier.publish = die  # type: ignore[method-assign]
+    with pytest.raises(WorkerDied):
+        world.deliver(last, "m9")
+    world.notifier.publish = publish  # type: ignore[method-assign]
+    assert world.run(run.run_id).status == "completed"
+    # When the message is redelivered, Then the final run event is published after all
+    assert world.deliver(last, "m9", attempt=2) == "recovered"
+    final = world.notifier.events[-1]
+    assert final["type"] == "run" and final["status"] == "completed"
+    assert final["state"] == world.run(run.run_id).state
+
+
 def test_stale_hops_after_the_end_are_dropped() -> None:
     world = make_world(inline_state_bytes=0)
     run, _ = world.service.start_run(world.graph(LOOP), {"n": 0})
