@@ -219,11 +219,11 @@ def _failed_ids(response: Any, ids: set[str]) -> set[str]:
     if not isinstance(response, dict) or not response.get("batchItemFailures"):
         return set()
     failures = response["batchItemFailures"]
-    named = [f.get("itemIdentifier") if isinstance(f, dict) else None for f in failures]
-    if not isinstance(failures, list) or not all(n in ids for n in named):
+    named = [f.get("itemIdentifier") for f in failures if isinstance(f, dict)]
+    if not isinstance(failures, list) or len(named) != len(failures) or not set(named) <= ids:
         log.error("invalid batchItemFailures %r: the whole batch fails", failures)
         return set(ids)
-    return {str(n) for n in named}
+    return set(named)
 
 
 def _message_attribute(value: dict[str, Any]) -> dict[str, Any]:

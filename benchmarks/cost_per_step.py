@@ -1,0 +1,477 @@
+"""What one step of a run costs on AWS: requests, capacity units and dollars, measured on moto.
+
+Runs many runs at once through the REAL worker handler, on moto in-process, with the
+resources of template.yaml: in SQS mode the step queue feeds the worker through
+``infra.event_source`` (batches of 10, as Lambda's event source takes them); in self-invoke
+mode every Lambda ``Invoke`` the worker makes is answered here and the invocation run
+in-process. botocore event hooks count every AWS request by service and operation
+(``before-parameter-build`` keeps the call's parameters, ``before-call`` counts it,
+``after-call`` reads what came back) and size every DynamoDB item written and read:
+
+- item size = attribute names + values (strings and binaries by length, numbers ~ half
+  their digits + 1, 3 bytes of overhead per list or map element), as DynamoDB bills them;
+- write request units: ceil(size / 1 KB) per item written, doubled in a transaction; the
+  header's update is sized after the write (read back without being counted);
+- read request units: ceil(size / 4 KB) per strongly consistent read (a query: of the sum of
+  its items), half that for eventually consistent reads, and at least one read unit;
+- SQS: one request per 64 KB chunk of payload; Lambda: invocations, and GB-seconds at the
+  template's MemorySize over the measured duration of each invocation (ms, rounded up). The
+  duration is measured in-process, moto included: moto stands in for the network round trips
+  the function would wait for in AWS.
+
+Prices: us-east-1 public list prices (Lambda $0.20 per million requests and $0.0000166667 per
+GB-s; SQS $0.40 per million requests; DynamoDB on demand $0.625 per million write and $0.125
+per million read request units), against AWS Step Functions Standard at $25 per million state
+transitions (one transition per step) as the reference.
+
+The critical path of a step is the serial chain of requests between the commit of step n-1
+and the commit of step n of the same run (dispatch, receive, any read, commit), counted per
+run; deletes and the notifier's subscriber look-ups (on their own thread, while the tool
+runs) are off it. The last line is ``usd_per_million_steps X critical_path_requests N`` for
+SQS dispatch with a 1 KB state.
+
+Run: ``.venv/bin/python benchmarks/cost_per_step.py [--runs N] [--loops N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import copy
+import json
+import math
+import os
+import random
+import re
+import statistics
+import threading
+import time
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+PRICE_LAMBDA_REQUEST = 0.20 / 1e6
+PRICE_LAMBDA_GB_S = 0.0000166667
+PRICE_SQS_REQUEST = 0.40 / 1e6
+PRICE_WRU = 0.625 / 1e6
+PRICE_RRU = 0.125 / 1e6
+PRICE_SFN_TRANSITION = 25.0 / 1e6
+SQS_CHUNK = 64 * 1024
+REGION = "us-east-1"
+TABLE = "hopgraph-bench"
+RUN_ID = re.compile(r"r_[0-9a-f]{24}")
+COMMITS = ("PutItem", "TransactWriteItems")
+
+
+# ---------------------------------------------------------------------------- item sizes
+def value_size(value: dict[str, Any]) -> int:
+    """Bytes DynamoDB bills for one attribute value (AttributeValue JSON form)."""
+    (kind, v), *_ = value.items()
+    if kind == "S":
+        return len(v.encode())
+    if kind == "N":
+        return len(v.strip("-").replace(".", "").lstrip("0")) // 2 + 1
+    if kind == "B":
+        return len(base64.b64decode(v)) if isinstance(v, str) else len(v)
+    if kind in ("BOOL", "NULL"):
+        return 1
+    if kind == "L":
+        return 3 + sum(1 + value_size(x) for x in v)
+    if kind == "M":
+        return 3 + sum(1 + len(k.encode()) + value_size(x) for k, x in v.items())
+    if kind == "SS":
+        return sum(len(x.encode()) for x in v)
+    if kind == "NS":
+        return sum(len(x) // 2 + 1 for x in v)
+    return sum(len(x) for x in v)  # BS
+
+
+def item_size(item: dict[str, Any]) -> int:
+    return sum(len(name.encode()) + value_size(value) for name, value in item.items())
+
+
+def wru(size: int) -> int:
+    return max(1, math.ceil(size / 1024))
+
+
+def rru(size: int, consistent: bool) -> float:
+    units = max(1, math.ceil(size / 4096))
+    return units if consistent else units / 2
+
+
+# ---------------------------------------------------------------------------- the meter
+@dataclass
+class Meter:
+    """Counts requests, capacity units and the critical path, from botocore event hooks."""
+
+    lookup: Any
+    """A DynamoDB client with no hooks, to size updated items without counting the read."""
+    requests: Counter[str] = field(default_factory=Counter)
+    sqs_billed: int = 0
+    wru: float = 0.0
+    rru: float = 0.0
+    invokes: list[dict[str, Any]] = field(default_factory=list)
+    path: list[int] = field(default_factory=list)
+    aws_seconds: float = 0.0
+    """Time spent inside AWS calls made by the handler (moto's emulation, in-process)."""
+    in_handler: threading.local = field(default_factory=threading.local)
+    _since_commit: Counter[str] = field(default_factory=Counter)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def attach(self, client: Any) -> None:
+        events = client.meta.events
+        events.register("before-parameter-build", self._keep_params)
+        events.register_first("before-call", self._before)
+        events.register("after-call", self._after)
+
+    def _keep_params(self, params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        context["bench_params"] = params
+
+    def _before(self, model: Any, context: dict[str, Any], **_: Any) -> Any:
+        service, op = model.service_model.service_name, model.name
+        params = context.get("bench_params", {})
+        context["bench_started"] = time.perf_counter()
+        with self._lock:
+            self.requests[f"{service}.{op}"] += 1
+            if service == "sqs":
+                self.sqs_billed += _sqs_chunks(op, params)
+            elif service == "dynamodb":
+                self.wru += self._write_units(op, params)
+            if self._on_path(service, op):
+                for run_id in set(RUN_ID.findall(json.dumps(params, default=str))):
+                    self._since_commit[run_id] += 1
+        if service == "lambda" and op == "Invoke":
+            return self._accept_invoke(params)
+        return None
+
+    def _after(self, model: Any, parsed: dict[str, Any], context: dict[str, Any], **_: Any
+               ) -> None:  # fmt: skip
+        service, op = model.service_model.service_name, model.name
+        params = context.get("bench_params", {})
+        elapsed = time.perf_counter() - context.get("bench_started", time.perf_counter())
+        with self._lock:
+            if getattr(self.in_handler, "active", False):
+                self.aws_seconds += elapsed
+            if service == "dynamodb":
+                self.rru += _read_units(op, params, parsed)
+                if op == "TransactWriteItems":
+                    self.wru += self._updated_item_units(params)
+            if service == "sqs" and op == "ReceiveMessage":
+                bodies = [m["Body"] for m in parsed.get("Messages", [])]
+                self.sqs_billed += max(0, _chunks(sum(len(b.encode()) for b in bodies)) - 1)
+                for run_id in set(RUN_ID.findall(" ".join(bodies))):
+                    self._since_commit[run_id] += 1
+            if service == "dynamodb" and op in COMMITS and "Error" not in parsed:
+                self._close_path(params)
+
+    @staticmethod
+    def _on_path(service: str, op: str) -> bool:
+        # Off the path: acknowledgements, and look-ups on the notifier's own threads (they
+        # overlap the tool). A receive is counted once its messages are seen (after-call).
+        if op in ("DeleteMessage", "DeleteMessageBatch", "ChangeMessageVisibilityBatch"):
+            return False
+        if threading.current_thread().name.startswith("notify"):
+            return False
+        return service != "sqs" or op != "ReceiveMessage"
+
+    def _write_units(self, op: str, params: dict[str, Any]) -> float:
+        if op == "PutItem":
+            return wru(item_size(params["Item"]))
+        if op == "TransactWriteItems":
+            puts = [a["Put"]["Item"] for a in params["TransactItems"] if "Put" in a]
+            return sum(2 * wru(item_size(item)) for item in puts)
+        if op in ("UpdateItem", "DeleteItem"):
+            return 1  # not on a step's path here (graphs, cancels, connections)
+        if op == "BatchWriteItem":
+            requests = [r for rs in params["RequestItems"].values() for r in rs]
+            return sum(wru(item_size(r["PutRequest"]["Item"])) if "PutRequest" in r else 1
+                       for r in requests)  # fmt: skip
+        return 0
+
+    def _updated_item_units(self, params: dict[str, Any]) -> float:
+        units = 0.0
+        for action in params["TransactItems"]:
+            if "Update" in action:
+                update = action["Update"]
+                item = self.lookup.get_item(TableName=update["TableName"], Key=update["Key"])
+                units += 2 * wru(item_size(item.get("Item", {})))
+        return units
+
+    def _close_path(self, params: dict[str, Any]) -> None:
+        items = [params["Item"]] if "Item" in params else [
+            a["Put"]["Item"] for a in params.get("TransactItems", []) if "Put" in a
+        ]  # fmt: skip
+        for item in items:
+            sk = item.get("SK", {}).get("S", "")
+            if sk.startswith("STEP#"):
+                run_id = item["PK"]["S"].removeprefix("RUN#")
+                if int(sk.removeprefix("STEP#")) > 0:
+                    self.path.append(self._since_commit[run_id])
+                self._since_commit[run_id] = 0
+
+    def _accept_invoke(self, params: dict[str, Any]) -> Any:
+        from botocore.awsrequest import AWSResponse
+
+        self.invokes.append(json.loads(params["Payload"]))
+        reply = {"StatusCode": 202, "ResponseMetadata": {"HTTPStatusCode": 202}}
+        return AWSResponse("https://lambda.us-east-1.amazonaws.com/", 202, {}, None), reply
+
+
+def _chunks(size: int) -> int:
+    return max(1, math.ceil(size / SQS_CHUNK))
+
+
+def _sqs_chunks(op: str, params: dict[str, Any]) -> int:
+    if op == "SendMessage":
+        return _chunks(len(params["MessageBody"].encode()))
+    if op == "SendMessageBatch":
+        return _chunks(sum(len(e["MessageBody"].encode()) for e in params["Entries"]))
+    return 1
+
+
+def _read_units(op: str, params: dict[str, Any], parsed: dict[str, Any]) -> float:
+    consistent = bool(params.get("ConsistentRead"))
+    if op == "GetItem":
+        return rru(item_size(parsed.get("Item", {})), consistent)
+    if op in ("Query", "Scan"):
+        return rru(sum(item_size(i) for i in parsed.get("Items", [])), consistent)
+    if op == "BatchGetItem":
+        items = [i for rs in parsed.get("Responses", {}).values() for i in rs]
+        return sum(rru(item_size(i), consistent) for i in items)
+    if op == "TransactWriteItems":
+        return 0.0
+    return 0.0
+
+
+# ---------------------------------------------------------------------------- scenarios
+@dataclass
+class Result:
+    mode: str
+    state_kb: int
+    steps: int
+    meter: Meter
+    invocations: int
+    billed_ms: float
+    aws_ms: float
+
+    def per_step(self, value: float) -> float:
+        return value / self.steps
+
+    def usd_per_million_by_service(self) -> dict[str, float]:
+        memory_gb = memory_size_mb() / 1024
+        usd = {
+            "lambda requests": self.invocations * PRICE_LAMBDA_REQUEST,
+            "lambda GB-s": self.billed_ms / 1000 * memory_gb * PRICE_LAMBDA_GB_S,
+            "sqs": self.meter.sqs_billed * PRICE_SQS_REQUEST,
+            "dynamodb writes": self.meter.wru * PRICE_WRU,
+            "dynamodb reads": self.meter.rru * PRICE_RRU,
+        }
+        return {name: self.per_step(value) * 1e6 for name, value in usd.items()}
+
+    @property
+    def usd_per_million(self) -> float:
+        return sum(self.usd_per_million_by_service().values())
+
+    @property
+    def critical_path(self) -> float:
+        return statistics.mean(self.meter.path)
+
+
+@contextmanager
+def faster_moto() -> Iterator[None]:
+    """Take two of moto's costs that grow with the data out of the measured durations.
+
+    moto snapshots a whole table (``copy.deepcopy``) before every TransactWriteItems, so a
+    run's last commit gets slower with every step already stored; and it scans a queue's
+    messages several times for each message it receives, to check retention. DynamoDB and
+    SQS do neither on the request path. The snapshot keeps what a transaction can change
+    (which items exist, their top-level attributes); retention is 4 days, never reached here.
+    (tests/faults/harness.py does the same for the fault suite.)
+    """
+    from moto.dynamodb.models.table import Table
+    from moto.sqs.models import SQSBackend
+
+    def snapshot(table: Any, memo: dict[int, Any]) -> Any:
+        copied = copy.copy(table)
+        copied.items = defaultdict(dict)
+        for key, value in table.items.items():
+            copied.items[key] = (
+                {r: _item_copy(i) for r, i in value.items()}
+                if isinstance(value, dict)
+                else _item_copy(value)
+            )
+        return copied
+
+    retention = SQSBackend.is_message_valid_based_on_retention_period
+    Table.__deepcopy__ = snapshot  # type: ignore[attr-defined]
+    SQSBackend.is_message_valid_based_on_retention_period = lambda *_: True  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        del Table.__deepcopy__  # type: ignore[attr-defined]
+        SQSBackend.is_message_valid_based_on_retention_period = retention  # type: ignore[method-assign]
+
+
+def _item_copy(item: Any) -> Any:
+    copied = copy.copy(item)
+    attrs = type(item.attrs).__new__(type(item.attrs))
+    dict.update(attrs, item.attrs)  # not one by one: moto re-sizes the whole item on each set
+    copied.attrs = attrs
+    return copied
+
+
+def memory_size_mb() -> int:
+    from infra.template import function_definitions, load_template
+
+    template = load_template()
+    worker = template["Resources"]["WorkerFunction"]["Properties"]
+    assert "WorkerFunction" in function_definitions(template)
+    return int(worker.get("MemorySize", template["Globals"]["Function"]["MemorySize"]))
+
+
+LOOP = {
+    "name": "bench_loop",
+    "entry": "inc",
+    "nodes": {"inc": {"tool": "increment", "settings": {"key": "count"}}},
+    "branches": {"inc": {"cases": [{"when": "count >= 20", "to": "END"}], "default": "inc"}},
+}
+
+
+def payload(size: int) -> str:
+    """``size`` characters that do not compress: the store zlib-compresses large states, and
+    a state of repeated characters would make the figures meaninglessly small. Real states
+    compress 2-4x, so these are the figures of the worst case."""
+    raw = random.Random(size).randbytes(size)
+    return base64.b64encode(raw).decode()[:size]
+
+
+def run_scenario(mode: str, state_kb: int, runs: int) -> Result:
+    """``runs`` runs of the 20-step loop, all in flight at once, with a ``state_kb`` state."""
+    import boto3
+    from moto import mock_aws
+
+    from functions import runtime
+    from functions.aws import clients
+    from functions.settings import get_settings
+    from functions.worker.handler import handler
+    from infra.event_source import SqsEventSource
+    from infra.lambda_context import LambdaContext
+    from infra.template import create_queues, create_table
+
+    with mock_aws(), faster_moto():
+        session = boto3.session.Session(region_name=REGION)
+        lookup = session.client("dynamodb")
+        meter = Meter(lookup)
+        create_table(lookup, TABLE)
+        urls = create_queues(session.client("sqs"), {})
+        os.environ.update(
+            HOPGRAPH_TABLE=TABLE,
+            HOPGRAPH_STEP_QUEUE_URL=urls["StepQueue"],
+            HOPGRAPH_DISPATCH=mode,
+            HOPGRAPH_WORKER_FUNCTION="hopgraph-worker",
+            HOPGRAPH_WS_ENDPOINT="https://ws.execute-api.us-east-1.amazonaws.com/prod",
+            HOPGRAPH_TOOLKITS="engine.toolkits.basics",
+        )
+        get_settings.cache_clear()
+        clients.reset()
+        for service in ("dynamodb", "sqs", "lambda"):
+            client = session.client(service)
+            meter.attach(client)
+            clients.override(service, client)
+        runtime.install(None)
+        svc = runtime.service()
+        graph = svc.create_graph(LOOP)[0]
+        state = {"payload": payload(state_kb * 1024 - 40)}  # ~state_kb KB with the count
+        meter.requests.clear()
+        meter.wru = meter.rru = 0.0
+        meter.sqs_billed = 0
+        run_ids = [svc.start_run(graph.graph_id, state)[0].run_id for _ in range(runs)]
+        source = SqsEventSource(clients.client("sqs"), urls["StepQueue"], None, batch_size=10)
+        invocations, billed_ms = drive(mode, meter, handler, source, LambdaContext)
+        runs_after = [svc.store.get_run(run_id) for run_id in run_ids]
+        assert all(r.status == "completed" for r in runs_after), "a benchmark run did not complete"
+        steps = sum(r.steps for r in runs_after)
+        runtime.install(None)
+        return Result(
+            mode, state_kb, steps, meter, invocations, billed_ms, meter.aws_seconds * 1000
+        )
+
+
+def drive(mode: str, meter: Meter, handler: Any, source: Any, context_type: Any
+          ) -> tuple[int, float]:  # fmt: skip
+    """Deliver every hop to the worker; returns (invocations, billed milliseconds)."""
+    invocations, billed = 0, 0.0
+
+    def timed(event: dict[str, Any], context: Any) -> Any:
+        nonlocal invocations, billed
+        meter.in_handler.active = True
+        started = time.perf_counter()
+        try:
+            return handler(event, context)
+        finally:
+            billed += math.ceil((time.perf_counter() - started) * 1000)  # Lambda bills per ms
+            invocations += 1
+            meter.in_handler.active = False
+
+    if mode == "sqs":
+        source.handler = timed
+        while source.poll_once().received:
+            pass
+    else:
+        while meter.invokes:
+            timed(meter.invokes.pop(0), context_type("hopgraph-worker", str(uuid.uuid4())))
+    return invocations, billed
+
+
+# ---------------------------------------------------------------------------- report
+def report(results: list[Result]) -> None:
+    header = (
+        f"{'dispatch':<9}{'state':>6}{'steps':>7}{'crit.path':>10}{'sqs req':>9}"
+        f"{'WRU':>7}{'RRU':>7}{'lambda inv':>11}{'ms':>7}{'aws ms':>8}{'USD/M steps':>13}"
+        f"{'SFN/this':>10}"
+    )
+    print(header)
+    for r in results:
+        sqs = sum(n for k, n in r.meter.requests.items() if k.startswith("sqs."))
+        print(
+            f"{r.mode:<9}{r.state_kb:>4}KB{r.steps:>7}{r.critical_path:>10.2f}"
+            f"{r.per_step(sqs):>9.2f}{r.per_step(r.meter.wru):>7.2f}{r.per_step(r.meter.rru):>7.2f}"
+            f"{r.per_step(r.invocations):>11.2f}{r.per_step(r.billed_ms):>7.1f}"
+            f"{r.per_step(r.aws_ms):>8.1f}"
+            f"{r.usd_per_million:>13.2f}{PRICE_SFN_TRANSITION * 1e6 / r.usd_per_million:>9.1f}x"
+        )
+    print("\nper step: requests by operation; USD per million steps by service")
+    for r in results:
+        ops = ", ".join(
+            f"{k} {r.per_step(n):.2f}" for k, n in sorted(r.meter.requests.items()) if n
+        )
+        usd = ", ".join(f"{k} {v:.2f}" for k, v in r.usd_per_million_by_service().items())
+        print(f"  {r.mode} {r.state_kb}KB: {ops}\n  {' ' * (len(r.mode) + 5)} {usd}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=50, help="runs in flight per scenario")
+    args = parser.parse_args()
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "POWERTOOLS_LOG_LEVEL": "WARNING",
+        "POWERTOOLS_METRICS_NAMESPACE": "HopgraphBench",
+    }.items():
+        os.environ.setdefault(name, value)
+    results = [run_scenario(mode, kb, args.runs) for mode in ("sqs", "lambda") for kb in (1, 50)]
+    report(results)
+    default = results[0]
+    print(
+        f"usd_per_million_steps {default.usd_per_million:.2f} "
+        f"critical_path_requests {default.critical_path:g}"
+    )
+
+
+if __name__ == "__main__":
+    main()
