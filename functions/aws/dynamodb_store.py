@@ -27,14 +27,13 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, get_args
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
 from engine.errors import (
     ConflictError,
     GraphNotFound,
-    InvalidInputError,
     NotFoundError,
     RunNotFound,
     StateTooLargeError,
@@ -53,6 +52,7 @@ from engine.ports import (
     StepRecord,
 )
 from functions.aws import dynamodb_items as items
+from functions.aws import dynamodb_pages as pages
 from functions.aws.dynamodb_items import Item
 from functions.aws.errors import (
     CONDITION_FAILED,
@@ -64,12 +64,8 @@ from functions.aws.errors import (
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
 
-STATUSES: tuple[str, ...] = get_args(RunStatus)
 SLOT_FREE = "attribute_not_exists(PK)"
 LAST_STEP_SK = items.step_sk(999_999)
-# A page of a filtered listing stops after this many queries even if it is short (its cursor
-# then resumes where the last query stopped): a very selective filter costs bounded time.
-MAX_QUERIES_PER_PAGE = 10
 BATCH_SIZE = 25  # BatchWriteItem's limit
 BATCH_RETRIES = 5
 
@@ -112,6 +108,9 @@ class DynamoRunStore:
         except ClientError as exc:
             raise_store_error(exc, table=self.table, conflict=conflict, invalid=invalid)
         return response
+
+    def _query(self, invalid: Exception | None, **kwargs: Any) -> dict[str, Any]:
+        return self._call("query", invalid=invalid, **kwargs)
 
     def _get(self, key: Item) -> Item | None:
         found: Item | None = self._call(
@@ -172,7 +171,9 @@ class DynamoRunStore:
         return items.graph_from_item(item)
 
     def list_graphs(self, limit: int = 50, cursor: str | None = None) -> Page[GraphRecord]:
-        found, next_cursor = self._index_page("GSI1", items.GRAPHS_PARTITION, limit, cursor)
+        found, next_cursor = pages.index_page(
+            self._query, self.table, "GSI1", items.GRAPHS_PARTITION, limit, cursor
+        )
         return Page([items.graph_from_item(i) for i in found], next_cursor)
 
     # -- runs ------------------------------------------------------------------------------
@@ -225,97 +226,18 @@ class DynamoRunStore:
         node ``None`` (reading every run's latest step would multiply the cost)."""
         if graph_id is not None:
             # Runs of a graph, filtered by status if asked (GSI1 holds a graph's runs).
-            found, next_cursor = self._index_page(
-                "GSI1", items.graph_partition(graph_id), limit, cursor, status=status
-            )
+            found, next_cursor = pages.index_page(
+                self._query, self.table, "GSI1", items.graph_partition(graph_id), limit, cursor,
+                status=status,
+            )  # fmt: skip
         elif status is not None:
-            found, next_cursor = self._index_page(
-                "GSI2", items.status_partition(status), limit, cursor
+            found, next_cursor = pages.index_page(
+                self._query, self.table, "GSI2", items.status_partition(status), limit, cursor
             )
         else:
-            found, next_cursor = self._all_runs_page(limit, cursor)
+            found, next_cursor = pages.all_runs_page(self._query, self.table, limit, cursor)
         runs = [replace(items.run_from_item(i), node=None) for i in found]
         return Page(runs, next_cursor)
-
-    def _index_page(
-        self, index: str, partition: str, limit: int, cursor: str | None, status: str | None = None
-    ) -> tuple[list[Item], str | None]:
-        """One page of a GSI partition, newest first. One item more than asked is read, so
-        the cursor is ``None`` exactly when nothing follows; the cursor is the position of
-        the last item returned (table and index keys), usable as ``ExclusiveStartKey``."""
-        limit = max(1, limit)
-        kwargs: dict[str, Any] = {
-            "TableName": self.table,
-            "IndexName": index,
-            "KeyConditionExpression": "#pk = :pk",
-            "ExpressionAttributeNames": {"#pk": f"{index}PK"},
-            "ExpressionAttributeValues": {":pk": {"S": partition}},
-            "ScanIndexForward": False,
-            "Limit": limit + 1,
-        }
-        if status is not None:
-            kwargs["FilterExpression"] = "#status = :status"
-            kwargs["ExpressionAttributeNames"]["#status"] = "status"
-            kwargs["ExpressionAttributeValues"][":status"] = {"S": status}
-        if cursor:
-            kwargs["ExclusiveStartKey"] = items.start_key(
-                items.decode_cursor(cursor), index, partition
-            )
-        found: list[Item] = []
-        last_key: Item | None = None
-        for _ in range(MAX_QUERIES_PER_PAGE):
-            response = self._call("query", invalid=InvalidInputError("invalid cursor"), **kwargs)
-            found.extend(response.get("Items", []))
-            last_key = response.get("LastEvaluatedKey")
-            if last_key is None or len(found) > limit:
-                break
-            kwargs["ExclusiveStartKey"] = last_key
-        if len(found) > limit:
-            found = found[:limit]
-            last_key = found[-1]
-        if last_key is None:
-            return found, None
-        return found, items.encode_cursor(items.index_position(last_key, index))
-
-    def _all_runs_page(self, limit: int, cursor: str | None) -> tuple[list[Item], str | None]:
-        """Every run, newest first, as a merge of the four status partitions of GSI2.
-
-        Why a merge: a Scan is unordered and reads the whole table (steps included); a single
-        "all runs" index partition would take every run's writes, and one partition accepts
-        at most 1,000 writes per second, which would cap how fast runs can start. Four
-        queries of at most ``limit + 1`` items each read little more than the page.
-
-        The cursor holds each partition's position (the last item taken from it; ``null``:
-        nothing taken yet; absent: exhausted). A partition whose query stopped early (the
-        1 MB cap) bounds the page to items no older than the last one it returned, so no
-        unread item of it can belong before an item this page returns. A run that changes
-        status while pages are being walked moves to another partition and may be listed
-        twice or not at all, as in any listing of a changing set.
-        """
-        limit = max(1, limit)
-        positions = _decode_positions(cursor)
-        fetched: dict[str, list[Item]] = {}
-        more: dict[str, Item | None] = {}
-        for status, position in positions.items():
-            partition = items.status_partition(status)
-            kwargs: dict[str, Any] = {
-                "TableName": self.table,
-                "IndexName": "GSI2",
-                "KeyConditionExpression": "GSI2PK = :pk",
-                "ExpressionAttributeValues": {":pk": {"S": partition}},
-                "ScanIndexForward": False,
-                "Limit": limit + 1,
-            }
-            if position is not None:
-                kwargs["ExclusiveStartKey"] = items.start_key(position, "GSI2", partition)
-            response = self._call("query", invalid=InvalidInputError("invalid cursor"), **kwargs)
-            fetched[status] = response.get("Items", [])
-            more[status] = response.get("LastEvaluatedKey")
-        page = _merge_newest_first(fetched, more, limit)
-        next_positions = _next_positions(positions, fetched, more, page)
-        return [item for _, item in page], (
-            items.encode_cursor(next_positions) if next_positions else None
-        )
 
     def commit_step(self, step: StepRecord, end: RunEnd | None = None) -> None:
         item = self._step_item(step)
@@ -336,7 +258,8 @@ class DynamoRunStore:
         )
         if reasons is None:
             return
-        if reasons[1] == CONDITION_FAILED and self._get(items.run_key(step.run_id)) is None:
+        header_failed = len(reasons) > 1 and reasons[1] == CONDITION_FAILED
+        if header_failed and self._get(items.run_key(step.run_id)) is None:
             raise RunNotFound(step.run_id)
         raise StepConflict(step.run_id, step.seq)
 
@@ -473,58 +396,3 @@ class DynamoRunStore:
             },
         )
         return [items.subscriber_from_item(item) for item in found]
-
-
-# -- merging the status partitions (list_runs without filters) ---------------------------
-
-Position = dict[str, str]
-
-
-def _decode_positions(cursor: str | None) -> dict[str, Position | None]:
-    if not cursor:
-        return dict.fromkeys(STATUSES)
-    doc = items.decode_cursor(cursor)
-    if not isinstance(doc, dict) or not set(doc) <= set(STATUSES):
-        raise InvalidInputError("invalid cursor")
-    for status, position in doc.items():
-        if position is not None:  # validates it; the start key is built again per query
-            items.start_key(position, "GSI2", items.status_partition(status))
-    return doc
-
-
-def _merge_newest_first(
-    fetched: dict[str, list[Item]], more: dict[str, Item | None], limit: int
-) -> list[tuple[str, Item]]:
-    """The page: the newest ``limit`` items of all partitions, none older than the last
-    item of a partition that has more to read."""
-    merged = sorted(
-        ((status, item) for status, found in fetched.items() for item in found),
-        key=lambda pair: pair[1]["GSI2SK"]["S"],
-        reverse=True,
-    )
-    bounds = [fetched[s][-1]["GSI2SK"]["S"] for s in fetched if more[s] and fetched[s]]
-    if bounds:
-        cutoff = max(bounds)
-        merged = [pair for pair in merged if pair[1]["GSI2SK"]["S"] >= cutoff]
-    return merged[:limit]
-
-
-def _next_positions(
-    positions: dict[str, Position | None],
-    fetched: dict[str, list[Item]],
-    more: dict[str, Item | None],
-    page: list[tuple[str, Item]],
-) -> dict[str, Position | None]:
-    """Each partition's position after ``page``; exhausted partitions are left out."""
-    following: dict[str, Position | None] = {}
-    for status, position in positions.items():
-        taken = [item for s, item in page if s == status]
-        left = len(fetched[status]) - len(taken)
-        if left > 0 or more[status] is not None:
-            if taken:
-                following[status] = items.index_position(taken[-1], "GSI2")
-            elif fetched[status]:
-                following[status] = position
-            else:  # nothing read but a start key returned: resume from there
-                following[status] = items.index_position(more[status] or {}, "GSI2")
-    return following
