@@ -23,6 +23,11 @@ Self-invocation (``Dispatch=lambda``, event ``{"hopgraph": "hop", "hop": {...}}`
     payload. Invocations that die outright (timeout, out of memory) are retried by Lambda
     with the same payload and, after the third death, parked in the same DLQ; that path
     cannot mark the run failed, since no code of ours runs at the end of it.
+
+Metrics (EMF): StepsCompleted, StepDuration (ms), RunsCompleted, RunsFailed, HopsDuplicate,
+HopsRecovered, MalformedMessages, HopsFailed (a delivery that failed: retried, or
+dead-lettered on its last attempt) and HopsDeadLettered (self-invoke, past the limit).
+Every log line of a hop carries ``run_id`` and ``seq``.
 """
 
 from __future__ import annotations
@@ -200,6 +205,7 @@ def handle_self_invoke(event: dict[str, Any], context: Any) -> dict[str, Any]:
         if attempt > limit:
             reason = str(event.get("reason") or "attempt limit reached")
             logger.error("hop dead-lettered", extra={"reason": reason})
+            count("HopsDeadLettered")
             raise HopDeadLettered(reason)
         try:
             return {"result": apply_hop(hop, delivery_id, attempt)}
