@@ -98,6 +98,11 @@ class LocalStack:
         # moto's server logs every request through werkzeug: thousands of lines of polling.
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         port = self.config.moto_port or free_port(self.config.host)
+        from infra.moto_fidelity import serialize_dynamodb_writes
+
+        fidelity = serialize_dynamodb_writes()
+        fidelity.__enter__()
+        self._parts.append(_Undo(fidelity))
         server = ThreadedMotoServer(ip_address=self.config.host, port=port, verbose=False)
         server.start()
         self._parts.append(server)
@@ -207,6 +212,16 @@ class _Closing:
 
     def stop(self) -> None:
         self.part.close()
+
+
+@dataclass
+class _Undo:
+    """Leaves a context entered for the stack's lifetime when the stack stops."""
+
+    context: contextlib.AbstractContextManager[None]
+
+    def stop(self) -> None:
+        self.context.__exit__(None, None, None)
 
 
 def banner(stack: LocalStack) -> str:

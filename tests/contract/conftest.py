@@ -6,7 +6,6 @@ template.yaml by ``infra.template.create_table``: the schema is never repeated h
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,11 +13,11 @@ import boto3
 import pytest
 from contract_records import FakeClock
 from moto import mock_aws
-from moto.dynamodb.models import DynamoDBBackend
 
 from engine.memory import MemoryRunStore
 from engine.ports import RunStore
 from functions.aws.dynamodb_store import DynamoRunStore
+from infra.moto_fidelity import serialize_dynamodb_writes
 from infra.template import create_table, load_template
 
 TABLE = "hopgraph-contract"
@@ -45,28 +44,6 @@ def aws_session() -> boto3.session.Session:
     )
 
 
-def serialize_moto_writes(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make moto's DynamoDB writes one at a time, as DynamoDB's are per item (emulator
-    fidelity only; the store's code is the same).
-
-    moto applies a transaction item by item and rolls a cancelled one back by putting back a
-    deep copy of the whole table taken when it began, without a lock: with threads, a losing
-    transaction's rollback erases what a concurrent winner committed meanwhile (seen in about
-    one run in twenty of the 8-thread race). Its conditional PutItem is a read then a write,
-    also unlocked. One re-entrant lock around every write (BatchWriteItem goes through
-    put_item and delete_item; transactions call them too) restores DynamoDB's guarantees.
-    """
-    lock = threading.RLock()
-    for name in ("put_item", "update_item", "delete_item", "transact_write_items"):
-        original = getattr(DynamoDBBackend, name)
-
-        def locked(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
-            with lock:
-                return _original(*args, **kwargs)
-
-        monkeypatch.setattr(DynamoDBBackend, name, locked)
-
-
 @pytest.fixture
 def dynamodb(
     monkeypatch: pytest.MonkeyPatch, aws_session: boto3.session.Session, template: dict[str, Any]
@@ -74,8 +51,9 @@ def dynamodb(
     """A DynamoDB client on moto, with the project's table created from template.yaml."""
     for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_PROFILE"):
         monkeypatch.delenv(name, raising=False)
-    serialize_moto_writes(monkeypatch)
-    with mock_aws():
+    # moto's writes one at a time, as DynamoDB's are per item (infra/moto_fidelity.py): the
+    # 8-thread race otherwise loses a winner now and then
+    with mock_aws(), serialize_dynamodb_writes():
         client = aws_session.client("dynamodb")
         create_table(client, TABLE, template)
         yield client
