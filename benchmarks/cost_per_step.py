@@ -17,7 +17,8 @@ in-process. botocore event hooks count every AWS request by service and operatio
 - SQS: one request per 64 KB chunk of payload; Lambda: invocations, and GB-seconds at the
   template's MemorySize over the measured duration of each invocation (ms, rounded up). The
   duration is measured in-process, moto included: moto stands in for the network round trips
-  the function would wait for in AWS.
+  the function would wait for in AWS (minus moto's costs that grow with the data, see
+  tests/faults/moto_speedups.py).
 
 Prices: us-east-1 public list prices (Lambda $0.20 per million requests and $0.0000166667 per
 GB-s; SQS $0.40 per million requests; DynamoDB on demand $0.625 per million write and $0.125
@@ -37,20 +38,19 @@ from __future__ import annotations
 
 import argparse
 import base64
-import copy
 import json
 import math
 import os
 import random
 import re
 import statistics
+import sys
 import threading
 import time
 import uuid
-from collections import Counter, defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 PRICE_LAMBDA_REQUEST = 0.20 / 1e6
@@ -60,6 +60,8 @@ PRICE_WRU = 0.625 / 1e6
 PRICE_RRU = 0.125 / 1e6
 PRICE_SFN_TRANSITION = 25.0 / 1e6
 SQS_CHUNK = 64 * 1024
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a script: make tests.faults.moto_speedups importable
 REGION = "us-east-1"
 TABLE = "hopgraph-bench"
 RUN_ID = re.compile(r"r_[0-9a-f]{24}")
@@ -280,49 +282,6 @@ class Result:
         return statistics.mean(self.meter.path)
 
 
-@contextmanager
-def faster_moto() -> Iterator[None]:
-    """Take two of moto's costs that grow with the data out of the measured durations.
-
-    moto snapshots a whole table (``copy.deepcopy``) before every TransactWriteItems, so a
-    run's last commit gets slower with every step already stored; and it scans a queue's
-    messages several times for each message it receives, to check retention. DynamoDB and
-    SQS do neither on the request path. The snapshot keeps what a transaction can change
-    (which items exist, their top-level attributes); retention is 4 days, never reached here.
-    (tests/faults/harness.py does the same for the fault suite.)
-    """
-    from moto.dynamodb.models.table import Table
-    from moto.sqs.models import SQSBackend
-
-    def snapshot(table: Any, memo: dict[int, Any]) -> Any:
-        copied = copy.copy(table)
-        copied.items = defaultdict(dict)
-        for key, value in table.items.items():
-            copied.items[key] = (
-                {r: _item_copy(i) for r, i in value.items()}
-                if isinstance(value, dict)
-                else _item_copy(value)
-            )
-        return copied
-
-    retention = SQSBackend.is_message_valid_based_on_retention_period
-    Table.__deepcopy__ = snapshot  # type: ignore[attr-defined]
-    SQSBackend.is_message_valid_based_on_retention_period = lambda *_: True  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        del Table.__deepcopy__  # type: ignore[attr-defined]
-        SQSBackend.is_message_valid_based_on_retention_period = retention  # type: ignore[method-assign]
-
-
-def _item_copy(item: Any) -> Any:
-    copied = copy.copy(item)
-    attrs = type(item.attrs).__new__(type(item.attrs))
-    dict.update(attrs, item.attrs)  # not one by one: moto re-sizes the whole item on each set
-    copied.attrs = attrs
-    return copied
-
-
 def memory_size_mb() -> int:
     from infra.template import function_definitions, load_template
 
@@ -360,6 +319,7 @@ def run_scenario(mode: str, state_kb: int, runs: int) -> Result:
     from infra.event_source import SqsEventSource
     from infra.lambda_context import LambdaContext
     from infra.template import create_queues, create_table
+    from tests.faults.moto_speedups import faster_moto
 
     with mock_aws(), faster_moto():
         session = boto3.session.Session(region_name=REGION)

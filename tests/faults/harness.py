@@ -25,7 +25,8 @@ handler catches it, the whole batch goes back to the queue. Faults are random (s
 stay within the retry budget: none is injected into a batch holding a message already
 received three times, so no message is dead-lettered by injected faults alone (that path,
 poison hop -> DLQ -> run failed, has its own functional test). A failed message becomes
-visible again at once instead of after its visibility timeout, so the suite stays fast.
+visible again at once instead of after its visibility timeout, and moto runs with the patches
+of :mod:`tests.faults.moto_speedups`, so the suite stays fast.
 
 :meth:`FaultHarness.check` asserts, for every run: it ended; each slot 0..n-1 is present and
 was committed exactly once (the store wrapper counts successful commits per slot); and its
@@ -38,14 +39,11 @@ import copy
 import dataclasses
 import random
 import threading
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-import pytest
 from botocore.awsrequest import AWSResponse
-from moto.dynamodb.models.table import Table
-from moto.sqs.models import SQSBackend
 
 from engine.graph import Graph
 from engine.memory import MemoryRunStore
@@ -75,39 +73,6 @@ KINDS = (
 RECEIVE_BUDGET = 3
 """Faults strike only batches whose messages were all received at most this many times."""
 COMMIT_OPERATIONS = ("PutItem", "TransactWriteItems")
-
-
-def cheap_moto_transactions(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make moto's TransactWriteItems O(items) instead of O(table) (emulator speed only).
-
-    moto snapshots every table a transaction touches with ``copy.deepcopy`` so it can roll
-    back a cancelled one; with a thousand step items that is most of a second per run's
-    last commit. The snapshot only needs what a transaction can change: which items exist
-    (Put, Delete) and their top-level attributes (Update), so that is what is copied.
-    """
-
-    def snapshot(table: Table, memo: dict[int, Any]) -> Table:
-        copied = copy.copy(table)
-        copied.items = defaultdict(dict)
-        for hash_key, value in table.items.items():
-            if isinstance(value, dict):
-                copied.items[hash_key] = {r: _item_copy(i) for r, i in value.items()}
-            else:
-                copied.items[hash_key] = _item_copy(value)
-        return copied
-
-    monkeypatch.setattr(Table, "__deepcopy__", snapshot, raising=False)
-    # And moto works out each received message's retention by computing every attribute of
-    # its queue (several scans of all its messages); nothing here lives for 4 days.
-    monkeypatch.setattr(SQSBackend, "is_message_valid_based_on_retention_period", lambda *_: True)
-
-
-def _item_copy(item: Any) -> Any:
-    copied = copy.copy(item)
-    attrs = type(item.attrs).__new__(type(item.attrs))
-    dict.update(attrs, item.attrs)  # not item by item: moto re-sizes the item on each set
-    copied.attrs = attrs
-    return copied
 
 
 class SimulatedCrash(BaseException):

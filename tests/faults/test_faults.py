@@ -13,7 +13,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.faults.harness import KINDS, FaultHarness, cheap_moto_transactions
+from tests.faults.harness import KINDS, FaultHarness
+from tests.faults.moto_speedups import faster_moto
 from tests.functional.aws_stack import AwsStack, aws_stack, code_review_graph, sample_code
 
 LOOP_20 = {
@@ -45,8 +46,7 @@ RATES = {
 
 @pytest.fixture
 def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsStack]:
-    cheap_moto_transactions(monkeypatch)
-    with aws_stack(monkeypatch) as s:
+    with faster_moto(), aws_stack(monkeypatch) as s:
         yield s
 
 
