@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from infra.client import ApiError, HopgraphClient, follow_events
 from infra.progress import RunProgress
@@ -148,7 +148,8 @@ class Output:
         if self.as_json:
             self.data(rows)
             return
-        table = Table(*columns)
+        # fold, never truncate: ids are copied from these tables
+        table = Table(*(Column(c, overflow="fold") for c in columns))
         for row in rows:
             table.add_row(*(_cell(row.get(c)) for c in columns))
         self.console.print(table)
