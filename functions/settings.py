@@ -30,7 +30,7 @@ class Settings(BaseModel):
     )
     state_limit_bytes: int = Field(default=350_000, gt=0, le=380_000)
     max_steps: int = Field(default=100, gt=0, le=10_000)
-    step_max_receives: int = Field(default=5, gt=0, description="= the step queue's maxReceiveCount")
+    step_max_receives: int = Field(default=5, gt=0, description="the step queue's maxReceiveCount")
     run_requests_dlq_url: str = Field(default="", description="DLQ for malformed run requests")
     connection_ttl_seconds: int = Field(default=7_200, gt=0)
 
