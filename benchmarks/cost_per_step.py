@@ -38,6 +38,8 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
+import io
 import json
 import math
 import os
@@ -424,7 +426,11 @@ def main() -> None:
         "POWERTOOLS_METRICS_NAMESPACE": "HopgraphBench",
     }.items():
         os.environ.setdefault(name, value)
-    results = [run_scenario(mode, kb, args.runs) for mode in ("sqs", "lambda") for kb in (1, 50)]
+    # The handlers print their EMF metric lines to stdout, as on Lambda; keep them out of the table.
+    with contextlib.redirect_stdout(io.StringIO()):
+        results = [
+            run_scenario(mode, kb, args.runs) for mode in ("sqs", "lambda") for kb in (1, 50)
+        ]
     report(results)
     default = results[0]
     print(
