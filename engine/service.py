@@ -30,6 +30,7 @@ one step instead of shadowing the run to its end.
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 import uuid
 from collections import OrderedDict
@@ -84,6 +85,13 @@ class RandomIds:
         return "r_" + digest[:24]
 
 
+def content_graph_id(definition: dict[str, Any], owner: str | None) -> str:
+    """A graph id derived from a canonical definition and its owner (owners never share)."""
+    canonical = json.dumps(definition, sort_keys=True, separators=(",", ":"), default=str)
+    digest = hashlib.sha256(f"{owner or ''}\0{canonical}".encode()).hexdigest()
+    return "g_" + digest[:20]
+
+
 @dataclass(frozen=True, slots=True)
 class EngineConfig:
     default_max_steps: int = 100
@@ -123,6 +131,27 @@ class RunService:
         self.store.put_graph(record)
         self._remember(record.graph_id, graph)
         return record, graph
+
+    def find_or_create_graph(
+        self, doc: Any, owner: str | None = None
+    ) -> tuple[GraphRecord, Graph, bool]:
+        """The owner's graph with this canonical content: created (True) unless it exists.
+
+        Its id is derived from the content, so "create unless exists" is one conditional
+        write (as for a run's idempotency key) and finding it needs no index or scan."""
+        graph = build_graph(doc, set(self.tools.names()))
+        definition = graph.to_dict()
+        graph_id = content_graph_id(definition, owner)
+        record = GraphRecord(graph_id, graph.name, definition, self.clock(), owner)
+        created = True
+        try:
+            self.store.put_graph(record)
+        except ConflictError:
+            record, created = self.store.get_graph(graph_id), False
+            if record.definition != definition or record.owner != owner:  # a hash collision
+                raise ConflictError(f"graph {graph_id!r} exists with other content") from None
+        self._remember(graph_id, graph)
+        return record, graph, created
 
     def graph(self, graph_id: str) -> Graph:
         """The validated graph; cached, since graphs never change once created."""

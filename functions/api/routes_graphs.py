@@ -24,6 +24,7 @@ GraphDocument = Annotated[
 GraphId = Annotated[
     str, Path(min_length=1, max_length=128, examples=[EXAMPLE_GRAPH_ID], description="Graph id")
 ]
+Reuse = Annotated[bool, Query(description="Answer an existing graph with the same content, if any")]
 Limit = Annotated[int, Query(ge=1, le=200, description="Page size")]
 Cursor = Annotated[
     str | None, Query(min_length=1, max_length=2048, description="From a previous page")
@@ -34,15 +35,25 @@ Cursor = Annotated[
     "",
     status_code=201,
     response_model=GraphResource,
-    responses=error_responses(400, 413, 422),
+    responses={
+        200: {"model": GraphResource, "description": "With `reuse=true`: the existing graph."},
+        **error_responses(400, 413, 422),
+    },
     summary="Create a graph",
 )
-def create_graph(doc: GraphDocument, service: Service) -> GraphResource:
+def create_graph(
+    doc: GraphDocument, service: Service, response: Response, reuse: Reuse = False
+) -> GraphResource:
     """Validate a definition in any dialect and store its canonical form.
 
     A definition with problems is refused with 422, listing every problem with its location
-    in the document as sent."""
-    record, _graph = service.create_graph(doc)
+    in the document as sent. With `reuse=true`, a graph with the same canonical content is
+    answered (200) instead of creating a copy (201); its id is derived from the content."""
+    if not reuse:
+        record, _graph = service.create_graph(doc)
+        return GraphResource.from_record(record)
+    record, _graph, created = service.find_or_create_graph(doc)
+    response.status_code = 201 if created else 200
     return GraphResource.from_record(record)
 
 
