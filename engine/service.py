@@ -5,8 +5,11 @@ Processing one hop (one step of one run)::
     worker A (delivery d1)                         store slot RUN#r/STEP#n
     ---------------------------------------------------------------------------------
     [recheck?] read slot n ------------------------> taken? -> after_conflict (below)
-    read state (inline in the hop, else slot n-1) -> missing? -> RetryLater (redeliver)
+    slot check: read slot n-1 (seq 0: the run) ----> stray? -> drop, change nothing
+         (in the background while the tool runs when the state travelled inline;
+          first, as the state's source, when it did not)
     run the tool (at least once per step)
+    wait for the slot check ------------------------> stray? -> drop, change nothing
          (1) crash here: nothing written; the hop is redelivered, runs the tool again
     commit slot n, conditional on "slot empty" -----> exactly one writer wins
          (2) crash here: the redelivered hop (same delivery id d1) finds slot n taken by
@@ -22,6 +25,13 @@ Processing one hop (one step of one run)::
                     taken by another delivery   -> drop: that worker owns the follow-up,
                     and if it crashes, its own redelivery recovers it.
 
+The slot check is what lets the commit stay one conditional write and still require a live
+run at that slot: a hop is stray (forged, or left over from a finished run) unless slot n-1
+is committed with its run still running and routed to the hop's node (for slot 0: the run
+exists, runs, is of the hop's graph and the node is its entry). Once that holds, the run can
+only end or move on by writing slot n, which makes this hop's commit lose. Remove the check
+and ``tests/unit/test_service.py``'s stray-hop tests go red.
+
 Duplicates of a hop (same delivery id) that race re-dispatch at most one extra successor,
 which carries a different delivery id and is dropped when it loses: duplicates die out after
 one step instead of shadowing the run to its end.
@@ -34,13 +44,16 @@ import json
 import time
 import uuid
 from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from functools import cache
 from typing import Any, Literal, Protocol
 
 from engine.errors import (
     ConflictError,
+    GraphNotFound,
     InvalidInputError,
-    RetryLater,
+    RunNotFound,
     StateTooLargeError,
     StepConflict,
 )
@@ -63,6 +76,13 @@ from engine.tools import ToolContext, Toolkit
 from engine.validation import MAX_STEPS_CEILING, build_graph
 
 HopResult = Literal["committed", "finished", "duplicate", "recovered", "stale"]
+
+
+@cache
+def _slot_checks() -> ThreadPoolExecutor:
+    """Threads that read a hop's slot while its tool runs (one read each, so a few suffice:
+    a worker applies a handful of hops at a time)."""
+    return ThreadPoolExecutor(max_workers=8, thread_name_prefix="slot-check")
 
 
 class Ids(Protocol):
@@ -228,18 +248,22 @@ class RunService:
     # -- the step protocol -----------------------------------------------------------------
     def process_hop(self, hop: Hop, delivery_id: str, attempt: int = 1) -> HopResult:
         """Apply one hop: run the tool, commit its step exactly once, route onwards."""
-        graph = self.graph(hop.graph_id)
+        graph = self._graph_of(hop)
+        if graph is None:
+            return "stale"
         self.notifier.prefetch(hop.run_id)
         if hop.recheck or attempt > 1:
             taken = self.store.get_step(hop.run_id, hop.seq)
             if taken is not None:
                 return self._after_conflict(hop, taken, delivery_id)
-        state = hop.state if hop.state is not None else self._committed_state(hop)
+        origin, state = self._start_from(hop)
         if state is None:
             return "stale"
         ctx = ToolContext(hop.run_id, hop.node, hop.seq, attempt)
         limits = Limits(hop.max_steps, self.config.state_limit_bytes)
         outcome = advance(graph, self.tools, hop.node, state, ctx, limits, self.clock())
+        if origin is not None and origin.result() is None:
+            return "stale"  # a stray or forged hop: its run is not at this slot
         step = replace(outcome.step, committed_by=delivery_id)
         try:
             self.store.commit_step(step, outcome.end)
@@ -251,14 +275,38 @@ class RunService:
         self._follow_up(hop, step, outcome)
         return "finished" if outcome.end is not None else "committed"
 
-    def _committed_state(self, hop: Hop) -> dict[str, Any] | None:
-        """The state the hop starts from when it did not travel inline."""
+    def _start_from(
+        self, hop: Hop
+    ) -> tuple[Future[dict[str, Any] | None] | None, dict[str, Any] | None]:
+        """The state ``hop`` starts from, and the pending check that its run is at its slot.
+
+        A state that travelled inline lets the tool start at once while the slot check reads
+        the store in the background (off the critical path); otherwise the check's read is
+        also where the state comes from. ``(None, None)``: the hop is stray."""
+        if hop.state is None:
+            return None, self._slot_origin(hop)
+        return _slot_checks().submit(self._slot_origin, hop), hop.state
+
+    def _slot_origin(self, hop: Hop) -> dict[str, Any] | None:
+        """The committed state slot ``hop.seq`` follows on, or ``None`` if the hop's run is not
+        at that slot: unknown, final, of another graph, or not routed to ``hop.node``.
+
+        This is what makes a commit require a live run at its slot while the commit itself
+        stays one conditional write: once slot n-1 is committed with the run still running,
+        the run can only end or move on by writing slot n (a step, a cancel, a dead letter),
+        and that write makes this hop's conditional commit of slot n lose."""
         if hop.seq == 0:
-            return self.store.get_run(hop.run_id).input
+            try:
+                run = self.store.get_run(hop.run_id)
+            except RunNotFound:
+                return None
+            entry = self.graph(run.graph_id).entry if run.graph_id == hop.graph_id else None
+            live = run.status == "running" and hop.node == entry
+            return run.input if live else None
         previous = self.store.get_step(hop.run_id, hop.seq - 1)
-        if previous is None:
-            raise RetryLater(f"step {hop.seq - 1} of run {hop.run_id!r} is not committed yet")
-        return previous.state if previous.run_status == "running" else None
+        if previous is None or previous.run_status != "running":
+            return None
+        return previous.state if previous.next_node == hop.node else None
 
     def _after_conflict(self, hop: Hop, taken: StepRecord, delivery_id: str) -> HopResult:
         if taken.committed_by != delivery_id or taken.status == "cancelled":
@@ -308,15 +356,15 @@ class RunService:
 
     def fail_hop(self, hop: Hop, reason: str) -> bool:
         """Mark the run failed because its hop is being dead-lettered. True if this call
-        ended the run; False if the slot was taken meanwhile (the run went on or ended)."""
-        graph = self.graph(hop.graph_id)
-        try:
-            state = hop.state if hop.state is not None else self._committed_state(hop)
-        except RetryLater:
-            state = None
+        ended the run; False if it changed nothing: the run is not at the hop's slot (unknown,
+        already final, moved on) or the slot was taken meanwhile."""
+        graph = self._graph_of(hop)
+        state = self._slot_origin(hop) if graph is not None else None
+        if graph is None or state is None:
+            return False
         step = StepRecord(
             run_id=hop.run_id, seq=hop.seq, node=hop.node, tool=graph.nodes[hop.node].tool,
-            status="failed", updates={}, state=state or {}, next_node=None,
+            status="failed", updates={}, state=state, next_node=None,
             started_at=self.clock(), duration_ms=0.0, error=reason, run_status="failed",
         )  # fmt: skip
         try:
@@ -325,3 +373,11 @@ class RunService:
             return False
         self._publish(step, RunEnd("failed", reason))
         return True
+
+    def _graph_of(self, hop: Hop) -> Graph | None:
+        """The hop's graph if it has the hop's node; ``None`` for a hop no run could send."""
+        try:
+            graph = self.graph(hop.graph_id)
+        except GraphNotFound:
+            return None
+        return graph if hop.node in graph.nodes else None

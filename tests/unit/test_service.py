@@ -18,7 +18,6 @@ from engine.errors import (
     GraphNotFound,
     GraphValidationError,
     InvalidInputError,
-    RetryLater,
     RunNotFound,
     StateTooLargeError,
 )
@@ -342,18 +341,93 @@ def test_hops_without_inline_state_read_the_committed_state() -> None:
     assert_same_as_in_process(world, run.run_id, LOOP, {"n": 0})
 
 
-def test_a_hop_before_its_predecessor_is_committed_is_retried_later() -> None:
+def test_a_hop_before_its_predecessor_is_committed_is_dropped() -> None:
     world = make_world(inline_state_bytes=0)
     run, _ = world.service.start_run(world.graph(LOOP), {"n": 0})
     first = world.pop()
-    # Given the hop of step 1 arriving before step 0 committed (out of order delivery)
+    # Given the hop of step 1 arriving before step 0 committed: no run sends that, a
+    # successor is dispatched only after its predecessor's commit
     early = replace(first, seq=1, node="stamp")
-    with pytest.raises(RetryLater, match=r"step 0 of run 'r_\d+' is not committed yet"):
-        world.deliver(early)
-    assert world.run(run.run_id).steps == 0 and calls == []
-    # When step 0 commits, Then the redelivered hop goes through
+    # Then it is dropped without running the tool or writing anything
+    assert world.deliver(early) == "stale"
+    assert world.run(run.run_id).steps == 0 and calls == [] and not world.queue.hops
+    # And the real hop of step 0 still goes through
     assert world.deliver(first) == "committed"
-    assert world.deliver(early) == "committed"
+
+
+# -- stray and forged hops: a commit requires a live run at that slot ----------------------------
+def finished_two_step_run(world: World) -> RunRecord:
+    graph_id = world.graph(
+        {"entry": "count", "nodes": {"count": {"tool": "count"}, "stamp": {"tool": "stamp"}},
+         "edges": {"count": "stamp", "stamp": "END"}}
+    )  # fmt: skip
+    run, _ = world.service.start_run(graph_id, {"n": 0})
+    world.drain()
+    final = world.run(run.run_id)
+    assert (final.status, final.steps) == ("completed", 2)
+    return final
+
+
+@pytest.mark.parametrize("inline", [True, False], ids=["state-inline", "state-read"])
+def test_a_stray_hop_for_a_finished_run_changes_nothing(inline: bool) -> None:
+    world = make_world(inline_state_bytes=60_000 if inline else 0)
+    final = finished_two_step_run(world)
+    steps = world.store.list_steps(final.run_id).items
+    # Given a hop for slot 5 of the completed run (forged, carrying a state of its own)
+    stray = Hop(final.run_id, final.graph_id, 5, "count", 100, state={"n": 41} if inline else None)
+    # When it is delivered, Then it is dropped: the log and the state stay as they were
+    assert world.deliver(stray) == "stale"
+    assert world.store.list_steps(final.run_id).items == steps
+    assert world.run(final.run_id) == final and not world.queue.hops
+
+
+@pytest.mark.parametrize("seq", [0, 3])
+def test_a_hop_for_an_unknown_run_writes_nothing(world: World, seq: int) -> None:
+    graph_id = world.graph(LOOP)
+    ghost = Hop("r_ghost", graph_id, seq, "count", 100, state={"n": 0})
+    assert world.deliver(ghost) == "stale"
+    with pytest.raises(RunNotFound):
+        world.store.list_steps("r_ghost")
+    assert world.service.fail_hop(ghost, "dead-lettered") is False
+    with pytest.raises(RunNotFound):
+        world.store.get_run("r_ghost")
+
+
+def test_a_hop_for_a_slot_ahead_of_the_run_changes_nothing(world: World) -> None:
+    run, _ = world.service.start_run(world.graph(LOOP), {"n": 0})
+    world.deliver(world.pop())  # step 0 committed; the run is at slot 1
+    ahead = Hop(run.run_id, run.graph_id, 4, "count", 100, state={"n": 7})
+    assert world.deliver(ahead) == "stale"
+    assert world.service.fail_hop(ahead, "dead-lettered") is False
+    assert [s.seq for s in world.store.list_steps(run.run_id).items] == [0]
+    assert world.run(run.run_id).status == "running"
+
+
+def test_a_hop_routed_elsewhere_or_of_another_graph_changes_nothing(world: World) -> None:
+    run, _ = world.service.start_run(world.graph(LOOP), {"n": 0})
+    world.deliver(world.pop())
+    real = world.queue.hops[0]  # step 1 runs "stamp"
+    other_graph = world.graph(FAILING)
+    for stray in (
+        replace(real, node="count"),  # a node the run was not routed to
+        replace(real, graph_id=other_graph, node="boom"),  # another graph's node
+        replace(real, graph_id="g_nope"),  # no such graph
+        replace(real, node="nope"),  # no such node
+    ):
+        assert world.deliver(stray) == "stale", stray
+        assert world.service.fail_hop(stray, "dead-lettered") is False
+    assert world.run(run.run_id).steps == 1
+    # And the real hop still commits
+    assert world.deliver(world.pop()) == "committed"
+
+
+def test_a_first_hop_must_be_the_entry_of_a_running_run(world: World) -> None:
+    run, _ = world.service.start_run(world.graph(LOOP), {"n": 0})
+    first = world.pop()
+    assert world.deliver(replace(first, node="stamp")) == "stale"
+    world.service.cancel_run(run.run_id)
+    assert world.deliver(first) in ("stale", "duplicate")
+    assert [s.status for s in world.store.list_steps(run.run_id).items] == ["cancelled"]
 
 
 def test_the_notifier_sees_every_event_in_step_order(world: World) -> None:
@@ -472,7 +546,7 @@ def test_a_hop_of_a_finished_step_is_a_duplicate(world: World) -> None:
     world.drain()
     final = world.run(run.run_id)
     assert world.deliver(replace(first, recheck=True)) == "duplicate"
-    assert world.deliver(first) == "duplicate"
+    assert world.deliver(first) == "stale"  # its run is no longer running
     assert not world.queue.hops and world.run(run.run_id) == final
 
 
