@@ -4,13 +4,16 @@ Four shapes are accepted; each becomes a :class:`Draft` whose parts remember whe
 client's document they came from, so validation can say ``nodes.evaluate.next.condition``
 rather than pointing into a form the client never wrote.
 
-- canonical: ``entry``, ``nodes`` {id: {tool, settings?}}, ``edges`` {from: to},
-  ``branches`` {from: {cases: [{when, to}], default?}}, ``max_steps``;
+- canonical: ``entry``, ``nodes`` {id: {tool, settings?, map?}}, ``edges`` {from: to},
+  ``branches`` {from: {cases: [{when, to}], default?}}, ``joins`` {node: [waits for...]},
+  ``state`` {key: {reducer}}, ``max_steps``; every ``to`` may be a list (a fan-out);
 - dialect 1: ``nodes`` {id: {tool, next}} where ``next`` is a node, ``"end"`` or
   ``{condition, if_true, if_false}``; entry in ``start_node``;
 - dialect 2: ``nodes`` {id: tool}, ``edges`` {from: to}; the first node is the entry;
 - dialect 3: ``nodes`` [{node_id|id, tool|function_name}], ``edges``
   [{from|source, to|target, condition?}]; entry in ``entry_node`` or ``entry_point``.
+  Several plain edges out of one node fan out; an edge whose ``from`` is a list is a join
+  (LangGraph's ``add_edge([a, b], c)``).
 
 Unknown extra fields are ignored.
 """
@@ -30,6 +33,7 @@ class DraftNode:
     loc: str
     tool_loc: str
     settings: Any = None
+    map: Any = None
 
 
 @dataclass
@@ -51,10 +55,21 @@ class DraftRoute:
     cases: list[DraftCase] = field(default_factory=list)
     default: Any = None
     default_loc: str = ""
+    fan_locs: list[str] = field(default_factory=list)
+    """Where each target of a fan-out merged from separate edges was written (dialect 3)."""
 
     @property
     def is_branch(self) -> bool:
         return bool(self.cases)
+
+
+@dataclass
+class DraftJoin:
+    """A node that waits for several others: ``sources`` as written, and where."""
+
+    node: Any
+    sources: Any
+    loc: str
 
 
 @dataclass
@@ -66,6 +81,9 @@ class Draft:
     nodes: list[DraftNode] = field(default_factory=list)
     routes: list[DraftRoute] = field(default_factory=list)
     max_steps: Any = None
+    state: Any = None
+    """The ``state`` object as written (key -> {"reducer": name})."""
+    joins: list[DraftJoin] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
 
 
@@ -86,13 +104,21 @@ def read_draft(doc: Any) -> Draft:
         draft = _read_canonical(doc, nodes)
     draft.name = doc.get("name", "graph")
     draft.max_steps = doc.get("max_steps")
+    draft.state = doc.get("state")
+    joins = doc.get("joins")
+    if isinstance(joins, dict):
+        draft.joins.extend(DraftJoin(k, v, f"joins.{k}") for k, v in joins.items())
+    elif joins is not None:
+        draft.problems.append(Problem("joins", "must be an object mapping node -> [nodes]"))
     return draft
 
 
 def _node_from_spec(node_id: str, spec: Any, loc: str) -> DraftNode:
     if not isinstance(spec, dict):
         return DraftNode(node_id, None, loc, f"{loc}.tool")
-    return DraftNode(node_id, spec.get("tool"), loc, f"{loc}.tool", spec.get("settings"))
+    return DraftNode(
+        node_id, spec.get("tool"), loc, f"{loc}.tool", spec.get("settings"), spec.get("map")
+    )
 
 
 def _read_canonical(doc: dict[str, Any], nodes: dict[str, Any]) -> Draft:
@@ -192,14 +218,18 @@ def _read_dialect3(doc: dict[str, Any], nodes: list[Any]) -> Draft:
     if not isinstance(edges, list):
         draft.problems.append(Problem("edges", "must be a list of {from, to, condition?}"))
         return draft
-    draft.routes, problems = _dialect3_routes(edges)
+    draft.routes, draft.joins, problems = _dialect3_routes(edges)
     draft.problems.extend(problems)
     return draft
 
 
-def _dialect3_routes(edges: list[Any]) -> tuple[list[DraftRoute], list[Problem]]:
-    """Edges out of one node merge into one route: conditions in order, the plain edge last."""
+def _dialect3_routes(
+    edges: list[Any],
+) -> tuple[list[DraftRoute], list[DraftJoin], list[Problem]]:
+    """Edges out of one node merge into one route: conditions in order, then the plain edges
+    (several plain edges fan out). An edge from a list of nodes is a join."""
     routes: dict[Any, DraftRoute] = {}
+    joins: list[DraftJoin] = []
     problems: list[Problem] = []
     for i, spec in enumerate(edges):
         loc = f"edges[{i}]"
@@ -207,16 +237,35 @@ def _dialect3_routes(edges: list[Any]) -> tuple[list[DraftRoute], list[Problem]]
         source = _first_present(spec, "from", "source")
         target = _first_present(spec, "to", "target")
         target_loc = f"{loc}.{_key_present(spec, 'to', 'target')}"
+        if isinstance(source, list):
+            _dialect3_join(spec, source, target, loc, joins, problems)
+            continue
         key = source if isinstance(source, str) else f"#{i}"
         route = routes.setdefault(key, DraftRoute(source, loc))
         if spec.get("condition") is not None:
             route.cases.append(DraftCase(spec["condition"], f"{loc}.condition", target, target_loc))
-        elif route.default is not None or route.target is not None:
-            problems.append(Problem(loc, f"a second unconditional edge out of {source!r}"))
-        else:
+        elif route.default is None:
             route.default, route.default_loc = target, target_loc
+            route.fan_locs = [target_loc]
+        else:  # another plain edge out of the same node: a fan-out
+            before = route.default if isinstance(route.default, list) else [route.default]
+            route.default = [*before, target]
+            route.fan_locs.append(target_loc)
     for route in routes.values():
         if not route.cases:  # plain edge
             route.target, route.target_loc = route.default, route.default_loc
             route.default = None
-    return list(routes.values()), problems
+    return list(routes.values()), joins, problems
+
+
+def _dialect3_join(
+    spec: dict[str, Any], sources: list[Any], target: Any, loc: str,
+    joins: list[DraftJoin], problems: list[Problem],
+) -> None:  # fmt: skip
+    from_loc = f"{loc}.{_key_present(spec, 'from', 'source')}"
+    if spec.get("condition") is not None:
+        problems.append(Problem(f"{loc}.condition", "a join (an edge from a list) is plain"))
+    elif not isinstance(target, str):
+        problems.append(Problem(loc, "a join (an edge from a list) goes to one node"))
+    else:
+        joins.append(DraftJoin(target, sources, from_loc))

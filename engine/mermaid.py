@@ -1,4 +1,6 @@
-"""Mermaid flowchart text for a graph, branches labelled with their conditions."""
+"""Mermaid flowchart text for a graph: branches labelled with their conditions, a fan-out
+as one arrow per target, a map node as a subroutine box naming its list, and the nodes a
+join waits for as dotted arrows labelled ``join``."""
 
 from __future__ import annotations
 
@@ -50,14 +52,21 @@ def to_mermaid(graph: Graph) -> str:
     ref = _mermaid_ids(graph)
     lines = ["flowchart TD", f"    {_START}([start])", f"    {_END}([end])"]
     for node in graph.nodes.values():
-        lines.append(f'    {ref[node.id]}["{_label(node.id)}<br/><i>{_label(node.tool)}</i>"]')
+        text = f"{_label(node.id)}<br/><i>{_label(node.tool)}</i>"
+        if node.map is None:
+            lines.append(f'    {ref[node.id]}["{text}"]')
+        else:
+            each = f"for each {_label(node.map.as_)} in {_label(node.map.over)}"
+            lines.append(f'    {ref[node.id]}[["{text}<br/>{each}"]]')
     lines.append(f"    {_START} --> {ref[graph.entry]}")
-    for source, target in graph.edges.items():
-        lines.append(f"    {ref[source]} --> {ref[target]}")
+    for source, targets in graph.edges.items():
+        lines.extend(f"    {ref[source]} --> {ref[t]}" for t in targets)
     for source, branch in graph.branches.items():
         for case in branch.cases:
             label = _label(case.condition.source)
-            lines.append(f'    {ref[source]} -->|"{label}"| {ref[case.target]}')
-        if branch.default is not None:
-            lines.append(f"    {ref[source]} -->|else| {ref[branch.default]}")
+            lines.extend(f'    {ref[source]} -->|"{label}"| {ref[t]}' for t in case.targets)
+        for target in branch.default or ():
+            lines.append(f"    {ref[source]} -->|else| {ref[target]}")
+    for join, sources in graph.joins.items():
+        lines.extend(f"    {ref[s]} -.->|join| {ref[join]}" for s in sources)
     return "\n".join(lines) + "\n"

@@ -13,14 +13,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.errors import InvalidInputError
 from engine.events import run_event, step_event
 from engine.graph import Graph
 from engine.ports import Clock, RunRecord, RunStatus, RunStore, StepRecord
 from engine.step import Limits, advance
+from engine.superstep_runner import SuperstepLoop
 from engine.tools import ToolContext, Toolkit
 
 EventSink = Callable[[dict[str, Any]], None]
 DEFAULT_MAX_STEPS = 100
+_EVENT_ONLY = frozenset({"type", "run_id", "ts"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +72,8 @@ class InProcessRunner:
         limit = max_steps or graph.max_steps or DEFAULT_MAX_STEPS
         limits = Limits(limit, self.state_limit_bytes)
         state = dict(input or {})
+        if not graph.is_chain:
+            return self._run_supersteps(run_id, graph, graph_id, state, limit)
         self._start(run_id, graph, graph_id, state, limit)
         node, seq = graph.entry, 0
         while True:
@@ -85,6 +90,28 @@ class InProcessRunner:
             if end is not None:
                 return self._result(run_id, end.status, state, seq + 1, end.error)
             node, seq = step.next_node, seq + 1  # type: ignore[assignment]
+
+    def _run_supersteps(
+        self, run_id: str, graph: Graph, graph_id: str, state: dict[str, Any], limit: int
+    ) -> RunResult:
+        """A graph with parallel work: its supersteps' tasks run concurrently. The log holds
+        one entry per task (``seq`` is the superstep; ``task`` names it)."""
+        if self.store is not None:
+            raise InvalidInputError(
+                "recording a run with parallel work (fan-out, map, join) in a store is not "
+                "supported yet; run it with store=None (the result carries its log)"
+            )
+        self._start(run_id, graph, graph_id, state, limit)
+        loop = SuperstepLoop(
+            graph, self.tools, run_id, limit, self.state_limit_bytes, self.clock, self.on_event
+        )
+        done = loop.run(state)
+        if self.on_event is not None:
+            final = done.state if done.end.status == "completed" else None
+            self.on_event(run_event(run_id, done.end.status, self.clock(), state=final,
+                                    reason=done.end.error, steps=done.supersteps))  # fmt: skip
+        log = [{k: v for k, v in e.items() if k not in _EVENT_ONLY} for e in done.log]
+        return RunResult(run_id, done.end.status, done.state, done.supersteps, done.end.error, log)
 
     def _start(
         self, run_id: str, graph: Graph, graph_id: str, state: dict[str, Any], limit: int

@@ -52,7 +52,9 @@ from typing import Any, Literal, Protocol
 from engine.errors import (
     ConflictError,
     GraphNotFound,
+    GraphValidationError,
     InvalidInputError,
+    Problem,
     RunNotFound,
     StateTooLargeError,
     StepConflict,
@@ -89,6 +91,32 @@ class Ids(Protocol):
     def graph_id(self) -> str: ...
 
     def run_id(self, graph_id: str, idempotency_key: str | None) -> str: ...
+
+
+def declared_writes(tools: Toolkit) -> dict[str, list[str]]:
+    """The state keys each tool declares it writes; placeholders such as ``<settings.key>``
+    name a key only a node's settings know, so they are left out."""
+    return {
+        name: [key for key in tools.get(name).writes if not key.startswith("<")]
+        for name in tools.names()
+    }
+
+
+def durable_problems(graph: Graph) -> list[Problem]:
+    """What the durable protocol cannot run yet: parallel work runs in process only."""
+    where = [f"edges.{s}" for s, t in graph.edges.items() if len(t) > 1]
+    where += [
+        f"branches.{s}"
+        for s, b in graph.branches.items()
+        if any(len(c.targets) > 1 for c in b.cases) or len(b.default or ()) > 1
+    ]
+    where += [f"nodes.{n.id}.map" for n in graph.nodes.values() if n.map is not None]
+    where += [f"joins.{j}" for j in graph.joins]  # fmt: skip
+    message = (
+        "parallel work (a fan-out, map or join) runs in process only for now: "
+        "`hopgraph run FILE --local`; the service runs graphs that go one node at a time"
+    )
+    return [Problem(loc, message) for loc in where]
 
 
 class RandomIds:
@@ -146,7 +174,7 @@ class RunService:
     # -- graphs ----------------------------------------------------------------------------
     def create_graph(self, doc: Any, owner: str | None = None) -> tuple[GraphRecord, Graph]:
         """Validate a definition in any dialect and save its canonical form."""
-        graph = build_graph(doc, set(self.tools.names()))
+        graph = self._validated(doc)
         record = GraphRecord(self.ids.graph_id(), graph.name, graph.to_dict(), self.clock(), owner)
         self.store.put_graph(record)
         self._remember(record.graph_id, graph)
@@ -159,7 +187,7 @@ class RunService:
 
         Its id is derived from the content, so "create unless exists" is one conditional
         write (as for a run's idempotency key) and finding it needs no index or scan."""
-        graph = build_graph(doc, set(self.tools.names()))
+        graph = self._validated(doc)
         definition = graph.to_dict()
         graph_id = content_graph_id(definition, owner)
         record = GraphRecord(graph_id, graph.name, definition, self.clock(), owner)
@@ -172,6 +200,15 @@ class RunService:
                 raise ConflictError(f"graph {graph_id!r} exists with other content") from None
         self._remember(graph_id, graph)
         return record, graph, created
+
+    def _validated(self, doc: Any) -> Graph:
+        """``doc`` checked against the registered tools (and the keys they declare writing),
+        and runnable by this service."""
+        graph = build_graph(doc, set(self.tools.names()), declared_writes(self.tools))
+        problems = durable_problems(graph)
+        if problems:
+            raise GraphValidationError(problems)
+        return graph
 
     def graph(self, graph_id: str) -> Graph:
         """The validated graph; cached, since graphs never change once created."""

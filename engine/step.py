@@ -17,6 +17,8 @@ from typing import Any
 from engine.errors import ConditionEvaluationError, UnknownToolError
 from engine.graph import END, Graph, NoRouteError
 from engine.ports import RunEnd, RunStatus, StepRecord, StepStatus
+from engine.reducers import ReducerError
+from engine.superstep import Task, merge_updates
 from engine.tools import ToolContext, ToolError, Toolkit, call_tool
 
 
@@ -65,7 +67,10 @@ def advance(
         updates = call_tool(tools.get(tool_name), MappingProxyType(state), ctx)
     except (ToolError, UnknownToolError) as exc:
         return record.failed(str(exc), state)
-    new_state = {**state, **updates} if updates else state
+    try:
+        new_state = merge_updates(graph, state, [(Task(node), updates)]) if updates else state
+    except ReducerError as exc:
+        return record.failed(f"merging the updates of node {node!r} failed: {exc}", state, updates)
     try:
         nxt = graph.next_node(node, new_state)
     except (ConditionEvaluationError, NoRouteError) as exc:

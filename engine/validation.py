@@ -15,21 +15,42 @@ from typing import Any
 from engine.conditions import compile_condition
 from engine.dialects import Draft, DraftRoute, read_draft
 from engine.errors import ConditionSyntaxError, GraphValidationError, Problem
-from engine.graph import END, END_ALIASES, Branch, Case, Graph, Node, canonical_target
+from engine.graph import (
+    END,
+    END_ALIASES,
+    Branch,
+    Case,
+    Graph,
+    MapSpec,
+    Node,
+    Targets,
+    canonical_target,
+)
+from engine.parallel_checks import check_parallel_writes
+from engine.reducers import REDUCERS
 
 MAX_STEPS_CEILING = 10_000
+MAX_CONCURRENCY_CEILING = 1_000
 
 
-def build_graph(doc: Any, tools: Collection[str] | None = None) -> Graph:
+def build_graph(
+    doc: Any,
+    tools: Collection[str] | None = None,
+    writes: Mapping[str, Collection[str]] | None = None,
+) -> Graph:
     """Validate ``doc`` (any accepted dialect) and return the immutable graph.
 
     ``tools``: the registered tool names; ``None`` skips the unknown-tool check.
+    ``writes``: the state keys each tool declares it writes, where it does; two tasks that
+    may run in one superstep and write the same key without a reducer are refused here.
     """
     draft = read_draft(doc)
     if not isinstance(doc, dict):  # "not an object" says it all: no entry, nodes... to check
         raise GraphValidationError(draft.problems)
     checker = _Checker(draft, tools)
     graph = checker.build()
+    if graph is not None and writes is not None:
+        checker.problems.extend(check_parallel_writes(graph, writes, checker.node_locs))
     if checker.problems or graph is None:
         raise GraphValidationError(checker.problems)
     return graph
@@ -54,6 +75,8 @@ class _Checker:
         nodes = self._nodes()
         entry = self._entry()
         edges, branches = self._routes()
+        joins = self._joins()
+        reducers = self._reducers()
         max_steps = self._max_steps()
         self._exits()
         self._reachability(entry)
@@ -66,6 +89,8 @@ class _Checker:
             edges=MappingProxyType(edges),
             branches=MappingProxyType(branches),
             max_steps=max_steps,
+            reducers=MappingProxyType(reducers),
+            joins=MappingProxyType(joins),
         )
 
     # -- nodes and entry -------------------------------------------------------------------
@@ -84,10 +109,37 @@ class _Checker:
                 self.add(dn.loc, f"duplicate node id {dn.id!r}")
                 continue
             self.node_locs[dn.id] = dn.loc
-            if self._tool_ok(dn.tool, dn.tool_loc) and self._settings_ok(dn.settings, dn.loc):
+            tool_ok = self._tool_ok(dn.tool, dn.tool_loc)
+            settings_ok = self._settings_ok(dn.settings, dn.loc)
+            spec = self._map(dn.map, f"{dn.loc}.map")
+            if tool_ok and settings_ok and (dn.map is None or spec is not None):
                 settings = MappingProxyType(dict(dn.settings or {}))
-                nodes[dn.id] = Node(dn.id, dn.tool, settings)
+                nodes[dn.id] = Node(dn.id, dn.tool, settings, spec)
         return nodes
+
+    def _map(self, spec: Any, loc: str) -> MapSpec | None:
+        if spec is None:
+            return None
+        if not isinstance(spec, Mapping):
+            self.add(loc, 'must be an object: {"over": "items", "as": "item"}')
+            return None
+        over, as_, cap = spec.get("over"), spec.get("as"), spec.get("max_concurrency")
+        ok = True
+        for name, value in (("over", over), ("as", as_)):
+            if not isinstance(value, str) or not value:
+                self.add(f"{loc}.{name}", "must name a state key")
+                ok = False
+        if ok and over == as_:
+            self.add(f"{loc}.as", f"must differ from over ({over!r}): each task sees one item")
+            ok = False
+        if cap is not None and (
+            isinstance(cap, bool) or not isinstance(cap, int)
+            or not 0 < cap <= MAX_CONCURRENCY_CEILING
+        ):  # fmt: skip
+            self.add(f"{loc}.max_concurrency", f"must be an integer from 1 to "
+                     f"{MAX_CONCURRENCY_CEILING}")  # fmt: skip
+            ok = False
+        return MapSpec(str(over), str(as_), cap) if ok else None
 
     def _tool_ok(self, tool: Any, loc: str) -> bool:
         if not isinstance(tool, str) or not tool:
@@ -131,8 +183,8 @@ class _Checker:
         return value
 
     # -- routes ----------------------------------------------------------------------------
-    def _routes(self) -> tuple[dict[str, str], dict[str, Branch]]:
-        edges: dict[str, str] = {}
+    def _routes(self) -> tuple[dict[str, Targets], dict[str, Branch]]:
+        edges: dict[str, Targets] = {}
         branches: dict[str, Branch] = {}
         for route in self.draft.routes:
             source = route.source
@@ -147,10 +199,34 @@ class _Checker:
                 if branch is not None:
                     branches[source] = branch
             else:
-                target = self._target(route.target, route.target_loc)
-                if target is not None:
-                    edges[source] = target
+                targets = self._targets(route.target, route.target_loc, route.fan_locs)
+                if targets is not None:
+                    edges[source] = targets
         return edges, branches
+
+    def _targets(self, value: Any, loc: str, item_locs: list[str] | None = None) -> Targets | None:
+        """One target, or a list of several (a fan-out: every one runs next). ``item_locs``:
+        where each item was written, when the list was merged from separate edges."""
+        if not isinstance(value, list):
+            target = self._target(value, loc)
+            return None if target is None else (target,)
+        if not value:
+            self.add(loc, "an empty list: name a node, END, or several nodes to fan out to")
+            return None
+        locs = item_locs if item_locs and len(item_locs) == len(value) else None
+        locs = locs or [f"{loc}[{i}]" for i in range(len(value))]
+        found = [self._target(t, locs[i]) for i, t in enumerate(value)]
+        if any(t is None for t in found):
+            return None
+        targets = tuple(t for t in found if t is not None)
+        if END in targets and len(targets) > 1:
+            where = locs[targets.index(END)]
+            self.add(where, "END in a fan-out: every target runs, so route to END alone")
+            return None
+        if len(set(targets)) != len(targets):
+            self.add(loc, "a node is named twice: each target runs once")
+            return None
+        return targets
 
     def _target(self, target: Any, loc: str) -> str | None:
         if not isinstance(target, str) or not target:
@@ -166,15 +242,15 @@ class _Checker:
         cases: list[Case] = []
         ok = True
         for dc in route.cases:
-            target = self._target(dc.target, dc.target_loc)
+            targets = self._targets(dc.target, dc.target_loc)
             condition = self._condition(dc.when, dc.when_loc)
-            if target is None or condition is None:
+            if targets is None or condition is None:
                 ok = False
             else:
-                cases.append(Case(condition, target))
+                cases.append(Case(condition, targets))
         default = None
         if route.default is not None:
-            default = self._target(route.default, route.default_loc)
+            default = self._targets(route.default, route.default_loc, route.fan_locs)
             ok = ok and default is not None
         return Branch(tuple(cases), default) if ok else None
 
@@ -188,9 +264,59 @@ class _Checker:
             self.add(loc, str(exc))
             return None
 
+    # -- joins and state ---------------------------------------------------------------------
+    def _joins(self) -> dict[str, Targets]:
+        joins: dict[str, Targets] = {}
+        for dj in self.draft.joins:
+            node = canonical_target(dj.node) if isinstance(dj.node, str) else dj.node
+            if node == END or node not in self.node_locs:
+                what = "END cannot wait for nodes" if node == END else f"unknown node {node!r}"
+                self.add(dj.loc, f"a join runs a node of this graph: {what}")
+                continue
+            sources = self._join_sources(node, dj.sources, dj.loc)
+            if sources is not None:
+                joins[node] = sources
+        return joins
+
+    def _join_sources(self, node: str, sources: Any, loc: str) -> Targets | None:
+        if not isinstance(sources, list) or len(sources) < 2:
+            self.add(loc, f"list the nodes {node!r} waits for (two or more)")
+            return None
+        unknown = [s for s in sources if not isinstance(s, str) or s not in self.node_locs]
+        if unknown:
+            self.add(loc, f"{node!r} waits for unknown node {unknown[0]!r}"
+                     f"{_suggest(str(unknown[0]), self.node_locs)}")  # fmt: skip
+            return None
+        if node in sources or len(set(sources)) != len(sources):
+            self.add(loc, f"{node!r} cannot wait for itself, nor for a node twice")
+            return None
+        return tuple(sources)
+
+    def _reducers(self) -> dict[str, str]:
+        spec = self.draft.state
+        if spec is None:
+            return {}
+        if not isinstance(spec, Mapping):
+            self.add("state", 'must be an object: {"key": {"reducer": "append"}}')
+            return {}
+        reducers: dict[str, str] = {}
+        for key, declared in spec.items():
+            loc = f"state.{key}"
+            name = declared.get("reducer") if isinstance(declared, Mapping) else None
+            if not isinstance(name, str) or name not in REDUCERS:
+                known = ", ".join(REDUCERS)
+                hint = _suggest(name, REDUCERS) if isinstance(name, str) else ""
+                self.add(f"{loc}.reducer", f"unknown reducer {name!r}{hint}; one of {known}")
+                continue
+            if name != "replace":
+                reducers[key] = name
+        return reducers
+
     # -- graph shape -----------------------------------------------------------------------
     def _exits(self) -> None:
         routed = {r.source for r in self.draft.routes if isinstance(r.source, str)}
+        routed.update(s for j in self.draft.joins if isinstance(j.sources, list)
+                      for s in j.sources if isinstance(s, str))  # fmt: skip
         for node_id, loc in self.node_locs.items():
             if node_id not in routed:
                 self.add(loc, f"node {node_id!r} has no way out: add an edge (to END to finish)")
@@ -204,6 +330,7 @@ class _Checker:
             for node_id, loc in self.node_locs.items():
                 if node_id not in reached:
                     self.add(loc, f"node {node_id!r} is unreachable from the entry {entry!r}")
+            self._satisfiable_joins(entry, successors)
         if self.problems:
             return
         finishing = nodes_reaching_end(successors)
@@ -211,14 +338,40 @@ class _Checker:
             if node_id not in finishing:
                 self.add(loc, f"no path from {node_id!r} to END: the run could never finish")
 
+    def _satisfiable_joins(self, entry: str, successors: Mapping[str, set[str]]) -> None:
+        """A join whose sources can only run after the join itself would wait for ever."""
+        for dj in self.draft.joins:
+            if dj.node == entry or not isinstance(dj.sources, list) or dj.node not in successors:
+                continue
+            without = {n: t - {dj.node} for n, t in successors.items() if n != dj.node}
+            reached = reachable_from(entry, without)
+            stuck = [s for s in dj.sources if isinstance(s, str) and s not in reached]
+            if stuck and stuck[0] in self.node_locs:
+                self.add(dj.loc, f"{dj.node!r} can never run: {stuck[0]!r} is only reached "
+                         f"through {dj.node!r} itself")  # fmt: skip
+
     def _draft_successors(self) -> dict[str, set[str]]:
         succ: dict[str, set[str]] = {n: set() for n in self.node_locs}
         for route in self.draft.routes:
             if route.source not in succ:
                 continue
-            targets = [route.target, route.default, *(c.target for c in route.cases)]
-            succ[route.source].update(canonical_target(t) for t in targets if isinstance(t, str))
+            targets = _flat([route.target, route.default, *(c.target for c in route.cases)])
+            succ[route.source].update(canonical_target(t) for t in targets)
+        for join in self.draft.joins:
+            if isinstance(join.sources, list) and isinstance(join.node, str):
+                for source in join.sources:
+                    if source in succ:
+                        succ[source].add(join.node)
         return succ
+
+
+def _flat(targets: list[Any]) -> list[str]:
+    """Target names as written: strings, and the strings of fan-out lists."""
+    flat: list[str] = []
+    for target in targets:
+        items = target if isinstance(target, list) else [target]
+        flat.extend(t for t in items if isinstance(t, str))
+    return flat
 
 
 def reachable_from(start: str, successors: Mapping[str, Iterable[str]]) -> set[str]:

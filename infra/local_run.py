@@ -38,7 +38,9 @@ def run_local(
         console.print(f"[red]error:[/] {exc}", highlight=False)
         return 2
     progress = RunProgress(console, show_state=not as_json)
-    runner = InProcessRunner(tools, store=MemoryRunStore(), on_event=progress.event)
+    # A store records chains step by step; a graph with parallel work keeps its log itself.
+    store = MemoryRunStore() if graph.is_chain else None
+    runner = InProcessRunner(tools, store=store, on_event=progress.event)
     with progress:
         result = runner.run(graph, state, max_steps=max_steps)
     if as_json:

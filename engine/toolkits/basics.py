@@ -6,6 +6,7 @@ moves data. Each tool reads its knobs from the node's ``settings``.
 
 from __future__ import annotations
 
+import string
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -39,3 +40,18 @@ def wait(state: Mapping[str, Any], ctx: ToolContext) -> None:
 def record_visit(state: Mapping[str, Any], ctx: ToolContext) -> dict[str, Any]:
     """Append this node's name to ``trail``: shows the path a run took."""
     return {"trail": [*state.get("trail", []), ctx.node]}
+
+
+@toolkit.tool(writes=["<settings.key>"])
+def emit(state: Mapping[str, Any], ctx: ToolContext) -> dict[str, Any]:
+    """Write ``settings.value`` to ``settings.key``: with a reducer on the key, it merges
+    (``"append"`` adds it to a list), else it replaces."""
+    return {str(ctx.settings.get("key", "out")): ctx.settings.get("value")}
+
+
+@toolkit.tool(writes=["<settings.key>"])
+def fill(state: Mapping[str, Any], ctx: ToolContext) -> dict[str, Any]:
+    """Write ``settings.template`` with ``$name`` placeholders filled from the state (and,
+    in a map task, its item) to ``settings.key``. Unknown names stay as written."""
+    template = string.Template(str(ctx.settings.get("template", "")))
+    return {str(ctx.settings.get("key", "out")): template.safe_substitute(state)}

@@ -129,9 +129,9 @@ BAD_GRAPHS: dict[str, tuple[dict[str, Any], list[tuple[str, str]]]] = {
             ],
         },
         [
-            ("edges[1]", "a second unconditional edge out of 'a'"),
             ("nodes[1]", "a node needs a non-empty string id"),
             ("edges[2].condition", "condition 'x >': invalid syntax"),
+            ("edges[1].to", "unknown target 'b'"),
         ],
     ),
 }

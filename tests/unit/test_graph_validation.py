@@ -378,7 +378,7 @@ DIALECT3_ONLY = {
         },
         [("nodes[1]", "duplicate node id 'a'")],
     ),
-    "second unconditional edge": (
+    "fan-out into END": (
         {
             "entry_node": "a",
             "nodes": [{"id": "a", "tool": "fetch"}, {"id": "b", "tool": "review"}],
@@ -388,7 +388,7 @@ DIALECT3_ONLY = {
                 {"from": "a", "to": "END"},
             ],
         },
-        [("edges[2]", "a second unconditional edge out of 'a'")],
+        [("edges[2].to", "END in a fan-out")],
     ),
     "node id missing": (
         {"entry_node": "a", "nodes": [{"tool": "fetch"}], "edges": []},
@@ -566,7 +566,7 @@ def test_dialect3_extra_fields_are_ignored() -> None:
         "nodes": [{"id": "a", "tool": "fetch", "label": "A", "position": {"x": 1}}],
         "edges": [{"source": "a", "target": "END", "id": "e1", "animated": True}],
     }
-    assert build_graph(doc, TOOLS).edges == {"a": "END"}
+    assert build_graph(doc, TOOLS).edges == {"a": ("END",)}
 
 
 # -- immutability --------------------------------------------------------------------------------
@@ -609,7 +609,7 @@ def test_a_graphs_parts_cannot_be_changed(graph: Graph) -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         branch.default = "END"  # type: ignore[misc]
     with pytest.raises(dataclasses.FrozenInstanceError):
-        branch.cases[0].target = "a"  # type: ignore[misc]
+        branch.cases[0].targets = ("a",)  # type: ignore[misc]
     assert isinstance(branch.cases, tuple)
 
 

@@ -1,0 +1,114 @@
+"""Reducers: how the updates of a superstep's tasks merge into one state key.
+
+A graph declares a reducer per state key (``"state": {"results": {"reducer": "append"}}``);
+keys without one are replaced, and then only one task of a superstep may write them. The
+names and behaviours follow LangGraph's common ``Annotated`` reducers, so that graphs move
+over: ``operator.add`` is ``add``, ``add_messages`` is ``messages``.
+
+Every reducer is ``(current, update) -> merged``, where ``current`` is ``None`` when the key
+is not in the state yet. They never mutate their arguments: a state is shared by every task
+of a superstep.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from engine.errors import HopgraphError
+
+Reducer = Callable[[Any, Any], Any]
+
+
+class ReducerError(HopgraphError):
+    """An update cannot be merged by its key's reducer (a string added to a number...)."""
+
+
+def replace(current: Any, update: Any) -> Any:
+    """The update wins (the default)."""
+    return update
+
+
+def append(current: Any, update: Any) -> list[Any]:
+    """A list that grows: a list update extends it, any other value is appended."""
+    base = _list(current, "append")
+    return [*base, *update] if isinstance(update, list) else [*base, update]
+
+
+def add(current: Any, update: Any) -> Any:
+    """``current + update`` (numbers sum, lists and strings concatenate), as ``operator.add``."""
+    if current is None:
+        return update
+    numbers = (int, float)
+    if isinstance(current, bool) or isinstance(update, bool):
+        raise ReducerError("add: booleans are not numbers here; use replace")
+    if isinstance(current, numbers) and isinstance(update, numbers):
+        return current + update
+    if isinstance(current, list) and isinstance(update, list):
+        return current + update
+    if isinstance(current, str) and isinstance(update, str):
+        return current + update
+    raise ReducerError(f"add: cannot add {type(update).__name__} to {type(current).__name__}")
+
+
+def merge(current: Any, update: Any) -> dict[str, Any]:
+    """A dict updated key by key (shallow), as ``{**current, **update}``."""
+    if not isinstance(update, Mapping):
+        raise ReducerError(f"merge: the update must be an object, got {type(update).__name__}")
+    if current is None:
+        return dict(update)
+    if not isinstance(current, Mapping):
+        raise ReducerError(f"merge: the state holds {type(current).__name__}, not an object")
+    return {**current, **update}
+
+
+def _ordered(pick: Callable[[Any, Any], Any], name: str) -> Reducer:
+    def reducer(current: Any, update: Any) -> Any:
+        if current is None:
+            return update
+        try:
+            return pick(current, update)
+        except TypeError:
+            kinds = f"{type(current).__name__} and {type(update).__name__}"
+            raise ReducerError(f"{name}: cannot compare {kinds}") from None
+
+    reducer.__name__ = name
+    reducer.__doc__ = f"The {name} of the state's value and the update."
+    return reducer
+
+
+def messages(current: Any, update: Any) -> list[Any]:
+    """A message list (LangGraph's ``add_messages``): an update whose ``id`` is already in the
+    list replaces that message in place; any other is appended. Lists append in order."""
+    base = list(_list(current, "messages"))
+    where = {m["id"]: i for i, m in enumerate(base) if isinstance(m, Mapping) and "id" in m}
+    for message in update if isinstance(update, list) else [update]:
+        ident = message.get("id") if isinstance(message, Mapping) else None
+        if ident is not None and ident in where:
+            base[where[ident]] = message
+        else:
+            if ident is not None:
+                where[ident] = len(base)
+            base.append(message)
+    return base
+
+
+def _list(current: Any, name: str) -> list[Any]:
+    if current is None:
+        return []
+    if not isinstance(current, list):
+        raise ReducerError(f"{name}: the state holds {type(current).__name__}, not a list")
+    return current
+
+
+REDUCERS: Mapping[str, Reducer] = {
+    "replace": replace,
+    "append": append,
+    "extend": append,
+    "add": add,
+    "merge": merge,
+    "min": _ordered(min, "min"),
+    "max": _ordered(max, "max"),
+    "messages": messages,
+}
+"""Every reducer a graph may name, by the name it uses."""

@@ -1,0 +1,146 @@
+"""The in-process loop for graphs with parallel work (fan-out, map, join).
+
+Each superstep's tasks run concurrently on threads (an async tool gets the thread's own event
+loop, see :func:`engine.tools.call_tool`), a map node's tasks at most ``max_concurrency`` at
+a time; the superstep closes when all are done (:func:`engine.superstep.close_superstep`).
+A superstep of one task runs on the calling thread: a chain pays nothing for this.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from engine.events import iso
+from engine.graph import Graph
+from engine.ports import RunEnd
+from engine.reducers import ReducerError
+from engine.step import state_size
+from engine.superstep import (
+    NO_JOINS,
+    Closed,
+    Task,
+    TaskResult,
+    close_superstep,
+    plan_tasks,
+    run_task,
+)
+from engine.tools import ToolContext, Toolkit
+
+MAX_THREADS = 64
+"""Threads one superstep may use; map caps (``max_concurrency``) apply within them."""
+
+EventSink = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class LoopResult:
+    state: dict[str, Any]
+    end: RunEnd
+    supersteps: int
+    log: list[dict[str, Any]]
+
+
+def task_entry(run_id: str, superstep: int, result: TaskResult, ts: float) -> dict[str, Any]:
+    """A committed task as the execution log and step events show it."""
+    entry: dict[str, Any] = {
+        "type": "step",
+        "run_id": run_id,
+        "ts": iso(ts),
+        "seq": superstep,
+        "task": result.task.key,
+        "node": result.task.node,
+        "tool": result.tool,
+        "status": "ok" if result.ok else "failed",
+        "updates": result.updates,
+        "duration_ms": result.duration_ms,
+        "next": list(result.targets),
+    }
+    if result.task.index is not None:
+        entry["index"] = result.task.index
+    if result.error is not None:
+        entry["error"] = result.error
+    return entry
+
+
+@dataclass
+class SuperstepLoop:
+    """Runs one graph to its end, superstep by superstep."""
+
+    graph: Graph
+    tools: Toolkit
+    run_id: str
+    max_supersteps: int
+    state_limit_bytes: int | None
+    clock: Callable[[], float]
+    on_event: EventSink | None = None
+
+    def run(self, state: dict[str, Any]) -> LoopResult:
+        nodes: tuple[str, ...] = (self.graph.entry,)
+        joins = NO_JOINS
+        log: list[dict[str, Any]] = []
+        superstep = 0
+        while True:
+            try:
+                tasks = plan_tasks(self.graph, nodes, state)
+            except ReducerError as exc:
+                return LoopResult(state, RunEnd("failed", str(exc)), superstep, log)
+            results = self._run_tasks(tasks, state, superstep)
+            closed = close_superstep(
+                self.graph, state, joins, results, superstep, self.max_supersteps
+            )
+            closed = self._checked(closed, state)
+            self._record(superstep, results, log)
+            if closed.end is not None:
+                return LoopResult(closed.state, closed.end, superstep + 1, log)
+            state, nodes, joins = closed.state, closed.next_nodes, closed.joins
+            superstep += 1
+
+    def _run_tasks(
+        self, tasks: Sequence[Task], state: dict[str, Any], superstep: int
+    ) -> list[TaskResult]:
+        def one(task: Task) -> TaskResult:
+            ctx = ToolContext(self.run_id, task.node, superstep)
+            gate = gates.get(task.node)
+            if gate is None:
+                return run_task(self.graph, self.tools, task, state, ctx)
+            with gate:
+                return run_task(self.graph, self.tools, task, state, ctx)
+
+        gates = self._map_gates(tasks)
+        if len(tasks) <= 1:
+            return [one(task) for task in tasks]
+        with ThreadPoolExecutor(min(len(tasks), MAX_THREADS), "superstep") as pool:
+            return list(pool.map(one, tasks))
+
+    def _map_gates(self, tasks: Sequence[Task]) -> dict[str, threading.Semaphore]:
+        """One semaphore per capped map node of this superstep."""
+        gates: dict[str, threading.Semaphore] = {}
+        for node in {t.node for t in tasks}:
+            spec = self.graph.nodes[node].map
+            if spec is not None and spec.max_concurrency is not None:
+                gates[node] = threading.Semaphore(spec.max_concurrency)
+        return gates
+
+    def _checked(self, closed: Closed, before: dict[str, Any]) -> Closed:
+        """The superstep fails instead, keeping the state ``before`` it, if the state it leaves
+        is over the size limit."""
+        if self.state_limit_bytes is None or (closed.end and closed.end.status == "failed"):
+            return closed
+        size = state_size(closed.state)
+        if size <= self.state_limit_bytes:
+            return closed
+        reason = f"state would be {size} bytes serialized, above the limit of " \
+                 f"{self.state_limit_bytes}"  # fmt: skip
+        return Closed(before, (), closed.joins, RunEnd("failed", reason))
+
+    def _record(self, superstep: int, results: list[TaskResult], log: list[dict[str, Any]]) -> None:
+        now = self.clock()
+        for result in sorted(results, key=lambda r: r.task.sort_key()):
+            entry = task_entry(self.run_id, superstep, result, now)
+            log.append(entry)
+            if self.on_event is not None:
+                self.on_event(entry)
