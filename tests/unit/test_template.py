@@ -479,7 +479,7 @@ def _requirement_name(requirement: str) -> str:
 
 def test_lambda_dependencies_follow_pyproject(resources: dict[str, Any]) -> None:
     layer_dir = ROOT / resources["DepsLayer"]["Properties"]["ContentUri"]
-    lines = (layer_dir / "requirements.txt").read_text(encoding="utf-8").splitlines()
+    lines = (layer_dir / "requirements.in").read_text(encoding="utf-8").splitlines()
     lambda_deps = {
         _requirement_name(line) for line in lines if line.strip() and not line.startswith("#")
     }
