@@ -272,19 +272,17 @@ class StepQueue(Protocol):
 class Notifier(Protocol):
     """Pushes run events to subscribers. Best effort: implementations never raise.
 
-    The service publishes a step's events *before* dispatching the next hop, so a
-    subscriber sees a run's events in step order. ``prefetch`` is called when a hop starts,
-    so an implementation can look up subscribers while the tool runs, off the critical path.
+    The service publishes a step's events *after* committing the step and *before*
+    dispatching the next hop, so a subscriber sees a run's events in step order.
+    ``publish`` must look the subscribers up after it is called, never reuse a list read
+    before the commit: a subscriber replays the committed steps after writing its
+    subscription, so a list read after the commit is what guarantees that every step
+    reaches it live, by replay, or both (subscribers dedupe by ``seq``).
     """
-
-    def prefetch(self, run_id: str) -> None: ...
 
     def publish(self, run_id: str, events: list[dict[str, Any]]) -> None: ...
 
 
 class NullNotifier:
-    def prefetch(self, run_id: str) -> None:
-        return None
-
     def publish(self, run_id: str, events: list[dict[str, Any]]) -> None:
         return None

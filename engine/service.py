@@ -251,7 +251,6 @@ class RunService:
         graph = self._graph_of(hop)
         if graph is None:
             return "stale"
-        self.notifier.prefetch(hop.run_id)
         if hop.recheck or attempt > 1:
             taken = self.store.get_step(hop.run_id, hop.seq)
             if taken is not None:

@@ -383,10 +383,13 @@ class DynamoRunStore:
         self._batch_write([{"DeleteRequest": {"Key": key}} for key in keys])
 
     def subscribers(self, run_id: str) -> list[Connection]:
-        """One query of the run's subscription items, which carry the endpoint. Eventually
-        consistent (half the price, on every step): a subscription made in the last moment
-        may miss one event."""
+        """One query of the run's subscription items, which carry the endpoint. Strongly
+        consistent: the notifier reads this after a step's commit, and a subscriber replays
+        the log after writing its subscription; an eventually consistent read could miss a
+        subscription written just before the commit, and that step would reach its client
+        neither live nor by replay (functions/aws/notifier.py)."""
         found = self._query_all(
+            ConsistentRead=True,
             KeyConditionExpression="PK = :pk AND begins_with(SK, :sub)",
             FilterExpression="expires_at > :now",
             ExpressionAttributeValues={

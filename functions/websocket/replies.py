@@ -24,7 +24,7 @@ from engine.errors import (
     NotFoundError,
     TransientStoreError,
 )
-from functions.aws.notifier import encode, error_code, post
+from functions.aws.notifier import encode, error_code, fit, post
 from functions.websocket.request import WsRequest
 
 log = logging.getLogger("hopgraph.websocket")
@@ -41,12 +41,13 @@ def ok() -> Response:
 
 
 def reply(request: WsRequest, message: dict[str, Any]) -> bool:
-    """Post ``message`` to the caller; False if it could not be delivered (never raises)."""
+    """Post ``message`` to the caller, cut down to API Gateway's message size if need be
+    (events.fit); False if it could not be delivered (never raises)."""
     from functions.settings import get_settings
 
     endpoint = request.endpoint(get_settings().ws_endpoint)
     try:
-        delivered = post(endpoint, request.connection_id, encode(message))
+        delivered = post(endpoint, request.connection_id, encode(fit(message)))
     except Exception as exc:
         log.warning("reply to %s failed (%s)", request.connection_id, error_code(exc) or exc)
         return False

@@ -70,12 +70,24 @@ class WsRequest:
         """The run a subscribe/unsubscribe message names."""
         return checked_run_id(self.message().get("run_id"))
 
+    def after(self) -> int:
+        """The ``seq`` a subscribe message replays after: -1 (the default) replays every
+        committed step, a step's ``seq`` only the ones after it."""
+        return checked_after(self.message().get("after", -1))
+
 
 def checked_run_id(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise InvalidInputError('"run_id" must be a non-empty string')
     if len(value) > MAX_RUN_ID_LENGTH:
         raise InvalidInputError(f'"run_id" is longer than {MAX_RUN_ID_LENGTH} characters')
+    return value
+
+
+def checked_after(value: Any) -> int:
+    # bool is an int to Python, but `"after": true` is a client's mistake, not step 1
+    if isinstance(value, bool) or not isinstance(value, int) or value < -1:
+        raise InvalidInputError('"after" must be an integer of -1 or more (a step\'s "seq")')
     return value
 
 

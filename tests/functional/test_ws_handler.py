@@ -291,7 +291,7 @@ def test_disconnect_of_an_unknown_connection_is_fine(service: RunService) -> Non
 
 
 # -- subscribe ---------------------------------------------------------------------------------
-def test_subscribe_to_a_running_run_replies_with_its_status(
+def test_subscribe_to_a_running_run_replays_its_steps_then_its_status(
     service: RunService, api: ManagementApiStub
 ) -> None:
     # Given a connected client and a run that has taken one step
@@ -300,31 +300,34 @@ def test_subscribe_to_a_running_run_replies_with_its_status(
     assert isinstance(queue, MemoryQueue)
     queue.drain(lambda hop: service.process_hop(hop, "d-0"), limit=1)
     connect()
-    api.expect_posts(1)
+    api.expect_posts(2)
     # When it subscribes (events/ws_subscribe.json)
     result = invoke(load_event("ws_subscribe"))
-    # Then it is subscribed and told where the run stands, through the Management API
+    # Then it is subscribed, gets the committed step, and is told where the run stands,
+    # through the Management API
     assert result["statusCode"] == 200
     assert [c.connection_id for c in service.store.subscribers(RUN_ID)] == [CONNECTION_ID]
-    [status] = api.messages()
+    [step, status] = api.messages()
+    assert (step["type"], step["seq"], step["updates"]) == ("step", 0, {"count": 1})
     assert status["type"] == "run" and status["run_id"] == RUN_ID
     assert status["status"] == "running" and status["steps"] == 1
     assert "state" not in status
     api.stubber.assert_no_pending_responses()
 
 
-def test_subscribe_to_a_finished_run_replies_with_its_final_state(
+def test_subscribe_to_a_finished_run_replays_it_and_replies_with_its_final_state(
     service: RunService, api: ManagementApiStub
 ) -> None:
     # Given a run that already completed
     service.start_run("g_counter", {})
     finish(service)
     connect()
-    api.expect_posts(1)
+    api.expect_posts(4)
     # When a client subscribes late
     invoke(load_event("ws_subscribe"))
-    # Then it gets the final event at once, with the final state
-    [final] = api.messages()
+    # Then it gets every step, then the final event, with the final state
+    *steps, final = api.messages()
+    assert [(e["type"], e["seq"]) for e in steps] == [("step", 0), ("step", 1), ("step", 2)]
     assert final["type"] == "run" and final["status"] == "completed"
     assert final["state"] == {"count": 3} and final["steps"] == 3
 
