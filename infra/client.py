@@ -18,6 +18,28 @@ class ApiError(Exception):
         super().__init__(_error_text(status, body))
 
 
+class ApiUnreachable(ApiError):
+    """Nothing answers at the API's address: the stack is down, or the address is wrong."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
+        self.reason = reason
+        self.status, self.body = 0, None
+        Exception.__init__(self, f"nothing answers at {url} ({reason})")  # no HTTP status
+
+
+def unreachable_reason(exc: BaseException) -> str:
+    """A transport failure in a few words ("connection refused"), not an errno dump."""
+    if isinstance(exc, httpx.TimeoutException | TimeoutError):
+        return "timed out"
+    text = str(exc) or type(exc).__name__
+    if "refused" in text.lower():
+        return "connection refused"
+    if "name or service not known" in text.lower() or "nodename nor servname" in text.lower():
+        return "unknown host"
+    return text
+
+
 def _error_text(status: int, body: Any) -> str:
     error = body.get("error") if isinstance(body, dict) else None
     if not isinstance(error, dict):
@@ -34,22 +56,31 @@ class HopgraphClient:
         self._http = httpx.Client(base_url=self.api, timeout=timeout)
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self._exchange(method, path, **kwargs)[1]
+
+    def _exchange(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
+        """The status and decoded body of a successful reply; ApiError otherwise."""
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
-            raise ApiError(0, f"cannot reach the hopgraph API at {self.api}: {exc}") from None
+            raise ApiUnreachable(self.api, unreachable_reason(exc)) from None
         try:
             body = response.json()
         except ValueError:
             body = response.text
         if response.status_code >= 400:
             raise ApiError(response.status_code, body)
-        return body
+        return response.status_code, body
 
     # graphs
     def create_graph(self, definition: dict[str, Any]) -> dict[str, Any]:
         result: dict[str, Any] = self._call("POST", "/graphs", json=definition)
         return result
+
+    def find_or_create_graph(self, definition: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """The stored graph with this content, created (True) unless one exists."""
+        status, body = self._exchange("POST", "/graphs", params={"reuse": "true"}, json=definition)
+        return body, status == 201
 
     def list_graphs(self) -> list[dict[str, Any]]:
         return list(self._pages("/graphs", {}))

@@ -8,6 +8,8 @@ from typing import Any
 from rich.console import Console
 from rich.status import Status
 
+from infra.cli_input import plural
+
 _STATUS_STYLE = {"ok": "green", "failed": "red", "cancelled": "yellow"}
 
 
@@ -73,8 +75,8 @@ class RunProgress:
         if self._spinner is not None:
             self._spinner.stop()
         style = "green" if status == "completed" else "red"
-        steps = event.get("steps")
-        self.console.print(f"[{style}]run {status}[/] after {steps} steps", highlight=False)
+        steps = plural(int(event.get("steps") or 0), "step")
+        self.console.print(f"[{style}]run {status}[/] after {steps}", highlight=False)
         if event.get("reason"):
             self.console.print(f"reason: {event['reason']}", highlight=False)
         if self.show_state and event.get("state") is not None:
