@@ -8,6 +8,8 @@ from typing import Any
 
 import httpx
 
+from infra.step_order import StepOrder
+
 
 class ApiError(Exception):
     """The API answered with an error; ``str()`` is the message a person should read."""
@@ -145,19 +147,43 @@ class HopgraphClient:
                 return
 
 
-def follow_events(ws_url: str, run_id: str, timeout: float) -> Iterator[dict[str, Any]]:
-    """Yield a run's events from the WebSocket API until its final run event.
+def follow_events(
+    ws_url: str, run_id: str, timeout: float, after: int = -1
+) -> Iterator[dict[str, Any]]:
+    """Yield a run's events from the WebSocket API, each step once and in step order, until
+    its final run event.
 
-    Subscribes after connecting (API Gateway cannot post during ``$connect``): the first
-    event is the run's current status, so a run that already ended is reported at once."""
+    Subscribes after connecting (API Gateway cannot post during ``$connect``); the
+    subscription replays the steps committed after ``after``, then the run's status, then
+    the new steps as they commit, so a run that already ended is reported at once and
+    nothing committed meanwhile is missed (infra/step_order.py puts replay and live events
+    together). A run status that counts steps that never came (a replay post that failed)
+    is answered, after a short grace, by subscribing again from the gap."""
     from websockets.sync.client import connect
 
     with connect(ws_url, open_timeout=10) as socket:
-        socket.send(json.dumps({"action": "subscribe", "run_id": run_id}))
-        while True:
-            event = json.loads(socket.recv(timeout=timeout))
+        order = StepOrder(after)
+        _subscribe(socket, run_id, after)
+        resubscribed = 0
+        while not order.done:
+            try:
+                event = json.loads(socket.recv(timeout=_GAP_GRACE_S if order.gap else timeout))
+            except TimeoutError:
+                if not order.gap or resubscribed >= _RESUBSCRIBES:
+                    raise
+                resubscribed += 1
+                _subscribe(socket, run_id, order.next_seq - 1)
+                continue
             if event.get("type") == "error":
                 raise ApiError(404, {"error": {"message": event.get("message", "error")}})
-            yield event
-            if event.get("type") == "run" and event.get("status") != "running":
-                return
+            yield from order.add(event)
+
+
+_GAP_GRACE_S = 2.0
+"""How long to wait, while a gap is open, for the next event before subscribing again: a
+step overtaken by another poster's is normally milliseconds behind."""
+_RESUBSCRIBES = 3
+
+
+def _subscribe(socket: Any, run_id: str, after: int) -> None:
+    socket.send(json.dumps({"action": "subscribe", "run_id": run_id, "after": after}))

@@ -230,7 +230,7 @@ def banner(stack: LocalStack) -> str:
         [
             "hopgraph local stack is up",
             f"  HTTP API   http://{cfg.host}:{cfg.port}   (docs: http://{cfg.host}:{cfg.port}/docs)",
-            f"  WebSocket  {stack.ws_url}",
+            f"  WebSocket  {stack.ws_url}   (also ws://{cfg.host}:{cfg.port}/ws/{{run_id}})",
             f"  moto       {stack.moto_endpoint}   (DynamoDB and SQS; AWS_ENDPOINT_URL for boto3)",
             f"  run requests queue  {stack.queue_urls.get('RunRequestsQueue', '-')}",
             f"  dispatch   {cfg.dispatch}",
@@ -256,7 +256,11 @@ def serve(host: str, port: int, ws_port: int, dispatch: str = "sqs") -> int:
         from functions.api.app import create_app
 
         print(banner(stack), flush=True)
-        uvicorn.run(create_app(), host=host, port=port, log_level="warning")
+        from infra.ws_compat import with_compat_websockets
+
+        # /ws and /ws/{run_id} on the HTTP port too, for clients of earlier engines
+        app = with_compat_websockets(create_app(), stack.ws_url)
+        uvicorn.run(app, host=host, port=port, log_level="warning", ws="websockets-sansio")
     finally:
         stack.stop()
     print("hopgraph local stack stopped", flush=True)

@@ -82,6 +82,9 @@ class RunProgress:
         if self.show_state and event.get("state") is not None:
             self.console.print("final state (long values shortened):", highlight=False)
             self.console.print_json(json.dumps(shorten(event["state"]), default=str))
+            if event.get("truncated"):  # cut to fit one WebSocket message (128 KB)
+                where = event.get("fetch", "GET /runs/{id}")
+                self.console.print(f"[dim]the whole state: {where}[/]", highlight=False)
 
 
 def shorten(value: Any, text: int = 160, items: int = 5) -> Any:
