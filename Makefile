@@ -9,7 +9,7 @@ LAYER_LOCK := layers/deps/requirements.txt
 .PHONY: dev test lint typecheck unit bench clean
 .PHONY: tools template-checks sam-validate cfn-lint sam-build lock
 .PHONY: build-DepsLayer build-EngineLayer build-ApiFunction build-WorkerFunction
-.PHONY: build-StarterFunction build-WebSocketFunction
+.PHONY: build-StarterFunction build-WebSocketFunction build-DeadLetterFunction
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -130,5 +130,5 @@ build-DepsLayer:
 build-EngineLayer:
 	$(call copy-package,engine,$(ARTIFACTS_DIR)/python)
 
-build-ApiFunction build-WorkerFunction build-StarterFunction build-WebSocketFunction:
+build-ApiFunction build-WorkerFunction build-StarterFunction build-WebSocketFunction build-DeadLetterFunction:
 	$(call copy-package,functions,$(ARTIFACTS_DIR))

@@ -137,7 +137,10 @@ class _Checker:
         for route in self.draft.routes:
             source = route.source
             if not isinstance(source, str) or source not in self.node_locs:
-                self.add(route.loc, f"route out of unknown node {source!r}")
+                known = _suggest(str(source), self.node_locs)
+                self.add(
+                    route.source_loc or route.loc, f"route out of unknown node {source!r}{known}"
+                )
                 continue
             if source in edges or source in branches:
                 self.add(route.loc, f"node {source!r} has more than one way out; use one branch")
@@ -153,8 +156,12 @@ class _Checker:
         return edges, branches
 
     def _target(self, target: Any, loc: str) -> str | None:
-        if not isinstance(target, str) or not target:
+        if target is None or target == "":
             self.add(loc, "missing target: name a node or END")
+            return None
+        if not isinstance(target, str):
+            kind = type(target).__name__
+            self.add(loc, f"a target is one node id or END (a string), not a {kind}")
             return None
         name = canonical_target(target)
         if name != END and name not in self.node_locs:
@@ -163,6 +170,8 @@ class _Checker:
         return name
 
     def _branch(self, route: DraftRoute) -> Branch | None:
+        if not route.cases:  # the reader reported why it has none
+            return None
         cases: list[Case] = []
         ok = True
         for dc in route.cases:
@@ -179,7 +188,11 @@ class _Checker:
         return Branch(tuple(cases), default) if ok else None
 
     def _condition(self, source: Any, loc: str) -> Any:
-        if not isinstance(source, str) or not source.strip():
+        if not isinstance(source, str):
+            kind = "missing" if source is None else f"not a {type(source).__name__}"
+            self.add(loc, f'{kind}: a condition is a string such as "score >= 7"')
+            return None
+        if not source.strip():
             self.add(loc, "missing condition")
             return None
         try:
@@ -214,7 +227,7 @@ class _Checker:
     def _draft_successors(self) -> dict[str, set[str]]:
         succ: dict[str, set[str]] = {n: set() for n in self.node_locs}
         for route in self.draft.routes:
-            if route.source not in succ:
+            if not isinstance(route.source, str) or route.source not in succ:
                 continue
             targets = [route.target, route.default, *(c.target for c in route.cases)]
             succ[route.source].update(canonical_target(t) for t in targets if isinstance(t, str))
