@@ -175,10 +175,12 @@ class LocalLambdaEndpoint:
             self._give_up(function, request_id, payload, error, attempts=0)
             return
         attempts = settings.max_retry_attempts + 1
+        error: dict[str, Any] = {}
         for attempt in range(1, attempts + 1):
-            error = _run_once(function, Invocation(settings, chain + 1, request_id), payload)
-            if error is None:
+            failure = _run_once(function, Invocation(settings, chain + 1, request_id), payload)
+            if failure is None:
                 return
+            error = failure
             log.error(
                 "async invocation %s of %s failed (attempt %d of %d): %s: %s",
                 request_id, name, attempt, attempts, error["errorType"], error["errorMessage"],
