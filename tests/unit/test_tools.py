@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from engine.errors import HopgraphError, UnknownToolError
-from engine.tools import ToolContext, ToolError, Toolkit, call_tool, load_toolkits
+from engine.tools import ToolContext, ToolError, Toolkit, bounded_text, call_tool, load_toolkits
 
 CTX = ToolContext("r_1", "node", 3)
 
@@ -260,6 +260,26 @@ def test_a_raising_tool_becomes_a_tool_error_with_type_and_message() -> None:
     )
     assert str(error) == "tool 'broken' failed: ValueError: code does not parse: line 3"
     assert isinstance(error.__cause__, ValueError)
+
+
+def test_a_tool_error_whose_message_cannot_be_rendered_is_still_a_tool_error() -> None:
+    # Given a tool raising with a message that str() refuses (an int above 4,300 digits)
+    tk = Toolkit()
+
+    @tk.tool
+    def huge(state: Mapping[str, Any], ctx: ToolContext) -> dict[str, Any]:
+        raise ValueError(10**5000)
+
+    # When it is called, Then the failure is a ToolError that says so, not a crash
+    with pytest.raises(ToolError) as caught:
+        call_tool(tk.get("huge"), {}, CTX)
+    assert caught.value.error_type == "ValueError"
+    assert caught.value.message == "(its message could not be rendered: ValueError)"
+
+
+def test_bounded_text_keeps_short_text_and_cuts_long_text_saying_how_much() -> None:
+    assert bounded_text("short", 10) == "short"
+    assert bounded_text("x" * 15, 10) == "xxxxxxxxxx... (5 more characters)"
 
 
 def test_a_raising_async_tool_becomes_a_tool_error() -> None:
