@@ -10,6 +10,7 @@ LAYER_LOCK := layers/deps/requirements.txt
 .PHONY: tools template-checks sam-validate cfn-lint sam-build lock
 .PHONY: build-DepsLayer build-EngineLayer build-ApiFunction build-WorkerFunction
 .PHONY: build-StarterFunction build-WebSocketFunction build-DeadLetterFunction
+.PHONY: build-WebSocketAuthorizerFunction
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -131,4 +132,8 @@ build-EngineLayer:
 	$(call copy-package,engine,$(ARTIFACTS_DIR)/python)
 
 build-ApiFunction build-WorkerFunction build-StarterFunction build-WebSocketFunction build-DeadLetterFunction:
+	$(call copy-package,functions,$(ARTIFACTS_DIR))
+
+# The WebSocket authorizer ships the same package; it imports only functions/auth/.
+build-WebSocketAuthorizerFunction:
 	$(call copy-package,functions,$(ARTIFACTS_DIR))

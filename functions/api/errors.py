@@ -218,7 +218,12 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     return error_reply(500, "internal", "internal error")
 
 
-_HTTP_KINDS = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+_HTTP_KINDS = {
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+}
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:

@@ -16,7 +16,7 @@ from engine.errors import InvalidInputError
 from engine.ports import RunStatus, StepRecord
 from engine.service import RunService
 from engine.validation import MAX_STEPS_CEILING
-from functions.api.deps import Service
+from functions.api.deps import CurrentCaller, Service, start_owned_run, visible_run
 from functions.api.errors import error_responses
 from functions.api.examples import (
     DIALECT1,
@@ -142,9 +142,11 @@ def _whole_log(service: RunService, run_id: str) -> list[StepRecord]:
     responses=error_responses(400, 413, 422),
     summary="Create a graph (compatibility)",
 )
-def create_graph(doc: GraphDocument, service: Service) -> CompatGraphCreated:
+def create_graph(
+    doc: GraphDocument, service: Service, caller: CurrentCaller
+) -> CompatGraphCreated:
     """As `POST /graphs`, answering 200 with the graph id."""
-    record, _graph = service.create_graph(doc)
+    record, _graph = service.create_graph(doc, owner=caller.sub)
     return CompatGraphCreated(graph_id=record.graph_id, name=record.name, graph=record.definition)
 
 
@@ -154,12 +156,16 @@ def create_graph(doc: GraphDocument, service: Service) -> CompatGraphCreated:
     responses=error_responses(400, 404, 413, 422),
     summary="Start a run (compatibility)",
 )
-def run_graph(request: Annotated[CompatRunRequest, Body()], service: Service) -> CompatRunStarted:
+def run_graph(
+    request: Annotated[CompatRunRequest, Body()], service: Service, caller: CurrentCaller
+) -> CompatRunStarted:
     """As `POST /runs`, answering 200; poll `GET /graph/state/{run_id}` for the result."""
     if request.initial_state is not None and request.input is not None:
         raise InvalidInputError("give the initial state as `initial_state` or `input`, not both")
     state = request.initial_state if request.initial_state is not None else request.input
-    run, _created = service.start_run(
+    run, _created = start_owned_run(
+        service,
+        caller,
         request.graph_id,
         state,
         idempotency_key=request.idempotency_key,
@@ -174,8 +180,8 @@ def run_graph(request: Annotated[CompatRunRequest, Body()], service: Service) ->
     responses=error_responses(404, 422),
     summary="A run's state and execution log (compatibility)",
 )
-def run_state(run_id: RunId, service: Service) -> CompatRunState:
-    run = service.store.get_run(run_id)
+def run_state(run_id: RunId, service: Service, caller: CurrentCaller) -> CompatRunState:
+    run = visible_run(service, caller, run_id)
     log = [LogEntry.from_record(s) for s in _whole_log(service, run_id)]
     return CompatRunState(
         **RunSummary.from_record(run).model_dump(),
@@ -193,7 +199,7 @@ def run_state(run_id: RunId, service: Service) -> CompatRunState:
     responses=error_responses(404, 422),
     summary="A run's execution log (compatibility)",
 )
-def run_logs(run_id: RunId, service: Service) -> CompatRunLog:
-    run = service.store.get_run(run_id)
+def run_logs(run_id: RunId, service: Service, caller: CurrentCaller) -> CompatRunLog:
+    run = visible_run(service, caller, run_id)
     log = [LogEntry.from_record(s) for s in _whole_log(service, run_id)]
     return CompatRunLog(run_id=run_id, status=run.status, execution_log=log)

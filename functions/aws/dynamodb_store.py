@@ -170,9 +170,15 @@ class DynamoRunStore:
             raise GraphNotFound(graph_id)
         return items.graph_from_item(item)
 
-    def list_graphs(self, limit: int = 50, cursor: str | None = None) -> Page[GraphRecord]:
+    def list_graphs(
+        self, limit: int = 50, cursor: str | None = None, owner: str | None = None
+    ) -> Page[GraphRecord]:
+        if owner is None:
+            index, partition = "GSI1", items.GRAPHS_PARTITION
+        else:
+            index, partition = "GSI3", items.owner_partition(owner, "GRAPHS")
         found, next_cursor = pages.index_page(
-            self._query, self.table, "GSI1", items.GRAPHS_PARTITION, limit, cursor
+            self._query, self.table, index, partition, limit, cursor
         )
         return Page([items.graph_from_item(i) for i in found], next_cursor)
 
@@ -221,14 +227,22 @@ class DynamoRunStore:
         status: RunStatus | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        owner: str | None = None,
     ) -> Page[RunRecord]:
         """Newest first. Listed runs carry their header only: state is empty, steps 0 and
         node ``None`` (reading every run's latest step would multiply the cost)."""
         if graph_id is not None:
-            # Runs of a graph, filtered by status if asked (GSI1 holds a graph's runs).
+            # Runs of a graph, filtered by status and owner if asked (GSI1 holds a graph's
+            # runs, which are nearly all its owner's: only they and admins can start them).
             found, next_cursor = pages.index_page(
                 self._query, self.table, "GSI1", items.graph_partition(graph_id), limit, cursor,
-                status=status,
+                status=status, owner=owner,
+            )  # fmt: skip
+        elif owner is not None:
+            # One owner's runs (GSI3), filtered by status if asked.
+            found, next_cursor = pages.index_page(
+                self._query, self.table, "GSI3", items.owner_partition(owner, "RUNS"), limit,
+                cursor, status=status,
             )  # fmt: skip
         elif status is not None:
             found, next_cursor = pages.index_page(
@@ -352,6 +366,12 @@ class DynamoRunStore:
     # -- connections -----------------------------------------------------------------------
     def save_connection(self, connection: Connection) -> None:
         self._call("put_item", TableName=self.table, Item=items.connection_item(connection))
+
+    def get_connection(self, connection_id: str) -> Connection:
+        item = self._get(items.connection_key(connection_id))
+        if item is None:
+            raise NotFoundError("connection", connection_id)
+        return items.connection_from_item(item)
 
     def delete_connection(self, connection_id: str) -> None:
         deletes: list[dict[str, Any]] = []

@@ -124,6 +124,7 @@ def test_functions_and_handlers() -> None:
         "StarterFunction": "functions.starter.handler.handler",
         "WebSocketFunction": "functions.websocket.handler.handler",
         "DeadLetterFunction": "functions.deadletter.handler.handler",
+        "WebSocketAuthorizerFunction": "functions.auth.authorizer.handler",
     }
 
 
@@ -242,9 +243,10 @@ def test_policies_are_sam_templates_scoped_to_this_stack(resources: dict[str, An
                 continue
             parameter, allowed = scoped[name]
             assert args[parameter] in allowed, (function, policy)
-        assert {"DynamoDBCrudPolicy": {"TableName": {"Ref": "Table"}}} in _policies(
-            resources, function
-        )
+        if function != "WebSocketAuthorizerFunction":  # it reads no table: only tokens
+            assert {"DynamoDBCrudPolicy": {"TableName": {"Ref": "Table"}}} in _policies(
+                resources, function
+            )
 
 
 def test_starter_may_park_bad_requests_in_its_dlq(resources: dict[str, Any]) -> None:
@@ -277,7 +279,15 @@ def test_notifying_functions_may_post_to_connections(
 
 def test_http_api_routes_everything_to_the_api_function() -> None:
     functions = function_definitions()
-    assert functions["ApiFunction"]["http_routes"] == ["ANY /{proxy+}", "ANY /"]
+    assert functions["ApiFunction"]["http_routes"] == [
+        "ANY /{proxy+}",
+        "ANY /",
+        "GET /health",
+        "GET /openapi.json",
+        "GET /docs",
+        "GET /redoc",
+        "GET /docs/assets/{file}",
+    ]
     assert all(not f["http_routes"] for n, f in functions.items() if n != "ApiFunction")
 
 
@@ -293,6 +303,7 @@ def test_websocket_routes_are_exactly_the_protocol_routes() -> None:
         "StarterFunction": [],
         "WebSocketFunction": WEBSOCKET_ROUTES,
         "DeadLetterFunction": [],
+        "WebSocketAuthorizerFunction": [],
     }
 
 
@@ -394,7 +405,7 @@ def test_table_keys_and_indexes(template: dict[str, Any]) -> None:
         {"AttributeName": "SK", "KeyType": "RANGE"},
     ]
     indexes = {i["IndexName"]: i for i in definition["GlobalSecondaryIndexes"]}
-    assert sorted(indexes) == ["GSI1", "GSI2"]
+    assert sorted(indexes) == ["GSI1", "GSI2", "GSI3"]
     for name, index in indexes.items():
         assert index["KeySchema"] == [
             {"AttributeName": f"{name}PK", "KeyType": "HASH"},
@@ -402,7 +413,7 @@ def test_table_keys_and_indexes(template: dict[str, Any]) -> None:
         ]
         assert index["Projection"] == {"ProjectionType": "ALL"}
     assert {a["AttributeName"]: a["AttributeType"] for a in definition["AttributeDefinitions"]} == {
-        key: "S" for key in ("PK", "SK", "GSI1PK", "GSI1SK", "GSI2PK", "GSI2SK")
+        key: "S" for key in ("PK", "SK", "GSI1PK", "GSI1SK", "GSI2PK", "GSI2SK", "GSI3PK", "GSI3SK")
     }
     assert "TableName" not in definition
     assert table_ttl_attribute(template) == "expires_at"
@@ -537,6 +548,9 @@ def test_outputs(template: dict[str, Any]) -> None:
         "TableName",
         "StepQueueUrl",
         "RunRequestsQueueUrl",
+        "TokenIssuer",
+        "UserPoolId",
+        "UserPoolClientId",
     }
     assert outputs["WebSocketUrl"]["Value"]["Fn::Sub"].startswith("wss://")
 
