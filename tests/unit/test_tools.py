@@ -318,6 +318,28 @@ def test_a_tool_returning_a_non_dict_is_a_tool_error(result: Any) -> None:
     assert f"returned {type(result).__name__}, expected a dict or None" in caught.value.message
 
 
+@pytest.mark.parametrize(
+    "ms", [1e9, 10_001, -1, float("nan"), float("inf"), "100", True, None, [5]], ids=repr
+)
+def test_wait_refuses_what_is_not_a_finite_number_of_milliseconds_up_to_the_cap(ms: Any) -> None:
+    # Given the built-in wait tool with an unacceptable duration
+    wait = load_toolkits(["engine.toolkits.basics"]).get("wait")
+    ctx = ToolContext("r_1", "node", 3, settings=MappingProxyType({"ms": ms}))
+    # When it runs, Then it fails at once, saying what it accepts
+    with pytest.raises(
+        ToolError, match=r"settings\.ms must be a number of milliseconds from 0 to 10,000"
+    ):
+        call_tool(wait, {}, ctx)
+
+
+@pytest.mark.parametrize("ms", [0, 1, 2.5])
+def test_wait_sleeps_an_acceptable_duration(ms: float) -> None:
+    wait = load_toolkits(["engine.toolkits.basics"]).get("wait")
+    ctx = ToolContext("r_1", "node", 3, settings=MappingProxyType({"ms": ms}))
+    assert call_tool(wait, {}, ctx) == {}
+    assert "at most 10,000" in wait.description
+
+
 def test_idempotency_key_is_stable_across_attempts_and_distinct_per_step() -> None:
     first = ToolContext("r_1", "review", 4, attempt=1)
     retry = ToolContext("r_1", "review", 4, attempt=3)
