@@ -74,7 +74,10 @@ TEXT_LIMIT = 2_000
 """Free text (a tool's error, a failure reason, an error message) is cut to this many chars."""
 _LARGE_FIELDS = ("updates", "state")
 _FREE_TEXT = ("error", "reason", "message")
-_SKELETON = ("type", "run_id", "ts", "seq", "node", "tool", "status", "steps", "next", "action")
+_SKELETON = (
+    "type", "run_id", "ts", "seq", "node", "tool", "status", "steps", "next", "action", "message",
+    "reason", "error",
+)  # fmt: skip
 _SKELETON_TEXT = 256
 
 
