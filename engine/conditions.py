@@ -30,9 +30,8 @@ at most the literal's size and are not instrumented, so common conditions run as
 from __future__ import annotations
 
 import ast
-import itertools
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -139,10 +138,11 @@ def _scan(container: Any, budget: _Budget) -> Any:
 def _weight(value: Any, budget: _Budget, limit: int) -> int:
     """Elements a walk of ``value`` visits; refused as soon as that passes ``limit``."""
     kind = type(value)  # exact types first: isinstance against the Mapping ABC is slow
+    parts: tuple[Collection[Any], ...]
     if kind in _WALKED:
-        items: Iterable[Any] = value
+        parts = (value,)
     elif kind is dict:
-        items = itertools.chain.from_iterable(value.items())
+        parts = (value.keys(), value.values())
     elif kind is str or kind is bytes:
         return 1 + len(value) // 64
     else:
@@ -154,18 +154,24 @@ def _weight(value: Any, budget: _Budget, limit: int) -> int:
     if known is not None:
         return known[1]
     total = 1
-    for item in items:  # leaves inline: a call per item would triple the cost of a walk
-        kind = type(item)
-        if kind in _ATOMS:
-            total += 1
-        elif kind is str:
-            total += 1 + len(item) // 64
-        else:
-            total += _weight(item, budget, limit - total)
-        if total > limit:
-            raise _Refused(_OVER_BUDGET)
+    for part in parts:
+        total += _weight_of_items(part, budget, limit - total)
     if remember:
         budget.weights[id(value)] = (value, total)
+    return total
+
+
+def _weight_of_items(items: Collection[Any], budget: _Budget, limit: int) -> int:
+    total = len(items)  # one each; what a container or a string holds comes on top
+    if total > limit:
+        raise _Refused(_OVER_BUDGET)
+    if len(items) >= 32 and set(map(type, items)) <= _ATOMS:  # flat data: one pass in C
+        return total
+    for item in items:
+        if type(item) not in _ATOMS:
+            total += _weight(item, budget, limit - total) - 1
+            if total > limit:
+                raise _Refused(_OVER_BUDGET)
     return total
 
 

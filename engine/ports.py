@@ -115,6 +115,10 @@ class RunRecord:
     error: str | None = None
     idempotency_key: str | None = None
     owner: str | None = None
+    input_digest: str | None = None
+    """A digest of ``input`` (:func:`engine.idempotency.input_digest`), kept on runs started
+    with an idempotency key: a second start with the key compares it without reading the
+    input back."""
 
     @property
     def is_final(self) -> bool:

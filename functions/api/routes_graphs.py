@@ -10,9 +10,10 @@ from fastapi.responses import PlainTextResponse, Response
 from functions.api.deps import CurrentCaller, Service, visible_graph
 from functions.api.errors import error_responses
 from functions.api.examples import EXAMPLE_GRAPH_ID, GRAPH_EXAMPLES
+from functions.api.json_body import JsonRulesRoute
 from functions.api.models import GraphPage, GraphResource, GraphSummary, MermaidDocument
 
-router = APIRouter(prefix="/graphs", tags=["graphs"])
+router = APIRouter(prefix="/graphs", tags=["graphs"], route_class=JsonRulesRoute)
 
 GraphDocument = Annotated[
     dict[str, Any],

@@ -10,6 +10,7 @@ from engine.ports import RunStatus
 from functions.api.deps import CurrentCaller, Service, start_owned_run, visible_run
 from functions.api.errors import error_responses
 from functions.api.examples import EXAMPLE_RUN_ID, RUN_REQUEST_EXAMPLES
+from functions.api.json_body import JsonRulesRoute
 from functions.api.models import (
     LogEntry,
     RunAccepted,
@@ -21,7 +22,7 @@ from functions.api.models import (
 )
 from functions.api.routes_graphs import Cursor, Limit
 
-router = APIRouter(prefix="/runs", tags=["runs"])
+router = APIRouter(prefix="/runs", tags=["runs"], route_class=JsonRulesRoute)
 
 RunId = Annotated[
     str, Path(min_length=1, max_length=128, examples=[EXAMPLE_RUN_ID], description="Run id")
@@ -41,7 +42,7 @@ _EXISTING_RUN = (
             "description": _EXISTING_RUN,
         },
         202: {"description": "A new run; its first step is queued. `Location` names it."},
-        **error_responses(400, 404, 413, 422),
+        **error_responses(400, 404, 409, 413, 422),
     },
     summary="Start a run",
 )
@@ -56,7 +57,9 @@ def start_run(
     `202 Accepted` for a new run, `200 OK` when `idempotency_key` names a run an earlier
     request started (the same run is returned, nothing is started twice). Both carry a
     `Location` header with the run's URL. A 404 means the graph does not exist; 413, that
-    `input` is larger than the state limit."""
+    `input` is larger than the state limit; 409 `idempotency_conflict`, that the key already
+    started a run (`run_id`, also in `Location`) with a different input or `max_steps`
+    (`differs`)."""
     run, created = start_owned_run(
         service,
         caller,

@@ -6,7 +6,7 @@ Item shapes (``tests/contract/test_dynamodb_items.py`` snapshots each one)::
                    GSI1PK=GRAPHS   GSI1SK=<created iso>#<id>            (graphs, newest first)
                    GSI3PK=OWNER#<owner>#GRAPHS  GSI3SK=<created iso>#<id>   (if owned)
     run header     PK=RUN#<id>     SK=RUN          graph_id, status, input, max_steps, node,
-                   created_at, updated_at, error?, idempotency_key?, owner?
+                   created_at, updated_at, error?, idempotency_key?, input_digest?, owner?
                    GSI1PK=GRAPH#<graph id>  GSI1SK=<created iso>#<id>   (runs by graph)
                    GSI2PK=STATUS#<status>   GSI2SK=<created iso>#<id>   (runs by status)
                    GSI3PK=OWNER#<owner>#RUNS    GSI3SK=<created iso>#<id>   (if owned)
@@ -242,6 +242,7 @@ def run_item(run: RunRecord) -> Item:
     _put_opt(item, "node", run.node)
     _put_opt(item, "error", run.error)
     _put_opt(item, "idempotency_key", run.idempotency_key)
+    _put_opt(item, "input_digest", run.input_digest)
     _put_owner(item, run.owner, "RUNS", sort)
     return item
 
@@ -259,6 +260,7 @@ def run_from_item(item: Item) -> RunRecord:
         node=_opt_str(item, "node"),
         error=_opt_str(item, "error"),
         idempotency_key=_opt_str(item, "idempotency_key"),
+        input_digest=_opt_str(item, "input_digest"),
         owner=_opt_str(item, "owner"),
     )
 

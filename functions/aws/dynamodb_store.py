@@ -35,6 +35,7 @@ from engine.errors import (
     ConflictError,
     GraphNotFound,
     NotFoundError,
+    RecordTooLargeError,
     RunNotFound,
     StateTooLargeError,
     StepConflict,
@@ -72,6 +73,19 @@ BATCH_RETRIES = 5
 
 class _SlotTaken(Exception):
     """Internal: a create-if-absent write found the item there."""
+
+
+def _fitting(item: Item, what: str) -> Item:
+    """``item`` if DynamoDB can store it; else RecordTooLargeError (413), before any write.
+
+    Checked here rather than mapped from the failed write: DynamoDB refuses an item over
+    400 KB with a plain ValidationException that only its message tells apart from other
+    mistakes, and adapters do not match messages. ``item_size`` follows DynamoDB's published
+    sizing (attribute names plus values), so the check is the service's own limit."""
+    size = items.item_size(item)
+    if size > items.MAX_ITEM_BYTES:
+        raise RecordTooLargeError(what, size, items.MAX_ITEM_BYTES)
+    return item
 
 
 class DynamoRunStore:
@@ -160,7 +174,7 @@ class DynamoRunStore:
             "put_item",
             conflict=ConflictError(f"graph {graph.graph_id!r} already exists"),
             TableName=self.table,
-            Item=items.graph_item(graph),
+            Item=_fitting(items.graph_item(graph), "graph"),
             ConditionExpression=SLOT_FREE,
         )
 
@@ -189,7 +203,7 @@ class DynamoRunStore:
                 "put_item",
                 conflict=_SlotTaken(),
                 TableName=self.table,
-                Item=items.run_item(run),
+                Item=_fitting(items.run_item(run), "run"),
                 ConditionExpression=SLOT_FREE,
             )
         except _SlotTaken:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.errors import InvalidInputError
+from engine import json_rules
+from engine.errors import InvalidInputError, InvalidJsonError
 
 MAX_RUN_ID_LENGTH = 128
 
@@ -49,11 +49,12 @@ class WsRequest:
         return f"https://{self.domain_name}/{self.stage}"
 
     def message(self) -> dict[str, Any]:
-        """The body as a JSON object; InvalidInputError if it is not one."""
+        """The body as a JSON object; InvalidInputError if it is not one, or if it breaks the
+        JSON rule every client document follows (:mod:`engine.json_rules`)."""
         try:
-            doc = json.loads(self.body or "")
-        except ValueError:
-            raise InvalidInputError("messages must be JSON objects") from None
+            doc = json_rules.loads(self.body or "")
+        except InvalidJsonError:
+            raise InvalidJsonError("messages must be JSON objects") from None
         if not isinstance(doc, dict):
             raise InvalidInputError("messages must be JSON objects")
         return doc

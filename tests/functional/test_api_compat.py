@@ -78,7 +78,14 @@ def test_a_code_review_run_completes_with_its_state_and_log(stack: ApiStack, gra
     # And the log route shows the same log
     logs = stack.call("http_compat_logs", path=f"/graph/logs/{run_id}")
     assert logs.status == 200
-    assert logs.json() == {"run_id": run_id, "status": "completed", "execution_log": log}
+    assert logs.json() == {
+        "run_id": run_id,
+        "status": "completed",
+        "execution_log": log,
+        "truncated": False,
+        "next": None,
+    }
+    assert (state["truncated"], state["next"]) == (False, None)
 
 
 def test_a_run_may_be_started_with_input_instead(stack: ApiStack, graph_id: str) -> None:

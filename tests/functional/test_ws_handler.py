@@ -241,15 +241,20 @@ def test_connect_to_an_unknown_run_is_refused_with_404(
     result = connect({"run_id": "r_missing"})
     # Then the connection is refused (API Gateway closes it), and nothing is left behind
     assert result["statusCode"] == 404
-    assert json.loads(result["body"]) == {"type": "error", "message": "run 'r_missing' not found"}
+    assert json.loads(result["body"]) == {
+        "type": "error",
+        "status": 404,
+        "error": "not_found",
+        "message": "run 'r_missing' not found",
+    }
     with pytest.raises(NotFoundError):
         service.store.subscribe(CONNECTION_ID, RUN_ID)
     assert api.posts == []
 
 
-def test_connect_with_a_malformed_run_id_is_refused_with_400(service: RunService) -> None:
+def test_connect_with_a_malformed_run_id_is_refused_with_422(service: RunService) -> None:
     result = connect({"run_id": "r" * 500})
-    assert result["statusCode"] == 400
+    assert result["statusCode"] == 422
     assert "run_id" in json.loads(result["body"])["message"]
 
 
@@ -342,6 +347,8 @@ def test_subscribe_to_an_unknown_run_replies_with_an_error(
     assert api.messages() == [
         {
             "type": "error",
+            "status": 404,
+            "error": "not_found",
             "message": "run 'r_nope' not found",
             "action": "subscribe",
             "run_id": "r_nope",
@@ -364,8 +371,16 @@ def test_subscribe_without_a_usable_run_id_replies_with_an_error(
     connect()
     api.expect_posts(1)
     result = invoke(message("ws_subscribe", body))
-    assert result["statusCode"] == 400
-    assert api.messages() == [{"type": "error", "message": expected, "action": "subscribe"}]
+    assert result["statusCode"] == 422
+    assert api.messages() == [
+        {
+            "type": "error",
+            "status": 422,
+            "error": "invalid_input",
+            "message": expected,
+            "action": "subscribe",
+        }
+    ]
 
 
 def test_subscribe_from_a_connection_never_saved_replies_with_an_error(
@@ -410,7 +425,14 @@ def test_an_unexpected_failure_replies_internal_error(
     # Then it gets a generic error (no internals), and the handler does not raise
     assert result["statusCode"] == 500
     assert api.messages() == [
-        {"type": "error", "message": "internal error", "action": "subscribe", "run_id": RUN_ID}
+        {
+            "type": "error",
+            "status": 500,
+            "error": "internal",
+            "message": "internal error",
+            "action": "subscribe",
+            "run_id": RUN_ID,
+        }
     ]
 
 
@@ -434,7 +456,7 @@ def test_default_replies_with_an_error_naming_the_unknown_action(
     connect()
     api.expect_posts(1)
     result = invoke(load_event("ws_default"))
-    assert result["statusCode"] == 400
+    assert result["statusCode"] == 422
     [error] = api.messages()
     assert error["type"] == "error" and error["action"] == "subscribe-all"
     assert error["message"].startswith("unknown action 'subscribe-all'")
@@ -466,7 +488,14 @@ def test_a_binary_frame_reaches_default_and_gets_an_error(
     event["isBase64Encoded"] = True
     api.expect_posts(1)
     invoke(event)
-    assert api.messages() == [{"type": "error", "message": "messages must be JSON objects"}]
+    assert api.messages() == [
+        {
+            "type": "error",
+            "status": 400,
+            "error": "invalid_json",
+            "message": "messages must be JSON objects",
+        }
+    ]
 
 
 # -- the handler as a whole --------------------------------------------------------------------
