@@ -425,7 +425,12 @@ def cmd_runs(args: argparse.Namespace, out: Output, client: HopgraphClient) -> i
 
 
 def cmd_tools(args: argparse.Namespace, out: Output, client: HopgraphClient) -> int:
-    out.table(client.tools(), TOOLS)
+    tools = client.tools()
+    if not out.as_json:  # descriptions are docstrings: their reST ``literals`` read as plain
+        tools = [
+            {**t, "description": str(t.get("description", "")).replace("``", "")} for t in tools
+        ]
+    out.table(tools, TOOLS)
     return 0
 
 

@@ -13,7 +13,7 @@ from rich.console import Console
 
 from infra.cli import main
 from infra.cli_input import plural
-from infra.progress import RunProgress
+from infra.progress import RunProgress, fit_keys
 
 REPO = Path(__file__).resolve().parents[2]
 GRAPH = str(REPO / "examples" / "code_review.json")
@@ -169,3 +169,19 @@ def test_the_end_of_a_run_counts_its_steps_in_words(steps: int, line: str) -> No
     progress.event({"type": "run", "run_id": "r_1", "status": "completed", "steps": steps})
     # Then the step count reads as English
     assert out.getvalue() == f"run completed {line}"
+
+
+@pytest.mark.parametrize(
+    ("width", "text"),
+    [
+        (80, "average_complexity, complexity, max_complexity"),
+        (30, "average_complexity, +2 more"),
+        (20, "3 keys"),
+    ],
+)
+def test_a_steps_updated_keys_fit_the_line(width: int, text: str) -> None:
+    # Given a step that updated three keys, and the room left on its line
+    keys = ["average_complexity", "complexity", "max_complexity"]
+    # When they are shown
+    # Then as many as fit are named, and the others counted
+    assert fit_keys(keys, width) == text
