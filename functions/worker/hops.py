@@ -21,8 +21,9 @@ Self-invocation (``Dispatch=lambda``, event ``{"hopgraph": "hop", "hop": {...}}`
     own retries (MaximumRetryAttempts 2, each failing at once, touching nothing) end in the
     function's OnFailure destination, the step DLQ, with the hop and the reason in its
     payload. Invocations that die outright (timeout, out of memory) are retried by Lambda
-    with the same payload and, after the third death, parked in the same DLQ; that path
-    cannot mark the run failed, since no code of ours runs at the end of it.
+    with the same payload and, after the third death, parked in the same DLQ; no code of the
+    worker runs at the end of that path, so the DLQ's consumer (functions/deadletter/) fails
+    the run, as it does for SQS hops that never reached the worker's last-receive handling.
 
 Metrics (EMF): StepsCompleted, StepDuration (ms), RunsCompleted, RunsFailed, HopsDuplicate,
 HopsRecovered, MalformedMessages, HopsFailed (a delivery that failed: retried, or
