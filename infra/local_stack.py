@@ -22,7 +22,6 @@ import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from infra import template
@@ -49,8 +48,6 @@ class StackConfig:
     toolkits: str = "engine.toolkits.code_review,engine.toolkits.basics"
     failed_visibility: int | None = 2
     """Seconds before a failed message is retried (SQS would wait its visibility timeout)."""
-    template_path: Path | None = None
-    """The template the stack is built from (None: the repo's template.yaml)."""
 
 
 def ensure_free(host: str, port: int, what: str, option: str) -> None:
@@ -79,7 +76,6 @@ class LocalStack:
     moto_endpoint: str = ""
     ws_url: str = ""
     queue_urls: dict[str, str] = field(default_factory=dict)
-    template_doc: dict[str, Any] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _parts: list[Any] = field(default_factory=list)
 
@@ -87,7 +83,6 @@ class LocalStack:
         cfg = self.config
         ensure_free(cfg.host, cfg.port, "HTTP API", "--port or PORT=")
         ensure_free(cfg.host, cfg.ws_port, "WebSocket", "--ws-port or WS_PORT=")
-        self.template_doc = template.load_template(cfg.template_path)
         self._start_moto()
         self._create_resources()
         self._start_gateway()
@@ -125,10 +120,10 @@ class LocalStack:
         import boto3
 
         dynamodb = boto3.client("dynamodb", endpoint_url=self.moto_endpoint, region_name=REGION)
-        template.create_table(dynamodb, f"{STACK_NAME}-table", self.template_doc)
+        template.create_table(dynamodb, f"{STACK_NAME}-table")
         sqs = boto3.client("sqs", endpoint_url=self.moto_endpoint, region_name=REGION)
-        names = {q: f"{STACK_NAME}-{q}" for q in template.queue_definitions(self.template_doc)}
-        self.queue_urls = template.create_queues(sqs, names, self.template_doc)
+        names = {q: f"{STACK_NAME}-{q}" for q in template.queue_definitions()}
+        self.queue_urls = template.create_queues(sqs, names)
 
     def _start_gateway(self) -> None:
         from infra.ws_gateway import LocalWebSocketGateway
@@ -140,17 +135,11 @@ class LocalStack:
         os.environ["HOPGRAPH_WS_ENDPOINT"] = gateway.management_endpoint
 
     def _start_lambda_endpoint(self) -> None:
-        import boto3
-
         from functions.worker.handler import handler as worker_handler
-        from infra.lambda_endpoint import LocalLambdaEndpoint, register_from_template
+        from infra.lambda_endpoint import LocalLambdaEndpoint
 
-        sqs = boto3.client("sqs", endpoint_url=self.moto_endpoint, region_name=REGION)
         endpoint = LocalLambdaEndpoint(self.config.host, 0, workers=self.config.workers * 2)
-        register_from_template(
-            endpoint, "WorkerFunction", WORKER_FUNCTION, worker_handler,
-            sqs=sqs, queue_urls=self.queue_urls, template_doc=self.template_doc,
-        )  # fmt: skip
+        endpoint.register(WORKER_FUNCTION, worker_handler)
         endpoint.start()
         self._parts.append(endpoint)
         os.environ["AWS_ENDPOINT_URL_LAMBDA"] = endpoint.url
@@ -180,33 +169,27 @@ class LocalStack:
     def _start_event_sources(self) -> None:
         import boto3
 
-        from functions.aws import clients
-        from functions.deadletter.handler import handler as dead_letter_handler
         from functions.starter.handler import handler as starter_handler
         from functions.worker.handler import handler as worker_handler
         from infra.event_source import SqsEventSource
-        from infra.invocations import instrument
 
-        # The handlers' AWS calls carry their invocation's trace header and stop when it has
-        # timed out, as in Lambda (infra/invocations.py).
-        instrument(*(clients.client(s) for s in ("dynamodb", "sqs", "lambda")))
         sqs = boto3.client("sqs", endpoint_url=self.moto_endpoint, region_name=REGION)
-        for function_id, name, handler in (
-            ("WorkerFunction", WORKER_FUNCTION, worker_handler),
-            ("StarterFunction", f"{STACK_NAME}-starter", starter_handler),
-            ("DeadLetterFunction", f"{STACK_NAME}-deadletter", dead_letter_handler),
+        for queue, handler in (
+            ("StepQueue", worker_handler),
+            ("RunRequestsQueue", starter_handler),
         ):
-            source = SqsEventSource.from_template(
-                sqs, self.queue_urls, handler, function_id,
-                function_name=name,
-                template_doc=self.template_doc,
+            source = SqsEventSource(
+                sqs,
+                self.queue_urls[queue],
+                handler,
                 failed_visibility=self.config.failed_visibility,
                 wait_time_seconds=1,  # long polling, as Lambda's pollers do: no busy loop
-            )  # fmt: skip
+                function_name=f"{STACK_NAME}-{queue}",
+            )
             thread = threading.Thread(
                 target=source.run,
                 args=(self._stop, self.config.workers),
-                name=f"event-source-{function_id}",
+                name=f"event-source-{queue}",
                 daemon=True,
             )
             thread.start()

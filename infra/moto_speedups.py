@@ -13,9 +13,9 @@ its time on work DynamoDB and SQS never do per request:
 - ReceiveMessage checks each message's retention by computing every attribute of its queue
   (several scans of all its messages); nothing here lives for the 4 days of retention.
 
-Used by the fault suite and by ``benchmarks/cost_per_step.py`` (whose Lambda durations would
-otherwise measure moto's growing overheads). The local stack, which runs moto for hours, would
-gain from the same; it is not applied there.
+Used by the local stack's moto process (infra/moto_process.py), which runs for hours, by the
+fault suite and by ``benchmarks/cost_per_step.py`` (whose Lambda durations would otherwise
+measure moto's growing overheads).
 """
 
 from __future__ import annotations
