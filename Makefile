@@ -4,17 +4,24 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 WS_PORT ?= 8001
+LAYER_LOCK := layers/deps/requirements.txt
 
 .PHONY: dev test lint typecheck unit bench clean
-.PHONY: tools template-checks sam-validate cfn-lint sam-build
+.PHONY: tools template-checks sam-validate cfn-lint sam-build lock
 .PHONY: build-DepsLayer build-EngineLayer build-ApiFunction build-WorkerFunction
-.PHONY: build-StarterFunction build-WebSocketFunction
+.PHONY: build-StarterFunction build-WebSocketFunction build-DeadLetterFunction
+.PHONY: build-WebSocketAuthorizerFunction
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/activate
+# The Lambda layer's lock goes in first, hash-checked, so the tests import the exact versions
+# that `sam build` ships; the project's install then keeps them (pip upgrades only what it must,
+# and tests/unit/test_layer_lock.py fails if it had to). Two steps: pip cannot hash-check an
+# editable install, and hashes in a constraints file would require them for it.
+$(VENV)/.installed: pyproject.toml $(LAYER_LOCK) | $(BIN)/activate
+	$(BIN)/python -m pip install --quiet --require-hashes --only-binary=:all: -r $(LAYER_LOCK)
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
@@ -73,6 +80,27 @@ sam-build: $(TOOLS_STAMP)
 
 template-checks: sam-validate cfn-lint sam-build
 
+# ---------------------------------------------------------------- Lambda layer lock
+# `make lock` resolves layers/deps/requirements.in into $(LAYER_LOCK): every package pinned,
+# with hashes, for the Lambda platform (not this machine's), wheels only, as build-DepsLayer
+# installs it. Existing pins are kept unless a bound in requirements.in excludes them;
+# `make lock UPGRADE=1` moves every package to its newest allowed version. uv is pinned and lives
+# in its own tool venv, like the SAM CLI.
+UV_VERSION := 0.13.9
+UV_TOOLS := .tools/uv
+UV_STAMP := $(UV_TOOLS)/.installed-$(UV_VERSION)
+
+$(UV_STAMP):
+	rm -rf $(UV_TOOLS)
+	$(PYTHON) -m venv $(UV_TOOLS)
+	$(UV_TOOLS)/bin/python -m pip install --quiet 'uv==$(UV_VERSION)'
+	touch $@
+
+lock: $(UV_STAMP)
+	$(UV_TOOLS)/bin/uv pip compile --quiet layers/deps/requirements.in --output-file $(LAYER_LOCK) \
+		--generate-hashes --python-version 3.11 --python-platform x86_64-manylinux2014 \
+		--only-binary :all: --custom-compile-command 'make lock' $(if $(UPGRADE),--upgrade)
+
 # ---------------------------------------------------------------- sam build targets
 # Called by `sam build` (BuildMethod: makefile in template.yaml) with ARTIFACTS_DIR set and the
 # repo root as working directory; each copies only what its artifact needs.
@@ -97,11 +125,15 @@ endef
 build-DepsLayer:
 	$(require-artifacts-dir)
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check $(LAMBDA_PIP_TARGET) \
-		--target $(ARTIFACTS_DIR)/python -r layers/deps/requirements.txt
+		--require-hashes --target $(ARTIFACTS_DIR)/python -r $(LAYER_LOCK)
 	cd $(ARTIFACTS_DIR)/python && rm -rf $(foreach p,$(RUNTIME_PROVIDED),$(p) $(p)-*.dist-info)
 
 build-EngineLayer:
 	$(call copy-package,engine,$(ARTIFACTS_DIR)/python)
 
-build-ApiFunction build-WorkerFunction build-StarterFunction build-WebSocketFunction:
+build-ApiFunction build-WorkerFunction build-StarterFunction build-WebSocketFunction build-DeadLetterFunction:
+	$(call copy-package,functions,$(ARTIFACTS_DIR))
+
+# The WebSocket authorizer ships the same package; it imports only functions/auth/.
+build-WebSocketAuthorizerFunction:
 	$(call copy-package,functions,$(ARTIFACTS_DIR))

@@ -14,13 +14,24 @@ above 10,000 and results above ~100,000 bits, ``*`` integer products above ~100,
 a string on its left (``"%*d" % (10**9, 1)``), ``round`` ndigits above 10,000; ``<<``, ``>>``,
 ``~`` and the bitwise operators are refused when parsing. Repetition, concatenation and slice
 results hold at most 100,000 items each, fewer when a condition has many: 2,000,000 in all.
+
+Bounding each value is not enough: ``[l * 33333] * 100000 == [l * 33333] * 100000`` builds
+two small values (100,000 references to one list each) whose comparison visits 10**10
+elements. So each evaluation also has a work budget, :data:`MAX_WORK` elements: the guards
+charge what they create or copy, and every operand that Python would walk (compared
+containers, both sides of ``in``, the arguments of ``min``, ``max``, ``any`` and ``all``,
+hashed keys of ``{...}``, ``d[k]`` and ``get(k)``) is charged its weight, the number of
+elements a walk would visit, shared containers counted each time they appear (a memo makes
+measuring them cost what they occupy in memory, not what they weigh). Comparisons with a
+constant or a literal of constants (``score >= 7``, ``status in ['done', 'failed']``) cost
+at most the literal's size and are not instrumented, so common conditions run as before.
 """
 
 from __future__ import annotations
 
 import ast
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +44,11 @@ FUNCTIONS: frozenset[str] = frozenset({"len", "min", "max", "abs", "round", "any
 
 MAX_SOURCE_CHARS, MAX_DEPTH, MAX_NODES, MAX_INT_DIGITS = 1_000, 50, 500, 4_300
 MAX_EXPONENT, MAX_BITS, MAX_ITEMS, MAX_TOTAL_ITEMS = 10_000, 100_000, 100_000, 2_000_000
+MAX_WORK = 5_000_000
+"""Elements one evaluation may create, copy, compare or hash (a string counts one element per
+64 characters, the speed of memcmp against a pointer comparison). Python compares 5,000,000
+elements in about 0.05 s; a condition that would do more fails with a
+ConditionEvaluationError naming this budget."""
 
 _ARITY: dict[str, tuple[int, int]] = {
     **dict.fromkeys(("len", "abs", "any", "all"), (1, 1)),
@@ -51,6 +67,13 @@ _REFUSED_NODES: dict[type[ast.AST], str] = {
 }  # fmt: skip
 _PLAIN = (ast.BoolOp, ast.IfExp, ast.List, ast.Tuple, ast.Set, ast.Dict, ast.Subscript, ast.Slice)
 _SEQUENCES = (str, bytes, list, tuple)
+_ATOMS = frozenset({int, float, bool, type(None)})  # exact types: compared in one step
+_WALKED = frozenset({list, tuple, set, frozenset})
+_SCALARS = (int, float, str, type(None))  # constants a comparison with anything is cheap against
+_OVER_BUDGET = (
+    f"work budget exceeded: a condition may create, copy or compare at most {MAX_WORK:,} "
+    "elements per evaluation"
+)
 
 
 class _Invalid(Exception):
@@ -71,28 +94,126 @@ def _pow(base: Any, exp: Any) -> Any:
     return base**exp
 
 
-def _mul(a: Any, b: Any, cap: int) -> Any:
+class _Budget:
+    """The work one evaluation has left, and the weights of the containers it has measured."""
+
+    __slots__ = ("left", "weights")
+
+    def __init__(self) -> None:
+        self.left = MAX_WORK
+        # id -> (the container, its weight): holding the container keeps its id unique.
+        self.weights: dict[int, tuple[object, int]] = {}
+
+    def spend(self, units: int) -> None:
+        self.left -= units
+        if self.left < 0:
+            raise _Refused(_OVER_BUDGET)
+
+    def copy(self, like: Any, count: int) -> None:
+        """Charge building ``count`` items of a sequence like ``like``."""
+        self.spend(count // 64 if isinstance(like, str | bytes) else count)
+
+
+def _weigh(value: Any, budget: _Budget) -> Any:
+    """Charge what walking ``value`` (comparing, hashing, iterating it) can cost; return it."""
+    budget.spend(1 if type(value) in _ATOMS else _weight(value, budget, budget.left))
+    return value
+
+
+def _scan(container: Any, budget: _Budget) -> Any:
+    """Charge looking for a constant in ``container``, the right side of ``'a' in tags``: one
+    step per top-level item (each comparison with a constant is one step), one for a hash."""
+    kind = type(container)
+    if kind is list or kind is tuple:
+        budget.spend(1 + len(container))
+    elif kind is str or kind is bytes:
+        budget.spend(1 + len(container) // 64)
+    elif kind in (dict, set, frozenset):
+        budget.spend(1)
+    else:
+        _weigh(container, budget)
+    return container
+
+
+def _weight(value: Any, budget: _Budget, limit: int) -> int:
+    """Elements a walk of ``value`` visits; refused as soon as that passes ``limit``."""
+    kind = type(value)  # exact types first: isinstance against the Mapping ABC is slow
+    parts: tuple[Collection[Any], ...]
+    if kind in _WALKED:
+        parts = (value,)
+    elif kind is dict:
+        parts = (value.keys(), value.values())
+    elif kind is str or kind is bytes:
+        return 1 + len(value) // 64
+    else:
+        return _weight_of_other(value, budget, limit)
+    # Small containers are walked again at each reference; big ones once, then remembered,
+    # so `[big] * 100_000` costs 100,000 steps to measure, not its weight.
+    remember = len(value) >= 32
+    known = budget.weights.get(id(value)) if remember else None
+    if known is not None:
+        return known[1]
+    total = 1
+    for part in parts:
+        total += _weight_of_items(part, budget, limit - total)
+    if remember:
+        budget.weights[id(value)] = (value, total)
+    return total
+
+
+def _weight_of_items(items: Collection[Any], budget: _Budget, limit: int) -> int:
+    total = len(items)  # one each; what a container or a string holds comes on top
+    if total > limit:
+        raise _Refused(_OVER_BUDGET)
+    if len(items) >= 32 and set(map(type, items)) <= _ATOMS:  # flat data: one pass in C
+        return total
+    for item in items:
+        if type(item) not in _ATOMS:
+            total += _weight(item, budget, limit - total) - 1
+            if total > limit:
+                raise _Refused(_OVER_BUDGET)
+    return total
+
+
+def _weight_of_other(value: Any, budget: _Budget, limit: int) -> int:
+    """Subclasses and mappings other than dict (state may hold them in-process); a custom
+    value counts one element: its comparisons are its own business."""
+    if isinstance(value, str | bytes):
+        return 1 + len(value) // 64
+    if isinstance(value, Mapping):
+        return _weight(dict(value), budget, limit)
+    if isinstance(value, list | tuple | set | frozenset):
+        return _weight(list(value), budget, limit)
+    return 1
+
+
+def _mul(a: Any, b: Any, cap: int, budget: _Budget) -> Any:
     if isinstance(a, int) and isinstance(b, int):
         if a.bit_length() + b.bit_length() > MAX_BITS:
             raise _Refused(f"product is too large (limit about {MAX_BITS} bits)")
     elif isinstance(a, _SEQUENCES) and isinstance(b, int):
         _check_items(len(a) * b, cap, "repetition")
+        budget.copy(a, len(a) * b)
     elif isinstance(b, _SEQUENCES) and isinstance(a, int):
         _check_items(len(b) * a, cap, "repetition")
+        budget.copy(b, len(b) * a)
     return a * b
 
 
-def _add(a: Any, b: Any, cap: int) -> Any:
+def _add(a: Any, b: Any, cap: int, budget: _Budget) -> Any:
     if isinstance(a, _SEQUENCES) and isinstance(b, _SEQUENCES):
         _check_items(len(a) + len(b), cap, "concatenation")
+        budget.copy(a, len(a) + len(b))
     return a + b
 
 
-def _slice(value: Any, lower: Any, upper: Any, step: Any, cap: int) -> Any:
+def _slice(value: Any, lower: Any, upper: Any, step: Any, cap: int, budget: _Budget) -> Any:
     part = slice(lower, upper, step)
     # Slices copy: `(s[1:], s[1:], ...)` would multiply a big state value.
-    if isinstance(value, _SEQUENCES) and len(value) > cap:
-        _check_items(len(range(*part.indices(len(value)))), cap, "slice")
+    if isinstance(value, _SEQUENCES):
+        count = len(range(*part.indices(len(value))))
+        _check_items(count, cap, "slice")
+        budget.copy(value, count)
     return value[part]
 
 
@@ -117,6 +238,7 @@ _GLOBALS: dict[str, Any] = {
     "__builtins__": {},
     **{"len": len, "min": min, "max": max, "abs": abs, "any": any, "all": all},
     **{"_pow": _pow, "_mul": _mul, "_add": _add, "_slice": _slice, "_mod": _mod, "_round": _round},
+    **{"_weigh": _weigh, "_scan": _scan},
 }
 
 
@@ -232,10 +354,19 @@ def _guard(node: ast.AST) -> str | None:
 
 
 class _Rewriter(ast.NodeTransformer):
-    """State names to ``_S[...]``, ``get`` to ``_S.get``, risky operators to their guards."""
+    """State names to ``_S[...]``, ``get`` to ``_S.get``, risky operators to their guards,
+    operands that Python would walk to ``_weigh`` (see the module docstring)."""
 
     def __init__(self, cap: int) -> None:
         self.cap = cap  # the item cap of each sequence-building guard
+        self.budgeted = False  # some guard charges the evaluation's budget ``_B``
+
+    def _charged(self, guard: str, *args: ast.expr) -> ast.Call:
+        self.budgeted = True
+        return ast.Call(_load(guard), [*args, _load("_B")], [])
+
+    def _weighed(self, node: ast.expr) -> ast.expr:
+        return node if _flat(node) else self._charged("_weigh", node)
 
     def visit_Name(self, node: ast.Name) -> ast.expr:
         return ast.Subscript(_load("_S"), ast.Constant(node.id), ast.Load())
@@ -243,39 +374,80 @@ class _Rewriter(ast.NodeTransformer):
     def visit_Call(self, node: ast.Call) -> ast.expr:
         assert isinstance(node.func, ast.Name)  # the checker refused every other callee
         args, name = [self.visit(arg) for arg in node.args], node.func.id
+        if name in ("min", "max", "any", "all"):
+            args = [self._weighed(arg) for arg in args]
         if name == "get":
             getter = ast.Attribute(_load("_S"), "get", ast.Load())
-            return ast.Call(getter, [*args, ast.Constant(None)][:2], [])
+            return ast.Call(getter, [self._weighed(args[0]), *args[1:], ast.Constant(None)][:2], [])
         return ast.Call(_load("_round" if name == "round" else name), args, [])
 
     def visit_BinOp(self, node: ast.BinOp) -> ast.expr:
         guard = _guard(node)
         self.generic_visit(node)
-        if guard is None:
+        if guard in ("_mul", "_add"):
+            return self._charged(guard, node.left, node.right, ast.Constant(self.cap))
+        if guard is not None:
+            return ast.Call(_load(guard), [node.left, node.right], [])
+        return node
+
+    def visit_Compare(self, node: ast.Compare) -> ast.expr:
+        self.generic_visit(node)
+        operands = [node.left, *node.comparators]
+        if all(map(_cheap, node.ops, operands, operands[1:])):
             return node
-        cap = [ast.Constant(self.cap)] if guard in ("_mul", "_add") else []
-        return ast.Call(_load(guard), [node.left, node.right, *cap], [])
+        if len(node.ops) == 1 and isinstance(node.ops[0], ast.In | ast.NotIn) and _flat(node.left):
+            node.comparators = [self._charged("_scan", node.comparators[0])]  # `'a' in tags`
+        else:
+            node.left, *node.comparators = map(self._weighed, operands)
+        return node
+
+    def visit_Set(self, node: ast.Set) -> ast.expr:
+        self.generic_visit(node)
+        node.elts = [self._weighed(element) for element in node.elts]  # hashed
+        return node
+
+    def visit_Dict(self, node: ast.Dict) -> ast.expr:
+        self.generic_visit(node)
+        node.keys = [self._weighed(key) for key in node.keys if key is not None]  # hashed
+        return node
 
     def visit_Subscript(self, node: ast.Subscript) -> ast.expr:
         self.generic_visit(node)
         part = node.slice
         if not isinstance(part, ast.Slice):
+            node.slice = self._weighed(part)  # a key is hashed
             return node
         bounds = [bound or ast.Constant(None) for bound in (part.lower, part.upper, part.step)]
-        return ast.Call(_load("_slice"), [node.value, *bounds, ast.Constant(self.cap)], [])
+        return self._charged("_slice", node.value, *bounds, ast.Constant(self.cap))
+
+
+def _flat(node: ast.expr) -> bool:
+    """A scalar constant, or a literal of them: walking it costs at most its own size."""
+    if isinstance(node, ast.List | ast.Tuple | ast.Set):
+        return all(_is_constant(element, *_SCALARS) for element in node.elts)
+    return _is_constant(node, *_SCALARS)
+
+
+def _cheap(op: ast.cmpop, left: ast.expr, right: ast.expr) -> bool:
+    """Comparing ``left`` with ``right`` costs at most the size of a literal of the condition:
+    ``==``, ``<``, ``is``... stop within the flat side; ``in`` scans its right side, and a set
+    hashes its left one."""
+    if isinstance(op, ast.In | ast.NotIn):
+        return _flat(right) and (_flat(left) or not isinstance(right, ast.Set))
+    return _flat(left) or _flat(right)
 
 
 def _load(name: str) -> ast.Name:
     return ast.Name(name, ast.Load())
 
 
-def _build(body: ast.expr) -> Callable[[Mapping[str, Any]], Any]:
-    params = ast.arguments([], [ast.arg("_S")], None, [], [], None, [])
+def _build(body: ast.expr) -> Callable[[Mapping[str, Any], _Budget | None], Any]:
+    params = ast.arguments([], [ast.arg("_S"), ast.arg("_B")], None, [], [], None, [])
     tree = ast.fix_missing_locations(ast.Expression(ast.Lambda(params, body)))
     with warnings.catch_warnings():  # CPython warns of sure failures (`1[0]`): refuse them now
         warnings.simplefilter("error", SyntaxWarning)
         code = compile(tree, "<condition>", "eval")
-    function: Callable[[Mapping[str, Any]], Any] = eval(code, _GLOBALS)
+    function: Callable[[Mapping[str, Any], _Budget | None], Any] = eval(code, _GLOBALS)
     return function
 
 
@@ -291,13 +463,14 @@ class Condition:
 
     source: str
     names: frozenset[str] = field(compare=False)
-    _function: Callable[[Mapping[str, Any]], Any] = field(compare=False, repr=False)
+    _function: Callable[[Mapping[str, Any], _Budget | None], Any] = field(compare=False, repr=False)
     _required: frozenset[str] = field(compare=False, repr=False)
+    _budgeted: bool = field(default=False, compare=False, repr=False)
 
     def __call__(self, state: Mapping[str, Any]) -> bool:
         """The condition's truth on ``state``; any failure is a ConditionEvaluationError."""
         try:
-            return bool(self._function(state))
+            return bool(self._function(state, _Budget() if self._budgeted else None))
         except KeyError as exc:
             key = exc.args[0] if exc.args else None
             if isinstance(key, str) and key in self._required and key not in state:
@@ -327,12 +500,12 @@ def compile_condition(source: str) -> Condition:
                 tree = ast.parse(source, mode="eval")
             checker = _Checker()
             checker.visit(tree.body, 1)
-            cap = min(MAX_ITEMS, MAX_TOTAL_ITEMS // max(1, checker.builders))
-            function = _build(_Rewriter(cap).visit(tree.body))
+            rewriter = _Rewriter(min(MAX_ITEMS, MAX_TOTAL_ITEMS // max(1, checker.builders)))
+            function = _build(rewriter.visit(tree.body))
     except (_Invalid, SyntaxError, ValueError, RecursionError, MemoryError, OverflowError) as exc:
         raise ConditionSyntaxError(f"condition {_quote(source)}: {_reason(exc)}") from None
     names = frozenset(checker.names)
-    return Condition(source, names | checker.get_keys, function, names)
+    return Condition(source, names | checker.get_keys, function, names, rewriter.budgeted)
 
 
 def _quote(source: str) -> str:

@@ -15,6 +15,8 @@ rather than pointing into a form the client never wrote.
   Several plain edges out of one node fan out; an edge whose ``from`` is a list is a join
   (LangGraph's ``add_edge([a, b], c)``).
 
+In dialects 2 and 3, as in the engines that defined them, a node without an outgoing edge
+ends the run: the draft gets an explicit edge to END there, so the canonical form says so.
 Unknown extra fields are ignored.
 """
 
@@ -24,6 +26,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.errors import Problem
+from engine.graph import END, END_ALIASES
+
+_CASE_SHAPE = '{"when": "<condition>", "to": "<node or END>"}'
+_EDGE_SHAPE = '{"from": "<node>", "to": "<node or END>", "condition": "<optional>"}'
 
 
 @dataclass
@@ -57,10 +63,14 @@ class DraftRoute:
     default_loc: str = ""
     fan_locs: list[str] = field(default_factory=list)
     """Where each target of a fan-out merged from separate edges was written (dialect 3)."""
+    branch: bool = False
+    """A branch even without cases: its malformed cases are reported already."""
+    source_loc: str = ""
+    """Where the source node is named, when not at ``loc`` (``edges[0].from``)."""
 
     @property
     def is_branch(self) -> bool:
-        return bool(self.cases)
+        return self.branch or bool(self.cases)
 
 
 @dataclass
@@ -133,26 +143,44 @@ def _read_canonical(doc: dict[str, Any], nodes: dict[str, Any]) -> Draft:
         draft.problems.append(Problem("edges", "must be an object mapping node -> next node"))
     branches = doc.get("branches", {})
     if isinstance(branches, dict):
-        draft.routes.extend(_canonical_branch(k, v) for k, v in branches.items())
+        draft.routes.extend(_canonical_branch(k, v, draft.problems) for k, v in branches.items())
     else:
         draft.problems.append(Problem("branches", "must be an object mapping node -> branch"))
     return draft
 
 
-def _canonical_branch(source: str, spec: Any) -> DraftRoute:
+def _canonical_branch(source: str, spec: Any, problems: list[Problem]) -> DraftRoute:
     loc = f"branches.{source}"
-    route = DraftRoute(source, loc, default_loc=f"{loc}.default")
-    if not isinstance(spec, dict) or not isinstance(spec.get("cases"), list):
-        route.cases = [DraftCase(None, f"{loc}.cases", None, f"{loc}.cases")]
-        return route
-    route.default = spec.get("default")
-    for i, case in enumerate(spec["cases"]):
-        case_loc = f"{loc}.cases[{i}]"
-        case = case if isinstance(case, dict) else {}
-        route.cases.append(
-            DraftCase(case.get("when"), f"{case_loc}.when", case.get("to"), f"{case_loc}.to")
+    route = DraftRoute(source, loc, default_loc=f"{loc}.default", branch=True)
+    cases = spec.get("cases") if isinstance(spec, dict) else None
+    if not isinstance(spec, dict):
+        shape = f'{{"cases": [{_CASE_SHAPE}], "default": "<node or END>"}}'
+        problems.append(Problem(loc, f"a branch must be an object: {shape}"))
+    elif not isinstance(cases, list) or not cases:
+        what = "is empty" if isinstance(cases, list) else "must be a list"
+        problems.append(
+            Problem(
+                f"{loc}.cases",
+                f"{what}: a branch needs at least one case {_CASE_SHAPE}; "
+                f'for a route without a condition, write "edges": {{"{source}": "<node>"}}',
+            )
         )
+    else:
+        route.default = spec.get("default")
+        route.cases = _canonical_cases(cases, f"{loc}.cases", problems)
     return route
+
+
+def _canonical_cases(cases: list[Any], loc: str, problems: list[Problem]) -> list[DraftCase]:
+    read: list[DraftCase] = []
+    for i, case in enumerate(cases):
+        case_loc = f"{loc}[{i}]"
+        if not isinstance(case, dict):
+            problems.append(Problem(case_loc, f"a case must be an object: {_CASE_SHAPE}"))
+            continue
+        when, to = case.get("when"), case.get("to")
+        read.append(DraftCase(when, f"{case_loc}.when", to, f"{case_loc}.to"))
+    return read
 
 
 def _read_dialect1(doc: dict[str, Any], nodes: dict[str, Any]) -> Draft:
@@ -181,13 +209,25 @@ def _read_dialect2(doc: dict[str, Any], nodes: dict[str, str]) -> Draft:
     draft = Draft("dialect2", entry=explicit if explicit is not None else first)
     draft.nodes = [DraftNode(k, v, f"nodes.{k}", f"nodes.{k}") for k, v in nodes.items()]
     edges = doc.get("edges", {})
-    if not isinstance(edges, dict):
+    if isinstance(edges, dict):
+        for source, target in edges.items():
+            loc = f"edges.{source}"
+            draft.routes.append(DraftRoute(source, loc, target=target, target_loc=loc))
+    else:
         draft.problems.append(Problem("edges", "must be an object mapping node -> next node"))
-        return draft
-    for source, target in edges.items():
-        loc = f"edges.{source}"
-        draft.routes.append(DraftRoute(source, loc, target=target, target_loc=loc))
+    _end_where_no_edge_leaves(draft)
     return draft
+
+
+def _end_where_no_edge_leaves(draft: Draft) -> None:
+    """Dialects 2 and 3 end the run at a node no edge leaves: say so with an edge to END."""
+    routed = {route.source for route in draft.routes if isinstance(route.source, str)}
+    for join in draft.joins:  # a node a join waits for leaves by the join
+        routed.update(s for s in join.sources if isinstance(s, str))
+    for node in draft.nodes:
+        if isinstance(node.id, str) and node.id not in routed and node.id not in END_ALIASES:
+            routed.add(node.id)  # once per id: a duplicate id is reported on its own
+            draft.routes.append(DraftRoute(node.id, node.loc, target=END, target_loc=node.loc))
 
 
 def _first_present(spec: dict[str, Any], *keys: str) -> Any:
@@ -215,11 +255,12 @@ def _read_dialect3(doc: dict[str, Any], nodes: list[Any]) -> Draft:
             )
         )
     edges = doc.get("edges", [])
-    if not isinstance(edges, list):
-        draft.problems.append(Problem("edges", "must be a list of {from, to, condition?}"))
-        return draft
-    draft.routes, draft.joins, problems = _dialect3_routes(edges)
-    draft.problems.extend(problems)
+    if isinstance(edges, list):
+        draft.routes, draft.joins, problems = _dialect3_routes(edges)
+        draft.problems.extend(problems)
+    else:
+        draft.problems.append(Problem("edges", f"must be a list of edges {_EDGE_SHAPE}"))
+    _end_where_no_edge_leaves(draft)
     return draft
 
 
@@ -233,15 +274,20 @@ def _dialect3_routes(
     problems: list[Problem] = []
     for i, spec in enumerate(edges):
         loc = f"edges[{i}]"
-        spec = spec if isinstance(spec, dict) else {}
+        if not isinstance(spec, dict):
+            problems.append(Problem(loc, f"an edge must be an object: {_EDGE_SHAPE}"))
+            continue
         source = _first_present(spec, "from", "source")
+        source_loc = f"{loc}.{_key_present(spec, 'from', 'source')}"
         target = _first_present(spec, "to", "target")
         target_loc = f"{loc}.{_key_present(spec, 'to', 'target')}"
         if isinstance(source, list):
             _dialect3_join(spec, source, target, loc, joins, problems)
             continue
-        key = source if isinstance(source, str) else f"#{i}"
-        route = routes.setdefault(key, DraftRoute(source, loc))
+        if not isinstance(source, str) or not source:
+            problems.append(Problem(source_loc, _bad_source(source)))
+            continue
+        route = routes.setdefault(source, DraftRoute(source, loc, source_loc=source_loc))
         if spec.get("condition") is not None:
             route.cases.append(DraftCase(spec["condition"], f"{loc}.condition", target, target_loc))
         elif route.default is None:
@@ -262,6 +308,7 @@ def _dialect3_join(
     spec: dict[str, Any], sources: list[Any], target: Any, loc: str,
     joins: list[DraftJoin], problems: list[Problem],
 ) -> None:  # fmt: skip
+    """An edge from a list of nodes: the target waits for all of them (a join)."""
     from_loc = f"{loc}.{_key_present(spec, 'from', 'source')}"
     if spec.get("condition") is not None:
         problems.append(Problem(f"{loc}.condition", "a join (an edge from a list) is plain"))
@@ -269,3 +316,9 @@ def _dialect3_join(
         problems.append(Problem(loc, "a join (an edge from a list) goes to one node"))
     else:
         joins.append(DraftJoin(target, sources, from_loc))
+
+
+def _bad_source(source: Any) -> str:
+    if source is None or source == "":
+        return 'missing: name the node this edge leaves ("from": "<node>")'
+    return f'must be a node id (a string), not {type(source).__name__}: "from": "<node>"'

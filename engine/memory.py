@@ -66,8 +66,11 @@ class MemoryRunStore:
         except KeyError:
             raise GraphNotFound(graph_id) from None
 
-    def list_graphs(self, limit: int = 50, cursor: str | None = None) -> Page[GraphRecord]:
-        graphs = sorted(self._graphs.values(), key=lambda g: (-g.created_at, g.graph_id))
+    def list_graphs(
+        self, limit: int = 50, cursor: str | None = None, owner: str | None = None
+    ) -> Page[GraphRecord]:
+        graphs = [g for g in self._graphs.values() if owner is None or g.owner == owner]
+        graphs.sort(key=lambda g: (-g.created_at, g.graph_id))
         return _page(graphs, limit, cursor)
 
     # -- runs ------------------------------------------------------------------------------
@@ -96,12 +99,14 @@ class MemoryRunStore:
         status: RunStatus | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        owner: str | None = None,
     ) -> Page[RunRecord]:
         runs = [
             r
             for r in self._runs.values()
             if (graph_id is None or r.graph_id == graph_id)
             and (status is None or r.status == status)
+            and (owner is None or r.owner == owner)
         ]
         runs.sort(key=lambda r: (-r.created_at, r.run_id))
         page = _page(runs, limit, cursor)
@@ -152,6 +157,12 @@ class MemoryRunStore:
     def save_connection(self, connection: Connection) -> None:
         with self._lock:
             self._connections[connection.connection_id] = connection
+
+    def get_connection(self, connection_id: str) -> Connection:
+        try:
+            return self._connections[connection_id]
+        except KeyError:
+            raise NotFoundError("connection", connection_id) from None
 
     def delete_connection(self, connection_id: str) -> None:
         with self._lock:

@@ -115,6 +115,10 @@ class RunRecord:
     error: str | None = None
     idempotency_key: str | None = None
     owner: str | None = None
+    input_digest: str | None = None
+    """A digest of ``input`` (:func:`engine.idempotency.input_digest`), kept on runs started
+    with an idempotency key: a second start with the key compares it without reading the
+    input back."""
 
     @property
     def is_final(self) -> bool:
@@ -137,6 +141,10 @@ class Connection:
     endpoint: str
     """Where to post to this connection (API Gateway Management API URL)."""
     expires_at: int
+    owner: str | None = None
+    """Who connected (the token's ``sub``, from the ``$connect`` authorizer)."""
+    admin: bool = False
+    """Whether that caller may see every owner's runs."""
 
 
 class RunStore(Protocol):
@@ -152,8 +160,11 @@ class RunStore(Protocol):
     def get_graph(self, graph_id: str) -> GraphRecord:
         """Raises GraphNotFound."""
 
-    def list_graphs(self, limit: int = 50, cursor: str | None = None) -> Page[GraphRecord]:
-        """Newest first."""
+    def list_graphs(
+        self, limit: int = 50, cursor: str | None = None, owner: str | None = None
+    ) -> Page[GraphRecord]:
+        """Newest first; only ``owner``'s graphs unless ``owner`` is None (every graph).
+        Listing by owner reads an index, never the whole table."""
 
     def create_run(self, run: RunRecord) -> tuple[RunRecord, bool]:
         """Atomically create ``run`` unless its id exists; return (the stored run, created)."""
@@ -167,8 +178,10 @@ class RunStore(Protocol):
         status: RunStatus | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        owner: str | None = None,
     ) -> Page[RunRecord]:
-        """Newest first, filtered by graph and/or status. The view fields may be empty."""
+        """Newest first, filtered by graph, status and/or owner (None: any). The view fields
+        may be empty. Listing by owner reads an index, never the whole table."""
 
     def commit_step(self, step: StepRecord, end: RunEnd | None = None) -> None:
         """The exactly-once commit. Atomically: write ``step`` into slot ``step.seq`` of its run
@@ -194,6 +207,10 @@ class RunStore(Protocol):
 
     def save_connection(self, connection: Connection) -> None:
         """Record a WebSocket connection (expires at ``expires_at``, epoch seconds)."""
+
+    def get_connection(self, connection_id: str) -> Connection:
+        """A saved connection, with who opened it. NotFoundError("connection", id) if it was
+        never saved (or was deleted)."""
 
     def delete_connection(self, connection_id: str) -> None:
         """Forget a connection and all its subscriptions. No error if unknown."""
@@ -272,19 +289,17 @@ class StepQueue(Protocol):
 class Notifier(Protocol):
     """Pushes run events to subscribers. Best effort: implementations never raise.
 
-    The service publishes a step's events *before* dispatching the next hop, so a
-    subscriber sees a run's events in step order. ``prefetch`` is called when a hop starts,
-    so an implementation can look up subscribers while the tool runs, off the critical path.
+    The service publishes a step's events *after* committing the step and *before*
+    dispatching the next hop, so a subscriber sees a run's events in step order.
+    ``publish`` must look the subscribers up after it is called, never reuse a list read
+    before the commit: a subscriber replays the committed steps after writing its
+    subscription, so a list read after the commit is what guarantees that every step
+    reaches it live, by replay, or both (subscribers dedupe by ``seq``).
     """
-
-    def prefetch(self, run_id: str) -> None: ...
 
     def publish(self, run_id: str, events: list[dict[str, Any]]) -> None: ...
 
 
 class NullNotifier:
-    def prefetch(self, run_id: str) -> None:
-        return None
-
     def publish(self, run_id: str, events: list[dict[str, Any]]) -> None:
         return None

@@ -61,6 +61,8 @@ from engine.errors import (
 )
 from engine.events import run_event, run_status_event, step_event
 from engine.graph import Graph
+from engine.idempotency import check_same_request, input_digest
+from engine.json_rules import check as check_json
 from engine.ports import (
     Clock,
     GraphRecord,
@@ -235,9 +237,10 @@ class RunService:
     ) -> tuple[RunRecord, bool]:
         """Create a run and dispatch its first hop; returns (run, created).
 
-        The same idempotency key returns the same run. A run whose first step is not
-        committed yet gets its first hop dispatched again, so a start that failed halfway
-        is finished by the retry."""
+        The same idempotency key with the same input and step limit returns the same run;
+        with another, IdempotencyConflict (nothing is started). A run whose first step is
+        not committed yet gets its first hop dispatched again, so a start that failed
+        halfway is finished by the retry."""
         graph = self.graph(graph_id)
         state = self._checked_input(input)
         limit = self._max_steps(max_steps, graph)
@@ -246,8 +249,11 @@ class RunService:
         header = RunRecord(
             run_id, graph_id, "running", state, limit, now, now,
             node=graph.entry, idempotency_key=idempotency_key, owner=owner,
+            input_digest=input_digest(state) if idempotency_key is not None else None,
         )  # fmt: skip
         run, created = self.store.create_run(header)
+        if not created:
+            check_same_request(run, header)
         if run.status == "running" and run.steps == 0:
             self.queue.dispatch(self._hop(run, 0, graph.entry, run.input, recheck=not created))
         if created:
@@ -259,6 +265,8 @@ class RunService:
             return {}
         if not isinstance(input, dict):
             raise InvalidInputError("input must be a JSON object (the run's initial state)")
+        # The transports apply the rule at the door; in-process callers meet it here.
+        check_json(input, ("input",))
         size = state_size(input)
         if size > self.config.state_limit_bytes:
             raise StateTooLargeError(size, self.config.state_limit_bytes)
@@ -288,7 +296,6 @@ class RunService:
         graph = self._graph_of(hop)
         if graph is None:
             return "stale"
-        self.notifier.prefetch(hop.run_id)
         if hop.recheck or attempt > 1:
             taken = self.store.get_step(hop.run_id, hop.seq)
             if taken is not None:

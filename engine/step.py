@@ -19,7 +19,7 @@ from engine.graph import END, Graph, NoRouteError
 from engine.ports import RunEnd, RunStatus, StepRecord, StepStatus
 from engine.reducers import ReducerError
 from engine.superstep import Task, merge_updates
-from engine.tools import ToolContext, ToolError, Toolkit, call_tool
+from engine.tools import ToolContext, ToolError, Toolkit, bounded_text, call_tool
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,10 +71,7 @@ def advance(
         new_state = merge_updates(graph, state, [(Task(node), updates)]) if updates else state
     except ReducerError as exc:
         return record.failed(f"merging the updates of node {node!r} failed: {exc}", state, updates)
-    try:
-        nxt = graph.next_node(node, new_state)
-    except (ConditionEvaluationError, NoRouteError) as exc:
-        return record.failed(f"routing after node {node!r} failed: {exc}", new_state, updates)
+    # Size before routing: a routing failure records the new state, which must fit too.
     if limits.state_limit_bytes is not None:
         size = state_size(new_state)
         if size > limits.state_limit_bytes:
@@ -83,6 +80,10 @@ def advance(
                 f"of {limits.state_limit_bytes}; the last committed state is kept"
             )
             return record.failed(reason, state, updates={})
+    try:
+        nxt = graph.next_node(node, new_state)
+    except (ConditionEvaluationError, NoRouteError) as exc:
+        return record.failed(f"routing after node {node!r} failed: {exc}", new_state, updates)
     if nxt == END:
         return StepOutcome(record.step("ok", updates, new_state, nxt, "completed"), COMPLETED)
     if ctx.step + 1 >= limits.max_steps:
@@ -133,5 +134,6 @@ class _Recorder:
     def failed(
         self, reason: str, state: dict[str, Any], updates: dict[str, Any] | None = None
     ) -> StepOutcome:
+        reason = bounded_text(reason)  # the step item and the run header both store it
         step = self.step("failed", updates or {}, state, None, "failed", reason)
         return StepOutcome(step, RunEnd("failed", reason))

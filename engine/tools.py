@@ -27,6 +27,11 @@ ToolResult: TypeAlias = Updates | None
 ToolFn: TypeAlias = Callable[[Mapping[str, Any], "ToolContext"], ToolResult | Awaitable[ToolResult]]
 F = TypeVar("F", bound=Callable[..., Any])
 
+MAX_ERROR_CHARS = 2_000
+"""Longest error text a step records: a run's step log is stored item by item (a DynamoDB
+item holds 400 KB), and a tool raising with a 500 KB message must fail its step, not the
+write of it."""
+
 
 _NO_SETTINGS: Mapping[str, Any] = MappingProxyType({})
 
@@ -69,13 +74,31 @@ class Tool:
 
 
 class ToolError(HopgraphError):
-    """A tool raised, or returned something that is not a dict of updates."""
+    """A tool raised, or returned something that is not a dict of updates.
+
+    Its text is whatever the tool's exception said: a step records it through
+    :func:`bounded_text`."""
 
     def __init__(self, tool: str, error_type: str, message: str) -> None:
         self.tool = tool
         self.error_type = error_type
         self.message = message
         super().__init__(f"tool {tool!r} failed: {error_type}: {message}")
+
+
+def bounded_text(text: str, limit: int = MAX_ERROR_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, saying how many were left out."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit} more characters)"
+
+
+def _describe(exc: BaseException) -> str:
+    """An exception's message, which may fail to render (``str`` of a huge int raises)."""
+    try:
+        return str(exc)
+    except Exception as failure:  # a custom __str__ may raise anything
+        return f"(its message could not be rendered: {type(failure).__name__})"
 
 
 def _first_paragraph(doc: str | None) -> str:
@@ -194,7 +217,7 @@ def call_tool(tool: Tool, state: Mapping[str, Any], ctx: ToolContext) -> Updates
         if tool.is_async or inspect.isawaitable(result):
             result = _run_coroutine(result)  # type: ignore[arg-type]
     except Exception as exc:  # a tool's failure is data for the step log, not a crash
-        raise ToolError(tool.name, type(exc).__name__, str(exc)) from exc
+        raise ToolError(tool.name, type(exc).__name__, _describe(exc)) from exc
     if result is None:
         return {}
     if not isinstance(result, dict):

@@ -189,7 +189,10 @@ class _Checker:
         for route in self.draft.routes:
             source = route.source
             if not isinstance(source, str) or source not in self.node_locs:
-                self.add(route.loc, f"route out of unknown node {source!r}")
+                known = _suggest(str(source), self.node_locs)
+                self.add(
+                    route.source_loc or route.loc, f"route out of unknown node {source!r}{known}"
+                )
                 continue
             if source in edges or source in branches:
                 self.add(route.loc, f"node {source!r} has more than one way out; use one branch")
@@ -229,8 +232,12 @@ class _Checker:
         return targets
 
     def _target(self, target: Any, loc: str) -> str | None:
-        if not isinstance(target, str) or not target:
+        if target is None or target == "":
             self.add(loc, "missing target: name a node or END")
+            return None
+        if not isinstance(target, str):
+            kind = type(target).__name__
+            self.add(loc, f"a target is one node id or END (a string), not a {kind}")
             return None
         name = canonical_target(target)
         if name != END and name not in self.node_locs:
@@ -239,6 +246,8 @@ class _Checker:
         return name
 
     def _branch(self, route: DraftRoute) -> Branch | None:
+        if not route.cases:  # the reader reported why it has none
+            return None
         cases: list[Case] = []
         ok = True
         for dc in route.cases:
@@ -255,7 +264,11 @@ class _Checker:
         return Branch(tuple(cases), default) if ok else None
 
     def _condition(self, source: Any, loc: str) -> Any:
-        if not isinstance(source, str) or not source.strip():
+        if not isinstance(source, str):
+            kind = "missing" if source is None else f"not a {type(source).__name__}"
+            self.add(loc, f'{kind}: a condition is a string such as "score >= 7"')
+            return None
+        if not source.strip():
             self.add(loc, "missing condition")
             return None
         try:
@@ -353,14 +366,14 @@ class _Checker:
     def _draft_successors(self) -> dict[str, set[str]]:
         succ: dict[str, set[str]] = {n: set() for n in self.node_locs}
         for route in self.draft.routes:
-            if route.source not in succ:
+            if not isinstance(route.source, str) or route.source not in succ:
                 continue
             targets = _flat([route.target, route.default, *(c.target for c in route.cases)])
             succ[route.source].update(canonical_target(t) for t in targets)
         for join in self.draft.joins:
             if isinstance(join.sources, list) and isinstance(join.node, str):
                 for source in join.sources:
-                    if source in succ:
+                    if isinstance(source, str) and source in succ:
                         succ[source].add(join.node)
         return succ
 

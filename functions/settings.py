@@ -33,10 +33,20 @@ class Settings(BaseModel):
     step_max_receives: int = Field(default=5, gt=0, description="the step queue's maxReceiveCount")
     run_requests_dlq_url: str = Field(default="", description="DLQ for malformed run requests")
     connection_ttl_seconds: int = Field(default=7_200, gt=0)
+    auth_issuer: str = Field(default="", description="issuer URL of the accepted JWTs")
+    auth_audience: str = Field(default="", description="comma-separated accepted audiences")
+    admin_claim: str = Field(
+        default="cognito:groups", description="claim whose value makes a caller an admin"
+    )
+    admin_value: str = Field(default="hopgraph-admin", description="that value (group, scope)")
 
     @property
     def toolkit_modules(self) -> list[str]:
         return [m.strip() for m in self.toolkits.split(",") if m.strip()]
+
+    @property
+    def auth_audiences(self) -> list[str]:
+        return [a.strip() for a in self.auth_audience.split(",") if a.strip()]
 
 
 class SettingsError(RuntimeError):

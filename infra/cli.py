@@ -10,14 +10,29 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.table import Column, Table
+from rich.markup import escape
+from websockets.exceptions import ConnectionClosed, WebSocketException
 
-from infra.client import ApiError, HopgraphClient, follow_events
+from infra.cli_input import (
+    UsageError,
+    json_argument,
+    names_a_file,
+    read_file,
+    read_json_file,
+)
+from infra.cli_tables import GRAPHS, RUNS, STEPS, TOOLS, Field, print_table
+from infra.client import (
+    ApiError,
+    ApiUnreachable,
+    HopgraphClient,
+    follow_events,
+    unreachable_reason,
+)
 from infra.progress import RunProgress
 
 DEFAULT_API = "http://127.0.0.1:8000"
@@ -25,101 +40,350 @@ DEFAULT_WS = "ws://127.0.0.1:8001"
 DEFAULT_TOOLKITS = "engine.toolkits.code_review"
 
 
-class UsageError(Exception):
-    """A mistake in the command line's arguments; printed without a traceback."""
-
-
 # -- argument parsing ----------------------------------------------------------------------
-def _common() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--api", default=argparse.SUPPRESS, help="HTTP API base URL")
-    common.add_argument("--ws", default=argparse.SUPPRESS, help="WebSocket API URL")
-    common.add_argument(
+# Each level's help has a description, what each argument means and an example; a command
+# lists only the options it uses.
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions and examples keep their line breaks; option help is wrapped."""
+
+
+Subcommands = argparse._SubParsersAction  # argparse's own name for add_subparsers()'s result
+
+
+def _parser(
+    parent: Subcommands[argparse.ArgumentParser],
+    name: str,
+    summary: str,
+    description: str,
+    examples: str,
+    parents: tuple[argparse.ArgumentParser, ...] = (),
+) -> argparse.ArgumentParser:
+    return parent.add_parser(
+        name,
+        help=summary,
+        description=description,
+        epilog="examples:\n" + examples,
+        formatter_class=_HelpFormatter,
+        parents=list(parents),
+    )
+
+
+def _api_options(ws: bool = False) -> argparse.ArgumentParser:
+    """--api (and --ws for commands that follow a run) and --json, given after the command.
+
+    SUPPRESS: an option not given here leaves the one given before the command in place."""
+    options = argparse.ArgumentParser(add_help=False)
+    group = options.add_argument_group("connection and output")
+    group.add_argument(
+        "--api",
+        metavar="URL",
+        default=argparse.SUPPRESS,
+        help=f"HTTP API base URL (default: $HOPGRAPH_API or {DEFAULT_API})",
+    )
+    if ws:
+        group.add_argument(
+            "--ws",
+            metavar="URL",
+            default=argparse.SUPPRESS,
+            help=f"WebSocket API URL (default: $HOPGRAPH_WS or {DEFAULT_WS})",
+        )
+    group.add_argument(
         "--json", action="store_true", default=argparse.SUPPRESS, help="print JSON for scripts"
     )
-    return common
+    return options
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = _common()
-    parser = argparse.ArgumentParser(prog="hopgraph", description=__doc__.split("\n")[0])
-    parser.add_argument("--api", default=os.environ.get("HOPGRAPH_API", DEFAULT_API))
-    parser.add_argument("--ws", default=os.environ.get("HOPGRAPH_WS", DEFAULT_WS))
+    parser = argparse.ArgumentParser(
+        prog="hopgraph",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=_HelpFormatter,
+    )
+    parser.add_argument(
+        "--api",
+        metavar="URL",
+        default=os.environ.get("HOPGRAPH_API", DEFAULT_API),
+        help=f"HTTP API base URL (default: $HOPGRAPH_API or {DEFAULT_API})",
+    )
+    parser.add_argument(
+        "--ws",
+        metavar="URL",
+        default=os.environ.get("HOPGRAPH_WS", DEFAULT_WS),
+        help=f"WebSocket API URL (default: $HOPGRAPH_WS or {DEFAULT_WS})",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON for scripts")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_dev(sub)
+    _add_graphs(sub)
+    _add_run(sub)
+    _add_runs(sub)
+    _add_tools(sub)
+    return parser
 
-    dev = sub.add_parser("dev", help="start the local stack", parents=[common])
-    dev.add_argument("--host", default="127.0.0.1")
-    dev.add_argument("--port", type=int, default=int(os.environ.get("PORT", 8000)))
-    dev.add_argument("--ws-port", type=int, default=int(os.environ.get("WS_PORT", 8001)))
-    dev.add_argument("--dispatch", choices=["sqs", "lambda"], default="sqs")
 
-    graphs = sub.add_parser("graphs", help="create, list and show graphs").add_subparsers(
-        dest="action", required=True, metavar="ACTION"
+DESCRIPTION = """\
+hopgraph runs LangGraph-style workflow graphs, each step a durable serverless hop.
+
+It talks to the hopgraph HTTP and WebSocket APIs: the local stack (started by
+'make dev' or 'hopgraph dev') or a deployment. 'hopgraph run FILE --local' runs
+a graph in this process, with no stack at all."""
+
+EPILOG = """\
+examples:
+  hopgraph dev
+  hopgraph run examples/code_review.json --set code=@examples/sample_code.py -f
+  hopgraph runs list
+  hopgraph COMMAND --help
+
+exit codes: 0 success (a run that completed), 1 a run that did not complete,
+2 a usage or API error, 130 interrupted (Ctrl-C)."""
+
+
+def _add_dev(sub: Subcommands[argparse.ArgumentParser]) -> None:
+    dev = _parser(
+        sub,
+        "dev",
+        "start the local stack",
+        "Start the local stack: the HTTP API, the WebSocket API, moto (DynamoDB, SQS)\n"
+        "and the queue pollers, on this machine. Ctrl-C stops it.",
+        "  hopgraph dev\n  hopgraph dev --port 9000 --ws-port 9001 --dispatch lambda",
     )
-    graphs.add_parser(
-        "create", help="create a graph from a JSON file", parents=[common]
-    ).add_argument("file")
-    graphs.add_parser("list", help="list graphs", parents=[common])
-    show = graphs.add_parser("show", help="show a graph", parents=[common])
-    show.add_argument("graph_id")
-    show.add_argument("--mermaid", action="store_true", help="print Mermaid text")
-
-    run = sub.add_parser(
-        "run", help="start a run (or run in-process with --local)", parents=[common]
+    dev.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
     )
-    run.add_argument("target", help="a graph id, or a graph JSON file")
-    run.add_argument("--input", default="{}", help="initial state: JSON, or @FILE of JSON")
-    run.add_argument(
+    dev.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get("PORT", 8000)),
+        help="HTTP API port (default: $PORT or 8000)",
+    )
+    dev.add_argument(
+        "--ws-port",
+        type=int,
+        default=int(os.environ.get("WS_PORT", 8001)),
+        help="WebSocket API port (default: $WS_PORT or 8001)",
+    )
+    dev.add_argument(
+        "--dispatch",
+        choices=["sqs", "lambda"],
+        default="sqs",
+        help="how steps are handed on: an SQS queue, or the worker invoking "
+        "itself (default: %(default)s)",
+    )
+    dev.add_argument(
+        "--moto-port",
+        type=int,
+        default=int(os.environ.get("MOTO_PORT", 8002)),
+        help="moto's port, for boto3 clients (default: $MOTO_PORT or 8002)",
+    )
+    dev.add_argument(
+        "--data",
+        default=".hopgraph",
+        help="folder that keeps graphs, runs and queued steps across restarts "
+        "(default: %(default)s)",
+    )
+    dev.add_argument("--reset", action="store_true", help="start with no data")
+    dev.add_argument("--verbose", action="store_true", help="print every log line")
+
+
+def _add_graphs(sub: Subcommands[argparse.ArgumentParser]) -> None:
+    graphs = _parser(
+        sub,
+        "graphs",
+        "create, list and show graphs",
+        "Create, list and show graphs. A graph is immutable: its id always means the\n"
+        "same definition.",
+        "  hopgraph graphs create examples/code_review.json\n  hopgraph graphs list",
+    ).add_subparsers(dest="action", required=True, metavar="ACTION")
+    create = _parser(
+        graphs,
+        "create",
+        "create a graph from a JSON file",
+        "Create a graph from a JSON file, in any accepted dialect, and print its id.\n"
+        "A graph with the same content that exists already is reused, not copied.",
+        "  hopgraph graphs create examples/code_review.json",
+        (_api_options(),),
+    )
+    create.add_argument("file", help="the graph definition (JSON)")
+    _parser(
+        graphs,
+        "list",
+        "list graphs",
+        "List the graphs, newest first.",
+        "  hopgraph graphs list\n  hopgraph graphs list --json",
+        (_api_options(),),
+    )
+    show = _parser(
+        graphs,
+        "show",
+        "show a graph",
+        "Show a graph's canonical definition (JSON), or draw it as a Mermaid flowchart.",
+        "  hopgraph graphs show GRAPH_ID\n  hopgraph graphs show GRAPH_ID --mermaid",
+        (_api_options(),),
+    )
+    show.add_argument("graph_id", metavar="GRAPH_ID", help="the graph's id (g_...)")
+    show.add_argument("--mermaid", action="store_true", help="print Mermaid flowchart text")
+
+
+def _add_run(sub: Subcommands[argparse.ArgumentParser]) -> None:
+    run = _parser(
+        sub,
+        "run",
+        "start a run (or run in-process with --local)",
+        "Start a run of a graph, given by its id or by a JSON file. A file's graph is\n"
+        "created, or reused when a graph with the same content exists. With --follow,\n"
+        "each step is shown as it commits and the final state at the end; the exit code\n"
+        "is then 0 only if the run completes. With --local, the run happens in this\n"
+        "process, without any stack.",
+        "  hopgraph run examples/code_review.json --set code=@examples/sample_code.py -f\n"
+        '  hopgraph run GRAPH_ID --input \'{"code": "def f(): pass"}\'\n'
+        "  hopgraph run examples/code_review.json --local --set code=@examples/sample_code.py",
+        (_api_options(ws=True),),
+    )
+    run.add_argument("target", metavar="GRAPH", help="a graph id (g_...), or a graph JSON file")
+    state = run.add_argument_group("initial state")
+    state.add_argument(
+        "--input",
+        metavar="JSON",
+        default="{}",
+        help="the initial state: a JSON object, or @FILE of one (default: {})",
+    )
+    state.add_argument(
         "--set",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="set one state key; VALUE is JSON or text, @FILE reads a file's text",
+        help="set one state key (repeatable); VALUE is JSON or else text; @FILE reads a file",
     )
-    run.add_argument("--follow", "-f", action="store_true", help="stream the steps live")
-    run.add_argument("--local", action="store_true", help="run in this process, no stack")
-    run.add_argument("--max-steps", type=int)
-    run.add_argument("--idempotency-key")
-    run.add_argument("--toolkit", action="append", help="toolkit module (with --local)")
-    run.add_argument("--timeout", type=float, default=300.0, help="seconds to wait per event")
-
-    runs = sub.add_parser("runs", help="list, show, log and cancel runs").add_subparsers(
-        dest="action", required=True, metavar="ACTION"
+    how = run.add_argument_group("how it runs")
+    how.add_argument("--follow", "-f", action="store_true", help="show the steps live, to the end")
+    how.add_argument(
+        "--timeout",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="with --follow: longest wait for the next step (default: 300)",
     )
-    listing = runs.add_parser("list", help="list runs", parents=[common])
-    listing.add_argument("--graph-id")
-    listing.add_argument("--status", choices=["running", "completed", "failed", "cancelled"])
-    for action, text in (
-        ("show", "a run's status and state"),
-        ("logs", "a run's steps"),
-        ("cancel", "cancel a running run"),
-    ):
-        runs.add_parser(action, help=text, parents=[common]).add_argument("run_id")
-
-    sub.add_parser("tools", help="list the registered tools", parents=[common])
-    return parser
-
-
-# -- helpers -------------------------------------------------------------------------------
-def _read_json_arg(text: str, what: str) -> Any:
-    if text.startswith("@"):
-        text = _read_file(text[1:])
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"{what} is not valid JSON: {exc}") from None
+    how.add_argument(
+        "--max-steps",
+        type=int,
+        metavar="N",
+        help="fail the run after N steps (default: the graph's limit)",
+    )
+    how.add_argument(
+        "--idempotency-key",
+        metavar="KEY",
+        help="the same key starts the same run once, however often it is sent",
+    )
+    local = run.add_argument_group("in this process")
+    local.add_argument("--local", action="store_true", help="run here, with no stack")
+    local.add_argument(
+        "--toolkit",
+        action="append",
+        metavar="MODULE",
+        help=f"with --local: a toolkit module to load (repeatable; default: {DEFAULT_TOOLKITS})",
+    )
 
 
-def _read_file(path: str) -> str:
-    try:
-        return Path(path).read_text()
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+def _add_runs(sub: Subcommands[argparse.ArgumentParser]) -> None:
+    runs = _parser(
+        sub,
+        "runs",
+        "list, show, follow, log and cancel runs",
+        "Look at runs: list them, show one, follow it live, read its steps, cancel it.",
+        "  hopgraph runs list --status failed\n  hopgraph runs follow RUN_ID",
+    ).add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = _parser(
+        runs,
+        "list",
+        "list runs",
+        "List runs, newest first. On a narrow terminal the optional columns are left\n"
+        "out; --json has every field.",
+        "  hopgraph runs list\n  hopgraph runs list --graph-id GRAPH_ID --status running",
+        (_api_options(),),
+    )
+    listing.add_argument("--graph-id", metavar="GRAPH_ID", help="only the runs of this graph")
+    listing.add_argument(
+        "--status",
+        choices=["running", "completed", "failed", "cancelled"],
+        help="only the runs with this status",
+    )
+    actions = {
+        "show": ("show a run", "Show a run: its status, state, current node and times (JSON)."),
+        "logs": ("show a run's steps", "Show a run's execution log: every committed step."),
+        "cancel": ("cancel a running run", "Cancel a running run; its next step does not run."),
+    }
+    for action, (summary, description) in actions.items():
+        parser = _parser(
+            runs,
+            action,
+            summary,
+            description,
+            f"  hopgraph runs {action} RUN_ID",
+            (_api_options(),),
+        )
+        parser.add_argument("run_id", metavar="RUN_ID", help="the run's id (r_...)")
+    follow = _parser(
+        runs,
+        "follow",
+        "follow a run live",
+        "Follow a run: the steps it has committed, then each new one as it commits, to\n"
+        "its end. Ctrl-C stops following; the run goes on. The exit code is 0 only if\n"
+        "the run completes.",
+        "  hopgraph runs follow RUN_ID",
+        (_api_options(ws=True),),
+    )
+    follow.add_argument("run_id", metavar="RUN_ID", help="the run's id (r_...)")
+    follow.add_argument(
+        "--timeout",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="longest wait for the next step (default: 300)",
+    )
+
+
+def _add_tools(sub: Subcommands[argparse.ArgumentParser]) -> None:
+    _parser(
+        sub,
+        "tools",
+        "list the registered tools",
+        "List the tools that graph nodes can call, with what each does.",
+        "  hopgraph tools\n  hopgraph tools --json",
+        (_api_options(),),
+    )
+
+
+# -- output --------------------------------------------------------------------------------
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        """Leave a closed pipe (``| head``) to ``main``, which ends quietly."""
+        raise BrokenPipeError
+
+
+class Output:
+    def __init__(self, as_json: bool) -> None:
+        self.as_json = as_json
+        self.console: Console = _Console()
+
+    def data(self, value: Any) -> None:
+        print(json.dumps(value, indent=2, default=str))
+
+    def say(self, text: str) -> None:
+        """A line for people (rich markup); nothing in JSON mode, where stdout is data."""
+        if not self.as_json:
+            self.console.print(text, highlight=False)
+
+    def table(self, rows: list[dict[str, Any]], fields: tuple[Field, ...]) -> None:
+        if self.as_json:
+            self.data(rows)
+        else:
+            print_table(self.console, rows, fields)
 
 
 def _initial_state(args: argparse.Namespace) -> dict[str, Any]:
-    state = _read_json_arg(args.input, "--input")
+    state = json_argument(args.input, "--input")
     if not isinstance(state, dict):
         raise UsageError("--input must be a JSON object")
     for assignment in args.set:
@@ -127,7 +391,7 @@ def _initial_state(args: argparse.Namespace) -> dict[str, Any]:
         if not sep or not key:
             raise UsageError(f"--set expects KEY=VALUE, got {assignment!r}")
         if value.startswith("@"):
-            state[key] = _read_file(value[1:])
+            state[key] = read_file(value[1:])
         else:
             try:
                 state[key] = json.loads(value)
@@ -136,41 +400,18 @@ def _initial_state(args: argparse.Namespace) -> dict[str, Any]:
     return state
 
 
-class Output:
-    def __init__(self, as_json: bool) -> None:
-        self.as_json = as_json
-        self.console = Console()
-
-    def data(self, value: Any) -> None:
-        print(json.dumps(value, indent=2, default=str))
-
-    def table(self, rows: list[dict[str, Any]], columns: list[str]) -> None:
-        if self.as_json:
-            self.data(rows)
-            return
-        # fold, never truncate: ids are copied from these tables
-        table = Table(*(Column(c, overflow="fold") for c in columns))
-        for row in rows:
-            table.add_row(*(_cell(row.get(c)) for c in columns))
-        self.console.print(table)
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    return value if isinstance(value, str) else json.dumps(value, default=str)
-
-
 # -- commands ------------------------------------------------------------------------------
 def cmd_graphs(args: argparse.Namespace, out: Output, client: HopgraphClient) -> int:
     if args.action == "create":
-        created = client.create_graph(_read_json_arg("@" + args.file, args.file))
+        graph, created = client.find_or_create_graph(read_json_file(args.file))
         if out.as_json:
-            out.data(created)
+            out.data(graph)
+        elif created:
+            out.say(f"created graph [bold]{graph['graph_id']}[/]")
         else:
-            out.console.print(f"created graph [bold]{created['graph_id']}[/]", highlight=False)
+            out.say(f"graph [bold]{graph['graph_id']}[/] has the same content: reused, not copied")
     elif args.action == "list":
-        out.table(client.list_graphs(), ["graph_id", "name", "created_at"])
+        out.table(client.list_graphs(), GRAPHS)
     elif args.mermaid:
         print(client.mermaid(args.graph_id), end="")
     else:
@@ -180,64 +421,96 @@ def cmd_graphs(args: argparse.Namespace, out: Output, client: HopgraphClient) ->
 
 def cmd_runs(args: argparse.Namespace, out: Output, client: HopgraphClient) -> int:
     if args.action == "list":
-        rows = client.list_runs(args.graph_id, args.status)
-        out.table(rows, ["run_id", "graph_id", "status", "created_at", "updated_at"])
+        out.table(client.list_runs(args.graph_id, args.status), RUNS)
     elif args.action == "show":
         out.data(client.get_run(args.run_id))
     elif args.action == "logs":
-        out.table(
-            client.steps(args.run_id),
-            ["seq", "node", "tool", "status", "duration_ms", "next", "error"],
-        )
+        out.table(client.steps(args.run_id), STEPS)
+    elif args.action == "follow":
+        client.get_run(args.run_id)  # an unknown run, or no stack, is said plainly first
+        return follow(client, args.ws, args.run_id, out, args.timeout)
     else:
         run = client.cancel(args.run_id)
         if out.as_json:
             out.data(run)
         else:
-            out.console.print(f"run {args.run_id} is {run.get('status')}", highlight=False)
+            out.say(f"run {args.run_id} is {run.get('status')}")
     return 0
 
 
 def cmd_tools(args: argparse.Namespace, out: Output, client: HopgraphClient) -> int:
     tools = client.tools()
-    out.table(tools, ["name", "description"])
+    if not out.as_json:  # descriptions are docstrings: their reST ``literals`` read as plain
+        tools = [
+            {**t, "description": str(t.get("description", "")).replace("``", "")} for t in tools
+        ]
+    out.table(tools, TOOLS)
     return 0
 
 
 def cmd_run(args: argparse.Namespace, out: Output, client: HopgraphClient) -> int:
     state = _initial_state(args)
     if args.local:
-        from infra.local_run import run_local
-
-        toolkits = args.toolkit or os.environ.get("HOPGRAPH_TOOLKITS", DEFAULT_TOOLKITS).split(",")
-        return run_local(args.target, state, toolkits, args.max_steps, out.console, out.as_json)
-    graph_id = args.target
-    if Path(args.target).is_file():
-        graph_id = client.create_graph(_read_json_arg("@" + args.target, args.target))["graph_id"]
+        return _run_local(args, state, out)
+    graph_id = _graph_id(args.target, out, client)
     started = client.start_run(graph_id, state, args.max_steps, args.idempotency_key)
     run_id = started["run_id"]
     if not args.follow:
         if out.as_json:
             out.data(started)
         else:
-            out.console.print(f"started run [bold]{run_id}[/] ({started.get('status')})")
+            out.say(f"started run [bold]{run_id}[/] ({started.get('status')})")
         return 0
     return follow(client, args.ws, run_id, out, args.timeout)
 
 
+def _graph_id(target: str, out: Output, client: HopgraphClient) -> str:
+    """``run TARGET``'s graph: the id given, or the file's graph (reused if it exists)."""
+    if not names_a_file(target):
+        return target
+    graph, created = client.find_or_create_graph(read_json_file(target))
+    graph_id = str(graph["graph_id"])
+    out.say(f"{'created' if created else 'reusing'} graph [bold]{graph_id}[/] of {target}")
+    return graph_id
+
+
+def _run_local(args: argparse.Namespace, state: dict[str, Any], out: Output) -> int:
+    from infra.local_run import run_local
+
+    if not names_a_file(args.target):
+        raise UsageError(f"--local runs a graph from a file, and there is no file {args.target}")
+    doc = read_json_file(args.target)
+    toolkits = args.toolkit or os.environ.get("HOPGRAPH_TOOLKITS", DEFAULT_TOOLKITS).split(",")
+    return run_local(doc, args.target, state, toolkits, args.max_steps, out.console, out.as_json)
+
+
 def follow(client: HopgraphClient, ws_url: str, run_id: str, out: Output, timeout: float) -> int:
-    """Stream a run's steps; steps committed before the subscription come from the log."""
-    if not out.as_json:
-        out.console.print(f"following run [bold]{run_id}[/]", highlight=False)
+    """Follow a run to its end; Ctrl-C or a lost connection stop the following, not the run,
+    and say how to pick it up again."""
+    again = f"hopgraph runs follow {run_id}"
+    try:
+        return _stream(ws_url, run_id, out, timeout)
+    except KeyboardInterrupt:
+        _note(f"stopped following run {run_id}; the run goes on.\nfollow it again: {again}")
+        return 130
+    except TimeoutError:
+        _note(f"no news of run {run_id} for {timeout:g} s; it may still be running.")
+        _note(f"follow it again: {again}")
+        return 1
+    except ConnectionClosed:
+        _note(f"the WebSocket connection closed; run {run_id} goes on.\nfollow it again: {again}")
+        return 1
+    except (OSError, WebSocketException) as exc:
+        raise ApiUnreachable(ws_url, unreachable_reason(exc)) from None
+
+
+def _stream(ws_url: str, run_id: str, out: Output, timeout: float) -> int:
+    """Stream a run's steps: the subscription replays those already committed, then the new
+    ones come live, each once and in order (infra/client.py:follow_events)."""
+    out.say(f"following run [bold]{run_id}[/]")
     progress = RunProgress(out.console, show_state=not out.as_json)
-    backfilled = False
     with progress:
         for event in follow_events(ws_url, run_id, timeout):
-            if not backfilled:
-                backfilled = True
-                for step in client.steps(run_id):
-                    if event.get("type") != "step" or step["seq"] < event.get("seq", 0):
-                        _show(out, progress, {"type": "step", "run_id": run_id, **step})
             _show(out, progress, event)
     final = progress.final or {}
     return 0 if final.get("status") == "completed" else 1
@@ -254,21 +527,80 @@ def _show(out: Output, progress: RunProgress, event: dict[str, Any]) -> None:
 COMMANDS = {"graphs": cmd_graphs, "runs": cmd_runs, "tools": cmd_tools, "run": cmd_run}
 
 
+# -- errors --------------------------------------------------------------------------------
+def _note(text: str) -> None:
+    Console(stderr=True).print(text, highlight=False, markup=False)
+
+
+def _error(text: str, command: str | None = None) -> None:
+    """``error: TEXT`` on stderr, and a command to copy, never broken over two lines."""
+    console = Console(stderr=True)
+    console.print(f"[red]error:[/] {escape(text)}", highlight=False)
+    if command:
+        console.print(f"  {command}", highlight=False, markup=False, soft_wrap=True)
+
+
+def _unreachable(exc: ApiUnreachable, args: argparse.Namespace) -> str:
+    """What to do when nothing answers: start the stack, point elsewhere, or run locally."""
+    option = "--ws" if exc.url == args.ws.rstrip("/") else "--api"
+    lines = [
+        f"{exc}.",
+        "Is the local stack running? Start it with 'make dev' (or 'hopgraph dev') in another "
+        f"terminal, or point at another stack with {option} URL.",
+    ]
+    if args.command == "run" and names_a_file(args.target):
+        lines.append("Or run the graph in this process, without a stack:")
+    return "\n".join(lines)
+
+
+def _local(args: argparse.Namespace) -> str:
+    """The same ``run`` command with ``--local``, to copy."""
+    words = ["hopgraph", "run", args.target, "--local"]
+    words += [f"--set {shlex.quote(s)}" for s in args.set]
+    if args.input != "{}":
+        words.append(f"--input {shlex.quote(args.input)}")
+    return " ".join(words)
+
+
+def _quiet_stdout() -> None:
+    """After a closed pipe (``| head``): nothing more to say, and nothing at exit either
+    (Python would report the failed flush of stdout)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "dev":
-        from infra.local_stack import serve
+        from pathlib import Path
 
-        return serve(host=args.host, port=args.port, ws_port=args.ws_port, dispatch=args.dispatch)
+        from infra.local_stack import StackConfig, serve
+
+        stack = {k: getattr(args, k) for k in ("host", "port", "ws_port", "moto_port")}
+        return serve(
+            StackConfig(
+                **stack,
+                dispatch=args.dispatch,
+                data=Path(args.data),
+                reset=args.reset,
+                verbose=args.verbose,
+            )
+        )
     out = Output(args.json)
     client = HopgraphClient(args.api)
     try:
         return COMMANDS[args.command](args, out, client)
+    except ApiUnreachable as exc:
+        local = args.command == "run" and names_a_file(args.target)
+        _error(_unreachable(exc, args), _local(args) if local else None)
     except (ApiError, UsageError) as exc:
-        Console(stderr=True).print(f"[red]error:[/] {exc}", highlight=False)
-        return 2
+        _error(str(exc))
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        _quiet_stdout()
+        return 141  # as a process that SIGPIPE ended: 128 + 13
+    return 2
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@ from typing import Any
 
 import httpx
 
+from infra.step_order import StepOrder
+
 
 class ApiError(Exception):
     """The API answered with an error; ``str()`` is the message a person should read."""
@@ -16,6 +18,28 @@ class ApiError(Exception):
         self.status = status
         self.body = body
         super().__init__(_error_text(status, body))
+
+
+class ApiUnreachable(ApiError):
+    """Nothing answers at the API's address: the stack is down, or the address is wrong."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
+        self.reason = reason
+        self.status, self.body = 0, None
+        Exception.__init__(self, f"nothing answers at {url} ({reason})")  # no HTTP status
+
+
+def unreachable_reason(exc: BaseException) -> str:
+    """A transport failure in a few words ("connection refused"), not an errno dump."""
+    if isinstance(exc, httpx.TimeoutException | TimeoutError):
+        return "timed out"
+    text = str(exc) or type(exc).__name__
+    if "refused" in text.lower():
+        return "connection refused"
+    if "name or service not known" in text.lower() or "nodename nor servname" in text.lower():
+        return "unknown host"
+    return text
 
 
 def _error_text(status: int, body: Any) -> str:
@@ -34,22 +58,31 @@ class HopgraphClient:
         self._http = httpx.Client(base_url=self.api, timeout=timeout)
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self._exchange(method, path, **kwargs)[1]
+
+    def _exchange(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
+        """The status and decoded body of a successful reply; ApiError otherwise."""
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
-            raise ApiError(0, f"cannot reach the hopgraph API at {self.api}: {exc}") from None
+            raise ApiUnreachable(self.api, unreachable_reason(exc)) from None
         try:
             body = response.json()
         except ValueError:
             body = response.text
         if response.status_code >= 400:
             raise ApiError(response.status_code, body)
-        return body
+        return response.status_code, body
 
     # graphs
     def create_graph(self, definition: dict[str, Any]) -> dict[str, Any]:
         result: dict[str, Any] = self._call("POST", "/graphs", json=definition)
         return result
+
+    def find_or_create_graph(self, definition: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """The stored graph with this content, created (True) unless one exists."""
+        status, body = self._exchange("POST", "/graphs", params={"reuse": "true"}, json=definition)
+        return body, status == 201
 
     def list_graphs(self) -> list[dict[str, Any]]:
         return list(self._pages("/graphs", {}))
@@ -114,19 +147,43 @@ class HopgraphClient:
                 return
 
 
-def follow_events(ws_url: str, run_id: str, timeout: float) -> Iterator[dict[str, Any]]:
-    """Yield a run's events from the WebSocket API until its final run event.
+def follow_events(
+    ws_url: str, run_id: str, timeout: float, after: int = -1
+) -> Iterator[dict[str, Any]]:
+    """Yield a run's events from the WebSocket API, each step once and in step order, until
+    its final run event.
 
-    Subscribes after connecting (API Gateway cannot post during ``$connect``): the first
-    event is the run's current status, so a run that already ended is reported at once."""
+    Subscribes after connecting (API Gateway cannot post during ``$connect``); the
+    subscription replays the steps committed after ``after``, then the run's status, then
+    the new steps as they commit, so a run that already ended is reported at once and
+    nothing committed meanwhile is missed (infra/step_order.py puts replay and live events
+    together). A run status that counts steps that never came (a replay post that failed)
+    is answered, after a short grace, by subscribing again from the gap."""
     from websockets.sync.client import connect
 
     with connect(ws_url, open_timeout=10) as socket:
-        socket.send(json.dumps({"action": "subscribe", "run_id": run_id}))
-        while True:
-            event = json.loads(socket.recv(timeout=timeout))
+        order = StepOrder(after)
+        _subscribe(socket, run_id, after)
+        resubscribed = 0
+        while not order.done:
+            try:
+                event = json.loads(socket.recv(timeout=_GAP_GRACE_S if order.gap else timeout))
+            except TimeoutError:
+                if not order.gap or resubscribed >= _RESUBSCRIBES:
+                    raise
+                resubscribed += 1
+                _subscribe(socket, run_id, order.next_seq - 1)
+                continue
             if event.get("type") == "error":
                 raise ApiError(404, {"error": {"message": event.get("message", "error")}})
-            yield event
-            if event.get("type") == "run" and event.get("status") != "running":
-                return
+            yield from order.add(event)
+
+
+_GAP_GRACE_S = 2.0
+"""How long to wait, while a gap is open, for the next event before subscribing again: a
+step overtaken by another poster's is normally milliseconds behind."""
+_RESUBSCRIBES = 3
+
+
+def _subscribe(socket: Any, run_id: str, after: int) -> None:
+    socket.send(json.dumps({"action": "subscribe", "run_id": run_id, "after": after}))

@@ -23,6 +23,12 @@ by tests/functional/test_event_source.py).
 Response semantics, as Lambda's: a handler that raises fails the whole batch; a response
 without ``batchItemFailures`` (or with an empty list) succeeds the whole batch; a failure
 entry naming no message of the batch fails the whole batch.
+
+Around the invocation, Lambda's own behaviours (:mod:`infra.invocations`), from the
+function's settings in template.yaml (:meth:`SqsEventSource.from_template`): a message whose
+``AWSTraceHeader`` shows its chain has reached the recursive loop limit is not processed and
+returns to the queue, unless the function declares ``RecursiveLoop: Allow``; an invocation
+that overruns its ``Timeout`` fails the whole batch, whatever it would have answered.
 """
 
 from __future__ import annotations
@@ -30,12 +36,19 @@ from __future__ import annotations
 import base64
 import logging
 import threading
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from infra.lambda_context import LambdaContext
+from infra import template
+from infra.invocations import (
+    FunctionSettings,
+    Invocation,
+    InvocationTimedOut,
+    instrument,
+    invoke,
+    longest_chain,
+)
 
 Handler = Callable[[dict[str, Any], Any], Any]
 log = logging.getLogger("hopgraph.local.sqs")
@@ -60,6 +73,10 @@ class SqsEventSource:
     ``failed_visibility``: where Lambda leaves a failed message invisible until its visibility
     timeout ends, set that timeout to this many seconds instead (0: at once; tests use it
     to replay redeliveries without waiting). ``None`` keeps SQS's behaviour.
+
+    ``function``: the consumer's Lambda settings (timeout, memory, ``RecursiveLoop``); without
+    it, a function of ``function_name``, ``timeout_s`` and ``memory_limit_in_mb`` that allows
+    recursive loops.
     """
 
     def __init__(
@@ -75,6 +92,7 @@ class SqsEventSource:
         function_name: str = "hopgraph-local",
         memory_limit_in_mb: int = 256,
         timeout_s: float = 30.0,
+        function: FunctionSettings | None = None,
     ) -> None:
         if not 1 <= batch_size <= _MAX_BATCH:
             raise ValueError(f"batch_size must be 1 to {_MAX_BATCH}, got {batch_size}")
@@ -85,10 +103,33 @@ class SqsEventSource:
         self.visibility_timeout = visibility_timeout
         self.wait_time_seconds = wait_time_seconds
         self.failed_visibility = failed_visibility
-        self.function_name = function_name
-        self.memory_limit_in_mb = memory_limit_in_mb
-        self.timeout_s = timeout_s
+        self.function = function or FunctionSettings(
+            function_name, timeout_s, memory_limit_in_mb, recursive_loop="Allow"
+        )
         self._queue_arn: str | None = None
+        # Its own calls run outside any invocation; a handler that shares it (tests do) sends
+        # with the invocation's trace header, as through its own client.
+        instrument(sqs_client)
+
+    @classmethod
+    def from_template(
+        cls,
+        sqs_client: Any,
+        queue_urls: dict[str, str],
+        handler: Handler,
+        function_id: str,
+        *,
+        function_name: str,
+        template_doc: template.Template | None = None,
+        **options: Any,
+    ) -> SqsEventSource:
+        """The event source ``function_id`` declares in the template (its one SQS event),
+        with the function's settings. ``queue_urls`` maps queue logical ids to URLs."""
+        definition = template.function_definitions(template_doc)[function_id]
+        [source] = definition["sqs_event_sources"]
+        settings = FunctionSettings.from_template(function_name, definition)
+        options.setdefault("batch_size", source["batch_size"])
+        return cls(sqs_client, queue_urls[source["queue"]], handler, function=settings, **options)
 
     # -- one batch -------------------------------------------------------------------------
     def poll_once(self) -> PollResult:
@@ -96,13 +137,28 @@ class SqsEventSource:
         messages = self._receive()
         if not messages:
             return PollResult(0, 0)
-        event = {"Records": [self._record(m) for m in messages]}
+        stopped = {m["MessageId"] for m in messages if self._stopped(m)}
+        passed = [m for m in messages if m["MessageId"] not in stopped]
         failed = {m["MessageId"] for m in messages}  # if the handler never returns: all
         try:
-            failed = self._invoke(event)
+            failed = stopped | (self._invoke(passed) if passed else set())
         finally:
             self._settle(messages, failed)
         return PollResult(len(messages), len(messages) - len(failed))
+
+    def _stopped(self, message: dict[str, Any]) -> bool:
+        """Does recursive loop detection keep Lambda from processing this message?"""
+        chain = self.function.chain_length(_trace_header(message))
+        if not self.function.stops(chain):
+            return False
+        log.error(
+            "recursive loop detected: %s is not invoked for message %s (its chain has %d "
+            "invocations); it returns to the queue",
+            self.function.name,
+            message["MessageId"],
+            chain,
+        )
+        return True
 
     def _receive(self) -> list[dict[str, Any]]:
         kwargs: dict[str, Any] = {
@@ -117,17 +173,17 @@ class SqsEventSource:
         messages: list[dict[str, Any]] = self.sqs.receive_message(**kwargs).get("Messages", [])
         return messages
 
-    def _invoke(self, event: dict[str, Any]) -> set[str]:
-        """Call the handler; the ids of the records that failed."""
+    def _invoke(self, messages: list[dict[str, Any]]) -> set[str]:
+        """Call the handler with these messages; the ids of the records that failed."""
+        event = {"Records": [self._record(m) for m in messages]}
         ids = {r["messageId"] for r in event["Records"]}
-        context = LambdaContext(
-            function_name=self.function_name,
-            aws_request_id=str(uuid.uuid4()),
-            memory_limit_in_mb=self.memory_limit_in_mb,
-            timeout_s=self.timeout_s,
-        )
+        chain = longest_chain(self.function, (_trace_header(m) for m in messages))
+        invocation = Invocation(self.function, chain + 1)
         try:
-            response = self.handler(event, context)
+            response = invoke(invocation, self.handler, event)
+        except InvocationTimedOut as exc:
+            log.error("%s: the whole batch of %d returns to the queue", exc, len(ids))
+            return ids
         except Exception:
             log.exception("handler failed: the whole batch of %d returns to the queue", len(ids))
             return ids
@@ -212,6 +268,11 @@ class SqsEventSource:
                 continue
             if result.received == 0:
                 stop_event.wait(idle_wait)
+
+
+def _trace_header(message: dict[str, Any]) -> str | None:
+    header: str | None = message.get("Attributes", {}).get("AWSTraceHeader")
+    return header
 
 
 def _failed_ids(response: Any, ids: set[str]) -> set[str]:

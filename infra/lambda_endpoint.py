@@ -2,8 +2,20 @@
 
 moto's Lambda runs functions in Docker, which the local stack does not need or assume.
 This serves ``POST /2015-03-31/functions/{name}/invocations`` for the functions the local
-stack registers, and runs them in-process: ``Event`` invocations are queued and retried
-twice on error with the same request id, as Lambda's asynchronous invocation does;
+stack registers, and runs them in-process, as the function's settings in template.yaml say
+(:class:`infra.invocations.FunctionSettings`):
+
+- ``Event`` invocations are queued and retried ``MaximumRetryAttempts`` times (default 2) on
+  error or timeout, with the same request id, as Lambda's asynchronous invocation does; when
+  the retries are spent, the invocation record goes to the OnFailure destination (see
+  :func:`failure_record`), or is dropped with an error log if there is none.
+- The ``X-Amzn-Trace-Id`` header of the request carries the caller's ``Lineage``: an event
+  whose chain has reached the recursive loop limit is not run (unless the function declares
+  ``RecursiveLoop: Allow``) and goes straight to the OnFailure destination; a synchronous
+  call is refused with ``RecursiveInvocationException``.
+- An invocation that overruns its ``Timeout`` counts as failed with ``Sandbox.Timedout``.
+- A payload over the asynchronous limit (256 KB) is refused with ``RequestTooLargeException``.
+
 ``RequestResponse`` returns the handler's result. boto3's own Lambda client reaches it
 through ``AWS_ENDPOINT_URL_LAMBDA``.
 """
@@ -18,22 +30,106 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from infra.lambda_context import LambdaContext
+from infra import template
+from infra.invocations import (
+    FunctionSettings,
+    Invocation,
+    InvocationTimedOut,
+    invoke,
+)
 
 Handler = Callable[[Any, Any], Any]
+OnFailure = Callable[[dict[str, Any]], None]
+"""Delivers an invocation record to a function's OnFailure destination."""
 _PATH = re.compile(r"^/2015-03-31/functions/([^/]+)/invocations$")
-ASYNC_RETRIES = 2  # Lambda's default MaximumRetryAttempts for asynchronous invocation
+ASYNC_PAYLOAD_LIMIT = 262_144
+"""Lambda's limit on an asynchronous invocation's payload (256 KB; 1 MB in newer accounts)."""
 log = logging.getLogger("hopgraph.local.lambda")
+
+
+@dataclass(frozen=True, slots=True)
+class Function:
+    """A registered function: its handler, its settings, where its failed events go."""
+
+    handler: Handler
+    settings: FunctionSettings
+    on_failure: OnFailure | None = None
+
+
+def failure_record(
+    function: FunctionSettings,
+    request_id: str,
+    payload: Any,
+    error: dict[str, Any],
+    *,
+    attempts: int,
+    condition: str = "RetriesExhausted",
+) -> dict[str, Any]:
+    """The invocation record Lambda sends an OnFailure destination (its documented shape).
+
+    ``error`` is the response payload: ``{"errorType", "errorMessage"}``. An event stopped by
+    recursive loop detection never ran (``attempts`` 0); its record carries the Invoke API's
+    error type, ``RecursiveInvocationException``."""
+    now = datetime.now(UTC)
+    return {
+        "version": "1.0",
+        "timestamp": now.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "requestContext": {
+            "requestId": request_id,
+            "functionArn": f"arn:aws:lambda:us-east-1:123456789012:function:{function.name}"
+            ":$LATEST",
+            "condition": condition,
+            "approximateInvokeCount": attempts,
+        },
+        "requestPayload": payload,
+        "responseContext": {
+            "statusCode": 200,
+            "executedVersion": "$LATEST",
+            "functionError": "Unhandled",
+        },
+        "responsePayload": error,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class SqsDestination:
+    """An SQS OnFailure destination: the record is the message body, as Lambda sends it."""
+
+    sqs: Any
+    queue_url: str
+
+    def __call__(self, record: dict[str, Any]) -> None:
+        self.sqs.send_message(QueueUrl=self.queue_url, MessageBody=json.dumps(record))
+
+
+def register_from_template(
+    endpoint: LocalLambdaEndpoint,
+    function_id: str,
+    name: str,
+    handler: Handler,
+    *,
+    sqs: Any,
+    queue_urls: dict[str, str],
+    template_doc: template.Template | None = None,
+) -> None:
+    """Serve the template's ``function_id`` as ``name``, with its settings and its SQS
+    OnFailure destination (``queue_urls``: queue URLs by logical id)."""
+    definition = template.function_definitions(template_doc)[function_id]
+    queue = definition["on_failure"]
+    on_failure = SqsDestination(sqs, queue_urls[queue]) if queue is not None else None
+    endpoint.register(name, handler, FunctionSettings.from_template(name, definition), on_failure)
 
 
 class LocalLambdaEndpoint:
     """Serves Invoke for registered handlers on ``host:port`` (0: a free port)."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, workers: int = 8) -> None:
-        self.functions: dict[str, Handler] = {}
+        self.functions: dict[str, Function] = {}
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lambda")
         self._server = ThreadingHTTPServer((host, port), self._request_handler())
         self._server.daemon_threads = True
@@ -44,8 +140,15 @@ class LocalLambdaEndpoint:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
 
-    def register(self, name: str, handler: Handler) -> None:
-        self.functions[name] = handler
+    def register(
+        self,
+        name: str,
+        handler: Handler,
+        settings: FunctionSettings | None = None,
+        on_failure: OnFailure | None = None,
+    ) -> None:
+        """Serve ``name``; without ``settings``, Lambda's defaults (30 s, Terminate)."""
+        self.functions[name] = Function(handler, settings or FunctionSettings(name), on_failure)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -56,20 +159,57 @@ class LocalLambdaEndpoint:
         self._server.server_close()
         self._pool.shutdown(wait=True, cancel_futures=True)
 
-    def invoke_async(self, name: str, payload: Any) -> None:
+    def invoke_async(self, name: str, payload: Any, trace_header: str | None = None) -> None:
         request_id = str(uuid.uuid4())
-        self._pool.submit(self._run_with_retries, name, payload, request_id)
+        self._pool.submit(self._run_with_retries, name, payload, request_id, trace_header)
 
-    def _run_with_retries(self, name: str, payload: Any, request_id: str) -> None:
-        for attempt in range(ASYNC_RETRIES + 1):
-            try:
-                self.functions[name](payload, LambdaContext(name, request_id))
+    def _run_with_retries(
+        self, name: str, payload: Any, request_id: str, trace_header: str | None
+    ) -> None:
+        function = self.functions[name]
+        settings = function.settings
+        chain = settings.chain_length(trace_header)
+        if settings.stops(chain):
+            log.error("recursive loop detected: event %s of %s is not run", request_id, name)
+            error = _recursion_error(name)
+            self._give_up(function, request_id, payload, error, attempts=0)
+            return
+        attempts = settings.max_retry_attempts + 1
+        error: dict[str, Any] = {}
+        for attempt in range(1, attempts + 1):
+            failure = _run_once(function, Invocation(settings, chain + 1, request_id), payload)
+            if failure is None:
                 return
-            except Exception:
-                log.exception(
-                    "async invocation %s of %s failed (attempt %d)", request_id, name, attempt + 1
-                )
-                time.sleep(0.05 * (attempt + 1))
+            error = failure
+            log.error(
+                "async invocation %s of %s failed (attempt %d of %d): %s: %s",
+                request_id, name, attempt, attempts, error["errorType"], error["errorMessage"],
+            )  # fmt: skip
+            if attempt < attempts:
+                time.sleep(0.05 * attempt)
+        self._give_up(function, request_id, payload, error, attempts=attempts)
+
+    def _give_up(
+        self,
+        function: Function,
+        request_id: str,
+        payload: Any,
+        error: dict[str, Any],
+        *,
+        attempts: int,
+    ) -> None:
+        if function.on_failure is None:
+            log.error(
+                "event %s dropped: %s has no OnFailure destination",
+                request_id,
+                function.settings.name,
+            )
+            return
+        record = failure_record(function.settings, request_id, payload, error, attempts=attempts)
+        try:
+            function.on_failure(record)
+        except Exception:  # Lambda counts it in DestinationDeliveryFailures and drops it
+            log.exception("could not deliver event %s to its OnFailure destination", request_id)
 
     def _request_handler(self) -> type[BaseHTTPRequestHandler]:
         endpoint = self
@@ -88,11 +228,29 @@ class LocalLambdaEndpoint:
                     )
                     return
                 payload = json.loads(raw or b"{}")
+                trace = self.headers.get("X-Amzn-Trace-Id")
                 if self.headers.get("X-Amz-Invocation-Type") == "Event":
-                    endpoint.invoke_async(name, payload)
+                    if len(raw) > ASYNC_PAYLOAD_LIMIT:
+                        message = f"Request must be smaller than {ASYNC_PAYLOAD_LIMIT} bytes"
+                        self._reply(413, {"Type": "User", "message": message},
+                                    error="RequestTooLargeException")  # fmt: skip
+                        return
+                    endpoint.invoke_async(name, payload, trace)
                     self._reply(202, None)
                     return
-                result = endpoint.functions[name](payload, LambdaContext(name, str(uuid.uuid4())))
+                self._invoke_sync(endpoint.functions[name], name, payload, trace)
+
+            def _invoke_sync(
+                self, function: Function, name: str, payload: Any, trace: str | None
+            ) -> None:
+                settings = function.settings
+                chain = settings.chain_length(trace)
+                if settings.stops(chain):
+                    error = _recursion_error(name)
+                    self._reply(400, {"Type": "User", "message": error["errorMessage"]},
+                                error="RecursiveInvocationException")  # fmt: skip
+                    return
+                result = invoke(Invocation(settings, chain + 1), function.handler, payload)
                 self._reply(200, result)
 
             def _reply(self, status: int, body: Any, error: str | None = None) -> None:
@@ -110,3 +268,23 @@ class LocalLambdaEndpoint:
                 return  # uvicorn already logs the API; one line per hop would drown it
 
         return InvokeHandler
+
+
+def _run_once(function: Function, invocation: Invocation, payload: Any) -> dict[str, Any] | None:
+    """One attempt of an asynchronous invocation: None if it succeeded, else its error as
+    the Python runtime reports it (``errorType``, ``errorMessage``)."""
+    try:
+        invoke(invocation, function.handler, payload)
+    except InvocationTimedOut as exc:
+        return {"errorType": "Sandbox.Timedout", "errorMessage": str(exc)}
+    except Exception as exc:
+        return {"errorType": type(exc).__name__, "errorMessage": str(exc)}
+    return None
+
+
+def _recursion_error(name: str) -> dict[str, Any]:
+    return {
+        "errorType": "RecursiveInvocationException",
+        "errorMessage": f"Lambda has detected {name} being invoked in a recursive loop with "
+        "other AWS resources and stopped its invocation",
+    }

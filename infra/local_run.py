@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -17,24 +16,25 @@ from infra.progress import RunProgress
 
 
 def run_local(
-    graph_file: str,
+    doc: Any,
+    source: str,
     state: dict[str, Any],
     toolkits: list[str],
     max_steps: int | None,
     console: Console,
     as_json: bool,
 ) -> int:
-    """Run ``graph_file`` to the end in-process; 0 when the run completes, else 1 (2: bad input)."""
+    """Run the graph ``doc`` (read from ``source``) to the end in-process; 0 when the run
+    completes, else 1 (2: bad input)."""
     try:
-        doc = json.loads(Path(graph_file).read_text())
         tools = load_toolkits([t.strip() for t in toolkits if t.strip()])
         graph = build_graph(doc, tools.names())
     except GraphValidationError as exc:
-        console.print(f"[red]error:[/] {graph_file} is not a valid graph:", highlight=False)
+        console.print(f"[red]error:[/] {source} is not a valid graph:", highlight=False)
         for problem in exc.problems:
             console.print(f"  {problem.location}: {problem.message}", highlight=False)
         return 2
-    except (OSError, ValueError, HopgraphError, ImportError) as exc:
+    except (ValueError, HopgraphError, ImportError) as exc:
         console.print(f"[red]error:[/] {exc}", highlight=False)
         return 2
     progress = RunProgress(console, show_state=not as_json)

@@ -1,11 +1,14 @@
-"""``make dev`` / ``hopgraph dev``: the whole of hopgraph on a laptop, in one process.
+"""``make dev`` / ``hopgraph dev``: the whole of hopgraph on a laptop, in two processes.
 
     uvicorn (FastAPI app)  --- HTTP :8000 ---------------------------.
     local WebSocket gateway --- WS :8001 (+ @connections API) ------+--> the same handlers
     SQS event sources: StepQueue -> worker, RunRequestsQueue -> starter  as on Lambda
     local Lambda Invoke endpoint (self-invoke dispatch mode)         |
-    embedded moto server: DynamoDB table and SQS queues <------------'
-                          created from template.yaml
+    moto server, its own process, :8002: DynamoDB table and SQS <----'
+        queues created from template.yaml, kept in the data folder (.hopgraph/)
+
+The data folder keeps graphs, runs, steps and the hops in flight across a clean stop and a
+``kill -9`` (infra/moto_persistence.py); ``--reset`` starts empty.
 
 Nothing here is a second implementation: the handlers, adapters and boto3 clients are the
 ones deployed to AWS; only the endpoints they reach differ (``AWS_ENDPOINT_URL``).
@@ -15,13 +18,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import logging
 import os
 import socket
 import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from infra import template
@@ -31,7 +34,11 @@ REGION = "us-east-1"
 WORKER_FUNCTION = f"{STACK_NAME}-worker"
 
 
-class PortInUse(Exception):
+class StackError(Exception):
+    """The stack cannot start; the message is one line a person can act on."""
+
+
+class PortInUse(StackError):
     """A port the stack needs is taken; the message says which and how to choose another."""
 
 
@@ -41,13 +48,20 @@ class StackConfig:
     port: int = 8000
     ws_port: int = 8001
     moto_port: int = 0
-    """0: any free port."""
+    """0: any free port (``hopgraph dev`` keeps one port, so boto3 clients keep working)."""
+    data: Path = Path(".hopgraph")
+    """Where the stack keeps its tables and queues between runs."""
+    reset: bool = False
+    """Start with empty tables and queues (the data folder's files are deleted)."""
+    verbose: bool = False
     dispatch: str = "sqs"
     workers: int = 4
     """Concurrent pollers per queue (Lambda would scale out; four keeps a laptop responsive)."""
     toolkits: str = "engine.toolkits.code_review,engine.toolkits.basics"
     failed_visibility: int | None = 2
     """Seconds before a failed message is retried (SQS would wait its visibility timeout)."""
+    template_path: Path | None = None
+    """The template the stack is built from (None: the repo's template.yaml)."""
 
 
 def ensure_free(host: str, port: int, what: str, option: str) -> None:
@@ -76,6 +90,9 @@ class LocalStack:
     moto_endpoint: str = ""
     ws_url: str = ""
     queue_urls: dict[str, str] = field(default_factory=dict)
+    restored: dict[str, int] = field(default_factory=dict)
+    """What the data folder gave back: items, messages, and those skipped."""
+    template_doc: dict[str, Any] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _parts: list[Any] = field(default_factory=list)
 
@@ -83,8 +100,12 @@ class LocalStack:
         cfg = self.config
         ensure_free(cfg.host, cfg.port, "HTTP API", "--port or PORT=")
         ensure_free(cfg.host, cfg.ws_port, "WebSocket", "--ws-port or WS_PORT=")
+        if cfg.moto_port:
+            ensure_free(cfg.host, cfg.moto_port, "moto", "--moto-port or MOTO_PORT=")
+        self.template_doc = template.load_template(cfg.template_path)
         self._start_moto()
         self._create_resources()
+        self.restored = self._moto.restore()
         self._start_gateway()
         if cfg.dispatch == "lambda":
             self._start_lambda_endpoint()
@@ -93,20 +114,26 @@ class LocalStack:
 
     # -- parts -----------------------------------------------------------------------------
     def _start_moto(self) -> None:
-        from moto.server import ThreadedMotoServer
+        from functions.aws.dynamodb_items import connection_key
+        from infra.moto_process import MotoProcess, MotoProcessFailed
 
-        # moto's server logs every request through werkzeug: thousands of lines of polling.
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        port = self.config.moto_port or free_port(self.config.host)
-        from infra.moto_fidelity import serialize_dynamodb_writes
-
-        fidelity = serialize_dynamodb_writes()
-        fidelity.__enter__()
-        self._parts.append(_Undo(fidelity))
-        server = ThreadedMotoServer(ip_address=self.config.host, port=port, verbose=False)
-        server.start()
-        self._parts.append(server)
-        self.moto_endpoint = f"http://{self.config.host}:{port}"
+        cfg = self.config
+        self._moto = MotoProcess(
+            cfg.host,
+            cfg.moto_port or free_port(cfg.host),
+            cfg.data.resolve(),
+            reset=cfg.reset,
+            redelivery_s=43200 if cfg.failed_visibility is None else cfg.failed_visibility,
+            # Connections die with the gateway, as API Gateway's with their clients.
+            forget_prefix=connection_key("")["PK"]["S"],
+            verbose=cfg.verbose,
+        )
+        self._parts.append(self._moto)  # first started, last stopped: it writes the data
+        try:
+            self._moto.start()
+        except MotoProcessFailed as exc:
+            raise StackError(str(exc).removeprefix("error: ")) from None
+        self.moto_endpoint = self._moto.endpoint
         os.environ.update(
             AWS_ENDPOINT_URL=self.moto_endpoint,
             AWS_ACCESS_KEY_ID="local",
@@ -120,10 +147,10 @@ class LocalStack:
         import boto3
 
         dynamodb = boto3.client("dynamodb", endpoint_url=self.moto_endpoint, region_name=REGION)
-        template.create_table(dynamodb, f"{STACK_NAME}-table")
+        template.create_table(dynamodb, f"{STACK_NAME}-table", self.template_doc)
         sqs = boto3.client("sqs", endpoint_url=self.moto_endpoint, region_name=REGION)
-        names = {q: f"{STACK_NAME}-{q}" for q in template.queue_definitions()}
-        self.queue_urls = template.create_queues(sqs, names)
+        names = {q: f"{STACK_NAME}-{q}" for q in template.queue_definitions(self.template_doc)}
+        self.queue_urls = template.create_queues(sqs, names, self.template_doc)
 
     def _start_gateway(self) -> None:
         from infra.ws_gateway import LocalWebSocketGateway
@@ -135,11 +162,17 @@ class LocalStack:
         os.environ["HOPGRAPH_WS_ENDPOINT"] = gateway.management_endpoint
 
     def _start_lambda_endpoint(self) -> None:
-        from functions.worker.handler import handler as worker_handler
-        from infra.lambda_endpoint import LocalLambdaEndpoint
+        import boto3
 
+        from functions.worker.handler import handler as worker_handler
+        from infra.lambda_endpoint import LocalLambdaEndpoint, register_from_template
+
+        sqs = boto3.client("sqs", endpoint_url=self.moto_endpoint, region_name=REGION)
         endpoint = LocalLambdaEndpoint(self.config.host, 0, workers=self.config.workers * 2)
-        endpoint.register(WORKER_FUNCTION, worker_handler)
+        register_from_template(
+            endpoint, "WorkerFunction", WORKER_FUNCTION, worker_handler,
+            sqs=sqs, queue_urls=self.queue_urls, template_doc=self.template_doc,
+        )  # fmt: skip
         endpoint.start()
         self._parts.append(endpoint)
         os.environ["AWS_ENDPOINT_URL_LAMBDA"] = endpoint.url
@@ -169,27 +202,33 @@ class LocalStack:
     def _start_event_sources(self) -> None:
         import boto3
 
+        from functions.aws import clients
+        from functions.deadletter.handler import handler as dead_letter_handler
         from functions.starter.handler import handler as starter_handler
         from functions.worker.handler import handler as worker_handler
         from infra.event_source import SqsEventSource
+        from infra.invocations import instrument
 
+        # The handlers' AWS calls carry their invocation's trace header and stop when it has
+        # timed out, as in Lambda (infra/invocations.py).
+        instrument(*(clients.client(s) for s in ("dynamodb", "sqs", "lambda")))
         sqs = boto3.client("sqs", endpoint_url=self.moto_endpoint, region_name=REGION)
-        for queue, handler in (
-            ("StepQueue", worker_handler),
-            ("RunRequestsQueue", starter_handler),
+        for function_id, name, handler in (
+            ("WorkerFunction", WORKER_FUNCTION, worker_handler),
+            ("StarterFunction", f"{STACK_NAME}-starter", starter_handler),
+            ("DeadLetterFunction", f"{STACK_NAME}-deadletter", dead_letter_handler),
         ):
-            source = SqsEventSource(
-                sqs,
-                self.queue_urls[queue],
-                handler,
+            source = SqsEventSource.from_template(
+                sqs, self.queue_urls, handler, function_id,
+                function_name=name,
+                template_doc=self.template_doc,
                 failed_visibility=self.config.failed_visibility,
                 wait_time_seconds=1,  # long polling, as Lambda's pollers do: no busy loop
-                function_name=f"{STACK_NAME}-{queue}",
-            )
+            )  # fmt: skip
             thread = threading.Thread(
                 target=source.run,
                 args=(self._stop, self.config.workers),
-                name=f"event-source-{queue}",
+                name=f"event-source-{function_id}",
                 daemon=True,
             )
             thread.start()
@@ -214,24 +253,15 @@ class _Closing:
         self.part.close()
 
 
-@dataclass
-class _Undo:
-    """Leaves a context entered for the stack's lifetime when the stack stops."""
-
-    context: contextlib.AbstractContextManager[None]
-
-    def stop(self) -> None:
-        self.context.__exit__(None, None, None)
-
-
 def banner(stack: LocalStack) -> str:
     cfg = stack.config
     return "\n".join(
         [
             "hopgraph local stack is up",
             f"  HTTP API   http://{cfg.host}:{cfg.port}   (docs: http://{cfg.host}:{cfg.port}/docs)",
-            f"  WebSocket  {stack.ws_url}",
+            f"  WebSocket  {stack.ws_url}   (also ws://{cfg.host}:{cfg.port}/ws/{{run_id}})",
             f"  moto       {stack.moto_endpoint}   (DynamoDB and SQS; AWS_ENDPOINT_URL for boto3)",
+            f"  data       {cfg.data.resolve()}   ({_restored(stack.restored)})",
             f"  run requests queue  {stack.queue_urls.get('RunRequestsQueue', '-')}",
             f"  dispatch   {cfg.dispatch}",
             "Try: hopgraph run examples/code_review.json --set code=@examples/sample_code.py -f",
@@ -240,15 +270,21 @@ def banner(stack: LocalStack) -> str:
     )
 
 
-def serve(host: str, port: int, ws_port: int, dispatch: str = "sqs") -> int:
-    """Run the stack until Ctrl-C; 1 with a one-line error if a port is taken."""
+def _restored(counts: dict[str, int]) -> str:
+    if not counts.get("items") and not counts.get("messages"):
+        return "empty"
+    return f"{counts['items']} items and {counts['messages']} messages kept; --reset empties it"
+
+
+def serve(config: StackConfig) -> int:
+    """Run the stack until Ctrl-C; 1 with a one-line error if it cannot start."""
     import uvicorn
 
-    config = StackConfig(host=host, port=port, ws_port=ws_port, dispatch=dispatch)
+    host, port = config.host, config.port
     stack = LocalStack(config)
     try:
         stack.start()
-    except PortInUse as exc:
+    except StackError as exc:
         print(f"error: {exc}", file=sys.stderr)
         stack.stop()
         return 1
@@ -256,7 +292,11 @@ def serve(host: str, port: int, ws_port: int, dispatch: str = "sqs") -> int:
         from functions.api.app import create_app
 
         print(banner(stack), flush=True)
-        uvicorn.run(create_app(), host=host, port=port, log_level="warning")
+        from infra.ws_compat import with_compat_websockets
+
+        # /ws and /ws/{run_id} on the HTTP port too, for clients of earlier engines
+        app = with_compat_websockets(create_app(), stack.ws_url)
+        uvicorn.run(app, host=host, port=port, log_level="warning", ws="websockets-sansio")
     finally:
         stack.stop()
     print("hopgraph local stack stopped", flush=True)

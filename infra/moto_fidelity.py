@@ -9,12 +9,16 @@ re-entrant lock (BatchWriteItem goes through put_item and delete_item; transacti
 too). Reads take the lock as well: moto's Query and Scan iterate the table's dicts while a
 write may resize them ("dictionary changed size during iteration"). Emulator fidelity only:
 the store's code is the same on AWS.
+
+The local stack's moto process also passes the same lock to :func:`serialize_sqs`, so that
+its snapshots (infra/moto_persistence.py) see one instant of both services.
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -31,24 +35,82 @@ _OPERATIONS = (
 )
 
 
-def serialize_dynamodb_writes() -> contextlib.AbstractContextManager[None]:
-    """A context manager during which moto's DynamoDB operations run one at a time."""
-    return _serialized()
+_SQS_OPERATIONS = (
+    "create_queue",
+    "delete_queue",
+    "set_queue_attributes",
+    "send_message",
+    "delete_message",
+    "change_message_visibility",
+    "purge_queue",
+)
+
+
+def serialize_dynamodb_writes(
+    lock: threading.RLock | None = None,
+) -> contextlib.AbstractContextManager[None]:
+    """A context manager during which moto's DynamoDB operations run one at a time (under
+    ``lock`` if given, so that other code can hold them all off)."""
+    return _serialized(lock or threading.RLock())
 
 
 @contextlib.contextmanager
-def _serialized() -> Iterator[None]:
+def serialize_sqs(lock: threading.RLock) -> Iterator[None]:
+    """Inside the block, moto's SQS operations that change messages take ``lock`` too.
+
+    ReceiveMessage takes it for each pass over the queue, never while it long-polls: a
+    receive that waits must not hold off the send it is waiting for."""
+    from moto.sqs.models import SQSBackend
+
+    originals = {name: SQSBackend.__dict__[name] for name in (*_SQS_OPERATIONS, "receive_message")}
+    for name in _SQS_OPERATIONS:
+        setattr(SQSBackend, name, _locked(lock, originals[name]))
+    SQSBackend.receive_message = _receive_in_passes(lock, originals["receive_message"])
+    try:
+        yield
+    finally:
+        for name, original in originals.items():
+            setattr(SQSBackend, name, original)
+
+
+def _locked(lock: threading.RLock, original: Any) -> Any:
+    def locked(*args: Any, **kwargs: Any) -> Any:
+        with lock:
+            return original(*args, **kwargs)
+
+    return locked
+
+
+def _receive_in_passes(lock: threading.RLock, original: Any) -> Any:
+    def receive_message(
+        backend: Any,
+        queue_name: str,
+        count: int,
+        wait_seconds_timeout: int,
+        visibility_timeout: int,
+        message_attribute_names: list[str] | None = None,
+    ) -> Any:
+        deadline = time.monotonic() + int(wait_seconds_timeout or 0)
+        while True:
+            with lock:  # one pass, as moto's own receive without a wait time
+                found = original(
+                    backend, queue_name, count, 0, visibility_timeout, message_attribute_names
+                )
+            remaining = deadline - time.monotonic()
+            if found or remaining <= 0:
+                return found
+            backend.get_queue(queue_name).wait_for_messages(min(1.0, remaining))
+
+    return receive_message
+
+
+@contextlib.contextmanager
+def _serialized(lock: threading.RLock) -> Iterator[None]:
     from moto.dynamodb.models import DynamoDBBackend
 
-    lock = threading.RLock()
     originals = {name: DynamoDBBackend.__dict__[name] for name in _OPERATIONS}
     for name, original in originals.items():
-
-        def locked(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
-            with lock:
-                return _original(*args, **kwargs)
-
-        setattr(DynamoDBBackend, name, locked)
+        setattr(DynamoDBBackend, name, _locked(lock, original))
     try:
         yield
     finally:

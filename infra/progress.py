@@ -8,7 +8,10 @@ from typing import Any
 from rich.console import Console
 from rich.status import Status
 
+from infra.cli_input import plural
+
 _STATUS_STYLE = {"ok": "green", "failed": "red", "cancelled": "yellow"}
+_NAME_WIDTH = 30  # "node (tool)" of most graphs
 
 
 class RunProgress:
@@ -54,13 +57,17 @@ class RunProgress:
         seq = int(event.get("seq", -1))
         status = str(event.get("status", "?"))
         style = _STATUS_STYLE.get(status, "white")
-        keys = ", ".join(sorted((event.get("updates") or {}).keys())) or "-"
         duration = float(event.get("duration_ms") or 0.0)
-        line = (
-            f"[dim]step[/] {seq:>3}  [bold]{event.get('node')}[/] ({event.get('tool')})  "
-            f"{duration:8.1f} ms  [{style}]{status}[/]  [dim]updates: {keys}[/]"
+        node, tool = event.get("node"), event.get("tool")
+        pad = " " * max(0, _NAME_WIDTH - len(f"{node} ({tool})"))  # durations line up
+        head = f"step {seq:>3}  {node} ({tool}){pad}  {duration:8.1f} ms  {status}  updates: "
+        keys = fit_keys(sorted(event.get("updates") or {}), self.console.width - len(head))
+        self.console.print(
+            f"[dim]step[/] {seq:>3}  [bold]{node}[/] ({tool}){pad}  {duration:8.1f} ms  "
+            f"[{style}]{status}[/]  [dim]updates: {keys}[/]",
+            highlight=False,
+            soft_wrap=True,  # a long node name makes a long line, never a broken one
         )
-        self.console.print(line, highlight=False, soft_wrap=True)
         if event.get("error"):
             self.console.print(f"      [red]{event['error']}[/]", highlight=False)
         if self._spinner is not None:
@@ -73,13 +80,28 @@ class RunProgress:
         if self._spinner is not None:
             self._spinner.stop()
         style = "green" if status == "completed" else "red"
-        steps = event.get("steps")
-        self.console.print(f"[{style}]run {status}[/] after {steps} steps", highlight=False)
+        steps = plural(int(event.get("steps") or 0), "step")
+        self.console.print(f"[{style}]run {status}[/] after {steps}", highlight=False)
         if event.get("reason"):
             self.console.print(f"reason: {event['reason']}", highlight=False)
         if self.show_state and event.get("state") is not None:
             self.console.print("final state (long values shortened):", highlight=False)
-            self.console.print_json(json.dumps(shorten(event["state"]), default=str))
+            # a JSON string cannot wrap: cut long ones so that most lines fit the terminal
+            preview = shorten(event["state"], text=max(24, self.console.width - 48))
+            self.console.print_json(json.dumps(preview, default=str))
+            if event.get("truncated"):  # cut to fit one WebSocket message (128 KB)
+                where = event.get("fetch", "GET /runs/{id}")
+                self.console.print(f"[dim]the whole state: {where}[/]", highlight=False)
+
+
+def fit_keys(keys: list[str], width: int) -> str:
+    """The updated keys, as many as fit in ``width`` columns, then how many more (``--json``
+    and ``runs logs --json`` have them all)."""
+    if not keys:
+        return "-"
+    cut = [f"{', '.join(keys[:n])}, +{len(keys) - n} more" for n in range(len(keys) - 1, 0, -1)]
+    candidates = [", ".join(keys), *cut, plural(len(keys), "key")]
+    return next((text for text in candidates if len(text) <= width), candidates[-1])
 
 
 def shorten(value: Any, text: int = 160, items: int = 5) -> Any:

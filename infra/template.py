@@ -30,6 +30,7 @@ __all__ = [
     "create_table",
     "function_definitions",
     "load_template",
+    "open_http_routes",
     "queue_definitions",
     "table_definition",
     "table_ttl_attribute",
@@ -233,6 +234,12 @@ _QUEUE_ATTRIBUTES = frozenset(
 )
 
 
+SQS_DEFAULT_MAXIMUM_MESSAGE_SIZE = 262_144
+"""SQS's MaximumMessageSize where a queue does not set it (256 KiB, in the accounts that keep
+the older default; moto's default is 1 MiB). The local stack creates queues with it, so a
+message SQS would refuse is refused locally too (moto checks the body against it)."""
+
+
 def _attribute_value(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
@@ -244,9 +251,12 @@ def queue_definitions(template: Template | None = None) -> dict[str, QueueDefini
         redrive = props.get("RedrivePolicy") or {}
         queues[logical_id] = {
             "attributes": {
-                name: _attribute_value(value)
-                for name, value in props.items()
-                if name in _QUEUE_ATTRIBUTES
+                "MaximumMessageSize": str(SQS_DEFAULT_MAXIMUM_MESSAGE_SIZE),
+                **{
+                    name: _attribute_value(value)
+                    for name, value in props.items()
+                    if name in _QUEUE_ATTRIBUTES
+                },
             },
             "dlq": (
                 _single_ref(redrive["deadLetterTargetArn"], f"{logical_id} deadLetterTargetArn")
@@ -258,6 +268,16 @@ def queue_definitions(template: Template | None = None) -> dict[str, QueueDefini
     return queues
 
 
+def _dead_letter_queues_first(definitions: Mapping[str, QueueDefinition]) -> list[str]:
+    """Queue ids ordered so that each comes after its DLQ (a DLQ may have a DLQ of its own)."""
+
+    def depth(logical_id: str) -> int:
+        dlq = definitions[logical_id]["dlq"]
+        return 0 if dlq is None else 1 + depth(dlq)
+
+    return sorted(definitions, key=depth)
+
+
 def create_queues(
     sqs: Any, names: Mapping[str, str], template: Template | None = None
 ) -> dict[str, str]:
@@ -267,9 +287,8 @@ def create_queues(
     Returns the queue URLs by logical id.
     """
     definitions = queue_definitions(template)
-    ordered = sorted(definitions, key=lambda q: definitions[q]["dlq"] is not None)
     urls: dict[str, str] = {}
-    for logical_id in ordered:
+    for logical_id in _dead_letter_queues_first(definitions):
         definition = definitions[logical_id]
         attributes = dict(definition["attributes"])
         dlq = definition["dlq"]
@@ -298,10 +317,19 @@ class SqsEventSource(TypedDict):
 
 
 class FunctionDefinition(TypedDict):
-    """One Lambda function, with Globals merged in."""
+    """One Lambda function, with Globals merged in.
+
+    ``recursive_loop`` is Lambda's recursive loop detection setting (``Terminate`` unless the
+    function declares ``RecursiveLoop: Allow``); ``max_retry_attempts`` and ``on_failure`` (the
+    logical id of an SQS OnFailure destination) are its asynchronous invocation settings.
+    """
 
     handler: str
     timeout: int
+    memory_size: int
+    recursive_loop: str
+    max_retry_attempts: int
+    on_failure: str | None
     environment: dict[str, Any]
     sqs_event_sources: list[SqsEventSource]
     http_routes: list[str]
@@ -338,6 +366,20 @@ def _http_routes(events: Mapping[str, Any]) -> list[str]:
     return routes
 
 
+def open_http_routes(template: Template | None = None) -> list[str]:
+    """Route keys (``GET /health``) of the HTTP API routes that need no token: their event says
+    ``Auth: {Authorizer: NONE}``. Every other route has the API's default JWT authorizer."""
+    opened: list[str] = []
+    for _, props in _resources(_template(template), "AWS::Serverless::Function"):
+        for event in (props.get("Events") or {}).values():
+            event_props = event.get("Properties") or {}
+            authorizer = (event_props.get("Auth") or {}).get("Authorizer")
+            if event.get("Type") == "HttpApi" and authorizer == "NONE":
+                method = str(event_props.get("Method", "ANY")).upper()
+                opened.append(f"{method} {event_props['Path']}")
+    return opened
+
+
 def _websocket_routes_by_function(template: Template) -> dict[str, list[str]]:
     """Route keys of every WebSocket route, grouped by the function its integration invokes."""
     integrations = {
@@ -357,6 +399,21 @@ def _websocket_routes_by_function(template: Template) -> dict[str, list[str]]:
     return served
 
 
+LAMBDA_DEFAULT_TIMEOUT = 3
+LAMBDA_DEFAULT_MEMORY = 128
+LAMBDA_DEFAULT_ASYNC_RETRIES = 2
+
+
+def _on_failure_queue(invoke_config: Mapping[str, Any], logical_id: str) -> str | None:
+    """The SQS queue an asynchronous invocation's failure record goes to, if one is set."""
+    on_failure = (invoke_config.get("DestinationConfig") or {}).get("OnFailure") or {}
+    if not on_failure:
+        return None
+    if on_failure.get("Type") != "SQS":
+        raise ValueError(f"{logical_id}: only SQS OnFailure destinations are emulated locally")
+    return _single_ref(on_failure["Destination"], f"{logical_id} OnFailure Destination")
+
+
 def function_definitions(template: Template | None = None) -> dict[str, FunctionDefinition]:
     """Every ``AWS::Serverless::Function`` by logical id, in template order."""
     template = _template(template)
@@ -367,9 +424,20 @@ def function_definitions(template: Template | None = None) -> dict[str, Function
     for logical_id, props in _resources(template, "AWS::Serverless::Function"):
         events = props.get("Events") or {}
         env = (props.get("Environment") or {}).get("Variables") or {}
+        invoke_config = props.get("EventInvokeConfig") or {}
         definitions[logical_id] = {
             "handler": str(props.get("Handler", globals_.get("Handler", ""))),
-            "timeout": int(props.get("Timeout", globals_.get("Timeout", 3))),
+            "timeout": int(props.get("Timeout", globals_.get("Timeout", LAMBDA_DEFAULT_TIMEOUT))),
+            "memory_size": int(
+                props.get("MemorySize", globals_.get("MemorySize", LAMBDA_DEFAULT_MEMORY))
+            ),
+            "recursive_loop": str(
+                props.get("RecursiveLoop", globals_.get("RecursiveLoop", "Terminate"))
+            ),
+            "max_retry_attempts": int(
+                invoke_config.get("MaximumRetryAttempts", LAMBDA_DEFAULT_ASYNC_RETRIES)
+            ),
+            "on_failure": _on_failure_queue(invoke_config, logical_id),
             "environment": {**global_env, **env},
             "sqs_event_sources": _sqs_event_sources(events),
             "http_routes": _http_routes(events),

@@ -15,6 +15,10 @@ from engine.tools import ToolContext, Toolkit
 
 toolkit = Toolkit("basics")
 
+MAX_WAIT_MS = 10_000
+"""Longest ``wait``: a step that sleeps holds a worker (and its function's timeout) meanwhile;
+a longer pause belongs to a delayed hop, not to a sleeping tool."""
+
 
 @toolkit.tool(reads=["<settings.key>"], writes=["<settings.key>"])
 def increment(state: Mapping[str, Any], ctx: ToolContext) -> dict[str, Any]:
@@ -32,8 +36,15 @@ def set_values(state: Mapping[str, Any], ctx: ToolContext) -> dict[str, Any]:
 
 @toolkit.tool
 def wait(state: Mapping[str, Any], ctx: ToolContext) -> None:
-    """Sleep ``settings.ms`` milliseconds (default 10): stands in for slow I/O."""
-    time.sleep(float(ctx.settings.get("ms", 10)) / 1000)
+    """Sleep ``settings.ms`` milliseconds (default 10, at most 10,000): stands in for slow I/O."""
+    ms = ctx.settings.get("ms", 10)
+    # The range check also refuses NaN and infinities (every comparison with NaN is false).
+    if isinstance(ms, bool) or not isinstance(ms, int | float) or not 0 <= ms <= MAX_WAIT_MS:
+        raise ValueError(
+            f"settings.ms must be a number of milliseconds from 0 to {MAX_WAIT_MS:,}, "
+            f"got {ms!r:.40}"
+        )
+    time.sleep(ms / 1000)
 
 
 @toolkit.tool(writes=["trail"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from functions.api import __version__
@@ -12,6 +13,15 @@ from functions.api.errors import add_error_schema, error_reply, install_error_ha
 
 MAX_BODY_BYTES = 1_048_576
 """Bodies above this are refused with 413 before anything parses them."""
+
+DOCS_ASSETS_PATH = "/docs/assets"
+"""Where the API serves the files of /docs and /redoc: Swagger UI, ReDoc and the favicon.
+
+They come from the pinned fastapi-offline package, which the Lambda layer ships, instead of
+FastAPI's CDN defaults, so the docs work on a machine without internet. The pages link them
+below the request's ``root_path``, as FastAPI links ``/openapi.json``, so they also load when
+the app is mounted under a prefix. The template gives this path its own route without an
+authorizer, like /docs: a browser sends no token for a page's scripts."""
 
 DESCRIPTION = """\
 A LangGraph-style workflow engine whose every node step is a durable serverless hop.
@@ -78,12 +88,16 @@ def create_app(*, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
     """The HTTP API: resource routes, compatibility routes, error mapping, body limit."""
     from functions.api import routes_compat, routes_graphs, routes_meta, routes_runs
 
-    app = FastAPI(
+    # FastAPI, with /docs and /redoc pointing at the files served from DOCS_ASSETS_PATH.
+    app = FastAPIOffline(
         title="hopgraph",
         version=__version__,
         description=DESCRIPTION,
         # One schema per model in /docs, rather than a "-Input" and an "-Output" twin.
         separate_input_output_schemas=False,
+        static_url=DOCS_ASSETS_PATH,
+        # No online validator badge: it would send the document's URL to another host.
+        swagger_ui_parameters={"validatorUrl": None},
     )
     for module in (routes_graphs, routes_runs, routes_meta, routes_compat):
         app.include_router(module.router)

@@ -1,13 +1,19 @@
-"""What routes receive through FastAPI's dependency injection."""
+"""What routes receive through FastAPI's dependency injection: the run service, and the
+caller with what it may see."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Depends
+from fastapi import Depends, Request
+from fastapi.security import HTTPBearer
+from starlette.exceptions import HTTPException
 
+from engine.errors import ConflictError, GraphNotFound, RunNotFound
+from engine.ports import GraphRecord, RunRecord
 from engine.service import RunService
 from functions import runtime
+from functions.auth.caller import AdminRule, Caller, Unauthenticated, caller_from_claims
 
 
 def current_service() -> RunService:
@@ -16,3 +22,75 @@ def current_service() -> RunService:
 
 
 Service = Annotated[RunService, Depends(current_service)]
+
+# Declares the bearer token in the OpenAPI document; the token itself is checked before the
+# app (API Gateway's JWT authorizer, or the local stack's stand-in), never here.
+bearer = HTTPBearer(auto_error=False, bearerFormat="JWT", description="A JWT of the issuer")
+
+
+def jwt_claims(event: Any) -> dict[str, Any] | None:
+    """The claims API Gateway's JWT authorizer put into an HTTP API (payload 2.0) event."""
+    if not isinstance(event, dict):
+        return None
+    authorizer = (event.get("requestContext") or {}).get("authorizer") or {}
+    claims = (authorizer.get("jwt") or {}).get("claims")
+    return claims if isinstance(claims, dict) else None
+
+
+def _admin_rule() -> AdminRule:
+    from functions.settings import get_settings
+
+    settings = get_settings()
+    return AdminRule(settings.admin_claim, settings.admin_value)
+
+
+def current_caller(request: Request, _token: Annotated[Any, Depends(bearer)]) -> Caller:
+    """Who calls, from the verified claims in the Lambda event (Mangum keeps the event as
+    ``scope["aws.event"]``; the local stack puts the same there). No claims means the route
+    was reached without the authorizer: refused, never served anonymously."""
+    try:
+        return caller_from_claims(jwt_claims(request.scope.get("aws.event")), _admin_rule())
+    except Unauthenticated:
+        raise HTTPException(
+            401, "sign in: this route needs a valid bearer token", {"WWW-Authenticate": "Bearer"}
+        ) from None
+
+
+CurrentCaller = Annotated[Caller, Depends(current_caller)]
+
+
+def visible_graph(service: RunService, caller: Caller, graph_id: str) -> GraphRecord:
+    """The graph if the caller may see it; another owner's graph does not exist (404)."""
+    graph = service.store.get_graph(graph_id)
+    if not caller.sees(graph.owner):
+        raise GraphNotFound(graph_id)
+    return graph
+
+
+def visible_run(service: RunService, caller: Caller, run_id: str) -> RunRecord:
+    """The run if the caller may see it; another owner's run does not exist (404)."""
+    run = service.store.get_run(run_id)
+    if not caller.sees(run.owner):
+        raise RunNotFound(run_id)
+    return run
+
+
+def start_owned_run(
+    service: RunService,
+    caller: Caller,
+    graph_id: str,
+    input: Any,
+    *,
+    idempotency_key: str | None,
+    max_steps: int | None,
+) -> tuple[RunRecord, bool]:
+    """Start a run of a graph the caller may see, owned by the caller (set here, never by
+    the client). A key that already named someone else's run of the graph (an admin's run
+    of the caller's graph) is a conflict that names nobody."""
+    visible_graph(service, caller, graph_id)
+    run, created = service.start_run(
+        graph_id, input, idempotency_key=idempotency_key, max_steps=max_steps, owner=caller.sub
+    )
+    if not caller.sees(run.owner):
+        raise ConflictError("this idempotency_key is already used for this graph; choose another")
+    return run, created

@@ -5,16 +5,16 @@ Every error reply, whatever raised it, has one shape (:class:`ErrorResponse`)::
     {"error": {"type": "graph_invalid", "message": "...",
                "problems": [{"location": "nodes.review.tool", "message": "unknown tool ..."}]}}
 
+Engine errors answer with the status and ``type`` of their row in the one error table
+(:mod:`engine.errors`, shared with the WebSocket replies and the queue consumers); this module
+only words the body: a graph's ``problems``, the location of a JSON rule break, the existing
+run of an idempotency conflict. What FastAPI and Starlette raise themselves:
+
 | raised                                  | status | ``type``            |
 |-----------------------------------------|--------|---------------------|
-| GraphValidationError                    | 422    | graph_invalid       |
-| InvalidInputError                       | 422    | invalid_input       |
 | RequestValidationError (bad fields)     | 422    | request_invalid     |
 | RequestValidationError (bad JSON)       | 400    | invalid_json        |
-| NotFoundError (graph, run, tool)        | 404    | not_found           |
-| ConflictError (cancel a final run...)   | 409    | conflict            |
-| StateTooLargeError, body over the limit | 413    | payload_too_large   |
-| RetryLater, TransientStoreError         | 503    | unavailable         |
+| body over the limit (``BodyLimit``)     | 413    | payload_too_large   |
 | an unknown route / method               | 404/405| not_found / ...     |
 | anything else                           | 500    | internal            |
 
@@ -34,15 +34,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
 from engine.errors import (
-    ConflictError,
     GraphValidationError,
     HopgraphError,
-    InvalidInputError,
-    NotFoundError,
-    RetryLater,
-    StateTooLargeError,
-    TransientStoreError,
+    IdempotencyConflict,
+    JsonRuleError,
+    client_message,
+    transport_of,
 )
+from functions.api.json_body import RefusedBody
 
 logger = logging.getLogger("hopgraph.api")
 
@@ -61,6 +60,15 @@ class ErrorBody(BaseModel):
     message: str = Field(description="What went wrong, for a person.")
     problems: list[ProblemModel] | None = Field(
         default=None, description="Every problem found (422 only), each with its location."
+    )
+    run_id: str | None = Field(
+        default=None,
+        description="`idempotency_conflict` only: the run the idempotency key already names.",
+    )
+    differs: list[str] | None = Field(
+        default=None,
+        description="`idempotency_conflict` only: what differs from that run's request "
+        "(`input`, `max_steps`).",
     )
 
 
@@ -95,9 +103,12 @@ class ErrorResponse(BaseModel):
 _DESCRIPTIONS = {
     400: "The body is not valid JSON.",
     404: "No such graph or run.",
-    409: "The request conflicts with the resource's current state.",
+    409: "The request conflicts with the resource's current state, or reuses an "
+    "idempotency key with a different request (`idempotency_conflict`: `run_id`, `differs`).",
     413: "The body, or the run state it carries, is larger than the limit.",
-    422: "The request is invalid; `problems` lists every problem with its location.",
+    422: "The request is invalid; `problems` lists every problem with its location. "
+    "JSON nested deeper than 64 levels, or holding a string or key that is not valid "
+    "Unicode (a lone surrogate), is refused here too.",
     503: "The store is briefly unavailable; retry.",
 }
 
@@ -136,11 +147,13 @@ def error_reply(
     message: str,
     problems: Iterable[tuple[str, str]] | None = None,
     headers: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> JSONResponse:
     """A JSON error reply in the one shape of :class:`ErrorResponse`."""
     body: dict[str, Any] = {"type": kind, "message": message}
     if problems is not None:
         body["problems"] = [{"location": loc, "message": msg} for loc, msg in problems]
+    body.update(extra or {})
     return JSONResponse({"error": body}, status_code=status, headers=headers)
 
 
@@ -169,11 +182,35 @@ def _json_message(error: dict[str, Any]) -> str:
 
 
 # -- handlers -------------------------------------------------------------------------------
-async def _graph_invalid(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, GraphValidationError)
-    problems = [(p.location, p.message) for p in exc.problems]
-    message = f"the graph definition has {_plural(len(problems), 'problem')}"
-    return error_reply(422, "graph_invalid", message, problems)
+def engine_error_reply(exc: HopgraphError) -> JSONResponse:
+    """The reply for an engine error: its row of the table, and a body worded for it."""
+    row = transport_of(exc)
+    if row.status == 500:
+        # An engine error with no HTTP meaning of its own is a bug on our side.
+        logger.error("unmapped engine error", exc_info=exc)
+    headers = {"Retry-After": "1"} if row.status == 503 else None
+    message = client_message(exc)
+    problems: list[tuple[str, str]] | None = None
+    extra: dict[str, Any] = {}
+    if isinstance(exc, GraphValidationError):
+        problems = [(p.location, p.message) for p in exc.problems]
+        message = f"the graph definition has {_plural(len(problems), 'problem')}"
+    elif isinstance(exc, JsonRuleError):
+        problems = [(_location(exc.location), exc.reason)]
+    elif isinstance(exc, IdempotencyConflict):
+        extra = {"run_id": exc.run_id, "differs": exc.differs}
+        headers = {"Location": f"/runs/{exc.run_id}"}
+    return error_reply(row.status, row.type, message, problems, headers, extra)
+
+
+async def _engine_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HopgraphError)
+    return engine_error_reply(exc)
+
+
+async def _refused_body(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RefusedBody)
+    return engine_error_reply(exc.error)
 
 
 async def _request_invalid(request: Request, exc: Exception) -> JSONResponse:
@@ -187,38 +224,17 @@ async def _request_invalid(request: Request, exc: Exception) -> JSONResponse:
     return error_reply(422, "request_invalid", message, problems)
 
 
-async def _invalid_input(request: Request, exc: Exception) -> JSONResponse:
-    return error_reply(422, "invalid_input", str(exc))
-
-
-async def _not_found(request: Request, exc: Exception) -> JSONResponse:
-    return error_reply(404, "not_found", str(exc))
-
-
-async def _conflict(request: Request, exc: Exception) -> JSONResponse:
-    return error_reply(409, "conflict", str(exc))
-
-
-async def _too_large(request: Request, exc: Exception) -> JSONResponse:
-    return error_reply(413, "payload_too_large", str(exc))
-
-
-async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
-    return error_reply(503, "unavailable", str(exc), headers={"Retry-After": "1"})
-
-
-async def _engine_error(request: Request, exc: Exception) -> JSONResponse:
-    # An engine error with no HTTP meaning of its own is a bug on our side, not the client's.
-    logger.error("unmapped engine error", exc_info=exc)
-    return error_reply(500, "internal", "internal error")
-
-
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     logger.error("unhandled error", exc_info=exc)
     return error_reply(500, "internal", "internal error")
 
 
-_HTTP_KINDS = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+_HTTP_KINDS = {
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+}
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -233,16 +249,11 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 def install_error_handlers(app: FastAPI) -> None:
     """Register every mapping above on ``app``.
 
-    Starlette picks the handler of the nearest class in the exception's MRO, so the
-    specific engine errors win over the ``HopgraphError`` fallback."""
-    app.add_exception_handler(GraphValidationError, _graph_invalid)
-    app.add_exception_handler(RequestValidationError, _request_invalid)
-    app.add_exception_handler(InvalidInputError, _invalid_input)
-    app.add_exception_handler(NotFoundError, _not_found)
-    app.add_exception_handler(ConflictError, _conflict)
-    app.add_exception_handler(StateTooLargeError, _too_large)
-    app.add_exception_handler(RetryLater, _unavailable)
-    app.add_exception_handler(TransientStoreError, _unavailable)
+    Starlette picks the handler of the nearest class in the exception's MRO: every engine
+    error reaches ``_engine_error``, which reads the table; a refused body (an HTTPException
+    only to get through FastAPI's body parsing) is answered for the engine error it holds."""
     app.add_exception_handler(HopgraphError, _engine_error)
+    app.add_exception_handler(RefusedBody, _refused_body)
+    app.add_exception_handler(RequestValidationError, _request_invalid)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)

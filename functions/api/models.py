@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from engine.events import iso
 from engine.ports import GraphRecord, RunRecord, RunStatus, StepRecord
@@ -26,6 +26,9 @@ from functions.api.examples import (
 Id = Annotated[str, Field(min_length=1, max_length=128)]
 Timestamp = Annotated[str, Field(description="ISO 8601, UTC", examples=[EXAMPLE_TIME])]
 State = dict[str, Any]
+StepLimit = Annotated[StrictInt, Field(ge=1, le=MAX_STEPS_CEILING)]
+"""A run's ``max_steps``: a JSON integer, as in graph definitions and queued requests
+(``true``, ``"3"`` and ``3.0`` are refused, not converted)."""
 
 
 def _examples(*values: dict[str, Any]) -> ConfigDict:
@@ -114,10 +117,11 @@ class RunStartRequest(BaseModel):
     )
     idempotency_key: Annotated[str, Field(min_length=1, max_length=256)] | None = Field(
         default=None,
-        description="Starting again with the same graph and key returns the same run "
-        "(200) instead of creating one (202).",
+        description="Starting again with the same graph, key, input and `max_steps` returns "
+        "the same run (200) instead of creating one (202); the same key with a different "
+        "input or `max_steps` is refused (409 `idempotency_conflict`).",
     )
-    max_steps: Annotated[int, Field(ge=1, le=MAX_STEPS_CEILING)] | None = Field(
+    max_steps: StepLimit | None = Field(
         default=None, description="Step limit; default: the graph's, else the deployment's."
     )
 

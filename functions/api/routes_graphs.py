@@ -7,12 +7,13 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Path, Query
 from fastapi.responses import PlainTextResponse, Response
 
-from functions.api.deps import Service
+from functions.api.deps import CurrentCaller, Service, visible_graph
 from functions.api.errors import error_responses
 from functions.api.examples import EXAMPLE_GRAPH_ID, GRAPH_EXAMPLES
+from functions.api.json_body import JsonRulesRoute
 from functions.api.models import GraphPage, GraphResource, GraphSummary, MermaidDocument
 
-router = APIRouter(prefix="/graphs", tags=["graphs"])
+router = APIRouter(prefix="/graphs", tags=["graphs"], route_class=JsonRulesRoute)
 
 GraphDocument = Annotated[
     dict[str, Any],
@@ -42,7 +43,11 @@ Cursor = Annotated[
     summary="Create a graph",
 )
 def create_graph(
-    doc: GraphDocument, service: Service, response: Response, reuse: Reuse = False
+    doc: GraphDocument,
+    service: Service,
+    caller: CurrentCaller,
+    response: Response,
+    reuse: Reuse = False,
 ) -> GraphResource:
     """Validate a definition in any dialect and store its canonical form.
 
@@ -50,17 +55,19 @@ def create_graph(
     in the document as sent. With `reuse=true`, a graph with the same canonical content is
     answered (200) instead of creating a copy (201); its id is derived from the content."""
     if not reuse:
-        record, _graph = service.create_graph(doc)
+        record, _graph = service.create_graph(doc, owner=caller.sub)
         return GraphResource.from_record(record)
-    record, _graph, created = service.find_or_create_graph(doc)
+    record, _graph, created = service.find_or_create_graph(doc, owner=caller.sub)
     response.status_code = 201 if created else 200
     return GraphResource.from_record(record)
 
 
 @router.get("", response_model=GraphPage, responses=error_responses(422), summary="List graphs")
-def list_graphs(service: Service, limit: Limit = 50, cursor: Cursor = None) -> GraphPage:
-    """Graphs, newest first; follow `next_cursor` for more."""
-    page = service.store.list_graphs(limit=limit, cursor=cursor)
+def list_graphs(
+    service: Service, caller: CurrentCaller, limit: Limit = 50, cursor: Cursor = None
+) -> GraphPage:
+    """The caller's graphs (an admin's: everyone's), newest first; follow `next_cursor`."""
+    page = service.store.list_graphs(limit=limit, cursor=cursor, owner=caller.owner_filter)
     return GraphPage(
         items=[GraphSummary.from_record(g) for g in page.items], next_cursor=page.cursor
     )
@@ -72,8 +79,8 @@ def list_graphs(service: Service, limit: Limit = 50, cursor: Cursor = None) -> G
     responses=error_responses(404, 422),
     summary="Read a graph",
 )
-def get_graph(graph_id: GraphId, service: Service) -> GraphResource:
-    return GraphResource.from_record(service.store.get_graph(graph_id))
+def get_graph(graph_id: GraphId, service: Service, caller: CurrentCaller) -> GraphResource:
+    return GraphResource.from_record(visible_graph(service, caller, graph_id))
 
 
 @router.get(
@@ -92,10 +99,12 @@ def get_graph(graph_id: GraphId, service: Service) -> GraphResource:
 def get_mermaid(
     graph_id: GraphId,
     service: Service,
+    caller: CurrentCaller,
     format: Annotated[Literal["text", "json"], Query(description="text/plain or JSON")] = "text",
 ) -> Response:
     from engine.mermaid import to_mermaid  # only this route needs it
 
+    visible_graph(service, caller, graph_id)
     text = to_mermaid(service.graph(graph_id))
     if format == "json":
         doc = MermaidDocument(graph_id=graph_id, mermaid=text)

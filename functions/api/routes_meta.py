@@ -5,14 +5,14 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from functions.api import __version__
-from functions.api.deps import Service
+from functions.api.deps import CurrentCaller, Service
 from functions.api.models import Health, ToolDescription, ToolList
 
 router = APIRouter(tags=["meta"])
 
 
 @router.get("/tools", response_model=ToolList, summary="The registered tools")
-def list_tools(service: Service) -> ToolList:
+def list_tools(service: Service, _caller: CurrentCaller) -> ToolList:
     """Every tool graphs may name: description, the state keys it reads and writes."""
     return ToolList(tools=[ToolDescription.model_validate(t) for t in service.tools.describe()])
 

@@ -7,9 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Path, Query, Response
 
 from engine.ports import RunStatus
-from functions.api.deps import Service
+from functions.api.deps import CurrentCaller, Service, start_owned_run, visible_run
 from functions.api.errors import error_responses
 from functions.api.examples import EXAMPLE_RUN_ID, RUN_REQUEST_EXAMPLES
+from functions.api.json_body import JsonRulesRoute
 from functions.api.models import (
     LogEntry,
     RunAccepted,
@@ -21,7 +22,7 @@ from functions.api.models import (
 )
 from functions.api.routes_graphs import Cursor, Limit
 
-router = APIRouter(prefix="/runs", tags=["runs"])
+router = APIRouter(prefix="/runs", tags=["runs"], route_class=JsonRulesRoute)
 
 RunId = Annotated[
     str, Path(min_length=1, max_length=128, examples=[EXAMPLE_RUN_ID], description="Run id")
@@ -41,7 +42,7 @@ _EXISTING_RUN = (
             "description": _EXISTING_RUN,
         },
         202: {"description": "A new run; its first step is queued. `Location` names it."},
-        **error_responses(400, 404, 413, 422),
+        **error_responses(400, 404, 409, 413, 422),
     },
     summary="Start a run",
 )
@@ -49,14 +50,19 @@ def start_run(
     request: Annotated[RunStartRequest, Body(openapi_examples=RUN_REQUEST_EXAMPLES)],
     response: Response,
     service: Service,
+    caller: CurrentCaller,
 ) -> RunAccepted:
     """Create a run and queue its first step; the run proceeds asynchronously.
 
     `202 Accepted` for a new run, `200 OK` when `idempotency_key` names a run an earlier
     request started (the same run is returned, nothing is started twice). Both carry a
     `Location` header with the run's URL. A 404 means the graph does not exist; 413, that
-    `input` is larger than the state limit."""
-    run, created = service.start_run(
+    `input` is larger than the state limit; 409 `idempotency_conflict`, that the key already
+    started a run (`run_id`, also in `Location`) with a different input or `max_steps`
+    (`differs`)."""
+    run, created = start_owned_run(
+        service,
+        caller,
         request.graph_id,
         request.input,
         idempotency_key=request.idempotency_key,
@@ -70,13 +76,17 @@ def start_run(
 @router.get("", response_model=RunPage, responses=error_responses(422), summary="List runs")
 def list_runs(
     service: Service,
+    caller: CurrentCaller,
     graph_id: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
     status: Annotated[RunStatus | None, Query()] = None,
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> RunPage:
-    """Runs, newest first, optionally of one graph and/or in one status."""
-    page = service.store.list_runs(graph_id=graph_id, status=status, limit=limit, cursor=cursor)
+    """The caller's runs (an admin's: everyone's), newest first, optionally of one graph
+    and/or in one status."""
+    page = service.store.list_runs(
+        graph_id=graph_id, status=status, limit=limit, cursor=cursor, owner=caller.owner_filter
+    )
     return RunPage(items=[RunSummary.from_record(r) for r in page.items], next_cursor=page.cursor)
 
 
@@ -86,9 +96,9 @@ def list_runs(
     responses=error_responses(404, 422),
     summary="Read a run",
 )
-def get_run(run_id: RunId, service: Service) -> RunResource:
+def get_run(run_id: RunId, service: Service, caller: CurrentCaller) -> RunResource:
     """Status, current state, the node that runs next, the step count and any error."""
-    return RunResource.from_record(service.store.get_run(run_id))
+    return RunResource.from_record(visible_run(service, caller, run_id))
 
 
 @router.get(
@@ -100,10 +110,12 @@ def get_run(run_id: RunId, service: Service) -> RunResource:
 def list_steps(
     run_id: RunId,
     service: Service,
+    caller: CurrentCaller,
     after: Annotated[int, Query(ge=-1, description="Steps with a greater `seq`")] = -1,
     limit: Annotated[int, Query(ge=1, le=500, description="Page size")] = 100,
 ) -> StepPage:
     """Committed steps in order; pass `next_after` back as `after` for the next page."""
+    visible_run(service, caller, run_id)
     page = service.store.list_steps(run_id, after=after, limit=limit)
     items = [LogEntry.from_record(step) for step in page.items]
     # The store's cursor is opaque; the API pages by seq, which callers can reason about.
@@ -117,6 +129,7 @@ def list_steps(
     responses=error_responses(404, 409, 422),
     summary="Cancel a run",
 )
-def cancel_run(run_id: RunId, service: Service) -> RunResource:
+def cancel_run(run_id: RunId, service: Service, caller: CurrentCaller) -> RunResource:
     """Stop a running run before its next step; 409 if it is already final."""
+    visible_run(service, caller, run_id)
     return RunResource.from_record(service.cancel_run(run_id))

@@ -4,14 +4,16 @@ Item shapes (``tests/contract/test_dynamodb_items.py`` snapshots each one)::
 
     graph          PK=GRAPH#<id>   SK=GRAPH        name, definition, created_at, owner?
                    GSI1PK=GRAPHS   GSI1SK=<created iso>#<id>            (graphs, newest first)
+                   GSI3PK=OWNER#<owner>#GRAPHS  GSI3SK=<created iso>#<id>   (if owned)
     run header     PK=RUN#<id>     SK=RUN          graph_id, status, input, max_steps, node,
-                   created_at, updated_at, error?, idempotency_key?, owner?
+                   created_at, updated_at, error?, idempotency_key?, input_digest?, owner?
                    GSI1PK=GRAPH#<graph id>  GSI1SK=<created iso>#<id>   (runs by graph)
                    GSI2PK=STATUS#<status>   GSI2SK=<created iso>#<id>   (runs by status)
+                   GSI3PK=OWNER#<owner>#RUNS    GSI3SK=<created iso>#<id>   (if owned)
     step           PK=RUN#<id>     SK=STEP#000042  node, tool, status, updates, state,
                    next_node?, started_at, duration_ms, error?, attempt, committed_by?,
                    run_status
-    connection     PK=CONN#<id>    SK=CONN         endpoint, expires_at (TTL)
+    connection     PK=CONN#<id>    SK=CONN         endpoint, expires_at (TTL), owner?, admin?
     subscription   PK=RUN#<run>    SK=SUB#<conn>   endpoint, expires_at (TTL)
                    PK=CONN#<conn>  SK=SUB#<run>    expires_at (TTL)
 
@@ -86,6 +88,19 @@ def status_partition(status: str) -> str:
 
 def graph_partition(graph_id: str) -> str:
     return f"GRAPH#{graph_id}"
+
+
+def owner_partition(owner: str, kind: str) -> str:
+    """GSI3's partition of one owner's graphs (``kind`` GRAPHS) or runs (RUNS)."""
+    return f"OWNER#{owner}#{kind}"
+
+
+def _put_owner(item: Item, owner: str | None, kind: str, sort: str) -> None:
+    """The owner and its index keys; an unowned item stays out of GSI3 (sparse index)."""
+    if owner is not None:
+        item["owner"] = {"S": owner}
+        item["GSI3PK"] = {"S": owner_partition(owner, kind)}
+        item["GSI3SK"] = {"S": sort}
 
 
 def iso(ts: float) -> str:
@@ -190,7 +205,7 @@ def graph_item(graph: GraphRecord) -> Item:
         "GSI1PK": {"S": GRAPHS_PARTITION},
         "GSI1SK": {"S": f"{iso(graph.created_at)}#{graph.graph_id}"},
     }
-    _put_opt(item, "owner", graph.owner)
+    _put_owner(item, graph.owner, "GRAPHS", item["GSI1SK"]["S"])
     return item
 
 
@@ -227,7 +242,8 @@ def run_item(run: RunRecord) -> Item:
     _put_opt(item, "node", run.node)
     _put_opt(item, "error", run.error)
     _put_opt(item, "idempotency_key", run.idempotency_key)
-    _put_opt(item, "owner", run.owner)
+    _put_opt(item, "input_digest", run.input_digest)
+    _put_owner(item, run.owner, "RUNS", sort)
     return item
 
 
@@ -244,6 +260,7 @@ def run_from_item(item: Item) -> RunRecord:
         node=_opt_str(item, "node"),
         error=_opt_str(item, "error"),
         idempotency_key=_opt_str(item, "idempotency_key"),
+        input_digest=_opt_str(item, "input_digest"),
         owner=_opt_str(item, "owner"),
     )
 
@@ -302,11 +319,15 @@ def step_from_item(item: Item) -> StepRecord:
 
 
 def connection_item(connection: Connection) -> Item:
-    return {
+    item: Item = {
         **connection_key(connection.connection_id),
         "endpoint": {"S": connection.endpoint},
         "expires_at": num(int(connection.expires_at)),
     }
+    _put_opt(item, "owner", connection.owner)
+    if connection.admin:
+        item["admin"] = {"BOOL": True}
+    return item
 
 
 def connection_from_item(item: Item) -> Connection:
@@ -314,6 +335,8 @@ def connection_from_item(item: Item) -> Connection:
         connection_id=_suffix(item["PK"]["S"], "CONN#"),
         endpoint=item["endpoint"]["S"],
         expires_at=int(item["expires_at"]["N"]),
+        owner=_opt_str(item, "owner"),
+        admin=bool(item.get("admin", {}).get("BOOL", False)),
     )
 
 

@@ -1,4 +1,4 @@
-"""Paged listings over the table's indexes (graphs; runs by graph, by status, or all).
+"""Paged listings over the table's indexes (graphs; runs by graph, status, owner, or all).
 
 Every listing is newest first; a cursor is opaque to callers (base64url JSON, see
 :func:`~functions.aws.dynamodb_items.encode_cursor`) and is checked to belong to the listing
@@ -36,8 +36,10 @@ def index_page(
     limit: int,
     cursor: str | None,
     status: str | None = None,
+    owner: str | None = None,
 ) -> tuple[list[Item], str | None]:
-    """One page of a GSI partition, newest first, optionally filtered by run status.
+    """One page of a GSI partition, newest first, optionally filtered by run status and/or
+    owner (filters, not keys: the partition is the selective part).
 
     One item more than asked is read, so the cursor is ``None`` exactly when nothing follows
     (unless the page stopped at :data:`MAX_QUERIES_PER_PAGE`). The cursor is the position of
@@ -54,10 +56,7 @@ def index_page(
         "ScanIndexForward": False,
         "Limit": limit + 1,
     }
-    if status is not None:
-        kwargs["FilterExpression"] = "#status = :status"
-        kwargs["ExpressionAttributeNames"]["#status"] = "status"
-        kwargs["ExpressionAttributeValues"][":status"] = {"S": status}
+    _add_filters(kwargs, {"status": status, "owner": owner})
     invalid = None
     if cursor:
         kwargs["ExclusiveStartKey"] = items.start_key(items.decode_cursor(cursor), index, partition)
@@ -77,6 +76,18 @@ def index_page(
     if last_key is None:
         return found, None
     return found, items.encode_cursor(items.index_position(last_key, index))
+
+
+def _add_filters(kwargs: dict[str, Any], equal: dict[str, str | None]) -> None:
+    """``FilterExpression`` requiring each attribute given a value to equal it."""
+    terms = []
+    for name, value in equal.items():
+        if value is not None:
+            terms.append(f"#{name} = :{name}")
+            kwargs["ExpressionAttributeNames"][f"#{name}"] = name
+            kwargs["ExpressionAttributeValues"][f":{name}"] = {"S": value}
+    if terms:
+        kwargs["FilterExpression"] = " AND ".join(terms)
 
 
 def all_runs_page(query: Query, table: str, limit: int, cursor: str | None

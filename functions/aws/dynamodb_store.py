@@ -35,6 +35,7 @@ from engine.errors import (
     ConflictError,
     GraphNotFound,
     NotFoundError,
+    RecordTooLargeError,
     RunNotFound,
     StateTooLargeError,
     StepConflict,
@@ -72,6 +73,19 @@ BATCH_RETRIES = 5
 
 class _SlotTaken(Exception):
     """Internal: a create-if-absent write found the item there."""
+
+
+def _fitting(item: Item, what: str) -> Item:
+    """``item`` if DynamoDB can store it; else RecordTooLargeError (413), before any write.
+
+    Checked here rather than mapped from the failed write: DynamoDB refuses an item over
+    400 KB with a plain ValidationException that only its message tells apart from other
+    mistakes, and adapters do not match messages. ``item_size`` follows DynamoDB's published
+    sizing (attribute names plus values), so the check is the service's own limit."""
+    size = items.item_size(item)
+    if size > items.MAX_ITEM_BYTES:
+        raise RecordTooLargeError(what, size, items.MAX_ITEM_BYTES)
+    return item
 
 
 class DynamoRunStore:
@@ -160,7 +174,7 @@ class DynamoRunStore:
             "put_item",
             conflict=ConflictError(f"graph {graph.graph_id!r} already exists"),
             TableName=self.table,
-            Item=items.graph_item(graph),
+            Item=_fitting(items.graph_item(graph), "graph"),
             ConditionExpression=SLOT_FREE,
         )
 
@@ -170,9 +184,15 @@ class DynamoRunStore:
             raise GraphNotFound(graph_id)
         return items.graph_from_item(item)
 
-    def list_graphs(self, limit: int = 50, cursor: str | None = None) -> Page[GraphRecord]:
+    def list_graphs(
+        self, limit: int = 50, cursor: str | None = None, owner: str | None = None
+    ) -> Page[GraphRecord]:
+        if owner is None:
+            index, partition = "GSI1", items.GRAPHS_PARTITION
+        else:
+            index, partition = "GSI3", items.owner_partition(owner, "GRAPHS")
         found, next_cursor = pages.index_page(
-            self._query, self.table, "GSI1", items.GRAPHS_PARTITION, limit, cursor
+            self._query, self.table, index, partition, limit, cursor
         )
         return Page([items.graph_from_item(i) for i in found], next_cursor)
 
@@ -183,7 +203,7 @@ class DynamoRunStore:
                 "put_item",
                 conflict=_SlotTaken(),
                 TableName=self.table,
-                Item=items.run_item(run),
+                Item=_fitting(items.run_item(run), "run"),
                 ConditionExpression=SLOT_FREE,
             )
         except _SlotTaken:
@@ -221,14 +241,22 @@ class DynamoRunStore:
         status: RunStatus | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        owner: str | None = None,
     ) -> Page[RunRecord]:
         """Newest first. Listed runs carry their header only: state is empty, steps 0 and
         node ``None`` (reading every run's latest step would multiply the cost)."""
         if graph_id is not None:
-            # Runs of a graph, filtered by status if asked (GSI1 holds a graph's runs).
+            # Runs of a graph, filtered by status and owner if asked (GSI1 holds a graph's
+            # runs, which are nearly all its owner's: only they and admins can start them).
             found, next_cursor = pages.index_page(
                 self._query, self.table, "GSI1", items.graph_partition(graph_id), limit, cursor,
-                status=status,
+                status=status, owner=owner,
+            )  # fmt: skip
+        elif owner is not None:
+            # One owner's runs (GSI3), filtered by status if asked.
+            found, next_cursor = pages.index_page(
+                self._query, self.table, "GSI3", items.owner_partition(owner, "RUNS"), limit,
+                cursor, status=status,
             )  # fmt: skip
         elif status is not None:
             found, next_cursor = pages.index_page(
@@ -353,6 +381,12 @@ class DynamoRunStore:
     def save_connection(self, connection: Connection) -> None:
         self._call("put_item", TableName=self.table, Item=items.connection_item(connection))
 
+    def get_connection(self, connection_id: str) -> Connection:
+        item = self._get(items.connection_key(connection_id))
+        if item is None:
+            raise NotFoundError("connection", connection_id)
+        return items.connection_from_item(item)
+
     def delete_connection(self, connection_id: str) -> None:
         deletes: list[dict[str, Any]] = []
         for item in self._query_all(
@@ -383,10 +417,13 @@ class DynamoRunStore:
         self._batch_write([{"DeleteRequest": {"Key": key}} for key in keys])
 
     def subscribers(self, run_id: str) -> list[Connection]:
-        """One query of the run's subscription items, which carry the endpoint. Eventually
-        consistent (half the price, on every step): a subscription made in the last moment
-        may miss one event."""
+        """One query of the run's subscription items, which carry the endpoint. Strongly
+        consistent: the notifier reads this after a step's commit, and a subscriber replays
+        the log after writing its subscription; an eventually consistent read could miss a
+        subscription written just before the commit, and that step would reach its client
+        neither live nor by replay (functions/aws/notifier.py)."""
         found = self._query_all(
+            ConsistentRead=True,
             KeyConditionExpression="PK = :pk AND begins_with(SK, :sub)",
             FilterExpression="expires_at > :now",
             ExpressionAttributeValues={

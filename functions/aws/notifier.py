@@ -6,38 +6,29 @@ reach each subscriber in order, because one connection's posts are sequential; s
 service publishes a step's events before it dispatches the next hop, a subscriber also sees
 one run's steps in order.
 
-``prefetch`` starts the subscriber lookup on a background thread when a hop starts, so the
-read overlaps the tool run instead of adding to the step's critical path. A final run event
-is the exception: its subscribers are looked up afresh, so a client that subscribed while
-the last step ran still learns how the run ended.
+Nothing is missed: ``publish`` runs after the step's commit and only then reads the run's
+subscribers (strongly consistent), while the subscribe route writes the subscription and only
+then reads the committed steps to replay them. Whichever of the two writes comes second, its
+writer's read sees the other one, so every step reaches a subscriber live, by replay, or both
+(clients dedupe by ``seq``). A subscriber list read earlier (say, while the tool ran) could
+miss a subscription made during the step, and that step would reach that client by neither.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
-from collections import OrderedDict
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
-from engine.ports import FINAL_STATUSES, Connection, RunStore
+from engine.events import MESSAGE_LIMIT, encode, fit
+from engine.ports import Connection, RunStore
 from functions.aws import clients
 
 log = logging.getLogger("hopgraph.notifier")
 
 MANAGEMENT_API = "apigatewaymanagementapi"
-FRAME_LIMIT = 120 * 1024
-"""Largest event posted as is. API Gateway refuses a message over 128 KB (413); the margin
-keeps an event that is cut down, and its envelope, clear of that limit."""
-ERROR_TEXT_LIMIT = 2_000
-LOOKUP_TIMEOUT_S = 10.0
-_MAX_PENDING_LOOKUPS = 64
-
-
-def encode(value: Any) -> bytes:
-    """An event as the bytes of one WebSocket text message (compact JSON, UTF-8)."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+__all__ = ["MESSAGE_LIMIT", "ApiGatewayNotifier", "encode", "error_code", "fit", "post"]
 
 
 def error_code(exc: BaseException) -> str | None:
@@ -70,36 +61,6 @@ def post(endpoint: str, connection_id: str, data: bytes) -> bool:
     return True
 
 
-def fit(event: dict[str, Any], limit: int = FRAME_LIMIT) -> dict[str, Any]:
-    """``event`` itself if it serializes within ``limit`` bytes, else a copy cut down to fit.
-
-    A step event's ``updates`` (a run event's ``state``) is replaced by its size and where to
-    fetch it over the HTTP API; the top-level ``truncated`` field lists what was cut."""
-    if len(encode(event)) <= limit:
-        return event
-    cut = dict(event)
-    truncated: list[str] = []
-    big = "updates" if event.get("type") == "step" else "state"
-    if big in cut:
-        cut[big] = {"truncated": True, "size": len(encode(cut[big])), "fetch": _fetch_path(event)}
-        truncated.append(big)
-    for text in ("error", "reason"):  # tool errors are free text, and may be long too
-        value = cut.get(text)
-        if isinstance(value, str) and len(value) > ERROR_TEXT_LIMIT and len(encode(cut)) > limit:
-            cut[text] = value[:ERROR_TEXT_LIMIT] + "... (truncated)"
-            truncated.append(text)
-    cut["truncated"] = truncated
-    return cut
-
-
-def _fetch_path(event: dict[str, Any]) -> str:
-    """Where the HTTP API serves what a cut-down event left out."""
-    run_id, seq = event.get("run_id"), event.get("seq")
-    if event.get("type") == "step" and isinstance(seq, int):
-        return f"/runs/{run_id}/steps?after={seq - 1}&limit=1"
-    return f"/runs/{run_id}"
-
-
 class ApiGatewayNotifier:
     """A :class:`~engine.ports.Notifier` that posts to API Gateway WebSocket connections.
 
@@ -112,7 +73,6 @@ class ApiGatewayNotifier:
         self.endpoint = endpoint
         self._max_workers = max_workers
         self._pool: ThreadPoolExecutor | None = None
-        self._lookups: OrderedDict[str, Future[list[Connection]]] = OrderedDict()
         self._lock = threading.Lock()
 
     def _executor(self) -> ThreadPoolExecutor:
@@ -123,39 +83,19 @@ class ApiGatewayNotifier:
         return self._pool
 
     # -- Notifier ------------------------------------------------------------------------------
-    def prefetch(self, run_id: str) -> None:
-        """Start looking up ``run_id``'s subscribers; ``publish`` picks the answer up."""
-        try:
-            future = self._executor().submit(self.store.subscribers, run_id)
-        except Exception:  # a pool shut down at interpreter exit: publish looks up itself
-            log.warning("subscriber prefetch not started", exc_info=True)
-            return
-        with self._lock:
-            self._lookups[run_id] = future
-            self._lookups.move_to_end(run_id)
-            while len(self._lookups) > _MAX_PENDING_LOOKUPS:  # hops that ended unpublished
-                self._lookups.popitem(last=False)
-
     def publish(self, run_id: str, events: list[dict[str, Any]]) -> None:
-        """Post ``events`` to every subscriber of ``run_id``; never raises."""
+        """Post ``events`` to every subscriber of ``run_id``; never raises.
+
+        Called after the events' step is committed: the subscribers are read now, not
+        earlier, so a client that subscribed while the step ran gets it (module docstring)."""
         try:
-            connections = self._subscribers(run_id, fresh=_ends_run(events))
+            connections = self.store.subscribers(run_id)
             if connections:
                 self._post_all(connections, [encode(fit(event)) for event in events])
         except Exception:
             log.exception("publishing events of run %s failed", run_id)
 
     # -- internals -----------------------------------------------------------------------------
-    def _subscribers(self, run_id: str, *, fresh: bool) -> list[Connection]:
-        with self._lock:
-            pending = self._lookups.pop(run_id, None)
-        if pending is not None and not fresh:
-            try:
-                return pending.result(timeout=LOOKUP_TIMEOUT_S)
-            except Exception:
-                log.warning("prefetched subscriber lookup of run %s failed", run_id, exc_info=True)
-        return self.store.subscribers(run_id)
-
     def _post_all(self, connections: list[Connection], payloads: list[bytes]) -> None:
         if len(connections) == 1:
             self._post_each(connections[0], payloads)
@@ -189,7 +129,3 @@ class ApiGatewayNotifier:
             self.store.delete_connection(connection_id)
         except Exception:
             log.warning("removing gone connection %s failed", connection_id, exc_info=True)
-
-
-def _ends_run(events: list[dict[str, Any]]) -> bool:
-    return any(e.get("type") == "run" and e.get("status") in FINAL_STATUSES for e in events)

@@ -1,22 +1,29 @@
 """Run requests from the run-requests queue: validation, starting, and parking the malformed.
 
-A request is ``{"graph_id", "input", "idempotency_key"?, "max_steps"?}``. Anything that can
-never start a run (not JSON, wrong fields, an unknown graph, a bad ``max_steps``, an input
-the engine refuses) is *permanent*: it is sent at once to the run-requests DLQ with the
-reason as a message attribute and acknowledged, instead of being received four more times
-before SQS's redrive policy gives up on it. Everything else (throttling, a network error)
-fails only its own record, which SQS redelivers.
+A request is ``{"graph_id", "input", "idempotency_key"?, "max_steps"?}``, a JSON document
+that follows the rule of every client document (:mod:`engine.json_rules`). What happens to a
+request that fails is the queue disposition of its error in the one error table
+(:mod:`engine.errors`):
+
+- ``park``: it can never start a run (not JSON, nested too deep, wrong fields, an unknown
+  graph, a bad ``max_steps``, an input the engine refuses, an idempotency key already used
+  for another request). It is sent at once to the run-requests DLQ with the reason as a
+  message attribute and acknowledged, instead of being received four more times before
+  SQS's redrive policy gives up on it.
+- ``drop``: acknowledged and logged; there is nothing left to do for it.
+- ``retry`` (throttling, a network error, anything unforeseen): only its own record fails,
+  and SQS redelivers it.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
-from engine.errors import GraphValidationError, InvalidInputError, NotFoundError, StateTooLargeError
+from engine import json_rules
+from engine.errors import InvalidJsonError, JsonRuleError, transport_of
 from engine.validation import MAX_STEPS_CEILING
 from functions import runtime
 from functions.aws import clients
@@ -43,15 +50,13 @@ class MalformedRequest(Exception):
     """The request can never start a run; ``reason`` says why, for a person to act on."""
 
 
-PERMANENT_ERRORS = (NotFoundError, InvalidInputError, StateTooLargeError, GraphValidationError)
-"""Engine errors that the same request will always get again."""
-
-
 def parse_request(body: str) -> RunRequest:
     try:
-        doc = json.loads(body)
-    except ValueError as exc:
+        doc = json_rules.loads(body)
+    except InvalidJsonError as exc:
         raise MalformedRequest(f"body is not JSON: {exc}") from None
+    except JsonRuleError as exc:
+        raise MalformedRequest(f"invalid run request: {exc}") from None
     try:
         return RunRequest.model_validate(doc)
     except ValidationError as exc:
@@ -74,7 +79,14 @@ def start_requested_run(record: SQSRecord) -> str:
     except MalformedRequest as exc:
         park(record, str(exc))
         return "malformed"
-    except Exception:
+    except Exception as exc:
+        disposition = transport_of(exc).disposition
+        if disposition == "park":  # the same request would fail the same way every time
+            park(record, str(exc))
+            return "malformed"
+        if disposition == "drop":
+            logger.info("run request dropped", extra={"reason": str(exc)})
+            return "dropped"
         # Transient (throttling, a network error): this record fails, SQS redelivers it.
         logger.exception("run request failed; retried", extra={"message_id": record.message_id})
         count("RunRequestsRetried")
@@ -86,12 +98,9 @@ def _start(request: RunRequest, message_id: str) -> str:
     # crashed after start_run, before the acknowledgement) finds its run instead of
     # starting a second one.
     key = request.idempotency_key or message_id
-    try:
-        run, created = runtime.service().start_run(
-            request.graph_id, request.input, idempotency_key=key, max_steps=request.max_steps
-        )
-    except PERMANENT_ERRORS as exc:
-        raise MalformedRequest(str(exc)) from None
+    run, created = runtime.service().start_run(
+        request.graph_id, request.input, idempotency_key=key, max_steps=request.max_steps
+    )
     with log_keys(run_id=run.run_id):
         logger.info("run requested", extra={"run_created": created, "status": run.status})
     count("RunsStarted" if created else "RunRequestsDuplicate")

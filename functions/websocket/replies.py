@@ -17,14 +17,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from engine.errors import (
-    ConflictError,
-    HopgraphError,
-    InvalidInputError,
-    NotFoundError,
-    TransientStoreError,
-)
-from functions.aws.notifier import encode, error_code, post
+from engine.errors import InvalidInputError, client_message, transport_of
+from functions.aws.notifier import encode, error_code, fit, post
 from functions.websocket.request import WsRequest
 
 log = logging.getLogger("hopgraph.websocket")
@@ -41,12 +35,13 @@ def ok() -> Response:
 
 
 def reply(request: WsRequest, message: dict[str, Any]) -> bool:
-    """Post ``message`` to the caller; False if it could not be delivered (never raises)."""
+    """Post ``message`` to the caller, cut down to API Gateway's message size if need be
+    (events.fit); False if it could not be delivered (never raises)."""
     from functions.settings import get_settings
 
     endpoint = request.endpoint(get_settings().ws_endpoint)
     try:
-        delivered = post(endpoint, request.connection_id, encode(message))
+        delivered = post(endpoint, request.connection_id, encode(fit(message)))
     except Exception as exc:
         log.warning("reply to %s failed (%s)", request.connection_id, error_code(exc) or exc)
         return False
@@ -56,36 +51,35 @@ def reply(request: WsRequest, message: dict[str, Any]) -> bool:
 
 
 def status_and_message(exc: Exception) -> tuple[int, str]:
-    """How an error reads to a WebSocket client: an HTTP-like status and a message."""
-    if isinstance(exc, NotFoundError):
-        return 404, str(exc)
-    if isinstance(exc, InvalidInputError):
-        return 400, str(exc)
-    if isinstance(exc, ConflictError):
-        return 409, str(exc)
-    if isinstance(exc, TransientStoreError):
-        return 503, "the service is busy; try again"
-    if isinstance(exc, HopgraphError):
-        return 400, str(exc)
-    return 500, "internal error"
+    """How an error reads to a WebSocket client: the HTTP status of its row in the error
+    table (:mod:`engine.errors`) and the message an HTTP client would get."""
+    return transport_of(exc).status, client_message(exc)
 
 
 def error_reply(request: WsRequest, exc: Exception) -> Response:
     """Turn ``exc`` into the route's answer: a refused connection on ``$connect``, nothing on
     ``$disconnect`` (the client is gone), an ``{"type": "error"}`` message on other routes."""
-    status, message = status_and_message(exc)
-    if status >= 500:
+    status, _message = status_and_message(exc)
+    if status == 500:
         log.exception("route %s failed", request.route_key, exc_info=exc)
     if request.route_key == CONNECT:
-        return {"statusCode": status, "body": json.dumps({"type": "error", "message": message})}
+        return {"statusCode": status, "body": json.dumps(error_doc(exc))}
     if request.route_key != DISCONNECT:
-        reply(request, error_message(request, message))
+        reply(request, error_message(request, exc))
     return {"statusCode": status}
 
 
-def error_message(request: WsRequest, message: str) -> dict[str, Any]:
-    """``{"type": "error", "message": ...}``, plus the action and run it answers, if known."""
-    doc: dict[str, Any] = {"type": "error", "message": message}
+def error_doc(exc: Exception) -> dict[str, Any]:
+    """``{"type": "error", "status", "error", "message"}``: the status and ``error`` (the
+    stable kind) are those an HTTP client gets for the same error."""
+    row = transport_of(exc)
+    message = client_message(exc)
+    return {"type": "error", "status": row.status, "error": row.type, "message": message}
+
+
+def error_message(request: WsRequest, exc: Exception) -> dict[str, Any]:
+    """:func:`error_doc`, plus the action and run it answers, if known."""
+    doc = error_doc(exc)
     action = request.action()
     if action is not None:
         doc["action"] = action

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.errors import InvalidInputError
+from engine import json_rules
+from engine.errors import InvalidInputError, InvalidJsonError
 
 MAX_RUN_ID_LENGTH = 128
 
@@ -49,11 +49,12 @@ class WsRequest:
         return f"https://{self.domain_name}/{self.stage}"
 
     def message(self) -> dict[str, Any]:
-        """The body as a JSON object; InvalidInputError if it is not one."""
+        """The body as a JSON object; InvalidInputError if it is not one, or if it breaks the
+        JSON rule every client document follows (:mod:`engine.json_rules`)."""
         try:
-            doc = json.loads(self.body or "")
-        except ValueError:
-            raise InvalidInputError("messages must be JSON objects") from None
+            doc = json_rules.loads(self.body or "")
+        except InvalidJsonError:
+            raise InvalidJsonError("messages must be JSON objects") from None
         if not isinstance(doc, dict):
             raise InvalidInputError("messages must be JSON objects")
         return doc
@@ -70,12 +71,24 @@ class WsRequest:
         """The run a subscribe/unsubscribe message names."""
         return checked_run_id(self.message().get("run_id"))
 
+    def after(self) -> int:
+        """The ``seq`` a subscribe message replays after: -1 (the default) replays every
+        committed step, a step's ``seq`` only the ones after it."""
+        return checked_after(self.message().get("after", -1))
+
 
 def checked_run_id(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise InvalidInputError('"run_id" must be a non-empty string')
     if len(value) > MAX_RUN_ID_LENGTH:
         raise InvalidInputError(f'"run_id" is longer than {MAX_RUN_ID_LENGTH} characters')
+    return value
+
+
+def checked_after(value: Any) -> int:
+    # bool is an int to Python, but `"after": true` is a client's mistake, not step 1
+    if isinstance(value, bool) or not isinstance(value, int) or value < -1:
+        raise InvalidInputError('"after" must be an integer of -1 or more (a step\'s "seq")')
     return value
 
 

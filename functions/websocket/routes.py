@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from engine.errors import InvalidInputError, RunNotFound
-from engine.events import run_status_event
+from engine.events import run_status_event, step_event
 from engine.ports import Connection, RunStore
 from functions.websocket.replies import (
     CONNECT,
@@ -26,8 +26,11 @@ from functions.websocket.request import WsRequest, checked_run_id
 SUBSCRIBE = "subscribe"
 UNSUBSCRIBE = "unsubscribe"
 DEFAULT = "$default"
+REPLAY_PAGE_SIZE = 100
+"""Steps read per page of a replay (each page is posted before the next is read)."""
 USAGE = (
-    'send {"action": "subscribe", "run_id": "..."} to receive a run\'s events, '
+    'send {"action": "subscribe", "run_id": "..."} to receive a run\'s events (its committed '
+    'steps first; add "after": seq to start later), '
     '{"action": "unsubscribe", "run_id": "..."} to stop'
 )
 
@@ -73,21 +76,43 @@ def disconnect(request: WsRequest) -> Response:
 
 @errors_as_replies
 def subscribe(request: WsRequest) -> Response:
-    """Subscribe the caller to a run and send it where the run stands now.
+    """Subscribe the caller to a run, replay its committed steps, then say where it stands.
 
-    The subscription is written before the run is read: a step that commits in between is
-    in the snapshot or reaches the caller as an event (or both), never neither. A run that
-    has ended answers with its final event, so a late subscriber does not wait in vain."""
-    run_id = request.run_id()
+    ``{"action": "subscribe", "run_id": ..., "after": seq}``: the replay is every committed
+    step with a greater ``seq`` (all of them by default), one step event each, in order; then
+    the run's status event (its final event, with the final state, if it has ended).
+
+    The subscription is written before the log is read, and the worker reads subscribers
+    after it commits: a step that commits meanwhile is replayed, or posted live, or both,
+    never neither (functions/aws/notifier.py). Live events may interleave with the replay;
+    clients order and dedupe by ``seq``."""
+    run_id, after = request.run_id(), request.after()
     store = _store()
     store.subscribe(request.connection_id, run_id)
     try:
+        last = _replay(request, store, run_id, after)
         run = store.get_run(run_id)
     except RunNotFound:
         store.unsubscribe(request.connection_id, run_id)
         raise
+    if last is not None and last < run.steps - 1:  # steps committed since the replay read
+        _replay(request, store, run_id, last)
     reply(request, run_status_event(run, time.time()))
     return ok()
+
+
+def _replay(request: WsRequest, store: RunStore, run_id: str, after: int) -> int | None:
+    """Post the committed steps after ``after`` to the caller, every page; the last ``seq``
+    replayed (``after`` if none), or None once a post fails (the caller notices the gap when
+    the run's status arrives, and subscribes again from where it is)."""
+    while True:
+        page = store.list_steps(run_id, after=after, limit=REPLAY_PAGE_SIZE)
+        for step in page.items:
+            if not reply(request, step_event(step, step.started_at + step.duration_ms / 1000)):
+                return None
+            after = step.seq
+        if page.cursor is None or not page.items:
+            return after
 
 
 @errors_as_replies

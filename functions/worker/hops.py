@@ -21,8 +21,9 @@ Self-invocation (``Dispatch=lambda``, event ``{"hopgraph": "hop", "hop": {...}}`
     own retries (MaximumRetryAttempts 2, each failing at once, touching nothing) end in the
     function's OnFailure destination, the step DLQ, with the hop and the reason in its
     payload. Invocations that die outright (timeout, out of memory) are retried by Lambda
-    with the same payload and, after the third death, parked in the same DLQ; that path
-    cannot mark the run failed, since no code of ours runs at the end of it.
+    with the same payload and, after the third death, parked in the same DLQ; no code of the
+    worker runs at the end of that path, so the DLQ's consumer (functions/deadletter/) fails
+    the run, as it does for SQS hops that never reached the worker's last-receive handling.
 
 Metrics (EMF): StepsCompleted, StepDuration (ms), RunsCompleted, RunsFailed, HopsDuplicate,
 HopsRecovered, MalformedMessages, HopsFailed (a delivery that failed: retried, or
@@ -43,7 +44,7 @@ from aws_lambda_powertools.utilities.batch import (
 )
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from engine.errors import InvalidInputError, RetryLater, TransientStoreError
+from engine.errors import InvalidInputError, RetryLater, TransientStoreError, transport_of
 from engine.ports import Hop
 from engine.service import HopResult, RunService
 from functions import runtime
@@ -83,17 +84,27 @@ def malformed(reason: str, **where: Any) -> None:
 
 
 def apply_hop(hop: Hop, delivery_id: str, attempt: int) -> HopResult:
-    """Process ``hop``; on a failure of its last allowed delivery, fail its run, then raise."""
+    """Process ``hop``; on a failure of its last allowed delivery, fail its run, then raise.
+
+    The error's queue disposition (the table in :mod:`engine.errors`) decides: ``drop``
+    acknowledges the hop (its work is done or moot), ``park`` fails the run at once (every
+    delivery would fail the same way; the redeliveries then find the slot taken and stop),
+    ``retry`` fails only this delivery until the last."""
     svc = runtime.service()
     started = time.perf_counter()
     try:
         result = svc.process_hop(hop, delivery_id, attempt)
     except Exception as exc:
-        last = attempt >= get_settings().step_max_receives
+        disposition = transport_of(exc).disposition
+        if disposition == "drop":
+            logger.info("hop dropped", extra={"error": f"{type(exc).__name__}: {exc}"})
+            return "stale"
+        permanent = disposition == "park"
+        last = permanent or attempt >= get_settings().step_max_receives
         _log_failure(exc, attempt, last)
         count("HopsFailed")  # a failed delivery: retried, or dead-lettered if last
         if last:
-            dead_letter(svc, hop, exc, attempt)
+            dead_letter(svc, hop, exc, attempt, permanent=permanent)
         raise
     _record(svc, hop, result, (time.perf_counter() - started) * 1000, attempt)
     return result
@@ -109,13 +120,19 @@ def _log_failure(exc: Exception, attempt: int, last: bool) -> None:
         logger.exception("hop failed", extra=extra)
 
 
-def dead_letter(svc: RunService, hop: Hop, exc: Exception, attempt: int) -> None:
-    """Mark the run failed because this hop is about to be dead-lettered. Best effort: the
-    failure to do so is logged, and the hop still goes to the DLQ."""
+def dead_letter(
+    svc: RunService, hop: Hop, exc: Exception, attempt: int, *, permanent: bool = False
+) -> None:
+    """Mark the run failed because this hop is about to be dead-lettered (or, ``permanent``,
+    can never succeed). Best effort: the failure to do so is logged, and the hop still goes
+    to the DLQ."""
     reason = (
         f"step {hop.seq} (node {hop.node!r}) could not be processed after {attempt} "
         f"deliveries and was moved to the dead-letter queue: {type(exc).__name__}: {exc}"
     )
+    if permanent:
+        error = f"{type(exc).__name__}: {exc}"
+        reason = f"step {hop.seq} (node {hop.node!r}) cannot be processed: {error}"
     try:
         ended = svc.fail_hop(hop, reason)
     except Exception:

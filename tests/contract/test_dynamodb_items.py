@@ -45,6 +45,8 @@ def test_graph_item(dynamodb: Any, dynamo_store: DynamoRunStore) -> None:
         "owner": {"S": "alice"},
         "GSI1PK": {"S": "GRAPHS"},
         "GSI1SK": {"S": "2023-11-14T22:13:20.250000Z#g1"},
+        "GSI3PK": {"S": "OWNER#alice#GRAPHS"},
+        "GSI3SK": {"S": "2023-11-14T22:13:20.250000Z#g1"},
     }
 
 
@@ -67,6 +69,8 @@ def test_run_header_item(dynamodb: Any, dynamo_store: DynamoRunStore) -> None:
         "GSI1SK": {"S": "2023-11-14T22:13:20.250000Z#r1"},
         "GSI2PK": {"S": "STATUS#running"},
         "GSI2SK": {"S": "2023-11-14T22:13:20.250000Z#r1"},
+        "GSI3PK": {"S": "OWNER#alice#RUNS"},
+        "GSI3SK": {"S": "2023-11-14T22:13:20.250000Z#r1"},
     }
     assert stored(dynamodb, dynamo_store, "RUN#r1", "RUN") == header
     # When its last step fails it: status, error, updated_at and the status index change

@@ -3,18 +3,25 @@ benchmarks that talk to it over real sockets only.
 
 :func:`launch` starts one and returns when ``/health`` answers and the banner has named the
 moto endpoint and the run-requests queue; :meth:`StackProcess.stop` sends SIGINT, as Ctrl-C
-would, and returns the exit code. Output is drained by threads (a full pipe would block the
-stack) and kept for assertions and failure messages.
+would, and returns the exit code; :meth:`StackProcess.kill_all` is ``kill -9`` of the stack
+and its moto process at once; :meth:`StackProcess.restart` starts the same stack again (same
+ports, same data folder). Each stack keeps its data in a folder of its own (a temporary one
+unless given). Output is drained by threads (a full pipe would block the stack) and kept for
+assertions and failure messages.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from contextlib import ExitStack
@@ -59,6 +66,13 @@ def stack_env() -> dict[str, str]:
     return env
 
 
+def temporary_data_folder() -> Path:
+    """A data folder removed when the tests end."""
+    folder = Path(tempfile.mkdtemp(prefix="hopgraph-e2e-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
+
+
 def _drain(stream: IO[str], lines: list[str]) -> None:
     for line in stream:
         lines.append(line)
@@ -72,6 +86,8 @@ class StackProcess:
     port: int
     ws_port: int
     dispatch: str
+    moto_port: int
+    data: Path
     moto_endpoint: str = ""
     run_requests_queue_url: str = ""
     _stdout: list[str] = field(default_factory=list)
@@ -95,12 +111,21 @@ class StackProcess:
         return "".join(self._stderr)
 
     @classmethod
-    def spawn(cls, dispatch: str = "sqs", port: int = 0, ws_port: int = 0) -> StackProcess:
-        """Start the process (free ports unless given) without waiting for it."""
-        if not port or not ws_port:
-            port, ws_port = free_ports(2)
+    def spawn(
+        cls,
+        dispatch: str = "sqs",
+        ports: tuple[int, int, int] | None = None,
+        data: Path | None = None,
+        *options: str,
+    ) -> StackProcess:
+        """Start the process without waiting for it: on ``ports`` (HTTP, WebSocket, moto;
+        free ones unless given), keeping its data in ``data`` (a new temporary folder unless
+        given), with more ``hopgraph dev`` options."""
+        port, ws_port, moto_port = ports or free_ports(3)
+        data = data or temporary_data_folder()
         command = [sys.executable, "-m", "infra.cli", "dev", "--host", HOST]
         command += ["--port", str(port), "--ws-port", str(ws_port), "--dispatch", dispatch]
+        command += ["--moto-port", str(moto_port), "--data", str(data), *options]
         process = subprocess.Popen(
             command,
             cwd=REPO,
@@ -108,8 +133,9 @@ class StackProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            start_new_session=True,  # its own process group: kill_all reaches moto's process too
         )
-        stack = cls(process, port, ws_port, dispatch)
+        stack = cls(process, port, ws_port, dispatch, moto_port, data)
         for stream, lines in ((process.stdout, stack._stdout), (process.stderr, stack._stderr)):
             assert stream is not None
             reader = threading.Thread(target=_drain, args=(stream, lines), daemon=True)
@@ -162,6 +188,21 @@ class StackProcess:
             self.process.wait(timeout=10)
         self._join_readers()
 
+    def kill_all(self) -> None:
+        """``kill -9`` of the stack and of its moto process, at the same instant."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+        self._join_readers()
+
+    def restart(self, *options: str, timeout: float = 45.0) -> StackProcess:
+        """The same stack started again, once this one has exited: same ports, same data."""
+        again = StackProcess.spawn(
+            self.dispatch, (self.port, self.ws_port, self.moto_port), self.data, *options
+        )
+        again.wait_ready(timeout)
+        return again
+
     def _join_readers(self) -> None:
         for reader in self._readers:
             reader.join(timeout=5)
@@ -173,11 +214,13 @@ class StackProcess:
         )
 
 
-def launch(dispatch: str = "sqs", timeout: float = 45.0, attempts: int = 3) -> StackProcess:
+def launch(
+    dispatch: str = "sqs", timeout: float = 45.0, attempts: int = 3, data: Path | None = None
+) -> StackProcess:
     """A ready stack on free ports; retried on new ports if one was taken in the meantime
     (the ports are free when chosen, but another process may bind them before the stack)."""
     for attempt in range(attempts):
-        stack = StackProcess.spawn(dispatch)
+        stack = StackProcess.spawn(dispatch, None, data)
         try:
             stack.wait_ready(timeout)
             return stack

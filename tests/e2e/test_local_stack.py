@@ -356,7 +356,7 @@ def test_cli_usage_errors_exit_2(sqs_stack: StackProcess, tmp_path: Path) -> Non
     not_json.write_text("{nodes: ")
     cases = {
         ("graphs", "create", str(not_json)): "not valid JSON",
-        ("graphs", "create", str(tmp_path / "missing.json")): "cannot read",
+        ("graphs", "create", str(tmp_path / "missing.json")): "does not exist",
         ("runs", "show", "r_no_such_run"): "404",
         ("run", "g_no_such_graph"): "404",
     }

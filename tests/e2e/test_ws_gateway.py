@@ -320,9 +320,13 @@ def test_an_unknown_connection_is_gone(management: Any) -> None:
 def test_a_post_over_128_kb_is_too_large(
     ws_gateway: LocalWebSocketGateway, recording: RecordingHandler, management: Any
 ) -> None:
+    # Given an open connection
     socket, connection_id = connected(ws_gateway, recording)
     with socket:
-        with pytest.raises(management.exceptions.PayloadTooLargeException):
-            management.post_to_connection(ConnectionId=connection_id, Data=b"x" * 140_000)
-        management.post_to_connection(ConnectionId=connection_id, Data=b"x" * 130_000)
-        assert len(socket.recv(timeout=TIMEOUT)) == 130_000
+        # When a message of one byte over 128 KB is posted, then one of exactly 128 KB
+        with pytest.raises(management.exceptions.PayloadTooLargeException) as refused:
+            management.post_to_connection(ConnectionId=connection_id, Data=b"x" * (131_072 + 1))
+        management.post_to_connection(ConnectionId=connection_id, Data=b"x" * 131_072)
+        # Then the first is refused as API Gateway refuses it (413), and the second arrives
+        assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 413
+        assert len(socket.recv(timeout=TIMEOUT)) == 131_072

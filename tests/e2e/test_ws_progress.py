@@ -17,13 +17,14 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
+from engine.events import MESSAGE_LIMIT
 from engine.memory import MemoryQueue, MemoryRunStore
 from engine.ports import Connection
 from engine.service import RunService
 from engine.tools import load_toolkits
 from functions import runtime
 from functions.aws import clients
-from functions.aws.notifier import FRAME_LIMIT, ApiGatewayNotifier
+from functions.aws.notifier import ApiGatewayNotifier
 from functions.settings import get_settings
 from infra.ws_gateway import LocalWebSocketGateway
 
@@ -207,15 +208,16 @@ def test_a_connection_gone_without_a_disconnect_is_dropped_at_the_next_event(
     assert ghost.connection_id not in subscribers
 
 
-def test_subscribing_after_the_run_finished_gets_the_final_state_at_once(
+def test_subscribing_after_the_run_finished_replays_it_then_gives_the_final_state(
     ws_gateway: LocalWebSocketGateway, stack: Stack
 ) -> None:
     run_id = stack.start()
     stack.finish()
     with client(ws_gateway) as socket:
-        final = subscribe(socket, run_id)
-    assert (final["type"], final["status"], final["steps"]) == ("run", "completed", 3)
-    assert final["state"] == {"count": 3}
+        socket.send(json.dumps({"action": "subscribe", "run_id": run_id}))
+        events = until_final(socket)
+    assert summary(events) == COUNTER_EVENTS
+    assert (events[-1]["steps"], events[-1]["state"]) == (3, {"count": 3})
 
 
 def test_connecting_with_run_id_subscribes_at_once(
@@ -291,12 +293,13 @@ def test_events_too_large_for_a_frame_arrive_cut_down(
         subscribe(socket, run_id)
         stack.finish()
         raw = [socket.recv(timeout=TIMEOUT) for _ in range(2)]
-    # Then both its step event and the final event arrived, each cut down to fit
+    # Then both its step event and the final event arrived, each cut down to fit (the
+    # gateway refuses a larger post, as API Gateway does)
     step, final = (json.loads(r) for r in raw)
-    assert all(len(r.encode()) <= FRAME_LIMIT for r in raw)
+    assert all(len(r.encode()) <= MESSAGE_LIMIT for r in raw)
     assert step["truncated"] == ["updates"]
-    assert step["updates"]["fetch"] == f"/runs/{run_id}/steps?after=-1&limit=1"
-    assert step["updates"]["size"] > 200_000
+    assert step["fetch"] == f"/runs/{run_id}/steps?after=-1&limit=1"
+    assert step["updates"]["report"]["size"] > 200_000
     assert final["status"] == "completed" and final["truncated"] == ["state"]
-    assert final["state"]["fetch"] == f"/runs/{run_id}"
+    assert final["fetch"] == f"/runs/{run_id}"
     assert stack.store.get_run(run_id).state["report"] == BIG_REPORT  # nothing lost

@@ -6,6 +6,10 @@ the table and queues of template.yaml, ``HOPGRAPH_*`` settings) and yields an
 and body the way API Gateway would have built them, and invokes
 ``functions.api.handler.handler``; ``drain`` feeds the step queue to the worker handler as
 real SQS batches until no hop is left.
+
+Every call goes through the stand-in for API Gateway's JWT authorizer first (strict, as on
+AWS): a refused token never reaches the handler, an accepted one's claims are in the event.
+``call`` sends the default test user's token unless given another (``token=None``: none).
 """
 
 from __future__ import annotations
@@ -23,7 +27,10 @@ import pytest
 from engine.ports import Hop
 from engine.service import RunService
 from functions import runtime
+from infra.http_authorizer import HttpApiJwtAuthorizer, Refusal
 from infra.lambda_context import LambdaContext
+from infra.template import open_http_routes
+from tests import auth_tokens
 from tests.events import load_event
 from tests.functional.aws_stack import AwsStack, aws_stack
 
@@ -82,6 +89,33 @@ def http_event(
     return event
 
 
+DEFAULT = "default"
+"""``token=DEFAULT``: the default test user's token."""
+
+
+def gateway_authorizer() -> HttpApiJwtAuthorizer:
+    """API Gateway's JWT authorizer as template.yaml configures it, trusting the test issuer."""
+    return HttpApiJwtAuthorizer(auth_tokens.issuer().verifier(), open_http_routes())
+
+
+def through_authorizer(event: dict[str, Any], token: str | None = DEFAULT) -> Reply | None:
+    """Do API Gateway's part: a Reply if it refuses the request, else None with the claims put
+    into the event (``requestContext.authorizer.jwt``) as it does."""
+    if token == DEFAULT:
+        token = auth_tokens.token()
+    if token is not None:
+        event["headers"]["authorization"] = f"Bearer {token}"
+    context = event["requestContext"]
+    decision = gateway_authorizer().authorize(
+        context["http"]["method"], context["http"]["path"], event["headers"].get("authorization")
+    )
+    if isinstance(decision, Refusal):
+        return Reply(decision.status, decision.headers, '{"message":"Unauthorized"}')
+    if decision is not None:
+        context["authorizer"] = decision
+    return None
+
+
 def invoke(event: dict[str, Any]) -> Reply:
     """Call the API's Lambda handler as the Lambda runtime would."""
     from functions.api.handler import handler
@@ -106,8 +140,11 @@ class ApiStack:
         """The service the handler built from the environment (DynamoDB store, SQS)."""
         return runtime.service()
 
-    def call(self, name: str, **patch: Any) -> Reply:
-        return invoke(http_event(name, **patch))
+    def call(self, name: str, *, token: str | None = DEFAULT, **patch: Any) -> Reply:
+        """Send ``events/<name>.json`` (patched) with ``token`` through API Gateway's part."""
+        event = http_event(name, **patch)
+        refused = through_authorizer(event, token)
+        return refused if refused is not None else invoke(event)
 
     def queued(self) -> list[Hop]:
         """The hops waiting in the step queue (left there)."""

@@ -78,7 +78,14 @@ def test_a_code_review_run_completes_with_its_state_and_log(stack: ApiStack, gra
     # And the log route shows the same log
     logs = stack.call("http_compat_logs", path=f"/graph/logs/{run_id}")
     assert logs.status == 200
-    assert logs.json() == {"run_id": run_id, "status": "completed", "execution_log": log}
+    assert logs.json() == {
+        "run_id": run_id,
+        "status": "completed",
+        "execution_log": log,
+        "truncated": False,
+        "next": None,
+    }
+    assert (state["truncated"], state["next"]) == (False, None)
 
 
 def test_a_run_may_be_started_with_input_instead(stack: ApiStack, graph_id: str) -> None:
@@ -124,3 +131,44 @@ def test_a_bad_run_request_is_422(stack: ApiStack) -> None:
     reply = stack.call("http_compat_run_graph", body={"initial_state": "code"})
     assert reply.status == 422
     assert sorted(loc for loc, _ in reply.problems) == ["body.graph_id", "body.initial_state"]
+
+
+def test_the_log_of_a_long_run_with_large_updates_is_capped_with_a_pointer(
+    stack: ApiStack, graph_id: str
+) -> None:
+    # Given a run with 200 committed steps, each updating ~150 KB (30 MB of log in all)
+    from dataclasses import replace
+
+    from engine.ports import RunRecord, StepRecord
+    from functions.api.routes_compat import LOG_BUDGET_BYTES
+    from tests import auth_tokens
+
+    store = stack.service.store
+    run_id = "r_long_large"
+    header = RunRecord(run_id, graph_id, "running", {}, 500, 1.0, 1.0, node="extract")
+    store.create_run(replace(header, owner=auth_tokens.DEFAULT_USER))
+    for seq in range(200):
+        blob = {"blob": f"{seq:03d}" + "x" * 150_000}
+        store.commit_step(
+            StepRecord(run_id, seq, "extract", "extract_functions", "ok", blob, blob,
+                       "extract", 2.0 + seq, 1.0)
+        )  # fmt: skip
+    for name, path in [("http_compat_state", "state"), ("http_compat_logs", "logs")]:
+        # When the compatibility routes are read
+        reply = stack.call(name, path=f"/graph/{path}/{run_id}")
+        # Then each answer stays under the budget (far below Lambda's 6 MB), in the same
+        # shape, and says where the rest of the log is
+        assert reply.status == 200
+        assert len(reply.text.encode()) < LOG_BUDGET_BYTES + 200_000
+        body = reply.json()
+        log = body["execution_log"]
+        assert 0 < len(log) < 200
+        assert [e["seq"] for e in log] == list(range(len(log)))
+        assert body["truncated"] is True
+        assert body["next"] == f"/runs/{run_id}/steps?after={log[-1]['seq']}"
+    # And the pointer continues the log where it stopped
+    after = log[-1]["seq"]
+    page = stack.call(
+        "http_run_steps", path=f"/runs/{run_id}/steps", query={"after": after, "limit": 2}
+    )
+    assert [e["seq"] for e in page.json()["items"]] == [after + 1, after + 2]

@@ -114,10 +114,11 @@ def test_a_bad_start_request_is_422_listing_each_field(
 
 
 def test_a_start_without_a_body_is_422(stack: ApiStack) -> None:
-    from tests.functional.api_harness import http_event, invoke
+    from tests.functional.api_harness import http_event, invoke, through_authorizer
 
     event = http_event("http_start_run")
     del event["body"]
+    assert through_authorizer(event) is None
     reply = invoke(event)
     assert reply.status == 422
     assert reply.problems[0][0] == "body"

@@ -119,8 +119,19 @@ def test_the_same_idempotency_key_in_two_messages_starts_one_run(
         ('{"graph_id": "@", "input": {}, "max_steps": true}', "max_steps: Input should be a valid"),
         ('{"graph_id": "@", "input": "code"}', "input: Input should be a valid dictionary"),
         ('{"graph_id": "@", "input": {"a": 1}, "owner": "me"}', "owner: Extra inputs"),
+        ('{"graph_id": "@", "input": {}, "max_steps": "3"}', "max_steps: Input should be a valid"),
+        ('{"graph_id": "@", "input": {}, "max_steps": 3.0}', "max_steps: Input should be a valid"),
+        ('{"graph_id": "@", "input": {"v": %s}}' % ("[" * 10_000 + "]" * 10_000),
+         "nested deeper than 64 levels"),
+        ('{"graph_id": "@", "input": {"v": %s}}' % ("[" * 256 + "]" * 256),
+         "input.v[0][0]"),
+        ('{"graph_id": "@", "input": {"\\ud800": 1}}', "the key is not valid Unicode"),
+        ('{"graph_id": "@", "input": {"a": "\\udfff"}}', "input.a: the string is not valid"),
     ],
-)
+    ids=["not-json", "not-object", "unknown-graph", "max-steps-0", "max-steps-true",
+         "input-not-object", "extra-field", "max-steps-string", "max-steps-float",
+         "nested-10000", "nested-256", "surrogate-key", "surrogate-string"],
+)  # fmt: skip
 def test_a_malformed_request_is_parked_and_the_rest_of_the_batch_is_fine(
     stack: AwsStack, graph_id: str, body: str, reason: str
 ) -> None:
@@ -161,3 +172,24 @@ def test_a_transient_failure_fails_only_its_record(
     assert response == {"batchItemFailures": [{"itemIdentifier": event["Records"][1]["messageId"]}]}
     assert len(runs(stack)) == 1
     assert parked(stack) == []
+
+
+def test_a_key_reused_for_another_request_is_parked_with_the_run_it_names(
+    stack: AwsStack, graph_id: str
+) -> None:
+    # Given a request that started a run under a key, then another input under the same key
+    first = {"graph_id": graph_id, "input": {"code": "x = 1\n"}, "idempotency_key": "k-2"}
+    second = first | {"input": {"code": "y = 2\n"}}
+    for body in (first, second):
+        stack.sqs.send_message(
+            QueueUrl=stack.urls["RunRequestsQueue"], MessageBody=json.dumps(body)
+        )
+    # When the starter drains the queue
+    handled = stack.drain(stack.starter_source())
+    # Then one run exists, and the second request is parked at once, saying why
+    assert handled == 2
+    [run] = runs(stack)
+    assert run.input == first["input"]
+    [(body, reason)] = parked(stack)
+    assert json.loads(body) == second
+    assert f"already started run {run.run_id!r} with a different input" in reason

@@ -241,15 +241,20 @@ def test_connect_to_an_unknown_run_is_refused_with_404(
     result = connect({"run_id": "r_missing"})
     # Then the connection is refused (API Gateway closes it), and nothing is left behind
     assert result["statusCode"] == 404
-    assert json.loads(result["body"]) == {"type": "error", "message": "run 'r_missing' not found"}
+    assert json.loads(result["body"]) == {
+        "type": "error",
+        "status": 404,
+        "error": "not_found",
+        "message": "run 'r_missing' not found",
+    }
     with pytest.raises(NotFoundError):
         service.store.subscribe(CONNECTION_ID, RUN_ID)
     assert api.posts == []
 
 
-def test_connect_with_a_malformed_run_id_is_refused_with_400(service: RunService) -> None:
+def test_connect_with_a_malformed_run_id_is_refused_with_422(service: RunService) -> None:
     result = connect({"run_id": "r" * 500})
-    assert result["statusCode"] == 400
+    assert result["statusCode"] == 422
     assert "run_id" in json.loads(result["body"])["message"]
 
 
@@ -291,7 +296,7 @@ def test_disconnect_of_an_unknown_connection_is_fine(service: RunService) -> Non
 
 
 # -- subscribe ---------------------------------------------------------------------------------
-def test_subscribe_to_a_running_run_replies_with_its_status(
+def test_subscribe_to_a_running_run_replays_its_steps_then_its_status(
     service: RunService, api: ManagementApiStub
 ) -> None:
     # Given a connected client and a run that has taken one step
@@ -300,31 +305,34 @@ def test_subscribe_to_a_running_run_replies_with_its_status(
     assert isinstance(queue, MemoryQueue)
     queue.drain(lambda hop: service.process_hop(hop, "d-0"), limit=1)
     connect()
-    api.expect_posts(1)
+    api.expect_posts(2)
     # When it subscribes (events/ws_subscribe.json)
     result = invoke(load_event("ws_subscribe"))
-    # Then it is subscribed and told where the run stands, through the Management API
+    # Then it is subscribed, gets the committed step, and is told where the run stands,
+    # through the Management API
     assert result["statusCode"] == 200
     assert [c.connection_id for c in service.store.subscribers(RUN_ID)] == [CONNECTION_ID]
-    [status] = api.messages()
+    [step, status] = api.messages()
+    assert (step["type"], step["seq"], step["updates"]) == ("step", 0, {"count": 1})
     assert status["type"] == "run" and status["run_id"] == RUN_ID
     assert status["status"] == "running" and status["steps"] == 1
     assert "state" not in status
     api.stubber.assert_no_pending_responses()
 
 
-def test_subscribe_to_a_finished_run_replies_with_its_final_state(
+def test_subscribe_to_a_finished_run_replays_it_and_replies_with_its_final_state(
     service: RunService, api: ManagementApiStub
 ) -> None:
     # Given a run that already completed
     service.start_run("g_counter", {})
     finish(service)
     connect()
-    api.expect_posts(1)
+    api.expect_posts(4)
     # When a client subscribes late
     invoke(load_event("ws_subscribe"))
-    # Then it gets the final event at once, with the final state
-    [final] = api.messages()
+    # Then it gets every step, then the final event, with the final state
+    *steps, final = api.messages()
+    assert [(e["type"], e["seq"]) for e in steps] == [("step", 0), ("step", 1), ("step", 2)]
     assert final["type"] == "run" and final["status"] == "completed"
     assert final["state"] == {"count": 3} and final["steps"] == 3
 
@@ -339,6 +347,8 @@ def test_subscribe_to_an_unknown_run_replies_with_an_error(
     assert api.messages() == [
         {
             "type": "error",
+            "status": 404,
+            "error": "not_found",
             "message": "run 'r_nope' not found",
             "action": "subscribe",
             "run_id": "r_nope",
@@ -361,8 +371,16 @@ def test_subscribe_without_a_usable_run_id_replies_with_an_error(
     connect()
     api.expect_posts(1)
     result = invoke(message("ws_subscribe", body))
-    assert result["statusCode"] == 400
-    assert api.messages() == [{"type": "error", "message": expected, "action": "subscribe"}]
+    assert result["statusCode"] == 422
+    assert api.messages() == [
+        {
+            "type": "error",
+            "status": 422,
+            "error": "invalid_input",
+            "message": expected,
+            "action": "subscribe",
+        }
+    ]
 
 
 def test_subscribe_from_a_connection_never_saved_replies_with_an_error(
@@ -407,7 +425,14 @@ def test_an_unexpected_failure_replies_internal_error(
     # Then it gets a generic error (no internals), and the handler does not raise
     assert result["statusCode"] == 500
     assert api.messages() == [
-        {"type": "error", "message": "internal error", "action": "subscribe", "run_id": RUN_ID}
+        {
+            "type": "error",
+            "status": 500,
+            "error": "internal",
+            "message": "internal error",
+            "action": "subscribe",
+            "run_id": RUN_ID,
+        }
     ]
 
 
@@ -431,7 +456,7 @@ def test_default_replies_with_an_error_naming_the_unknown_action(
     connect()
     api.expect_posts(1)
     result = invoke(load_event("ws_default"))
-    assert result["statusCode"] == 400
+    assert result["statusCode"] == 422
     [error] = api.messages()
     assert error["type"] == "error" and error["action"] == "subscribe-all"
     assert error["message"].startswith("unknown action 'subscribe-all'")
@@ -463,7 +488,14 @@ def test_a_binary_frame_reaches_default_and_gets_an_error(
     event["isBase64Encoded"] = True
     api.expect_posts(1)
     invoke(event)
-    assert api.messages() == [{"type": "error", "message": "messages must be JSON objects"}]
+    assert api.messages() == [
+        {
+            "type": "error",
+            "status": 400,
+            "error": "invalid_json",
+            "message": "messages must be JSON objects",
+        }
+    ]
 
 
 # -- the handler as a whole --------------------------------------------------------------------

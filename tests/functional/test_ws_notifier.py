@@ -6,7 +6,6 @@ test_ws_handler.ManagementApiStub); the store is in memory and on moto DynamoDB 
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -14,11 +13,11 @@ from typing import Any
 import pytest
 
 from engine.events import run_event, step_event
-from engine.memory import MemoryQueue
+from engine.memory import MemoryQueue, MemoryRunStore
 from engine.ports import Connection, RunStore, StepRecord
 from engine.service import RunService
-from engine.tools import load_toolkits
-from functions.aws.notifier import FRAME_LIMIT, ApiGatewayNotifier, encode, fit
+from engine.tools import ToolContext, Toolkit, load_toolkits
+from functions.aws.notifier import MESSAGE_LIMIT, ApiGatewayNotifier, encode
 from tests.functional.test_ws_handler import (
     COUNTER,
     ENDPOINT,
@@ -133,99 +132,96 @@ def test_a_failing_store_never_fails_publish(store: RunStore) -> None:  # noqa: 
             raise RuntimeError("store down")
 
     notifier = ApiGatewayNotifier(Broken())  # type: ignore[arg-type]
-    notifier.prefetch(RUN)
-    notifier.publish(RUN, [step(0)])  # prefetched failure: looks again, fails, swallows
+    notifier.publish(RUN, [step(0)])  # the lookup fails: logged and swallowed
     notifier.publish(RUN, [step(1)])
 
 
-def test_an_update_over_the_frame_limit_is_cut_down_with_where_to_fetch_it(
+def test_an_update_over_the_message_limit_is_cut_down_with_where_to_fetch_it(
     store: RunStore,  # noqa: F811
     api: ManagementApiStub,  # noqa: F811
 ) -> None:
-    # Given a step whose updates are 200 KB
+    # Given a step whose updates hold a 200 KB report next to a small value
     connection(store, "small=")
-    big = {"report": "x" * 200_000}
+    big = {"report": "x" * 200_000, "score": 7}
     api.expect_posts(2)
     # When it is published
     ApiGatewayNotifier(store).publish(RUN, [step(4, big), step(5)])
-    # Then what was posted fits in an API Gateway frame and says what was left out
+    # Then what was posted fits API Gateway's message limit, keeps what is small, and says
+    # what was left out and where to read it
     first, second = api.messages("small=")
     assert first["updates"] == {
-        "truncated": True,
-        "size": len(encode(big)),
-        "fetch": f"/runs/{RUN}/steps?after=3&limit=1",
+        "report": {"truncated": True, "size": len(encode(big["report"]))},
+        "score": 7,
     }
     assert first["truncated"] == ["updates"]
+    assert first["fetch"] == f"/runs/{RUN}/steps?after=3&limit=1"
     assert first["seq"] == 4 and first["node"] == "inc"
     assert "truncated" not in second  # small events go as they are
-    assert all(len(encode(m)) <= FRAME_LIMIT for m in (first, second))
+    assert all(len(encode(m)) <= MESSAGE_LIMIT for m in (first, second))
 
 
-def test_a_final_state_over_the_frame_limit_points_at_the_run() -> None:
-    event = run_event(RUN, "completed", 3.0, state={"blob": "y" * 300_000}, steps=7)
-    cut = fit(event)
-    assert cut["state"]["fetch"] == f"/runs/{RUN}"
-    assert cut["truncated"] == ["state"] and cut["status"] == "completed"
-    assert event["state"] == {"blob": "y" * 300_000}  # the original is left alone
-    assert len(encode(cut)) < 128 * 1024
-
-
-def test_a_huge_error_text_is_cut_too() -> None:
-    event = {**step(0, {"x": "z" * 150_000}), "status": "failed", "error": "e" * 130_000}
-    cut = fit(event)
-    assert cut["truncated"] == ["updates", "error"]
-    assert len(encode(cut)) <= FRAME_LIMIT
-
-
-def test_prefetch_looks_subscribers_up_in_the_background_once(
+def test_a_subscriber_that_joins_while_a_step_runs_gets_that_step(
     store: RunStore,  # noqa: F811
     api: ManagementApiStub,  # noqa: F811
 ) -> None:
-    # Given a store that counts lookups and notes the thread they run on
-    connection(store, "sub=")
-    lookups: list[str] = []
-    real = store.subscribers
+    # Given a run whose first step, while its tool runs, sees a client subscribe (the
+    # subscribe route's write lands after the hop started and before the commit)
+    tools = Toolkit("interleaving")
 
-    def counting(run_id: str) -> list[Connection]:
-        lookups.append(threading.current_thread().name)
-        return real(run_id)
+    @tools.tool
+    def subscribes_a_watcher(state: Any, ctx: ToolContext) -> dict[str, Any]:
+        connection(store, "joined-mid-step=")
+        return {"done": True}
 
-    store.subscribers = counting  # type: ignore[method-assign]
-    notifier = ApiGatewayNotifier(store)
-    api.expect_posts(1)
-    # When a hop prefetches and then publishes a non-final step
-    notifier.prefetch(RUN)
-    notifier.publish(RUN, [step(0)])
-    # Then the one lookup ran off the caller's thread, and the event went out
-    assert len(lookups) == 1 and lookups[0].startswith("notify")
-    assert len(api.messages("sub=")) == 1
+    tools.include(load_toolkits(["engine.toolkits.basics"]))
+    graph = {
+        "name": "two-steps",
+        "entry": "work",
+        "nodes": {"work": {"tool": "subscribes_a_watcher"}, "count": {"tool": "increment"}},
+        "edges": {"work": "count", "count": "END"},
+    }
+    queue = MemoryQueue()
+    service = RunService(
+        store, queue, tools, notifier=ApiGatewayNotifier(store, ENDPOINT), ids=PinnedIds(RUN)
+    )
+    service.create_graph(graph)
+    service.start_run("g_counter", {})
+    api.expect_posts(3)
+    # When the hops run, commit and publish
+    queue.drain(lambda hop: service.process_hop(hop, f"d-{hop.seq}"))
+    # Then the subscriber that joined during the first step got it, and everything after
+    messages = api.messages("joined-mid-step=")
+    assert [(m["type"], m.get("seq"), m["status"]) for m in messages] == [
+        ("step", 0, "ok"),
+        ("step", 1, "ok"),
+        ("run", None, "completed"),
+    ]
 
 
-def test_a_final_event_looks_subscribers_up_afresh(
+def test_the_subscriber_lookup_reads_consistently(
     store: RunStore,  # noqa: F811
-    api: ManagementApiStub,  # noqa: F811
+    request: pytest.FixtureRequest,
 ) -> None:
-    # Given a prefetch that finished before a late subscriber arrived
-    connection(store, "early=")
-    looked_up = threading.Event()
-    real = store.subscribers
+    # Given the DynamoDB store, watched at the requests its client sends
+    if isinstance(store, MemoryRunStore):
+        pytest.skip("only the DynamoDB store has a read consistency to choose")
+    client = request.getfixturevalue("moto_dynamodb")
+    sent: list[dict[str, Any]] = []
+    keep = _keep(sent)
+    client.meta.events.register("provide-client-params.dynamodb.Query", keep)
+    # When the notifier looks a run's subscribers up
+    ApiGatewayNotifier(store).publish(RUN, [step(0)])
+    # Then the query is strongly consistent: an eventually consistent one may miss a
+    # subscription written just before the step's commit
+    client.meta.events.unregister("provide-client-params.dynamodb.Query", keep)
+    assert [params.get("ConsistentRead") for params in sent] == [True]
 
-    def signalling(run_id: str) -> list[Connection]:
-        found = real(run_id)
-        looked_up.set()
-        return found
 
-    store.subscribers = signalling  # type: ignore[method-assign]
-    notifier = ApiGatewayNotifier(store)
-    notifier.prefetch(RUN)
-    assert looked_up.wait(5)
-    connection(store, "late=")
-    api.expect_posts(4)
-    # When the last step and the final run event are published
-    notifier.publish(RUN, [step(2), run_event(RUN, "completed", 3.0, state={}, steps=3)])
-    # Then the late subscriber learns how the run ended too
-    assert [m["type"] for m in api.messages("late=")] == ["step", "run"]
-    assert [m["type"] for m in api.messages("early=")] == ["step", "run"]
+def _keep(into: list[dict[str, Any]]) -> Any:
+    def keep(params: dict[str, Any], **_: Any) -> None:
+        into.append(dict(params))
+
+    return keep
 
 
 def test_a_run_driven_by_the_service_reaches_its_subscriber_step_by_step(

@@ -33,6 +33,7 @@ STORE_MODULES = [ROOT / "functions/aws/dynamodb_store.py", ROOT / "functions/aws
 QUEUE_CONSUMERS = {
     "functions.worker.handler.handler": ["StepQueue"],
     "functions.starter.handler.handler": ["RunRequestsQueue"],
+    "functions.deadletter.handler.handler": ["StepDLQ"],
 }
 
 

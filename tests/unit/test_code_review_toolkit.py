@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.toolkits.code_review import (
+    MAX_CODE_CHARS,
     CodeReviewError,
     CodeSyntaxError,
     check_complexity,
@@ -405,6 +406,22 @@ def test_the_engine_sees_a_syntax_error_as_a_failed_tool_with_its_type() -> None
 def test_a_state_without_code_is_refused(state: dict[str, Any]) -> None:
     with pytest.raises(CodeReviewError, match=r"state\['code'\] must be a string"):
         extract_functions(state, CTX)
+
+
+@pytest.mark.parametrize("tool", CODE_TOOLS, ids=lambda t: t.__name__)
+def test_code_above_the_size_limit_is_refused_naming_the_limit(tool: Any) -> None:
+    # Given valid code one character longer than the tools read
+    code = "x = 1\n" + "#" * (MAX_CODE_CHARS - 6) + "\n"
+    # When a tool reads it, Then it refuses before any work, saying the size and the limit
+    with pytest.raises(CodeReviewError, match=r"is 100,001 characters long; .* at most 100,000"):
+        tool({"code": code}, CTX)
+
+
+def test_code_at_the_size_limit_is_reviewed() -> None:
+    # Given valid code exactly as long as the limit
+    code = "x = 1\n" + "#" * (MAX_CODE_CHARS - 7) + "\n"
+    # When its functions are extracted, Then it is read like any other code
+    assert extract_functions({"code": code}, CTX) == {"functions": []}
 
 
 # -- suggest_improvements -----------------------------------------------------------------------

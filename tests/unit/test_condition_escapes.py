@@ -21,7 +21,9 @@ Outcome = Literal["refused", "failed", "harmless"]
 TIME_LIMIT_S = 1.0
 MEMORY_LIMIT = 50 * 1024 * 1024
 
-STATE: dict[str, Any] = {"x": 1, "s": "%*d", "text": "abc", "items": [1, 2, 3], "n": 10**9}
+STATE: dict[str, Any] = {
+    "x": 1, "s": "%*d", "text": "abc", "items": [1, 2, 3], "l": [1, 2, 3], "n": 10**9,
+}  # fmt: skip
 
 MANY_REPETITIONS = "[" + ",".join(["[0]*99999"] * 90) + "]"
 MANY_SLICES = "(" + ",".join(["big[1:]"] * 100) + ")"
@@ -84,6 +86,22 @@ CORPUS: list[tuple[str, Outcome, str]] = [
     ("items * 30000 + items * 30000", "failed", "concatenation result is too long"),
     (MANY_REPETITIONS, "failed", "repetition result is too long"),
     ("len('a' * 99999) > 0", "harmless", ""),
+    # work bombs: small values (100,000 references to one list) that a comparison, min, max,
+    # a membership test or a hash would walk 10**10 elements of
+    ("[l * 33333] * 100000 == [l * 33333] * 100000", "failed", "work budget exceeded"),
+    ("[l * 33333] * 100000 < [l * 33333] * 100000", "failed", "work budget exceeded"),
+    ("max([l * 33333] * 100000)", "failed", "work budget exceeded"),
+    ("min([l * 33333] * 100000)", "failed", "work budget exceeded"),
+    ("all([l * 33333] * 100000)", "failed", "work budget exceeded"),
+    ("l * 33333 in [l * 33333] * 100000", "failed", "work budget exceeded"),
+    ("{((0,) * 99999,) * 100000}", "failed", "work budget exceeded"),
+    ("{((0,) * 99999,) * 100000: 1}", "failed", "work budget exceeded"),
+    ("{}[((0,) * 99999,) * 100000]", "failed", "work budget exceeded"),
+    ("get(((0,) * 99999,) * 100000)", "failed", "work budget exceeded"),
+    ("['a' * 99999] * 100000 == ['a' * 99999] * 100000", "failed", "work budget exceeded"),
+    ("(l * 3333)[1:] == (l * 3333)[1:] == (l * 3333)[1:]", "harmless", ""),
+    ("'a' in [l * 33333] * 100000", "harmless", ""),
+    ("len([l * 33333] * 100000) == 100000", "harmless", ""),
     # parser and compiler bombs
     ("(" * 5000 + "1" + ")" * 5000, "refused", "longer than 1000"),
     ("(" * 400 + "1" + ")" * 400, "refused", "too many nested parentheses"),

@@ -288,6 +288,60 @@ def test_evaluation_failure(source: str, state: dict[str, Any], reason: str) -> 
     assert reason in str(caught.value)
 
 
+# -- the work budget ----------------------------------------------------------------------------
+
+
+def _nested(rows: int) -> list[list[int]]:
+    """``rows`` references to one list of 1,000 zeros: small in memory, heavy to compare."""
+    return [[0] * 1000] * rows
+
+
+def test_work_beyond_the_budget_fails_naming_the_budget() -> None:
+    # Given two state values that weigh 3,000,000 elements each, 6,000,000 to compare
+    condition = compile_condition("a == b")
+    state = {"a": _nested(3000), "b": _nested(3000)}
+    # When the condition compares them
+    with pytest.raises(ConditionEvaluationError) as caught:
+        condition(state)
+    # Then it is refused, and the message names the budget
+    assert "work budget exceeded" in str(caught.value)
+    assert f"{conditions.MAX_WORK:,} elements per evaluation" in str(caught.value)
+
+
+def test_work_within_the_budget_is_done_and_each_evaluation_has_its_own_budget() -> None:
+    # Given a comparison that needs 2,000,000 of the 5,000,000 elements of the budget
+    condition = compile_condition("a == b and max(a) == min(b)")
+    state = {"a": _nested(1000), "b": _nested(1000)}
+    # When it is evaluated three times (6,000,000 in all)
+    results = [condition(state) for _ in range(3)]
+    # Then each evaluation gets the whole budget again
+    assert results == [True, True, True]
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "quality_score >= 7 or iteration >= 5",
+        "status in ['done', 'failed'] and x is not None",
+        "items[0] == 1 and len(items) < 10 and 'a' != name",
+    ],
+)
+def test_comparisons_with_constants_are_not_instrumented(source: str) -> None:
+    # Given a condition whose comparisons all involve a constant (bounded by the constant)
+    condition = compile_condition(source)
+    # Then its compiled code calls no budget guard: it costs what it cost before the budget
+    assert not {"_weigh", "_scan"} & set(condition._function.__code__.co_names)
+
+
+def test_comparisons_of_two_state_values_are_charged() -> None:
+    # Given conditions that compare state values with each other or look for a value
+    walked = compile_condition("iteration >= max_iterations")
+    scanned = compile_condition("'a' in tags")
+    # Then their operands go through the budget
+    assert "_weigh" in walked._function.__code__.co_names
+    assert "_scan" in scanned._function.__code__.co_names
+
+
 # -- properties ---------------------------------------------------------------------------------
 
 STATE_NAMES = ("a", "b", "c")

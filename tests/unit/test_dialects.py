@@ -92,6 +92,49 @@ def test_dialect2_accepts_an_explicit_entry() -> None:
     assert build_graph(doc, TOOLS).entry == "a"
 
 
+def test_dialect2_node_without_an_outgoing_edge_ends_the_run() -> None:
+    # Given the documented request of earlier engines: the last node has no edge out
+    doc = {
+        "nodes": {
+            "extract": "fetch",
+            "complexity": "review",
+            "issues": "score",
+            "suggest": "publish",
+        },
+        "edges": {"extract": "complexity", "complexity": "issues", "issues": "suggest"},
+    }
+    # When it is built
+    graph = build_graph(doc, TOOLS)
+    # Then the canonical form says explicitly that the run ends there
+    assert graph.to_dict()["edges"] == {
+        "extract": "complexity",
+        "complexity": "issues",
+        "issues": "suggest",
+        "suggest": END,
+    }
+
+
+def test_dialect3_single_node_without_edges_ends_the_run() -> None:
+    # Given one node and no edges at all
+    doc = {"entry_node": "only", "nodes": [{"id": "only", "tool": "fetch"}], "edges": []}
+    # When it is built, Then the node's way out is an explicit edge to END
+    assert build_graph(doc, TOOLS).to_dict()["edges"] == {"only": END}
+
+
+def test_dialect3_conditional_edges_are_a_way_out_and_get_no_implicit_end() -> None:
+    # Given a node left only by a conditional edge, and a node no edge leaves
+    doc = {
+        "entry_node": "a",
+        "nodes": [{"id": "a", "tool": "fetch"}, {"id": "b", "tool": "review"}],
+        "edges": [{"from": "a", "to": "b", "condition": "x > 1"}],
+    }
+    # When it is built
+    graph = build_graph(doc, TOOLS).to_dict()
+    # Then only the node without any edge out gets the edge to END
+    assert graph["edges"] == {"b": END}
+    assert graph["branches"] == {"a": {"cases": [{"when": "x > 1", "to": "b"}]}}
+
+
 @pytest.mark.parametrize("spelling", ["end", "END"])
 def test_end_and_END_are_the_same_target(spelling: str) -> None:
     docs = [

@@ -195,3 +195,72 @@ def test_routing_follows_the_first_true_case_else_the_default(doc: dict[str, Any
 def eval_case(when: str, x: int) -> bool:
     """The generated conditions are all ``x == k``."""
     return x == int(when.removeprefix("x == "))
+
+
+# -- malformed documents in every dialect -------------------------------------------------------
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.sampled_from(["", "a", "b", "END", "x > 1"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from("ab"), inner),
+    max_leaves=6,
+)
+DIALECT_DOCS: list[dict[str, Any]] = [
+    {
+        "entry": "a",
+        "nodes": {"a": {"tool": TOOL}, "b": {"tool": TOOL}},
+        "edges": {"a": "b"},
+        "branches": {"b": {"cases": [{"when": "x > 1", "to": "END"}], "default": "a"}},
+    },
+    {
+        "start_node": "a",
+        "nodes": {
+            "a": {"tool": TOOL, "next": "b"},
+            "b": {"tool": TOOL, "next": {"condition": "x", "if_true": "end", "if_false": "a"}},
+        },
+    },
+    {"nodes": {"a": TOOL, "b": TOOL}, "edges": {"a": "b", "b": "end"}},
+    {
+        "entry_node": "a",
+        "nodes": [{"id": "a", "tool": TOOL}, {"node_id": "b", "function_name": TOOL}],
+        "edges": [
+            {"from": "a", "to": "b"},
+            {"source": "b", "target": "END", "condition": "x"},
+            {"from": "b", "to": "a"},
+        ],
+    },
+]
+
+
+def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    found = [prefix]
+    children = value.items() if isinstance(value, dict) else enumerate(value)
+    if isinstance(value, dict | list):
+        for key, child in children:
+            found += _paths(child, (*prefix, key))
+    return found
+
+
+def _replaced(doc: Any, path: tuple[Any, ...], value: Any) -> Any:
+    if not path:
+        return value
+    copy = dict(doc) if isinstance(doc, dict) else list(doc)
+    copy[path[0]] = _replaced(doc[path[0]], path[1:], value)
+    return copy
+
+
+@PROPERTY_SETTINGS
+@given(st.sampled_from(DIALECT_DOCS), st.data(), JSON_VALUES)
+def test_any_part_of_any_dialect_replaced_by_any_json_is_a_graph_or_located_problems(
+    doc: dict[str, Any], data: st.DataObject, value: Any
+) -> None:
+    # Given a valid document in one dialect with one part replaced by arbitrary JSON
+    path = data.draw(st.sampled_from(_paths(doc)[1:]))
+    mangled = _replaced(doc, path, value)
+    # When it is validated
+    try:
+        graph = build_graph(mangled, {TOOL})
+    except GraphValidationError as exc:
+        # Then it is refused with problems that each name a place in the document
+        assert exc.problems and all(problem.location for problem in exc.problems)
+    else:
+        # Or it is a graph (the replacement was acceptable)
+        assert isinstance(graph, Graph)

@@ -278,18 +278,6 @@ NO_WAY_OUT = {
         },
         [("nodes.b", "node 'b' has no way out")],
     ),
-    "dialect2": (
-        {"nodes": {"a": "fetch", "b": "review"}, "edges": {"a": "b"}},
-        [("nodes.b", "node 'b' has no way out")],
-    ),
-    "dialect3": (
-        {
-            "entry_node": "a",
-            "nodes": [{"id": "a", "tool": "fetch"}, {"id": "b", "tool": "review"}],
-            "edges": [{"from": "a", "to": "b"}],
-        },
-        [("nodes[1]", "node 'b' has no way out")],
-    ),
 }
 
 NO_PATH_TO_END = {
@@ -396,7 +384,55 @@ DIALECT3_ONLY = {
     ),
     "edges not a list": (
         {"entry_node": "a", "nodes": [{"id": "a", "tool": "fetch"}], "edges": {"a": "END"}},
-        [("edges", "must be a list"), ("nodes[0]", "no way out")],
+        [("edges", 'must be a list of edges {"from": "<node>", "to": "<node or END>"')],
+    ),
+    "edge not an object": (
+        {"entry_node": "a", "nodes": [{"id": "a", "tool": "fetch"}], "edges": ["a->END"]},
+        [("edges[0]", 'an edge must be an object: {"from": "<node>"')],
+    ),
+    "a join into END": (
+        {
+            "entry_node": "a",
+            "nodes": [{"id": "a", "tool": "fetch"}],
+            "edges": [{"from": ["a"], "to": "END"}],
+        },
+        [("edges[0].from", "a join runs a node of this graph: END cannot wait for nodes")],
+    ),
+    "source of the wrong type": (
+        {
+            "entry_node": "a",
+            "nodes": [{"id": "a", "tool": "fetch"}],
+            "edges": [{"source": {"id": "a"}, "target": "END"}],
+        },
+        [("edges[0].source", "must be a node id (a string), not dict")],
+    ),
+    "source missing": (
+        {"entry_node": "a", "nodes": [{"id": "a", "tool": "fetch"}], "edges": [{"to": "END"}]},
+        [("edges[0].from", "missing: name the node this edge leaves")],
+    ),
+    "unknown source": (
+        {
+            "entry_node": "a",
+            "nodes": [{"id": "a", "tool": "fetch"}],
+            "edges": [{"from": "a", "to": "END"}, {"from": "b", "to": "a"}],
+        },
+        [("edges[1].from", "route out of unknown node 'b'")],
+    ),
+    "END among several targets of one edge": (
+        {
+            "entry_node": "a",
+            "nodes": [{"id": "a", "tool": "fetch"}, {"id": "b", "tool": "fetch"}],
+            "edges": [{"from": "a", "to": ["b", "END"]}],
+        },
+        [("edges[0].to[1]", "END in a fan-out")],
+    ),
+    "condition of the wrong type": (
+        {
+            "entry_node": "a",
+            "nodes": [{"id": "a", "tool": "fetch"}],
+            "edges": [{"from": "a", "to": "END", "condition": ["x"]}, {"from": "a", "to": "a"}],
+        },
+        [("edges[0].condition", 'not a list: a condition is a string such as "score >= 7"')],
     ),
 }
 
@@ -414,9 +450,29 @@ TWO_WAYS_OUT = {
         {"entry": "a", "nodes": {"a": {"tool": "fetch"}}, "edges": {"a": "END", "ghost": "a"}},
         [("edges.ghost", "route out of unknown node 'ghost'")],
     ),
-    "canonical malformed branch": (
+    "canonical branch without cases": (
         {"entry": "a", "nodes": {"a": {"tool": "fetch"}}, "branches": {"a": {"to": "END"}}},
-        [("branches.a.cases", "missing target"), ("branches.a.cases", "missing condition")],
+        [("branches.a.cases", 'must be a list: a branch needs at least one case {"when"')],
+    ),
+    "canonical branch with no case": (
+        {
+            "entry": "a",
+            "nodes": {"a": {"tool": "fetch"}},
+            "branches": {"a": {"cases": [], "default": "END"}},
+        },
+        [("branches.a.cases", 'is empty: a branch needs at least one case {"when"')],
+    ),
+    "canonical branch not an object": (
+        {"entry": "a", "nodes": {"a": {"tool": "fetch"}}, "branches": {"a": "END"}},
+        [("branches.a", 'a branch must be an object: {"cases": [{"when"')],
+    ),
+    "canonical case not an object": (
+        {
+            "entry": "a",
+            "nodes": {"a": {"tool": "fetch"}},
+            "branches": {"a": {"cases": ["x > 1"], "default": "END"}},
+        },
+        [("branches.a.cases[0]", 'a case must be an object: {"when": "<condition>"')],
     ),
 }
 

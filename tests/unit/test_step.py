@@ -9,7 +9,7 @@ import pytest
 
 from engine.graph import END, Graph
 from engine.step import COMPLETED, Limits, advance, state_size
-from engine.tools import ToolContext, Toolkit
+from engine.tools import MAX_ERROR_CHARS, ToolContext, Toolkit
 from engine.validation import build_graph
 
 NOW = 1_700_000_000.0
@@ -39,6 +39,11 @@ def explode(state: Mapping[str, Any], ctx: ToolContext) -> dict[str, Any]:
 @tools.tool
 def grow(state: Mapping[str, Any], ctx: ToolContext) -> dict[str, Any]:
     return {"blob": "x" * 1_000}
+
+
+@tools.tool
+def rant(state: Mapping[str, Any], ctx: ToolContext) -> dict[str, Any]:
+    raise ValueError("e" * 500_000)
 
 
 def graph_of(doc: dict[str, Any]) -> Graph:
@@ -226,6 +231,36 @@ def test_a_state_too_large_fails_and_keeps_the_previous_state() -> None:
     assert outcome.step.updates == {}
     # And without a limit (the in-process runner), the same step goes on
     assert step(graph, "a", state, state_limit=None).end is None
+
+
+def test_a_huge_tool_error_is_stored_cut_short_with_what_was_left_out() -> None:
+    # Given a tool that raises with a 500 KB message
+    graph = graph_of({"entry": "a", "nodes": {"a": {"tool": "rant"}}, "edges": {"a": "END"}})
+    # When its step runs
+    outcome = step(graph, "a", {})
+    # Then the step and the run record the start of the message and how much was cut
+    head = "tool 'rant' failed: ValueError: "
+    left_out = len(head) + 500_000 - MAX_ERROR_CHARS
+    expected = f"{head}{'e' * (MAX_ERROR_CHARS - len(head))}... ({left_out} more characters)"
+    assert outcome.step.error == expected
+    assert outcome.end is not None and outcome.end.error == expected
+
+
+def test_a_state_too_large_is_refused_before_a_routing_failure_could_store_it() -> None:
+    # Given a node whose tool grows the state past the limit, and a branch that cannot route
+    graph = graph_of(
+        {
+            "entry": "a",
+            "nodes": {"a": {"tool": "grow"}},
+            "branches": {"a": {"cases": [{"when": "missing > 1", "to": "END"}]}},
+        }
+    )
+    state = {"small": True}
+    # When the step runs with a limit below the grown state
+    outcome = step(graph, "a", state, state_limit=state_size(state) + 100)
+    # Then it fails for the size, and the step keeps the previous state, not the grown one
+    assert outcome.step.error is not None and "above the limit" in outcome.step.error
+    assert (outcome.step.state, outcome.step.updates) == (state, {})
 
 
 def test_state_size_is_the_compact_json_size() -> None:

@@ -123,6 +123,8 @@ def test_functions_and_handlers() -> None:
         "WorkerFunction": "functions.worker.handler.handler",
         "StarterFunction": "functions.starter.handler.handler",
         "WebSocketFunction": "functions.websocket.handler.handler",
+        "DeadLetterFunction": "functions.deadletter.handler.handler",
+        "WebSocketAuthorizerFunction": "functions.auth.authorizer.handler",
     }
 
 
@@ -133,15 +135,51 @@ def test_every_sqs_event_source_reports_partial_failures_and_its_queue_has_a_dlq
         for name, function in function_definitions().items()
         for source in function["sqs_event_sources"]
     ]
-    assert {name for name, _ in sources} == {"WorkerFunction", "StarterFunction"}
+    assert {name for name, _ in sources} == {
+        "WorkerFunction",
+        "StarterFunction",
+        "DeadLetterFunction",
+    }
+    dlqs = {q["dlq"] for q in queues.values()}
     for name, source in sources:
         assert source["report_batch_item_failures"], name
         queue = queues[source["queue"]]
+        if source["queue"] in dlqs:
+            # The end of the line: a DLQ is never itself redriven (its consumer logs and
+            # acknowledges what it cannot read).
+            assert queue["dlq"] is None, source["queue"]
+            continue
         assert queue["dlq"] in queues, source["queue"]
         assert queue["max_receive_count"] is not None
         assert 1 <= queue["max_receive_count"] <= 10
-        # A DLQ is never itself redriven nor consumed by a function.
         assert queues[queue["dlq"]]["dlq"] is None
+
+
+def test_the_step_dlq_is_consumed_by_the_dead_letter_function(resources: dict[str, Any]) -> None:
+    # Given the queue both carriers dead-letter hops into
+    worker = resources["WorkerFunction"]["Properties"]
+    step_dlq = queue_definitions()["StepQueue"]["dlq"]
+    assert worker["EventInvokeConfig"]["DestinationConfig"]["OnFailure"]["Destination"] == {
+        "Fn::GetAtt": [step_dlq, "Arn"]
+    }
+    # Then the dead-letter function consumes it, and may only read and write the table
+    consumer = function_definitions()["DeadLetterFunction"]
+    assert consumer["sqs_event_sources"] == [
+        {"queue": step_dlq, "batch_size": 10, "report_batch_item_failures": True}
+    ]
+    policies = _policies(resources, "DeadLetterFunction")
+    assert {"DynamoDBCrudPolicy": {"TableName": {"Ref": "Table"}}} in policies
+    assert not [p for p in policies if set(p) & {"SQSSendMessagePolicy", "LambdaInvokePolicy"}]
+
+
+def test_the_worker_allows_its_recursive_loop(resources: dict[str, Any]) -> None:
+    # The worker re-triggers itself once per hop; Lambda would stop it after about 16 hops.
+    assert resources["WorkerFunction"]["Properties"]["RecursiveLoop"] == "Allow"
+    definitions = function_definitions()
+    assert definitions["WorkerFunction"]["recursive_loop"] == "Allow"
+    # Every other function keeps Lambda's default: none of them re-triggers itself.
+    others = {n: d["recursive_loop"] for n, d in definitions.items() if n != "WorkerFunction"}
+    assert set(others.values()) == {"Terminate"}
 
 
 def test_visibility_timeout_is_at_least_six_times_the_consumer_timeout() -> None:
@@ -205,9 +243,10 @@ def test_policies_are_sam_templates_scoped_to_this_stack(resources: dict[str, An
                 continue
             parameter, allowed = scoped[name]
             assert args[parameter] in allowed, (function, policy)
-        assert {"DynamoDBCrudPolicy": {"TableName": {"Ref": "Table"}}} in _policies(
-            resources, function
-        )
+        if function != "WebSocketAuthorizerFunction":  # it reads no table: only tokens
+            assert {"DynamoDBCrudPolicy": {"TableName": {"Ref": "Table"}}} in _policies(
+                resources, function
+            )
 
 
 def test_starter_may_park_bad_requests_in_its_dlq(resources: dict[str, Any]) -> None:
@@ -217,7 +256,8 @@ def test_starter_may_park_bad_requests_in_its_dlq(resources: dict[str, Any]) -> 
 
 
 @pytest.mark.parametrize(
-    "function", ["ApiFunction", "WorkerFunction", "StarterFunction", "WebSocketFunction"]
+    "function",
+    ["ApiFunction", "WorkerFunction", "StarterFunction", "WebSocketFunction", "DeadLetterFunction"],
 )
 def test_notifying_functions_may_post_to_connections(
     resources: dict[str, Any], function: str
@@ -239,7 +279,15 @@ def test_notifying_functions_may_post_to_connections(
 
 def test_http_api_routes_everything_to_the_api_function() -> None:
     functions = function_definitions()
-    assert functions["ApiFunction"]["http_routes"] == ["ANY /{proxy+}", "ANY /"]
+    assert functions["ApiFunction"]["http_routes"] == [
+        "ANY /{proxy+}",
+        "ANY /",
+        "GET /health",
+        "GET /openapi.json",
+        "GET /docs",
+        "GET /redoc",
+        "GET /docs/assets/{file}",
+    ]
     assert all(not f["http_routes"] for n, f in functions.items() if n != "ApiFunction")
 
 
@@ -254,6 +302,8 @@ def test_websocket_routes_are_exactly_the_protocol_routes() -> None:
         "WorkerFunction": [],
         "StarterFunction": [],
         "WebSocketFunction": WEBSOCKET_ROUTES,
+        "DeadLetterFunction": [],
+        "WebSocketAuthorizerFunction": [],
     }
 
 
@@ -355,7 +405,7 @@ def test_table_keys_and_indexes(template: dict[str, Any]) -> None:
         {"AttributeName": "SK", "KeyType": "RANGE"},
     ]
     indexes = {i["IndexName"]: i for i in definition["GlobalSecondaryIndexes"]}
-    assert sorted(indexes) == ["GSI1", "GSI2"]
+    assert sorted(indexes) == ["GSI1", "GSI2", "GSI3"]
     for name, index in indexes.items():
         assert index["KeySchema"] == [
             {"AttributeName": f"{name}PK", "KeyType": "HASH"},
@@ -363,7 +413,7 @@ def test_table_keys_and_indexes(template: dict[str, Any]) -> None:
         ]
         assert index["Projection"] == {"ProjectionType": "ALL"}
     assert {a["AttributeName"]: a["AttributeType"] for a in definition["AttributeDefinitions"]} == {
-        key: "S" for key in ("PK", "SK", "GSI1PK", "GSI1SK", "GSI2PK", "GSI2SK")
+        key: "S" for key in ("PK", "SK", "GSI1PK", "GSI1SK", "GSI2PK", "GSI2SK", "GSI3PK", "GSI3SK")
     }
     assert "TableName" not in definition
     assert table_ttl_attribute(template) == "expires_at"
@@ -479,7 +529,7 @@ def _requirement_name(requirement: str) -> str:
 
 def test_lambda_dependencies_follow_pyproject(resources: dict[str, Any]) -> None:
     layer_dir = ROOT / resources["DepsLayer"]["Properties"]["ContentUri"]
-    lines = (layer_dir / "requirements.txt").read_text(encoding="utf-8").splitlines()
+    lines = (layer_dir / "requirements.in").read_text(encoding="utf-8").splitlines()
     lambda_deps = {
         _requirement_name(line) for line in lines if line.strip() and not line.startswith("#")
     }
@@ -498,6 +548,9 @@ def test_outputs(template: dict[str, Any]) -> None:
         "TableName",
         "StepQueueUrl",
         "RunRequestsQueueUrl",
+        "TokenIssuer",
+        "UserPoolId",
+        "UserPoolClientId",
     }
     assert outputs["WebSocketUrl"]["Value"]["Fn::Sub"].startswith("wss://")
 

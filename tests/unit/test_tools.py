@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from engine.errors import HopgraphError, UnknownToolError
-from engine.tools import ToolContext, ToolError, Toolkit, call_tool, load_toolkits
+from engine.tools import ToolContext, ToolError, Toolkit, bounded_text, call_tool, load_toolkits
 
 CTX = ToolContext("r_1", "node", 3)
 
@@ -262,6 +262,26 @@ def test_a_raising_tool_becomes_a_tool_error_with_type_and_message() -> None:
     assert isinstance(error.__cause__, ValueError)
 
 
+def test_a_tool_error_whose_message_cannot_be_rendered_is_still_a_tool_error() -> None:
+    # Given a tool raising with a message that str() refuses (an int above 4,300 digits)
+    tk = Toolkit()
+
+    @tk.tool
+    def huge(state: Mapping[str, Any], ctx: ToolContext) -> dict[str, Any]:
+        raise ValueError(10**5000)
+
+    # When it is called, Then the failure is a ToolError that says so, not a crash
+    with pytest.raises(ToolError) as caught:
+        call_tool(tk.get("huge"), {}, CTX)
+    assert caught.value.error_type == "ValueError"
+    assert caught.value.message == "(its message could not be rendered: ValueError)"
+
+
+def test_bounded_text_keeps_short_text_and_cuts_long_text_saying_how_much() -> None:
+    assert bounded_text("short", 10) == "short"
+    assert bounded_text("x" * 15, 10) == "xxxxxxxxxx... (5 more characters)"
+
+
 def test_a_raising_async_tool_becomes_a_tool_error() -> None:
     tk = Toolkit()
 
@@ -296,6 +316,28 @@ def test_a_tool_returning_a_non_dict_is_a_tool_error(result: Any) -> None:
         call_tool(tk.get("odd"), {}, CTX)
     assert caught.value.error_type == "TypeError"
     assert f"returned {type(result).__name__}, expected a dict or None" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    "ms", [1e9, 10_001, -1, float("nan"), float("inf"), "100", True, None, [5]], ids=repr
+)
+def test_wait_refuses_what_is_not_a_finite_number_of_milliseconds_up_to_the_cap(ms: Any) -> None:
+    # Given the built-in wait tool with an unacceptable duration
+    wait = load_toolkits(["engine.toolkits.basics"]).get("wait")
+    ctx = ToolContext("r_1", "node", 3, settings=MappingProxyType({"ms": ms}))
+    # When it runs, Then it fails at once, saying what it accepts
+    with pytest.raises(
+        ToolError, match=r"settings\.ms must be a number of milliseconds from 0 to 10,000"
+    ):
+        call_tool(wait, {}, ctx)
+
+
+@pytest.mark.parametrize("ms", [0, 1, 2.5])
+def test_wait_sleeps_an_acceptable_duration(ms: float) -> None:
+    wait = load_toolkits(["engine.toolkits.basics"]).get("wait")
+    ctx = ToolContext("r_1", "node", 3, settings=MappingProxyType({"ms": ms}))
+    assert call_tool(wait, {}, ctx) == {}
+    assert "at most 10,000" in wait.description
 
 
 def test_idempotency_key_is_stable_across_attempts_and_distinct_per_step() -> None:

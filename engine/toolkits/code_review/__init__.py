@@ -7,18 +7,21 @@ The tools form a loop (see ``examples/code_review.json``)::
                             \\--otherwise--> improve_code -> extract_functions
 
 Every tool that reads ``code`` raises :class:`CodeSyntaxError` ("code does not parse:
-line 3: invalid syntax") on code that does not parse: the step fails with that message.
+line 3: invalid syntax") on code that does not parse, and :class:`CodeReviewError` on code
+longer than :data:`MAX_CODE_CHARS`: the step fails with that message.
+
+The tools take :data:`~engine.ast_lock.AST_LOCK` only around each parse or compile (one file
+at a time), never around a whole analysis: a big review cannot stall other runs' work.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
-from engine.ast_lock import AST_LOCK
 from engine.toolkits.code_review import analysis, fixer, scoring, suggestions
 from engine.toolkits.code_review.source import (
+    MAX_CODE_CHARS,
     CodeReviewError,
     CodeSyntaxError,
     parse_state_code,
@@ -26,6 +29,7 @@ from engine.toolkits.code_review.source import (
 from engine.tools import ToolContext, Toolkit
 
 __all__ = [
+    "MAX_CODE_CHARS",
     "CodeReviewError",
     "CodeSyntaxError",
     "check_complexity",
@@ -44,20 +48,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 def _tool(
     *, aliases: Iterable[str] = (), reads: Iterable[str] = (), writes: Iterable[str] = ()
 ) -> Callable[[F], F]:
-    """Register a tool that holds :data:`AST_LOCK` while it runs (radon, pyflakes and our
-    own analysis all build ASTs); the module-level function stays the plain one."""
-    register = toolkit.tool(aliases=aliases, reads=reads, writes=writes)
-
-    def decorate(fn: F) -> F:
-        @functools.wraps(fn)
-        def serialized(state: Mapping[str, Any], ctx: ToolContext) -> Any:
-            with AST_LOCK:
-                return fn(state, ctx)
-
-        register(serialized)
-        return fn
-
-    return decorate
+    """Register a tool of this toolkit (see the module docstring for the AST lock)."""
+    return toolkit.tool(aliases=aliases, reads=reads, writes=writes)
 
 
 def _list_of_dicts(state: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:

@@ -17,6 +17,7 @@ from typing import Any
 from pyflakes import checker as pyflakes_checker
 from radon.complexity import cc_visit_ast
 
+from engine.ast_lock import AST_LOCK
 from engine.toolkits.code_review.source import FunctionNode, has_docstring, iter_functions
 
 MAX_FUNCTION_LINES = 40
@@ -286,9 +287,19 @@ def _snake(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
+class _Checker(pyflakes_checker.Checker):  # type: ignore[misc]  # pyflakes has no types
+    """pyflakes' checker, holding AST_LOCK only while it parses a string annotation
+    (``x: "list[int]"``), the one AST it builds itself: the walk of the tree, which is
+    most of its time, runs unlocked."""
+
+    def handleStringAnnotation(self, *args: Any) -> None:  # pyflakes calls it by this name
+        with AST_LOCK:
+            super().handleStringAnnotation(*args)
+
+
 def pyflakes_messages(tree: ast.Module) -> list[Any]:
     """pyflakes' findings on the tree, in line order."""
-    found = pyflakes_checker.Checker(tree, filename="<code>", withDoctest=False)
+    found = _Checker(tree, filename="<code>", withDoctest=False)
     return sorted(found.messages, key=lambda m: (m.lineno, m.col))
 
 

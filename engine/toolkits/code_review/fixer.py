@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from engine.ast_lock import AST_LOCK
 from engine.toolkits.code_review.analysis import mutable_defaults
 from engine.toolkits.code_review.cleanup import fix_unused_imports, fix_unused_variables
 from engine.toolkits.code_review.docstrings import add_function_docstrings, add_module_docstring
@@ -154,7 +155,8 @@ FIXABLE_KINDS = frozenset(k for p in PASSES for k in p.kinds)
 
 def _compiles(text: str) -> bool:
     try:
-        compile(text, "<code>", "exec", dont_inherit=True)
+        with AST_LOCK:  # compiling builds an AST too: hold the lock per call, as parse does
+            compile(text, "<code>", "exec", dont_inherit=True)
     except (SyntaxError, ValueError):
         return False
     return True

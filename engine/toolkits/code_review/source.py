@@ -1,7 +1,8 @@
 """Reading the ``code`` out of a state, parsing it, and mapping AST positions to text.
 
 Every tool that reads ``code`` goes through :func:`parse_state_code`, so unparseable code fails
-the step with one clear error instead of a made-up result.
+the step with one clear error instead of a made-up result, and code longer than
+:data:`MAX_CODE_CHARS` fails it before any work starts.
 """
 
 from __future__ import annotations
@@ -13,6 +14,13 @@ from bisect import bisect_left
 from collections.abc import Iterator, Mapping
 from functools import cached_property
 from typing import Any
+
+from engine.ast_lock import AST_LOCK
+
+MAX_CODE_CHARS = 100_000
+"""Longest ``code`` the tools review (about 100 KB): analysis grows faster than the code
+(``improve_code`` takes seconds at this size), and a step must end well within its
+function's timeout."""
 
 
 class CodeReviewError(ValueError):
@@ -30,9 +38,13 @@ class CodeSyntaxError(CodeReviewError):
 
 
 def parse(code: str) -> ast.Module:
-    """Parse ``code`` or raise :class:`CodeSyntaxError`."""
+    """Parse ``code`` or raise :class:`CodeSyntaxError`.
+
+    Holds :data:`AST_LOCK` for the parse alone: one file at a time, never a whole analysis,
+    so a long review does not stall the conditions and tools of other runs."""
     try:
-        return ast.parse(code)
+        with AST_LOCK:
+            return ast.parse(code)
     except SyntaxError as exc:
         raise CodeSyntaxError(exc.lineno, exc.msg) from exc
     except ValueError as exc:  # e.g. null bytes, on some Python versions
@@ -45,6 +57,11 @@ def state_code(state: Mapping[str, Any]) -> str:
     if not isinstance(code, str):
         got = "nothing" if code is None else type(code).__name__
         raise CodeReviewError(f"state['code'] must be a string of Python source, got {got}")
+    if len(code) > MAX_CODE_CHARS:
+        raise CodeReviewError(
+            f"state['code'] is {len(code):,} characters long; the code-review tools read at "
+            f"most {MAX_CODE_CHARS:,} (review a large file in parts)"
+        )
     return code
 
 

@@ -1,0 +1,184 @@
+"""moto in a process of its own, with the local stack's data kept on disk.
+
+The stack's handlers and moto each want a core: moto does most of the work per request
+(parsing, validating, serializing), so it runs in a child process, ``python -m
+infra.moto_process``, and its GIL is not the handlers' one. The child applies moto's speed-ups
+(infra/moto_speedups.py), the locks that keep its DynamoDB per-item atomic
+(infra/moto_fidelity.py) and the persistence (infra/moto_persistence.py), then serves.
+
+The parent talks to it over the child's stdin and stdout, one line each way:
+
+    child -> "ready"                      serving on the port
+    parent -> "restore"                   (after creating the template's resources)
+    child -> "restored {json counts}"     the data is back; flushing every second
+    parent -> "stop", or closes stdin     final flush; the child exits 0
+
+Closing stdin is what the parent's death does too, so the child never outlives the stack.
+Ctrl-C reaches both processes; the child ignores it and waits for the parent's word.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import signal
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+READY = "ready"
+
+
+class MotoProcessFailed(Exception):
+    """The moto process exited, or answered what it should not; the message says why."""
+
+
+# ---------------------------------------------------------------------------- parent side
+@dataclass
+class MotoProcess:
+    """The child, seen from the stack."""
+
+    host: str
+    port: int
+    data: Path
+    reset: bool = False
+    redelivery_s: float = 2.0
+    forget_prefix: str = ""
+    verbose: bool = False
+    _process: subprocess.Popen[str] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> None:
+        command = [sys.executable, "-m", "infra.moto_process", "--host", self.host,
+                   "--port", str(self.port), "--data", str(self.data),
+                   "--redelivery-s", str(self.redelivery_s)]  # fmt: skip
+        if self.forget_prefix:
+            command += ["--forget-prefix", self.forget_prefix]
+        command += ["--reset"] if self.reset else []
+        command += ["--verbose"] if self.verbose else []
+        self._process = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        self._expect(READY)
+
+    def restore(self) -> dict[str, int]:
+        """Bring the data back (the tables and queues must exist); what came back."""
+        self._send("restore")
+        counts: dict[str, int] = json.loads(self._expect("restored").partition(" ")[2])
+        return counts
+
+    def stop(self, timeout: float = 30.0) -> None:
+        process = self._process
+        if process is None or process.poll() is not None:
+            return
+        with contextlib.suppress(OSError):
+            self._send("stop")
+        assert process.stdin is not None
+        with contextlib.suppress(OSError):
+            process.stdin.close()
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def _send(self, line: str) -> None:
+        assert self._process is not None and self._process.stdin is not None
+        self._process.stdin.write(line + "\n")
+        self._process.stdin.flush()
+
+    def _expect(self, word: str) -> str:
+        assert self._process is not None and self._process.stdout is not None
+        line = self._process.stdout.readline().strip()
+        if not line.startswith(word):
+            code = self._process.wait(timeout=10)
+            raise MotoProcessFailed(line or f"the moto process exited with {code}")
+        return line
+
+
+# ---------------------------------------------------------------------------- child side
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="moto for the hopgraph local stack")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--reset", action="store_true")
+    parser.add_argument("--redelivery-s", type=float, default=2.0)
+    parser.add_argument("--forget-prefix", default="", help="partition keys not restored")
+    parser.add_argument("--verbose", action="store_true")
+    return parser.parse_args(argv)
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+def main(argv: list[str] | None = None, commands: IO[str] = sys.stdin) -> int:
+    args = _arguments(argv)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    if not args.verbose:  # moto's server logs every request through werkzeug
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    from infra.moto_persistence import DataFolderInUse, Journal, Persistence
+
+    journal = Journal(args.data)
+    try:
+        journal.lock()
+    except DataFolderInUse as exc:
+        _say(f"error: the data folder {exc}; choose another with --data")
+        return 1
+    if args.reset:
+        journal.reset()
+    lock = threading.RLock()
+    prefix = args.forget_prefix
+    persistence = Persistence(
+        journal, lock, redelivery_s=args.redelivery_s,
+        forget=lambda partition: bool(prefix) and partition.startswith(prefix),
+    )  # fmt: skip
+    with contextlib.ExitStack() as patches:
+        _patch_moto(patches, persistence, lock)
+        from moto.server import ThreadedMotoServer
+
+        server = ThreadedMotoServer(ip_address=args.host, port=args.port, verbose=args.verbose)
+        server.start()
+        try:
+            _say(READY)
+            _serve(commands, persistence)
+        finally:
+            persistence.stop()
+            server.stop()
+    return 0
+
+
+def _patch_moto(patches: contextlib.ExitStack, persistence: Any, lock: threading.RLock) -> None:
+    from infra.moto_fidelity import serialize_dynamodb_writes, serialize_sqs
+    from infra.moto_speedups import faster_moto
+
+    patches.enter_context(faster_moto())
+    patches.enter_context(persistence.tracking())  # inside the locks below: see tracking()
+    patches.enter_context(serialize_dynamodb_writes(lock))
+    patches.enter_context(serialize_sqs(lock))
+
+
+def _serve(commands: IO[str], persistence: Any) -> None:
+    def on_term(signum: int, frame: Any) -> None:
+        raise SystemExit(0)  # through main's finally: the last changes are written
+
+    signal.signal(signal.SIGTERM, on_term)
+    for line in commands:  # EOF: the parent is gone
+        command = line.strip()
+        if command == "restore":
+            _say(f"restored {json.dumps(persistence.restore())}")
+        elif command == "stop":
+            return
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,212 @@
+"""The README walkthrough, typed into a real terminal: each ``hopgraph`` command runs in a
+pseudo-terminal of 80 columns by 24 lines (pexpect), against the local stack, and what a
+person would see is checked: every step, ids whole on one line, no line wider than the
+terminal, no traceback, and Ctrl-C of a follow saying how to follow again."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pexpect
+import pytest
+
+from tests.e2e.stack import REPO, StackProcess, launch, stack_env
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
+
+COLUMNS, LINES = 80, 24
+DEADLINE = 60  # seconds for one command, with a wide margin
+HOPGRAPH = Path(sys.executable).parent / "hopgraph"
+# CSI sequences (colours, erase line, cursor moves) and the spinner's private modes
+_ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[()][A-Za-z0-9]")
+RUN_ID = re.compile(r"\br_[0-9a-f]{24}\b")
+GRAPH_ID = re.compile(r"\bg_[0-9a-f]{20}\b")
+# A loop long enough to be interrupted while it runs (cancelled afterwards).
+LONG_LOOP = {
+    "name": "long_loop",
+    "entry": "inc",
+    "max_steps": 2000,
+    "nodes": {"inc": {"tool": "increment"}},
+    "branches": {"inc": {"cases": [{"when": "count >= 1999", "to": "END"}], "default": "inc"}},
+}
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[StackProcess]:
+    started = launch("sqs")
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+@dataclass(frozen=True)
+class Screen:
+    """What a terminal showed: its lines as a person reads them, and the exit code."""
+
+    lines: list[str]
+    code: int
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+def screen_lines(raw: str) -> list[str]:
+    """The lines left on a terminal by ``raw`` output: escapes dropped, and text after a bare
+    carriage return written over what came before it (the spinner redraws its line so)."""
+    lines = []
+    for line in _ESCAPES.sub("", raw).split("\r\n"):
+        lines.append(line.split("\r")[-1].rstrip())
+    return lines
+
+
+def spawn(stack: StackProcess, *args: str) -> pexpect.spawn:
+    command = str(HOPGRAPH) if HOPGRAPH.exists() else sys.executable
+    prefix = [] if HOPGRAPH.exists() else ["-m", "infra.cli"]
+    env = {**stack_env(), "COLUMNS": str(COLUMNS), "LINES": str(LINES), "TERM": "xterm-256color"}
+    env |= {"HOPGRAPH_API": stack.api, "HOPGRAPH_WS": stack.ws}
+    return pexpect.spawn(
+        command,
+        [*prefix, *args],
+        cwd=str(REPO),
+        env=env,
+        dimensions=(LINES, COLUMNS),
+        encoding="utf-8",
+        timeout=DEADLINE,
+    )
+
+
+def terminal(stack: StackProcess, *args: str) -> Screen:
+    """Run ``hopgraph ARGS`` in an 80x24 terminal to its end."""
+    child = spawn(stack, *args)
+    raw = child.read()
+    child.close()
+    screen = Screen(screen_lines(raw), child.exitstatus)
+    assert "Traceback" not in screen.text, screen.text
+    return screen
+
+
+def fits(screen: Screen) -> None:
+    wide = [line for line in screen.lines if len(line) > COLUMNS]
+    assert not wide, "\n".join(wide)
+
+
+def whole_on_a_line(ident: str, screen: Screen) -> None:
+    """``ident`` appears on one line, not split over two."""
+    assert any(ident in line for line in screen.lines), screen.text
+
+
+@dataclass(frozen=True)
+class Walkthrough:
+    graph_id: str
+    run_id: str
+    steps: int
+    run: Screen
+
+
+@pytest.fixture(scope="module")
+def walkthrough(stack: StackProcess) -> Walkthrough:
+    """The README's first two commands: create the example graph, run it and follow it."""
+    created = terminal(stack, "graphs", "create", "examples/code_review.json")
+    assert created.code == 0, created.text
+    graph_id = GRAPH_ID.search(created.text)
+    assert graph_id, created.text
+    run = terminal(
+        stack, "run", "examples/code_review.json", "--set", "code=@examples/sample_code.py",
+        "--follow",
+    )  # fmt: skip
+    assert run.code == 0, run.text
+    run_id = RUN_ID.search(run.text)
+    steps = re.search(r"run completed after (\d+) steps?$", run.text, re.MULTILINE)
+    assert run_id and steps, run.text
+    return Walkthrough(graph_id.group(0), run_id.group(0), int(steps.group(1)), run)
+
+
+def test_run_follow_shows_every_step_and_the_final_state(walkthrough: Walkthrough) -> None:
+    screen = walkthrough.run
+    # The graph of the file is the one created just before: reused, not copied
+    assert f"reusing graph {walkthrough.graph_id} of examples/code_review.json" in screen.text
+    # Every step once, in order, then the result and the final state
+    seqs = [int(s) for s in re.findall(r"^step\s+(\d+)\s", screen.text, re.MULTILINE)]
+    assert seqs == list(range(walkthrough.steps)), screen.text
+    assert '"quality_score":' in screen.text
+    whole_on_a_line(walkthrough.run_id, screen)
+    fits(screen)
+
+
+def test_runs_list_at_80_columns(stack: StackProcess, walkthrough: Walkthrough) -> None:
+    screen = terminal(stack, "runs", "list")
+    assert screen.code == 0, screen.text
+    row = next(line for line in screen.lines if walkthrough.run_id in line)
+    assert row.split()[:3] == [walkthrough.run_id, walkthrough.graph_id, "completed"]
+    fits(screen)
+
+
+def test_graphs_list_at_80_columns(stack: StackProcess, walkthrough: Walkthrough) -> None:
+    screen = terminal(stack, "graphs", "list")
+    assert screen.code == 0, screen.text
+    rows = [line for line in screen.lines if walkthrough.graph_id in line]
+    assert len(rows) == 1 and "code_review" in rows[0], screen.text  # one graph, not a copy
+    fits(screen)
+
+
+def test_runs_logs_at_80_columns(stack: StackProcess, walkthrough: Walkthrough) -> None:
+    screen = terminal(stack, "runs", "logs", walkthrough.run_id)
+    assert screen.code == 0, screen.text
+    rows = [line.split() for line in screen.lines if re.match(r"^\s*\d+\s", line)]
+    assert [int(r[0]) for r in rows] == list(range(walkthrough.steps))
+    assert rows[0][1:4] == ["extract", "extract_functions", "ok"], rows[0]
+    fits(screen)
+
+
+def test_runs_show_json_and_mermaid_and_tools(
+    stack: StackProcess, walkthrough: Walkthrough
+) -> None:
+    shown = terminal(stack, "runs", "show", walkthrough.run_id, "--json")
+    run = json.loads(shown.text)
+    assert (run["status"], run["steps"]) == ("completed", walkthrough.steps)
+
+    mermaid = terminal(stack, "graphs", "show", walkthrough.graph_id, "--mermaid")
+    assert mermaid.lines[0].startswith("flowchart"), mermaid.text
+
+    tools = terminal(stack, "tools")
+    assert tools.code == 0, tools.text
+    assert any(line.startswith("extract_functions ") for line in tools.lines), tools.text
+    assert "`" not in tools.text
+    fits(tools)
+
+
+def test_runs_follow_replays_a_finished_run(stack: StackProcess, walkthrough: Walkthrough) -> None:
+    screen = terminal(stack, "runs", "follow", walkthrough.run_id)
+    assert screen.code == 0, screen.text
+    seqs = [int(s) for s in re.findall(r"^step\s+(\d+)\s", screen.text, re.MULTILINE)]
+    assert seqs == list(range(walkthrough.steps)), screen.text
+    assert f"run completed after {walkthrough.steps} steps" in screen.text
+
+
+def test_ctrl_c_of_a_follow_says_the_run_goes_on(stack: StackProcess, tmp_path: Path) -> None:
+    # Given a long run, followed in the terminal
+    graph = tmp_path / "long_loop.json"
+    graph.write_text(json.dumps(LONG_LOOP))
+    child = spawn(stack, "run", str(graph), "--follow")
+    child.expect(r"following run (?:\x1b\[[0-9;]*m)*(r_[0-9a-f]{24})")  # the id is in bold
+    run_id = child.match.group(1)
+    child.expect(r"step(?:\x1b\[[0-9;]*m)*\s+1\s")
+    # When Ctrl-C is pressed
+    child.sendintr()
+    rest = child.read()
+    child.close()
+    # Then following stops, saying that the run goes on and how to follow it again
+    said = " ".join(screen_lines(rest))
+    assert f"stopped following run {run_id}; the run goes on." in said, said
+    assert f"follow it again: hopgraph runs follow {run_id}" in said, said
+    assert child.exitstatus == 130 and "Traceback" not in said
+    # And the run is indeed still running, until it is cancelled
+    cancelled = terminal(stack, "runs", "cancel", run_id)
+    assert f"run {run_id} is cancelled" in cancelled.text, cancelled.text
