@@ -102,6 +102,9 @@ class SuperstepLoop:
     def _run_tasks(
         self, tasks: Sequence[Task], state: dict[str, Any], superstep: int
     ) -> list[TaskResult]:
+        caps = self._map_caps(tasks)
+        gates = {node: threading.Semaphore(cap) for node, cap in caps.items()}
+
         def one(task: Task) -> TaskResult:
             ctx = ToolContext(self.run_id, task.node, superstep)
             gate = gates.get(task.node)
@@ -110,20 +113,22 @@ class SuperstepLoop:
             with gate:
                 return run_task(self.graph, self.tools, task, state, ctx)
 
-        gates = self._map_gates(tasks)
         if len(tasks) <= 1:
             return [one(task) for task in tasks]
-        with ThreadPoolExecutor(min(len(tasks), MAX_THREADS), "superstep") as pool:
+        # No more threads than can run at once: a capped map's extra tasks would only wait.
+        width = sum(caps.values()) + sum(1 for t in tasks if t.node not in caps)
+        with ThreadPoolExecutor(min(width, MAX_THREADS), "superstep") as pool:
             return list(pool.map(one, tasks))
 
-    def _map_gates(self, tasks: Sequence[Task]) -> dict[str, threading.Semaphore]:
-        """One semaphore per capped map node of this superstep."""
-        gates: dict[str, threading.Semaphore] = {}
+    def _map_caps(self, tasks: Sequence[Task]) -> dict[str, int]:
+        """``max_concurrency`` of each capped map node of this superstep (at most its tasks)."""
+        caps: dict[str, int] = {}
         for node in {t.node for t in tasks}:
             spec = self.graph.nodes[node].map
             if spec is not None and spec.max_concurrency is not None:
-                gates[node] = threading.Semaphore(spec.max_concurrency)
-        return gates
+                count = sum(1 for t in tasks if t.node == node)
+                caps[node] = min(spec.max_concurrency, count)
+        return caps
 
     def _checked(self, closed: Closed, before: dict[str, Any]) -> Closed:
         """The superstep fails instead, keeping the state ``before`` it, if the state it leaves

@@ -142,7 +142,8 @@ def _say(text: str) -> Any:
 
 
 def langgraph_fan_out() -> dict[str, Any]:
-    graph = pytest.importorskip("langgraph.graph")
+    from langgraph import graph
+
     builder = graph.StateGraph(Aggregate)
     for name in "abcd":
         builder.add_node(name, _say(f"I'm {name.upper()}"))
@@ -153,7 +154,8 @@ def langgraph_fan_out() -> dict[str, Any]:
 
 
 def langgraph_join() -> dict[str, Any]:
-    graph = pytest.importorskip("langgraph.graph")
+    from langgraph import graph
+
     builder = graph.StateGraph(Aggregate)
     for name, text in (("a", "A"), ("b", "B"), ("b_2", "B2"), ("c", "C"), ("d", "D")):
         builder.add_node(name, _say(f"I'm {text}"))
@@ -170,8 +172,8 @@ class Jokes(TypedDict):
 
 
 def langgraph_map_reduce(subjects: list[str]) -> dict[str, Any]:
-    graph = pytest.importorskip("langgraph.graph")
-    types = pytest.importorskip("langgraph.types")
+    from langgraph import graph, types
+
     builder = graph.StateGraph(Jokes)
     builder.add_node("generate_joke", lambda s: {"jokes": [f"Joke about {s['subject']}"]})
     builder.add_conditional_edges(
@@ -428,3 +430,15 @@ def test_the_service_refuses_parallel_graphs_until_its_protocol_runs_them() -> N
          "edges": {"a": "END"}}
     )  # fmt: skip
     assert graph.is_chain and record.definition["state"] == {"xs": {"reducer": "append"}}
+
+
+def test_the_readme_example_runs_as_the_readme_says() -> None:
+    doc = json.loads((EXAMPLES.parent / "parallel_research.json").read_text())
+    result = run(doc, {"docs": ["a", "b"]})
+    assert result.status == "completed"
+    assert result.state["notes"] == ["plan", "graded a", "graded b", "search", "read", "write"]
+    assert [(e["seq"], e["task"]) for e in result.log] == [
+        (0, "plan"), (1, "grade[0]"), (1, "grade[1]"), (1, "search"), (2, "read"), (3, "write")
+    ]  # fmt: skip
+    readme = (EXAMPLES.parents[1] / "README.md").read_text()
+    assert to_mermaid(graph_of(doc)) in readme.replace("```mermaid\n", "")
