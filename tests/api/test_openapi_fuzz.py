@@ -30,6 +30,9 @@ from engine.validation import build_graph
 from functions import runtime
 from functions.api.app import create_app
 from functions.api.examples import CANONICAL, EXAMPLE_GRAPH_ID, EXAMPLE_RUN_ID
+from infra.http_authorizer import JwtAuthorizerMiddleware
+from tests import auth_tokens
+from tests.functional.api_harness import gateway_authorizer
 
 # FastAPI writes OpenAPI 3.1; schemathesis 3.x reads it behind this switch.
 schemathesis.experimental.OPEN_API_3_1.enable()
@@ -37,10 +40,12 @@ schemathesis.experimental.OPEN_API_3_1.enable()
 EXAMPLES_PER_OPERATION = 90
 """15 operations; the two without parameters have one case each: > 1,000 cases in all."""
 
-app = create_app()
+# API Gateway's JWT authorizer in front, as deployed; every case carries a valid token.
+app = JwtAuthorizerMiddleware(create_app(), gateway_authorizer())
 schema = schemathesis.from_asgi(
     "/openapi.json", app, data_generation_methods=DataGenerationMethod.all()
 )
+TOKEN = auth_tokens.token()
 CHECKS = (
     not_a_server_error,
     status_code_conformance,
@@ -54,16 +59,29 @@ def _seeded_service() -> RunService:
     tools = load_toolkits(["engine.toolkits.code_review"])
     store = MemoryRunStore()
     graph = build_graph(CANONICAL, set(tools.names()))
-    store.put_graph(GraphRecord(EXAMPLE_GRAPH_ID, graph.name, graph.to_dict(), 1.7e9))
+    owner = auth_tokens.DEFAULT_USER
+    store.put_graph(GraphRecord(EXAMPLE_GRAPH_ID, graph.name, graph.to_dict(), 1.7e9, owner))
     state = {"code": "x = 1\n"}
-    header = RunRecord(EXAMPLE_RUN_ID, EXAMPLE_GRAPH_ID, "running", state, 50, 1.7e9, 1.7e9)
+    header = RunRecord(
+        EXAMPLE_RUN_ID, EXAMPLE_GRAPH_ID, "running", state, 50, 1.7e9, 1.7e9, owner=owner
+    )
     store.create_run(header)
     return RunService(store, MemoryQueue(), tools)
 
 
 @pytest.fixture(scope="module", autouse=True)
 def service() -> Iterator[RunService]:
-    svc = _seeded_service()
+    # The admin rule comes from the settings; the table is never reached (memory store).
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("HOPGRAPH_TABLE", "unused")
+        from functions.settings import get_settings
+
+        get_settings.cache_clear()
+        yield from _installed(_seeded_service())
+        get_settings.cache_clear()
+
+
+def _installed(svc: RunService) -> Iterator[RunService]:
     runtime.install(svc)
     yield svc
     runtime.install(None)
@@ -78,4 +96,4 @@ def service() -> Iterator[RunService]:
 )
 def test_every_operation_conforms(case: schemathesis.Case, case_counter: Counter[str]) -> None:
     case_counter[f"{case.method} {case.path}"] += 1
-    case.call_and_validate(checks=CHECKS)
+    case.call_and_validate(checks=CHECKS, headers={"Authorization": f"Bearer {TOKEN}"})

@@ -7,16 +7,28 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
-from contract_records import T0, FakeClock, commit_steps, connection, final_step, run, step
+from contract_records import (
+    T0,
+    FakeClock,
+    commit_steps,
+    connection,
+    final_step,
+    graph,
+    run,
+    step,
+)
 
 from engine.errors import (
     ConflictError,
+    GraphNotFound,
     InvalidInputError,
+    RecordTooLargeError,
     StateTooLargeError,
     StepConflict,
     TransientStoreError,
@@ -324,6 +336,20 @@ def test_a_state_too_large_even_compressed_is_refused(dynamo_store: DynamoRunSto
     with pytest.raises(StateTooLargeError):
         dynamo_store.commit_step(step(state={"blob": blob}))
     assert dynamo_store.get_step("r1", 0) is None
+
+
+def test_a_graph_over_the_item_limit_is_refused_before_any_write(
+    dynamodb: Any, dynamo_store: DynamoRunStore
+) -> None:
+    # Given a graph whose name alone takes more than DynamoDB's 400 KB per item
+    big = replace(graph(), name="n" * 410_000)
+    # When it is saved, the store refuses it with the engine's 413 error, sending nothing
+    with Stubber(dynamodb) as stub:  # a stub with no responses: any call would fail
+        with pytest.raises(RecordTooLargeError, match="limit of 409600 bytes"):
+            dynamo_store.put_graph(big)
+        stub.assert_no_pending_responses()
+    with pytest.raises(GraphNotFound):
+        dynamo_store.get_graph("g1")
 
 
 # ------------------------------------------------------------------------------- leftovers

@@ -101,6 +101,20 @@ def test_create_run_is_idempotent(store: RunStore) -> None:
     assert again == store.get_run("r1")
 
 
+def test_create_run_returns_the_stored_request_digest_to_the_second_start(
+    store: RunStore,
+) -> None:
+    # Given a run started with an idempotency key: its header keeps the input's digest
+    store.create_run(run(idempotency_key="k", input_digest="d1"))
+    # When the same id is created again, by a request with another input
+    again, is_new = store.create_run(run(idempotency_key="k", input={"x": 2}, input_digest="d2"))
+    # Then the stored run comes back with its own digest and step limit, so the caller can
+    # tell the two requests apart without reading anything else
+    assert is_new is False
+    assert (again.input_digest, again.max_steps) == ("d1", run().max_steps)
+    assert store.get_run("r1").input_digest == "d1"
+
+
 def test_unknown_run_raises_run_not_found(store: RunStore) -> None:
     with pytest.raises(RunNotFound):
         store.get_run("nope")

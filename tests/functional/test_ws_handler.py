@@ -519,3 +519,33 @@ def test_the_saved_connection_carries_the_connect_endpoint(
     [saved] = service.store.subscribers(RUN_ID)
     assert isinstance(saved, Connection)
     assert saved == Connection(CONNECTION_ID, ENDPOINT, saved.expires_at)
+
+
+# -- the JSON rule -----------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("route", "body", "location"),
+    [
+        ("ws_default", '{"action": "x", "v": %s}' % ("[" * 100 + "]" * 100), "v[0]"),
+        ("ws_subscribe", '{"action": "subscribe", "run_id": "r_1", "v": %s}'
+         % ("[" * 10_000 + "]" * 10_000), "$"),
+        ("ws_default", '{"action": "x", "\\ud800": 1}', "\\ud800"),
+        ("ws_subscribe", '{"action": "subscribe", "run_id": "r_\\udc00"}', "run_id"),
+    ],
+    ids=["default-deep", "subscribe-10000-deep", "default-surrogate-key",
+         "subscribe-surrogate-run-id"],
+)  # fmt: skip
+def test_a_message_breaking_the_json_rule_gets_a_422_reply_saying_where(
+    service: RunService, api: ManagementApiStub, route: str, body: str, location: str
+) -> None:
+    # Given a connected client
+    connect()
+    api.expect_posts(1)
+    # When it sends a message nested too deep, or with a lone surrogate
+    result = invoke(message(route, body))
+    # Then it is told, with the same status and kind an HTTP client would get, and where
+    assert result["statusCode"] == 422
+    [error] = api.messages()
+    assert (error["type"], error["status"], error["error"]) == ("error", 422, "invalid_input")
+    assert error["message"].startswith(location)
+    assert "nested deeper than 64" in error["message"] or "not valid Unicode" in error["message"]
+    assert service.store.subscribers(RUN_ID) == []
