@@ -17,6 +17,7 @@ from engine.errors import (
     ConflictError,
     GraphNotFound,
     GraphValidationError,
+    IdempotencyConflict,
     InvalidInputError,
     RunNotFound,
     StateTooLargeError,
@@ -252,8 +253,8 @@ def test_the_same_idempotency_key_gives_the_same_run(world: World) -> None:
     # Given a run started with a key
     first, created = world.service.start_run(graph_id, {"n": 0}, idempotency_key="k1")
     assert created and first.idempotency_key == "k1"
-    # When it is started again before its first step committed
-    again, created_again = world.service.start_run(graph_id, {"n": 99}, idempotency_key="k1")
+    # When it is started again, with the same request, before its first step committed
+    again, created_again = world.service.start_run(graph_id, {"n": 0}, idempotency_key="k1")
     # Then it is the same run, and its first hop is dispatched again, marked for a recheck
     assert not created_again and again.run_id == first.run_id and again.input == {"n": 0}
     hops = list(world.queue.hops)
@@ -268,7 +269,12 @@ def test_the_same_idempotency_key_gives_the_same_run(world: World) -> None:
     assert calls == [(first.run_id, 0)]  # the rechecked duplicate did not run the tool
     # And once a step is committed, starting again dispatches nothing
     world.queue.hops.clear()
-    assert world.service.start_run(graph_id, {}, idempotency_key="k1")[1] is False
+    assert world.service.start_run(graph_id, {"n": 0}, idempotency_key="k1")[1] is False
+    assert not world.queue.hops
+    # But the key with another input or step limit is refused, naming the run and the field
+    with pytest.raises(IdempotencyConflict) as conflict:
+        world.service.start_run(graph_id, {"n": 99}, idempotency_key="k1", max_steps=3)
+    assert (conflict.value.run_id, conflict.value.differs) == (first.run_id, ["input", "max_steps"])
     assert not world.queue.hops
     # And another key is another run
     other, created_other = world.service.start_run(graph_id, {"n": 0}, idempotency_key="k2")
