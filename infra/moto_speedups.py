@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -92,3 +93,142 @@ def _query_of(original: Any) -> Any:
             _partition.key = None
 
     return query
+
+
+@contextmanager
+def faster_moto_server() -> Iterator[None]:
+    """More of moto's per-request costs, found by profiling the local stack's moto process
+    under benchmarks/local_load.py (py-spy), taken off the request path (speed only):
+
+    - every request resolves its service by listing moto's package folder on disk
+      (``list_of_moto_modules``: an ``os.listdir`` and an ``isdir`` per entry); the list is
+      the same for the life of the process;
+    - SQS reads the clock through ``datetime`` arithmetic (``unix_time_millis``) for each
+      message of the queue on every receive, to tell visible and delayed messages apart;
+    - SendMessage computes every attribute of the queue, message counts included (a scan
+      of all its messages), to read ``ContentBasedDeduplication``, which only a FIFO queue has.
+    """
+    import moto.backends
+    import moto.sqs.models as sqs_models
+    from moto.sqs.models import Queue
+
+    saved = (
+        moto.backends.list_of_moto_modules,
+        sqs_models.unix_time,
+        sqs_models.unix_time_millis,
+        Queue.attributes,
+        SQSBackend.send_message,
+    )
+    modules = frozenset(saved[0]())
+    moto.backends.list_of_moto_modules = lambda: modules  # type: ignore[assignment]
+    sqs_models.unix_time = _unix_time  # type: ignore[assignment]
+    sqs_models.unix_time_millis = _unix_time_millis  # type: ignore[assignment]
+    Queue.attributes = property(_attributes_of(saved[3]))  # type: ignore[method-assign,assignment]
+    SQSBackend.send_message = _send_message_of(saved[4])  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        moto.backends.list_of_moto_modules = saved[0]  # type: ignore[assignment]
+        sqs_models.unix_time, sqs_models.unix_time_millis = saved[1], saved[2]  # type: ignore[assignment]
+        Queue.attributes = saved[3]  # type: ignore[method-assign]
+        SQSBackend.send_message = saved[4]  # type: ignore[method-assign]
+
+
+_sending = threading.local()
+
+
+def _unix_time(dt: Any = None) -> float:
+    return time.time() if dt is None else _original_unix_time(dt)
+
+
+def _unix_time_millis(dt: Any = None) -> float:
+    return time.time() * 1000.0 if dt is None else _original_unix_time(dt) * 1000.0
+
+
+def _original_unix_time(dt: Any) -> float:
+    from moto.core.utils import unix_time
+
+    return unix_time(dt)
+
+
+def _attributes_of(original: Any) -> Any:
+    def attributes(queue: Any) -> dict[str, Any]:
+        if getattr(_sending, "active", False) and not queue.fifo_queue:
+            return {}  # what SendMessage reads (ContentBasedDeduplication) is FIFO-only
+        return original.fget(queue)  # type: ignore[no-any-return]
+
+    return attributes
+
+
+def _send_message_of(original: Any) -> Any:
+    def send_message(*args: Any, **kwargs: Any) -> Any:
+        _sending.active = True
+        try:
+            return original(*args, **kwargs)
+        finally:
+            _sending.active = False
+
+    return send_message
+
+
+@contextmanager
+def transactions_undo_their_own_writes() -> Iterator[None]:
+    """TransactWriteItems without a copy of the table: moto snapshots every table a
+    transaction touches, to put the copy back if the transaction is cancelled (still O(table)
+    with :func:`faster_moto`'s lighter copy: two thirds of the local stack's moto time in
+    profiles). Here the transaction instead keeps the items it names, as they were, and a
+    cancelled one puts back just those. Only correct while nothing else writes meanwhile:
+    the local stack's moto process runs every DynamoDB write under one lock
+    (infra/moto_fidelity.py), inside which this runs."""
+    from moto.dynamodb.models import DynamoDBBackend
+
+    saved = (Table.__dict__.get("__deepcopy__"), DynamoDBBackend.transact_write_items)
+    Table.__deepcopy__ = lambda table, memo: table  # type: ignore[attr-defined]
+    DynamoDBBackend.transact_write_items = _undoing(saved[1])  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        if saved[0] is None:
+            del Table.__deepcopy__  # type: ignore[attr-defined]
+        else:
+            Table.__deepcopy__ = saved[0]  # type: ignore[attr-defined]
+        DynamoDBBackend.transact_write_items = saved[1]  # type: ignore[method-assign]
+
+
+def _undoing(original: Any) -> Any:
+    def transact_write_items(backend: Any, transact_items: list[dict[str, Any]]) -> None:
+        before = [_prior(backend, item) for item in transact_items]
+        try:
+            original(backend, transact_items)
+        except Exception:
+            for prior in reversed(before):
+                if prior is not None:
+                    _put_back(*prior)
+            raise
+
+    return transact_write_items
+
+
+def _prior(backend: Any, transact_item: dict[str, Any]) -> tuple[Table, Any, Any, Any] | None:
+    """(table, hash key, range key, the item as it is now or None) for one operation."""
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    try:
+        (op,) = transact_item.values()
+        table = backend.get_table(op["TableName"])
+        keys = op.get("Key") or op["Item"]
+        hash_key = DynamoType(keys[table.hash_key_attr])
+        range_key = DynamoType(keys[table.range_key_attr]) if table.range_key_attr else None
+    except Exception:  # malformed: moto refuses it before it writes anything
+        return None
+    item = table.get_item(hash_key, range_key)
+    return table, hash_key, range_key, None if item is None else _item_copy(item)
+
+
+def _put_back(table: Table, hash_key: Any, range_key: Any, item: Any) -> None:
+    if item is None:
+        table.delete_item(hash_key, range_key)
+    elif range_key is not None:
+        table.items[hash_key][range_key] = item
+    else:
+        table.items[hash_key] = item
