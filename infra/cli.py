@@ -16,7 +16,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
-from websockets.exceptions import ConnectionClosed, WebSocketException
+from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
 from infra.cli_input import (
     UsageError,
@@ -33,6 +33,7 @@ from infra.client import (
     follow_events,
     unreachable_reason,
 )
+from infra.credentials import LoginFailed
 from infra.progress import RunProgress
 
 DEFAULT_API = "http://127.0.0.1:8000"
@@ -115,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", help="print JSON for scripts")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_dev(sub)
+    _add_login(sub)
     _add_graphs(sub)
     _add_run(sub)
     _add_runs(sub)
@@ -134,6 +136,7 @@ examples:
   hopgraph dev
   hopgraph run examples/code_review.json --set code=@examples/sample_code.py -f
   hopgraph runs list
+  hopgraph login --user alice
   hopgraph COMMAND --help
 
 exit codes: 0 success (a run that completed), 1 a run that did not complete,
@@ -184,7 +187,39 @@ def _add_dev(sub: Subcommands[argparse.ArgumentParser]) -> None:
         "(default: %(default)s)",
     )
     dev.add_argument("--reset", action="store_true", help="start with no data")
+    dev.add_argument(
+        "--auth",
+        choices=["dev", "strict"],
+        default="dev",
+        help="dev: a request without a token acts as the user 'dev'; strict: it is "
+        "refused, as on AWS. Bad tokens are refused in both (default: %(default)s)",
+    )
     dev.add_argument("--verbose", action="store_true", help="print every log line")
+
+
+def _add_login(sub: Subcommands[argparse.ArgumentParser]) -> None:
+    login = _parser(
+        sub,
+        "login",
+        "sign in: store a token for the other commands",
+        "Sign in: store a token that the other commands send to this API (in your\n"
+        "config folder, $HOPGRAPH_CONFIG_DIR or ~/.config/hopgraph, per API URL).\n"
+        "--user asks the local stack's issuer for a token of that user; --token stores a\n"
+        "token of your identity provider (Cognito or your own), for a deployment.\n"
+        "Without a stored token, commands to the local stack act as the user 'dev';\n"
+        "$HOPGRAPH_TOKEN, when set, is sent instead of any stored token.",
+        "  hopgraph login --user alice\n"
+        "  hopgraph login --user ops --admin\n"
+        "  hopgraph login --api https://abc123.execute-api.eu-west-1.amazonaws.com "
+        "--token eyJ...",
+        (_api_options(),),
+    )
+    who = login.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user", metavar="NAME", help="a user of the local stack, to sign in as")
+    who.add_argument("--token", metavar="JWT", help="a token from your identity provider")
+    login.add_argument(
+        "--admin", action="store_true", help="with --user: an admin, who sees every user's runs"
+    )
 
 
 def _add_graphs(sub: Subcommands[argparse.ArgumentParser]) -> None:
@@ -438,6 +473,35 @@ def cmd_runs(args: argparse.Namespace, out: Output, client: HopgraphClient) -> i
     return 0
 
 
+def cmd_login(args: argparse.Namespace, out: Output, client: HopgraphClient) -> int:
+    from infra import credentials
+
+    if args.token is not None:
+        if args.admin:
+            raise UsageError("--admin goes with --user; an admin's token says so itself")
+        stored = credentials.StoredToken(args.token, "", _expiry(args.token))
+    else:
+        stored = credentials.local_token(client.api, args.user, args.admin)
+    path = credentials.store_token(client.api, stored)
+    if out.as_json:
+        out.data({"api": client.api, "user": stored.user, "expires_at": stored.expires_at})
+    else:
+        who = f"as {stored.user}" if stored.user else "with your token"
+        out.say(f"signed in to {client.api} {who} (token kept in {path})")
+    return 0
+
+
+def _expiry(token: str) -> int | None:
+    """A token's ``exp``, read without checking it (the API checks it)."""
+    import jwt
+
+    try:
+        exp = jwt.decode(token, options={"verify_signature": False}).get("exp")
+    except jwt.PyJWTError:
+        raise UsageError("--token is not a JWT (three base64url parts separated by dots)") from None
+    return exp if isinstance(exp, int) else None
+
+
 def cmd_tools(args: argparse.Namespace, out: Output, client: HopgraphClient) -> int:
     tools = client.tools()
     if not out.as_json:  # descriptions are docstrings: their reST ``literals`` read as plain
@@ -489,7 +553,7 @@ def follow(client: HopgraphClient, ws_url: str, run_id: str, out: Output, timeou
     and say how to pick it up again."""
     again = f"hopgraph runs follow {run_id}"
     try:
-        return _stream(ws_url, run_id, out, timeout)
+        return _stream(ws_url, run_id, out, timeout, client.token)
     except KeyboardInterrupt:
         _note(f"stopped following run {run_id}; the run goes on.\nfollow it again: {again}")
         return 130
@@ -500,17 +564,20 @@ def follow(client: HopgraphClient, ws_url: str, run_id: str, out: Output, timeou
     except ConnectionClosed:
         _note(f"the WebSocket connection closed; run {run_id} goes on.\nfollow it again: {again}")
         return 1
+    except InvalidStatus as refused:  # the $connect authorizer said no (401, 403)
+        answer = refused.response
+        raise ApiError(answer.status_code, bytes(answer.body).decode(errors="replace")) from None
     except (OSError, WebSocketException) as exc:
         raise ApiUnreachable(ws_url, unreachable_reason(exc)) from None
 
 
-def _stream(ws_url: str, run_id: str, out: Output, timeout: float) -> int:
+def _stream(ws_url: str, run_id: str, out: Output, timeout: float, token: str | None) -> int:
     """Stream a run's steps: the subscription replays those already committed, then the new
     ones come live, each once and in order (infra/client.py:follow_events)."""
     out.say(f"following run [bold]{run_id}[/]")
     progress = RunProgress(out.console, show_state=not out.as_json)
     with progress:
-        for event in follow_events(ws_url, run_id, timeout):
+        for event in follow_events(ws_url, run_id, timeout, token=token):
             _show(out, progress, event)
     final = progress.final or {}
     return 0 if final.get("status") == "completed" else 1
@@ -524,7 +591,13 @@ def _show(out: Output, progress: RunProgress, event: dict[str, Any]) -> None:
         progress.event(event)
 
 
-COMMANDS = {"graphs": cmd_graphs, "runs": cmd_runs, "tools": cmd_tools, "run": cmd_run}
+COMMANDS = {
+    "graphs": cmd_graphs,
+    "runs": cmd_runs,
+    "tools": cmd_tools,
+    "run": cmd_run,
+    "login": cmd_login,
+}
 
 
 # -- errors --------------------------------------------------------------------------------
@@ -551,6 +624,12 @@ def _unreachable(exc: ApiUnreachable, args: argparse.Namespace) -> str:
     if args.command == "run" and names_a_file(args.target):
         lines.append("Or run the graph in this process, without a stack:")
     return "\n".join(lines)
+
+
+SIGN_IN = (
+    "\nSign in: 'hopgraph login --user NAME' on the local stack, or "
+    "'hopgraph login --token TOKEN' with a token of the deployment's identity provider."
+)
 
 
 def _local(args: argparse.Namespace) -> str:
@@ -584,16 +663,21 @@ def main(argv: list[str] | None = None) -> int:
                 data=Path(args.data),
                 reset=args.reset,
                 verbose=args.verbose,
+                auth=args.auth,
             )
         )
+    from infra.credentials import token_for
+
     out = Output(args.json)
-    client = HopgraphClient(args.api)
+    client = HopgraphClient(args.api, token=lambda: token_for(args.api))
     try:
         return COMMANDS[args.command](args, out, client)
     except ApiUnreachable as exc:
         local = args.command == "run" and names_a_file(args.target)
         _error(_unreachable(exc, args), _local(args) if local else None)
-    except (ApiError, UsageError) as exc:
+    except ApiError as exc:
+        _error(str(exc) + (SIGN_IN if exc.status == 401 else ""))
+    except (LoginFailed, UsageError) as exc:
         _error(str(exc))
     except KeyboardInterrupt:
         return 130

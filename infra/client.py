@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -53,15 +54,33 @@ def _error_text(status: int, body: Any) -> str:
 
 
 class HopgraphClient:
-    def __init__(self, api: str, timeout: float = 30.0) -> None:
+    """``token``: the bearer token sent with every request, or a function that finds it,
+    called once, at the first request (None: no token)."""
+
+    def __init__(
+        self,
+        api: str,
+        timeout: float = 30.0,
+        token: str | Callable[[], str | None] | None = None,
+    ) -> None:
         self.api = api.rstrip("/")
         self._http = httpx.Client(base_url=self.api, timeout=timeout)
+        self._token = token
+
+    @property
+    def token(self) -> str | None:
+        if callable(self._token):
+            self._token = self._token()
+        return self._token
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         return self._exchange(method, path, **kwargs)[1]
 
     def _exchange(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
         """The status and decoded body of a successful reply; ApiError otherwise."""
+        token = self.token
+        if token is not None:
+            kwargs["headers"] = {**kwargs.get("headers", {}), "Authorization": f"Bearer {token}"}
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
@@ -147,8 +166,16 @@ class HopgraphClient:
                 return
 
 
+def with_token(ws_url: str, token: str | None) -> str:
+    """The WebSocket URL carrying ``token`` as ``?token=``: browsers cannot set headers on a
+    WebSocket handshake, so the API's ``$connect`` authorizer reads it there."""
+    if token is None:
+        return ws_url
+    return f"{ws_url}{'&' if '?' in ws_url else '?'}token={quote(token, safe='')}"
+
+
 def follow_events(
-    ws_url: str, run_id: str, timeout: float, after: int = -1
+    ws_url: str, run_id: str, timeout: float, after: int = -1, token: str | None = None
 ) -> Iterator[dict[str, Any]]:
     """Yield a run's events from the WebSocket API, each step once and in step order, until
     its final run event.
@@ -161,7 +188,7 @@ def follow_events(
     is answered, after a short grace, by subscribing again from the gap."""
     from websockets.sync.client import connect
 
-    with connect(ws_url, open_timeout=10) as socket:
+    with connect(with_token(ws_url, token), open_timeout=10) as socket:
         order = StepOrder(after)
         _subscribe(socket, run_id, after)
         resubscribed = 0

@@ -62,6 +62,9 @@ class StackConfig:
     """Seconds before a failed message is retried (SQS would wait its visibility timeout)."""
     template_path: Path | None = None
     """The template the stack is built from (None: the repo's template.yaml)."""
+    auth: str = "dev"
+    """``dev``: a request without a token acts as the dev user; ``strict``: refused, as on
+    AWS (infra/local_auth.py)."""
 
 
 def ensure_free(host: str, port: int, what: str, option: str) -> None:
@@ -93,6 +96,8 @@ class LocalStack:
     restored: dict[str, int] = field(default_factory=dict)
     """What the data folder gave back: items, messages, and those skipped."""
     template_doc: dict[str, Any] = field(default_factory=dict)
+    auth: Any = None
+    """The token issuer and mode (infra/local_auth.py:LocalAuth), set by start()."""
     _stop: threading.Event = field(default_factory=threading.Event)
     _parts: list[Any] = field(default_factory=list)
 
@@ -103,6 +108,7 @@ class LocalStack:
         if cfg.moto_port:
             ensure_free(cfg.host, cfg.moto_port, "moto", "--moto-port or MOTO_PORT=")
         self.template_doc = template.load_template(cfg.template_path)
+        self._start_auth()
         self._start_moto()
         self._create_resources()
         self.restored = self._moto.restore()
@@ -113,6 +119,17 @@ class LocalStack:
         self._start_event_sources()
 
     # -- parts -----------------------------------------------------------------------------
+    def _start_auth(self) -> None:
+        """The token issuer (its key in the data folder) for the URL the API is served at."""
+        from infra.local_auth import LocalAuth
+
+        cfg = self.config
+        issuer_url = f"http://{cfg.host}:{cfg.port}"
+        try:
+            self.auth = LocalAuth.in_folder(cfg.data.resolve(), issuer_url, cfg.auth)
+        except (OSError, ValueError) as exc:
+            raise StackError(f"cannot set up the token issuer: {exc}") from None
+
     def _start_moto(self) -> None:
         from functions.aws.dynamodb_items import connection_key
         from infra.moto_process import MotoProcess, MotoProcessFailed
@@ -155,7 +172,11 @@ class LocalStack:
     def _start_gateway(self) -> None:
         from infra.ws_gateway import LocalWebSocketGateway
 
-        gateway = LocalWebSocketGateway(host=self.config.host, port=self.config.ws_port)
+        gateway = LocalWebSocketGateway(
+            host=self.config.host,
+            port=self.config.ws_port,
+            authorizer=self.auth.connect_authorizer(self.template_doc),
+        )
         gateway.run_in_thread()
         self._parts.append(_Closing(gateway))
         self.ws_url = f"ws://{self.config.host}:{self.config.ws_port}"
@@ -194,6 +215,7 @@ class LocalStack:
             POWERTOOLS_LOG_LEVEL=os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
             POWERTOOLS_TRACE_DISABLED="true",
             POWERTOOLS_METRICS_DISABLED="true",
+            **self.auth.environment(),
         )
         get_settings.cache_clear()
         clients.reset()
@@ -264,6 +286,8 @@ def banner(stack: LocalStack) -> str:
             f"  data       {cfg.data.resolve()}   ({_restored(stack.restored)})",
             f"  run requests queue  {stack.queue_urls.get('RunRequestsQueue', '-')}",
             f"  dispatch   {cfg.dispatch}",
+            f"  auth       {stack.auth.describe()}",
+            f"  issuer     {stack.auth.issuer.issuer}   (hopgraph login --user NAME for a token)",
             "Try: hopgraph run examples/code_review.json --set code=@examples/sample_code.py -f",
             "Ctrl-C stops everything.",
         ]
@@ -294,8 +318,10 @@ def serve(config: StackConfig) -> int:
         print(banner(stack), flush=True)
         from infra.ws_compat import with_compat_websockets
 
-        # /ws and /ws/{run_id} on the HTTP port too, for clients of earlier engines
-        app = with_compat_websockets(create_app(), stack.ws_url)
+        # /ws and /ws/{run_id} on the HTTP port too, for clients of earlier engines; HTTP
+        # requests pass the JWT authorizer as API Gateway's would (the issuer's routes first)
+        api = stack.auth.http_app(create_app(), template.open_http_routes(stack.template_doc))
+        app = with_compat_websockets(api, stack.ws_url)
         uvicorn.run(app, host=host, port=port, log_level="warning", ws="websockets-sansio")
     finally:
         stack.stop()

@@ -5,6 +5,8 @@ and close becomes the API Gateway event the deployed handler gets (infra/ws_even
 the handler runs in a worker thread so the gateway keeps serving while it works. Like API
 Gateway, the gateway
 
+- runs the ``$connect`` Lambda authorizer first when given one (infra/ws_authorizer.py:
+  401 without a token, 403 for a denying policy);
 - answers the handshake only after ``$connect`` returned 2xx, and with the handler's status
   otherwise (the client sees e.g. HTTP 404 and no connection);
 - selects routes on ``$request.body.action`` (unknown, absent or not JSON: ``$default``);
@@ -48,6 +50,7 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from infra.lambda_context import LambdaContext
+from infra.ws_authorizer import ConnectAuthorizer, Refused
 from infra.ws_connections import MAX_MESSAGE_BYTES, LiveConnection, ManagementApi
 from infra.ws_events import ConnectionInfo, Stage, body_of, internal_error, now_ms, status_of
 
@@ -81,8 +84,11 @@ class LocalWebSocketGateway:
         routes: Collection[str] | None = None,
         two_way_routes: Collection[str] = (),
         api_id: str = "local",
+        authorizer: ConnectAuthorizer | None = None,
     ) -> None:
         self.handler = handler or default_handler()
+        self.authorizer = authorizer
+        """The ``$connect`` Lambda authorizer, run before ``$connect`` (None: no authorizer)."""
         self.host = host
         self.port = port
         self.stage = Stage(stage, api_id)
@@ -259,6 +265,12 @@ class LocalWebSocketGateway:
         subprotocol to answer with ("" for none); refused: None."""
         headers = [(k.title(), v) for k, v in ws.headers.items()]
         event = self.stage.connect_event(info, headers, list(ws.query_params.multi_items()))
+        if self.authorizer is not None:
+            decision = await self._authorize(event)
+            if isinstance(decision, Refused):
+                await ws.send_denial_response(JSONResponse(decision.body, decision.status))
+                return None
+            event["requestContext"]["authorizer"] = decision
         try:
             result = await self._invoke(event)
         except Exception:
@@ -270,6 +282,12 @@ class LocalWebSocketGateway:
             await ws.send_denial_response(Response(body, status, media_type="application/json"))
             return None
         return _subprotocol(result) or ""
+
+    async def _authorize(self, event: dict[str, Any]) -> dict[str, Any] | Refused:
+        """Run the ``$connect`` authorizer off the event loop, as its own Lambda function."""
+        assert self.authorizer is not None
+        context = LambdaContext(function_name="hopgraph-ws-authorizer-local")
+        return await asyncio.to_thread(self.authorizer.authorize, event, context)
 
     async def _receive_all(self, live: LiveConnection) -> tuple[int, str]:
         """Hand each frame to the handler, in order, until the client goes; its close code."""

@@ -1,15 +1,17 @@
 """Run requests from the run-requests queue: validation, starting, and parking the malformed.
 
-A request is ``{"graph_id", "input", "idempotency_key"?, "max_steps"?}``, a JSON document
-that follows the rule of every client document (:mod:`engine.json_rules`). What happens to a
-request that fails is the queue disposition of its error in the one error table
-(:mod:`engine.errors`):
+A request is ``{"graph_id", "input", "owner", "idempotency_key"?, "max_steps"?}``, a JSON
+document that follows the rule of every client document (:mod:`engine.json_rules`).
+``owner`` is the user the run belongs to (a token's ``sub``): whoever may send to the queue
+is trusted by IAM to name it, and the graph must be one that user may see, as over HTTP.
+What happens to a request that fails is the queue disposition of its error in the one error
+table (:mod:`engine.errors`):
 
-- ``park``: it can never start a run (not JSON, nested too deep, wrong fields, an unknown
-  graph, a bad ``max_steps``, an input the engine refuses, an idempotency key already used
-  for another request). It is sent at once to the run-requests DLQ with the reason as a
-  message attribute and acknowledged, instead of being received four more times before
-  SQS's redrive policy gives up on it.
+- ``park``: it can never start a run (not JSON, nested too deep, wrong fields, no owner, an
+  unknown graph or another owner's, a bad ``max_steps``, an input the engine refuses, an
+  idempotency key already used for another request). It is sent at once to the run-requests
+  DLQ with the reason as a message attribute and acknowledged, instead of being received
+  four more times before SQS's redrive policy gives up on it.
 - ``drop``: acknowledged and logged; there is nothing left to do for it.
 - ``retry`` (throttling, a network error, anything unforeseen): only its own record fails,
   and SQS redelivers it.
@@ -23,7 +25,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
 from engine import json_rules
-from engine.errors import InvalidJsonError, JsonRuleError, transport_of
+from engine.errors import GraphNotFound, InvalidJsonError, JsonRuleError, transport_of
 from engine.validation import MAX_STEPS_CEILING
 from functions import runtime
 from functions.aws import clients
@@ -33,6 +35,8 @@ from functions.settings import get_settings
 REASON_ATTRIBUTE = "hopgraph_reason"
 """Message attribute that says why a request was dead-lettered."""
 _MAX_REASON = 1_000
+MAX_OWNER_LENGTH = 256
+NO_OWNER = 'owner: missing; every run belongs to someone: name the user (a token\'s "sub")'
 
 
 class RunRequest(BaseModel):
@@ -42,6 +46,7 @@ class RunRequest(BaseModel):
 
     graph_id: Annotated[StrictStr, Field(min_length=1, max_length=200)]
     input: dict[str, Any]
+    owner: Annotated[StrictStr, Field(min_length=1, max_length=MAX_OWNER_LENGTH)]
     idempotency_key: Annotated[StrictStr, Field(min_length=1, max_length=512)] | None = None
     max_steps: Annotated[StrictInt, Field(gt=0, le=MAX_STEPS_CEILING)] | None = None
 
@@ -65,7 +70,10 @@ def parse_request(body: str) -> RunRequest:
 
 def _describe(exc: ValidationError) -> str:
     problems = [
-        f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}" for err in exc.errors()
+        NO_OWNER
+        if err["type"] == "missing" and err["loc"] == ("owner",)
+        else f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}"
+        for err in exc.errors()
     ]
     return "invalid run request: " + "; ".join(problems)
 
@@ -98,8 +106,15 @@ def _start(request: RunRequest, message_id: str) -> str:
     # crashed after start_run, before the acknowledgement) finds its run instead of
     # starting a second one.
     key = request.idempotency_key or message_id
-    run, created = runtime.service().start_run(
-        request.graph_id, request.input, idempotency_key=key, max_steps=request.max_steps
+    service = runtime.service()
+    if service.store.get_graph(request.graph_id).owner != request.owner:
+        raise GraphNotFound(request.graph_id)  # another owner's graph does not exist for them
+    run, created = service.start_run(
+        request.graph_id,
+        request.input,
+        idempotency_key=key,
+        max_steps=request.max_steps,
+        owner=request.owner,
     )
     with log_keys(run_id=run.run_id):
         logger.info("run requested", extra={"run_created": created, "status": run.status})

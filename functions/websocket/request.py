@@ -7,6 +7,7 @@ from typing import Any
 
 from engine import json_rules
 from engine.errors import InvalidInputError, InvalidJsonError
+from functions.auth.caller import Caller
 
 MAX_RUN_ID_LENGTH = 128
 
@@ -22,6 +23,9 @@ class WsRequest:
     body: str | None = None
     query: dict[str, str] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
+    authorizer: dict[str, Any] = field(default_factory=dict)
+    """``requestContext.authorizer`` of ``$connect``: the context the Lambda authorizer
+    returned (``sub``, ``admin``), every value a string, plus its ``principalId``."""
 
     @classmethod
     def from_event(cls, event: Any) -> WsRequest:
@@ -38,7 +42,16 @@ class WsRequest:
             body=_body(event),
             query=dict(event.get("queryStringParameters") or {}),
             headers={str(k).lower(): str(v) for k, v in headers.items()},
+            authorizer=dict(context.get("authorizer") or {}),
         )
+
+    def caller(self) -> Caller | None:
+        """Who opened the connection, as the ``$connect`` authorizer said (None: nobody)."""
+        sub = self.authorizer.get("sub") or self.authorizer.get("principalId")
+        if not isinstance(sub, str) or not sub.strip():
+            return None
+        admin = self.authorizer.get("admin")
+        return Caller(sub, admin=admin is True or str(admin).lower() == "true")
 
     def endpoint(self, configured: str = "") -> str:
         """Where to post to this connection: the configured Management API endpoint (set on

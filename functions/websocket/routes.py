@@ -6,12 +6,14 @@ to :func:`functions.websocket.replies.errors_as_replies`.
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
 from engine.errors import InvalidInputError, RunNotFound
 from engine.events import run_status_event, step_event
 from engine.ports import Connection, RunStore
+from functions.auth.caller import Caller
 from functions.websocket.replies import (
     CONNECT,
     DISCONNECT,
@@ -47,21 +49,41 @@ def _settings() -> Any:
     return get_settings()
 
 
+UNAUTHORIZED: Response = {"statusCode": 401, "body": json.dumps({"message": "Unauthorized"})}
+"""``$connect`` without an identity: API Gateway's own refusal (on AWS its authorizer runs
+first, so this is a misconfigured API, refused rather than served anonymously)."""
+
+
+def visible_run(store: RunStore, caller: Caller, run_id: str) -> None:
+    """Nothing if ``caller`` may see the run; RunNotFound, the unknown run's very error,
+    for another owner's (its existence is not revealed)."""
+    run = store.get_run(run_id)
+    if not caller.sees(run.owner):
+        raise RunNotFound(run_id)
+
+
 @errors_as_replies
 def connect(request: WsRequest) -> Response:
-    """Record the connection (with a TTL, so a missed ``$disconnect`` does not leave it behind
-    for ever); ``?run_id=`` subscribes it at once, and an unknown run refuses it (404).
+    """Record the connection and who opened it (with a TTL, so a missed ``$disconnect`` does
+    not leave it behind for ever); ``?run_id=`` subscribes it at once, and an unknown run, or
+    another owner's, refuses it (404).
 
     A run's current status cannot be sent here (the connection is not open yet); a client
     that needs it sends ``subscribe`` once connected (subscribing again is harmless)."""
+    caller = request.caller()
+    if caller is None:
+        return UNAUTHORIZED
     settings = _settings()
     store = _store()
     run_id = request.query.get("run_id")
     if run_id is not None:
-        store.get_run(checked_run_id(run_id))  # RunNotFound refuses the connection
+        visible_run(store, caller, checked_run_id(run_id))  # RunNotFound refuses it
     expires_at = int(time.time()) + settings.connection_ttl_seconds
     endpoint = request.endpoint(settings.ws_endpoint)
-    store.save_connection(Connection(request.connection_id, endpoint, expires_at))
+    connection = Connection(
+        request.connection_id, endpoint, expires_at, owner=caller.sub, admin=caller.admin
+    )
+    store.save_connection(connection)
     if run_id is not None:
         store.subscribe(request.connection_id, run_id)
     return ok()
@@ -85,9 +107,14 @@ def subscribe(request: WsRequest) -> Response:
     The subscription is written before the log is read, and the worker reads subscribers
     after it commits: a step that commits meanwhile is replayed, or posted live, or both,
     never neither (functions/aws/notifier.py). Live events may interleave with the replay;
-    clients order and dedupe by ``seq``."""
+    clients order and dedupe by ``seq``.
+
+    Only the connection's owner's runs (every run for an admin): another owner's run is
+    answered as an unknown one, before anything is written or replayed."""
     run_id, after = request.run_id(), request.after()
     store = _store()
+    opened = store.get_connection(request.connection_id)
+    visible_run(store, Caller(opened.owner or "", admin=opened.admin), run_id)
     store.subscribe(request.connection_id, run_id)
     try:
         last = _replay(request, store, run_id, after)

@@ -24,6 +24,7 @@ import httpx
 import pytest
 from websockets.sync.client import connect
 
+from infra.token_issuer import DEFAULT_USER
 from tests.e2e.stack import REPO, StackProcess, free_ports, launch, stack_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
@@ -183,7 +184,8 @@ def test_run_requested_through_the_queue(stack: StackProcess) -> None:
         )
         key = f"e2e-{uuid.uuid4().hex}"
         request = {"graph_id": graph_id, "input": {"code": SAMPLE.read_text()}}
-        body = json.dumps({**request, "idempotency_key": key})
+        # for the user the graph's creator is: the dev user, who sent no token
+        body = json.dumps({**request, "idempotency_key": key, "owner": DEFAULT_USER})
 
         # When the same request is sent twice (a producer retrying)
         for _ in range(2):

@@ -23,13 +23,20 @@ from engine.ports import Connection
 from engine.service import RunService
 from engine.tools import load_toolkits
 from functions import runtime
+from functions.auth import authorizer
 from functions.aws import clients
 from functions.aws.notifier import ApiGatewayNotifier
 from functions.settings import get_settings
+from infra.client import with_token
+from infra.template import load_template
+from infra.ws_authorizer import ConnectAuthorizer, identity_sources
 from infra.ws_gateway import LocalWebSocketGateway
+from tests import auth_tokens
 
 pytestmark = pytest.mark.e2e
 TIMEOUT = 5.0
+USER = "alice"
+"""Who owns the runs, and connects."""
 COUNTER = {
     "name": "counter",
     "entry": "inc",
@@ -55,7 +62,7 @@ class Stack:
     big: str
 
     def start(self, graph_id: str | None = None) -> str:
-        run, _ = self.service.start_run(graph_id or self.counter, {})
+        run, _ = self.service.start_run(graph_id or self.counter, {}, owner=USER)
         return run.run_id
 
     def step(self, hops: int = 1) -> None:
@@ -68,9 +75,13 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def ws_gateway() -> Iterator[LocalWebSocketGateway]:
-    """The gateway in front of the real handler (functions.websocket.handler.handler)."""
-    with LocalWebSocketGateway() as gateway:
+    """The gateway in front of the real handler (functions.websocket.handler.handler), with
+    the real ``$connect`` authorizer trusting the test issuer."""
+    authorizer.install(auth_tokens.issuer().verifier())
+    connect_authorizer = ConnectAuthorizer(authorizer.handler, identity_sources(load_template()))
+    with LocalWebSocketGateway(authorizer=connect_authorizer) as gateway:
         yield gateway
+    authorizer.install(None)
 
 
 @pytest.fixture
@@ -106,7 +117,9 @@ def stack(ws_gateway: LocalWebSocketGateway, monkeypatch: pytest.MonkeyPatch) ->
 
 
 def client(gateway: LocalWebSocketGateway, query: str = "") -> ClientConnection:
-    return connect(gateway.url + query, open_timeout=TIMEOUT, close_timeout=TIMEOUT)
+    """A connection of the runs' owner (its token in ``?token=``)."""
+    url = with_token(gateway.url + query, auth_tokens.token(USER))
+    return connect(url, open_timeout=TIMEOUT, close_timeout=TIMEOUT)
 
 
 def receive(socket: ClientConnection) -> dict[str, Any]:

@@ -26,9 +26,12 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsStack]:
         yield s
 
 
+OWNER = "7c1e4b52-90a1-4d3e-8f6a-2b9c0d4e5f61"  # who events/sqs_run_requests.json's runs are for
+
+
 @pytest.fixture
 def graph_id(stack: AwsStack) -> str:
-    return stack.service.create_graph(code_review_graph())[0].graph_id
+    return stack.service.create_graph(code_review_graph(), owner=OWNER)[0].graph_id
 
 
 def requests_event(graph_id: str) -> dict[str, Any]:
@@ -69,6 +72,7 @@ def test_the_sample_batch_starts_the_good_request_and_parks_the_malformed(
     assert (run.graph_id, run.status) == (graph_id, "running")
     assert run.idempotency_key == "nightly-review-2026-11-21"
     assert run.input == json.loads(good["body"])["input"]
+    assert run.owner == OWNER
     [hop] = [json.loads(m["Body"]) for m in stack.messages("StepQueue")]
     assert (hop["run_id"], hop["seq"], hop["node"]) == (run.run_id, 0, "extract")
     # ...and the malformed one is in the DLQ with every problem in its reason
@@ -77,6 +81,7 @@ def test_the_sample_batch_starts_the_good_request_and_parks_the_malformed(
     assert "graph_id: Field required" in reason
     assert "graphId: Extra inputs are not permitted" in reason
     assert "max_steps: Input should be a valid integer" in reason
+    assert "owner: missing" in reason
 
 
 def test_a_redelivered_request_without_a_key_starts_one_run(stack: AwsStack, graph_id: str) -> None:
@@ -84,7 +89,8 @@ def test_a_redelivered_request_without_a_key_starts_one_run(stack: AwsStack, gra
     event = requests_event(graph_id)
     event["Records"] = event["Records"][:1]
     record = event["Records"][0]
-    record["body"] = json.dumps({"graph_id": graph_id, "input": {"code": "x = 1\n"}})
+    body = {"graph_id": graph_id, "input": {"code": "x = 1\n"}, "owner": OWNER}
+    record["body"] = json.dumps(body)
     # When SQS delivers the same message twice (the first acknowledgement was lost)
     handler(event, lambda_context("hopgraph-starter"))
     record["attributes"]["ApproximateReceiveCount"] = "2"
@@ -99,6 +105,7 @@ def test_the_same_idempotency_key_in_two_messages_starts_one_run(
 ) -> None:
     # Given two different messages carrying the same key
     body = {"graph_id": graph_id, "input": {"code": "x = 1\n"}, "idempotency_key": "k-1"}
+    body["owner"] = OWNER
     for _ in range(2):
         stack.sqs.send_message(
             QueueUrl=stack.urls["RunRequestsQueue"], MessageBody=json.dumps(body)
@@ -114,13 +121,22 @@ def test_the_same_idempotency_key_in_two_messages_starts_one_run(
     [
         ('{"graph_id": "g_x", "input": {', "body is not JSON"),
         ('["graph_id"]', "body: Input should be a valid dictionary"),
-        ('{"graph_id": "g_missing", "input": {}}', "graph 'g_missing' not found"),
-        ('{"graph_id": "@", "input": {}, "max_steps": 0}', "max_steps: Input should be greater"),
-        ('{"graph_id": "@", "input": {}, "max_steps": true}', "max_steps: Input should be a valid"),
-        ('{"graph_id": "@", "input": "code"}', "input: Input should be a valid dictionary"),
-        ('{"graph_id": "@", "input": {"a": 1}, "owner": "me"}', "owner: Extra inputs"),
-        ('{"graph_id": "@", "input": {}, "max_steps": "3"}', "max_steps: Input should be a valid"),
-        ('{"graph_id": "@", "input": {}, "max_steps": 3.0}', "max_steps: Input should be a valid"),
+        ('{"graph_id": "g_missing", "input": {}, "owner": "$"}', "graph 'g_missing' not found"),
+        ('{"graph_id": "@", "input": {}}', "owner: missing; every run belongs to someone"),
+        ('{"graph_id": "@", "input": {}, "owner": ""}', "owner: String should have at least"),
+        ('{"graph_id": "@", "input": {}, "owner": 7}', "owner: Input should be a valid string"),
+        ('{"graph_id": "@", "input": {}, "owner": "mallory"}', "not found"),
+        ('{"graph_id": "@", "owner": "$", "input": {}, "max_steps": 0}',
+         "max_steps: Input should be greater"),
+        ('{"graph_id": "@", "owner": "$", "input": {}, "max_steps": true}',
+         "max_steps: Input should be a valid"),
+        ('{"graph_id": "@", "owner": "$", "input": "code"}',
+         "input: Input should be a valid dictionary"),
+        ('{"graph_id": "@", "input": {"a": 1}, "owner": "$", "by": "me"}', "by: Extra inputs"),
+        ('{"graph_id": "@", "owner": "$", "input": {}, "max_steps": "3"}',
+         "max_steps: Input should be a valid"),
+        ('{"graph_id": "@", "owner": "$", "input": {}, "max_steps": 3.0}',
+         "max_steps: Input should be a valid"),
         ('{"graph_id": "@", "input": {"v": %s}}' % ("[" * 10_000 + "]" * 10_000),
          "nested deeper than 64 levels"),
         ('{"graph_id": "@", "input": {"v": %s}}' % ("[" * 256 + "]" * 256),
@@ -128,7 +144,8 @@ def test_the_same_idempotency_key_in_two_messages_starts_one_run(
         ('{"graph_id": "@", "input": {"\\ud800": 1}}', "the key is not valid Unicode"),
         ('{"graph_id": "@", "input": {"a": "\\udfff"}}', "input.a: the string is not valid"),
     ],
-    ids=["not-json", "not-object", "unknown-graph", "max-steps-0", "max-steps-true",
+    ids=["not-json", "not-object", "unknown-graph", "no-owner", "empty-owner", "owner-not-string",
+         "another-owner-s-graph", "max-steps-0", "max-steps-true",
          "input-not-object", "extra-field", "max-steps-string", "max-steps-float",
          "nested-10000", "nested-256", "surrogate-key", "surrogate-string"],
 )  # fmt: skip
@@ -136,8 +153,9 @@ def test_a_malformed_request_is_parked_and_the_rest_of_the_batch_is_fine(
     stack: AwsStack, graph_id: str, body: str, reason: str
 ) -> None:
     # Given a batch: the malformed request between two good ones
-    good = json.dumps({"graph_id": graph_id, "input": {"code": "x = 1\n"}})
-    for text in (good, body.replace("@", graph_id), good):
+    good = json.dumps({"graph_id": graph_id, "input": {"code": "x = 1\n"}, "owner": OWNER})
+    body = body.replace("@", graph_id).replace("$", OWNER)
+    for text in (good, body, good):
         stack.sqs.send_message(QueueUrl=stack.urls["RunRequestsQueue"], MessageBody=text)
     # When the starter drains the queue
     handled = stack.drain(stack.starter_source())
@@ -145,7 +163,7 @@ def test_a_malformed_request_is_parked_and_the_rest_of_the_batch_is_fine(
     assert handled == 3
     assert len(runs(stack)) == 2
     [(parked_body, parked_reason)] = parked(stack)
-    assert parked_body == body.replace("@", graph_id)
+    assert parked_body == body
     assert reason in parked_reason
     assert stack.messages("RunRequestsQueue") == []
 
@@ -155,7 +173,7 @@ def test_a_transient_failure_fails_only_its_record(
 ) -> None:
     # Given a store that is throttled for one graph's runs only
     svc = stack.service
-    other = svc.create_graph(code_review_graph())[0].graph_id
+    other = svc.create_graph(code_review_graph(), owner=OWNER)[0].graph_id
     start_run = svc.start_run
 
     def throttled(gid: str, *args: Any, **kwargs: Any) -> Any:
@@ -165,7 +183,7 @@ def test_a_transient_failure_fails_only_its_record(
 
     monkeypatch.setattr(svc, "start_run", throttled)
     event = requests_event(graph_id)
-    event["Records"][1]["body"] = json.dumps({"graph_id": other, "input": {}})
+    event["Records"][1]["body"] = json.dumps({"graph_id": other, "input": {}, "owner": OWNER})
     # When the starter handles the batch
     response = handler(event, lambda_context("hopgraph-starter"))
     # Then only the throttled record is reported failed (SQS retries it); nothing is parked
@@ -179,6 +197,7 @@ def test_a_key_reused_for_another_request_is_parked_with_the_run_it_names(
 ) -> None:
     # Given a request that started a run under a key, then another input under the same key
     first = {"graph_id": graph_id, "input": {"code": "x = 1\n"}, "idempotency_key": "k-2"}
+    first["owner"] = OWNER
     second = first | {"input": {"code": "y = 2\n"}}
     for body in (first, second):
         stack.sqs.send_message(

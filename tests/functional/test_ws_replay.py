@@ -24,6 +24,7 @@ from tests.functional.test_ws_handler import (
     ENDPOINT,
     RUN_ID,
     ManagementApiStub,
+    OwnedRuns,
     api,  # noqa: F401  (fixture)
     connect,
     finish,
@@ -179,10 +180,14 @@ def test_a_step_committed_during_the_subscription_arrives_and_the_status_follows
     service.start_run("g_counter", {})
     step_once(service)
     connect()
-    get_run = service.store.get_run
+    get_run, get_subscribers = service.store.get_run, service.store.subscribers
+    stepped: list[bool] = []
 
     def step_then_read(run_id: str) -> RunRecord:
-        step_once(service)
+        # Only once subscribed: the read before that is the check of who owns the run.
+        if not stepped and get_subscribers(run_id):
+            stepped.append(True)
+            step_once(service)
         return get_run(run_id)
 
     monkeypatch.setattr(service.store, "get_run", step_then_read)
@@ -221,7 +226,7 @@ def test_a_late_subscriber_of_a_run_with_a_200_kb_state_gets_fitted_events(
     api: ManagementApiStub,  # noqa: F811
 ) -> None:
     # Given a finished run whose one step wrote a 200 KB report
-    runs = RunService(service.store, MemoryQueue(), service.tools, ids=BigIds())
+    runs = OwnedRuns(service.store, MemoryQueue(), service.tools, ids=BigIds())
     runs.create_graph(BIG)
     run, _ = runs.start_run("g_big", {})
     finish(runs)
