@@ -215,12 +215,16 @@ class StackProcess:
 
 
 def launch(
-    dispatch: str = "sqs", timeout: float = 45.0, attempts: int = 3, data: Path | None = None
+    dispatch: str = "sqs",
+    timeout: float = 45.0,
+    attempts: int = 3,
+    data: Path | None = None,
+    options: tuple[str, ...] = (),
 ) -> StackProcess:
     """A ready stack on free ports; retried on new ports if one was taken in the meantime
     (the ports are free when chosen, but another process may bind them before the stack)."""
     for attempt in range(attempts):
-        stack = StackProcess.spawn(dispatch, None, data)
+        stack = StackProcess.spawn(dispatch, None, data, *options)
         try:
             stack.wait_ready(timeout)
             return stack
