@@ -1,0 +1,92 @@
+"""Each function's IAM policy in template.yaml grants exactly the AWS calls its code makes.
+
+The calls are read from the source (tests/unit/aws_calls.py: from the handler, through what
+it uses, boto3 operations mapped to IAM actions by botocore's service models); the grants
+from the function's ``Policies``, both branches of a condition counted. A call without a
+grant would fail on AWS; a grant without a call is privilege nobody needs.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infra.template import load_template
+
+sys.path.insert(0, str(Path(__file__).parent))
+from aws_calls import actions_of
+
+TEMPLATE = load_template()
+FUNCTIONS = {
+    name: resource["Properties"]
+    for name, resource in TEMPLATE["Resources"].items()
+    if resource["Type"] == "AWS::Serverless::Function"
+}
+DISPATCH = {"sqs:SendMessage": "DispatchBySqs", "lambda:InvokeFunction": "DispatchByLambda"}
+STEP_QUEUE = {"Fn::GetAtt": ["StepQueue", "Arn"]}
+
+
+def statements(policies: list[Any]) -> Iterator[tuple[dict[str, Any], str | None]]:
+    """Every statement of a function's policies, with the condition it depends on."""
+    for policy in policies:
+        assert set(policy) == {"Statement"}, f"a SAM policy template grants too much: {policy}"
+        for statement in policy["Statement"]:
+            if "Fn::If" in statement:
+                condition, granted, otherwise = statement["Fn::If"]
+                assert otherwise == {"Ref": "AWS::NoValue"}, statement
+                yield granted, condition
+            else:
+                yield statement, None
+
+
+def actions(statement: dict[str, Any]) -> set[str]:
+    action = statement["Action"]
+    return set(action if isinstance(action, list) else [action])
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_a_function_is_granted_exactly_the_calls_its_code_makes(function: str) -> None:
+    # Given a function of the template, and the AWS calls its code can make
+    properties = FUNCTIONS[function]
+    needed = actions_of(properties["Handler"])
+    # When its policies are read
+    granted = {a for s, _ in statements(properties.get("Policies", [])) for a in actions(s)}
+    # Then they grant those calls, and nothing else
+    assert granted == needed, (function, granted ^ needed)
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_every_grant_names_its_resources_and_allows_only(function: str) -> None:
+    for statement, _ in statements(FUNCTIONS[function].get("Policies", [])):
+        assert statement["Effect"] == "Allow"
+        assert statement["Resource"] not in ("*", ["*"]), statement
+        if any(a.startswith("dynamodb:") for a in actions(statement)):
+            table, indexes = statement["Resource"]
+            assert table == {"Fn::GetAtt": ["Table", "Arn"]}
+            assert indexes == {"Fn::Sub": "${Table.Arn}/index/*"}
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_dispatch_permissions_follow_the_dispatch_parameter(function: str) -> None:
+    # Sending hops to the step queue, and invoking the worker, are granted only in the mode
+    # that uses them (the run-requests DLQ, where the starter parks requests, is not a hop).
+    for statement, condition in statements(FUNCTIONS[function].get("Policies", [])):
+        for action in actions(statement) & DISPATCH.keys():
+            if statement["Resource"] == STEP_QUEUE or action == "lambda:InvokeFunction":
+                assert condition == DISPATCH[action], (function, statement)
+            else:
+                assert condition is None and action == "sqs:SendMessage", (function, statement)
+
+
+def test_the_scan_sees_the_calls_it_is_meant_to_see() -> None:
+    # The scan itself: the WebSocket function stores connections and posts replies, but never
+    # dispatches; the worker does both; the authorizer calls no AWS API at all.
+    websocket = actions_of("functions.websocket.handler.handler")
+    assert {"dynamodb:Query", "execute-api:ManageConnections"} <= websocket
+    assert not websocket & DISPATCH.keys()
+    assert DISPATCH.keys() <= actions_of("functions.worker.handler.handler")
+    assert actions_of("functions.auth.authorizer.handler") == set()
