@@ -30,6 +30,7 @@ from engine.ports import (
     RunRecord,
     RunStatus,
     StepRecord,
+    TaskRecord,
 )
 
 
@@ -49,6 +50,7 @@ class MemoryRunStore:
         self._graphs: dict[str, GraphRecord] = {}
         self._runs: dict[str, RunRecord] = {}
         self._steps: dict[str, list[StepRecord]] = {}
+        self._tasks: dict[tuple[str, int], dict[tuple[str, int], TaskRecord]] = {}
         self._connections: dict[str, Connection] = {}
         self._subscriptions: dict[str, set[str]] = {}
         self._clock = clock
@@ -132,6 +134,23 @@ class MemoryRunStore:
         steps = self._steps.get(run_id, [])
         return steps[seq] if 0 <= seq < len(steps) else None
 
+    def commit_task(self, task: TaskRecord) -> None:
+        with self._lock:
+            slots = self._tasks.setdefault((task.run_id, task.seq), {})
+            slot = (task.node, -1 if task.index is None else task.index)
+            if slot in slots:
+                raise StepConflict(task.run_id, task.seq)
+            slots[slot] = task
+
+    def get_task(self, run_id: str, seq: int, node: str, index: int | None) -> TaskRecord | None:
+        slot = (node, -1 if index is None else index)
+        return self._tasks.get((run_id, seq), {}).get(slot)
+
+    def list_tasks(self, run_id: str, seq: int) -> list[TaskRecord]:
+        with self._lock:
+            slots = self._tasks.get((run_id, seq), {})
+            return [slots[k] for k in sorted(slots)]
+
     def list_steps(self, run_id: str, after: int = -1, limit: int = 100) -> Page[StepRecord]:
         if run_id not in self._runs:
             raise RunNotFound(run_id)
@@ -213,6 +232,9 @@ class MemoryQueue:
 
     def dispatch(self, hop: Hop) -> None:
         self.hops.append(hop)
+
+    def dispatch_batch(self, hops: list[Hop]) -> None:
+        self.hops.extend(hops)
 
     def drain(self, handle: Callable[[Hop], object], limit: int = 1_000_000) -> int:
         """Deliver hops to ``handle`` until the queue is empty; returns how many."""

@@ -69,22 +69,81 @@ class StepRecord:
     """The delivery (SQS message id, Lambda request id) whose worker committed the step."""
     run_status: RunStatus = "running"
     """The run's status once this step is committed; anything but running ends the run."""
+    next_nodes: tuple[str, ...] = ()
+    """Set when the next superstep runs several nodes (a fan-out, a join, a map): then
+    ``next_node`` is ``None``. A chain leaves it empty and names its one ``next_node``."""
+    joins: dict[str, list[str]] = field(default_factory=dict)
+    """Join node -> the nodes it waits for that have run (joins still waiting after this)."""
+    tasks: tuple[dict[str, Any], ...] = ()
+    """A superstep of several tasks: each one's summary (``task``, ``node``, ``index``,
+    ``tool``, ``status``, ``duration_ms``, ``error``); its updates are in its task record,
+    and ``updates`` holds what the superstep changed once merged."""
+
+    @property
+    def successors(self) -> tuple[str, ...]:
+        """The nodes the next superstep runs (empty once the run is final)."""
+        if self.run_status != "running":
+            return ()
+        if self.next_nodes:
+            return self.next_nodes
+        return (self.next_node,) if self.next_node not in (None, "END") else ()
 
     def log_entry(self) -> dict[str, Any]:
         """The step as the execution log shows it (no full state)."""
-        return {
+        entry = {
             "seq": self.seq,
             "node": self.node,
             "tool": self.tool,
             "status": self.status,
             "updates": self.updates,
-            "next": self.next_node,
+            "next": list(self.next_nodes) if self.next_nodes else self.next_node,
             "started_at": self.started_at,
             "duration_ms": self.duration_ms,
             "error": self.error,
             "attempt": self.attempt,
             "run_status": self.run_status,
         }
+        if self.tasks:
+            entry["tasks"] = [dict(t) for t in self.tasks]
+        return entry
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRecord:
+    """One committed task of a superstep that runs several (slot: superstep, node, index).
+
+    A superstep of one task needs no task record: its step record is the task and the
+    superstep's close at once, which is what keeps a chain at one write per step."""
+
+    run_id: str
+    seq: int
+    """The superstep."""
+    node: str
+    index: int | None
+    """The map item's index; ``None`` for a node that is not a map."""
+    tool: str
+    status: StepStatus
+    updates: dict[str, Any]
+    targets: tuple[str, ...]
+    started_at: float
+    duration_ms: float
+    error: str | None = None
+    attempt: int = 1
+    committed_by: str = ""
+
+    @property
+    def key(self) -> str:
+        return self.node if self.index is None else f"{self.node}[{self.index}]"
+
+    def summary(self) -> dict[str, Any]:
+        """What the superstep's step record keeps of this task."""
+        doc: dict[str, Any] = {"task": self.key, "node": self.node, "tool": self.tool,
+                               "status": self.status, "duration_ms": self.duration_ms}  # fmt: skip
+        if self.index is not None:
+            doc["index"] = self.index
+        if self.error is not None:
+            doc["error"] = self.error
+        return doc
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +254,17 @@ class RunStore(Protocol):
     def get_step(self, run_id: str, seq: int) -> StepRecord | None:
         """The step in slot ``seq``, read strongly consistently."""
 
+    def commit_task(self, task: TaskRecord) -> None:
+        """Write ``task`` into its slot (run, superstep, node, index) if and only if that slot
+        is empty; StepConflict if it is taken. One conditional write, no read of the run."""
+
+    def get_task(self, run_id: str, seq: int, node: str, index: int | None) -> TaskRecord | None:
+        """The task in that slot, read strongly consistently."""
+
+    def list_tasks(self, run_id: str, seq: int) -> list[TaskRecord]:
+        """Every committed task of superstep ``seq``, read strongly consistently (the fan-in:
+        one query, paged by the store as needed)."""
+
     def list_steps(self, run_id: str, after: int = -1, limit: int = 100) -> Page[StepRecord]:
         """Committed steps with ``seq > after`` in order. Raises RunNotFound.
 
@@ -242,6 +312,15 @@ class Hop:
     max_steps: int
     state: dict[str, Any] | None = None
     recheck: bool = False
+    index: int | None = None
+    """A map task: the index of its item."""
+    parallel: bool = False
+    """The superstep has several tasks: this one commits a task record, and the superstep
+    closes once all have (a superstep of one task commits its step record directly)."""
+
+    @property
+    def task_key(self) -> str:
+        return self.node if self.index is None else f"{self.node}[{self.index}]"
 
     def to_dict(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -255,6 +334,10 @@ class Hop:
             doc["state"] = self.state
         if self.recheck:
             doc["recheck"] = True
+        if self.index is not None:
+            doc["index"] = self.index
+        if self.parallel:
+            doc["parallel"] = True
         return doc
 
     @classmethod
@@ -271,11 +354,16 @@ class Hop:
                 max_steps=doc["max_steps"],
                 state=doc.get("state"),
                 recheck=bool(doc.get("recheck", False)),
+                index=doc.get("index"),
+                parallel=bool(doc.get("parallel", False)),
             )
         except (KeyError, TypeError) as exc:
             raise InvalidInputError(f"not a hop message: missing {exc}") from None
         if not (isinstance(hop.run_id, str) and isinstance(hop.seq, int) and hop.seq >= 0):
             raise InvalidInputError("not a hop message: bad run_id or seq")
+        if hop.index is not None and (isinstance(hop.index, bool) or not isinstance(hop.index, int)
+                                      or hop.index < 0):  # fmt: skip
+            raise InvalidInputError("not a hop message: bad index")
         return hop
 
 
@@ -284,6 +372,11 @@ class StepQueue(Protocol):
 
     def dispatch(self, hop: Hop) -> None:
         """Send ``hop``; raises on failure (the caller's message is then retried)."""
+
+    def dispatch_batch(self, hops: list[Hop]) -> None:
+        """Send every hop of a fan-out, batched where the carrier allows (SQS: ten per
+        SendMessageBatch); raises if any could not be sent (all are then sent again: hops
+        are idempotent)."""
 
 
 class Notifier(Protocol):

@@ -44,22 +44,15 @@ import json
 import time
 import uuid
 from collections import OrderedDict
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, replace
-from functools import cache
-from typing import Any, Literal, Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from engine.errors import (
     ConflictError,
-    GraphNotFound,
-    GraphValidationError,
     InvalidInputError,
-    Problem,
-    RunNotFound,
     StateTooLargeError,
-    StepConflict,
 )
-from engine.events import run_event, run_status_event, step_event
+from engine.events import run_event, run_status_event
 from engine.graph import Graph
 from engine.idempotency import check_same_request, input_digest
 from engine.json_rules import check as check_json
@@ -69,24 +62,16 @@ from engine.ports import (
     Hop,
     Notifier,
     NullNotifier,
-    RunEnd,
     RunRecord,
     RunStore,
     StepQueue,
-    StepRecord,
 )
-from engine.step import Limits, StepOutcome, advance, state_size
-from engine.tools import ToolContext, Toolkit
+from engine.protocol import HopProtocol, HopResult, ProtocolConfig
+from engine.reducers import ReducerError
+from engine.step import state_size
+from engine.superstep import plan_tasks
+from engine.tools import Toolkit
 from engine.validation import MAX_STEPS_CEILING, build_graph
-
-HopResult = Literal["committed", "finished", "duplicate", "recovered", "stale"]
-
-
-@cache
-def _slot_checks() -> ThreadPoolExecutor:
-    """Threads that read a hop's slot while its tool runs (one read each, so a few suffice:
-    a worker applies a handful of hops at a time)."""
-    return ThreadPoolExecutor(max_workers=8, thread_name_prefix="slot-check")
 
 
 class Ids(Protocol):
@@ -102,23 +87,6 @@ def declared_writes(tools: Toolkit) -> dict[str, list[str]]:
         name: [key for key in tools.get(name).writes if not key.startswith("<")]
         for name in tools.names()
     }
-
-
-def durable_problems(graph: Graph) -> list[Problem]:
-    """What the durable protocol cannot run yet: parallel work runs in process only."""
-    where = [f"edges.{s}" for s, t in graph.edges.items() if len(t) > 1]
-    where += [
-        f"branches.{s}"
-        for s, b in graph.branches.items()
-        if any(len(c.targets) > 1 for c in b.cases) or len(b.default or ()) > 1
-    ]
-    where += [f"nodes.{n.id}.map" for n in graph.nodes.values() if n.map is not None]
-    where += [f"joins.{j}" for j in graph.joins]  # fmt: skip
-    message = (
-        "parallel work (a fan-out, map or join) runs in process only for now: "
-        "`hopgraph run FILE --local`; the service runs graphs that go one node at a time"
-    )
-    return [Problem(loc, message) for loc in where]
 
 
 class RandomIds:
@@ -167,11 +135,27 @@ class RunService:
         self.store = store
         self.queue = queue
         self.tools = tools
-        self.notifier = notifier or NullNotifier()
+        self._notifier: Notifier = notifier or NullNotifier()
         self.clock = clock
         self.ids = ids or RandomIds()
         self.config = config or EngineConfig()
         self._graphs: OrderedDict[str, Graph] = OrderedDict()
+        protocol_config = ProtocolConfig(
+            self.config.state_limit_bytes, self.config.inline_state_bytes
+        )
+        self.protocol = HopProtocol(
+            store, queue, tools, self._notifier, clock, protocol_config, self.graph
+        )
+
+    @property
+    def notifier(self) -> Notifier:
+        return self._notifier
+
+    @notifier.setter
+    def notifier(self, notifier: Notifier) -> None:
+        """Replace where events go, for the protocol's events too."""
+        self._notifier = notifier
+        self.protocol.notifier = notifier
 
     # -- graphs ----------------------------------------------------------------------------
     def create_graph(self, doc: Any, owner: str | None = None) -> tuple[GraphRecord, Graph]:
@@ -204,13 +188,8 @@ class RunService:
         return record, graph, created
 
     def _validated(self, doc: Any) -> Graph:
-        """``doc`` checked against the registered tools (and the keys they declare writing),
-        and runnable by this service."""
-        graph = build_graph(doc, set(self.tools.names()), declared_writes(self.tools))
-        problems = durable_problems(graph)
-        if problems:
-            raise GraphValidationError(problems)
-        return graph
+        """``doc`` checked against the registered tools (and the keys they declare writing)."""
+        return build_graph(doc, set(self.tools.names()), declared_writes(self.tools))
 
     def graph(self, graph_id: str) -> Graph:
         """The validated graph; cached, since graphs never change once created."""
@@ -244,6 +223,10 @@ class RunService:
         graph = self.graph(graph_id)
         state = self._checked_input(input)
         limit = self._max_steps(max_steps, graph)
+        try:  # a map at the entry needs its list in the input
+            plan_tasks(graph, (graph.entry,), state)
+        except ReducerError as exc:
+            raise InvalidInputError(f"input: {exc}") from None
         now = self.clock()
         run_id = self.ids.run_id(graph_id, idempotency_key)
         header = RunRecord(
@@ -255,7 +238,7 @@ class RunService:
         if not created:
             check_same_request(run, header)
         if run.status == "running" and run.steps == 0:
-            self.queue.dispatch(self._hop(run, 0, graph.entry, run.input, recheck=not created))
+            self.protocol.start(run, recheck=not created)
         if created:
             self.notifier.publish(run_id, [run_event(run_id, "running", now, steps=0)])
         return run, created
@@ -290,138 +273,13 @@ class RunService:
         self.notifier.publish(run_id, [run_status_event(run, self.clock())])
         return run
 
-    # -- the step protocol -----------------------------------------------------------------
+    # -- the run protocol (engine/protocol.py) --------------------------------------------
     def process_hop(self, hop: Hop, delivery_id: str, attempt: int = 1) -> HopResult:
-        """Apply one hop: run the tool, commit its step exactly once, route onwards."""
-        graph = self._graph_of(hop)
-        if graph is None:
-            return "stale"
-        if hop.recheck or attempt > 1:
-            taken = self.store.get_step(hop.run_id, hop.seq)
-            if taken is not None:
-                return self._after_conflict(hop, taken, delivery_id)
-        origin, state = self._start_from(hop)
-        if state is None:
-            return "stale"
-        ctx = ToolContext(hop.run_id, hop.node, hop.seq, attempt)
-        limits = Limits(hop.max_steps, self.config.state_limit_bytes)
-        outcome = advance(graph, self.tools, hop.node, state, ctx, limits, self.clock())
-        if origin is not None and origin.result() is None:
-            return "stale"  # a stray or forged hop: its run is not at this slot
-        step = replace(outcome.step, committed_by=delivery_id)
-        try:
-            self.store.commit_step(step, outcome.end)
-        except StepConflict:
-            taken = self.store.get_step(hop.run_id, hop.seq)
-            if taken is None:  # the run was already final: nothing more to do for it
-                return "stale"
-            return self._after_conflict(hop, taken, delivery_id)
-        self._follow_up(hop, step, outcome)
-        return "finished" if outcome.end is not None else "committed"
-
-    def _start_from(
-        self, hop: Hop
-    ) -> tuple[Future[dict[str, Any] | None] | None, dict[str, Any] | None]:
-        """The state ``hop`` starts from, and the pending check that its run is at its slot.
-
-        A state that travelled inline lets the tool start at once while the slot check reads
-        the store in the background (off the critical path); otherwise the check's read is
-        also where the state comes from. ``(None, None)``: the hop is stray."""
-        if hop.state is None:
-            return None, self._slot_origin(hop)
-        return _slot_checks().submit(self._slot_origin, hop), hop.state
-
-    def _slot_origin(self, hop: Hop) -> dict[str, Any] | None:
-        """The committed state slot ``hop.seq`` follows on, or ``None`` if the hop's run is not
-        at that slot: unknown, final, of another graph, or not routed to ``hop.node``.
-
-        This is what makes a commit require a live run at its slot while the commit itself
-        stays one conditional write: once slot n-1 is committed with the run still running,
-        the run can only end or move on by writing slot n (a step, a cancel, a dead letter),
-        and that write makes this hop's conditional commit of slot n lose."""
-        if hop.seq == 0:
-            try:
-                run = self.store.get_run(hop.run_id)
-            except RunNotFound:
-                return None
-            entry = self.graph(run.graph_id).entry if run.graph_id == hop.graph_id else None
-            live = run.status == "running" and hop.node == entry
-            return run.input if live else None
-        previous = self.store.get_step(hop.run_id, hop.seq - 1)
-        if previous is None or previous.run_status != "running":
-            return None
-        return previous.state if previous.next_node == hop.node else None
-
-    def _after_conflict(self, hop: Hop, taken: StepRecord, delivery_id: str) -> HopResult:
-        if taken.committed_by != delivery_id or taken.status == "cancelled":
-            return "duplicate"
-        # Our own earlier attempt committed and then died before it published or dispatched:
-        # finish its work (events are at least once; subscribers dedupe by seq).
-        if taken.run_status != "running":
-            self._publish(taken, RunEnd(taken.run_status, self.store.get_run(hop.run_id).error))
-            return "recovered"
-        self._publish(taken, None)
-        self._dispatch_successor(hop, taken, recheck=True)
-        return "recovered"
-
-    def _follow_up(self, hop: Hop, step: StepRecord, outcome: StepOutcome) -> None:
-        self._publish(step, outcome.end)
-        if outcome.end is None:
-            self._dispatch_successor(hop, step, recheck=False)
-
-    def _dispatch_successor(self, hop: Hop, step: StepRecord, *, recheck: bool) -> None:
-        assert step.next_node is not None
-        successor = replace(hop, seq=hop.seq + 1, node=step.next_node, recheck=recheck)
-        self.queue.dispatch(self._inline(successor, step.state))
-
-    def _hop(self, run: RunRecord, seq: int, node: str, state: dict[str, Any], *, recheck: bool
-             ) -> Hop:  # fmt: skip
-        hop = Hop(run.run_id, run.graph_id, seq, node, run.max_steps, recheck=recheck)
-        return self._inline(hop, state)
-
-    def _inline(self, hop: Hop, state: dict[str, Any]) -> Hop:
-        if state_size(state) <= self.config.inline_state_bytes:
-            return replace(hop, state=state)
-        return replace(hop, state=None)
-
-    def _publish(self, step: StepRecord, end: RunEnd | None) -> None:
-        now = self.clock()
-        events = [step_event(step, now)]
-        if end is not None:
-            state = step.state if end.status == "completed" else None
-            events.append(
-                run_event(step.run_id, end.status, now, state=state, reason=end.error,
-                          steps=step.seq + 1)
-            )  # fmt: skip
-        try:
-            self.notifier.publish(step.run_id, events)
-        except Exception:  # progress is best effort: it never fails a committed step
-            return
+        """Apply one hop: run its task, commit it exactly once, route onwards."""
+        return self.protocol.process(hop, delivery_id, attempt)
 
     def fail_hop(self, hop: Hop, reason: str) -> bool:
         """Mark the run failed because its hop is being dead-lettered. True if this call
         ended the run; False if it changed nothing: the run is not at the hop's slot (unknown,
         already final, moved on) or the slot was taken meanwhile."""
-        graph = self._graph_of(hop)
-        state = self._slot_origin(hop) if graph is not None else None
-        if graph is None or state is None:
-            return False
-        step = StepRecord(
-            run_id=hop.run_id, seq=hop.seq, node=hop.node, tool=graph.nodes[hop.node].tool,
-            status="failed", updates={}, state=state, next_node=None,
-            started_at=self.clock(), duration_ms=0.0, error=reason, run_status="failed",
-        )  # fmt: skip
-        try:
-            self.store.commit_step(step, RunEnd("failed", reason))
-        except (StepConflict, ConflictError):
-            return False
-        self._publish(step, RunEnd("failed", reason))
-        return True
-
-    def _graph_of(self, hop: Hop) -> Graph | None:
-        """The hop's graph if it has the hop's node; ``None`` for a hop no run could send."""
-        try:
-            graph = self.graph(hop.graph_id)
-        except GraphNotFound:
-            return None
-        return graph if hop.node in graph.nodes else None
+        return self.protocol.fail(hop, reason)

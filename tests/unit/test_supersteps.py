@@ -414,24 +414,6 @@ def test_dialect3_fans_out_and_joins_as_langgraph_edges_do() -> None:
     assert graph.edges["a"] == ("b", "c") and graph.joins == {"d": ("b_2", "c")}
 
 
-def test_the_service_refuses_parallel_graphs_until_its_protocol_runs_them() -> None:
-    from engine.memory import MemoryQueue
-    from engine.service import RunService
-
-    service = RunService(MemoryRunStore(), MemoryQueue(), basics)
-    with pytest.raises(GraphValidationError) as caught:
-        service.create_graph(example("join_unequal"))
-    assert [p.location for p in caught.value.problems] == ["edges.a", "joins.d"]
-    assert "hopgraph run FILE --local" in caught.value.problems[0].message
-    # A chain with reducers is fine
-    record, graph = service.create_graph(
-        {"entry": "a", "state": {"xs": {"reducer": "append"}},
-         "nodes": {"a": {"tool": "emit", "settings": {"key": "xs", "value": 1}}},
-         "edges": {"a": "END"}}
-    )  # fmt: skip
-    assert graph.is_chain and record.definition["state"] == {"xs": {"reducer": "append"}}
-
-
 def test_the_readme_example_runs_as_the_readme_says() -> None:
     doc = json.loads((EXAMPLES.parent / "parallel_research.json").read_text())
     result = run(doc, {"docs": ["a", "b"]})

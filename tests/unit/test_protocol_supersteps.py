@@ -1,0 +1,267 @@
+"""The durable protocol on supersteps of several tasks, over the in-memory adapters.
+
+Every example graph (fan-out, join of unequal branches, map with and without a cap, a map at
+the entry) is run by the run service with its hops delivered in a seeded random order, some
+twice, some by workers that die after their commit; every run must end exactly as the
+in-process runner ends it, every task committed once and every superstep closed once.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.errors import InvalidInputError, StepConflict
+from engine.memory import MemoryQueue, MemoryRunStore, RecordingNotifier
+from engine.ports import Hop, StepRecord, TaskRecord
+from engine.runner import InProcessRunner
+from engine.service import EngineConfig, RunService
+from engine.toolkits.basics import toolkit as basics
+from engine.validation import build_graph
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def load(name: str) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads((EXAMPLES / name).read_text())
+    return doc
+
+
+CAPPED_MAP = {
+    "entry": "split",
+    "state": {"graded": {"reducer": "append"}, "total": {"reducer": "add"}},
+    "nodes": {
+        "split": {"tool": "emit", "settings": {"key": "started", "value": True}},
+        "grade": {"tool": "fill", "settings": {"key": "graded", "template": "doc $doc"},
+                  "map": {"over": "docs", "as": "doc", "max_concurrency": 3}},
+        "count": {"tool": "emit", "settings": {"key": "total", "value": 1}},
+        "done": {"tool": "emit", "settings": {"key": "finished", "value": True}},
+    },
+    "edges": {"split": ["grade", "count"], "done": "END"},
+    "joins": {"done": ["grade", "count"]},
+}  # fmt: skip
+SHAPES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "fan-out": (load("langgraph/fanout_reducer.json"), {"aggregate": []}),
+    "join of unequal branches": (load("langgraph/join_unequal.json"), {"aggregate": []}),
+    "map at the entry": (load("langgraph/map_reduce.json"), {"subjects": ["a", "b", "c"]}),
+    "capped map of 50 joined": (CAPPED_MAP, {"docs": list(range(50))}),
+    "parallel research": (load("parallel_research.json"), {"docs": ["x", "y", "z"]}),
+}
+
+
+class CountingStore(MemoryRunStore):
+    """Counts successful commits per slot: each must happen exactly once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.commits: Counter[tuple[str, ...]] = Counter()
+        self.die_after_commit = 0.0
+        self.rng = random.Random(0)
+
+    def commit_step(self, step: StepRecord, end: Any = None) -> None:
+        super().commit_step(step, end)
+        self.commits[("step", step.run_id, str(step.seq))] += 1
+        self._maybe_die()
+
+    def commit_task(self, task: TaskRecord) -> None:
+        super().commit_task(task)
+        self.commits[("task", task.run_id, str(task.seq), task.key)] += 1
+        self._maybe_die()
+
+    def _maybe_die(self) -> None:
+        if self.rng.random() < self.die_after_commit:
+            raise WorkerDied
+
+
+class WorkerDied(BaseException):
+    """The worker's invocation ended right after a commit (a timeout, a crash)."""
+
+
+def drive(service: RunService, queue: MemoryQueue, seed: int, duplicates: float) -> int:
+    """Deliver every hop until none is left: random order, some twice, redelivering (same
+    delivery id, next attempt) any whose worker died. Returns how many deliveries."""
+    rng = random.Random(seed)
+    pending: list[tuple[Hop, str, int]] = []
+    deliveries = 0
+    ids = iter(range(10**9))
+    while queue.hops or pending:
+        while queue.hops:
+            hop = queue.hops.popleft()
+            delivery = f"m{next(ids)}"
+            pending.append((hop, delivery, 1))
+            if rng.random() < duplicates:
+                pending.append((hop, f"m{next(ids)}", 1))
+        hop, delivery, attempt = pending.pop(rng.randrange(len(pending)))
+        deliveries += 1
+        try:
+            service.process_hop(hop, delivery, attempt)
+        except WorkerDied:
+            pending.append((hop, delivery, attempt + 1))
+    return deliveries
+
+
+def reference(doc: dict[str, Any], given: dict[str, Any]) -> Any:
+    return InProcessRunner(basics).run(build_graph(doc, basics.names()), given)
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+@pytest.mark.parametrize("seed", range(4))
+def test_every_task_commits_once_and_the_run_ends_as_in_process(shape: str, seed: int) -> None:
+    doc, given = SHAPES[shape]
+    store, queue = CountingStore(), MemoryQueue()
+    store.die_after_commit = 0.15
+    store.rng = random.Random(seed)
+    service = RunService(store, queue, basics, notifier=RecordingNotifier())
+    graph_id, _ = service.create_graph(doc)[0].graph_id, None
+    run, _ = service.start_run(graph_id, given)
+    # When its hops are delivered shuffled, duplicated, and with workers dying after commits
+    drive(service, queue, seed, duplicates=0.3)
+    # Then it ends as the in-process runner ends it
+    expected = reference(doc, given)
+    final = store.get_run(run.run_id)
+    assert (final.status, final.state, final.steps, final.error) == (
+        expected.status, expected.state, expected.steps, expected.error,
+    )  # fmt: skip
+    # And every task and every superstep was committed exactly once
+    assert store.commits and max(store.commits.values()) == 1
+    supersteps = {int(k[2]) for k in store.commits if k[0] == "step"}
+    assert supersteps == set(range(expected.steps))
+    tasks = sorted((int(k[2]), k[3]) for k in store.commits if k[0] == "task")
+    parallel = sorted((e["seq"], e["task"]) for e in expected.log
+                      if sum(1 for f in expected.log if f["seq"] == e["seq"]) > 1)  # fmt: skip
+    assert tasks == parallel
+
+
+def test_the_log_names_each_task_of_a_parallel_superstep() -> None:
+    doc, given = SHAPES["join of unequal branches"]
+    store, queue = CountingStore(), MemoryQueue()
+    service = RunService(store, queue, basics)
+    run, _ = service.start_run(service.create_graph(doc)[0].graph_id, given)
+    drive(service, queue, 0, duplicates=0)
+    steps = store.list_steps(run.run_id).items
+    assert [(s.seq, s.node) for s in steps] == [(0, "a"), (1, "b, c"), (2, "b_2"), (3, "d")]
+    second = steps[1].log_entry()
+    assert [t["task"] for t in second["tasks"]] == ["b", "c"]
+    assert second["next"] == ["b_2"] and steps[1].joins == {"d": ["c"]}
+    assert second["updates"] == {"aggregate": ["I'm A", "I'm B", "I'm C"]}
+
+
+def test_a_capped_map_never_has_more_than_its_cap_in_flight() -> None:
+    store, queue = CountingStore(), MemoryQueue()
+    service = RunService(store, queue, basics)
+    run, _ = service.start_run(
+        service.create_graph(CAPPED_MAP)[0].graph_id, {"docs": list(range(10))}
+    )
+    service.process_hop(queue.hops.popleft(), "m0")  # split: fans out to grade x10 and count
+    grade = [h for h in queue.hops if h.node == "grade"]
+    assert sorted(h.index for h in grade) == [0, 1, 2]  # only the cap is dispatched
+    first = grade[0]
+    queue.hops.remove(first)
+    service.process_hop(first, "m1")
+    assert sorted(h.index for h in queue.hops if h.node == "grade") == [1, 2, 3]
+
+
+def test_a_stray_task_hop_changes_nothing() -> None:
+    store, queue = CountingStore(), MemoryQueue()
+    service = RunService(store, queue, basics)
+    doc, given = SHAPES["fan-out"]
+    run, _ = service.start_run(service.create_graph(doc)[0].graph_id, given)
+    service.process_hop(queue.hops.popleft(), "m0")
+    real = queue.hops[0]
+    for stray in (
+        replace(real, parallel=False),  # claims a superstep of one task
+        replace(real, node="d"),  # a node not planned there
+        replace(real, seq=5),  # a superstep the run is not at
+        replace(real, index=0),  # a map item of a node that is not a map
+    ):
+        assert service.process_hop(stray, "x") == "stale", stray
+        assert service.fail_hop(stray, "dead-lettered") is False
+    assert store.list_tasks(run.run_id, 1) == []
+
+
+def test_a_task_that_fails_fails_the_run_when_its_superstep_closes() -> None:
+    doc = {
+        "entry": "a",
+        "state": {"out": {"reducer": "append"}},
+        "nodes": {"a": {"tool": "emit", "settings": {"key": "out", "value": 1}},
+                  "b": {"tool": "wait", "settings": {"ms": -1}},
+                  "c": {"tool": "emit", "settings": {"key": "out", "value": 2}}},
+        "edges": {"a": ["b", "c"], "b": "END", "c": "END"},
+    }  # fmt: skip
+    store, queue = CountingStore(), MemoryQueue()
+    service = RunService(store, queue, basics)
+    run, _ = service.start_run(service.create_graph(doc)[0].graph_id, {})
+    drive(service, queue, 1, duplicates=0)
+    final = store.get_run(run.run_id)
+    expected = reference(doc, {})
+    assert (final.status, final.error, final.state) == ("failed", expected.error, expected.state)
+    assert final.error is not None and final.error.startswith("task 'b':")
+
+
+def test_cancelling_mid_superstep_stops_the_close() -> None:
+    doc, given = SHAPES["fan-out"]
+    store, queue = CountingStore(), MemoryQueue()
+    service = RunService(store, queue, basics)
+    run, _ = service.start_run(service.create_graph(doc)[0].graph_id, given)
+    service.process_hop(queue.hops.popleft(), "m0")
+    b, c = queue.hops.popleft(), queue.hops.popleft()
+    service.process_hop(b, "m1")  # one task of superstep 1 committed
+    service.cancel_run(run.run_id, "stop")
+    assert service.process_hop(c, "m2") in ("committed", "duplicate", "stale")
+    assert not queue.hops
+    final = store.get_run(run.run_id)
+    assert final.status == "cancelled"
+    assert [s.status for s in store.list_steps(run.run_id).items] == ["ok", "cancelled"]
+
+
+def test_a_map_at_the_entry_needs_a_list_in_the_input() -> None:
+    service = RunService(CountingStore(), MemoryQueue(), basics)
+    graph_id = service.create_graph(load("langgraph/map_reduce.json"))[0].graph_id
+    with pytest.raises(InvalidInputError, match="runs over 'subjects', which holds nothing"):
+        service.start_run(graph_id, {})
+    run, _ = service.start_run(graph_id, {"subjects": []})  # nothing to map: done at once
+    assert service.store.get_run(run.run_id).status == "completed"
+
+
+def test_breaking_the_fan_in_leaves_runs_unfinished(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The invariant the close relies on: the fan-in sees every committed task. A store whose
+    fan-in misses the latest task never closes the superstep, and the suite notices."""
+    store, queue = CountingStore(), MemoryQueue()
+    service = RunService(store, queue, basics)
+    doc, given = SHAPES["fan-out"]
+    original = MemoryRunStore.list_tasks
+    monkeypatch.setattr(CountingStore, "list_tasks",
+                        lambda self, r, s: original(self, r, s)[:-1])  # fmt: skip
+    run, _ = service.start_run(service.create_graph(doc)[0].graph_id, given)
+    drive(service, queue, 0, duplicates=0)
+    assert store.get_run(run.run_id).status == "running"
+
+
+def test_a_second_close_of_a_superstep_is_refused_by_the_store() -> None:
+    store = MemoryRunStore()
+    task = TaskRecord("r", 1, "b", None, "emit", "ok", {}, ("END",), 0.0, 0.0)
+    with pytest.raises(Exception):  # noqa: B017 - the store must know the run: RunNotFound
+        store.commit_step(StepRecord("r", 0, "a", "emit", "ok", {}, {}, None, 0.0, 0.0))
+    store.commit_task(task)
+    with pytest.raises(StepConflict):
+        store.commit_task(task)
+    assert store.list_tasks("r", 1) == [task]
+    assert store.get_task("r", 1, "b", None) == task and store.get_task("r", 1, "c", None) is None
+
+
+def test_inline_and_read_states_give_the_same_result() -> None:
+    doc, given = SHAPES["capped map of 50 joined"]
+    results = []
+    for inline in (0, 60_000):
+        store, queue = CountingStore(), MemoryQueue()
+        service = RunService(store, queue, basics, config=EngineConfig(inline_state_bytes=inline))
+        run, _ = service.start_run(service.create_graph(doc)[0].graph_id, given)
+        drive(service, queue, 3, duplicates=0.2)
+        results.append(store.get_run(run.run_id).state)
+    assert results[0] == results[1] == reference(doc, given).state
