@@ -133,11 +133,41 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 
 def add_error_schema(openapi: dict[str, Any]) -> dict[str, Any]:
-    """Put :class:`ErrorResponse` (and the models it uses) into ``openapi``'s components."""
+    """Put :class:`ErrorResponse` (and the models it uses) into ``openapi``'s components, and
+    the 401 of every operation that needs a token (:func:`add_unauthorized_responses`)."""
     schemas = openapi.setdefault("components", {}).setdefault("schemas", {})
     schema = ErrorResponse.model_json_schema(ref_template="#/components/schemas/{model}")
     schemas.update(schema.pop("$defs", {}))
     schemas["ErrorResponse"] = schema
+    return add_unauthorized_responses(openapi)
+
+
+GATEWAY_REFUSAL = {
+    "title": "GatewayRefusal",
+    "description": "What API Gateway answers when its authorizer refuses a request.",
+    "type": "object",
+    "properties": {"message": {"type": "string", "examples": ["Unauthorized"]}},
+    "required": ["message"],
+}
+UNAUTHORIZED_DESCRIPTION = (
+    "No token, or a token that is not valid (expired, another issuer or audience, a bad "
+    "signature). API Gateway's JWT authorizer refuses it before the API runs, with "
+    '`{"message": "Unauthorized"}` and a `www-authenticate` header saying why.'
+)
+
+
+def add_unauthorized_responses(openapi: dict[str, Any]) -> dict[str, Any]:
+    """Declare 401 on every operation with a security requirement (the bearer token)."""
+    schemas = openapi.setdefault("components", {}).setdefault("schemas", {})
+    schemas["GatewayRefusal"] = GATEWAY_REFUSAL
+    refusal = {"anyOf": [{"$ref": "#/components/schemas/GatewayRefusal"}, _ERROR_SCHEMA]}
+    for operations in openapi.get("paths", {}).values():
+        for operation in operations.values():
+            if isinstance(operation, dict) and operation.get("security"):
+                operation.setdefault("responses", {})["401"] = {
+                    "description": UNAUTHORIZED_DESCRIPTION,
+                    "content": {"application/json": {"schema": refusal}},
+                }
     return openapi
 
 

@@ -97,3 +97,27 @@ def _installed(svc: RunService) -> Iterator[RunService]:
 def test_every_operation_conforms(case: schemathesis.Case, case_counter: Counter[str]) -> None:
     case_counter[f"{case.method} {case.path}"] += 1
     case.call_and_validate(checks=CHECKS, headers={"Authorization": f"Bearer {TOKEN}"})
+
+
+NO_TOKEN_EXAMPLES = 10
+"""Without a token the answer never depends on the request: a few cases per operation."""
+
+
+@schema.parametrize()
+@settings(
+    max_examples=NO_TOKEN_EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=list(HealthCheck),
+)
+def test_without_a_token_every_operation_is_refused_with_401(case: schemathesis.Case) -> None:
+    # Given a generated request that carries no valid token (none, or a generated one)
+    needs_token = bool(case.operation.definition.raw.get("security"))
+    # When it is sent through API Gateway's authorizer
+    response = case.call_and_validate(checks=CHECKS)
+    # Then every operation that needs a token refuses it, as declared, and says nothing more
+    if needs_token:
+        assert response.status_code == 401, (case.method, case.path, response.text)
+        assert response.json() == {"message": "Unauthorized"}
+    else:  # /health describes the service and reads no data
+        assert response.status_code == 200

@@ -92,9 +92,14 @@ def test_openapi_declares_every_route_and_the_error_shape(stack: ApiStack) -> No
     for path, item in spec["paths"].items():
         for method, operation in item.items():
             for status, response in operation["responses"].items():
-                if status.startswith(("4", "5")):
-                    schema = response["content"]["application/json"]["schema"]
+                schema = response.get("content", {}).get("application/json", {}).get("schema")
+                if status == "401":  # API Gateway's refusal, or (never on AWS) the API's own
+                    refusal = {"$ref": "#/components/schemas/GatewayRefusal"}
+                    assert schema == {"anyOf": [refusal, error_ref]}, (method, path)
+                elif status.startswith(("4", "5")):
                     assert schema == error_ref, (method, path, status)
+            # Every operation that needs a token declares its 401; the open ones do not
+            assert ("401" in operation["responses"]) == bool(operation.get("security")), path
     assert "HTTPValidationError" not in spec["components"]["schemas"]
     # Request examples: every dialect of the code-review graph
     create = spec["paths"]["/graphs"]["post"]["requestBody"]["content"]["application/json"]
