@@ -36,7 +36,7 @@ from decimal import Decimal
 from typing import Any
 
 from engine.errors import InvalidInputError
-from engine.ports import Connection, GraphRecord, RunRecord, StepRecord
+from engine.ports import Connection, GraphRecord, RunRecord, StepRecord, TaskRecord
 
 Item = dict[str, Any]
 """A DynamoDB item as the low-level client reads and writes it: ``{"name": {"S": "..."}}``."""
@@ -55,6 +55,7 @@ MAX_ITEM_BYTES = 400 * 1024
 
 GRAPHS_PARTITION = "GRAPHS"
 STEP_PREFIX = "STEP#"
+TASK_PREFIX = "TASK#"
 SUB_PREFIX = "SUB#"
 
 
@@ -76,6 +77,18 @@ def step_sk(seq: int) -> str:
 
 def step_key(run_id: str, seq: int) -> Item:
     return {"PK": {"S": f"RUN#{run_id}"}, "SK": {"S": step_sk(seq)}}
+
+
+def task_sk_prefix(seq: int) -> str:
+    """The common prefix of superstep ``seq``'s task slots: the fan-in queries it."""
+    return f"{TASK_PREFIX}{seq:06d}#"
+
+
+def task_key(run_id: str, seq: int, node: str, index: int | None) -> Item:
+    # A node id is any string, so it goes last and the index (or "-") before it: the key
+    # stays unambiguous whatever the id holds.
+    slot = "-" if index is None else f"{index:06d}"
+    return {"PK": {"S": f"RUN#{run_id}"}, "SK": {"S": f"{task_sk_prefix(seq)}{slot}#{node}"}}
 
 
 def connection_key(connection_id: str) -> Item:
@@ -293,6 +306,9 @@ def step_item(step: StepRecord) -> Item:
     _put_opt(item, "next_node", step.next_node)
     _put_opt(item, "error", step.error)
     _put_opt(item, "committed_by", step.committed_by or None)
+    if step.next_nodes or step.joins or step.tasks:  # a chain's item stays as it was
+        superstep = {"next": list(step.next_nodes), "joins": step.joins, "tasks": step.tasks}
+        item["superstep"] = json_attr(superstep)
     return item
 
 
@@ -312,6 +328,56 @@ def step_from_item(item: Item) -> StepRecord:
         attempt=int(item["attempt"]["N"]),
         committed_by=_opt_str(item, "committed_by") or "",
         run_status=item["run_status"]["S"],
+        **_superstep_fields(item),
+    )
+
+
+def _superstep_fields(item: Item) -> dict[str, Any]:
+    if "superstep" not in item:
+        return {}
+    doc = json_value(item["superstep"])
+    return {"next_nodes": tuple(doc["next"]), "joins": doc["joins"],
+            "tasks": tuple(doc["tasks"])}  # fmt: skip
+
+
+# ---------------------------------------------------------------------------- tasks
+
+
+def task_item(task: TaskRecord) -> Item:
+    item: Item = {
+        **task_key(task.run_id, task.seq, task.node, task.index),
+        "node": {"S": task.node},
+        "tool": {"S": task.tool},
+        "status": {"S": task.status},
+        "updates": json_attr(task.updates),
+        "targets": json_attr(list(task.targets)),
+        "started_at": num(task.started_at),
+        "duration_ms": num(task.duration_ms),
+        "attempt": num(task.attempt),
+    }
+    if task.index is not None:
+        item["index"] = num(task.index)
+    _put_opt(item, "error", task.error)
+    _put_opt(item, "committed_by", task.committed_by or None)
+    return item
+
+
+def task_from_item(item: Item) -> TaskRecord:
+    seq = int(item["SK"]["S"][len(TASK_PREFIX) :].split("#", 1)[0])
+    return TaskRecord(
+        run_id=_suffix(item["PK"]["S"], "RUN#"),
+        seq=seq,
+        node=item["node"]["S"],
+        index=int(item["index"]["N"]) if "index" in item else None,
+        tool=item["tool"]["S"],
+        status=item["status"]["S"],
+        updates=json_value(item["updates"]),
+        targets=tuple(json_value(item["targets"])),
+        started_at=float(item["started_at"]["N"]),
+        duration_ms=float(item["duration_ms"]["N"]),
+        error=_opt_str(item, "error"),
+        attempt=int(item["attempt"]["N"]),
+        committed_by=_opt_str(item, "committed_by") or "",
     )
 
 

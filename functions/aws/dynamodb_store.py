@@ -51,6 +51,7 @@ from engine.ports import (
     RunRecord,
     RunStatus,
     StepRecord,
+    TaskRecord,
 )
 from functions.aws import dynamodb_items as items
 from functions.aws import dynamodb_pages as pages
@@ -329,6 +330,36 @@ class DynamoRunStore:
     def get_step(self, run_id: str, seq: int) -> StepRecord | None:
         item = self._get(items.step_key(run_id, seq))
         return None if item is None else items.step_from_item(item)
+
+    # -- tasks of a superstep of several -------------------------------------------------------
+    def commit_task(self, task: TaskRecord) -> None:
+        item = items.task_item(task)
+        size = items.attr_size(item["updates"])
+        if size > items.STATE_BUDGET:  # DynamoDB would refuse the item with a 400
+            raise StateTooLargeError(size, items.STATE_BUDGET)
+        self._call(
+            "put_item",
+            conflict=StepConflict(task.run_id, task.seq),
+            TableName=self.table,
+            Item=item,
+            ConditionExpression=SLOT_FREE,
+        )
+
+    def get_task(self, run_id: str, seq: int, node: str, index: int | None) -> TaskRecord | None:
+        item = self._get(items.task_key(run_id, seq, node, index))
+        return None if item is None else items.task_from_item(item)
+
+    def list_tasks(self, run_id: str, seq: int) -> list[TaskRecord]:
+        """One query for the superstep's whole fan-in (DynamoDB pages it at 1 MB)."""
+        found = self._query_all(
+            KeyConditionExpression="PK = :pk AND begins_with(SK, :tasks)",
+            ExpressionAttributeValues={
+                ":pk": {"S": f"RUN#{run_id}"},
+                ":tasks": {"S": items.task_sk_prefix(seq)},
+            },
+            ConsistentRead=True,
+        )
+        return [items.task_from_item(i) for i in found]
 
     def list_steps(self, run_id: str, after: int = -1, limit: int = 100) -> Page[StepRecord]:
         """The cursor is the seq of the last step returned (pass it as ``after``). It is set

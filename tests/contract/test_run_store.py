@@ -33,7 +33,7 @@ from engine.errors import (
     RunNotFound,
     StepConflict,
 )
-from engine.ports import GraphRecord, RunEnd, RunRecord, RunStore, StepRecord
+from engine.ports import GraphRecord, RunEnd, RunRecord, RunStore, StepRecord, TaskRecord
 
 # ------------------------------------------------------------------------------- graphs
 
@@ -499,3 +499,80 @@ def test_a_300_kb_state_round_trips(store: RunStore, kind: str) -> None:
     assert store.get_run("r1").state == state
     assert store.get_run("r1").input == state
     assert [s.state == state for s in store.list_steps("r1").items] == [True, True]
+
+
+# ------------------------------------------------------------------------------- supersteps
+def task(node: str, index: int | None = None, **changes: Any) -> TaskRecord:
+    record = TaskRecord(
+        run_id="r1", seq=1, node=node, index=index, tool="emit", status="ok",
+        updates={"out": [node]}, targets=("d",), started_at=T0, duration_ms=1.5,
+        committed_by=f"m-{node}",
+    )  # fmt: skip
+    return replace(record, **changes)
+
+
+def test_a_task_slot_is_committed_once_and_read_back(store: RunStore) -> None:
+    store.create_run(run())
+    store.commit_task(task("b"))
+    with pytest.raises(StepConflict):
+        store.commit_task(task("b", committed_by="other", updates={"x": 1}))
+    assert store.get_task("r1", 1, "b", None) == task("b")
+    assert store.get_task("r1", 1, "c", None) is None
+    assert store.get_task("r1", 2, "b", None) is None
+
+
+def test_the_fan_in_reads_every_task_of_one_superstep_only(store: RunStore) -> None:
+    store.create_run(run())
+    # Given map items and plain tasks of superstep 1, a task of superstep 2, and a step
+    for index in (10, 2, 0):
+        store.commit_task(task("grade", index, targets=(), error=None))
+    store.commit_task(task("b#odd id"))
+    store.commit_task(task("b", seq=2))
+    commit_steps(store, "r1", 2)
+    # When the fan-in reads superstep 1, Then it gets exactly its tasks, whatever their ids
+    found = store.list_tasks("r1", 1)
+    assert sorted((t.node, t.index) for t in found) == [
+        ("b#odd id", None), ("grade", 0), ("grade", 2), ("grade", 10)
+    ]  # fmt: skip
+    assert {t.key for t in found} == {"b#odd id", "grade[0]", "grade[2]", "grade[10]"}
+    assert store.list_tasks("r1", 3) == []
+    assert [s.seq for s in store.list_steps("r1").items] == [0, 1]  # tasks are not steps
+
+
+def test_racing_task_commits_have_exactly_one_winner(store: RunStore) -> None:
+    store.create_run(run())
+    winners: list[str] = []
+    barrier = threading.Barrier(6)
+
+    def commit(who: str) -> None:
+        barrier.wait()
+        try:
+            store.commit_task(task("b", committed_by=who))
+            winners.append(who)
+        except StepConflict:
+            pass
+
+    threads = [threading.Thread(target=commit, args=(f"w{i}",)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(winners) == 1
+    assert store.get_task("r1", 1, "b", None) == task("b", committed_by=winners[0])
+
+
+def test_a_superstep_close_keeps_its_next_nodes_joins_and_tasks(store: RunStore) -> None:
+    store.create_run(run())
+    summaries = (task("b").summary(), task("grade", 3, error="boom").summary())
+    close = replace(
+        step(), next_node=None, next_nodes=("c", "d"), joins={"e": ["b"]}, tasks=summaries
+    )
+    store.commit_step(close)
+    back = store.get_step("r1", 0)
+    assert back == close
+    assert back is not None and back.successors == ("c", "d")
+    assert back.log_entry()["next"] == ["c", "d"]
+    assert back.log_entry()["tasks"][1] == {
+        "task": "grade[3]", "node": "grade", "tool": "emit", "status": "ok",
+        "duration_ms": 1.5, "index": 3, "error": "boom",
+    }  # fmt: skip
