@@ -33,7 +33,7 @@ from functions.websocket.replies import CONNECT, error_reply
 from functions.websocket.request import WsRequest
 from functions.worker import hops
 from tests.events import load_event
-from tests.functional.aws_stack import AwsStack, aws_stack
+from tests.functional.aws_stack import AwsStack, aws_stack, code_review_graph
 
 # Classes whose constructor takes more than a message.
 SAMPLES: dict[type[HopgraphError], Callable[[], HopgraphError]] = {
@@ -123,10 +123,13 @@ def test_the_starter_parks_drops_or_retries_as_the_table_says(
     fresh_stack: AwsStack, monkeypatch: pytest.MonkeyPatch, cls: type
 ) -> None:
     stack = fresh_stack
-    # Given a well-formed run request whose start fails with the error
+    # Given a well-formed run request, for a graph its owner has, whose start fails
     exc = sample(cls)
-    monkeypatch.setattr(stack.service, "start_run", _raiser(exc))
     raw = load_event("sqs_run_requests")["Records"][0]
+    body = json.loads(raw["body"])
+    graph = stack.service.create_graph(code_review_graph(), owner=body["owner"])[0]
+    raw["body"] = json.dumps({**body, "graph_id": graph.graph_id})
+    monkeypatch.setattr(stack.service, "start_run", _raiser(exc))
     raw["messageId"] = f"m-{cls.__name__}"
     record = SQSRecord(raw)
     # When the starter handles it
