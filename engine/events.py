@@ -25,8 +25,10 @@ def step_event(step: StepRecord, ts: float) -> dict[str, Any]:
         "status": step.status,
         "updates": step.updates,
         "duration_ms": step.duration_ms,
-        "next": step.next_node,
+        "next": list(step.next_nodes) if step.next_nodes else step.next_node,
     }
+    if step.tasks:  # a superstep of several tasks: each one named, with how it went
+        event["tasks"] = [dict(t) for t in step.tasks]
     if step.error is not None:
         event["error"] = step.error
     return event

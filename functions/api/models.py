@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    StrictInt,
+    model_serializer,
+)
 
 from engine.events import iso
 from engine.ports import GraphRecord, RunRecord, RunStatus, StepRecord
@@ -222,22 +229,48 @@ class RunPage(BaseModel):
     )
 
 
+class TaskSummary(BaseModel):
+    """One task of a superstep that ran several (its updates are merged into the step's)."""
+
+    task: str = Field(description="The node, or `node[i]` for item i of a map.")
+    node: str
+    index: int | None = Field(default=None, description="The map item's index.")
+    tool: str
+    status: Literal["ok", "failed"]
+    duration_ms: float
+    error: str | None = None
+
+
 class LogEntry(BaseModel):
-    """One committed step, as the execution log shows it (no full state)."""
+    """One committed superstep, as the execution log shows it (no full state)."""
 
     model_config = _examples(EXAMPLE_LOG_ENTRY)
 
-    seq: int
-    node: str
+    seq: int = Field(description="The superstep (for a chain, the step).")
+    node: str = Field(description="The node that ran; several, comma-separated, in parallel.")
     tool: str
     status: Literal["ok", "failed", "cancelled"]
     updates: dict[str, Any]
-    next: str | None = Field(description="Where the run went next; END or null at the end.")
+    next: str | list[str] | None = Field(
+        description="Where the run went next: a node, the nodes of the next superstep when "
+        "it runs several, END or null at the end."
+    )
     started_at: Timestamp
     duration_ms: float
     error: str | None
     attempt: int
     run_status: RunStatus
+    tasks: list[TaskSummary] | None = Field(
+        default=None, description="A superstep of several tasks: each task, in merge order."
+    )
+
+    @model_serializer(mode="wrap")
+    def _without_empty_tasks(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # A chain's steps keep the shape they always had: no "tasks": null on each.
+        data: dict[str, Any] = handler(self)
+        if data.get("tasks") is None:
+            data.pop("tasks", None)
+        return data
 
     @classmethod
     def from_record(cls, step: StepRecord) -> LogEntry:
