@@ -201,7 +201,9 @@ class LocalStack:
     def _configure_environment(self) -> None:
         from functions import runtime
         from functions.aws import clients
+        from functions.observability import logger
         from functions.settings import get_settings
+        from infra import console
 
         os.environ.update(
             HOPGRAPH_TABLE=f"{STACK_NAME}-table",
@@ -212,14 +214,15 @@ class LocalStack:
             HOPGRAPH_TOOLKITS=self.config.toolkits,
             POWERTOOLS_SERVICE_NAME="hopgraph",
             POWERTOOLS_METRICS_NAMESPACE="Hopgraph",
-            POWERTOOLS_LOG_LEVEL=os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
             POWERTOOLS_TRACE_DISABLED="true",
-            POWERTOOLS_METRICS_DISABLED="true",
+            **console.quiet_environment(self.config.verbose),
             **self.auth.environment(),
         )
         get_settings.cache_clear()
         clients.reset()
         runtime.install(None)
+        logger.setLevel(os.environ["POWERTOOLS_LOG_LEVEL"])  # if it was built before
+        console.install(runtime.service())  # one line per run event on the console
 
     def _start_event_sources(self) -> None:
         import boto3
@@ -304,7 +307,10 @@ def serve(config: StackConfig) -> int:
     """Run the stack until Ctrl-C; 1 with a one-line error if it cannot start."""
     import uvicorn
 
+    from infra import console
+
     host, port = config.host, config.port
+    console.configure(config.verbose)
     stack = LocalStack(config)
     try:
         stack.start()
@@ -322,7 +328,8 @@ def serve(config: StackConfig) -> int:
         # requests pass the JWT authorizer as API Gateway's would (the issuer's routes first)
         api = stack.auth.http_app(create_app(), template.open_http_routes(stack.template_doc))
         app = with_compat_websockets(api, stack.ws_url)
-        uvicorn.run(app, host=host, port=port, log_level="warning", ws="websockets-sansio")
+        log_level = "info" if config.verbose else "warning"  # info: uvicorn's access log
+        uvicorn.run(app, host=host, port=port, log_level=log_level, ws="websockets-sansio")
     finally:
         stack.stop()
     print("hopgraph local stack stopped", flush=True)

@@ -117,12 +117,19 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+_channel: IO[str] = sys.stdout
+"""Where the parent reads this process's words; anything else printed goes to stderr."""
+
+
 def _say(line: str) -> None:
-    print(line, flush=True)
+    print(line, file=_channel, flush=True)
 
 
 def main(argv: list[str] | None = None, commands: IO[str] = sys.stdin) -> int:
+    global _channel
     args = _arguments(argv)
+    # moto prints to stdout (its server's start, with --verbose), which is the parent's line
+    _channel, sys.stdout = sys.stdout, sys.stderr
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     if not args.verbose:  # moto's server logs every request through werkzeug
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
