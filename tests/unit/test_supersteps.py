@@ -424,3 +424,10 @@ def test_the_readme_example_runs_as_the_readme_says() -> None:
     ]  # fmt: skip
     readme = (EXAMPLES.parents[1] / "README.md").read_text()
     assert to_mermaid(graph_of(doc)) in readme.replace("```mermaid\n", "")
+
+
+def test_the_readme_shows_the_map_example_and_its_picture() -> None:
+    readme = (EXAMPLES.parents[1] / "README.md").read_text()
+    doc = example("map_reduce")
+    assert to_mermaid(graph_of(doc)) in readme.replace("```mermaid\n", "")
+    assert json.dumps(doc["nodes"]["generate_joke"]["map"]) in readme.replace("\n", "")
