@@ -40,7 +40,7 @@ def self_invoke_payload(
     reason: str | None = None,
 ) -> dict[str, Any]:
     """The worker's self-invocation event. ``delivery_id``, ``attempt`` and ``reason`` are set
-    only on a redelivery (functions/worker/hops.py): a first delivery takes Lambda's request
+    only on a redelivery (functions/worker/self_invoke.py): a first delivery takes Lambda's request
     id as its delivery id."""
     payload: dict[str, Any] = {SELF_INVOKE_MARKER: "hop", "hop": hop.to_dict()}
     extra = {"delivery_id": delivery_id, "attempt": attempt, "reason": reason}

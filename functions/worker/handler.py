@@ -2,8 +2,9 @@
 
 Two events arrive here: an SQS batch of hop messages from the step queue (partial batch
 failures reported in ``batchItemFailures``), and, with ``Dispatch=lambda``, one hop per
-asynchronous self-invocation (``{"hopgraph": "hop", "hop": {...}}``). The logic is in
-:mod:`functions.worker.hops`.
+asynchronous self-invocation (``{"hopgraph": "hop", "hop": {...}}``). Each carrier has its
+module (:mod:`functions.worker.sqs`, :mod:`functions.worker.self_invoke`); what a hop does
+once it has arrived is in :mod:`functions.worker.hops`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from functions.observability import logger, metrics, traced
-from functions.worker.hops import handle_self_invoke, handle_sqs_batch, is_self_invoke
+from functions.worker.self_invoke import handle_self_invoke, is_self_invoke
+from functions.worker.sqs import handle_sqs_batch
 
 
 @traced

@@ -1,34 +1,18 @@
-"""The worker's logic: one hop per SQS record or per self-invocation, through the run service.
+"""The carrier-independent half of the worker: apply one hop through the run service.
 
-What a failure does depends on how the hop travelled, because the two carriers count
-deliveries differently:
-
-SQS (the step queue, ``maxReceiveCount`` = ``HOPGRAPH_STEP_MAX_RECEIVES``)
-    The delivery id is the SQS message id (stable across redeliveries) and the attempt is
-    ``ApproximateReceiveCount``. A failed record is reported in ``batchItemFailures``; SQS
-    redelivers it after the visibility timeout. On the last allowed receive the worker first
-    marks the run failed (``fail_hop``), so that the run is not left running when SQS moves
-    the message to the DLQ on its next receive.
-
-Self-invocation (``Dispatch=lambda``, event ``{"hopgraph": "hop", "hop": {...}}``)
-    Lambda's asynchronous retries keep the request id, which is therefore the delivery id of
-    a first delivery, but they count nothing the handler can see. So the worker counts
-    itself: a failed hop is re-invoked with ``attempt + 1`` and the *same* ``delivery_id`` in
-    the payload (the id is what lets a redelivery recover a step its earlier attempt committed
-    but never dispatched the successor of), after a short backoff. The invocation that fails
-    on the last attempt marks the run failed and re-invokes once more with
-    ``attempt = limit + 1``; that invocation only raises :class:`HopDeadLettered`, so Lambda's
-    own retries (MaximumRetryAttempts 2, each failing at once, touching nothing) end in the
-    function's OnFailure destination, the step DLQ, with the hop and the reason in its
-    payload. Invocations that die outright (timeout, out of memory) are retried by Lambda
-    with the same payload and, after the third death, parked in the same DLQ; no code of the
-    worker runs at the end of that path, so the DLQ's consumer (functions/deadletter/) fails
-    the run, as it does for SQS hops that never reached the worker's last-receive handling.
+A hop reaches the worker by one of two carriers, each in its own module because they count
+deliveries differently: :mod:`functions.worker.sqs` (the step queue; the attempt is SQS's
+receive count) and :mod:`functions.worker.self_invoke` (``Dispatch=lambda``; the worker
+counts attempts itself). Both hand the hop, its delivery id and its attempt to
+:func:`apply_hop`, which is the same for either: it processes the hop, logs a failure at the
+level its cause deserves, and, when the failed delivery is the last one allowed (attempt
+``HOPGRAPH_STEP_MAX_RECEIVES``) or can never succeed, first marks the run failed
+(:func:`dead_letter`), so that the run is not left running when the hop lands in the DLQ.
 
 Metrics (EMF): StepsCompleted, StepDuration (ms), RunsCompleted, RunsFailed, HopsDuplicate,
-HopsRecovered, MalformedMessages, HopsFailed (a delivery that failed: retried, or
-dead-lettered on its last attempt) and HopsDeadLettered (self-invoke, past the limit).
-Every log line of a hop carries ``run_id`` and ``seq``.
+HopsRecovered, MalformedMessages and HopsFailed (a delivery that failed: retried, or
+dead-lettered on its last attempt); the self-invoke carrier adds HopsDeadLettered. Every log
+line of a hop carries ``run_id`` and ``seq`` (the carriers set them).
 """
 
 from __future__ import annotations
@@ -37,32 +21,16 @@ import json
 import time
 from typing import Any
 
-from aws_lambda_powertools.utilities.batch import (
-    BatchProcessor,
-    EventType,
-    process_partial_response,
-)
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-
 from engine.errors import InvalidInputError, RetryLater, TransientStoreError, transport_of
 from engine.ports import Hop
 from engine.service import HopResult, RunService
 from functions import runtime
-from functions.aws.dispatch import SELF_INVOKE_MARKER, LambdaStepQueue
-from functions.observability import count, log_keys, logger, milliseconds
+from functions.observability import count, logger, milliseconds
 from functions.settings import get_settings
-
-RETRY_BACKOFF_S = 0.1
-"""First pause before a self-invoked hop is re-invoked; doubles per attempt, capped below."""
-RETRY_BACKOFF_CAP_S = 2.0
 
 
 class MalformedHop(Exception):
     """A message that is not a hop: it can never succeed and is left to reach the DLQ."""
-
-
-class HopDeadLettered(Exception):
-    """Raised by a self-invocation past the attempt limit: sends it to the OnFailure DLQ."""
 
 
 def parse_hop(body: Any) -> Hop:
@@ -172,83 +140,3 @@ def _record_run_end(svc: RunService, hop: Hop) -> None:
     else:
         count("RunsFailed")
         logger.info("run ended", extra={"status": step.run_status, "reason": step.error})
-
-
-# ---------------------------------------------------------------------------- SQS
-
-
-def sqs_record(record: SQSRecord) -> str:
-    """Powertools record handler: one hop message of the step queue."""
-    attempt = int(record.attributes.approximate_receive_count or 1)
-    try:
-        hop = parse_hop(record.body)
-    except MalformedHop as exc:
-        malformed(str(exc), message_id=record.message_id, attempt=attempt)
-        raise
-    with log_keys(run_id=hop.run_id, seq=hop.seq):
-        return apply_hop(hop, record.message_id, attempt)
-
-
-def handle_sqs_batch(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """A batch of hop messages; failed records are reported in ``batchItemFailures``."""
-    # A processor per batch, not per module: it keeps the batch's results on itself, and the
-    # local stack calls this handler from several threads at once.
-    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-    return process_partial_response(
-        event=event, record_handler=sqs_record, processor=processor, context=context
-    )
-
-
-# ---------------------------------------------------------------------------- self-invoke
-
-
-def is_self_invoke(event: Any) -> bool:
-    return isinstance(event, dict) and event.get(SELF_INVOKE_MARKER) == "hop"
-
-
-def handle_self_invoke(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """One hop invoked asynchronously; see the module docstring for the retry scheme."""
-    attempt = event.get("attempt", 1)
-    delivery_id = event.get("delivery_id") or context.aws_request_id
-    try:
-        hop = parse_hop(event.get("hop"))
-        if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 1:
-            raise MalformedHop(f"attempt must be a positive integer, got {attempt!r}")
-    except MalformedHop as exc:
-        malformed(str(exc), request_id=context.aws_request_id)
-        raise
-    limit = get_settings().step_max_receives
-    with log_keys(run_id=hop.run_id, seq=hop.seq):
-        if attempt > limit:
-            reason = str(event.get("reason") or "attempt limit reached")
-            logger.error("hop dead-lettered", extra={"reason": reason})
-            count("HopsDeadLettered")
-            raise HopDeadLettered(reason)
-        try:
-            return {"result": apply_hop(hop, delivery_id, attempt)}
-        except Exception as exc:
-            _redeliver(hop, delivery_id, attempt, exc, context)
-            return {"result": "retrying" if attempt < limit else "dead-lettering"}
-
-
-def _redeliver(hop: Hop, delivery_id: str, attempt: int, exc: Exception, context: Any) -> None:
-    """Invoke the worker again for ``hop``; if that fails, raise, so Lambda retries us."""
-    reason = None
-    if attempt >= get_settings().step_max_receives:
-        reason = f"{type(exc).__name__}: {exc}"
-    else:
-        # Back off a little: the usual causes (throttling, an early hop) need time to pass.
-        pause = min(RETRY_BACKOFF_S * 2 ** (attempt - 1), RETRY_BACKOFF_CAP_S)
-        remaining = context.get_remaining_time_in_millis() / 1000
-        time.sleep(max(0.0, min(pause, remaining - 1.0)))
-    _self_invoke_queue().redeliver(hop, delivery_id, attempt + 1, reason)
-
-
-def _self_invoke_queue() -> LambdaStepQueue:
-    queue = runtime.service().queue
-    if isinstance(queue, LambdaStepQueue):
-        return queue
-    # The service dispatches through SQS (or a wrapper) but this hop came by Invoke.
-    from functions.aws import clients
-
-    return LambdaStepQueue(get_settings().worker_function, clients.client("lambda"))

@@ -20,7 +20,7 @@ from engine.runner import InProcessRunner
 from engine.validation import build_graph
 from functions.aws import clients
 from functions.aws.dispatch import LambdaStepQueue
-from functions.worker import hops
+from functions.worker import hops, self_invoke
 from functions.worker.handler import handler
 from tests.events import load_event
 from tests.functional.aws_stack import (
@@ -69,7 +69,7 @@ class LambdaInvokes:
 
 @pytest.fixture
 def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsStack]:
-    monkeypatch.setattr(hops, "RETRY_BACKOFF_S", 0.0)
+    monkeypatch.setattr(self_invoke, "RETRY_BACKOFF_S", 0.0)
     with aws_stack(monkeypatch, dispatch="lambda", step_max_receives="3") as s:
         yield s
 
@@ -193,7 +193,7 @@ def test_a_self_invoked_hop_that_keeps_failing_fails_its_run_and_goes_to_the_dlq
     invokes.expect(4)  # the first hop, then attempts 2, 3 and the dead-letter invocation
     run = svc.start_run(graph.graph_id, {})[0]
     # When the invocations are delivered, the last one raising as Lambda would see it
-    with pytest.raises(hops.HopDeadLettered, match="the disk is on fire"):
+    with pytest.raises(self_invoke.HopDeadLettered, match="the disk is on fire"):
         invokes.deliver_all()
     # Then attempts 1..3 ran, the third failed the run, the fourth only dead-letters
     invokes.stubber.assert_no_pending_responses()
