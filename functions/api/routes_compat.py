@@ -184,9 +184,7 @@ def bounded_log(service: RunService, run_id: str, budget: int = LOG_BUDGET_BYTES
     responses=error_responses(400, 413, 422),
     summary="Create a graph (compatibility)",
 )
-def create_graph(
-    doc: GraphDocument, service: Service, caller: CurrentCaller
-) -> CompatGraphCreated:
+def create_graph(doc: GraphDocument, service: Service, caller: CurrentCaller) -> CompatGraphCreated:
     """As `POST /graphs`, answering 200 with the graph id."""
     record, _graph = service.create_graph(doc, owner=caller.sub)
     return CompatGraphCreated(graph_id=record.graph_id, name=record.name, graph=record.definition)

@@ -118,8 +118,7 @@ def test_every_task_commits_once_and_the_run_ends_as_in_process(shape: str, seed
     store.die_after_commit = 0.15
     store.rng = random.Random(seed)
     service = RunService(store, queue, basics, notifier=RecordingNotifier())
-    graph_id, _ = service.create_graph(doc)[0].graph_id, None
-    run, _ = service.start_run(graph_id, given)
+    run, _ = service.start_run(service.create_graph(doc)[0].graph_id, given)
     # When its hops are delivered shuffled, duplicated, and with workers dying after commits
     drive(service, queue, seed, duplicates=0.3)
     # Then it ends as the in-process runner ends it
@@ -155,9 +154,7 @@ def test_the_log_names_each_task_of_a_parallel_superstep() -> None:
 def test_a_capped_map_never_has_more_than_its_cap_in_flight() -> None:
     store, queue = CountingStore(), MemoryQueue()
     service = RunService(store, queue, basics)
-    run, _ = service.start_run(
-        service.create_graph(CAPPED_MAP)[0].graph_id, {"docs": list(range(10))}
-    )
+    service.start_run(service.create_graph(CAPPED_MAP)[0].graph_id, {"docs": list(range(10))})
     service.process_hop(queue.hops.popleft(), "m0")  # split: fans out to grade x10 and count
     grade = [h for h in queue.hops if h.node == "grade"]
     assert sorted(h.index for h in grade) == [0, 1, 2]  # only the cap is dispatched
