@@ -55,8 +55,10 @@ class StackConfig:
     """Start with empty tables and queues (the data folder's files are deleted)."""
     verbose: bool = False
     dispatch: str = "sqs"
-    workers: int = 4
-    """Concurrent pollers per queue (Lambda would scale out; four keeps a laptop responsive)."""
+    workers: int = 16
+    """Concurrent pollers of the step queue, as Lambda's concurrent invocations of the worker
+    (Lambda would scale further; the other queues get a quarter: their traffic is a run's
+    start, not each of its steps)."""
     toolkits: str = "engine.toolkits.code_review,engine.toolkits.basics"
     failed_visibility: int | None = 2
     """Seconds before a failed message is retried (SQS would wait its visibility timeout)."""
@@ -203,7 +205,7 @@ class LocalStack:
         from functions.aws import clients
         from functions.observability import logger
         from functions.settings import get_settings
-        from infra import console
+        from infra import console, local_clients
 
         os.environ.update(
             HOPGRAPH_TABLE=f"{STACK_NAME}-table",
@@ -220,28 +222,33 @@ class LocalStack:
         )
         get_settings.cache_clear()
         clients.reset()
+        # every thread that calls at once keeps its connection: pollers, API, Invoke endpoint
+        local_clients.install_pooled(self.config.workers * 4 + 40, REGION)
         runtime.install(None)
         logger.setLevel(os.environ["POWERTOOLS_LOG_LEVEL"])  # if it was built before
         console.install(runtime.service())  # one line per run event on the console
+        if not self.config.verbose:
+            console.silence_metrics()
 
     def _start_event_sources(self) -> None:
-        import boto3
 
         from functions.aws import clients
         from functions.deadletter.handler import handler as dead_letter_handler
         from functions.starter.handler import handler as starter_handler
         from functions.worker.handler import handler as worker_handler
+        from infra import local_clients
         from infra.event_source import SqsEventSource
         from infra.invocations import instrument
 
         # The handlers' AWS calls carry their invocation's trace header and stop when it has
         # timed out, as in Lambda (infra/invocations.py).
-        instrument(*(clients.client(s) for s in ("dynamodb", "sqs", "lambda")))
-        sqs = boto3.client("sqs", endpoint_url=self.moto_endpoint, region_name=REGION)
-        for function_id, name, handler in (
-            ("WorkerFunction", WORKER_FUNCTION, worker_handler),
-            ("StarterFunction", f"{STACK_NAME}-starter", starter_handler),
-            ("DeadLetterFunction", f"{STACK_NAME}-deadletter", dead_letter_handler),
+        instrument(*(clients.client(s) for s in local_clients.SERVICES))
+        sqs = local_clients.pooled("sqs", self.config.workers * 2, REGION)  # one per poller
+        quarter = max(1, self.config.workers // 4)
+        for function_id, name, handler, pollers in (
+            ("WorkerFunction", WORKER_FUNCTION, worker_handler, self.config.workers),
+            ("StarterFunction", f"{STACK_NAME}-starter", starter_handler, quarter),
+            ("DeadLetterFunction", f"{STACK_NAME}-deadletter", dead_letter_handler, quarter),
         ):
             source = SqsEventSource.from_template(
                 sqs, self.queue_urls, handler, function_id,
@@ -252,7 +259,7 @@ class LocalStack:
             )  # fmt: skip
             thread = threading.Thread(
                 target=source.run,
-                args=(self._stop, self.config.workers),
+                args=(self._stop, pollers),
                 name=f"event-source-{function_id}",
                 daemon=True,
             )

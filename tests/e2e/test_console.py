@@ -26,20 +26,33 @@ CHAIN = {
     "edges": {"a": "b", "b": "END"},
 }
 EMF = '"_aws"'
+LONG_CHAIN = {
+    "name": "ten_increments",
+    "entry": "s0",
+    "nodes": {f"s{i}": {"tool": "increment"} for i in range(10)},
+    "edges": {f"s{i}": f"s{i + 1}" if i < 9 else "END" for i in range(10)},
+}
+METRIC_VALUES = 100
+"""Powertools prints a metric's values once it holds this many, even with metrics disabled."""
 
 
-def run_to_the_end(stack: StackProcess, **request: object) -> str:
-    """Create the chain, start one run of it, wait until it has ended; its id."""
+def run_to_the_end(
+    stack: StackProcess, graph: dict[str, object] = CHAIN, runs: int = 1, **request: object
+) -> str:
+    """Create ``graph``, start ``runs`` runs of it, wait until all have ended; the first's id."""
     with httpx.Client(base_url=stack.api, timeout=10.0) as client:
-        graph_id = client.post("/graphs", json=CHAIN).json()["graph_id"]
-        started = client.post("/runs", json={"graph_id": graph_id, **request})
-        assert started.status_code == 202, started.text
-        run_id = str(started.json()["run_id"])
+        graph_id = client.post("/graphs", json=graph).json()["graph_id"]
+        run_ids = []
+        for _ in range(runs):
+            started = client.post("/runs", json={"graph_id": graph_id, **request})
+            assert started.status_code == 202, started.text
+            run_ids.append(str(started.json()["run_id"]))
         deadline = time.monotonic() + DEADLINE
-        while client.get(f"/runs/{run_id}").json()["status"] == "running":
-            assert time.monotonic() < deadline, f"run {run_id} still running"
-            time.sleep(0.1)
-    return run_id
+        for run_id in run_ids:
+            while client.get(f"/runs/{run_id}").json()["status"] == "running":
+                assert time.monotonic() < deadline, f"run {run_id} still running"
+                time.sleep(0.1)
+    return run_ids[0]
 
 
 def console_of(options: tuple[str, ...]) -> Iterator[StackProcess]:
@@ -67,9 +80,11 @@ def stopped_output(stack: StackProcess) -> tuple[str, str]:
 
 def test_quiet_console_shows_run_events_and_no_metric_lines(quiet_stack: StackProcess) -> None:
     # Given a stack started without --verbose
-    # When one run completes and another fails on its step limit
+    # When one run completes and another fails on its step limit, and more runs than it
+    # takes to fill a metric with values
     completed = run_to_the_end(quiet_stack, input={"count": 0})
     failed = run_to_the_end(quiet_stack, max_steps=1)
+    run_to_the_end(quiet_stack, LONG_CHAIN, runs=METRIC_VALUES // 10 + 1)
     out, err = stopped_output(quiet_stack)
 
     # Then the console has one line per run event, the failure with its reason
