@@ -146,6 +146,7 @@ class LocalStack:
             # Connections die with the gateway, as API Gateway's with their clients.
             forget_prefix=connection_key("")["PK"]["S"],
             verbose=cfg.verbose,
+            threads=cfg.workers * 2 + 32,  # long polls of every poller, and the calls beside
         )
         self._parts.append(self._moto)  # first started, last stopped: it writes the data
         try:

@@ -50,6 +50,8 @@ class MotoProcess:
     redelivery_s: float = 2.0
     forget_prefix: str = ""
     verbose: bool = False
+    threads: int = 64
+    """Requests moto serves at once: above the stack's pollers, which each hold one open."""
     _process: subprocess.Popen[str] | None = None
 
     @property
@@ -59,7 +61,8 @@ class MotoProcess:
     def start(self) -> None:
         command = [sys.executable, "-m", "infra.moto_process", "--host", self.host,
                    "--port", str(self.port), "--data", str(self.data),
-                   "--redelivery-s", str(self.redelivery_s)]  # fmt: skip
+                   "--redelivery-s", str(self.redelivery_s),
+                   "--threads", str(self.threads)]  # fmt: skip
         if self.forget_prefix:
             command += ["--forget-prefix", self.forget_prefix]
         command += ["--reset"] if self.reset else []
@@ -114,6 +117,7 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--redelivery-s", type=float, default=2.0)
     parser.add_argument("--forget-prefix", default="", help="partition keys not restored")
     parser.add_argument("--verbose", action="store_true")
+    parser.add_argument("--threads", type=int, default=64, help="requests served at once")
     return parser.parse_args(argv)
 
 
@@ -131,8 +135,10 @@ def main(argv: list[str] | None = None, commands: IO[str] = sys.stdin) -> int:
     # moto prints to stdout (its server's start, with --verbose), which is the parent's line
     _channel, sys.stdout = sys.stdout, sys.stderr
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    if not args.verbose:  # moto's server logs every request through werkzeug
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    if args.verbose:  # every request, and moto's own info lines
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
     from infra.moto_persistence import DataFolderInUse, Journal, Persistence
 
     journal = Journal(args.data)
@@ -151,9 +157,9 @@ def main(argv: list[str] | None = None, commands: IO[str] = sys.stdin) -> int:
     )  # fmt: skip
     with contextlib.ExitStack() as patches:
         _patch_moto(patches, persistence, lock)
-        from moto.server import ThreadedMotoServer
+        from infra.moto_server import MotoServer
 
-        server = ThreadedMotoServer(ip_address=args.host, port=args.port, verbose=args.verbose)
+        server = MotoServer(args.host, args.port, threads=args.threads, verbose=args.verbose)
         server.start()
         try:
             _say(READY)

@@ -21,6 +21,7 @@ measure moto's growing overheads).
 from __future__ import annotations
 
 import copy
+import functools
 import threading
 import time
 from collections import defaultdict
@@ -106,9 +107,13 @@ def faster_moto_server() -> Iterator[None]:
     - SQS reads the clock through ``datetime`` arithmetic (``unix_time_millis``) for each
       message of the queue on every receive, to tell visible and delayed messages apart;
     - SendMessage computes every attribute of the queue, message counts included (a scan
-      of all its messages), to read ``ContentBasedDeduplication``, which only a FIFO queue has.
+      of all its messages), to read ``ContentBasedDeduplication``, which only a FIFO queue has;
+    - every request lists the methods of its service's response class with
+      ``inspect.getmembers`` (``method_names_from_class``) to check the action is one of them;
+      a class's methods do not change while it serves.
     """
     import moto.backends
+    import moto.core.responses as core_responses
     import moto.sqs.models as sqs_models
     from moto.sqs.models import Queue
 
@@ -118,6 +123,7 @@ def faster_moto_server() -> Iterator[None]:
         sqs_models.unix_time_millis,
         Queue.attributes,
         SQSBackend.send_message,
+        core_responses.method_names_from_class,
     )
     modules = frozenset(saved[0]())
     moto.backends.list_of_moto_modules = lambda: modules  # type: ignore[assignment]
@@ -125,6 +131,7 @@ def faster_moto_server() -> Iterator[None]:
     sqs_models.unix_time_millis = _unix_time_millis  # type: ignore[assignment]
     Queue.attributes = property(_attributes_of(saved[3]))  # type: ignore[method-assign,assignment]
     SQSBackend.send_message = _send_message_of(saved[4])  # type: ignore[method-assign]
+    core_responses.method_names_from_class = functools.cache(saved[5])
     try:
         yield
     finally:
@@ -132,6 +139,7 @@ def faster_moto_server() -> Iterator[None]:
         sqs_models.unix_time, sqs_models.unix_time_millis = saved[1], saved[2]  # type: ignore[assignment]
         Queue.attributes = saved[3]  # type: ignore[method-assign]
         SQSBackend.send_message = saved[4]  # type: ignore[method-assign]
+        core_responses.method_names_from_class = saved[5]
 
 
 _sending = threading.local()
