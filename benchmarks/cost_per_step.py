@@ -31,7 +31,19 @@ run; deletes and the notifier's subscriber look-ups (on their own thread, while 
 runs) are off it. The last line is ``usd_per_million_steps X critical_path_requests N`` for
 SQS dispatch with a 1 KB state.
 
-Run: ``.venv/bin/python benchmarks/cost_per_step.py [--runs N] [--loops N]``.
+Parallel work is priced per task (one node run; a map item is one task; a chain's step is
+one task), with a 1 KB state, in both dispatch modes, beside the chain's loop:
+
+- ``fanout-10``: ``plan`` fans out to ten nodes that a ``join`` node waits for (12 tasks in
+  3 supersteps per run);
+- ``map-100``: one map node over a list of 100 items, ``max_concurrency`` 20 (100 tasks in
+  one superstep per run).
+
+Tasks are counted from the runs' committed logs. The table gives, per task, every AWS
+request (all services and operations, acknowledgements included) and USD per million tasks
+against the target of 2.00 (1 KB states), and says when a figure misses it.
+
+Run: ``.venv/bin/python benchmarks/cost_per_step.py [--runs N]``.
 """
 
 from __future__ import annotations
@@ -68,6 +80,8 @@ REGION = "us-east-1"
 TABLE = "hopgraph-bench"
 RUN_ID = re.compile(r"r_[0-9a-f]{24}")
 COMMITS = ("PutItem", "TransactWriteItems")
+TASK_TARGET_USD_PER_MILLION = 2.00
+"""Target for parallel work with 1 KB states, in USD per million tasks."""
 
 
 # ---------------------------------------------------------------------------- item sizes
@@ -260,9 +274,21 @@ class Result:
     invocations: int
     billed_ms: float
     aws_ms: float
+    shape: str = "chain"
+    runs: int = 0
+    tasks: int = 0
+    """Node runs (a map item is one); a chain's equal its steps."""
 
     def per_step(self, value: float) -> float:
         return value / self.steps
+
+    @property
+    def requests(self) -> int:
+        return sum(self.meter.requests.values())
+
+    @property
+    def usd_per_million_tasks(self) -> float:
+        return self.usd_per_million * self.steps / self.tasks
 
     def usd_per_million_by_service(self) -> dict[str, float]:
         memory_gb = memory_size_mb() / 1024
@@ -281,7 +307,7 @@ class Result:
 
     @property
     def critical_path(self) -> float:
-        return statistics.mean(self.meter.path)
+        return statistics.mean(self.meter.path) if self.meter.path else math.nan
 
 
 def memory_size_mb() -> int:
@@ -299,6 +325,39 @@ LOOP = {
     "nodes": {"inc": {"tool": "increment", "settings": {"key": "count"}}},
     "branches": {"inc": {"cases": [{"when": "count >= 20", "to": "END"}], "default": "inc"}},
 }
+BRANCHES = [f"branch{i}" for i in range(10)]
+FANOUT = {
+    "name": "bench_fanout_10",
+    "entry": "plan",
+    "state": {"done": {"reducer": "add"}},
+    "nodes": {
+        "plan": {"tool": "emit", "settings": {"key": "planned", "value": True}},
+        **{b: {"tool": "emit", "settings": {"key": "done", "value": 1}} for b in BRANCHES},
+        "join": {"tool": "emit", "settings": {"key": "joined", "value": True}},
+    },
+    "edges": {"plan": BRANCHES, "join": "END"},
+    "joins": {"join": BRANCHES},
+}
+MAP = {
+    "name": "bench_map_100",
+    "entry": "grade",
+    "state": {"graded": {"reducer": "add"}},
+    "nodes": {
+        "grade": {
+            "tool": "emit",
+            "settings": {"key": "graded", "value": 1},
+            "map": {"over": "docs", "as": "doc", "max_concurrency": 20},
+        }
+    },
+    "edges": {"grade": "END"},
+}
+# Each task adds 1 to a key with the "add" reducer: the state stays at its size (1 KB) while
+# the run's end state still proves every task ran (checked after each scenario).
+SHAPES: dict[str, tuple[dict[str, Any], dict[str, Any], tuple[str, int]]] = {
+    "chain": (LOOP, {}, ("count", 20)),
+    "fanout-10": (FANOUT, {}, ("done", 10)),
+    "map-100": (MAP, {"docs": list(range(100))}, ("graded", 100)),
+}
 
 
 def payload(size: int) -> str:
@@ -309,8 +368,24 @@ def payload(size: int) -> str:
     return base64.b64encode(raw).decode()[:size]
 
 
-def run_scenario(mode: str, state_kb: int, runs: int) -> Result:
-    """``runs`` runs of the 20-step loop, all in flight at once, with a ``state_kb`` state."""
+def sized_state(state_kb: int, fields: dict[str, Any]) -> dict[str, Any]:
+    """``fields`` and a payload, about ``state_kb`` KB in all."""
+    size = state_kb * 1024 - 40 - len(json.dumps(fields))  # 40: the count and the keys
+    return {**fields, "payload": payload(size)}
+
+
+def count_tasks(store: Any, run_id: str) -> int:
+    """The tasks of a run's committed log: a superstep's tasks, or one for a lone step."""
+    tasks, after = 0, -1
+    while page := store.list_steps(run_id, after=after).items:
+        tasks += sum(max(1, len(step.tasks)) for step in page)
+        after = page[-1].seq
+    return tasks
+
+
+def run_scenario(mode: str, state_kb: int, runs: int, shape: str = "chain") -> Result:
+    """``runs`` runs of the ``shape`` graph (the chain: the 20-step loop), all in flight at
+    once, with a ``state_kb`` state."""
     import boto3
     from moto import mock_aws
 
@@ -345,8 +420,9 @@ def run_scenario(mode: str, state_kb: int, runs: int) -> Result:
             clients.override(service, client)
         runtime.install(None)
         svc = runtime.service()
-        graph = svc.create_graph(LOOP)[0]
-        state = {"payload": payload(state_kb * 1024 - 40)}  # ~state_kb KB with the count
+        doc, fields, (key, expected) = SHAPES[shape]
+        graph = svc.create_graph(doc)[0]
+        state = sized_state(state_kb, fields)
         meter.requests.clear()
         meter.wru = meter.rru = 0.0
         meter.sqs_billed = 0
@@ -355,10 +431,13 @@ def run_scenario(mode: str, state_kb: int, runs: int) -> Result:
         invocations, billed_ms = drive(mode, meter, handler, source, LambdaContext)
         runs_after = [svc.store.get_run(run_id) for run_id in run_ids]
         assert all(r.status == "completed" for r in runs_after), "a benchmark run did not complete"
+        assert all(r.state[key] == expected for r in runs_after), f"{shape}: a task is missing"
         steps = sum(r.steps for r in runs_after)
+        tasks = sum(count_tasks(svc.store, run_id) for run_id in run_ids)
         runtime.install(None)
+        aws_ms = meter.aws_seconds * 1000
         return Result(
-            mode, state_kb, steps, meter, invocations, billed_ms, meter.aws_seconds * 1000
+            mode, state_kb, steps, meter, invocations, billed_ms, aws_ms, shape, runs, tasks
         )
 
 
@@ -396,7 +475,7 @@ def report(results: list[Result]) -> None:
         f"{'SFN/this':>10}"
     )
     print(header)
-    for r in results:
+    for r in (r for r in results if r.shape == "chain"):
         sqs = sum(n for k, n in r.meter.requests.items() if k.startswith("sqs."))
         print(
             f"{r.mode:<9}{r.state_kb:>4}KB{r.steps:>7}{r.critical_path:>10.2f}"
@@ -406,17 +485,42 @@ def report(results: list[Result]) -> None:
             f"{r.usd_per_million:>13.2f}{PRICE_SFN_TRANSITION * 1e6 / r.usd_per_million:>9.1f}x"
         )
     print("\nper step: requests by operation; USD per million steps by service")
-    for r in results:
+    for r in (r for r in results if r.shape == "chain"):
         ops = ", ".join(
             f"{k} {r.per_step(n):.2f}" for k, n in sorted(r.meter.requests.items()) if n
         )
         usd = ", ".join(f"{k} {v:.2f}" for k, v in r.usd_per_million_by_service().items())
         print(f"  {r.mode} {r.state_kb}KB: {ops}\n  {' ' * (len(r.mode) + 5)} {usd}")
+    report_tasks(results)
+
+
+def report_tasks(results: list[Result]) -> None:
+    """Per task, the chain beside the parallel shapes, against the target for 1 KB states."""
+    target = TASK_TARGET_USD_PER_MILLION
+    print(f"\nper task (a chain's step, a branch, a map item); target <= {target:.2f} USD per "
+          f"million tasks with 1 KB states")  # fmt: skip
+    print(f"{'shape':<11}{'dispatch':<9}{'state':>6}{'runs':>6}{'tasks':>7}{'req/task':>10}"
+          f"{'lambda inv':>11}{'USD/M tasks':>13}  target")  # fmt: skip
+    for r in results:
+        verdict = "-"
+        if r.state_kb == 1:
+            verdict = "met" if r.usd_per_million_tasks <= target else "MISSED"
+        print(f"{r.shape:<11}{r.mode:<9}{r.state_kb:>4}KB{r.runs:>6}{r.tasks:>7}"
+              f"{r.requests / r.tasks:>10.2f}{r.invocations / r.tasks:>11.2f}"
+              f"{r.usd_per_million_tasks:>13.2f}  {verdict}")  # fmt: skip
+    print("\nper task of the parallel shapes: requests by operation; USD/M tasks by service")
+    for r in (r for r in results if r.shape != "chain"):
+        ops = ", ".join(f"{k} {n / r.tasks:.2f}" for k, n in sorted(r.meter.requests.items()) if n)
+        usd = ", ".join(
+            f"{k} {v * r.steps / r.tasks:.2f}" for k, v in r.usd_per_million_by_service().items()
+        )
+        print(f"  {r.shape} {r.mode}: {ops}\n  {' ' * (len(r.shape) + len(r.mode) + 2)} {usd}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=50, help="runs in flight per scenario")
+    parser.add_argument("--map-runs", type=int, default=5, help="runs of the map of 100")
     args = parser.parse_args()
     for name, value in {
         "AWS_ACCESS_KEY_ID": "testing",
@@ -430,6 +534,11 @@ def main() -> None:
     with contextlib.redirect_stdout(io.StringIO()):
         results = [
             run_scenario(mode, kb, args.runs) for mode in ("sqs", "lambda") for kb in (1, 50)
+        ]
+        results += [
+            run_scenario(mode, 1, runs, shape)
+            for shape, runs in (("fanout-10", args.runs), ("map-100", args.map_runs))
+            for mode in ("sqs", "lambda")
         ]
     report(results)
     default = results[0]
