@@ -1,19 +1,20 @@
-"""A map over 100 items with an I/O-bound tool (a 50 ms wait), in one process:
-hopgraph's in-process runner (``max_concurrency`` 20) against LangGraph's ``Send``.
+"""A map over 100 items with an I/O-bound tool (a 50 ms wait): in one process, hopgraph's
+in-process runner (``max_concurrency`` 20) against LangGraph's ``Send``, and as a durable run
+on the local stack.
 
 Printed, side by side, each the median of ``--repeat`` runs after a warm-up:
 
 - ``one by one``: the 100 waits back to back (what a one-item-per-step loop costs);
 - ``hopgraph``: the map node, its tasks on 20 threads at a time;
 - ``langgraph``: the same map written with ``Send`` (LangGraph runs a superstep's tasks on
-  its own thread pool), without a checkpointer.
-
+  its own thread pool), without a checkpointer;
 - ``local stack``: the same map as a durable run on the local stack (``hopgraph dev`` started
-  on free ports, as ``benchmarks/local_load.py`` starts it; SQS dispatch, dev sign-in): a map
-  node whose tool is ``engine.toolkits.basics``' ``wait`` (``{"ms": 50}``), created and started
-  over HTTP. Its time runs from the ``POST /runs`` to the first poll (every 50 ms) that finds
-  the run completed; the run's log must show the map's superstep with every item's task
-  completed. One run after a warm-up run (``--local-runs`` for more, median).
+  on free ports, as ``benchmarks/local_load.py`` starts it; SQS dispatch unless ``--dispatch
+  lambda``; dev sign-in): a map node whose tool is ``engine.toolkits.basics``' ``wait``
+  (``{"ms": 50}``), created and started over HTTP. Its time runs from the ``POST /runs`` to
+  the first poll (every 50 ms) that finds the run completed; the run's log must show every
+  item's task completed. One run after a warm-up run (``--local-runs`` for the median of
+  more).
 
 The last line is ``parallel_speedup S langgraph_ratio R local_stack_s T``: S is one by one /
 hopgraph (target >= 10), R is hopgraph / LangGraph wall time (target <= 1.0), and T the
@@ -156,9 +157,9 @@ def local_stack_run(client: httpx.Client, graph_id: str, items: int) -> float:
     return seconds
 
 
-def local_stack_seconds(items: int, wait_ms: float, runs: int) -> float:
+def local_stack_seconds(items: int, wait_ms: float, runs: int, dispatch: str) -> float:
     """The median wall time of ``runs`` runs of the map on a fresh local stack."""
-    stack = launch("sqs")
+    stack = launch(dispatch)
     try:
         # dev sign-in (the default): a request without a token acts as the dev user.
         with httpx.Client(base_url=stack.api, timeout=60.0) as client:
@@ -180,6 +181,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--local-runs", type=int, default=1, help="runs on the local stack")
     parser.add_argument("--no-local", action="store_true", help="skip the local stack")
+    parser.add_argument("--dispatch", choices=["sqs", "lambda"], default="sqs", help="local stack")
     args = parser.parse_args()
     wait_s = args.wait_ms / 1000
     expected = [i * 2 for i in range(args.items)]
@@ -188,7 +190,7 @@ def main() -> int:
     theirs = median_seconds(langgraph_run(args.items, wait_s), expected, args.repeat)
     local = None
     if not args.no_local:
-        local = local_stack_seconds(args.items, args.wait_ms, args.local_runs)
+        local = local_stack_seconds(args.items, args.wait_ms, args.local_runs, args.dispatch)
     print(f"map over {args.items} items, {args.wait_ms:g} ms I/O each, max_concurrency "
           f"{CONCURRENCY} (median of {args.repeat})")  # fmt: skip
     print(f"{'':<12}{'wall s':>10}{'vs one by one':>16}")
