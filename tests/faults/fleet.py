@@ -1,0 +1,129 @@
+"""One case of the fault plan on moto: the worker's service built over the faulty adapters,
+one run of the case's shape driven through the case's carrier, and the invariants checked
+against the in-process runner's run of the same graph and input.
+
+The invariants (:meth:`CaseFleet.check`): the run ended as the in-process runner's did
+(status, final state, superstep count, error); every task of a superstep of several
+committed exactly once and they are the runner's; every superstep closed exactly once (a
+successful conditional write per slot, counted by the store wrapper); a subscriber saw the
+supersteps in order; no hop is left and nothing was dead-lettered; the fault struck once.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from engine.runner import InProcessRunner, RunResult
+from engine.service import RunService
+from engine.validation import build_graph
+from functions import runtime
+from functions.aws.dispatch import SqsStepQueue
+from functions.aws.dynamodb_store import DynamoRunStore
+from functions.settings import get_settings
+from tests.faults.carriers import WORKER, SelfInvokeCarrier, SqsCarrier
+from tests.faults.injection import (
+    FaultySqsDispatch,
+    FaultyStore,
+    FaultyTools,
+    Injector,
+    InTestInvoke,
+    RecordingNotifier,
+)
+from tests.faults.plan import Case
+from tests.functional.aws_stack import TABLE, AwsStack
+
+
+class CaseFleet:
+    def __init__(self, stack: AwsStack, case: Case) -> None:
+        self.stack = stack
+        self.case = case
+        self.faults = Injector(case.fault)
+        settings = get_settings()
+        self.tools = runtime.build_tools(settings)
+        self.store = FaultyStore(DynamoRunStore(TABLE, stack.dynamodb), self.faults)
+        self.notifier = RecordingNotifier()
+        queue: Any
+        if case.carrier == "sqs":
+            queue = FaultySqsDispatch(SqsStepQueue(stack.urls["StepQueue"], stack.sqs),
+                                      self.faults)  # fmt: skip
+            self.carrier: Any = SqsCarrier(stack.sqs, stack.urls["StepQueue"], self.faults)
+        else:
+            queue = InTestInvoke(self.faults, WORKER)
+            self.carrier = SelfInvokeCarrier(queue, self.faults)
+        self.service = RunService(
+            self.store,
+            queue,
+            FaultyTools(self.tools, self.faults),  # type: ignore[arg-type]
+            notifier=self.notifier,
+            config=runtime.engine_config(settings),
+        )
+        runtime.install(self.service)
+        stack.dynamodb.meta.events.register("before-call.dynamodb", self.faults.throttle_hook)
+        self.run_id = ""
+
+    def expected(self) -> RunResult:
+        """The in-process runner's run; a cancelled shape: its state when the cancel came."""
+        shape = self.case.shape
+        runner = InProcessRunner(self.tools)
+        graph = build_graph(shape.doc)
+        if shape.cancel_after_task_of is None:
+            return runner.run(graph, shape.input)
+        before = runner.run(graph, shape.input, max_steps=shape.cancel_after_task_of)
+        return RunResult("", "cancelled", before.state, shape.cancel_after_task_of + 1,
+                         "cancelled by request", before.log)  # fmt: skip
+
+    def run(self) -> None:
+        shape = self.case.shape
+        record, _ = self.service.create_graph(shape.doc)
+        if shape.cancel_after_task_of is not None:
+            self.store.on_task_commit = self._cancel_at(shape.cancel_after_task_of)
+        self.run_id = self.service.start_run(record.graph_id, shape.input)[0].run_id
+        self.carrier.drive()
+
+    def _cancel_at(self, seq: int) -> Any:
+        def cancel(task: Any) -> None:
+            if task.seq == seq and self.store.get_run(task.run_id).status == "running":
+                self.service.cancel_run(task.run_id)
+
+        return cancel
+
+    # -- the invariants --------------------------------------------------------------------
+    def check(self) -> None:
+        expected = self.expected()
+        run = self.store.get_run(self.run_id)
+        got = (run.status, run.steps, run.error)
+        assert got == (expected.status, expected.steps, expected.error), got
+        assert run.state == expected.state, "the final state differs from the in-process run"
+        self._check_closes(run.steps, cancelled=run.status == "cancelled")
+        self._check_tasks(expected)
+        seen = self.notifier.first_seen_steps(self.run_id)
+        assert seen == sorted(seen), f"a subscriber saw supersteps out of order: {seen}"
+        assert seen == list(range(len(seen))), f"a superstep was never published: {seen}"
+        assert self.stack.messages("StepQueue") == [], "hops left on the queue"
+        assert self.stack.messages("StepDLQ") == [], "a hop was dead-lettered"
+        assert not self.carrier.late, "deliveries left to retry"
+        assert self.faults.struck == 1, f"{self.case.fault.name} struck {self.faults.struck}x"
+
+    def _check_closes(self, steps: int, *, cancelled: bool) -> None:
+        """Slots 0..steps-1 hold one record each, and each was written by exactly one
+        successful commit (a cancel writes its own slot, outside the workers)."""
+        slots = [s.seq for s in self.store.list_steps(self.run_id, limit=1000).items]
+        assert slots == list(range(steps)), f"slots {slots}"
+        closes = {seq: n for (rid, seq), n in self.store.closes.items() if rid == self.run_id}
+        closed = steps - 1 if cancelled else steps
+        assert closes == dict.fromkeys(range(closed), 1), f"closes per superstep: {closes}"
+
+    def _check_tasks(self, expected: RunResult) -> None:
+        """Each task of a superstep of several committed once, and they are the runner's (a
+        cancelled superstep's tasks may commit or not, at most once)."""
+        per_superstep = Counter(e["seq"] for e in expected.log)
+        want = sorted((e["seq"], e["task"]) for e in expected.log
+                      if per_superstep[e["seq"]] > 1)  # fmt: skip
+        mine = {k: n for k, n in self.store.task_commits.items() if k[0] == self.run_id}
+        assert set(mine.values()) <= {1}, f"a task committed twice: {mine}"
+        got = sorted((seq, key) for _, seq, key in mine)
+        if self.case.shape.cancel_after_task_of is None:
+            assert got == want, "tasks committed differ from the in-process run's"
+        else:
+            assert all(seq <= self.case.shape.cancel_after_task_of for seq, _ in got), got

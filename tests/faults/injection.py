@@ -1,0 +1,189 @@
+"""Where a planned fault strikes: wrappers around the worker's real adapters (the DynamoDB
+store, the dispatch, the toolkit) and a botocore hook, each asking the :class:`Injector`
+whether this occurrence of its window is the planned one.
+
+A crash is a :class:`BaseException`, as the death of a Lambda invocation is: no handler code
+catches it, and the carrier treats the whole delivery as failed.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from typing import Any
+
+from botocore.awsrequest import AWSResponse
+
+from engine.ports import Hop, StepQueue
+from functions.aws.dispatch import LambdaStepQueue
+from functions.aws.dynamodb_store import DynamoRunStore
+from tests.faults.plan import Fault
+
+COMMIT_OPERATIONS = ("PutItem", "TransactWriteItems")
+
+
+class SimulatedCrash(BaseException):
+    """The Lambda invocation dies here (BaseException: no handler code catches it)."""
+
+
+class Injector:
+    """Counts each occurrence of the planned fault's window; it strikes on the ``nth``.
+
+    Windows inside the worker count only while a worker invocation runs in this thread
+    (``arm``): the run's start, the test's own reads and checks never strike."""
+
+    def __init__(self, fault: Fault) -> None:
+        self.fault = fault
+        self.seen: Counter[str] = Counter()
+        self.struck = 0
+        self._lock = threading.Lock()
+        self._local = threading.local()
+
+    def arm(self, armed: bool) -> None:
+        self._local.armed = armed
+
+    def strikes(self, kind: str, window: str, *, in_worker: bool = True) -> bool:
+        if (kind, window) != (self.fault.kind, self.fault.window):
+            return False
+        if in_worker and not getattr(self._local, "armed", False):
+            return False
+        with self._lock:
+            self.seen[window] += 1
+            hit = self.seen[window] == self.fault.nth
+            self.struck += hit
+        return hit
+
+    def crash_at(self, window: str) -> None:
+        if self.strikes("crash", window):
+            raise SimulatedCrash(window)
+
+    def throttle_hook(self, model: Any, **_: Any) -> Any:
+        """botocore ``before-call``: DynamoDB still throttling after the SDK's retries."""
+        window = "commit" if model.name in COMMIT_OPERATIONS else "fan_in_query"
+        if model.name not in (*COMMIT_OPERATIONS, "Query") or not self.strikes("throttle", window):
+            return None
+        # A response from before-call skips the request and botocore's own retries.
+        error = {
+            "Error": {
+                "Code": "ProvisionedThroughputExceededException",
+                "Message": "The level of configured provisioned throughput was exceeded",
+            },
+            "ResponseMetadata": {"HTTPStatusCode": 400},
+        }
+        return AWSResponse("https://dynamodb.us-east-1.amazonaws.com/", 400, {}, None), error
+
+
+class FaultyTools:
+    """The toolkit; its ``get`` (just before the tool runs) is the ``before_tool`` window."""
+
+    def __init__(self, inner: Any, faults: Injector) -> None:
+        self.inner = inner
+        self.faults = faults
+
+    def get(self, name: str) -> Any:
+        self.faults.crash_at("before_tool")
+        return self.inner.get(name)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+class FaultyStore:
+    """The DynamoDB store: the commit windows, and a count of successful commits per slot.
+
+    DynamoDB applies conditional writes to one item one at a time; moto's in-process backend
+    does not when two threads write at once, so writes are serialised here (the condition
+    itself is still DynamoDB's, evaluated by moto)."""
+
+    def __init__(self, inner: DynamoRunStore, faults: Injector) -> None:
+        self.inner = inner
+        self.faults = faults
+        self.closes: Counter[tuple[str, int]] = Counter()
+        self.task_commits: Counter[tuple[str, int, str]] = Counter()
+        self.on_task_commit: Any = None
+        """Called with each task committed (the cancel shape cancels from here)."""
+        self._lock = threading.Lock()
+
+    def commit_step(self, step: Any, end: Any = None) -> None:
+        self.faults.crash_at("before_commit")
+        with self._lock:
+            self.inner.commit_step(step, end)
+            self.closes[(step.run_id, step.seq)] += 1
+        self.faults.crash_at("after_close_commit")
+
+    def commit_task(self, task: Any) -> None:
+        self.faults.crash_at("before_commit")
+        with self._lock:
+            self.inner.commit_task(task)
+            self.task_commits[(task.run_id, task.seq, task.key)] += 1
+        if self.on_task_commit is not None:
+            self.on_task_commit(task)
+        self.faults.crash_at("after_task_commit")
+
+    def cancel_run(self, run_id: str, at: float, reason: str) -> Any:
+        with self._lock:
+            return self.inner.cancel_run(run_id, at, reason)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def _around_dispatch(faults: Injector, send: Any, hops: Any) -> None:
+    faults.crash_at("after_publish")  # the protocol publishes, then dispatches
+    send(hops)
+    faults.crash_at("after_dispatch")
+
+
+class FaultySqsDispatch:
+    """The SQS dispatch with the windows either side of sending."""
+
+    def __init__(self, inner: StepQueue, faults: Injector) -> None:
+        self.inner = inner
+        self.faults = faults
+
+    def dispatch(self, hop: Hop) -> None:
+        _around_dispatch(self.faults, self.inner.dispatch, hop)
+
+    def dispatch_batch(self, hops: list[Hop]) -> None:
+        _around_dispatch(self.faults, self.inner.dispatch_batch, hops)
+
+
+class InTestInvoke(LambdaStepQueue):
+    """The self-invoke dispatch, whose asynchronous Invoke is an in-test queue of payloads.
+
+    Everything the worker sends (first deliveries and its own redeliveries) goes through the
+    real payload builders of :class:`LambdaStepQueue`; only the Invoke call is replaced: the
+    carrier (tests/faults/carriers.py) calls the real handler with each payload in turn."""
+
+    def __init__(self, faults: Injector, function_name: str) -> None:
+        super().__init__(function_name, client=None)
+        self.faults = faults
+        self.payloads: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+
+    def dispatch(self, hop: Hop) -> None:
+        _around_dispatch(self.faults, super().dispatch, hop)
+
+    def dispatch_batch(self, hops: list[Hop]) -> None:
+        _around_dispatch(self.faults, super().dispatch_batch, hops)
+
+    def invoke(self, payload: dict[str, Any]) -> None:
+        with self._lock:
+            self.payloads.append(payload)
+
+
+class RecordingNotifier:
+    """A subscriber: every event published, in order."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+
+    def publish(self, run_id: str, events: list[dict[str, Any]]) -> None:
+        with self._lock:
+            self.events.extend(events)
+
+    def first_seen_steps(self, run_id: str) -> list[int]:
+        """The supersteps in the order a subscriber first saw each (it dedupes by seq)."""
+        seqs = [e["seq"] for e in self.events if e["type"] == "step" and e["run_id"] == run_id]
+        return list(dict.fromkeys(seqs))

@@ -1,0 +1,157 @@
+"""The fault plan: every fault, at a named window of the run protocol, on both carriers, for
+every graph shape, as a table of deterministic cases.
+
+A case is ``(fault, carrier, shape)``. A fault strikes once, at the ``nth`` occurrence of its
+window in the run (counted across the run's deliveries, in the order the carrier delivers
+them, which is deterministic: one worker at a time, FIFO, a failed delivery coming back only
+once the queue is otherwise empty, as a redelivery after the visibility timeout or Lambda's
+retry delay does). The windows are the protocol's (see ``engine/protocol.py``):
+
+====================================  ==================================================
+fault                                 what happens, on its nth occurrence
+====================================  ==================================================
+crash @ before_tool                   the invocation dies as the toolkit hands out the tool
+crash @ before_commit                 ... as the store is asked to commit (task or close)
+crash @ after_task_commit             ... just after a task record is written (window 4)
+crash @ after_close_commit            ... just after a step record (a close) is written
+                                      (window 2 for one task, window 5 for several)
+crash @ after_publish                 ... after the events went out, before any dispatch
+crash @ after_dispatch                ... just after the next hops were sent (window 3)
+crash @ before_ack                    the handler returned; the invocation dies before
+                                      the carrier learns it (nothing is acknowledged)
+duplicate @ delivery                  the nth hop is delivered twice (same delivery id)
+race @ same_hop                       the nth hop goes to two workers at the same time
+race @ sibling_hops                   the nth delivery of several hops at once: each hop to
+                                      its own worker, all at the same time (two last tasks
+                                      of a superstep racing to close it)
+reorder @ delivery                    the nth hop is held back until every other is done
+throttle @ commit                     DynamoDB throttles the nth commit (PutItem or
+                                      TransactWriteItems) past the SDK's retries
+throttle @ fan_in_query               ... the nth Query (the fan-in read of a superstep)
+====================================  ==================================================
+
+Shapes: a chain (a loop of single-task supersteps), a fan-out, a map of 50 items capped at 5
+at a time joined with a branch of its own, a join of branches of unequal length, and a
+fan-out cancelled after the first task of superstep 1 committed. A fault whose window a shape
+never reaches (a task commit in a chain) is not planned for it.
+
+Adding a shape or a fault (a pause, a retry) is one entry in ``SHAPES`` or ``FAULTS``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+CARRIERS = ("sqs", "self_invoke")
+
+PARALLEL_ONLY = frozenset({"after_task_commit", "sibling_hops", "fan_in_query"})
+"""Windows only a superstep of several tasks has."""
+
+
+@dataclass(frozen=True)
+class Fault:
+    kind: str
+    window: str
+    nth: int = 2
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind}@{self.window}#{self.nth}"
+
+
+@dataclass(frozen=True)
+class Shape:
+    name: str
+    doc: dict[str, Any]
+    input: dict[str, Any]
+    parallel: bool = True
+    cancel_after_task_of: int | None = None
+    """Cancel the run as the first task of this superstep commits."""
+    every_carrier: bool = True
+    """False: each fault runs on one carrier, the carriers taking turns fault by fault."""
+
+
+@dataclass(frozen=True)
+class Case:
+    fault: Fault
+    carrier: str
+    shape: Shape
+
+    @property
+    def id(self) -> str:
+        return f"{self.fault.name}-{self.carrier}-{self.shape.name}"
+
+
+def _example(name: str) -> dict[str, Any]:
+    return json.loads((EXAMPLES / "langgraph" / name).read_text())  # type: ignore[no-any-return]
+
+
+LOOP_6 = {
+    "name": "loop_6",
+    "entry": "inc",
+    "nodes": {
+        "inc": {"tool": "increment", "settings": {"key": "count"}},
+        "visit": {"tool": "record_visit"},
+    },
+    "edges": {"inc": "visit"},
+    "branches": {"visit": {"cases": [{"when": "count >= 3", "to": "END"}], "default": "inc"}},
+}
+MAP_50_JOINED = {
+    "entry": "split",
+    "state": {"graded": {"reducer": "append"}, "total": {"reducer": "add"}},
+    "nodes": {
+        "split": {"tool": "set_values", "settings": {"values": {"started": True}}},
+        "grade": {"tool": "fill", "settings": {"key": "graded", "template": "doc $doc"},
+                  "map": {"over": "docs", "as": "doc", "max_concurrency": 5}},
+        "count": {"tool": "emit", "settings": {"key": "total", "value": 1}},
+        "done": {"tool": "set_values", "settings": {"values": {"finished": True}}},
+    },
+    "edges": {"split": ["grade", "count"], "done": "END"},
+    "joins": {"done": ["grade", "count"]},
+}  # fmt: skip
+
+SHAPES = (
+    Shape("chain", LOOP_6, {}, parallel=False),
+    Shape("fan_out", _example("fanout_reducer.json"), {"aggregate": []}),
+    # Each of the map's 51 task commits reads every task of its superstep (the fan-in), so
+    # on moto a run costs seconds: each fault runs on it once, the carriers taking turns.
+    Shape("map_50", MAP_50_JOINED, {"docs": list(range(50))}, every_carrier=False),
+    Shape("join_unequal", _example("join_unequal.json"), {"aggregate": []}),
+    Shape("cancel", _example("fanout_reducer.json"), {"aggregate": []}, cancel_after_task_of=1),
+)
+
+FAULTS = (
+    Fault("crash", "before_tool"),
+    Fault("crash", "before_commit"),
+    Fault("crash", "after_task_commit"),
+    Fault("crash", "after_close_commit"),
+    Fault("crash", "after_publish"),
+    Fault("crash", "after_dispatch"),
+    Fault("crash", "before_ack"),
+    Fault("duplicate", "delivery", nth=3),
+    Fault("race", "same_hop"),
+    Fault("race", "sibling_hops", nth=1),
+    Fault("reorder", "delivery"),
+    Fault("throttle", "commit"),
+    Fault("throttle", "fan_in_query", nth=1),
+)
+
+
+def applies(fault: Fault, carrier: str, shape: Shape) -> bool:
+    if not shape.parallel and fault.window in PARALLEL_ONLY:
+        return False
+    return shape.every_carrier or carrier == CARRIERS[FAULTS.index(fault) % len(CARRIERS)]
+
+
+CASES = [
+    Case(fault, carrier, shape)
+    for shape in SHAPES
+    for fault in FAULTS
+    for carrier in CARRIERS
+    if applies(fault, carrier, shape)
+]
