@@ -30,7 +30,8 @@ record per task, ``RUN#r/TASK#k#node#index``, and closes once::
 
     slot check, run the tool, commit TASK#k#t, conditional on "slot empty"
          (4) crash here: the redelivery finds its task slot taken by itself and goes on
-    a capped map: dispatch its item t+cap (the next one waiting)
+    a capped map: dispatch its item t+cap (the next one waiting), and stop there: the item
+         it started commits later, so this one cannot be the last
     fan-in: read every task of superstep k (one query)
         fewer than planned -> done: a later task will close
         all of them        -> merge (reducers, in task order), route, and
@@ -249,6 +250,8 @@ class HopProtocol:
                 return "stale"
             return self._after_task_conflict(graph, hop, taken, delivery_id)
         self._next_item(graph, hop, origin, recheck=False)
+        if not _may_close(graph, hop, origin):
+            return "committed"
         return self._fan_in(graph, hop, origin, delivery_id)
 
     def _after_task_conflict(
@@ -261,6 +264,8 @@ class HopProtocol:
             return "stale"
         # Our earlier attempt committed the task, then died: finish what it left undone.
         self._next_item(graph, hop, origin, recheck=True)
+        if not _may_close(graph, hop, origin):
+            return "recovered"
         result = self._fan_in(graph, hop, origin, delivery_id)
         return "recovered" if result in ("committed", "finished") else result
 
@@ -485,6 +490,17 @@ class HopProtocol:
         except GraphNotFound:
             return None
         return graph if hop.node in graph.nodes else None
+
+
+def _may_close(graph: Graph, hop: Hop, origin: Origin) -> bool:
+    """Whether this task can be its superstep's last, and so worth the fan-in read. An item of
+    a capped map that started the item ``cap`` places after it cannot be: that item commits
+    later. Skipping their reads keeps a capped map's fan-in reads at ``cap``, not one per item
+    (each read returns every task committed so far)."""
+    spec = graph.nodes[hop.node].map
+    if spec is None or spec.max_concurrency is None or hop.index is None:
+        return True
+    return Task(hop.node, hop.index + spec.max_concurrency) not in origin.planned
 
 
 def _starts_now(graph: Graph, task: Task) -> bool:
