@@ -18,7 +18,11 @@ from moto import mock_aws
 
 from infra.moto_fidelity import serialize_dynamodb_writes, serialize_sqs
 from infra.moto_persistence import Journal, Persistence
-from infra.moto_speedups import faster_moto, transactions_undo_their_own_writes
+from infra.moto_speedups import (
+    faster_moto,
+    faster_moto_server,
+    transactions_undo_their_own_writes,
+)
 
 TABLE = "t"
 REGION = "us-east-1"
@@ -133,3 +137,44 @@ def test_a_cancelled_transaction_puts_back_only_what_it_changed(tmp_path: Path) 
         ])  # fmt: skip
         items = dynamodb.scan(TableName=TABLE)["Items"]
         assert sorted(i["PK"]["S"] for i in items) == ["A", "NEW"]
+
+
+EVERY_KIND = {
+    "PK": {"S": "kinds"}, "SK": {"S": "X"},
+    "s": {"S": "text é"}, "n": {"N": "-12.5"}, "yes": {"BOOL": True}, "none": {"NULL": True},
+    "b": {"B": b"\x00\xffbytes"}, "ss": {"SS": ["a", "b"]}, "ns": {"NS": ["1", "2"]},
+    "bs": {"BS": [b"x", b"y"]}, "l": {"L": [{"S": "a"}, {"N": "1"}, {"M": {"k": {"B": b"z"}}}]},
+    "m": {"M": {"inner": {"L": [{"BOOL": False}, {"SS": ["c"]}]}, "e": {"M": {}}}},
+}  # fmt: skip
+
+
+def raw_responses(dynamodb: Any) -> list[bytes]:
+    """The JSON moto answers GetItem, Query and Scan of ``EVERY_KIND`` with, byte for byte."""
+    bodies: list[bytes] = []
+    dynamodb.meta.events.register(
+        "before-parse.dynamodb.*", lambda response_dict, **_: bodies.append(response_dict["body"])
+    )
+    key = {"PK": EVERY_KIND["PK"], "SK": EVERY_KIND["SK"]}
+    dynamodb.get_item(TableName=TABLE, Key=key)
+    dynamodb.query(
+        TableName=TABLE, KeyConditionExpression="PK = :pk",
+        ExpressionAttributeValues={":pk": EVERY_KIND["PK"]},
+    )  # fmt: skip
+    dynamodb.scan(TableName=TABLE)
+    return bodies
+
+
+def test_attribute_values_are_serialized_as_moto_serializes_them() -> None:
+    # Given an item with an attribute of every kind, read through moto as it comes
+    with mock_aws():
+        dynamodb, _, _ = clients()
+        dynamodb.put_item(TableName=TABLE, Item=EVERY_KIND)
+        expected = raw_responses(dynamodb)
+
+        # When the same reads go through the faster serialization
+        with faster_moto_server():
+            fast = raw_responses(boto3.client("dynamodb", region_name=REGION))
+
+    # Then the responses are the same JSON, byte for byte
+    assert len(expected) == 3
+    assert fast == expected
