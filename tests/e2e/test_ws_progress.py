@@ -274,7 +274,12 @@ def test_garbage_gets_an_error_reply_and_the_connection_stays_open(
         socket.send(json.dumps({"action": "dance"}))
         unknown = receive(socket)
         status = subscribe(socket, run_id)  # the same connection still works
-    assert error == {"type": "error", "message": "messages must be JSON objects"}
+    assert error == {
+        "type": "error",
+        "status": 400,
+        "error": "invalid_json",
+        "message": "messages must be JSON objects",
+    }
     assert unknown["type"] == "error" and unknown["action"] == "dance"
     assert unknown["message"].startswith("unknown action 'dance'")
     assert (status["type"], status["status"]) == ("run", "running")
