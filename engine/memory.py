@@ -35,7 +35,7 @@ from engine.ports import (
 
 
 def _page(items: list[Any], limit: int, cursor: str | None) -> Page[Any]:
-    if cursor and not cursor.isdigit():
+    if cursor and not (cursor.isascii() and cursor.isdigit()):  # "²".isdigit() is True
         raise InvalidInputError("invalid cursor")
     start = int(cursor) if cursor else 0
     end = start + max(1, limit)

@@ -81,7 +81,7 @@ class FunctionSettings:
         match = _LINEAGE.search(trace_header or "")
         for entry in match.group(1).split(",") if match else ():
             key, _, value = entry.strip().rpartition(":")
-            if key == self.lineage_id and value.isdigit():
+            if key == self.lineage_id and value.isascii() and value.isdigit():
                 return int(value)
         return 0
 

@@ -152,9 +152,14 @@ def lineage_count(trace_header: str | None) -> int | None:
     counts = [
         int(entry.rsplit(":", 1)[1])
         for entry in match.group(1).split(",")
-        if ":" in entry and entry.rsplit(":", 1)[1].strip().isdigit()
+        if ":" in entry and _digits(entry.rsplit(":", 1)[1].strip())
     ]
     return max(counts) if counts else None
+
+
+def _digits(text: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` also accepts "²", which ``int`` refuses."""
+    return text.isascii() and text.isdigit()
 
 
 # ---------------------------------------------------------------------------- failing

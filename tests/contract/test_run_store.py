@@ -576,3 +576,12 @@ def test_a_superstep_close_keeps_its_next_nodes_joins_and_tasks(store: RunStore)
         "task": "grade[3]", "node": "grade", "tool": "emit", "status": "ok",
         "duration_ms": 1.5, "index": 3, "error": "boom",
     }  # fmt: skip
+
+
+@pytest.mark.parametrize("cursor", ["11³", "²", "١٢"])
+def test_a_cursor_of_non_ascii_digits_is_refused(store: RunStore, cursor: str) -> None:
+    # "²".isdigit() is True, but int("²") fails: such a cursor is a client's mistake
+    with pytest.raises(InvalidInputError):
+        store.list_runs(cursor=cursor)
+    with pytest.raises(InvalidInputError):
+        store.list_graphs(cursor=cursor)
