@@ -258,6 +258,8 @@ def test_subscribing_to_an_unknown_run_gets_an_error_reply(
         error = subscribe(socket, "r_nope")
     assert error == {
         "type": "error",
+        "status": 404,
+        "error": "not_found",
         "message": "run 'r_nope' not found",
         "action": "subscribe",
         "run_id": "r_nope",
