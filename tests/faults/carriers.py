@@ -21,6 +21,8 @@ from infra.lambda_context import LambdaContext
 from tests.faults.injection import Injector, InTestInvoke, SimulatedCrash
 
 WORKER = "hopgraph-worker"
+PER_HOP = frozenset({("duplicate", "delivery"), ("race", "same_hop"), ("reorder", "delivery")})
+"""The delivery faults that strike one hop (the carrier counts hops delivered for them)."""
 LATE_S = 3_600
 """A failed message's visibility: long enough that it stays away until released (SQS caps
 a message's total at 12 hours from its receive)."""
@@ -109,10 +111,10 @@ class SqsCarrier:
         return response
 
     def _deliver(self, records: list[dict[str, Any]], ctx: Any) -> Any:
-        kind, window = self.faults.fault.kind, self.faults.fault.window
+        kind = self.faults.fault.kind
         if len(records) > 1 and self.faults.strikes("race", "sibling_hops", in_worker=False):
             return self._merged([{"Records": [r]} for r in records])
-        hit = [r for r in records if self.faults.strikes(kind, window, in_worker=False)]
+        hit = [r for r in records if self._strikes_hop()]
         if hit and kind == "race":
             return self._merged([{"Records": records}, copy.deepcopy({"Records": records})])
         if hit and kind == "reorder":
@@ -131,6 +133,11 @@ class SqsCarrier:
             extra = invoke_worker(self.faults, {"Records": [ghost]}, context())
             assert extra["batchItemFailures"] == [], "the duplicate delivery failed"
         return response
+
+    def _strikes_hop(self) -> bool:
+        fault = self.faults.fault
+        planned = (fault.kind, fault.window) in PER_HOP
+        return planned and self.faults.strikes(fault.kind, fault.window, in_worker=False)
 
     def _merged(self, events: list[dict[str, Any]]) -> Any:
         """Each event to its own worker, all at once; a record failed if it failed in any."""
@@ -177,7 +184,8 @@ class SelfInvokeCarrier:
         if self.ready and self.faults.strikes("race", "sibling_hops", in_worker=False):
             self._at_once([item, self.ready.popleft()])
             return
-        if not self.faults.strikes(kind, window, in_worker=False):
+        per_hop = (kind, window) in PER_HOP
+        if not (per_hop and self.faults.strikes(kind, window, in_worker=False)):
             self._once(item)
         elif kind == "reorder":
             self.late.append(item)

@@ -38,7 +38,7 @@ class CaseFleet:
     def __init__(self, stack: AwsStack, case: Case) -> None:
         self.stack = stack
         self.case = case
-        self.faults = Injector(case.fault)
+        self.faults = Injector(case.fault, case.nth)
         settings = get_settings()
         self.tools = runtime.build_tools(settings)
         self.store = FaultyStore(DynamoRunStore(TABLE, stack.dynamodb), self.faults)
@@ -103,7 +103,7 @@ class CaseFleet:
         assert self.stack.messages("StepQueue") == [], "hops left on the queue"
         assert self.stack.messages("StepDLQ") == [], "a hop was dead-lettered"
         assert not self.carrier.late, "deliveries left to retry"
-        assert self.faults.struck == 1, f"{self.case.fault.name} struck {self.faults.struck}x"
+        assert self.faults.struck == 1, f"{self.case.id}: the fault struck {self.faults.struck}x"
 
     def _check_closes(self, steps: int, *, cancelled: bool) -> None:
         """Slots 0..steps-1 hold one record each, and each was written by exactly one

@@ -32,8 +32,9 @@ class Injector:
     Windows inside the worker count only while a worker invocation runs in this thread
     (``arm``): the run's start, the test's own reads and checks never strike."""
 
-    def __init__(self, fault: Fault) -> None:
+    def __init__(self, fault: Fault, nth: int) -> None:
         self.fault = fault
+        self.nth = nth
         self.seen: Counter[str] = Counter()
         self.struck = 0
         self._lock = threading.Lock()
@@ -49,7 +50,7 @@ class Injector:
             return False
         with self._lock:
             self.seen[window] += 1
-            hit = self.seen[window] == self.fault.nth
+            hit = self.seen[window] == self.nth
             self.struck += hit
         return hit
 

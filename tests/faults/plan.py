@@ -74,6 +74,9 @@ class Shape:
     """Cancel the run as the first task of this superstep commits."""
     every_carrier: bool = True
     """False: each fault runs on one carrier, the carriers taking turns fault by fault."""
+    reaches: tuple[tuple[str, int], ...] = ()
+    """Windows this shape's run reaches fewer times than a fault's ``nth``, and how often:
+    such a fault strikes at the last occurrence instead."""
 
 
 @dataclass(frozen=True)
@@ -83,8 +86,13 @@ class Case:
     shape: Shape
 
     @property
+    def nth(self) -> int:
+        return min(self.fault.nth, dict(self.shape.reaches).get(self.fault.window, self.fault.nth))
+
+    @property
     def id(self) -> str:
-        return f"{self.fault.name}-{self.carrier}-{self.shape.name}"
+        fault = self.fault
+        return f"{fault.kind}@{fault.window}#{self.nth}-{self.carrier}-{self.shape.name}"
 
 
 def _example(name: str) -> dict[str, Any]:
@@ -122,7 +130,15 @@ SHAPES = (
     # on moto a run costs seconds: each fault runs on it once, the carriers taking turns.
     Shape("map_50", MAP_50_JOINED, {"docs": list(range(50))}, every_carrier=False),
     Shape("join_unequal", _example("join_unequal.json"), {"aggregate": []}),
-    Shape("cancel", _example("fanout_reducer.json"), {"aggregate": []}, cancel_after_task_of=1),
+    # Cancelled once b (or c) of superstep 1 committed: its only close by a worker is
+    # superstep 0's, and only that close dispatches.
+    Shape(
+        "cancel",
+        _example("fanout_reducer.json"),
+        {"aggregate": []},
+        cancel_after_task_of=1,
+        reaches=(("after_close_commit", 1), ("after_publish", 1), ("after_dispatch", 1)),
+    ),
 )
 
 FAULTS = (
