@@ -38,7 +38,7 @@ from infra.progress import RunProgress
 
 DEFAULT_API = "http://127.0.0.1:8000"
 DEFAULT_WS = "ws://127.0.0.1:8001"
-DEFAULT_TOOLKITS = "engine.toolkits.code_review"
+DEFAULT_TOOLKITS = "engine.toolkits.code_review,engine.toolkits.basics"
 
 
 # -- argument parsing ----------------------------------------------------------------------

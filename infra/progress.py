@@ -12,6 +12,7 @@ from infra.cli_input import plural
 
 _STATUS_STYLE = {"ok": "green", "failed": "red", "cancelled": "yellow"}
 _NAME_WIDTH = 30  # "node (tool)" of most graphs
+_TASKS_SHOWN = 8  # a map of 100 lists its first tasks, then how many more
 
 
 class RunProgress:
@@ -21,7 +22,7 @@ class RunProgress:
         self.console = console
         self.show_state = show_state
         self.final: dict[str, Any] | None = None
-        self._seen: set[int] = set()
+        self._seen: set[tuple[int, str | None]] = set()
         self._spinner: Status | None = None
 
     def __enter__(self) -> RunProgress:
@@ -39,10 +40,12 @@ class RunProgress:
         if event.get("type") == "run" and event.get("status") != "running":
             self.final = event
         if event.get("type") == "step":
-            seq = int(event.get("seq", -1))
-            if seq in self._seen:
+            # A superstep is one event on the durable path; in process, each of its tasks is
+            # one (they share the seq and differ by ``task``).
+            key = (int(event.get("seq", -1)), event.get("task"))
+            if key in self._seen:
                 return False
-            self._seen.add(seq)
+            self._seen.add(key)
         return True
 
     def event(self, event: dict[str, Any]) -> None:
@@ -58,7 +61,7 @@ class RunProgress:
         status = str(event.get("status", "?"))
         style = _STATUS_STYLE.get(status, "white")
         duration = float(event.get("duration_ms") or 0.0)
-        node, tool = event.get("node"), event.get("tool")
+        node, tool = event.get("task") or event.get("node"), event.get("tool")
         pad = " " * max(0, _NAME_WIDTH - len(f"{node} ({tool})"))  # durations line up
         head = f"step {seq:>3}  {node} ({tool}){pad}  {duration:8.1f} ms  {status}  updates: "
         keys = fit_keys(sorted(event.get("updates") or {}), self.console.width - len(head))
@@ -68,10 +71,25 @@ class RunProgress:
             highlight=False,
             soft_wrap=True,  # a long node name makes a long line, never a broken one
         )
+        self._tasks(event.get("tasks") or [])
         if event.get("error"):
             self.console.print(f"      [red]{event['error']}[/]", highlight=False)
         if self._spinner is not None:
             self._spinner.update(f"step {seq} done; waiting for step {seq + 1}...")
+
+    def _tasks(self, tasks: list[dict[str, Any]]) -> None:
+        """The tasks of a superstep that ran several, one line each (the first few)."""
+        for task in tasks[:_TASKS_SHOWN]:
+            status = str(task.get("status", "?"))
+            style = _STATUS_STYLE.get(status, "white")
+            self.console.print(
+                f"      {task.get('task')} ({task.get('tool')})  "
+                f"{float(task.get('duration_ms') or 0.0):8.1f} ms  [{style}]{status}[/]",
+                highlight=False,
+                soft_wrap=True,
+            )
+        if len(tasks) > _TASKS_SHOWN:
+            self.console.print(f"      ... and {len(tasks) - _TASKS_SHOWN} more tasks")
 
     def _run(self, event: dict[str, Any]) -> None:
         status = event.get("status")
