@@ -87,7 +87,7 @@ from engine.ports import (
     TaskRecord,
 )
 from engine.reducers import ReducerError
-from engine.step import Limits, advance, state_size
+from engine.step import Limits, advance
 from engine.superstep import (
     NO_JOINS,
     Closed,
@@ -97,6 +97,7 @@ from engine.superstep import (
     close_superstep,
     plan_tasks,
     run_task,
+    state_size,
 )
 from engine.tools import ToolContext, Toolkit
 
@@ -299,20 +300,14 @@ class HopProtocol:
     def _closed(
         self, graph: Graph, origin: Origin, results: list[TaskResult], hop: Hop
     ) -> tuple[Closed, list[Task]]:
-        """The superstep closed, checked (state size) and with the next one's tasks planned;
-        planning problems (a map over a non-list) and an empty plan end the run here."""
-        closed = close_superstep(graph, origin.state, origin.joins, results, hop.seq,
-                                 hop.max_steps)  # fmt: skip
+        """The superstep closed, with the next one's tasks planned; planning problems (a map
+        over a non-list) and an empty plan end the run here."""
+        closed = close_superstep(
+            graph, origin.state, origin.joins, results, hop.seq, hop.max_steps,
+            self.config.state_limit_bytes,
+        )  # fmt: skip
         if closed.end is not None:
             return closed, []
-        size = state_size(closed.state)
-        if size > self.config.state_limit_bytes:
-            reason = (f"state after superstep {hop.seq} would be {size} bytes serialized, "
-                      f"above the limit of {self.config.state_limit_bytes}; the last committed "
-                      "state is kept")  # fmt: skip
-            return replace(
-                closed, state=origin.state, next_nodes=(), end=RunEnd("failed", reason)
-            ), []
         try:
             planned = plan_tasks(graph, closed.next_nodes, closed.state)
         except ReducerError as exc:

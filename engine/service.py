@@ -68,8 +68,7 @@ from engine.ports import (
 )
 from engine.protocol import HopProtocol, HopResult, ProtocolConfig
 from engine.reducers import ReducerError
-from engine.step import state_size
-from engine.superstep import plan_tasks
+from engine.superstep import plan_tasks, state_size
 from engine.tools import Toolkit
 from engine.validation import MAX_STEPS_CEILING, build_graph
 

@@ -7,9 +7,7 @@ large). It touches no store and no queue; the caller commits what it returns.
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any
@@ -18,7 +16,7 @@ from engine.errors import ConditionEvaluationError, UnknownToolError
 from engine.graph import END, Graph, NoRouteError
 from engine.ports import RunEnd, RunStatus, StepRecord, StepStatus
 from engine.reducers import ReducerError
-from engine.superstep import Task, merge_updates
+from engine.superstep import Task, merge_updates, state_size
 from engine.tools import ToolContext, ToolError, Toolkit, bounded_text, call_tool
 
 
@@ -41,11 +39,6 @@ class StepOutcome:
     @property
     def next_node(self) -> str | None:
         return None if self.end is not None else self.step.next_node
-
-
-def state_size(state: Mapping[str, Any]) -> int:
-    """Serialised size in bytes, as the stores will write it."""
-    return len(json.dumps(state, separators=(",", ":"), default=str).encode())
 
 
 def advance(

@@ -13,6 +13,7 @@ and a durable runner commits what they return.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -48,6 +49,11 @@ class Task:
 
 class WriteConflictError(ReducerError):
     """Two tasks of one superstep wrote a key that has no reducer."""
+
+
+def state_size(state: Mapping[str, Any]) -> int:
+    """Serialised size in bytes, as the stores will write it."""
+    return len(json.dumps(state, separators=(",", ":"), default=str).encode())
 
 
 def plan_tasks(graph: Graph, nodes: Iterable[str], state: Mapping[str, Any]) -> list[Task]:
@@ -167,12 +173,14 @@ def close_superstep(
     results: Sequence[TaskResult],
     superstep: int,
     max_supersteps: int,
+    state_limit_bytes: int | None = None,
 ) -> Closed:
     """Merge ``results`` (any order: they are sorted) into ``state`` and route onwards.
 
-    The run fails if a task failed (the state before the superstep is kept), if two tasks
-    wrote an unreduced key, or if the next superstep would pass ``max_supersteps``; it
-    completes when no node is left to run."""
+    The run fails if a task failed, if two tasks wrote an unreduced key, or if the merged
+    state is over ``state_limit_bytes`` (each time keeping the state before the superstep),
+    or if the next superstep would pass ``max_supersteps``; it completes when no node is
+    left to run."""
     ordered = sorted(results, key=lambda r: r.task.sort_key())
     failed = next((r for r in ordered if not r.ok), None)
     if failed is not None:
@@ -183,6 +191,13 @@ def close_superstep(
         merged = merge_updates(graph, state, [(r.task, r.updates) for r in ordered])
     except ReducerError as exc:
         return Closed(state, (), joins, RunEnd("failed", str(exc)))
+    size = state_size(merged) if state_limit_bytes is not None else 0
+    if state_limit_bytes is not None and size > state_limit_bytes:
+        reason = (
+            f"state after superstep {superstep} would be {size} bytes serialized, above the "
+            f"limit of {state_limit_bytes}; the last committed state is kept"
+        )
+        return Closed(state, (), joins, RunEnd("failed", reason))
     nodes, joins = _next_nodes(graph, ordered, joins)
     if not nodes:
         return Closed(merged, (), joins, RunEnd("completed"))

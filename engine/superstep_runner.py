@@ -18,10 +18,8 @@ from engine.events import iso
 from engine.graph import Graph
 from engine.ports import RunEnd
 from engine.reducers import ReducerError
-from engine.step import state_size
 from engine.superstep import (
     NO_JOINS,
-    Closed,
     Task,
     TaskResult,
     close_superstep,
@@ -90,9 +88,9 @@ class SuperstepLoop:
                 return LoopResult(state, RunEnd("failed", str(exc)), superstep, log)
             results = self._run_tasks(tasks, state, superstep)
             closed = close_superstep(
-                self.graph, state, joins, results, superstep, self.max_supersteps
-            )
-            closed = self._checked(closed, state)
+                self.graph, state, joins, results, superstep, self.max_supersteps,
+                self.state_limit_bytes,
+            )  # fmt: skip
             self._record(superstep, results, log)
             if closed.end is not None:
                 return LoopResult(closed.state, closed.end, superstep + 1, log)
@@ -129,18 +127,6 @@ class SuperstepLoop:
                 count = sum(1 for t in tasks if t.node == node)
                 caps[node] = min(spec.max_concurrency, count)
         return caps
-
-    def _checked(self, closed: Closed, before: dict[str, Any]) -> Closed:
-        """The superstep fails instead, keeping the state ``before`` it, if the state it leaves
-        is over the size limit."""
-        if self.state_limit_bytes is None or (closed.end and closed.end.status == "failed"):
-            return closed
-        size = state_size(closed.state)
-        if size <= self.state_limit_bytes:
-            return closed
-        reason = f"state would be {size} bytes serialized, above the limit of " \
-                 f"{self.state_limit_bytes}"  # fmt: skip
-        return Closed(before, (), closed.joins, RunEnd("failed", reason))
 
     def _record(self, superstep: int, results: list[TaskResult], log: list[dict[str, Any]]) -> None:
         now = self.clock()

@@ -17,7 +17,7 @@ from contract_records import T0, connection, final_step, graph, run, step
 
 from engine.errors import InvalidInputError
 from engine.ports import RunEnd
-from engine.step import state_size
+from engine.superstep import state_size
 from functions.aws import dynamodb_items as items
 from functions.aws.dynamodb_store import DynamoRunStore
 

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from engine.graph import END, Graph
-from engine.step import COMPLETED, Limits, advance, state_size
+from engine.step import COMPLETED, Limits, advance
+from engine.superstep import state_size
 from engine.tools import MAX_ERROR_CHARS, ToolContext, Toolkit
 from engine.validation import build_graph
 
