@@ -324,17 +324,20 @@ class HopProtocol:
         ordered = sorted(results, key=lambda r: r.task.sort_key())
         failed = next((r for r in ordered if not r.ok), None)
         written = {k for r in ordered for k in r.updates}
-        updates = {k: closed.state[k] for k in written if k in closed.state}
-        if failed is not None or (closed.end is not None and closed.end.status == "failed"):
-            updates = {} if closed.state is origin.state else updates
+        # A superstep that failed keeps the state before it, and so changed nothing.
+        kept = closed.state is origin.state
+        updates = {} if kept else {k: closed.state[k] for k in written if k in closed.state}
         status = closed.end.status if closed.end is not None else "running"
         nodes = closed.next_nodes
+        # The step limit fails the run after a superstep that went fine (it still names what
+        # would have run next); any other failure is the superstep's own.
+        step_failed = failed is not None or (status == "failed" and not nodes)
         single = len(nodes) == 1 and not tasks
         names = sorted({r.task.node for r in ordered})
         return StepRecord(
             run_id=hop.run_id, seq=hop.seq, node=", ".join(names) or hop.node,
             tool=", ".join(sorted({r.tool for r in ordered})),
-            status="failed" if failed is not None or (status == "failed" and not nodes) else "ok",
+            status="failed" if step_failed else "ok",
             updates=updates, state=closed.state,
             next_node=nodes[0] if single else (END if status == "completed" else None),
             started_at=started, duration_ms=sum(r.duration_ms for r in ordered),
