@@ -5,6 +5,8 @@
   keys (``run_id``, ``seq``) in a thread-safe way: the local stack runs handlers in threads.
 - Metrics: CloudWatch embedded metric format (EMF) on stdout, namespace from
   ``POWERTOOLS_METRICS_NAMESPACE`` (``Hopgraph`` when unset, as in template.yaml).
+  :func:`count` and :func:`milliseconds` add under a lock: Powertools' ``add_metric`` reads,
+  then writes back, a metric's values, and the worker applies a batch's records in threads.
 - Tracer: X-Ray, only inside Lambda (and unless ``POWERTOOLS_TRACE_DISABLED``), through the
   :func:`traced` decorator. Building a Tracer imports the X-Ray SDK and botocore, about twice
   the import time of boto3 itself, so where tracing is off (tests, the local stack) none is
@@ -14,6 +16,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -60,14 +63,19 @@ def traced(handler: H) -> H:
     return wrapped
 
 
+_metrics_lock = threading.Lock()
+
+
 def count(name: str, value: float = 1) -> None:
     """Add ``value`` to the counter metric ``name`` of this invocation."""
-    metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+    with _metrics_lock:
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
 
 
 def milliseconds(name: str, value: float) -> None:
     """Record a duration metric ``name`` in milliseconds."""
-    metrics.add_metric(name=name, unit=MetricUnit.Milliseconds, value=value)
+    with _metrics_lock:
+        metrics.add_metric(name=name, unit=MetricUnit.Milliseconds, value=value)
 
 
 @contextmanager

@@ -20,20 +20,23 @@ Timeout (``Timeout``)
     next AWS call (:class:`InvocationTimedOut`, a ``BaseException`` that no handler catches),
     and a result returned after the deadline is discarded.
 
-The current invocation is kept per thread, because the local stack runs several invocations
-at once in one process, where Lambda's runtime has one per process and keeps the trace header
-in the environment. :func:`instrument` registers the hooks that act on it on boto3 clients.
+The current invocation is kept in a context variable, because the local stack runs several
+invocations at once in one process (one per thread), where Lambda's runtime has one per
+process and keeps the trace header in the environment, seen by every thread. A handler that
+hands work to threads in a copy of its context (``asyncio.to_thread``, or ``run_in_executor``
+through ``contextvars.copy_context().run``, as the SQS worker does) keeps its invocation
+there too. :func:`instrument` registers the hooks that act on it on boto3 clients.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,23 +122,21 @@ class Invocation:
         return self.context.get_remaining_time_in_millis() <= 0
 
 
-_current = threading.local()
+_current: ContextVar[Invocation | None] = ContextVar("hopgraph_invocation", default=None)
 
 
 def current() -> Invocation | None:
-    """The invocation running in this thread, if any."""
-    found: Invocation | None = getattr(_current, "invocation", None)
-    return found
+    """The invocation running in this thread (or context copied from it), if any."""
+    return _current.get()
 
 
 @contextmanager
 def running(invocation: Invocation) -> Iterator[Invocation]:
-    previous = current()
-    _current.invocation = invocation
+    token = _current.set(invocation)
     try:
         yield invocation
     finally:
-        _current.invocation = previous
+        _current.reset(token)
 
 
 def invoke(invocation: Invocation, handler: Callable[[Any, Any], Any], event: Any) -> Any:

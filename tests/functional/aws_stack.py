@@ -3,15 +3,18 @@ settings in the environment, and an emulated SQS event source feeding the real h
 
 ``aws_stack(monkeypatch)`` is a context manager yielding an :class:`AwsStack`; the service
 the handlers use is the one ``functions.runtime`` builds from the environment (DynamoDB
-store, SQS or Lambda dispatch), exactly as in a deployment.
+store, SQS or Lambda dispatch), exactly as in a deployment. moto's DynamoDB and SQS take one
+lock per operation, as in the local stack (infra/moto_fidelity.py): the worker applies a
+batch's records in threads, and DynamoDB's conditional writes are atomic per item.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +30,7 @@ from functions.aws import clients
 from functions.settings import get_settings
 from infra.event_source import SqsEventSource
 from infra.lambda_context import LambdaContext
+from infra.moto_fidelity import serialize_dynamodb_writes, serialize_sqs
 from infra.template import create_queues, create_table
 
 REGION = "us-east-1"
@@ -122,7 +126,11 @@ def aws_stack(monkeypatch: pytest.MonkeyPatch, **settings: str) -> Iterator[AwsS
         "POWERTOOLS_METRICS_NAMESPACE": "HopgraphTest",
     }.items():
         monkeypatch.setenv(name, value)
-    with mock_aws():
+    lock = threading.RLock()
+    with ExitStack() as moto:
+        moto.enter_context(mock_aws())
+        moto.enter_context(serialize_dynamodb_writes(lock))
+        moto.enter_context(serialize_sqs(lock))
         sqs = boto3.client("sqs", region_name=REGION)
         dynamodb = boto3.client("dynamodb", region_name=REGION)
         create_table(dynamodb, TABLE)
