@@ -5,7 +5,8 @@ request with ``Connection: close``: each AWS call of the stack then opens a TCP 
 and moto starts a thread for it. Under benchmarks/local_load.py that was hundreds of new
 connections a second (thousands of sockets in TIME-WAIT), and the kernel and thread work cost
 more than most requests' own. waitress keeps HTTP/1.1 connections open, as AWS's endpoints
-do, and answers from a fixed pool of threads; the application is the same one moto serves.
+do, and answers from a fixed pool of threads; the application is moto's, with DynamoDB's
+and SQS's JSON calls taken to their response classes without Flask (infra/moto_wsgi.py).
 
 The pool must hold every request that can wait at once: each SQS poller of the stack keeps a
 long-polling ReceiveMessage open in one thread, so ``threads`` is sized above the pollers.
@@ -36,7 +37,9 @@ class MotoServer:
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
         from waitress.server import create_server
 
-        app: WsgiApp = DomainDispatcherApplication(create_backend_app)
+        from infra.moto_wsgi import DirectApplication
+
+        app: WsgiApp = DirectApplication(DomainDispatcherApplication(create_backend_app))
         if self.verbose:
             app = _access_log(app)
         else:  # waitress warns of a deep task queue: a busy moment, not an error

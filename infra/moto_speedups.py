@@ -7,9 +7,10 @@ its time on work DynamoDB and SQS never do per request:
   cancelled transaction): O(table) per run's last commit. The snapshot here keeps what a
   transaction can change, which items exist (Put, Delete) and their top-level attributes
   (Update), and shares the attribute values, which moto replaces rather than mutates.
-- A Query on the table's own key sorts *every* item of the table before keeping the
-  partition it asked for (``Table.all_items``); here it is handed that partition only (the
-  query sorts its results by range key itself).
+- A Query sorts *every* item of the table (``Table.all_items``) before keeping the ones it
+  asked for. On the table's own key it is handed that partition only; on an index, the
+  items whose index hash key matches, unsorted (in both cases the query sorts what it
+  keeps by the keys itself, so the results are the same).
 - ReceiveMessage checks each message's retention by computing every attribute of its queue
   (several scans of all its messages); nothing here lives for the 4 days of retention.
 
@@ -54,9 +55,11 @@ def faster_moto() -> Iterator[None]:
 def _snapshot(table: Table, memo: dict[int, Any]) -> Table:
     copied = copy.copy(table)
     copied.items = defaultdict(dict)
-    for key, value in table.items.items():
+    # list() copies a dict's entries in one step under the GIL: other threads' writes (the
+    # local stack's handlers) may add items while the snapshot is taken.
+    for key, value in list(table.items.items()):
         if isinstance(value, dict):
-            copied.items[key] = {r: _item_copy(i) for r, i in value.items()}
+            copied.items[key] = {r: _item_copy(i) for r, i in list(value.items())}
         else:
             copied.items[key] = _item_copy(value)
     return copied
@@ -75,6 +78,8 @@ def _all_items_of(original: Any) -> Any:
         wanted = getattr(_partition, "key", None)
         if wanted is None or wanted[0] is not self:
             return original(self)  # type: ignore[no-any-return]
+        if wanted[1] is None:  # an index: the items its hash key conditions match
+            return _matching(self, wanted[2])
         found = self.items.get(wanted[1])
         if found is None:
             return []
@@ -83,11 +88,26 @@ def _all_items_of(original: Any) -> Any:
     return all_items
 
 
+def _matching(table: Table, conditions: list[tuple[str, Any]]) -> list[Any]:
+    """The items whose attributes equal every (name, value) of ``conditions``, tested as
+    moto's index query tests them (present, and equal), in no particular order: the query
+    then sorts them by the index's keys and the table's (unique per item)."""
+    rows: list[Any] = list(table.items.values())
+    items = [i for row in rows for i in row.values()] if table.range_key_attr else rows
+    return [
+        item for item in items
+        if all((found := item.attrs.get(n)) and found == v for n, v in conditions)
+    ]  # fmt: skip
+
+
 def _query_of(original: Any) -> Any:
     def query(self: Table, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
         index_name = args[6] if len(args) > 6 else kwargs.get("index_name")
-        # Only a query on the table's own key reads one partition; an index spans them all.
-        _partition.key = (self, hash_key) if index_name is None and hash_key is not None else None
+        conditions = kwargs.get("hash_key_conditions")
+        if index_name is None:  # the table's own key: one partition
+            _partition.key = (self, hash_key) if hash_key is not None else None
+        else:  # an index spans every partition: the items with its hash key, unsorted
+            _partition.key = (self, None, conditions) if conditions else None
         try:
             return original(self, hash_key, *args, **kwargs)
         finally:

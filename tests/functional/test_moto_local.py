@@ -13,8 +13,12 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 from botocore.exceptions import ClientError
 from moto import mock_aws
+from moto.moto_api._internal import mock_random
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from infra.moto_fidelity import serialize_dynamodb_writes, serialize_sqs
 from infra.moto_persistence import Journal, Persistence
@@ -23,6 +27,7 @@ from infra.moto_speedups import (
     faster_moto_server,
     transactions_undo_their_own_writes,
 )
+from infra.moto_wsgi import DirectApplication
 
 TABLE = "t"
 REGION = "us-east-1"
@@ -178,3 +183,162 @@ def test_attribute_values_are_serialized_as_moto_serializes_them() -> None:
     # Then the responses are the same JSON, byte for byte
     assert len(expected) == 3
     assert fast == expected
+
+
+def test_an_index_query_answers_as_motos_own_query() -> None:
+    # Given runs on a status index, some without a status (not on the index)
+    def runs_by_status(dynamodb: Any) -> list[bytes]:
+        bodies: list[bytes] = []
+        dynamodb.meta.events.register(
+            "before-parse.dynamodb.*",
+            lambda response_dict, **_: bodies.append(response_dict["body"]),
+        )
+        for forward in (True, False):
+            start: dict[str, Any] = {}
+            while True:  # every page, two at a time
+                page = dynamodb.query(
+                    TableName="indexed", IndexName="by_status", Limit=2, ScanIndexForward=forward,
+                    KeyConditionExpression="#s = :s AND updated > :after",
+                    ExpressionAttributeNames={"#s": "status"},
+                    ExpressionAttributeValues={":s": {"S": "running"}, ":after": {"S": "t1"}},
+                    **start,
+                )  # fmt: skip
+                if "LastEvaluatedKey" not in page:
+                    break
+                start = {"ExclusiveStartKey": page["LastEvaluatedKey"]}
+        return bodies
+
+    with mock_aws():
+        dynamodb = boto3.client("dynamodb", region_name=REGION)
+        dynamodb.create_table(
+            TableName="indexed",
+            KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"},
+                       {"AttributeName": "SK", "KeyType": "RANGE"}],
+            AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"}
+                                  for n in ("PK", "SK", "status", "updated")],
+            GlobalSecondaryIndexes=[{
+                "IndexName": "by_status", "Projection": {"ProjectionType": "ALL"},
+                "KeySchema": [{"AttributeName": "status", "KeyType": "HASH"},
+                              {"AttributeName": "updated", "KeyType": "RANGE"}],
+            }],
+            BillingMode="PAY_PER_REQUEST",
+        )  # fmt: skip
+        for n in range(24):
+            values = {"status": ["running", "done"][n % 2], "updated": f"t{n % 5}"}
+            if n % 3 == 0:
+                del values["status"]
+            dynamodb.put_item(TableName="indexed", Item=item(f"RUN#{n}", "RUN", **values))
+        expected = runs_by_status(dynamodb)
+
+        # When the same queries go through the narrowed index query
+        with faster_moto():
+            fast = runs_by_status(boto3.client("dynamodb", region_name=REGION))
+
+    # Then every page is the same JSON, byte for byte
+    assert len(expected) == 6  # five running after t1, two ties on it: three pages each way
+    assert fast == expected
+
+
+Answer = tuple[int, dict[str, str], bytes]
+
+
+class Served:
+    """boto3 clients whose requests a WSGI application answers, in this process (what the
+    moto process's server hands it), and every answer: status, headers, body."""
+
+    def __init__(self, app: Any) -> None:
+        self.app, self.answers = app, list[Answer]()
+
+    def client(self, service: str) -> Any:
+        client = boto3.client(service, region_name=REGION, endpoint_url="http://localhost:5000")
+        client.meta.events.register("before-send", self.send)
+        return client
+
+    def send(self, request: AWSPreparedRequest, **_: Any) -> AWSResponse:
+        sent = request.headers.items()
+        headers = [(k, v.decode() if isinstance(v, bytes) else v) for k, v in sent]
+        environ = EnvironBuilder(
+            method=request.method, base_url="http://localhost:5000", path=request.url[21:],
+            headers=headers, data=request.body,
+        ).get_environ()  # fmt: skip
+        body, status, answered = run_wsgi_app(self.app, environ)
+        answer = (int(status.split()[0]), dict(answered), b"".join(body))
+        self.answers.append(answer)
+        return AWSResponse(request.url, answer[0], answer[1], _Raw(answer[2]))
+
+
+class _Raw:
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    def stream(self, **_: Any) -> Iterator[bytes]:
+        yield self.body
+
+
+def calls_of_the_stack(served: Served) -> None:
+    """DynamoDB and SQS calls the stack makes, their errors among them (random ids seeded)."""
+    dynamodb, sqs = served.client("dynamodb"), served.client("sqs")
+    mock_random.seed(7)
+    url = sqs.get_queue_url(QueueName="q")["QueueUrl"]
+    dynamodb.put_item(TableName=TABLE, Item=item("RUN#r", "RUN", status="running"))
+    dynamodb.update_item(
+        TableName=TABLE, Key={"PK": {"S": "RUN#r"}, "SK": {"S": "RUN"}},
+        UpdateExpression="SET #s = :s", ExpressionAttributeNames={"#s": "status"},
+        ExpressionAttributeValues={":s": {"S": "done"}}, ReturnValues="ALL_NEW",
+    )  # fmt: skip
+    dynamodb.query(
+        TableName=TABLE, KeyConditionExpression="PK = :pk",
+        ExpressionAttributeValues={":pk": {"S": "RUN#r"}},
+    )  # fmt: skip
+    with pytest.raises(ClientError):  # conditional check failed
+        dynamodb.put_item(
+            TableName=TABLE,
+            Item=item("RUN#r", "RUN"),
+            ConditionExpression="attribute_not_exists(PK)",
+        )
+    with pytest.raises(ClientError):  # no such table
+        dynamodb.get_item(TableName="missing", Key={"PK": {"S": "x"}})
+    sqs.send_message(QueueUrl=url, MessageBody="hop", MessageAttributes={
+        "kind": {"DataType": "String", "StringValue": "step"}})  # fmt: skip
+    (message,) = sqs.receive_message(QueueUrl=url, MessageAttributeNames=["All"])["Messages"]
+    sqs.delete_message_batch(
+        QueueUrl=url,
+        Entries=[
+            {"Id": "1", "ReceiptHandle": message["ReceiptHandle"]},
+            {"Id": "2", "ReceiptHandle": "x"},
+        ],
+    )
+    sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
+    with pytest.raises(ClientError):  # no such queue
+        sqs.send_message(QueueUrl=url + "-missing", MessageBody="hop")
+
+
+def test_the_direct_application_answers_as_motos_own_application() -> None:
+    # Given moto's server application, and the direct one in front of it
+    motos = DomainDispatcherApplication(create_backend_app)
+    passed_on: list[str] = []
+
+    def fallback(environ: dict[str, Any], start_response: Any) -> Any:
+        passed_on.append(environ.get("HTTP_X_AMZ_TARGET", environ["PATH_INFO"]))
+        return motos(environ, start_response)
+
+    answers = []
+    for app in (motos, DirectApplication(fallback)):
+        with mock_aws():  # the same table and queue each time
+            clients()
+            served = Served(app)
+
+            # When the stack's calls go through it
+            calls_of_the_stack(served)
+            answers.append(served.answers)
+            direct_calls = len(passed_on)
+
+            # And a call of a service it does not serve directly
+            served.client("s3").list_buckets()
+
+    # Then every answer is the same status, headers and body, errors too
+    assert len(answers[0]) == 12
+    assert answers[1] == answers[0]
+    # And the direct application answered the stack's calls itself, and passed on the rest
+    assert direct_calls == 0
+    assert passed_on == ["/"]
