@@ -23,7 +23,7 @@ Timeout (``Timeout``)
 The current invocation is kept in a context variable, because the local stack runs several
 invocations at once in one process (one per thread), where Lambda's runtime has one per
 process and keeps the trace header in the environment, seen by every thread. A handler that
-hands work to threads in a copy of its context (``asyncio.to_thread``, or ``run_in_executor``
+hands work to threads in a copy of its context (``asyncio.to_thread``, or a thread pool
 through ``contextvars.copy_context().run``, as the SQS worker does) keeps its invocation
 there too. :func:`instrument` registers the hooks that act on it on boto3 clients.
 """
