@@ -34,6 +34,12 @@ def step_event(step: StepRecord, ts: float) -> dict[str, Any]:
     return event
 
 
+def logged_step_event(step: StepRecord) -> dict[str, Any]:
+    """The event of a step read back from the log (a replay, a missed step posted again),
+    stamped with the time its tool ended."""
+    return step_event(step, step.started_at + step.duration_ms / 1000)
+
+
 def run_event(
     run_id: str,
     status: RunStatus,

@@ -21,6 +21,7 @@ from engine.errors import (
     StepConflict,
 )
 from engine.ports import (
+    Audience,
     Clock,
     Connection,
     GraphRecord,
@@ -29,6 +30,7 @@ from engine.ports import (
     RunEnd,
     RunRecord,
     RunStatus,
+    Slot,
     StepRecord,
     TaskRecord,
 )
@@ -52,7 +54,8 @@ class MemoryRunStore:
         self._steps: dict[str, list[StepRecord]] = {}
         self._tasks: dict[tuple[str, int], dict[tuple[str, int], TaskRecord]] = {}
         self._connections: dict[str, Connection] = {}
-        self._subscriptions: dict[str, set[str]] = {}
+        self._subscriptions: dict[str, dict[str, int | None]] = {}
+        """Per run, its subscribers' connection ids and what their replay reached."""
         self._clock = clock
 
     # -- graphs ----------------------------------------------------------------------------
@@ -187,23 +190,45 @@ class MemoryRunStore:
         with self._lock:
             self._connections.pop(connection_id, None)
             for subscribed in self._subscriptions.values():
-                subscribed.discard(connection_id)
+                subscribed.pop(connection_id, None)
 
     def subscribe(self, connection_id: str, run_id: str) -> None:
         with self._lock:
             if connection_id not in self._connections:
                 raise NotFoundError("connection", connection_id)
-            self._subscriptions.setdefault(run_id, set()).add(connection_id)
+            self._subscriptions.setdefault(run_id, {})[connection_id] = None
 
     def unsubscribe(self, connection_id: str, run_id: str) -> None:
         with self._lock:
-            self._subscriptions.get(run_id, set()).discard(connection_id)
+            self._subscriptions.get(run_id, {}).pop(connection_id, None)
 
     def subscribers(self, run_id: str) -> list[Connection]:
         now = self._clock() if self._clock else 0.0
-        ids = sorted(self._subscriptions.get(run_id, ()))
-        conns = [self._connections[c] for c in ids if c in self._connections]
+        with self._lock:
+            replayed = dict(self._subscriptions.get(run_id, {}))
+        conns = [
+            replace(self._connections[c], replayed_through=replayed[c])
+            for c in sorted(replayed)
+            if c in self._connections
+        ]
         return [c for c in conns if not now or c.expires_at > now]
+
+    def record_replay(self, connection_id: str, run_id: str, through: int) -> None:
+        with self._lock:
+            subscribed = self._subscriptions.get(run_id, {})
+            if connection_id in subscribed:
+                subscribed[connection_id] = through
+
+    def read_slot(self, run_id: str, seq: int) -> Slot:
+        with self._lock:
+            run = self._runs.get(run_id)
+            steps = self._steps.get(run_id, [])
+            previous = steps[seq - 1] if 0 < seq <= len(steps) else None
+        return Slot(
+            run=run if seq == 0 else None,
+            previous=previous,
+            subscribers=tuple(self.subscribers(run_id)) if run is not None else (),
+        )
 
 
 def cancel_step(run: RunRecord, at: float, reason: str) -> StepRecord:
@@ -251,8 +276,7 @@ class RecordingNotifier:
     def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []
 
-    def prefetch(self, run_id: str) -> None:
-        return None
-
-    def publish(self, run_id: str, events: list[dict[str, Any]]) -> None:
+    def publish(
+        self, run_id: str, events: list[dict[str, Any]], audience: Audience | None = None
+    ) -> None:
         self.events.extend(events)

@@ -78,6 +78,10 @@ class StepRecord:
     """A superstep of several tasks: each one's summary (``task``, ``node``, ``index``,
     ``tool``, ``status``, ``duration_ms``, ``error``); its updates are in its task record,
     and ``updates`` holds what the superstep changed once merged."""
+    notified: tuple[str, ...] = ()
+    """The subscribers (connection ids) its events went to, as read before its commit; the
+    next superstep's publisher posts it to a subscriber not among them that may have missed
+    it (:class:`Audience`)."""
 
     @property
     def successors(self) -> tuple[str, ...]:
@@ -204,6 +208,23 @@ class Connection:
     """Who connected (the token's ``sub``, from the ``$connect`` authorizer)."""
     admin: bool = False
     """Whether that caller may see every owner's runs."""
+    replayed_through: int | None = None
+    """As a run's subscriber: the last ``seq`` its subscription replayed (``None`` until the
+    replay is recorded). Only the step after it can have reached it neither live nor by
+    replay (:class:`Audience`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """What a hop of superstep ``seq`` reads before its commit, in one consistent read: the
+    record its superstep starts from (the run's header for superstep 0, the step record of
+    superstep ``seq - 1`` after it; ``None`` when there is none) and the run's subscribers."""
+
+    run: RunRecord | None
+    """The run's header as stored (without its latest step), for superstep 0 only."""
+    previous: StepRecord | None
+    """The step record of superstep ``seq - 1``, for a later superstep only."""
+    subscribers: tuple[Connection, ...]
 
 
 class RunStore(Protocol):
@@ -295,6 +316,14 @@ class RunStore(Protocol):
     def subscribers(self, run_id: str) -> list[Connection]:
         """Live connections subscribed to ``run_id``."""
 
+    def record_replay(self, connection_id: str, run_id: str, through: int) -> None:
+        """Note that the subscription of ``connection_id`` to ``run_id`` replayed the steps up
+        to ``through`` (its subscribers then carry it). No error if not subscribed."""
+
+    def read_slot(self, run_id: str, seq: int) -> Slot:
+        """One consistent read of what a hop of superstep ``seq`` starts from (:class:`Slot`);
+        an unknown run reads as an empty slot."""
+
 
 @dataclass(frozen=True, slots=True)
 class Hop:
@@ -379,20 +408,57 @@ class StepQueue(Protocol):
         are idempotent)."""
 
 
+@dataclass(frozen=True, slots=True)
+class Audience:
+    """Who gets a superstep's events, and the step before it for those who may have missed it.
+
+    A hop reads the run's subscribers with its slot, while its tool runs, so that the read is
+    off the path between two commits. A client that subscribes after that read and replays
+    the log before the commit gets that step neither live nor by replay; so the next
+    superstep's publisher, whose read comes after the commit, also posts the step before its
+    own to every subscriber that may have missed it (:meth:`missed_previous`). A run's last
+    step has no next publisher: its subscribers are read after its commit.
+    """
+
+    subscribers: tuple[Connection, ...] | None = None
+    """Read before the commit; ``None``: the notifier reads them when it publishes."""
+    previous: dict[str, Any] | None = None
+    """The step event of the superstep before (``None`` for superstep 0)."""
+    previous_notified: frozenset[str] = frozenset()
+    """Who the superstep before posted its events to (:attr:`StepRecord.notified`)."""
+
+    def missed_previous(self, subscriber: Connection) -> bool:
+        """Whether ``subscriber`` may have had the step before neither live nor by replay:
+        that step's read of the subscribers missed it, and its replay is not recorded or
+        stopped just before that step."""
+        if self.previous is None or subscriber.connection_id in self.previous_notified:
+            return False
+        through = subscriber.replayed_through
+        return through is None or through == self.previous["seq"] - 1
+
+    def after_commit(self) -> Audience:
+        """The same, with the subscribers read at publish time instead."""
+        return replace(self, subscribers=None)
+
+
 class Notifier(Protocol):
     """Pushes run events to subscribers. Best effort: implementations never raise.
 
     The service publishes a step's events *after* committing the step and *before*
-    dispatching the next hop, so a subscriber sees a run's events in step order.
-    ``publish`` must look the subscribers up after it is called, never reuse a list read
-    before the commit: a subscriber replays the committed steps after writing its
-    subscription, so a list read after the commit is what guarantees that every step
-    reaches it live, by replay, or both (subscribers dedupe by ``seq``).
+    dispatching the next hop, so a subscriber sees a run's events in step order. Every step
+    reaches every subscriber live, by replay, or both (subscribers dedupe by ``seq``), by
+    the rule of :class:`Audience`: ``publish`` posts ``audience.previous`` first to the
+    subscribers that may have missed it, and reads the subscribers itself when the audience
+    has none.
     """
 
-    def publish(self, run_id: str, events: list[dict[str, Any]]) -> None: ...
+    def publish(
+        self, run_id: str, events: list[dict[str, Any]], audience: Audience | None = None
+    ) -> None: ...
 
 
 class NullNotifier:
-    def publish(self, run_id: str, events: list[dict[str, Any]]) -> None:
+    def publish(
+        self, run_id: str, events: list[dict[str, Any]], audience: Audience | None = None
+    ) -> None:
         return None

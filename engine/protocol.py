@@ -9,7 +9,8 @@ step record, ``RUN#r/STEP#k``, which is both the task and the superstep's close:
     worker A (delivery d1)                         store
     ---------------------------------------------------------------------------------
     [recheck?] read STEP#k -----------------------> taken? -> after_conflict (below)
-    slot check: read STEP#k-1 (k=0: the run) -----> stray? -> drop, change nothing
+    slot check: one query of STEP#k-1 (k=0: the run's header) and the run's subscribers
+                                          -----> stray? -> drop, change nothing
          (in the background while the tool runs when the state travelled inline;
           first, as the state's source, when it did not)
     run the tool (at least once per task)
@@ -19,7 +20,9 @@ step record, ``RUN#r/STEP#k``, which is both the task and the superstep's close:
          (2) crash here: the redelivered hop (same delivery id d1) finds STEP#k taken by
              d1 and re-dispatches what it never sent
     publish events (best effort, never fails the step; before the dispatch, so that
-         a subscriber sees one run's events in step order)
+         a subscriber sees one run's events in step order; to the subscribers read with
+         the slot, after step k-1's event to any who may have missed it, see
+         engine.ports.Audience; the run's last step reads them after its commit)
     dispatch superstep k+1's hops (one; or a batch for a fan-out; none if the run ended)
          (3) crash here: as (2); a hop may now exist twice, and the copy that loses its
              commit is dropped
@@ -48,13 +51,14 @@ tasks and closes: no coordinator, no polling. Both may try; the conditional writ
                     taken by another delivery     -> drop: that worker owns the follow-up,
                     and if it crashes, its own redelivery recovers it.
 
-The slot check lets a commit stay one conditional write and still require a live run at
-that slot: a hop is stray (forged, or left over from a finished run) unless STEP#k-1 is
-committed with its run still running and its successors plan this task (for k=0: the run
-exists, runs, is of the hop's graph and the task is one of its entry's). Once that holds,
-the run can only end or move on by writing STEP#k (a close, a cancel, a dead letter),
-which makes a late task's close lose. Cancel takes the next free step slot; a dead-lettered
-hop is failed into STEP#k (:meth:`HopProtocol.fail`).
+A chain's step is then three requests in series (dispatch, receive, commit) and one read
+beside its tool. The slot check lets a commit stay one conditional write and still require
+a live run at that slot: a hop is stray (forged, or left over from a finished run) unless
+STEP#k-1 is committed with its run still running and its successors plan this task (for
+k=0: the run exists, runs, is of the hop's graph and the task is one of its entry's). Once
+that holds, the run can only end or move on by writing STEP#k (a close, a cancel, a dead
+letter), which makes a late task's close lose. Cancel takes the next free step slot; a
+dead-lettered hop is failed into STEP#k (:meth:`HopProtocol.fail`).
 
 What comes next fits this model without another redesign: a *pause* is a task that commits
 a "waiting" task record and dispatches nothing (resume dispatches the hop that commits its
@@ -72,10 +76,11 @@ from dataclasses import dataclass, replace
 from functools import cache
 from typing import Any, Literal
 
-from engine.errors import ConflictError, GraphNotFound, RunNotFound, StepConflict
-from engine.events import run_event, step_event
+from engine.errors import ConflictError, GraphNotFound, StepConflict
+from engine.events import logged_step_event, run_event, step_event
 from engine.graph import END, Graph
 from engine.ports import (
+    Audience,
     Clock,
     Hop,
     Notifier,
@@ -101,6 +106,9 @@ from engine.superstep import (
 )
 from engine.tools import ToolContext, Toolkit
 
+NOBODY_YET = Audience()
+"""No subscribers read yet: the notifier reads them when it publishes."""
+
 HopResult = Literal["committed", "finished", "duplicate", "recovered", "stale"]
 
 
@@ -113,11 +121,13 @@ def _slot_checks() -> ThreadPoolExecutor:
 
 @dataclass(frozen=True, slots=True)
 class Origin:
-    """Where a superstep starts: the state before it, its joins, and its planned tasks."""
+    """Where a superstep starts: the state before it, its joins, its planned tasks, and who
+    gets its events (read with it, in the same request)."""
 
     state: dict[str, Any]
     joins: Joins
     planned: tuple[Task, ...]
+    audience: Audience = NOBODY_YET
 
     @property
     def parallel(self) -> bool:
@@ -174,7 +184,7 @@ class HopProtocol:
             self.store.commit_step(step, RunEnd("completed"))
         except (StepConflict, ConflictError):
             return
-        self._publish(step, RunEnd("completed"))
+        self._publish(step, RunEnd("completed"), NOBODY_YET)
 
     # -- one hop -----------------------------------------------------------------------------
     def process(self, hop: Hop, delivery_id: str, attempt: int = 1) -> HopResult:
@@ -194,13 +204,15 @@ class HopProtocol:
             return "stale"
         assert state is not None
         ctx = ToolContext(hop.run_id, hop.node, hop.seq, attempt)
-        if pending is not None:
-            origin = pending.result() if not graph.is_chain else None
+        if pending is not None and not graph.is_chain:
+            origin = pending.result()
         step, end = self._single(graph, hop, state, origin, ctx)
-        if pending is not None and pending.result() is None:
+        if pending is not None:
+            origin = pending.result()
+        if origin is None:
             return "stale"  # a stray or forged hop: its run is not at this slot
         return self._commit_close(graph, hop, replace(step, committed_by=delivery_id), end,
-                                  delivery_id)  # fmt: skip
+                                  delivery_id, origin.audience)  # fmt: skip
 
     def _start_from(self, hop: Hop) -> tuple[Origin | None, Future[Origin | None] | None]:
         """The hop's origin now (read first, when its state did not travel inline), or a
@@ -294,7 +306,7 @@ class HopProtocol:
         started = min(t.started_at for t in tasks)
         step = self._close_record(hop, origin, closed, results, started, 1, tasks)
         return self._commit_close(graph, hop, replace(step, committed_by=delivery_id),
-                                  closed.end, delivery_id)  # fmt: skip
+                                  closed.end, delivery_id, origin.audience)  # fmt: skip
 
     # -- closing a superstep -----------------------------------------------------------------
     def _closed(
@@ -349,8 +361,11 @@ class HopProtocol:
         )  # fmt: skip
 
     def _commit_close(
-        self, graph: Graph, hop: Hop, step: StepRecord, end: RunEnd | None, delivery_id: str
-    ) -> HopResult:
+        self, graph: Graph, hop: Hop, step: StepRecord, end: RunEnd | None, delivery_id: str,
+        audience: Audience,
+    ) -> HopResult:  # fmt: skip
+        if audience.subscribers:
+            step = replace(step, notified=tuple(c.connection_id for c in audience.subscribers))
         try:
             self.store.commit_step(step, end)
         except StepConflict:
@@ -358,7 +373,7 @@ class HopProtocol:
             if taken is None:  # the run was already final: nothing more to do for it
                 return "stale"
             return self._after_conflict(graph, hop, taken, delivery_id)
-        self._publish(step, end)
+        self._publish(step, end, audience)
         if end is None:
             self._dispatch_after(graph, hop, step, recheck=False)
         return "finished" if end is not None else "committed"
@@ -369,11 +384,15 @@ class HopProtocol:
         if taken.committed_by != delivery_id or taken.status == "cancelled":
             return "duplicate"
         # Our own earlier attempt committed and then died before it published or dispatched:
-        # finish its work (events are at least once; subscribers dedupe by seq).
+        # finish its work (events are at least once; subscribers dedupe by seq), to the
+        # subscribers there are now.
+        origin = self._origin(hop)
+        audience = replace(origin.audience, subscribers=None) if origin is not None else NOBODY_YET
         if taken.run_status != "running":
-            self._publish(taken, RunEnd(taken.run_status, self.store.get_run(hop.run_id).error))
+            end = RunEnd(taken.run_status, self.store.get_run(hop.run_id).error)
+            self._publish(taken, end, audience)
             return "recovered"
-        self._publish(taken, None)
+        self._publish(taken, None, audience)
         self._dispatch_after(graph, hop, taken, recheck=True)
         return "recovered"
 
@@ -420,21 +439,22 @@ class HopProtocol:
         """Where the hop's superstep starts, or ``None`` if the hop's run is not at that
         superstep or did not plan this task there: unknown, final, of another graph, routed
         elsewhere, or with a different number of tasks than the hop says."""
+        slot = self.store.read_slot(hop.run_id, hop.seq)
+        previous_event, notified = None, frozenset[str]()
         if hop.seq == 0:
-            try:
-                run = self.store.get_run(hop.run_id)
-            except RunNotFound:
-                return None
-            if run.status != "running" or run.graph_id != hop.graph_id:
+            run = slot.run
+            if run is None or run.status != "running" or run.graph_id != hop.graph_id:
                 return None
             nodes: tuple[str, ...] = (self.graphs(run.graph_id).entry,)
             state, joins = run.input, NO_JOINS
         else:
-            previous = self.store.get_step(hop.run_id, hop.seq - 1)
+            previous = slot.previous
             if previous is None or previous.run_status != "running":
                 return None
             state, nodes = previous.state, previous.successors
             joins = {k: frozenset(v) for k, v in previous.joins.items()}
+            previous_event = logged_step_event(previous)
+            notified = frozenset(previous.notified)
         graph = self.graphs(hop.graph_id)
         if not all(node in graph.nodes for node in nodes):  # a hop claiming another graph
             return None
@@ -442,12 +462,17 @@ class HopProtocol:
             planned = tuple(plan_tasks(graph, nodes, state))
         except ReducerError:
             return None
-        origin = Origin(state, joins, planned)
+        origin = Origin(state, joins, planned, Audience(slot.subscribers, previous_event, notified))
         task = Task(hop.node, hop.index)
         return origin if task in planned and origin.parallel == hop.parallel else None
 
     # -- events and dead letters -------------------------------------------------------------
-    def _publish(self, step: StepRecord, end: RunEnd | None) -> None:
+    def _publish(self, step: StepRecord, end: RunEnd | None, audience: Audience) -> None:
+        """The step's events, to the subscribers read with its slot; a run's last step has no
+        next publisher to make up for a subscriber that came meanwhile, so it reads them
+        after its commit (:class:`~engine.ports.Audience`)."""
+        if end is not None:
+            audience = audience.after_commit()
         now = self.clock()
         events = [step_event(step, now)]
         if end is not None:
@@ -457,7 +482,7 @@ class HopProtocol:
                           steps=step.seq + 1)
             )  # fmt: skip
         try:
-            self.notifier.publish(step.run_id, events)
+            self.notifier.publish(step.run_id, events, audience)
         except Exception:  # progress is best effort: it never fails a committed step
             return
 
@@ -478,7 +503,7 @@ class HopProtocol:
             self.store.commit_step(step, RunEnd("failed", reason))
         except (StepConflict, ConflictError):
             return False
-        self._publish(step, RunEnd("failed", reason))
+        self._publish(step, RunEnd("failed", reason), origin.audience)  # read after it
         return True
 
     def _graph_of(self, hop: Hop) -> Graph | None:

@@ -52,11 +52,12 @@ from engine.errors import (
     InvalidInputError,
     StateTooLargeError,
 )
-from engine.events import run_event, run_status_event
+from engine.events import logged_step_event, run_event, run_status_event
 from engine.graph import Graph
 from engine.idempotency import check_same_request, input_digest
 from engine.json_rules import check as check_json
 from engine.ports import (
+    Audience,
     Clock,
     GraphRecord,
     Hop,
@@ -269,8 +270,19 @@ class RunService:
     def cancel_run(self, run_id: str, reason: str = "cancelled by request") -> RunRecord:
         """Cancel a running run; ConflictError if it is already final."""
         run = self.store.cancel_run(run_id, self.clock(), reason)
-        self.notifier.publish(run_id, [run_status_event(run, self.clock())])
+        self.notifier.publish(run_id, [run_status_event(run, self.clock())], self._before(run))
         return run
+
+    def _before(self, cancelled: RunRecord) -> Audience | None:
+        """The cancel took the slot of the superstep whose publisher would have made up for
+        the one before it to a subscriber that missed it (engine.ports.Audience): so does
+        the cancel's publish."""
+        last = self.store.get_step(cancelled.run_id, cancelled.steps - 2)
+        if cancelled.steps < 2 or last is None:
+            return None
+        return Audience(
+            previous=logged_step_event(last), previous_notified=frozenset(last.notified)
+        )
 
     # -- the run protocol (engine/protocol.py) --------------------------------------------
     def process_hop(self, hop: Hop, delivery_id: str, attempt: int = 1) -> HopResult:

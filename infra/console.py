@@ -22,7 +22,7 @@ import warnings
 from collections import OrderedDict
 from typing import Any, TextIO
 
-from engine.ports import Notifier
+from engine.ports import Audience, Notifier
 
 _REMEMBERED = 10_000
 """Run events already printed, kept to drop repeats; a repeat comes seconds after the first."""
@@ -60,12 +60,14 @@ class RunEventConsole:
         self._printed: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._lock = threading.Lock()
 
-    def publish(self, run_id: str, events: list[dict[str, Any]]) -> None:
+    def publish(
+        self, run_id: str, events: list[dict[str, Any]], audience: Audience | None = None
+    ) -> None:
         for event in events:
             line = run_line(event)
             if line is not None:
                 self._print_once((run_id, str(event.get("status"))), line)
-        self.inner.publish(run_id, events)
+        self.inner.publish(run_id, events, audience)
 
     def _print_once(self, key: tuple[str, str], line: str) -> None:
         with self._lock:  # handlers publish from many threads; lines must not interleave

@@ -11,10 +11,10 @@ Item shapes (``tests/contract/test_dynamodb_items.py`` snapshots each one)::
                    GSI2PK=STATUS#<status>   GSI2SK=<created iso>#<id>   (runs by status)
                    GSI3PK=OWNER#<owner>#RUNS    GSI3SK=<created iso>#<id>   (if owned)
     step           PK=RUN#<id>     SK=STEP#000042  node, tool, status, updates, state,
-                   next_node?, started_at, duration_ms, error?, attempt, committed_by?,
+                   next_node?, started_at, duration_ms, error?, attempt, committed_by?, notified?,
                    run_status
     connection     PK=CONN#<id>    SK=CONN         endpoint, expires_at (TTL), owner?, admin?
-    subscription   PK=RUN#<run>    SK=SUB#<conn>   endpoint, expires_at (TTL)
+    subscription   PK=RUN#<run>    SK=SUB#<conn>   endpoint, expires_at (TTL), replayed_through?
                    PK=CONN#<conn>  SK=SUB#<run>    expires_at (TTL)
 
 Optional attributes (``?``) are absent rather than NULL. The run id and seq of a step live in
@@ -306,6 +306,8 @@ def step_item(step: StepRecord) -> Item:
     _put_opt(item, "next_node", step.next_node)
     _put_opt(item, "error", step.error)
     _put_opt(item, "committed_by", step.committed_by or None)
+    if step.notified:
+        item["notified"] = {"SS": list(step.notified)}
     if step.next_nodes or step.joins or step.tasks:  # a chain's item stays as it was
         superstep = {"next": list(step.next_nodes), "joins": step.joins, "tasks": step.tasks}
         item["superstep"] = json_attr(superstep)
@@ -328,6 +330,7 @@ def step_from_item(item: Item) -> StepRecord:
         attempt=int(item["attempt"]["N"]),
         committed_by=_opt_str(item, "committed_by") or "",
         run_status=item["run_status"]["S"],
+        notified=tuple(sorted(item["notified"]["SS"])) if "notified" in item else (),
         **_superstep_fields(item),
     )
 
@@ -433,10 +436,12 @@ def subscription_keys(connection_id: str, run_id: str) -> tuple[Item, Item]:
 
 
 def subscriber_from_item(item: Item) -> Connection:
+    replayed = item.get("replayed_through")
     return Connection(
         connection_id=_suffix(item["SK"]["S"], SUB_PREFIX),
         endpoint=item["endpoint"]["S"],
         expires_at=int(item["expires_at"]["N"]),
+        replayed_through=int(replayed["N"]) if replayed is not None else None,
     )
 
 

@@ -50,6 +50,7 @@ from engine.ports import (
     RunEnd,
     RunRecord,
     RunStatus,
+    Slot,
     StepRecord,
     TaskRecord,
 )
@@ -69,6 +70,9 @@ if TYPE_CHECKING:
 SLOT_FREE = "attribute_not_exists(PK)"
 LAST_STEP_SK = items.step_sk(999_999)
 BATCH_SIZE = 25  # BatchWriteItem's limit
+SLOT_PAGE = 16
+"""Items per page of a slot read: the origin and a few subscribers in one page, and a stray
+hop of a long run reads no more than this of its later steps."""
 BATCH_RETRIES = 5
 
 
@@ -446,6 +450,62 @@ class DynamoRunStore:
     def unsubscribe(self, connection_id: str, run_id: str) -> None:
         keys = items.subscription_keys(connection_id, run_id)
         self._batch_write([{"DeleteRequest": {"Key": key}} for key in keys])
+
+    def record_replay(self, connection_id: str, run_id: str, through: int) -> None:
+        by_run, _ = items.subscription_keys(connection_id, run_id)
+        try:
+            self._call(
+                "update_item",
+                conflict=_SlotTaken(),
+                TableName=self.table,
+                Key=by_run,
+                UpdateExpression="SET replayed_through = :through",
+                ConditionExpression="attribute_exists(PK)",  # never revive an unsubscribe
+                ExpressionAttributeValues={":through": items.num(through)},
+            )
+        except _SlotTaken:
+            return
+
+    def read_slot(self, run_id: str, seq: int) -> Slot:
+        """One strongly consistent Query of the run's partition, from the slot's origin (the
+        header, SK ``RUN``, for superstep 0; ``STEP#seq-1`` after it) to its last
+        subscription: the sort keys between are later steps (none while the run is at this
+        slot) and the subscriptions (``RUN`` < ``STEP#...`` < ``SUB#...`` < ``TASK#...``).
+        Later pages are read only while they can hold subscribers: a later step means the
+        slot is taken, and its commit will fail whoever is listening."""
+        origin = "RUN" if seq == 0 else items.step_sk(seq - 1)
+        query: dict[str, Any] = {
+            "ConsistentRead": True,
+            "Limit": SLOT_PAGE,
+            "KeyConditionExpression": "PK = :pk AND SK BETWEEN :origin AND :subs_end",
+            "ExpressionAttributeValues": {
+                ":pk": {"S": f"RUN#{run_id}"},
+                ":origin": {"S": origin},
+                ":subs_end": {"S": "SUB$"},  # after every "SUB#..." ("$" follows "#")
+            },
+        }
+        slot = Slot(run=None, previous=None, subscribers=())
+        while True:
+            response = self._call("query", TableName=self.table, **query)
+            slot, moved_on = self._slot_page(slot, response.get("Items", []), origin)
+            if moved_on or "LastEvaluatedKey" not in response:
+                return slot
+            query["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    def _slot_page(self, slot: Slot, found: list[Item], origin: str) -> tuple[Slot, bool]:
+        run, previous, subscribers = slot.run, slot.previous, list(slot.subscribers)
+        moved_on, now = False, self._clock()
+        for item in found:
+            sk = item["SK"]["S"]
+            if sk == origin:
+                run = items.run_from_item(item) if sk == "RUN" else None
+                previous = items.step_from_item(item) if sk != "RUN" else None
+            elif sk.startswith(items.SUB_PREFIX):
+                if int(item["expires_at"]["N"]) > now:
+                    subscribers.append(items.subscriber_from_item(item))
+            else:
+                moved_on = True
+        return Slot(run, previous, tuple(subscribers)), moved_on
 
     def subscribers(self, run_id: str) -> list[Connection]:
         """One query of the run's subscription items, which carry the endpoint. Strongly

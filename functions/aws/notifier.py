@@ -6,23 +6,28 @@ reach each subscriber in order, because one connection's posts are sequential; s
 service publishes a step's events before it dispatches the next hop, a subscriber also sees
 one run's steps in order.
 
-Nothing is missed: ``publish`` runs after the step's commit and only then reads the run's
-subscribers (strongly consistent), while the subscribe route writes the subscription and only
-then reads the committed steps to replay them. Whichever of the two writes comes second, its
-writer's read sees the other one, so every step reaches a subscriber live, by replay, or both
-(clients dedupe by ``seq``). A subscriber list read earlier (say, while the tool ran) could
-miss a subscription made during the step, and that step would reach that client by neither.
+Nothing is missed, though the subscribers of a step are read while its tool runs, before
+its commit (with the hop's slot, off the path between two commits; engine.ports.Audience).
+The subscribe route writes the subscription (at w), replays the committed steps (its last
+read at q), then records the last seq it replayed, L. A step k reaches that client neither
+live nor by replay only if k's worker read the subscribers before w and committed after q;
+then every step up to k-1 committed before q (so L = k-1), and the worker of k+1, which
+reads after k's commit, sees the subscription. So the publisher of step k+1 posts step k
+first to every subscriber that step k's record does not list as notified and whose L is k-1
+(or not recorded yet, to be safe), and a run's last step, which has no next publisher, reads
+its subscribers after its commit. Clients dedupe by ``seq``.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
 from engine.events import MESSAGE_LIMIT, encode, fit
-from engine.ports import Connection, RunStore
+from engine.ports import Audience, Connection, RunStore
 from functions.aws import clients
 
 log = logging.getLogger("hopgraph.notifier")
@@ -83,26 +88,36 @@ class ApiGatewayNotifier:
         return self._pool
 
     # -- Notifier ------------------------------------------------------------------------------
-    def publish(self, run_id: str, events: list[dict[str, Any]]) -> None:
-        """Post ``events`` to every subscriber of ``run_id``; never raises.
-
-        Called after the events' step is committed: the subscribers are read now, not
-        earlier, so a client that subscribed while the step ran gets it (module docstring)."""
+    def publish(
+        self, run_id: str, events: list[dict[str, Any]], audience: Audience | None = None
+    ) -> None:
+        """Post ``events`` to every subscriber of ``run_id``, after ``audience.previous`` to
+        those who may have missed it (:class:`~engine.ports.Audience`); never raises."""
+        audience = audience or Audience()
         try:
-            connections = self.store.subscribers(run_id)
-            if connections:
-                self._post_all(connections, [encode(fit(event)) for event in events])
+            if audience.subscribers is None:
+                connections: Sequence[Connection] = self.store.subscribers(run_id)
+            else:
+                connections = audience.subscribers
+            if not connections:
+                return
+            payloads = [encode(fit(event)) for event in events]
+            previous = [encode(fit(audience.previous))] if audience.previous is not None else []
+            self._post_all(
+                [(c, previous + payloads if audience.missed_previous(c) else payloads)
+                 for c in connections]
+            )  # fmt: skip
         except Exception:
             log.exception("publishing events of run %s failed", run_id)
 
     # -- internals -----------------------------------------------------------------------------
-    def _post_all(self, connections: list[Connection], payloads: list[bytes]) -> None:
-        if len(connections) == 1:
-            self._post_each(connections[0], payloads)
+    def _post_all(self, posts: list[tuple[Connection, list[bytes]]]) -> None:
+        if len(posts) == 1:
+            self._post_each(*posts[0])
             return
         # One task per connection: its posts stay in order, connections proceed in parallel,
         # and publish returns only when all are done (the next step's events come after).
-        futures = [self._executor().submit(self._post_each, c, payloads) for c in connections]
+        futures = [self._executor().submit(self._post_each, c, p) for c, p in posts]
         wait(futures)
 
     def _post_each(self, connection: Connection, payloads: list[bytes]) -> None:

@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from engine.errors import InvalidInputError, RunNotFound
-from engine.events import run_status_event, step_event
+from engine.events import logged_step_event, run_status_event
 from engine.ports import Connection, RunStore
 from functions.auth.caller import Caller
 from functions.websocket.replies import (
@@ -104,10 +104,10 @@ def subscribe(request: WsRequest) -> Response:
     step with a greater ``seq`` (all of them by default), one step event each, in order; then
     the run's status event (its final event, with the final state, if it has ended).
 
-    The subscription is written before the log is read, and the worker reads subscribers
-    after it commits: a step that commits meanwhile is replayed, or posted live, or both,
-    never neither (functions/aws/notifier.py). Live events may interleave with the replay;
-    clients order and dedupe by ``seq``.
+    The subscription is written before the log is read, and the last step replayed is
+    recorded on it: a step that commits meanwhile is replayed, or posted live, or both, never
+    neither (functions/aws/notifier.py). Live events may interleave with the replay; clients
+    order and dedupe by ``seq``.
 
     Only the connection's owner's runs (every run for an admin): another owner's run is
     answered as an unknown one, before anything is written or replayed."""
@@ -123,7 +123,9 @@ def subscribe(request: WsRequest) -> Response:
         store.unsubscribe(request.connection_id, run_id)
         raise
     if last is not None and last < run.steps - 1:  # steps committed since the replay read
-        _replay(request, store, run_id, last)
+        last = _replay(request, store, run_id, last)
+    if last is not None:  # the worker after the next step posts that step again if need be
+        store.record_replay(request.connection_id, run_id, last)
     reply(request, run_status_event(run, time.time()))
     return ok()
 
@@ -135,7 +137,7 @@ def _replay(request: WsRequest, store: RunStore, run_id: str, after: int) -> int
     while True:
         page = store.list_steps(run_id, after=after, limit=REPLAY_PAGE_SIZE)
         for step in page.items:
-            if not reply(request, step_event(step, step.started_at + step.duration_ms / 1000)):
+            if not reply(request, logged_step_event(step)):
                 return None
             after = step.seq
         if page.cursor is None or not page.items:

@@ -33,7 +33,15 @@ from engine.errors import (
     RunNotFound,
     StepConflict,
 )
-from engine.ports import GraphRecord, RunEnd, RunRecord, RunStore, StepRecord, TaskRecord
+from engine.ports import (
+    GraphRecord,
+    RunEnd,
+    RunRecord,
+    RunStore,
+    Slot,
+    StepRecord,
+    TaskRecord,
+)
 
 # ------------------------------------------------------------------------------- graphs
 
@@ -415,6 +423,68 @@ def test_subscribers_of_a_run(store: RunStore) -> None:
     assert store.subscribers("r1") == [connection("c1"), connection("c2")]
     assert store.subscribers("r2") == [connection("c3")]
     assert store.subscribers("r3") == []
+
+
+def test_a_recorded_replay_travels_with_the_subscriber(store: RunStore) -> None:
+    # Given two subscribers of r1, one of which replayed the log up to step 4
+    for conn_id in ("c1", "c2"):
+        store.save_connection(connection(conn_id))
+        store.subscribe(conn_id, "r1")
+    store.record_replay("c1", "r1", 4)
+    store.record_replay("c3", "r1", 9)  # not subscribed: nothing to note
+    # Then the subscribers carry how far their replay got (None: not recorded)
+    assert [(c.connection_id, c.replayed_through) for c in store.subscribers("r1")] == [
+        ("c1", 4),
+        ("c2", None),
+    ]
+    # And subscribing again starts over, and unsubscribing is not undone by a late record
+    store.subscribe("c1", "r1")
+    store.unsubscribe("c2", "r1")
+    store.record_replay("c2", "r1", 5)
+    assert [(c.connection_id, c.replayed_through) for c in store.subscribers("r1")] == [
+        ("c1", None)
+    ]
+
+
+def test_a_slot_read_gives_the_origin_and_the_subscribers(store: RunStore) -> None:
+    # Given a run with two committed steps and two subscribers, one expired
+    store.create_run(run())
+    store.save_connection(connection("live"))
+    store.save_connection(connection("gone", expires_at=int(T0) - 1))
+    store.subscribe("live", "r1")
+    store.subscribe("gone", "r1")
+    store.record_replay("live", "r1", 0)
+    first = step(seq=0, notified=("live",))
+    store.commit_step(first)
+    store.commit_step(step(seq=1))
+    # When the slots of supersteps 0, 1 and 2 are read
+    zero, one, two = (store.read_slot("r1", seq) for seq in (0, 1, 2))
+    # Then superstep 0 starts from the run's header, the others from the step before
+    assert zero.run is not None and zero.previous is None
+    assert (zero.run.run_id, zero.run.status, zero.run.input) == ("r1", "running", run().input)
+    assert one.run is None and one.previous == first
+    assert two.previous == step(seq=1)
+    # And every slot lists the live subscribers, with how far their replay got
+    for slot in (zero, one, two):
+        assert [(c.connection_id, c.replayed_through) for c in slot.subscribers] == [("live", 0)]
+
+
+def test_a_slot_read_of_an_unknown_run_or_an_empty_slot_is_empty(store: RunStore) -> None:
+    store.create_run(run())
+    assert store.read_slot("ghost", 0) == Slot(run=None, previous=None, subscribers=())
+    assert store.read_slot("r1", 3) == Slot(run=None, previous=None, subscribers=())
+
+
+def test_a_slot_read_pages_through_many_subscribers(store: RunStore) -> None:
+    # Given a run with a step and more subscribers than one page of a slot read holds
+    store.create_run(run())
+    store.commit_step(step(seq=0))
+    ids = [f"c{i:02d}" for i in range(40)]
+    for conn_id in ids:
+        store.save_connection(connection(conn_id))
+        store.subscribe(conn_id, "r1")
+    # When the slot after it is read, Then every subscriber is there
+    assert [c.connection_id for c in store.read_slot("r1", 1).subscribers] == ids
 
 
 def test_subscribe_an_unknown_connection(store: RunStore) -> None:

@@ -6,7 +6,8 @@ The invariants (:meth:`CaseFleet.check`): the run ended as the in-process runner
 (status, final state, superstep count, error); every task of a superstep of several
 committed exactly once and they are the runner's; every superstep closed exactly once (a
 successful conditional write per slot, counted by the store wrapper); a subscriber saw the
-supersteps in order; no hop is left and nothing was dead-lettered; the fault struck once.
+supersteps in order (and a client that subscribed in a commit's window got every one); no
+hop is left and nothing was dead-lettered; the fault struck once.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from engine.ports import Connection
 from engine.runner import InProcessRunner, RunResult
 from engine.service import RunService
 from engine.validation import build_graph
@@ -32,6 +34,8 @@ from tests.faults.injection import (
 )
 from tests.faults.plan import Case
 from tests.functional.aws_stack import TABLE, AwsStack
+
+LATE = "late-subscriber="
 
 
 class CaseFleet:
@@ -58,6 +62,7 @@ class CaseFleet:
             notifier=self.notifier,
             config=runtime.engine_config(settings),
         )
+        self.faults.on_subscribe = self._subscribe_late
         runtime.install(self.service)
         stack.dynamodb.meta.events.register("before-call.dynamodb", self.faults.throttle_hook)
         self.run_id = ""
@@ -81,6 +86,15 @@ class CaseFleet:
         self.run_id = self.service.start_run(record.graph_id, shape.input)[0].run_id
         self.carrier.drive()
 
+    def _subscribe_late(self) -> None:
+        """What the subscribe route does: write the subscription, replay the log, then
+        record how far the replay got."""
+        self.store.save_connection(Connection(LATE, "https://ws.example/late", 2**40))
+        self.store.subscribe(LATE, self.run_id)
+        replayed = [s.seq for s in self.store.list_steps(self.run_id, limit=1000).items]
+        self.store.record_replay(LATE, self.run_id, replayed[-1] if replayed else -1)
+        self.notifier.late_subscriber(self.store, LATE, replayed)
+
     def _cancel_at(self, seq: int) -> Any:
         def cancel(task: Any) -> None:
             if task.seq == seq and self.store.get_run(task.run_id).status == "running":
@@ -97,6 +111,8 @@ class CaseFleet:
         assert run.state == expected.state, "the final state differs from the in-process run"
         self._check_closes(run.steps, cancelled=run.status == "cancelled")
         self._check_tasks(expected)
+        if self.case.fault.kind == "subscribe":
+            self._check_late_subscriber()
         seen = self.notifier.first_seen_steps(self.run_id)
         assert seen == sorted(seen), f"a subscriber saw supersteps out of order: {seen}"
         assert seen == list(range(len(seen))), f"a superstep was never published: {seen}"
@@ -113,6 +129,15 @@ class CaseFleet:
         closes = {seq: n for (rid, seq), n in self.store.closes.items() if rid == self.run_id}
         closed = steps - 1 if cancelled else steps
         assert closes == dict.fromkeys(range(closed), 1), f"closes per superstep: {closes}"
+
+    def _check_late_subscriber(self) -> None:
+        """The client that subscribed in a commit's window got every superstep (a cancel's
+        slot has no step event: the run's status says it)."""
+        steps = self.store.list_steps(self.run_id, limit=1000).items
+        cancelled = {s.seq for s in steps if s.status == "cancelled"}
+        want = [s.seq for s in steps if s.seq not in cancelled]
+        got = sorted(set(self.notifier.late_seen) - cancelled)
+        assert got == want, f"the late subscriber got supersteps {got}, not {want}"
 
     def _check_tasks(self, expected: RunResult) -> None:
         """Each task of a superstep of several committed once, and they are the runner's (a

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from contextvars import ContextVar
 from typing import Any
 
 from botocore.awsrequest import AWSResponse
 
-from engine.ports import Hop, StepQueue
+from engine.ports import Audience, Hop, RunStore, StepQueue
 from functions.aws.dispatch import LambdaStepQueue
 from functions.aws.dynamodb_store import DynamoRunStore
 from tests.faults.plan import Fault
@@ -29,8 +30,10 @@ class SimulatedCrash(BaseException):
 class Injector:
     """Counts each occurrence of the planned fault's window; it strikes on the ``nth``.
 
-    Windows inside the worker count only while a worker invocation runs in this thread
-    (``arm``): the run's start, the test's own reads and checks never strike."""
+    Windows inside the worker count only while a worker invocation runs (``arm``), in its
+    thread and in the threads it hands its context to (the SQS worker applies a batch's
+    hops in a pool, each in a copy of the invocation's context): the run's start, the
+    test's own reads and checks never strike."""
 
     def __init__(self, fault: Fault, nth: int) -> None:
         self.fault = fault
@@ -38,15 +41,17 @@ class Injector:
         self.seen: Counter[str] = Counter()
         self.struck = 0
         self._lock = threading.Lock()
-        self._local = threading.local()
+        self._armed: ContextVar[bool] = ContextVar(f"faults-armed-{id(self)}", default=False)
+        self.on_subscribe: Any = None
+        """What a client subscribing does (the subscribe fault calls it)."""
 
     def arm(self, armed: bool) -> None:
-        self._local.armed = armed
+        self._armed.set(armed)
 
     def strikes(self, kind: str, window: str, *, in_worker: bool = True) -> bool:
         if (kind, window) != (self.fault.kind, self.fault.window):
             return False
-        if in_worker and not getattr(self._local, "armed", False):
+        if in_worker and not self._armed.get():
             return False
         with self._lock:
             self.seen[window] += 1
@@ -57,6 +62,10 @@ class Injector:
     def crash_at(self, window: str) -> None:
         if self.strikes("crash", window):
             raise SimulatedCrash(window)
+
+    def subscribe_at(self, window: str) -> None:
+        if self.strikes("subscribe", window) and self.on_subscribe is not None:
+            self.on_subscribe()
 
     def throttle_hook(self, model: Any, **_: Any) -> Any:
         """botocore ``before-call``: DynamoDB still throttling after the SDK's retries."""
@@ -107,6 +116,7 @@ class FaultyStore:
 
     def commit_step(self, step: Any, end: Any = None) -> None:
         self.faults.crash_at("before_commit")
+        self.faults.subscribe_at("before_commit")
         with self._lock:
             self.inner.commit_step(step, end)
             self.closes[(step.run_id, step.seq)] += 1
@@ -114,6 +124,7 @@ class FaultyStore:
 
     def commit_task(self, task: Any) -> None:
         self.faults.crash_at("before_commit")
+        self.faults.subscribe_at("before_commit")
         with self._lock:
             self.inner.commit_task(task)
             self.task_commits[(task.run_id, task.seq, task.key)] += 1
@@ -174,15 +185,38 @@ class InTestInvoke(LambdaStepQueue):
 
 
 class RecordingNotifier:
-    """A subscriber: every event published, in order."""
+    """A subscriber from the start: every event published, in order. And a late one, once
+    :meth:`late_subscriber` names it: the supersteps it got, by replay and live, as an
+    API Gateway notifier would post them to it (engine.ports.Audience)."""
 
     def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []
+        self.late_seen: list[int] = []
+        self._late: tuple[RunStore, str] | None = None
         self._lock = threading.Lock()
 
-    def publish(self, run_id: str, events: list[dict[str, Any]]) -> None:
+    def late_subscriber(self, store: RunStore, connection_id: str, replayed: list[int]) -> None:
+        with self._lock:
+            self._late = (store, connection_id)
+            self.late_seen.extend(replayed)
+
+    def publish(
+        self, run_id: str, events: list[dict[str, Any]], audience: Audience | None = None
+    ) -> None:
+        audience = audience or Audience()
         with self._lock:
             self.events.extend(events)
+            if self._late is None:
+                return
+            store, late_id = self._late
+            if audience.subscribers is None:
+                subscribers: Any = store.subscribers(run_id)
+            else:
+                subscribers = audience.subscribers
+            for late in (c for c in subscribers if c.connection_id == late_id):
+                if audience.previous is not None and audience.missed_previous(late):
+                    self.late_seen.append(audience.previous["seq"])
+                self.late_seen.extend(e["seq"] for e in events if e["type"] == "step")
 
     def first_seen_steps(self, run_id: str) -> list[int]:
         """The supersteps in the order a subscriber first saw each (it dedupes by seq)."""

@@ -28,6 +28,10 @@ reorder @ delivery                    the nth hop is held back until every other
 throttle @ commit                     DynamoDB throttles the nth commit (PutItem or
                                       TransactWriteItems) past the SDK's retries
 throttle @ fan_in_query               ... the nth Query (the fan-in read of a superstep)
+subscribe @ before_commit             a client subscribes (and replays the log) just before
+                                      the nth commit, after its hop read the subscribers:
+                                      it must still get every superstep, once the next
+                                      publisher made up for the one it missed
 ====================================  ==================================================
 
 Shapes: a chain (a loop of single-task supersteps), a fan-out, a map of 50 items capped at 5
@@ -155,6 +159,7 @@ FAULTS = (
     Fault("reorder", "delivery"),
     Fault("throttle", "commit"),
     Fault("throttle", "fan_in_query", nth=1),
+    Fault("subscribe", "before_commit"),
 )
 
 

@@ -23,6 +23,12 @@ committed is green.
    subscriber saw supersteps out of order: [0, 2, 3, 4, 5, 1]": crash@after_dispatch on the
    chain, the fan-out and the join, on both carriers (the crashed hop's redelivery comes
    after the hops it had sent, and only then publishes its superstep).
+4. No making up for a missed superstep: ``Audience.missed_previous`` always False
+   (engine/ports.py), so a superstep's subscribers read before its commit are all it
+   reaches. 4 cases red, "the late subscriber got supersteps [...], not [...]", the one
+   committed in its window missing: subscribe@before_commit on the chain (both carriers),
+   the fan-out and the join (SQS). A last step that reuses the list read before its
+   commit is caught by tests/functional/test_ws_notifier.py.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ import pytest
 from engine.events import run_event, step_event
 from engine.memory import MemoryQueue, MemoryRunStore
 from engine.ports import Connection, RunStore, StepRecord
-from engine.service import RunService
+from engine.service import EngineConfig, RunService
 from engine.tools import ToolContext, Toolkit, load_toolkits
 from functions.aws.notifier import MESSAGE_LIMIT, ApiGatewayNotifier, encode
 from tests.functional.test_ws_handler import (
@@ -34,10 +34,12 @@ OTHER_ENDPOINT = "https://f6g7h8i9j0.execute-api.eu-west-1.amazonaws.com/prod"
 
 
 def connection(into: RunStore, connection_id: str, endpoint: str = ENDPOINT) -> Connection:
-    """Save and subscribe a connection to RUN."""
+    """Save and subscribe a connection to RUN, before RUN has steps (so, as the subscribe
+    route would, with a replay that reached nothing: -1)."""
     conn = Connection(connection_id, endpoint, int(time.time()) + 600)
     into.save_connection(conn)
     into.subscribe(connection_id, RUN)
+    into.record_replay(connection_id, RUN, -1)
     return conn
 
 
@@ -160,39 +162,98 @@ def test_an_update_over_the_message_limit_is_cut_down_with_where_to_fetch_it(
     assert all(len(encode(m)) <= MESSAGE_LIMIT for m in (first, second))
 
 
-def test_a_subscriber_that_joins_while_a_step_runs_gets_that_step(
-    store: RunStore,  # noqa: F811
-    api: ManagementApiStub,  # noqa: F811
-) -> None:
-    # Given a run whose first step, while its tool runs, sees a client subscribe (the
-    # subscribe route's write lands after the hop started and before the commit)
+def _joining_run(
+    into: RunStore, join_at: str, replayed_through: int, nodes: list[str]
+) -> RunService:
+    """A chain of ``nodes`` whose node ``join_at`` sees a client subscribe while its tool
+    runs: after its hop read the run's subscribers and before its commit (the state does not
+    travel inline, so the hop reads its slot, subscribers included, before the tool). The
+    client's replay reached ``replayed_through``, as the subscribe route records it."""
     tools = Toolkit("interleaving")
 
     @tools.tool
     def subscribes_a_watcher(state: Any, ctx: ToolContext) -> dict[str, Any]:
-        connection(store, "joined-mid-step=")
+        connection(into, "joined-mid-step=")
+        into.record_replay("joined-mid-step=", RUN, replayed_through)  # what the replay reached
         return {"done": True}
 
     tools.include(load_toolkits(["engine.toolkits.basics"]))
     graph = {
-        "name": "two-steps",
-        "entry": "work",
-        "nodes": {"work": {"tool": "subscribes_a_watcher"}, "count": {"tool": "increment"}},
-        "edges": {"work": "count", "count": "END"},
-    }
-    queue = MemoryQueue()
+        "name": "joining",
+        "entry": nodes[0],
+        "nodes": {n: {"tool": "subscribes_a_watcher" if n == join_at else "increment"}
+                  for n in nodes},
+        "edges": dict(zip(nodes, [*nodes[1:], "END"], strict=True)),
+    }  # fmt: skip
     service = RunService(
-        store, queue, tools, notifier=ApiGatewayNotifier(store, ENDPOINT), ids=PinnedIds(RUN)
-    )
+        into, MemoryQueue(), tools, notifier=ApiGatewayNotifier(into, ENDPOINT),
+        ids=PinnedIds(RUN), config=EngineConfig(inline_state_bytes=0),
+    )  # fmt: skip
     service.create_graph(graph)
     service.start_run("g_counter", {})
-    api.expect_posts(3)
-    # When the hops run, commit and publish
+    return service
+
+
+def _drain(service: RunService) -> None:
+    queue = service.queue
+    assert isinstance(queue, MemoryQueue)
     queue.drain(lambda hop: service.process_hop(hop, f"d-{hop.seq}"))
-    # Then the subscriber that joined during the first step got it, and everything after
+
+
+def test_a_subscriber_that_joins_while_a_step_commits_gets_it_from_the_next_step(
+    store: RunStore,  # noqa: F811
+    api: ManagementApiStub,  # noqa: F811
+) -> None:
+    # Given a run whose first step's subscriber read misses a client that subscribes (and
+    # replays nothing: the log is empty) before that step commits
+    service = _joining_run(store, "work", -1, ["work", "count", "more"])
+    api.expect_posts(4)
+    # When the hops run, commit and publish
+    _drain(service)
+    # Then the second step's publisher posted the first step before its own, and the
+    # subscriber got every step once, in order
     messages = api.messages("joined-mid-step=")
     assert [(m["type"], m.get("seq"), m["status"]) for m in messages] == [
         ("step", 0, "ok"),
+        ("step", 1, "ok"),
+        ("step", 2, "ok"),
+        ("run", None, "completed"),
+    ]
+
+
+def test_a_subscriber_that_joins_while_a_step_commits_gets_it_from_a_cancel_after_it(
+    store: RunStore,  # noqa: F811
+    api: ManagementApiStub,  # noqa: F811
+) -> None:
+    # Given a run whose first step's subscriber read misses a client that subscribes then
+    service = _joining_run(store, "work", -1, ["work", "count"])
+    api.expect_posts(2)
+    queue = service.queue
+    assert isinstance(queue, MemoryQueue)
+    queue.drain(lambda hop: service.process_hop(hop, f"d-{hop.seq}"), limit=1)
+    # When the run is cancelled in the slot whose publisher would have made up for it
+    service.cancel_run(RUN)
+    # Then the cancel's publish did: the first step, then the run's end
+    messages = api.messages("joined-mid-step=")
+    assert [(m["type"], m.get("seq"), m["status"]) for m in messages] == [
+        ("step", 0, "ok"),
+        ("run", None, "cancelled"),
+    ]
+
+
+def test_a_subscriber_that_joins_during_the_last_step_gets_it(
+    store: RunStore,  # noqa: F811
+    api: ManagementApiStub,  # noqa: F811
+) -> None:
+    # Given a run whose last step sees a client subscribe after its subscriber read (its
+    # replay got the first step)
+    service = _joining_run(store, "work", 0, ["count", "work"])
+    api.expect_posts(2)
+    # When the hops run, commit and publish
+    _drain(service)
+    # Then the last step, which has no next publisher, read its subscribers after its commit
+    messages = api.messages("joined-mid-step=")
+    assert [(m["type"], m.get("seq"), m["status"]) for m in messages] == [
         ("step", 1, "ok"),
         ("run", None, "completed"),
     ]

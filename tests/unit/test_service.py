@@ -518,7 +518,7 @@ def test_a_crash_after_the_final_commit_still_publishes_the_end(world: World) ->
     # Given a worker that commits the final step and dies before publishing it
     publish = world.notifier.publish
 
-    def die(run_id: str, events: list[dict[str, Any]]) -> None:
+    def die(run_id: str, events: list[dict[str, Any]], audience: object = None) -> None:
         raise WorkerDied
 
     world.notifier.publish = die  # type: ignore[method-assign]
