@@ -5,6 +5,7 @@ roll back only what they wrote. moto stands in for DynamoDB and SQS, as in the s
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ from werkzeug.test import EnvironBuilder, run_wsgi_app
 from infra.moto_fidelity import serialize_dynamodb_writes, serialize_sqs
 from infra.moto_persistence import Journal, Persistence
 from infra.moto_speedups import (
+    cheaper_requests,
     faster_moto,
     faster_moto_server,
     transactions_undo_their_own_writes,
@@ -45,6 +47,7 @@ def moto_as_in_the_stack(folder: Path) -> Iterator[Persistence]:
     with contextlib.ExitStack() as patches:
         patches.enter_context(mock_aws())
         patches.enter_context(faster_moto())
+        patches.enter_context(cheaper_requests())
         patches.enter_context(transactions_undo_their_own_writes())
         patches.enter_context(persistence.tracking())
         patches.enter_context(serialize_dynamodb_writes(lock))
@@ -342,3 +345,44 @@ def test_the_direct_application_answers_as_motos_own_application() -> None:
     # And the direct application answered the stack's calls itself, and passed on the rest
     assert direct_calls == 0
     assert passed_on == ["/"]
+
+
+def deletes(sqs: Any, url: str) -> tuple[list[Any], list[str]]:
+    """What SQS answers to deleting messages every way the stack can (the answers without
+    their metadata), and the request ids of all the calls."""
+    answers: list[Any] = []
+    for body in ("a", "b", "c"):
+        sqs.send_message(QueueUrl=url, MessageBody=body)
+    first = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=3, VisibilityTimeout=0)
+    again = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=3, VisibilityTimeout=0)
+    old, new = (sorted(r["Messages"], key=lambda m: m["Body"]) for r in (first, again))
+    entries = [{"Id": "old", "ReceiptHandle": old[0]["ReceiptHandle"]},
+               {"Id": "new", "ReceiptHandle": new[1]["ReceiptHandle"]},
+               {"Id": "none", "ReceiptHandle": "not-a-handle"}]  # fmt: skip
+    answers.append(sqs.delete_message_batch(QueueUrl=url, Entries=entries))
+    answers.append(sqs.delete_message(QueueUrl=url, ReceiptHandle=new[1]["ReceiptHandle"]))
+    with pytest.raises(ClientError) as invalid:
+        sqs.delete_message(QueueUrl=url, ReceiptHandle="not-a-handle")
+    answers.append(invalid.value.response)
+    left = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=3, VisibilityTimeout=0)
+    answers.append(sorted(m["Body"] for m in left["Messages"]))
+    request_ids = [a.pop("ResponseMetadata")["RequestId"] for a in answers if isinstance(a, dict)]
+    return answers, request_ids
+
+
+def test_cheaper_requests_answer_as_moto_does() -> None:
+    # Given a queue, and what moto answers to deleting its messages every way
+    with mock_aws():
+        _, sqs, url = clients()
+        expected, _ = deletes(sqs, url)
+
+    # When the same deletes go through the cheaper requests
+    with mock_aws(), cheaper_requests():
+        _, sqs, url = clients()
+        answers, request_ids = deletes(sqs, url)
+
+    # Then the answers are the same, and the request ids are moto's kind (52 letters, digits)
+    assert answers == expected
+    assert expected[-1] == ["c"]  # "a" deleted by its first receipt handle, "b" by its second
+    assert len(request_ids) == 3
+    assert all(re.fullmatch("[A-Za-z0-9]{52}", request_id) for request_id in request_ids)
