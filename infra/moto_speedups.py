@@ -314,22 +314,29 @@ def cheaper_requests() -> Iterator[None]:
       drawn in one ``choices`` call, from the same alphabet and moto's same random source;
     - DeleteMessage (each entry of DeleteMessageBatch) walks the queue twice, building a
       list of every message's receipt handles for each message on the way; here it walks
-      it once, comparing with the handles in place (same errors, same messages removed).
+      it once, comparing with the handles in place (same errors, same messages removed);
+    - a new item (PutItem, a transaction's Put, a restored item) checks the 400 KB limit
+      on each attribute it sets by re-sizing every attribute set before it: quadratic in
+      the attributes, and a nested map is re-sized each time. Here the size is kept as a
+      running total, checked at the same points against the same limit.
     """
     import moto.core.responses as core_responses
     import moto.utilities.aws_headers as aws_headers
+    from moto.dynamodb.models.dynamo_type import Item
     from moto.sqs.models import Queue
 
-    saved = (aws_headers.gen_amzn_requestid_long, Queue.delete_message)
+    saved = (aws_headers.gen_amzn_requestid_long, Queue.delete_message, Item.__init__)
     aws_headers.gen_amzn_requestid_long = _request_id
     core_responses.gen_amzn_requestid_long = _request_id  # type: ignore[attr-defined]
     Queue.delete_message = _delete_message  # type: ignore[method-assign]
+    Item.__init__ = _new_item  # type: ignore[method-assign]
     try:
         yield
     finally:
         aws_headers.gen_amzn_requestid_long = saved[0]
         core_responses.gen_amzn_requestid_long = saved[0]  # type: ignore[attr-defined]
         Queue.delete_message = saved[1]  # type: ignore[method-assign]
+        Item.__init__ = saved[2]  # type: ignore[method-assign]
 
 
 _REQUEST_ID_CHARACTERS = string.ascii_letters + string.digits
@@ -363,3 +370,23 @@ def _delete_message(queue: Any, receipt_handle: str) -> None:
     if not found:
         raise ReceiptHandleIsInvalid()
     queue._messages = kept
+
+
+_ITEM_SIZE_LIMIT = 405000
+"""moto's limit (``LimitedSizeDict``): DynamoDB's 400 KB, as measured against the service."""
+
+
+def _new_item(item: Any, hash_key: Any, range_key: Any, attrs: dict[str, Any]) -> None:
+    from moto.dynamodb.exceptions import ItemSizeTooLarge
+    from moto.dynamodb.models.dynamo_type import DynamoType, LimitedSizeDict
+    from moto.dynamodb.models.utilities import bytesize
+
+    item.hash_key, item.range_key = hash_key, range_key
+    item.attrs = LimitedSizeDict()
+    size = 0
+    for key, value in attrs.items():
+        typed = DynamoType(value)
+        size += bytesize(key) + typed.size()
+        if size > _ITEM_SIZE_LIMIT:
+            raise ItemSizeTooLarge
+        dict.__setitem__(item.attrs, key, typed)
