@@ -37,6 +37,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from functions.worker import sqs as sqs_worker
 from tests.faults.fleet import CaseFleet
 from tests.faults.moto_speedups import faster_moto
 from tests.faults.plan import CASES, Case
@@ -47,6 +48,10 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsStack]:
+    # One hop at a time within a batch, as the plan's order needs (plan.py): the worker
+    # applies a batch's hops concurrently, and the faults that make hops meet (race@...)
+    # make them meet deterministically.
+    monkeypatch.setattr(sqs_worker, "MAX_CONCURRENT_HOPS", 1)
     with faster_moto(), aws_stack(monkeypatch) as s:
         yield s
 
