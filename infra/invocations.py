@@ -40,6 +40,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
+from functions.aws import send_group
 from infra.lambda_context import LambdaContext
 from infra.template import FunctionDefinition
 
@@ -165,7 +166,9 @@ def longest_chain(function: FunctionSettings, trace_headers: Iterable[str | None
 
 def instrument(*clients: Any) -> None:
     """Make ``clients``' calls behave as from inside the running invocation (if any): carry
-    its trace header, and fail once it has timed out. Idempotent."""
+    its trace header, and fail once it has timed out. Idempotent. Hops sent together share a
+    SendMessageBatch only within one invocation, as in Lambda (functions/aws/send_group.py)."""
+    send_group.partition_by(_trace_header)
     for client in clients:
         events = client.meta.events
         events.register("before-call", _before_call, unique_id="hopgraph-local-invocation")
@@ -184,6 +187,11 @@ def _before_call(params: dict[str, Any], **_: Any) -> None:
     if invocation.expired:
         raise InvocationTimedOut(timed_out_message(invocation))
     params["headers"].setdefault(_TRACE_HEADER, invocation.trace_header)
+
+
+def _trace_header() -> str | None:
+    invocation = current()
+    return None if invocation is None else invocation.trace_header
 
 
 def _sqs_trace_attribute(params: dict[str, Any], **_: Any) -> None:

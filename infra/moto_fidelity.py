@@ -11,7 +11,8 @@ write may resize them ("dictionary changed size during iteration"). Emulator fid
 the store's code is the same on AWS.
 
 The local stack's moto process also passes the same lock to :func:`serialize_sqs`, so that
-its snapshots (infra/moto_persistence.py) see one instant of both services.
+its snapshots (infra/moto_persistence.py) see one instant of both services; there, too,
+SendMessageBatch keeps its entries' trace headers, which moto drops.
 """
 
 from __future__ import annotations
@@ -62,15 +63,48 @@ def serialize_sqs(lock: threading.RLock) -> Iterator[None]:
     receive that waits must not hold off the send it is waiting for."""
     from moto.sqs.models import SQSBackend
 
-    originals = {name: SQSBackend.__dict__[name] for name in (*_SQS_OPERATIONS, "receive_message")}
+    names = (*_SQS_OPERATIONS, "receive_message", "send_message_batch")
+    originals = {name: SQSBackend.__dict__[name] for name in names}
     for name in _SQS_OPERATIONS:
         setattr(SQSBackend, name, _locked(lock, originals[name]))
     SQSBackend.receive_message = _receive_in_passes(lock, originals["receive_message"])
+    SQSBackend.send_message = _with_batch_entry_attributes(SQSBackend.send_message)
+    SQSBackend.send_message_batch = _keeping_system_attributes(originals["send_message_batch"])
     try:
         yield
     finally:
         for name, original in originals.items():
             setattr(SQSBackend, name, original)
+
+
+_batch_entries = threading.local()
+"""The system attributes of a SendMessageBatch's entries, for its sends one by one."""
+
+
+def _keeping_system_attributes(original: Any) -> Any:
+    """SendMessageBatch keeps each entry's ``MessageSystemAttributes`` (the AWSTraceHeader
+    Lambda follows a chain of invocations by), as SQS does; moto's sends them without."""
+
+    def send_message_batch(backend: Any, queue_name: str, entries: dict[str, Any]) -> Any:
+        _batch_entries.pending = [e.get("MessageSystemAttributes") for e in entries.values()]
+        try:
+            return original(backend, queue_name, entries)
+        finally:
+            _batch_entries.pending = None
+
+    return send_message_batch
+
+
+def _with_batch_entry_attributes(original: Any) -> Any:
+    def send_message(*args: Any, **kwargs: Any) -> Any:
+        pending = getattr(_batch_entries, "pending", None)
+        if pending:  # moto sends a batch's entries in order, one call each
+            system = pending.pop(0)
+            if system and not kwargs.get("system_attributes"):
+                kwargs["system_attributes"] = system
+        return original(*args, **kwargs)
+
+    return send_message
 
 
 def _locked(lock: threading.RLock, original: Any) -> Any:

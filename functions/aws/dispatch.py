@@ -6,8 +6,9 @@
   (``Dispatch=lambda``): one request less per step (no receive, no delete), with Lambda's own
   asynchronous retries and OnFailure destination standing in for SQS's redelivery and DLQ.
 
-Errors are not caught: a ``ClientError`` (or a connection error) propagates to the caller,
-whose own message is then retried, which is what the ``StepQueue`` contract asks.
+Errors are not caught: a refused send (or a ``ClientError``, a connection error) propagates
+to the caller, whose own message is then retried, which is what the ``StepQueue`` contract
+asks.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from engine.ports import Hop
+from functions.aws.send_group import BATCH_BYTES, BATCH_ENTRIES, SendGroup
 
 if TYPE_CHECKING:  # stub types only when type checking: keeps the import graph small
     from mypy_boto3_lambda import LambdaClient
@@ -48,8 +50,8 @@ def self_invoke_payload(
     return payload
 
 
-SQS_BATCH_ENTRIES = 10
-SQS_BATCH_BYTES = 256 * 1024
+SQS_BATCH_ENTRIES = BATCH_ENTRIES
+SQS_BATCH_BYTES = BATCH_BYTES
 
 
 def _batches(bodies: list[str]) -> list[list[str]]:
@@ -69,17 +71,31 @@ def _batches(bodies: list[str]) -> list[list[str]]:
 
 
 class SqsStepQueue:
-    """Sends each hop as one SQS message (SendMessage) on the step queue."""
+    """Sends each hop as one SQS message on the step queue; hops that threads send at the
+    same time share SendMessageBatch calls (functions/aws/send_group.py)."""
 
     def __init__(self, queue_url: str, client: SQSClient) -> None:
         if not queue_url:
             raise ValueError("SqsStepQueue needs the step queue URL (HOPGRAPH_STEP_QUEUE_URL)")
         self.queue_url = queue_url
         self.client = client
+        self._group = SendGroup(self._send_bodies)
 
     def dispatch(self, hop: Hop) -> None:
-        """Send ``hop``; raises ``ClientError`` if SQS refuses it."""
-        self.client.send_message(QueueUrl=self.queue_url, MessageBody=hop_body(hop))
+        """Send ``hop``; returns once SQS accepted it. Raises ``ClientError`` if SQS refused
+        the call, SendRefused if it refused the hop in a batch of several."""
+        self._group.send(hop_body(hop))
+
+    def _send_bodies(self, bodies: list[str]) -> list[str | None]:
+        if len(bodies) == 1:  # as cheap either way; SendMessage's errors are the plainer
+            self.client.send_message(QueueUrl=self.queue_url, MessageBody=bodies[0])
+            return [None]
+        entries = [{"Id": str(i), "MessageBody": body} for i, body in enumerate(bodies)]
+        response = self.client.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
+        refusals: list[str | None] = [None] * len(bodies)
+        for failed in response.get("Failed") or []:
+            refusals[int(failed["Id"])] = f"{failed.get('Code')}: {failed.get('Message')}"
+        return refusals
 
     def dispatch_batch(self, hops: list[Hop]) -> None:
         """Send a fan-out's hops ten to a SendMessageBatch (SQS's limit per call, and 256 KB
