@@ -239,8 +239,9 @@ class RunService:
             check_same_request(run, header)
         if run.status == "running" and run.steps == 0:
             self.protocol.start(run, recheck=not created)
-        if created:
-            self.notifier.publish(run_id, [run_event(run_id, "running", now, steps=0)])
+        if created:  # nobody can have subscribed to a run that did not exist: no look-up
+            started = [run_event(run_id, "running", now, steps=0)]
+            self.notifier.publish(run_id, started, Audience(subscribers=()))
         return run, created
 
     def _checked_input(self, input: Any) -> dict[str, Any]:
