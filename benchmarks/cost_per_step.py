@@ -65,6 +65,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -139,7 +140,11 @@ class Meter:
     """Requests made on the slot check's thread, while the tool runs (off the path)."""
     aws_seconds: float = 0.0
     """Time spent inside AWS calls made by the handler (moto's emulation, in-process)."""
-    in_handler: threading.local = field(default_factory=threading.local)
+    in_handler: ContextVar[bool] = field(
+        default_factory=lambda: ContextVar("bench_in_handler", default=False)
+    )
+    """Set while the handler runs; a context variable, so that the threads the SQS worker
+    applies a batch's records on (each in a copy of its context) count too."""
     _since_commit: Counter[str] = field(default_factory=Counter)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -177,7 +182,7 @@ class Meter:
         params = context.get("bench_params", {})
         elapsed = time.perf_counter() - context.get("bench_started", time.perf_counter())
         with self._lock:
-            if getattr(self.in_handler, "active", False):
+            if self.in_handler.get():
                 self.aws_seconds += elapsed
             if service == "dynamodb":
                 self.rru += _read_units(op, params, parsed)
@@ -455,14 +460,14 @@ def drive(mode: str, meter: Meter, handler: Any, source: Any, context_type: Any
 
     def timed(event: dict[str, Any], context: Any) -> Any:
         nonlocal invocations, billed
-        meter.in_handler.active = True
+        token = meter.in_handler.set(True)
         started = time.perf_counter()
         try:
             return handler(event, context)
         finally:
             billed += math.ceil((time.perf_counter() - started) * 1000)  # Lambda bills per ms
             invocations += 1
-            meter.in_handler.active = False
+            meter.in_handler.reset(token)
 
     if mode == "sqs":
         source.handler = timed
