@@ -51,6 +51,29 @@ def send_all(group: SendGroup, bodies: list[str]) -> dict[str, BaseException | N
     return outcome
 
 
+def held(queue: Queue) -> tuple[SendGroup, threading.Thread]:
+    """A group with one send ("first") in flight, held by ``queue`` until released."""
+    group = SendGroup(queue)
+    queue.hold.clear()
+    first = threading.Thread(target=group.send, args=("first",))
+    first.start()
+    assert queue.entered.wait(5)
+    return group, first
+
+
+def meanwhile(group: SendGroup, bodies: list[str]) -> threading.Thread:
+    """Send ``bodies`` from their own threads; returns once all of them wait in line."""
+    thread = threading.Thread(target=send_all, args=(group, bodies))
+    thread.start()
+    waiting_now(group, len(bodies))
+    return thread
+
+
+def waiting_now(group: SendGroup, count: int) -> None:
+    while sum(len(line.waiting) for line in group._lines.values()) < count:
+        threading.Event().wait(0.01)
+
+
 @pytest.fixture(autouse=True)
 def one_partition() -> Iterator[None]:
     yield
@@ -66,17 +89,10 @@ def test_a_lone_send_goes_at_once_in_a_call_of_its_own() -> None:
 def test_sends_that_arrive_while_one_is_in_flight_share_the_next_calls() -> None:
     # Given a send in flight, held by the queue
     queue = Queue()
-    group = SendGroup(queue)
-    queue.hold.clear()
-    first = threading.Thread(target=group.send, args=("first",))
-    first.start()
-    assert queue.entered.wait(5)
+    group, first = held(queue)
     # When 15 more sends arrive meanwhile, and the first call returns
     later = [f"hop-{i:02d}" for i in range(15)]
-    waiting = threading.Thread(target=send_all, args=(group, later))
-    waiting.start()
-    while sum(len(line.waiting) for line in group._lines.values()) < 15:
-        threading.Event().wait(0.01)
+    waiting = meanwhile(group, later)
     queue.hold.set()
     first.join(5)
     waiting.join(10)
@@ -101,16 +117,9 @@ def test_a_failed_call_fails_every_message_it_carried() -> None:
 
 def test_a_call_never_passes_the_batch_size_limit() -> None:
     queue = Queue()
-    group = SendGroup(queue)
-    queue.hold.clear()
-    first = threading.Thread(target=group.send, args=("first",))
-    first.start()
-    assert queue.entered.wait(5)
+    group, first = held(queue)
     big = ["a" * (BATCH_BYTES // 3), "b" * (BATCH_BYTES // 3), "c" * (BATCH_BYTES // 3), "d"]
-    waiting = threading.Thread(target=send_all, args=(group, big))
-    waiting.start()
-    while sum(len(line.waiting) for line in group._lines.values()) < 4:
-        threading.Event().wait(0.01)
+    waiting = meanwhile(group, big)
     queue.hold.set()
     waiting.join(10)
     first.join(5)
@@ -137,8 +146,7 @@ def test_messages_of_different_partitions_never_share_a_call() -> None:
               for i in (1, 2) for k in ("a", "b")]  # fmt: skip
     for thread in others:
         thread.start()
-    while sum(len(line.waiting) for line in group._lines.values()) < 3:
-        threading.Event().wait(0.01)
+    waiting_now(group, 3)
     queue.hold.set()
     for thread in [first, *others]:
         thread.join(5)
@@ -177,8 +185,7 @@ def test_a_sender_stopped_while_sending_for_others_hands_over() -> None:
         threading.Event().wait(0.01)
     waiting = threading.Thread(target=send_all, args=(group, ["w-1", "w-2"]))
     waiting.start()
-    while sum(len(line.waiting) for line in group._lines.values()) < 2:
-        threading.Event().wait(0.01)
+    waiting_now(group, 2)
     # When the leader dies
     release.set()
     first.join(5)
@@ -189,19 +196,14 @@ def test_a_sender_stopped_while_sending_for_others_hands_over() -> None:
 
 
 def test_messages_in_the_call_of_a_stopped_sender_are_refused_not_lost() -> None:
-    # Given a send in flight and two more waiting, all three then taken by one call that
-    # is interrupted (its thread stopped)
+    # Given a send in flight and two more waiting, both then taken by one call that is
+    # interrupted (its thread stopped)
     queue = Queue()
-    group = SendGroup(queue)
-    queue.hold.clear()
-    first = threading.Thread(target=group.send, args=("first",))
-    first.start()
-    assert queue.entered.wait(5)
+    group, first = held(queue)
     outcome: dict[str, BaseException | None] = {}
     waiting = threading.Thread(target=lambda: outcome.update(send_all(group, ["w-1", "w-2"])))
     waiting.start()
-    while sum(len(line.waiting) for line in group._lines.values()) < 2:
-        threading.Event().wait(0.01)
+    waiting_now(group, 2)
     interrupted = [False]
 
     def stop_once(bodies: list[str]) -> list[str | None]:
