@@ -8,6 +8,15 @@ it), which costs both processes more than the call itself. So the local stack bu
 shared clients with a pool as large as the threads that can call at once, and installs them
 with :func:`functions.aws.clients.override`; otherwise they are configured as
 functions/aws/clients.py configures them.
+
+Their DynamoDB and SQS requests go unsigned: SigV4 signing is a tenth of the handlers'
+process's time under benchmarks/local_load.py, and moto checks no signature. moto reads two
+things from a signed request's ``Authorization`` header: the region (without it, its default,
+us-east-1) and the access key, which names an account only when moto's IAM has issued it
+(the stack's ``local`` does not: the default account either way). So a client of us-east-1
+is answered the same signed or not; a client of another region keeps signing. The moto
+process routes the stack's JSON calls by ``X-Amz-Target`` (infra/moto_wsgi.py);
+tests/functional/test_moto_local.py checks the answers are the same.
 """
 
 from __future__ import annotations
@@ -20,18 +29,32 @@ SERVICES = ("dynamodb", "sqs", "lambda")
 """The services the handlers call through the shared clients (the Management API client is
 per endpoint, and the gateway answers it in process)."""
 
+UNSIGNED_SERVICES = frozenset({"dynamodb", "sqs"})
+"""Served by the moto process, which answers them unsigned as it does signed."""
+MOTO_DEFAULT_REGION = "us-east-1"
+"""The region moto assumes for a request without a SigV4 credential scope."""
+
+
+def config(service: str, pool_size: int, region: str) -> Any:
+    """The botocore settings of the stack's clients of ``service`` in ``region``."""
+    from botocore import UNSIGNED
+    from botocore.config import Config
+
+    unsigned = service in UNSIGNED_SERVICES and region == MOTO_DEFAULT_REGION
+    return Config(
+        retries={"mode": "standard", "max_attempts": 3},
+        tcp_keepalive=True,
+        max_pool_connections=pool_size,
+        **({"signature_version": UNSIGNED} if unsigned else {}),
+    )
+
 
 def pooled(service: str, pool_size: int, region: str) -> Any:
     """A client of ``service`` that keeps up to ``pool_size`` connections open."""
     import boto3
-    from botocore.config import Config
 
-    config = Config(
-        retries={"mode": "standard", "max_attempts": 3},
-        tcp_keepalive=True,
-        max_pool_connections=pool_size,
-    )
-    return boto3.session.Session(region_name=region).client(service, config=config)
+    settings = config(service, pool_size, region)
+    return boto3.session.Session(region_name=region).client(service, config=settings)
 
 
 def install_pooled(pool_size: int, region: str) -> None:

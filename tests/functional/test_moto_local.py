@@ -8,7 +8,7 @@ import contextlib
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from moto.moto_api._internal import mock_random
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
+from infra import local_clients
 from infra.moto_fidelity import serialize_dynamodb_writes, serialize_sqs
 from infra.moto_persistence import Journal, Persistence
 from infra.moto_speedups import (
@@ -249,16 +250,21 @@ class Served:
     """boto3 clients whose requests a WSGI application answers, in this process (what the
     moto process's server hands it), and every answer: status, headers, body."""
 
-    def __init__(self, app: Any) -> None:
-        self.app, self.answers = app, list[Answer]()
+    def __init__(self, app: Any, config: Callable[[str], Any] = lambda service: None) -> None:
+        self.app, self.config, self.answers = app, config, list[Answer]()
+        self.signed: list[bool] = []
 
     def client(self, service: str) -> Any:
-        client = boto3.client(service, region_name=REGION, endpoint_url="http://localhost:5000")
+        client = boto3.client(
+            service, region_name=REGION, endpoint_url="http://localhost:5000",
+            config=self.config(service),
+        )  # fmt: skip
         client.meta.events.register("before-send", self.send)
         return client
 
     def send(self, request: AWSPreparedRequest, **_: Any) -> AWSResponse:
         sent = request.headers.items()
+        self.signed.append("Authorization" in request.headers)
         headers = [(k, v.decode() if isinstance(v, bytes) else v) for k, v in sent]
         environ = EnvironBuilder(
             method=request.method, base_url="http://localhost:5000", path=request.url[21:],
@@ -345,6 +351,42 @@ def test_the_direct_application_answers_as_motos_own_application() -> None:
     # And the direct application answered the stack's calls itself, and passed on the rest
     assert direct_calls == 0
     assert passed_on == ["/"]
+
+
+def test_the_stacks_unsigned_calls_are_answered_as_signed_ones() -> None:
+    # Given signed clients that moto's own application answers, and the stack's clients
+    # (infra/local_clients.py) that the direct application answers
+    def stacks(service: str) -> Any:
+        return local_clients.config(service, 2, REGION)
+
+    answers, signed = [], []
+    for app, config in ((DomainDispatcherApplication(create_backend_app), None),
+                        (DirectApplication(DomainDispatcherApplication(create_backend_app)),
+                         stacks)):  # fmt: skip
+        with mock_aws():
+            clients()
+            served = Served(app, config or (lambda service: None))
+
+            # When the stack's calls go through it
+            calls_of_the_stack(served)
+            answers.append(served.answers)
+            signed.append(served.signed)
+
+    # Then the stack's requests are unsigned, and answered with the same status, headers and
+    # body (same region, same account: the queue's URL among them), errors too
+    assert len(answers[0]) == 11
+    assert signed[0] == [True] * len(answers[0])
+    assert signed[1] == [False] * len(answers[1])
+    assert answers[1] == answers[0]
+
+
+def test_a_client_of_another_region_keeps_signing() -> None:
+    # Given the stack's settings for a client of another region, and for Lambda
+    # When they are built
+    # Then moto would not know the region unsigned, nor does the Invoke endpoint expect it
+    assert local_clients.config("dynamodb", 2, "eu-west-1").signature_version is None
+    assert local_clients.config("lambda", 2, REGION).signature_version is None
+    assert local_clients.config("sqs", 2, REGION).signature_version is not None
 
 
 def deletes(sqs: Any, url: str) -> tuple[list[Any], list[str]]:
