@@ -114,9 +114,10 @@ HopResult = Literal["committed", "finished", "duplicate", "recovered", "stale"]
 
 @cache
 def _slot_checks() -> ThreadPoolExecutor:
-    """Threads that read a hop's slot while its tool runs (one read each, so a few suffice:
-    a worker applies a handful of hops at a time)."""
-    return ThreadPoolExecutor(max_workers=8, thread_name_prefix="slot-check")
+    """Threads that read a hop's slot while its tool runs: one read each, and more threads
+    than the hops a worker applies at once (the ten of an SQS batch; the local stack runs
+    several invocations in one process), so that no read waits for a thread."""
+    return ThreadPoolExecutor(max_workers=32, thread_name_prefix="slot-check")
 
 
 @dataclass(frozen=True, slots=True)
