@@ -422,19 +422,18 @@ class Audience:
 
     subscribers: tuple[Connection, ...] | None = None
     """Read before the commit; ``None``: the notifier reads them when it publishes."""
-    previous: dict[str, Any] | None = None
-    """The step event of the superstep before (``None`` for superstep 0)."""
-    previous_notified: frozenset[str] = frozenset()
-    """Who the superstep before posted its events to (:attr:`StepRecord.notified`)."""
+    previous: StepRecord | None = None
+    """The superstep before, as committed (``None`` for superstep 0); its event is built
+    only for a subscriber that needs it."""
 
     def missed_previous(self, subscriber: Connection) -> bool:
         """Whether ``subscriber`` may have had the step before neither live nor by replay:
         that step's read of the subscribers missed it, and its replay is not recorded or
         stopped just before that step."""
-        if self.previous is None or subscriber.connection_id in self.previous_notified:
+        if self.previous is None or subscriber.connection_id in self.previous.notified:
             return False
         through = subscriber.replayed_through
-        return through is None or through == self.previous["seq"] - 1
+        return through is None or through == self.previous.seq - 1
 
     def after_commit(self) -> Audience:
         """The same, with the subscribers read at publish time instead."""

@@ -77,7 +77,7 @@ from functools import cache
 from typing import Any, Literal
 
 from engine.errors import ConflictError, GraphNotFound, StepConflict
-from engine.events import logged_step_event, run_event, step_event
+from engine.events import run_event, step_event
 from engine.graph import END, Graph
 from engine.ports import (
     Audience,
@@ -199,28 +199,31 @@ class HopProtocol:
             taken = self.store.get_step(hop.run_id, hop.seq)
             if taken is not None:
                 return self._after_conflict(graph, hop, taken, delivery_id)
-        origin, pending = self._start_from(hop)
-        state = hop.state if origin is None else origin.state
-        if pending is None and origin is None:
-            return "stale"
-        assert state is not None
+        check = self._slot_check(hop)
+        state = hop.state
+        if state is None:  # it did not travel inline: the slot check is its source
+            first = check.result()
+            if first is None:
+                return "stale"
+            state = first.state
         ctx = ToolContext(hop.run_id, hop.node, hop.seq, attempt)
-        if pending is not None and not graph.is_chain:
-            origin = pending.result()
-        step, end = self._single(graph, hop, state, origin, ctx)
-        if pending is not None:
-            origin = pending.result()
+        # A chain's step needs nothing from the slot check until its commit; any other
+        # superstep of one task carries its origin's joins into the close.
+        step, end = self._single(graph, hop, state, None if graph.is_chain else check.result(), ctx)
+        origin = check.result()
         if origin is None:
             return "stale"  # a stray or forged hop: its run is not at this slot
         return self._commit_close(graph, hop, replace(step, committed_by=delivery_id), end,
                                   delivery_id, origin.audience)  # fmt: skip
 
-    def _start_from(self, hop: Hop) -> tuple[Origin | None, Future[Origin | None] | None]:
-        """The hop's origin now (read first, when its state did not travel inline), or a
-        pending read of it that runs while the tool does."""
-        if hop.state is None:
-            return self._origin(hop), None
-        return None, _slot_checks().submit(self._origin, hop)
+    def _slot_check(self, hop: Hop) -> Future[Origin | None]:
+        """The hop's origin, read while its tool runs when its state travelled inline, and
+        at once (a settled future) when it did not: then it is the state's source."""
+        if hop.state is not None:
+            return _slot_checks().submit(self._origin, hop)
+        settled: Future[Origin | None] = Future()
+        settled.set_result(self._origin(hop))
+        return settled
 
     def _single(
         self, graph: Graph, hop: Hop, state: dict[str, Any], origin: Origin | None,
@@ -388,7 +391,7 @@ class HopProtocol:
         # finish its work (events are at least once; subscribers dedupe by seq), to the
         # subscribers there are now.
         origin = self._origin(hop)
-        audience = replace(origin.audience, subscribers=None) if origin is not None else NOBODY_YET
+        audience = origin.audience.after_commit() if origin is not None else NOBODY_YET
         if taken.run_status != "running":
             end = RunEnd(taken.run_status, self.store.get_run(hop.run_id).error)
             self._publish(taken, end, audience)
@@ -441,7 +444,6 @@ class HopProtocol:
         superstep or did not plan this task there: unknown, final, of another graph, routed
         elsewhere, or with a different number of tasks than the hop says."""
         slot = self.store.read_slot(hop.run_id, hop.seq)
-        previous_event, notified = None, frozenset[str]()
         if hop.seq == 0:
             run = slot.run
             if run is None or run.status != "running" or run.graph_id != hop.graph_id:
@@ -454,8 +456,6 @@ class HopProtocol:
                 return None
             state, nodes = previous.state, previous.successors
             joins = {k: frozenset(v) for k, v in previous.joins.items()}
-            previous_event = logged_step_event(previous)
-            notified = frozenset(previous.notified)
         graph = self.graphs(hop.graph_id)
         if not all(node in graph.nodes for node in nodes):  # a hop claiming another graph
             return None
@@ -463,7 +463,7 @@ class HopProtocol:
             planned = tuple(plan_tasks(graph, nodes, state))
         except ReducerError:
             return None
-        origin = Origin(state, joins, planned, Audience(slot.subscribers, previous_event, notified))
+        origin = Origin(state, joins, planned, Audience(slot.subscribers, slot.previous))
         task = Task(hop.node, hop.index)
         return origin if task in planned and origin.parallel == hop.parallel else None
 

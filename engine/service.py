@@ -52,7 +52,7 @@ from engine.errors import (
     InvalidInputError,
     StateTooLargeError,
 )
-from engine.events import logged_step_event, run_event, run_status_event
+from engine.events import run_event, run_status_event
 from engine.graph import Graph
 from engine.idempotency import check_same_request, input_digest
 from engine.json_rules import check as check_json
@@ -278,12 +278,9 @@ class RunService:
         """The cancel took the slot of the superstep whose publisher would have made up for
         the one before it to a subscriber that missed it (engine.ports.Audience): so does
         the cancel's publish."""
-        last = self.store.get_step(cancelled.run_id, cancelled.steps - 2)
-        if cancelled.steps < 2 or last is None:
+        if cancelled.steps < 2:  # the cancel took slot 0: there is no superstep before it
             return None
-        return Audience(
-            previous=logged_step_event(last), previous_notified=frozenset(last.notified)
-        )
+        return Audience(previous=self.store.get_step(cancelled.run_id, cancelled.steps - 2))
 
     # -- the run protocol (engine/protocol.py) --------------------------------------------
     def process_hop(self, hop: Hop, delivery_id: str, attempt: int = 1) -> HopResult:

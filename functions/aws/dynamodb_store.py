@@ -131,6 +131,13 @@ class DynamoRunStore:
     def _query(self, invalid: Exception | None, **kwargs: Any) -> dict[str, Any]:
         return self._call("query", invalid=invalid, **kwargs)
 
+    def _put_new(self, item: Item, conflict: Exception) -> None:
+        """Write ``item`` only where none is; ``conflict`` is raised if one already was."""
+        self._call(
+            "put_item", conflict=conflict, TableName=self.table, Item=item,
+            ConditionExpression=SLOT_FREE,
+        )  # fmt: skip
+
     def _get(self, key: Item) -> Item | None:
         found: Item | None = self._call(
             "get_item", TableName=self.table, Key=key, ConsistentRead=True
@@ -175,12 +182,9 @@ class DynamoRunStore:
 
     # -- graphs ----------------------------------------------------------------------------
     def put_graph(self, graph: GraphRecord) -> None:
-        self._call(
-            "put_item",
-            conflict=ConflictError(f"graph {graph.graph_id!r} already exists"),
-            TableName=self.table,
-            Item=_fitting(items.graph_item(graph), "graph"),
-            ConditionExpression=SLOT_FREE,
+        self._put_new(
+            _fitting(items.graph_item(graph), "graph"),
+            ConflictError(f"graph {graph.graph_id!r} already exists"),
         )
 
     def get_graph(self, graph_id: str) -> GraphRecord:
@@ -204,13 +208,7 @@ class DynamoRunStore:
     # -- runs ------------------------------------------------------------------------------
     def create_run(self, run: RunRecord) -> tuple[RunRecord, bool]:
         try:
-            self._call(
-                "put_item",
-                conflict=_SlotTaken(),
-                TableName=self.table,
-                Item=_fitting(items.run_item(run), "run"),
-                ConditionExpression=SLOT_FREE,
-            )
+            self._put_new(_fitting(items.run_item(run), "run"), _SlotTaken())
         except _SlotTaken:
             return self.get_run(run.run_id), False
         return run.with_latest(None), True
@@ -275,13 +273,7 @@ class DynamoRunStore:
     def commit_step(self, step: StepRecord, end: RunEnd | None = None) -> None:
         item = self._step_item(step)
         if end is None:
-            self._call(
-                "put_item",
-                conflict=StepConflict(step.run_id, step.seq),
-                TableName=self.table,
-                Item=item,
-                ConditionExpression=SLOT_FREE,
-            )
+            self._put_new(item, StepConflict(step.run_id, step.seq))
             return
         reasons = self._transact(
             [
@@ -341,13 +333,7 @@ class DynamoRunStore:
         size = items.attr_size(item["updates"])
         if size > items.STATE_BUDGET:  # DynamoDB would refuse the item with a 400
             raise StateTooLargeError(size, items.STATE_BUDGET)
-        self._call(
-            "put_item",
-            conflict=StepConflict(task.run_id, task.seq),
-            TableName=self.table,
-            Item=item,
-            ConditionExpression=SLOT_FREE,
-        )
+        self._put_new(item, StepConflict(task.run_id, task.seq))
 
     def get_task(self, run_id: str, seq: int, node: str, index: int | None) -> TaskRecord | None:
         item = self._get(items.task_key(run_id, seq, node, index))

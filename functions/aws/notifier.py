@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
-from engine.events import MESSAGE_LIMIT, encode, fit
+from engine.events import MESSAGE_LIMIT, encode, fit, logged_step_event
 from engine.ports import Audience, Connection, RunStore
 from functions.aws import clients
 
@@ -102,9 +102,12 @@ class ApiGatewayNotifier:
             if not connections:
                 return
             payloads = [encode(fit(event)) for event in events]
-            previous = [encode(fit(audience.previous))] if audience.previous is not None else []
+            missed = {c.connection_id for c in connections if audience.missed_previous(c)}
+            previous = []
+            if missed and audience.previous is not None:
+                previous = [encode(fit(logged_step_event(audience.previous)))]
             self._post_all(
-                [(c, previous + payloads if audience.missed_previous(c) else payloads)
+                [(c, previous + payloads if c.connection_id in missed else payloads)
                  for c in connections]
             )  # fmt: skip
         except Exception:

@@ -215,7 +215,7 @@ class RecordingNotifier:
                 subscribers = audience.subscribers
             for late in (c for c in subscribers if c.connection_id == late_id):
                 if audience.previous is not None and audience.missed_previous(late):
-                    self.late_seen.append(audience.previous["seq"])
+                    self.late_seen.append(audience.previous.seq)
                 self.late_seen.extend(e["seq"] for e in events if e["type"] == "step")
 
     def first_seen_steps(self, run_id: str) -> list[int]:

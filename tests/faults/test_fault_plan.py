@@ -8,7 +8,8 @@ Mutation proof: each break below was applied to a copy of the tree and the plan 
 committed is green.
 
 1. The close without its condition: ``ConditionExpression=SLOT_FREE`` removed from both
-   writes of ``DynamoRunStore.commit_step`` (functions/aws/dynamodb_store.py). 59 cases red,
+   writes of ``DynamoRunStore.commit_step`` (functions/aws/dynamodb_store.py; the plain
+   one is now ``_put_new``'s). 59 cases red,
    "closes per superstep: {.., 2: 2, ..}" or a cancelled run overwritten by a late close:
    every cancel case; on the other shapes crash@after_close_commit, crash@after_publish,
    crash@after_dispatch, crash@before_ack, duplicate@delivery, race@same_hop (both
