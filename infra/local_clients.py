@@ -29,7 +29,9 @@ SERVICES = ("dynamodb", "sqs", "lambda")
 """The services the handlers call through the shared clients (the Management API client is
 per endpoint, and the gateway answers it in process)."""
 
-UNSIGNED_SERVICES = frozenset({"dynamodb", "sqs"})
+MOTO_SERVICES = frozenset({"dynamodb", "sqs"})
+"""The services of the moto process (Lambda's Invoke goes to infra/lambda_endpoint.py)."""
+UNSIGNED_SERVICES = MOTO_SERVICES
 """Served by the moto process, which answers them unsigned as it does signed."""
 MOTO_DEFAULT_REGION = "us-east-1"
 """The region moto assumes for a request without a SigV4 credential scope."""
@@ -49,15 +51,21 @@ def config(service: str, pool_size: int, region: str) -> Any:
     )
 
 
-def pooled(service: str, pool_size: int, region: str) -> Any:
-    """A client of ``service`` that keeps up to ``pool_size`` connections open."""
+def pooled(service: str, pool_size: int, region: str, moto_socket: str = "") -> Any:
+    """A client of ``service`` that keeps up to ``pool_size`` connections open; with
+    ``moto_socket``, a client of a service moto serves sends over that socket instead."""
     import boto3
 
+    from infra.moto_socket import SocketTransport
+
     settings = config(service, pool_size, region)
-    return boto3.session.Session(region_name=region).client(service, config=settings)
+    client = boto3.session.Session(region_name=region).client(service, config=settings)
+    if moto_socket and service in MOTO_SERVICES:
+        SocketTransport(moto_socket).install(client)
+    return client
 
 
-def install_pooled(pool_size: int, region: str) -> None:
+def install_pooled(pool_size: int, region: str, moto_socket: str = "") -> None:
     """Build the shared clients of :data:`SERVICES` with ``pool_size`` connections each."""
     for service in SERVICES:
-        clients.override(service, pooled(service, pool_size, region))
+        clients.override(service, pooled(service, pool_size, region, moto_socket))

@@ -147,6 +147,7 @@ class LocalStack:
             forget_prefix=connection_key("")["PK"]["S"],
             verbose=cfg.verbose,
             threads=cfg.workers * 2 + 32,  # long polls of every poller, and the calls beside
+            local_socket=True,  # the handlers' calls skip HTTP (infra/moto_socket.py)
         )
         self._parts.append(self._moto)  # first started, last stopped: it writes the data
         try:
@@ -224,7 +225,7 @@ class LocalStack:
         get_settings.cache_clear()
         clients.reset()
         # every thread that calls at once keeps its connection: pollers, API, Invoke endpoint
-        local_clients.install_pooled(self.config.workers * 4 + 40, REGION)
+        local_clients.install_pooled(self.config.workers * 4 + 40, REGION, self._moto.socket_path)
         runtime.install(None)
         logger.setLevel(os.environ["POWERTOOLS_LOG_LEVEL"])  # if it was built before
         console.install(runtime.service())  # one line per run event on the console
@@ -244,7 +245,9 @@ class LocalStack:
         # The handlers' AWS calls carry their invocation's trace header and stop when it has
         # timed out, as in Lambda (infra/invocations.py).
         instrument(*(clients.client(s) for s in local_clients.SERVICES))
-        sqs = local_clients.pooled("sqs", self.config.workers * 2, REGION)  # one per poller
+        sqs = local_clients.pooled(  # a connection per poller
+            "sqs", self.config.workers * 2, REGION, self._moto.socket_path
+        )
         quarter = max(1, self.config.workers // 4)
         for function_id, name, handler, pollers in (
             ("WorkerFunction", WORKER_FUNCTION, worker_handler, self.config.workers),

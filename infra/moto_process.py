@@ -23,9 +23,12 @@ import argparse
 import contextlib
 import json
 import logging
+import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,11 +55,19 @@ class MotoProcess:
     verbose: bool = False
     threads: int = 64
     """Requests moto serves at once: above the stack's pollers, which each hold one open."""
+    local_socket: bool = False
+    """Also answer the stack's own calls on a Unix socket (infra/moto_socket.py)."""
     _process: subprocess.Popen[str] | None = None
+    _socket_folder: str = ""
 
     @property
     def endpoint(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def socket_path(self) -> str:
+        """The Unix socket of the stack's own calls; "" without one."""
+        return os.path.join(self._socket_folder, "moto.sock") if self._socket_folder else ""
 
     def start(self) -> None:
         command = [sys.executable, "-m", "infra.moto_process", "--host", self.host,
@@ -66,6 +77,9 @@ class MotoProcess:
         if self.forget_prefix:
             command += ["--forget-prefix", self.forget_prefix]
         command += ["--reset"] if self.reset else []
+        if self.local_socket:  # a short path of its own: a socket's path has 107 bytes at most
+            self._socket_folder = tempfile.mkdtemp(prefix="hopgraph-moto-")
+            command += ["--socket", self.socket_path]
         command += ["--verbose"] if self.verbose else []
         self._process = subprocess.Popen(
             command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
@@ -92,6 +106,8 @@ class MotoProcess:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        if self._socket_folder:
+            shutil.rmtree(self._socket_folder, ignore_errors=True)
 
     def _send(self, line: str) -> None:
         assert self._process is not None and self._process.stdin is not None
@@ -118,6 +134,7 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--forget-prefix", default="", help="partition keys not restored")
     parser.add_argument("--verbose", action="store_true")
     parser.add_argument("--threads", type=int, default=64, help="requests served at once")
+    parser.add_argument("--socket", default="", help="also answer the stack's calls here")
     return parser.parse_args(argv)
 
 
@@ -161,6 +178,14 @@ def main(argv: list[str] | None = None, commands: IO[str] = sys.stdin) -> int:
 
         server = MotoServer(args.host, args.port, threads=args.threads, verbose=args.verbose)
         server.start()
+        if args.socket:
+            from infra.moto_socket import SocketServer
+
+            assert server.app is not None
+            names = {"server_name": args.host, "server_port": args.port}
+            socket_server = SocketServer(args.socket, server.app, **names)
+            socket_server.start()
+            patches.callback(socket_server.stop)
         try:
             _say(READY)
             _serve(commands, persistence)

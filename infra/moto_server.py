@@ -32,6 +32,8 @@ class MotoServer:
         self.host, self.port, self.threads, self.verbose = host, port, threads, verbose
         self._server: Any = None
         self._thread: threading.Thread | None = None
+        self.app: WsgiApp | None = None
+        """The application served, once started (infra/moto_socket.py serves it too)."""
 
     def start(self) -> None:
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
@@ -44,6 +46,7 @@ class MotoServer:
             app = _access_log(app)
         else:  # waitress warns of a deep task queue: a busy moment, not an error
             logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+        self.app = app
         self._server = create_server(
             app, host=self.host, port=self.port, threads=self.threads,
             connection_limit=1000,  # waitress's default of 100 is below the stack's pools

@@ -15,7 +15,8 @@ from typing import Any
 import boto3
 import pytest
 from botocore.awsrequest import AWSPreparedRequest, AWSResponse
-from botocore.exceptions import ClientError
+from botocore.config import Config
+from botocore.exceptions import ClientError, EndpointConnectionError
 from moto import mock_aws
 from moto.moto_api._internal import mock_random
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
@@ -24,6 +25,7 @@ from werkzeug.test import EnvironBuilder, run_wsgi_app
 from infra import local_clients
 from infra.moto_fidelity import serialize_dynamodb_writes, serialize_sqs
 from infra.moto_persistence import Journal, Persistence
+from infra.moto_socket import SocketServer, SocketTransport
 from infra.moto_speedups import (
     cheaper_requests,
     faster_moto,
@@ -457,3 +459,65 @@ def test_new_items_are_sized_and_kept_as_moto_does() -> None:
     # Then the same are stored, the same refused, and the item reads back the same
     assert answers == expected
     assert "stored" in expected and any(isinstance(a, dict) and "Code" in a for a in expected)
+
+
+class ServedOverTheSocket(Served):
+    """The same clients, whose requests go over infra/moto_socket.py to ``app``."""
+
+    def __init__(self, app: Any, path: str) -> None:
+        super().__init__(app)
+        self.server = SocketServer(path, app, server_name="localhost", server_port=5000)
+        served = self
+
+        class Recording(SocketTransport):
+            def _exchange(self, request: Any) -> Answer:
+                status, headers, body = super()._exchange(request)
+                served.answers.append((status, dict(headers), body))
+                return status, headers, body
+
+        self.transport = Recording(path)
+
+    def client(self, service: str) -> Any:
+        client = boto3.client(service, region_name=REGION, endpoint_url="http://localhost:5000")
+        self.transport.install(client)
+        return client
+
+
+def test_the_socket_answers_as_the_http_endpoint(tmp_path: Path) -> None:
+    # Given the moto process's application, as its HTTP endpoint serves it and on its socket
+    answers = []
+    for over_the_socket in (False, True):
+        with mock_aws():  # the same table and queue each time
+            clients()
+            app = DirectApplication(DomainDispatcherApplication(create_backend_app))
+            if over_the_socket:
+                served: Served = ServedOverTheSocket(app, str(tmp_path / "moto.sock"))
+                served.server.start()
+            else:
+                served = Served(app)
+
+            # When the stack's calls go through it
+            try:
+                calls_of_the_stack(served)
+            finally:
+                if over_the_socket:
+                    served.server.stop()
+            answers.append(served.answers)
+
+    # Then every answer is the same status, headers and body, errors too
+    assert len(answers[0]) == 11
+    assert answers[1] == answers[0]
+
+
+def test_a_call_to_a_stopped_socket_is_a_connection_error(tmp_path: Path) -> None:
+    # Given a client whose moto socket is gone (the moto process has stopped)
+    client = boto3.client(
+        "sqs", region_name=REGION, endpoint_url="http://localhost:5000",
+        aws_access_key_id="local", aws_secret_access_key="local",
+        config=Config(retries={"mode": "standard", "max_attempts": 1}),
+    )  # fmt: skip
+    SocketTransport(str(tmp_path / "moto.sock")).install(client)
+
+    # When it calls, Then botocore's connection error says where it could not connect
+    with pytest.raises(EndpointConnectionError, match="localhost:5000"):
+        client.list_queues()
