@@ -197,6 +197,7 @@ def main(argv: list[str] | None = None, commands: IO[str] = sys.stdin) -> int:
 
 def _patch_moto(patches: contextlib.ExitStack, persistence: Any, lock: threading.RLock) -> None:
     from infra.moto_fidelity import serialize_dynamodb_writes, serialize_sqs
+    from infra.moto_lookups import remembered_lookups
     from infra.moto_speedups import (
         cheaper_requests,
         faster_moto,
@@ -207,6 +208,7 @@ def _patch_moto(patches: contextlib.ExitStack, persistence: Any, lock: threading
     patches.enter_context(faster_moto())
     patches.enter_context(faster_moto_server())
     patches.enter_context(cheaper_requests())
+    patches.enter_context(remembered_lookups())  # after cheaper_requests: it calls that delete
     patches.enter_context(transactions_undo_their_own_writes())  # under the lock below
     patches.enter_context(persistence.tracking())  # inside the locks below: see tracking()
     patches.enter_context(serialize_dynamodb_writes(lock))

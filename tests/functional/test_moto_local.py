@@ -24,6 +24,7 @@ from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from infra import local_clients
 from infra.moto_fidelity import serialize_dynamodb_writes, serialize_sqs
+from infra.moto_lookups import remembered_lookups
 from infra.moto_persistence import Journal, Persistence
 from infra.moto_socket import SocketServer, SocketTransport
 from infra.moto_speedups import (
@@ -51,6 +52,7 @@ def moto_as_in_the_stack(folder: Path) -> Iterator[Persistence]:
         patches.enter_context(mock_aws())
         patches.enter_context(faster_moto())
         patches.enter_context(cheaper_requests())
+        patches.enter_context(remembered_lookups())
         patches.enter_context(transactions_undo_their_own_writes())
         patches.enter_context(persistence.tracking())
         patches.enter_context(serialize_dynamodb_writes(lock))
@@ -521,3 +523,68 @@ def test_a_call_to_a_stopped_socket_is_a_connection_error(tmp_path: Path) -> Non
     # When it calls, Then botocore's connection error says where it could not connect
     with pytest.raises(EndpointConnectionError, match="localhost:5000"):
         client.list_queues()
+
+
+def test_deletes_by_remembered_handles_answer_as_moto_does() -> None:
+    # Given what moto answers to deleting messages every way the stack can
+    with mock_aws(), cheaper_requests():
+        _, sqs, url = clients()
+        expected, _ = deletes(sqs, url)
+
+    # When the same deletes find their messages by the handles receives gave out
+    with mock_aws(), cheaper_requests(), remembered_lookups():
+        _, sqs, url = clients()
+        answers, _ = deletes(sqs, url)
+
+    # Then the answers are the same: deleted by an old handle and by a new one, refused the
+    # handle that was never given, and the message left is the one not deleted
+    assert answers == expected
+    assert expected[-1] == ["c"]
+
+
+def conditional_calls(dynamodb: Any) -> list[Any]:
+    """Conditional writes and filtered queries, each expression several times with other
+    values, refusals among them: what DynamoDB answers, without the request ids."""
+    answers: list[Any] = []
+
+    def call(method: Any, **kwargs: Any) -> None:
+        try:
+            answer = method(TableName=TABLE, **kwargs)
+            answer.pop("ResponseMetadata")
+        except ClientError as exc:
+            answer = exc.response["Error"]
+        answers.append(answer)
+
+    for n in range(3):
+        for _ in range(2):  # the second is refused: the slot is taken
+            call(dynamodb.put_item, Item=item("RUN#c", f"STEP#{n}", tool="t"),
+                 ConditionExpression="attribute_not_exists(PK)")  # fmt: skip
+        call(dynamodb.update_item, Key={"PK": {"S": "RUN#c"}, "SK": {"S": f"STEP#{n}"}},
+             UpdateExpression="SET #s = :s",
+             ConditionExpression="#s <> :s OR attribute_not_exists(#s)",
+             ExpressionAttributeNames={"#s": "status"},
+             ExpressionAttributeValues={":s": {"S": f"v{n % 2}"}},
+             ReturnValues="ALL_NEW")  # fmt: skip
+        call(dynamodb.query, KeyConditionExpression="PK = :pk AND begins_with(SK, :step)",
+             FilterExpression="#s = :s", ExpressionAttributeNames={"#s": "status"},
+             ExpressionAttributeValues={":pk": {"S": "RUN#c"}, ":step": {"S": "STEP#"},
+                                        ":s": {"S": f"v{n % 2}"}})  # fmt: skip
+    call(dynamodb.delete_item, Key={"PK": {"S": "RUN#c"}, "SK": {"S": "STEP#9"}},
+         ConditionExpression="attribute_exists(PK)")  # fmt: skip
+    return answers
+
+
+def test_remembered_expressions_answer_as_moto_does() -> None:
+    # Given what moto answers to conditional writes and filtered queries
+    with mock_aws():
+        dynamodb = clients()[0]
+        expected = conditional_calls(dynamodb)
+
+    # When the same calls reuse the expressions parsed before
+    with mock_aws(), remembered_lookups():
+        dynamodb = clients()[0]
+        answers = conditional_calls(dynamodb)
+
+    # Then every answer is the same, the refusals too
+    assert answers == expected
+    assert sum(1 for a in expected if a.get("Code") == "ConditionalCheckFailedException") == 4
