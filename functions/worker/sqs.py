@@ -26,16 +26,21 @@ loop"; and ``to_thread``'s default executor has ``min(32, cpus + 4)`` threads, s
 two-vCPU Lambda, which would split a batch of ten into two waves. The hops are synchronous
 code, so a thread pool is all there is to it.
 
-The pool has one thread per record, at most :data:`MAX_CONCURRENT_HOPS` (the step queue's
-``BatchSize`` in template.yaml): a whole batch at once, which botocore's default pool of ten
-connections per client also serves. The pool is the invocation's own: the local stack calls
-this handler from several threads at once. The metrics are the invocation's, and
+The pool has :data:`MAX_CONCURRENT_HOPS` threads (the step queue's ``BatchSize`` in
+template.yaml): a whole batch at once, which botocore's default pool of ten connections per
+client also serves. It belongs to the thread that calls the handler, and is kept for that
+thread's next batch: on Lambda that is the one invocation thread, so each warm invocation
+reuses the threads of the last; the local stack calls this handler from several pollers at
+once, and each poller's batches have a pool of their own, never another's. (A pool per
+batch started and ended ten threads a batch: a twentieth of the local stack's handler time
+under benchmarks/local_load.py.) The metrics are the invocation's, and
 :mod:`functions.observability` adds to them under a lock.
 """
 
 from __future__ import annotations
 
 import contextvars
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -65,16 +70,28 @@ def sqs_record(record: SQSRecord) -> str:
         return apply_hop(hop, record.message_id, attempt)
 
 
+_pools = threading.local()
+"""The calling thread's pool and its size (``sized``), kept between its batches."""
+
+
+def _callers_pool() -> ThreadPoolExecutor:
+    size, pool = getattr(_pools, "sized", (0, None))
+    if pool is None or size != MAX_CONCURRENT_HOPS:  # the first batch, or a new size
+        if pool is not None:
+            pool.shutdown(wait=False)
+        pool = ThreadPoolExecutor(MAX_CONCURRENT_HOPS, thread_name_prefix="hop")
+        _pools.sized = (MAX_CONCURRENT_HOPS, pool)
+    return pool
+
+
 class ConcurrentBatchProcessor(BatchProcessor):
     """Powertools' ``BatchProcessor``, the records of a batch applied on a thread pool."""
 
     def process(self) -> list[tuple[Any, ...]]:
         # Each record in its own copy of this thread's context, taken here, before the pool.
         contexts = [contextvars.copy_context() for _ in self.records]
-        threads = min(max(len(self.records), 1), MAX_CONCURRENT_HOPS)
-        with ThreadPoolExecutor(threads, thread_name_prefix="hop") as pool:
-            # success_handler and failure_handler only append to lists: safe from threads.
-            return list(pool.map(self._process_in, contexts, self.records))
+        # success_handler and failure_handler only append to lists: safe from threads.
+        return list(_callers_pool().map(self._process_in, contexts, self.records))
 
     def _process_in(self, context: contextvars.Context, record: dict[str, Any]) -> tuple[Any, ...]:
         return context.run(self._process_record, record)
