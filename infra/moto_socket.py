@@ -12,11 +12,11 @@ and moto answers it with a WSGI application.
 So the local stack's clients send botocore's prepared request as one frame over a Unix
 socket (botocore's ``before-send`` event, which moto's in-process mock uses the same way,
 returns the answer in place of the HTTP send), and the moto process hands each frame to the
-WSGI application its HTTP endpoint serves, in a thread per connection. The request, the
-application and the answer are those of the HTTP endpoint, which stays for everything else
-(the CLI, a user's boto3 client, browsers): tests/functional/test_moto_local.py checks that
-both answer the same. Hand-written: no library carries WSGI requests over a socket without
-HTTP.
+WSGI application its HTTP endpoint serves, one at a time (:class:`SocketServer` says why).
+The request, the application and the answer are those of the HTTP endpoint, which stays for
+everything else (the CLI, a user's boto3 client, browsers): tests/functional/test_moto_local.py
+checks that both answer the same. Hand-written: no library carries WSGI requests over a
+socket without HTTP.
 
 A frame is ``!II`` (the lengths of a JSON head and of a body), the head, the body. The
 request's head is ``[method, path, headers]``, the answer's ``[status, headers]``.
@@ -24,6 +24,8 @@ request's head is ``[method, path, headers]``, the answer's ``[status, headers]`
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import io
 import json
 import logging
@@ -34,6 +36,7 @@ import struct
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 log = logging.getLogger("hopgraph.local.moto")
@@ -50,9 +53,9 @@ class ConnectionLost(ConnectionError):
     """The moto process closed the socket, or is not there: it has stopped."""
 
 
-def _send_frame(sock: socket.socket, head: Any, body: bytes) -> None:
+def _frame(head: Any, body: bytes) -> bytes:
     encoded = json.dumps(head, separators=(",", ":")).encode()
-    sock.sendall(_LENGTHS.pack(len(encoded), len(body)) + encoded + body)
+    return _LENGTHS.pack(len(encoded), len(body)) + encoded + body
 
 
 def _read_exactly(sock: socket.socket, size: int) -> bytes:
@@ -79,50 +82,88 @@ def _read_frame(sock: socket.socket) -> tuple[Any, bytes] | None:
 
 
 # ---------------------------------------------------------------------------- moto's side
-class SocketServer:
-    """``app`` answering frames on the Unix socket ``path``, a thread per connection."""
+_WAITING_CALLS = frozenset({"AmazonSQS.ReceiveMessage"})
+"""Calls that can wait (a long poll): answered on threads, never on the loop."""
 
-    def __init__(self, path: str, app: WsgiApp, *, server_name: str, server_port: int) -> None:
+
+class SocketServer:
+    """``app`` answering frames on the Unix socket ``path``: one call at a time on an
+    asyncio loop, long polls on threads of their own.
+
+    One thread does all the work because a thread per connection made moto's process a
+    convoy: dozens of requests each waiting for the lock that keeps moto's writes atomic
+    (infra/moto_fidelity.py), and, holding it, for the GIL, so that a step's calls took
+    hundreds of milliseconds while the process was three-quarters idle (py-spy dumps under
+    benchmarks/local_load.py). Calls answered one after another wait for nothing. A
+    ReceiveMessage may wait up to its WaitTimeSeconds for a message, so it takes a thread.
+    """
+
+    def __init__(
+        self, path: str, app: WsgiApp, *, server_name: str, server_port: int,
+        waiting_threads: int = 64,
+    ) -> None:  # fmt: skip
         self.path, self.app = path, app
         self._names = {"SERVER_NAME": server_name, "SERVER_PORT": str(server_port)}
-        self._listener: socket.socket | None = None
-        self._closing = threading.Event()
+        self._waiting = ThreadPoolExecutor(waiting_threads, thread_name_prefix="moto-long-poll")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
 
     def start(self) -> None:
         if os.path.exists(self.path):
             os.unlink(self.path)  # left by a process that was killed
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        listener.bind(self.path)
-        listener.listen(256)
-        self._listener = listener
-        threading.Thread(target=self._accept, name="moto-socket", daemon=True).start()
+        loop = asyncio.new_event_loop()
+        server = loop.run_until_complete(
+            asyncio.start_unix_server(self._serve, path=self.path, backlog=256)
+        )
+        self._loop, self._server = loop, server
+        self._thread = threading.Thread(target=loop.run_forever, name="moto-socket", daemon=True)
+        self._thread.start()
 
     def stop(self) -> None:
-        self._closing.set()
-        if self._listener is not None:
-            self._listener.close()
+        loop = self._loop
+        if loop is not None and self._thread is not None:
+            with contextlib.suppress(Exception):  # a stop must not fail: the data is written
+                asyncio.run_coroutine_threadsafe(self._close(), loop).result(timeout=5)
+            loop.call_soon_threadsafe(loop.stop)
+            self._thread.join(timeout=5)
+            if not self._thread.is_alive():
+                loop.close()
+        self._waiting.shutdown(wait=False, cancel_futures=True)
         if os.path.exists(self.path):
             os.unlink(self.path)
 
-    def _accept(self) -> None:
-        assert self._listener is not None
-        while not self._closing.is_set():
-            try:
-                connection, _ = self._listener.accept()
-            except OSError:  # closed by stop()
-                return
-            name = "moto-socket-connection"
-            threading.Thread(target=self._serve, args=(connection,), name=name, daemon=True).start()
+    async def _close(self) -> None:
+        """Stop listening, and end every connection's task (on the loop)."""
+        self._server.close()
+        tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
-    def _serve(self, connection: socket.socket) -> None:
-        with connection:
-            try:
-                while (frame := _read_frame(connection)) is not None:
-                    (method, path, headers), body = frame
-                    status, answer_headers, answer = self._answer(method, path, headers, body)
-                    _send_frame(connection, [status, answer_headers], answer)
-            except (ConnectionError, OSError):  # the client went away mid-frame
-                return
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                try:
+                    head_size, body_size = _LENGTHS.unpack(await reader.readexactly(_LENGTHS.size))
+                    payload = await reader.readexactly(head_size + body_size)
+                except asyncio.IncompleteReadError:  # closed, between frames or in one
+                    return
+                (method, path, headers), body = json.loads(payload[:head_size]), payload[head_size:]
+                request = (method, path, headers, body)
+                if headers.get("X-Amz-Target") in _WAITING_CALLS:
+                    answer = await loop.run_in_executor(self._waiting, self._answer, *request)
+                else:
+                    answer = self._answer(*request)
+                status, answer_headers, content = answer
+                writer.write(_frame([status, answer_headers], content))
+                await writer.drain()
+        except (ConnectionError, OSError):  # the client went away
+            return
+        except asyncio.CancelledError:  # stop(): end quietly, not cancelled (Python 3.11's
+            return  # streams log a traceback for a connection task that ends cancelled)
+        finally:
+            writer.close()
 
     def _answer(
         self, method: str, path: str, headers: dict[str, str], body: bytes
@@ -133,13 +174,17 @@ class SocketServer:
             started[:] = [int(status[:3]), list(response_headers)]
             return lambda data: None  # the old write() callable: moto does not use it
 
-        result = self.app(self._environ(method, path, headers, body), start_response)
         try:
-            content = b"".join(result)
-        finally:
-            close = getattr(result, "close", None)
-            if close is not None:
-                close()
+            result = self.app(self._environ(method, path, headers, body), start_response)
+            try:
+                content = b"".join(result)
+            finally:
+                close = getattr(result, "close", None)
+                if close is not None:
+                    close()
+        except Exception:  # a fault of moto's: a 500, as its HTTP server (waitress) answers
+            log.exception("moto failed to answer %s", headers.get("X-Amz-Target", path))
+            return 500, [("Content-Type", "text/plain")], b"Internal Server Error"
         return started[0], started[1], content
 
     def _environ(
@@ -225,7 +270,7 @@ class SocketTransport:
         headers.setdefault("Host", url.netloc)
         sock = self._connection()
         try:
-            _send_frame(sock, [request.method, path, headers], body)
+            sock.sendall(_frame([request.method, path, headers], body))
             frame = _read_frame(sock)
             if frame is None:
                 raise ConnectionLost("the moto process closed the connection")
