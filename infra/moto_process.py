@@ -58,7 +58,9 @@ class MotoProcess:
     local_socket: bool = False
     """Also answer the stack's own calls on a Unix socket (infra/moto_socket.py)."""
     _process: subprocess.Popen[str] | None = None
+    _socket_path: str = ""
     _socket_folder: str = ""
+    """A temporary folder for the socket, when the data folder's path is too long for one."""
 
     @property
     def endpoint(self) -> str:
@@ -67,7 +69,7 @@ class MotoProcess:
     @property
     def socket_path(self) -> str:
         """The Unix socket of the stack's own calls; "" without one."""
-        return os.path.join(self._socket_folder, "moto.sock") if self._socket_folder else ""
+        return self._socket_path
 
     def start(self) -> None:
         command = [sys.executable, "-m", "infra.moto_process", "--host", self.host,
@@ -77,14 +79,23 @@ class MotoProcess:
         if self.forget_prefix:
             command += ["--forget-prefix", self.forget_prefix]
         command += ["--reset"] if self.reset else []
-        if self.local_socket:  # a short path of its own: a socket's path has 107 bytes at most
-            self._socket_folder = tempfile.mkdtemp(prefix="hopgraph-moto-")
-            command += ["--socket", self.socket_path]
+        if self.local_socket:
+            command += ["--socket", self._choose_socket_path()]
         command += ["--verbose"] if self.verbose else []
         self._process = subprocess.Popen(
             command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
         )
         self._expect(READY)
+
+    def _choose_socket_path(self) -> str:
+        """In the data folder (one stack per folder: the journal locks it), or in a folder of
+        its own when that path is too long: a socket's path has 107 bytes at most."""
+        path = str(self.data / "moto.sock")
+        if len(path.encode()) > 100:
+            self._socket_folder = tempfile.mkdtemp(prefix="hopgraph-moto-")
+            path = os.path.join(self._socket_folder, "moto.sock")
+        self._socket_path = path
+        return path
 
     def restore(self) -> dict[str, int]:
         """Bring the data back (the tables and queues must exist); what came back."""
