@@ -91,11 +91,11 @@ class SocketServer:
     asyncio loop, long polls on threads of their own.
 
     One thread does all the work because a thread per connection made moto's process a
-    convoy: dozens of requests each waiting for the lock that keeps moto's writes atomic
-    (infra/moto_fidelity.py), and, holding it, for the GIL, so that a step's calls took
-    hundreds of milliseconds while the process was three-quarters idle (py-spy dumps under
-    benchmarks/local_load.py). Calls answered one after another wait for nothing. A
-    ReceiveMessage may wait up to its WaitTimeSeconds for a message, so it takes a thread.
+    convoy: py-spy dumps under benchmarks/local_load.py showed 30 to 50 requests waiting for
+    the lock that keeps moto's writes atomic (infra/moto_fidelity.py), whose holder also
+    needs the GIL, while the process held the GIL only two thirds of the time. Calls answered
+    one after another wait for no lock and hand the GIL to no one. A ReceiveMessage may wait
+    up to its WaitTimeSeconds for a message, so it takes a thread.
     """
 
     def __init__(
