@@ -3,11 +3,12 @@
 On Lambda each invocation has its own process and one connection per client is plenty. The
 local stack runs every invocation as a thread of one process sharing one client per service,
 and botocore's pool keeps 10 connections by default: with more pollers than that, every call
-beyond the tenth opens a new TCP connection to moto (and moto's server starts a thread for
-it), which costs both processes more than the call itself. So the local stack builds the
-shared clients with a pool as large as the threads that can call at once, and installs them
-with :func:`functions.aws.clients.override`; otherwise they are configured as
-functions/aws/clients.py configures them.
+beyond the tenth opens a new connection, which costs more than the call itself. So the local
+stack builds the shared clients with a pool as large as the threads that can call at once,
+and installs them with :func:`functions.aws.clients.override`; otherwise they are configured
+as functions/aws/clients.py configures them. The clients of the services moto serves send
+over the moto process's Unix socket when the stack gives one (infra/moto_socket.py, which
+keeps a connection per calling thread the same way).
 
 Their DynamoDB and SQS requests go unsigned: SigV4 signing is a tenth of the handlers'
 process's time under benchmarks/local_load.py, and moto checks no signature. moto reads two

@@ -20,6 +20,7 @@ import pytest
 from engine.ports import RunEnd, RunRecord
 from engine.tools import ToolContext
 from functions.observability import logger
+from functions.worker import sqs as sqs_worker
 from functions.worker.handler import handler
 from tests.functional.aws_stack import AwsStack, aws_stack
 
@@ -40,11 +41,13 @@ class Naps:
         self._lock = threading.Lock()
         self._active = 0
         self.peak = 0
+        self.threads: set[threading.Thread] = set()
 
     def nap(self, state: Mapping[str, Any], ctx: ToolContext) -> dict[str, Any]:
         with self._lock:
             self._active += 1
             self.peak = max(self.peak, self._active)
+            self.threads.add(threading.current_thread())
         logger.info("napping", extra={"tool_run": ctx.run_id, "tool_step": ctx.step})
         time.sleep(NAP_S)
         with self._lock:
@@ -222,3 +225,38 @@ def test_the_batchs_metrics_count_every_concurrent_hop(
 def total(emitted: list[dict[str, Any]], metric: str) -> float:
     values = [blob[metric] for blob in emitted if metric in blob]
     return sum(sum(v) if isinstance(v, list) else v for v in values)
+
+
+def test_a_pollers_next_batch_reuses_its_threads(stack: AwsStack, naps: Naps) -> None:
+    # Given a poller that has applied one batch
+    start_nap_runs(stack, BATCH)
+    stack.worker_source(batch_size=10).poll_once()
+    first, naps.threads = naps.threads, set()
+    # When it applies the next batch
+    start_nap_runs(stack, BATCH)
+    stack.worker_source(batch_size=10).poll_once()
+    # Then threads of its pool applied it, side by side again: no thread was started for it
+    assert len(first) > 1 and len(naps.threads) > 1
+    assert len(first | naps.threads) <= sqs_worker.MAX_CONCURRENT_HOPS
+
+
+def test_batches_of_two_pollers_at_once_have_pools_of_their_own(
+    stack: AwsStack, naps: Naps
+) -> None:
+    # Given two batches' worth of runs, and two pollers that receive at the same moment
+    runs = start_nap_runs(stack, 2 * BATCH)
+    together = threading.Barrier(2)
+
+    def poll() -> None:
+        together.wait()
+        stack.worker_source(batch_size=BATCH).poll_once()
+
+    # When both apply their batches at once
+    pollers = [threading.Thread(target=poll) for _ in range(2)]
+    for poller in pollers:
+        poller.start()
+    for poller in pollers:
+        poller.join()
+    # Then more hops ran at once than one pool has threads: neither waited for the other's
+    assert naps.peak > sqs_worker.MAX_CONCURRENT_HOPS
+    assert [stack.run(r.run_id).status for r in runs] == ["completed"] * len(runs)
