@@ -194,7 +194,9 @@ def main(argv: list[str] | None = None, commands: IO[str] = sys.stdin) -> int:
 
             assert server.app is not None
             names = {"server_name": args.host, "server_port": args.port}
-            socket_server = SocketServer(args.socket, server.app, **names)
+            # as many long polls at once as the HTTP server has threads for them
+            socket_server = SocketServer(args.socket, server.app, **names,
+                                         waiting_threads=args.threads)  # fmt: skip
             socket_server.start()
             patches.callback(socket_server.stop)
         try:

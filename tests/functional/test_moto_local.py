@@ -588,3 +588,32 @@ def test_remembered_expressions_answer_as_moto_does() -> None:
     # Then every answer is the same, the refusals too
     assert answers == expected
     assert sum(1 for a in expected if a.get("Code") == "ConditionalCheckFailedException") == 4
+
+
+def test_a_long_poll_on_the_socket_holds_off_no_other_call(tmp_path: Path) -> None:
+    with mock_aws():
+        # Given moto's application on a socket, and a receive waiting on an empty queue
+        clients()
+        app = DirectApplication(DomainDispatcherApplication(create_backend_app))
+        served = ServedOverTheSocket(app, str(tmp_path / "moto.sock"))
+        served.server.start()
+        try:
+            dynamodb, sqs = served.client("dynamodb"), served.client("sqs")
+            url = sqs.get_queue_url(QueueName="q")["QueueUrl"]
+            received: list[Any] = []
+            waiting = threading.Thread(target=lambda: received.append(
+                sqs.receive_message(QueueUrl=url, WaitTimeSeconds=10)))  # fmt: skip
+            waiting.start()
+            time.sleep(0.3)  # its request is in moto's hands
+
+            # When other calls are made meanwhile
+            dynamodb.put_item(TableName=TABLE, Item=item("RUN#w"))
+            answered_while_waiting = waiting.is_alive()
+            sqs.send_message(QueueUrl=url, MessageBody="hop")
+            waiting.join(timeout=10)
+        finally:
+            served.server.stop()
+
+    # Then they were answered while the receive waited, and the receive got the message
+    assert answered_while_waiting
+    assert [m["Body"] for m in received[0]["Messages"]] == ["hop"]
