@@ -8,7 +8,7 @@ infra.moto_process``, and its GIL is not the handlers' one. The child applies mo
 
 The parent talks to it over the child's stdin and stdout, one line each way:
 
-    child -> "ready"                      serving on the port
+    child -> "ready [socket path]"        serving on the port (and on that Unix socket)
     parent -> "restore"                   (after creating the template's resources)
     child -> "restored {json counts}"     the data is back; flushing every second
     parent -> "stop", or closes stdin     final flush; the child exits 0
@@ -59,8 +59,6 @@ class MotoProcess:
     """Also answer the stack's own calls on a Unix socket (infra/moto_socket.py)."""
     _process: subprocess.Popen[str] | None = None
     _socket_path: str = ""
-    _socket_folder: str = ""
-    """A temporary folder for the socket, when the data folder's path is too long for one."""
 
     @property
     def endpoint(self) -> str:
@@ -79,23 +77,13 @@ class MotoProcess:
         if self.forget_prefix:
             command += ["--forget-prefix", self.forget_prefix]
         command += ["--reset"] if self.reset else []
-        if self.local_socket:
-            command += ["--socket", self._choose_socket_path()]
+        if self.local_socket:  # in the data folder: one stack per folder (the journal locks it)
+            command += ["--socket", str(self.data / "moto.sock")]
         command += ["--verbose"] if self.verbose else []
         self._process = subprocess.Popen(
             command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
         )
-        self._expect(READY)
-
-    def _choose_socket_path(self) -> str:
-        """In the data folder (one stack per folder: the journal locks it), or in a folder of
-        its own when that path is too long: a socket's path has 107 bytes at most."""
-        path = str(self.data / "moto.sock")
-        if len(path.encode()) > 100:
-            self._socket_folder = tempfile.mkdtemp(prefix="hopgraph-moto-")
-            path = os.path.join(self._socket_folder, "moto.sock")
-        self._socket_path = path
-        return path
+        self._socket_path = self._expect(READY).partition(" ")[2]
 
     def restore(self) -> dict[str, int]:
         """Bring the data back (the tables and queues must exist); what came back."""
@@ -117,8 +105,6 @@ class MotoProcess:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-        if self._socket_folder:
-            shutil.rmtree(self._socket_folder, ignore_errors=True)
 
     def _send(self, line: str) -> None:
         assert self._process is not None and self._process.stdin is not None
@@ -189,23 +175,37 @@ def main(argv: list[str] | None = None, commands: IO[str] = sys.stdin) -> int:
 
         server = MotoServer(args.host, args.port, threads=args.threads, verbose=args.verbose)
         server.start()
-        if args.socket:
-            from infra.moto_socket import SocketServer
-
-            assert server.app is not None
-            names = {"server_name": args.host, "server_port": args.port}
-            # as many long polls at once as the HTTP server has threads for them
-            socket_server = SocketServer(args.socket, server.app, **names,
-                                         waiting_threads=args.threads)  # fmt: skip
-            socket_server.start()
-            patches.callback(socket_server.stop)
+        socket_path = _serve_socket(args, server.app, patches) if args.socket else ""
         try:
-            _say(READY)
+            _say(f"{READY} {socket_path}".rstrip())
             _serve(commands, persistence)
         finally:
             persistence.stop()
             server.stop()
     return 0
+
+
+def _serve_socket(args: argparse.Namespace, app: Any, patches: contextlib.ExitStack) -> str:
+    """Answer the stack's calls on a Unix socket (infra/moto_socket.py) at ``args.socket``,
+    or, where that path cannot have one (over 107 bytes, a file system without sockets), in
+    a temporary folder removed at the end. The socket's path."""
+    from infra.moto_socket import SocketServer
+
+    names = {"server_name": args.host, "server_port": args.port}
+    for path in (args.socket, ""):
+        if not path:
+            folder = tempfile.mkdtemp(prefix="hopgraph-moto-")
+            patches.callback(shutil.rmtree, folder, ignore_errors=True)
+            path = os.path.join(folder, "moto.sock")
+        # as many long polls at once as the HTTP server has threads for them
+        server = SocketServer(path, app, **names, waiting_threads=args.threads)
+        try:
+            server.start()
+        except OSError:
+            continue
+        patches.callback(server.stop)
+        return str(path)
+    raise OSError(f"cannot listen on a Unix socket at {args.socket} nor in {folder}")
 
 
 def _patch_moto(patches: contextlib.ExitStack, persistence: Any, lock: threading.RLock) -> None:

@@ -112,9 +112,13 @@ class SocketServer:
         if os.path.exists(self.path):
             os.unlink(self.path)  # left by a process that was killed
         loop = asyncio.new_event_loop()
-        server = loop.run_until_complete(
-            asyncio.start_unix_server(self._serve, path=self.path, backlog=256)
-        )
+        try:
+            server = loop.run_until_complete(
+                asyncio.start_unix_server(self._serve, path=self.path, backlog=256)
+            )
+        except BaseException:  # no socket here (infra/moto_process.py tries another place)
+            loop.close()
+            raise
         self._loop, self._server = loop, server
         self._thread = threading.Thread(target=loop.run_forever, name="moto-socket", daemon=True)
         self._thread.start()
