@@ -113,7 +113,7 @@ class LocalStack:
         self._start_auth()
         self._start_moto()
         self._create_resources()
-        self.restored = self._moto.restore()
+        self.restored = self._restore()
         self._start_gateway()
         if cfg.dispatch == "lambda":
             self._start_lambda_endpoint()
@@ -163,6 +163,14 @@ class LocalStack:
             AWS_REGION=REGION,
         )
         os.environ.pop("AWS_PROFILE", None)
+
+    def _restore(self) -> dict[str, int]:
+        from infra.moto_process import MotoProcessFailed
+
+        try:
+            return self._moto.restore()
+        except MotoProcessFailed as exc:
+            raise StackError(str(exc).removeprefix("error: ")) from None
 
     def _create_resources(self) -> None:
         import boto3

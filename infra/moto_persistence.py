@@ -64,6 +64,10 @@ class DataFolderInUse(Exception):
     """Another stack holds the data folder."""
 
 
+class RestoreFailed(Exception):
+    """An item of the data folder could not be put back; the message says which."""
+
+
 # ---------------------------------------------------------------------------- files
 @dataclass
 class Snapshot:
@@ -189,10 +193,13 @@ def _encode(value: Any) -> Any:
 
 
 def _decode(value: Any) -> Any:
+    """What :func:`_encode` wrote, back: bytes at any depth (a list's too: a binary set)."""
     if isinstance(value, dict):
         if set(value) == {"__b64__"}:
             return base64.b64decode(value["__b64__"])
         return {k: _decode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
     return value
 
 
@@ -390,8 +397,14 @@ class Persistence:
         restored = {"items": 0, "messages": 0, "skipped": 0}
         with self.lock:
             for (account, region, table), rows in snapshot.items.items():
-                for item in rows.values():
-                    restored[self._restore_item(account, region, table, item)] += 1
+                for key, item in rows.items():
+                    try:
+                        restored[self._restore_item(account, region, table, item)] += 1
+                    except Exception as exc:  # never compact a folder without this item
+                        raise RestoreFailed(
+                            f"cannot bring back the item {key} of {table} in {self.journal.folder}"
+                            f" ({type(exc).__name__}: {exc}); the folder is left as it was"
+                        ) from exc
             now_ms = time.time() * 1000
             for (account, region, name), messages in snapshot.queues.items():
                 queue = _queue(account, region, name)
@@ -409,16 +422,18 @@ class Persistence:
         return restored
 
     def _restore_item(self, account: str, region: str, table: str, item: dict[str, Any]) -> str:
+        from moto.dynamodb.exceptions import ResourceNotFoundException
         from moto.dynamodb.models import dynamodb_backends
 
+        backend = dynamodb_backends[account][region]
         try:
-            backend = dynamodb_backends[account][region]
-            partition = item[backend.get_table(table).hash_key_attr]
-            if self.forget(str(next(iter(partition.values())))):
-                return "skipped"
-            backend.put_item(table, item)
-        except Exception:  # the template no longer declares the table
+            hash_key = backend.get_table(table).hash_key_attr
+        except ResourceNotFoundException:  # the template no longer declares the table
             return "skipped"
+        if self.forget(str(next(iter(item[hash_key].values())))):
+            return "skipped"
+        # binary values (a step's compressed state) are written as {"__b64__": ...}
+        backend.put_item(table, _decode(item))
         return "items"
 
     def flush(self) -> None:

@@ -11,6 +11,8 @@ The parent talks to it over the child's stdin and stdout, one line each way:
     child -> "ready [socket path]"        serving on the port (and on that Unix socket)
     parent -> "restore"                   (after creating the template's resources)
     child -> "restored {json counts}"     the data is back; flushing every second
+          or "error: {why}"               an item cannot come back: the child exits, the
+                                          folder untouched (the stack says why, and stops)
     parent -> "stop", or closes stdin     final flush; the child exits 0
 
 Closing stdin is what the parent's death does too, so the child never outlives the stack.
@@ -236,7 +238,13 @@ def _serve(commands: IO[str], persistence: Any) -> None:
     for line in commands:  # EOF: the parent is gone
         command = line.strip()
         if command == "restore":
-            _say(f"restored {json.dumps(persistence.restore())}")
+            from infra.moto_persistence import RestoreFailed
+
+            try:
+                _say(f"restored {json.dumps(persistence.restore())}")
+            except RestoreFailed as exc:  # the parent says it, and stops
+                _say(f"error: {exc}; start with another --data, or --reset to empty it")
+                return
         elif command == "stop":
             return
 

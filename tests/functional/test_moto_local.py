@@ -25,7 +25,7 @@ from werkzeug.test import EnvironBuilder, run_wsgi_app
 from infra import local_clients
 from infra.moto_fidelity import serialize_dynamodb_writes, serialize_sqs
 from infra.moto_lookups import remembered_lookups
-from infra.moto_persistence import Journal, Persistence
+from infra.moto_persistence import Journal, Persistence, RestoreFailed, Snapshot
 from infra.moto_socket import SocketServer, SocketTransport
 from infra.moto_speedups import (
     cheaper_requests,
@@ -159,6 +159,54 @@ EVERY_KIND = {
     "bs": {"BS": [b"x", b"y"]}, "l": {"L": [{"S": "a"}, {"N": "1"}, {"M": {"k": {"B": b"z"}}}]},
     "m": {"M": {"inner": {"L": [{"BOOL": False}, {"SS": ["c"]}]}, "e": {"M": {}}}},
 }  # fmt: skip
+
+
+def test_items_of_every_kind_come_back_as_they_were(tmp_path: Path) -> None:
+    # Given an item with every kind of attribute value, binary ones among them (a step's
+    # compressed state is binary), written down
+    key = {"PK": EVERY_KIND["PK"], "SK": EVERY_KIND["SK"]}
+    with moto_as_in_the_stack(tmp_path) as persistence:
+        dynamodb = clients()[0]
+        persistence.restore()
+        dynamodb.put_item(TableName=TABLE, Item=EVERY_KIND)
+        written = dynamodb.get_item(TableName=TABLE, Key=key)["Item"]
+        persistence.stop()
+
+    # When moto starts empty and the journal is restored, twice: from the journal's frames,
+    # then from the state file the first restore compacted them into
+    back = []
+    for _ in range(2):
+        with moto_as_in_the_stack(tmp_path) as persistence:
+            dynamodb = clients()[0]
+            restored = persistence.restore()
+            back.append((restored, dynamodb.get_item(TableName=TABLE, Key=key).get("Item")))
+            persistence.stop()
+
+    # Then the item is back both times, every value as it was
+    assert back == [({"items": 1, "messages": 0, "skipped": 0}, written)] * 2
+
+
+def test_an_item_that_cannot_come_back_stops_the_restore_and_keeps_the_folder(
+    tmp_path: Path,
+) -> None:
+    # Given a data folder holding an item the table cannot take (its sort key is missing)
+    journal = Journal(tmp_path)
+    journal.lock()
+    broken = Snapshot(items={("123456789012", REGION, TABLE): {"k": {"PK": {"S": "RUN#x"}}}})
+    journal.compact(broken)
+    journal.close()
+    files = sorted(p.name for p in tmp_path.iterdir())
+
+    # When it is restored
+    with moto_as_in_the_stack(tmp_path) as persistence:
+        clients()
+        with pytest.raises(RestoreFailed) as failed:
+            persistence.restore()
+        persistence.stop()
+
+    # Then the restore says which item, and the folder is as it was: nothing was compacted away
+    assert "the item k of t" in str(failed.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == files
 
 
 def raw_responses(dynamodb: Any) -> list[bytes]:
