@@ -22,6 +22,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(240)]
 STEPS = 8
 RUNS = 4
 DEADLINE = 60.0
+NOTES = " ".join(f"note {i}" for i in range(400))
+"""A state large enough to be stored compressed (a binary attribute) in every step item."""
 SLOW_CHAIN = {
     "name": "slow_chain",
     "entry": "s0",
@@ -44,7 +46,8 @@ def start_runs(api: str) -> tuple[str, list[str]]:
         created = client.post("/graphs", json=SLOW_CHAIN)
         assert created.status_code == 201, created.text
         graph_id = created.json()["graph_id"]
-        runs = [client.post("/runs", json={"graph_id": graph_id}) for _ in range(RUNS)]
+        start = {"graph_id": graph_id, "input": {"notes": NOTES}}
+        runs = [client.post("/runs", json=start) for _ in range(RUNS)]
     assert all(r.status_code == 202 for r in runs), [r.text for r in runs]
     return graph_id, [r.json()["run_id"] for r in runs]
 
