@@ -106,6 +106,7 @@ class SocketServer:
         self._names = {"SERVER_NAME": server_name, "SERVER_PORT": str(server_port)}
         self._waiting = ThreadPoolExecutor(waiting_threads, thread_name_prefix="moto-long-poll")
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: asyncio.AbstractServer | None = None
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -138,7 +139,8 @@ class SocketServer:
 
     async def _close(self) -> None:
         """Stop listening, and end every connection's task (on the loop)."""
-        self._server.close()
+        if self._server is not None:
+            self._server.close()
         tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
         for task in tasks:
             task.cancel()
