@@ -194,20 +194,20 @@ def _serve_socket(args: argparse.Namespace, app: Any, patches: contextlib.ExitSt
     from infra.moto_socket import SocketServer
 
     names = {"server_name": args.host, "server_port": args.port}
-    for path in (args.socket, ""):
-        if not path:
-            folder = tempfile.mkdtemp(prefix="hopgraph-moto-")
-            patches.callback(shutil.rmtree, folder, ignore_errors=True)
-            path = os.path.join(folder, "moto.sock")
+
+    def serving(path: str) -> str:
         # as many long polls at once as the HTTP server has threads for them
         server = SocketServer(path, app, **names, waiting_threads=args.threads)
-        try:
-            server.start()
-        except OSError:
-            continue
+        server.start()
         patches.callback(server.stop)
-        return str(path)
-    raise OSError(f"cannot listen on a Unix socket at {args.socket} nor in {folder}")
+        return path
+
+    try:
+        return serving(args.socket)
+    except OSError:
+        folder = tempfile.mkdtemp(prefix="hopgraph-moto-")
+        patches.callback(shutil.rmtree, folder, ignore_errors=True)
+        return serving(os.path.join(folder, "moto.sock"))
 
 
 def _patch_moto(patches: contextlib.ExitStack, persistence: Any, lock: threading.RLock) -> None:

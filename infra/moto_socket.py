@@ -38,6 +38,10 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+from urllib.parse import urlsplit
+
+from botocore.awsrequest import AWSResponse
+from botocore.exceptions import EndpointConnectionError
 
 log = logging.getLogger("hopgraph.local.moto")
 
@@ -251,9 +255,6 @@ class SocketTransport:
         client.meta.events.register_first("before-send", self.send)
 
     def send(self, request: Any, **_: Any) -> Any:
-        from botocore.awsrequest import AWSResponse
-        from botocore.exceptions import EndpointConnectionError
-
         try:
             status, headers, body = self._exchange(request)
         except OSError as exc:  # refused, reset, closed, timed out
@@ -261,8 +262,6 @@ class SocketTransport:
         return AWSResponse(request.url, status, dict(headers), _Body(body))
 
     def _exchange(self, request: Any) -> tuple[int, list[tuple[str, str]], bytes]:
-        from urllib.parse import urlsplit
-
         url = urlsplit(request.url)
         path = url.path or "/"
         if url.query:
