@@ -67,6 +67,12 @@ class MotoProcess:
         return f"http://{self.host}:{self.port}"
 
     @property
+    def pid(self) -> int:
+        """The child's process id (benchmarks measure its CPU time)."""
+        assert self._process is not None, "not started"
+        return self._process.pid
+
+    @property
     def socket_path(self) -> str:
         """The Unix socket of the stack's own calls; "" without one."""
         return self._socket_path
