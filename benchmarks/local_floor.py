@@ -151,8 +151,6 @@ class BareChains:
 
 
 def measure_floor(runs: int, steps: int, pollers: int) -> Floor:
-    # the stack's credentials for moto (infra/local_stack.py), for this process's clients
-    os.environ.update(AWS_ACCESS_KEY_ID="local", AWS_SECRET_ACCESS_KEY="local")
     doc = template.load_template(ROOT / "template.yaml")
     with tempfile.TemporaryDirectory(prefix="hopgraph-floor-") as data:
         moto = MotoProcess("127.0.0.1", free_port(), Path(data), local_socket=True)
@@ -206,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pollers", type=int, default=16, help="threads of the bare chains")
     args = parser.parse_args(argv)
     cores = os.cpu_count() or 1
+    # the stack's credentials for moto (infra/local_stack.py), for this process's clients
+    os.environ.update(AWS_ACCESS_KEY_ID="local", AWS_SECRET_ACCESS_KEY="local")
 
     print(f"{args.runs} runs of {args.steps} steps, {cores} cores: the bare calls, then the stack")
     floor = measure_floor(args.runs, args.steps, args.pollers)

@@ -1,0 +1,41 @@
+"""The load benchmarks measure what they say, on a few runs: every step of every run is
+committed once and timed (benchmarks/local_floor.py, benchmarks/local_load.py)."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from benchmarks import local_floor, local_load
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
+
+RUNS, STEPS = 12, 3
+
+
+def test_the_bare_calls_commit_each_step_once_and_time_every_hop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given credentials for moto, as the stack sets them
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "local")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "local")
+    # When the floor's chains run
+    floor = local_floor.measure_floor(RUNS, STEPS, pollers=4)
+    # Then every step was committed, each hop after the first of a run timed, and CPU counted
+    assert floor.steps == RUNS * STEPS
+    assert len(floor.hop_ms) == RUNS * (STEPS - 1)
+    assert all(ms > 0 for ms in floor.hop_ms)
+    assert 0 < floor.moto_cpu_s < floor.cpu_s
+
+
+def test_the_load_benchmark_finds_every_run_whole() -> None:
+    # Given the stack, started as the benchmark starts it
+    args = argparse.Namespace(runs=RUNS, steps=STEPS, concurrency=4, deadline=120.0, dispatch="sqs")
+    # When a few runs go through it
+    figures = local_load.measure(args)
+    # Then each completed with a whole log, and each hop and start was timed
+    assert (figures.completed, figures.intact, figures.lost) == (RUNS, RUNS, 0)
+    assert figures.steps == RUNS * STEPS
+    assert len(figures.hop_ms) == RUNS * (STEPS - 1)
+    assert len(figures.start_ms) == RUNS
