@@ -19,7 +19,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
@@ -59,8 +59,8 @@ def traced(handler: H) -> H:
     """``tracer.capture_lambda_handler`` where tracing is on; the handler itself elsewhere."""
     if tracer is None:
         return handler
-    wrapped: H = tracer.capture_lambda_handler(handler, capture_response=False)
-    return wrapped
+    # Powertools types the wrapper as any callable; it has the handler's signature.
+    return cast(H, tracer.capture_lambda_handler(handler, capture_response=False))
 
 
 _metrics_lock = threading.Lock()

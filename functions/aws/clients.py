@@ -27,9 +27,8 @@ def client(service: str, endpoint_url: str | None = None) -> Any:
             from botocore.config import Config
 
             config = Config(retries={"mode": "standard", "max_attempts": 3}, tcp_keepalive=True)
-            _clients[key] = boto3.session.Session().client(
-                service, endpoint_url=endpoint_url, config=config
-            )
+            session: Any = boto3.session.Session()  # the stubs type only literal names
+            _clients[key] = session.client(service, endpoint_url=endpoint_url, config=config)
         return _clients[key]
 
 

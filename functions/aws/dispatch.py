@@ -22,8 +22,9 @@ from functions.aws.send_group import BATCH_BYTES, BATCH_ENTRIES, SendGroup
 if TYPE_CHECKING:  # stub types only when type checking: keeps the import graph small
     from mypy_boto3_lambda import LambdaClient
     from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_sqs.type_defs import SendMessageBatchRequestEntryTypeDef as BatchEntry
 else:
-    LambdaClient = SQSClient = Any
+    LambdaClient = SQSClient = BatchEntry = Any
 
 SELF_INVOKE_MARKER = "hopgraph"
 """Key of the self-invocation payload that tells the worker it got a hop, not an SQS batch."""
@@ -70,6 +71,11 @@ def _batches(bodies: list[str]) -> list[list[str]]:
     return [b for b in batches if b]
 
 
+def _entries(bodies: list[str]) -> list[BatchEntry]:
+    """A SendMessageBatch's entries, each named by its place in ``bodies``."""
+    return [{"Id": str(i), "MessageBody": body} for i, body in enumerate(bodies)]
+
+
 class SqsStepQueue:
     """Sends each hop as one SQS message on the step queue; hops that threads send at the
     same time share SendMessageBatch calls (functions/aws/send_group.py)."""
@@ -90,7 +96,7 @@ class SqsStepQueue:
         if len(bodies) == 1:  # as cheap either way; SendMessage's errors are the plainer
             self.client.send_message(QueueUrl=self.queue_url, MessageBody=bodies[0])
             return [None]
-        entries = [{"Id": str(i), "MessageBody": body} for i, body in enumerate(bodies)]
+        entries = _entries(bodies)
         response = self.client.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
         refusals: list[str | None] = [None] * len(bodies)
         for failed in response.get("Failed") or []:
@@ -103,7 +109,7 @@ class SqsStepQueue:
         any entry failed: the caller's message is retried and its hops sent again, which
         the protocol's slot checks make harmless."""
         for batch in _batches([hop_body(h) for h in hops]):
-            entries = [{"Id": str(i), "MessageBody": body} for i, body in enumerate(batch)]
+            entries = _entries(batch)
             response = self.client.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
             failed = response.get("Failed") or []
             if failed:

@@ -44,6 +44,7 @@ def handle_batch(event: dict[str, Any], context: Any, svc: RunService) -> dict[s
     # A processor per batch: it keeps the batch's results on itself (the local stack runs
     # handlers in threads).
     processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-    return process_partial_response(
+    response = process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context
     )
+    return dict(response)

@@ -27,6 +27,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     # A processor per batch: it keeps the batch's results on itself (handlers share threads
     # in the local stack).
     processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-    return process_partial_response(
+    response = process_partial_response(
         event=event, record_handler=start_requested_run, processor=processor, context=context
     )
+    return dict(response)

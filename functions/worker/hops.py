@@ -23,7 +23,8 @@ from typing import Any
 
 from engine.errors import InvalidInputError, RetryLater, TransientStoreError, transport_of
 from engine.ports import Hop
-from engine.service import HopResult, RunService
+from engine.protocol import HopResult
+from engine.service import RunService
 from functions import runtime
 from functions.observability import count, logger, milliseconds
 from functions.settings import get_settings
