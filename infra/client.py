@@ -31,6 +31,25 @@ class ApiUnreachable(ApiError):
         Exception.__init__(self, f"nothing answers at {url} ({reason})")  # no HTTP status
 
 
+class ApiTimedOut(ApiError):
+    """The API took the request and did not answer in time: the stack is up, but busy. What
+    was asked (a run started, a graph created) may still happen, so the message says to
+    look before asking again."""
+
+    def __init__(self, url: str, timeout: float, method: str) -> None:
+        self.url = url
+        self.status, self.body = 0, None
+        text = f"the API at {url} took the request but did not answer within {timeout:g} s"
+        if method == "GET":
+            text += ": the stack is up, but busy. Try again in a moment."
+        else:
+            text += (
+                ": the stack is up, but busy, and what was asked may still happen. Look "
+                "before asking again ('hopgraph runs list', 'hopgraph graphs list')."
+            )
+        Exception.__init__(self, text)
+
+
 def unreachable_reason(exc: BaseException) -> str:
     """A transport failure in a few words ("connection refused"), not an errno dump."""
     if isinstance(exc, httpx.TimeoutException | TimeoutError):
@@ -64,6 +83,7 @@ class HopgraphClient:
         token: str | Callable[[], str | None] | None = None,
     ) -> None:
         self.api = api.rstrip("/")
+        self.timeout = timeout
         self._http = httpx.Client(base_url=self.api, timeout=timeout)
         self._token = token
 
@@ -83,6 +103,8 @@ class HopgraphClient:
             kwargs["headers"] = {**kwargs.get("headers", {}), "Authorization": f"Bearer {token}"}
         try:
             response = self._http.request(method, path, **kwargs)
+        except (httpx.ReadTimeout, httpx.WriteTimeout) as exc:  # connected: the stack is up
+            raise ApiTimedOut(self.api, self.timeout, method) from exc
         except httpx.TransportError as exc:
             raise ApiUnreachable(self.api, unreachable_reason(exc)) from None
         try:

@@ -4,15 +4,19 @@ to do about it, and "1 step" is singular. Exit code 2, never a traceback."""
 
 from __future__ import annotations
 
+import functools
 import io
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from rich.console import Console
 
+from infra import cli
 from infra.cli import main
 from infra.cli_input import plural
+from infra.client import ApiTimedOut, HopgraphClient
 from infra.progress import RunProgress, fit_keys
 
 REPO = Path(__file__).resolve().parents[2]
@@ -185,3 +189,38 @@ def test_a_steps_updated_keys_fit_the_line(width: int, text: str) -> None:
     # When they are shown
     # Then as many as fit are named, and the others counted
     assert fit_keys(keys, width) == text
+
+
+# -- a stack that is up but slow --------------------------------------------------------------
+@pytest.fixture
+def silent_api() -> Iterator[str]:
+    """An address whose listener takes connections (the kernel's backlog) and never answers."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+
+def test_a_stack_too_busy_to_answer_is_not_said_to_be_down(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, silent_api: str
+) -> None:
+    # Given a stack that takes the request and does not answer within the client's timeout
+    monkeypatch.setenv("HOPGRAPH_API", silent_api)
+    monkeypatch.setattr(cli, "HopgraphClient", functools.partial(HopgraphClient, timeout=0.3))
+    # When a run is started on it
+    code, err = hopgraph(capsys, "run", "g_1")
+    # Then it says the stack is busy, and to look before starting the run again
+    assert code == 2
+    assert f"the API at {silent_api} took the request but did not answer within 0.3 s" in err
+    assert "may still happen" in err and "hopgraph runs list" in err, err
+    assert "nothing answers" not in err and "make dev" not in err
+
+
+def test_a_slow_answer_to_a_read_says_to_try_again(silent_api: str) -> None:
+    # Given the same stack
+    client = HopgraphClient(silent_api, timeout=0.3)
+    # When a run is read
+    with pytest.raises(ApiTimedOut) as timed_out:
+        client.get_run("r_1")
+    # Then nothing was changed, and the message says so by asking only for another try
+    assert str(timed_out.value).endswith("the stack is up, but busy. Try again in a moment.")
