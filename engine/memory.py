@@ -7,7 +7,7 @@ DynamoDB's conditional writes) and passes the same contract suite.
 from __future__ import annotations
 
 import threading
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -53,6 +53,7 @@ class MemoryRunStore:
         self._runs: dict[str, RunRecord] = {}
         self._steps: dict[str, list[StepRecord]] = {}
         self._tasks: dict[tuple[str, int], dict[tuple[str, int], TaskRecord]] = {}
+        self._task_counts: Counter[tuple[str, int]] = Counter()
         self._connections: dict[str, Connection] = {}
         self._subscriptions: dict[str, dict[str, int | None]] = {}
         """Per run, its subscribers' connection ids and what their replay reached."""
@@ -137,13 +138,19 @@ class MemoryRunStore:
         steps = self._steps.get(run_id, [])
         return steps[seq] if 0 <= seq < len(steps) else None
 
-    def commit_task(self, task: TaskRecord) -> None:
+    def commit_task(self, task: TaskRecord, *, counted: bool = False) -> None:
         with self._lock:
             slots = self._tasks.setdefault((task.run_id, task.seq), {})
             slot = (task.node, -1 if task.index is None else task.index)
             if slot in slots:
                 raise StepConflict(task.run_id, task.seq)
             slots[slot] = task
+            if counted:
+                self._task_counts[task.run_id, task.seq] += 1
+
+    def count_tasks(self, run_id: str, seq: int) -> int:
+        with self._lock:
+            return self._task_counts[run_id, seq]
 
     def get_task(self, run_id: str, seq: int, node: str, index: int | None) -> TaskRecord | None:
         slot = (node, -1 if index is None else index)

@@ -275,9 +275,16 @@ class RunStore(Protocol):
     def get_step(self, run_id: str, seq: int) -> StepRecord | None:
         """The step in slot ``seq``, read strongly consistently."""
 
-    def commit_task(self, task: TaskRecord) -> None:
+    def commit_task(self, task: TaskRecord, *, counted: bool = False) -> None:
         """Write ``task`` into its slot (run, superstep, node, index) if and only if that slot
-        is empty; StepConflict if it is taken. One conditional write, no read of the run."""
+        is empty; StepConflict if it is taken. One conditional write, no read of the run.
+
+        ``counted``: the same write, atomically, adds one to its superstep's count of
+        committed tasks (:meth:`count_tasks`); a taken slot adds nothing."""
+
+    def count_tasks(self, run_id: str, seq: int) -> int:
+        """How many tasks of superstep ``seq`` were committed ``counted``, read strongly
+        consistently: one small read, whatever the superstep's size."""
 
     def get_task(self, run_id: str, seq: int, node: str, index: int | None) -> TaskRecord | None:
         """The task in that slot, read strongly consistently."""

@@ -38,6 +38,10 @@ record per task, ``RUN#r/TASK#k#node#index``, and closes once::
     fan-in: read every task of superstep k (one query)
         fewer than planned -> done: a later task will close
         all of them        -> merge (reducers, in task order), route, and
+      (a superstep with many readers, such as an uncapped map of hundreds of items, commits
+       each task in one transaction with the superstep's count of committed tasks, and its
+       fan-in reads that count first: fewer than planned -> done; every task of it counts
+       or none does, so the count is never short of the tasks committed)
     commit STEP#k, conditional on "slot empty" ----> exactly one closer wins
          (5) crash here: the closer's redelivery finds its task taken by itself, reads the
              tasks again, loses the close to its own earlier commit and re-dispatches
@@ -70,7 +74,7 @@ new run header generation.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from functools import cache
@@ -109,6 +113,9 @@ from engine.tools import ToolContext, Toolkit
 NOBODY_YET = Audience()
 """No subscribers read yet: the notifier reads them when it publishes."""
 
+COUNTED_FAN_IN_ABOVE = 256
+"""Default of :attr:`ProtocolConfig.counted_fan_in_above` (:meth:`HopProtocol._counted`)."""
+
 HopResult = Literal["committed", "finished", "duplicate", "recovered", "stale"]
 
 
@@ -139,6 +146,9 @@ class Origin:
 class ProtocolConfig:
     state_limit_bytes: int
     inline_state_bytes: int
+    counted_fan_in_above: int = COUNTED_FAN_IN_ABOVE
+    """A superstep whose tasks would read the fan-in more often than this keeps a count
+    instead (:meth:`HopProtocol._counted`)."""
 
 
 class HopProtocol:
@@ -260,14 +270,14 @@ class HopProtocol:
             error=result.error, attempt=attempt, committed_by=delivery_id,
         )  # fmt: skip
         try:
-            self.store.commit_task(record)
+            self.store.commit_task(record, counted=self._counted(graph, origin))
         except StepConflict:
             taken = self.store.get_task(hop.run_id, hop.seq, hop.node, hop.index)
             if taken is None:
                 return "stale"
             return self._after_task_conflict(graph, hop, taken, delivery_id)
         self._next_item(graph, hop, origin, recheck=False)
-        if not _may_close(graph, hop, origin):
+        if not _may_close(graph, Task(hop.node, hop.index), origin.planned):
             return "committed"
         return self._fan_in(graph, hop, origin, delivery_id)
 
@@ -281,7 +291,7 @@ class HopProtocol:
             return "stale"
         # Our earlier attempt committed the task, then died: finish what it left undone.
         self._next_item(graph, hop, origin, recheck=True)
-        if not _may_close(graph, hop, origin):
+        if not _may_close(graph, Task(hop.node, hop.index), origin.planned):
             return "recovered"
         result = self._fan_in(graph, hop, origin, delivery_id)
         return "recovered" if result in ("committed", "finished") else result
@@ -297,8 +307,27 @@ class HopProtocol:
             nxt = replace(hop, index=following.index, recheck=recheck)
             self.queue.dispatch(self._inline(nxt, origin.state))
 
+    def _counted(self, graph: Graph, origin: Origin) -> bool:
+        """Whether the superstep's tasks count their commits, so that each reads one small
+        count rather than every task committed so far.
+
+        Each read of the fan-in costs what it returns, so a superstep of n tasks that all
+        read it (an uncapped map) reads about n * n / 2 task records: a map of a thousand
+        items, half a million, seconds of a Lambda's time and of moto's. Counting makes each
+        commit a transaction of two items (4 write units instead of 1) plus one 1-unit read,
+        and only a task that sees every task counted reads them all. With task records of
+        about 0.5 KB, the reads cost more than that above about 256 readers (a write unit is
+        priced as five read units, and a strongly consistent read unit covers 4 KB), hence
+        the default. Every task of the superstep decides the same way: from its plan."""
+        planned = set(origin.planned)
+        readers = sum(1 for task in origin.planned if _may_close(graph, task, planned))
+        return readers > self.config.counted_fan_in_above
+
     def _fan_in(self, graph: Graph, hop: Hop, origin: Origin, delivery_id: str) -> HopResult:
         """Close the superstep if every planned task has committed."""
+        counted = self._counted(graph, origin)
+        if counted and self.store.count_tasks(hop.run_id, hop.seq) < len(origin.planned):
+            return "committed"
         tasks = self.store.list_tasks(hop.run_id, hop.seq)
         if len(tasks) < len(origin.planned):
             return "committed"
@@ -516,15 +545,15 @@ class HopProtocol:
         return graph if hop.node in graph.nodes else None
 
 
-def _may_close(graph: Graph, hop: Hop, origin: Origin) -> bool:
-    """Whether this task can be its superstep's last, and so worth the fan-in read. An item of
+def _may_close(graph: Graph, task: Task, planned: Collection[Task]) -> bool:
+    """Whether ``task`` can be its superstep's last, and so worth the fan-in read. An item of
     a capped map that started the item ``cap`` places after it cannot be: that item commits
     later. Skipping their reads keeps a capped map's fan-in reads at ``cap``, not one per item
     (each read returns every task committed so far)."""
-    spec = graph.nodes[hop.node].map
-    if spec is None or spec.max_concurrency is None or hop.index is None:
+    spec = graph.nodes[task.node].map
+    if spec is None or spec.max_concurrency is None or task.index is None:
         return True
-    return Task(hop.node, hop.index + spec.max_concurrency) not in origin.planned
+    return Task(task.node, task.index + spec.max_concurrency) not in planned
 
 
 def _starts_now(graph: Graph, task: Task) -> bool:

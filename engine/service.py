@@ -67,7 +67,7 @@ from engine.ports import (
     RunStore,
     StepQueue,
 )
-from engine.protocol import HopProtocol, HopResult, ProtocolConfig
+from engine.protocol import COUNTED_FAN_IN_ABOVE, HopProtocol, HopResult, ProtocolConfig
 from engine.reducers import ReducerError
 from engine.superstep import plan_tasks, state_size
 from engine.tools import Toolkit
@@ -116,6 +116,8 @@ class EngineConfig:
     state_limit_bytes: int = 350_000
     inline_state_bytes: int = 60_000
     """States up to this size travel inside the hop, saving the worker a read."""
+    counted_fan_in_above: int = COUNTED_FAN_IN_ABOVE
+    """Fan-in readers above which a superstep counts its tasks (engine/protocol.py)."""
 
 
 class RunService:
@@ -141,7 +143,9 @@ class RunService:
         self.config = config or EngineConfig()
         self._graphs: OrderedDict[str, Graph] = OrderedDict()
         protocol_config = ProtocolConfig(
-            self.config.state_limit_bytes, self.config.inline_state_bytes
+            self.config.state_limit_bytes,
+            self.config.inline_state_bytes,
+            self.config.counted_fan_in_above,
         )
         self.protocol = HopProtocol(
             store, queue, tools, self._notifier, clock, protocol_config, self.graph

@@ -13,6 +13,10 @@ Item shapes (``tests/contract/test_dynamodb_items.py`` snapshots each one)::
     step           PK=RUN#<id>     SK=STEP#000042  node, tool, status, updates, state,
                    next_node?, started_at, duration_ms, error?, attempt, committed_by?, notified?,
                    run_status
+    task           PK=RUN#<id>     SK=TASK#000042#<index or ->#<node>   node, tool, status,
+                   updates, targets, started_at, duration_ms, attempt, index?, error?,
+                   committed_by?            (a task of a superstep of several)
+    task count     PK=RUN#<id>     SK=FANIN#000042   done   (a superstep with many readers)
     connection     PK=CONN#<id>    SK=CONN         endpoint, expires_at (TTL), owner?, admin?
     subscription   PK=RUN#<run>    SK=SUB#<conn>   endpoint, expires_at (TTL), replayed_through?
                    PK=CONN#<conn>  SK=SUB#<run>    expires_at (TTL)
@@ -57,6 +61,7 @@ GRAPHS_PARTITION = "GRAPHS"
 STEP_PREFIX = "STEP#"
 TASK_PREFIX = "TASK#"
 SUB_PREFIX = "SUB#"
+FANIN_PREFIX = "FANIN#"
 
 
 # ---------------------------------------------------------------------------- keys
@@ -82,6 +87,13 @@ def step_key(run_id: str, seq: int) -> Item:
 def task_sk_prefix(seq: int) -> str:
     """The common prefix of superstep ``seq``'s task slots: the fan-in queries it."""
     return f"{TASK_PREFIX}{seq:06d}#"
+
+
+def task_count_key(run_id: str, seq: int) -> Item:
+    """The count of superstep ``seq``'s committed tasks, kept only for a superstep with many
+    readers (engine/protocol.py): ``FANIN#`` sorts before ``RUN``, outside every range and
+    prefix the run's queries read."""
+    return {"PK": {"S": f"RUN#{run_id}"}, "SK": {"S": f"{FANIN_PREFIX}{seq:06d}"}}
 
 
 def task_key(run_id: str, seq: int, node: str, index: int | None) -> Item:

@@ -328,12 +328,30 @@ class DynamoRunStore:
         return None if item is None else items.step_from_item(item)
 
     # -- tasks of a superstep of several -------------------------------------------------------
-    def commit_task(self, task: TaskRecord) -> None:
+    def commit_task(self, task: TaskRecord, *, counted: bool = False) -> None:
         item = items.task_item(task)
         size = items.attr_size(item["updates"])
         if size > items.STATE_BUDGET:  # DynamoDB would refuse the item with a 400
             raise StateTooLargeError(size, items.STATE_BUDGET)
-        self._put_new(item, StepConflict(task.run_id, task.seq))
+        if not counted:
+            self._put_new(item, StepConflict(task.run_id, task.seq))
+            return
+        # One transaction: the count rises exactly when the slot is filled, never apart.
+        count = {
+            "Update": {
+                "TableName": self.table,
+                "Key": items.task_count_key(task.run_id, task.seq),
+                "UpdateExpression": "ADD done :one",
+                "ExpressionAttributeValues": {":one": {"N": "1"}},
+            }
+        }
+        put = {"Put": {"TableName": self.table, "Item": item, "ConditionExpression": SLOT_FREE}}
+        if self._transact([put, count]) is not None:
+            raise StepConflict(task.run_id, task.seq)
+
+    def count_tasks(self, run_id: str, seq: int) -> int:
+        found = self._get(items.task_count_key(run_id, seq))
+        return 0 if found is None else int(found["done"]["N"])
 
     def get_task(self, run_id: str, seq: int, node: str, index: int | None) -> TaskRecord | None:
         item = self._get(items.task_key(run_id, seq, node, index))

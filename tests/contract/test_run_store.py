@@ -5,6 +5,7 @@ Each test is one promise of ``engine/ports.py``'s RunStore docstrings, atomicity
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import string
@@ -629,6 +630,43 @@ def test_racing_task_commits_have_exactly_one_winner(store: RunStore) -> None:
         thread.join()
     assert len(winners) == 1
     assert store.get_task("r1", 1, "b", None) == task("b", committed_by=winners[0])
+
+
+def test_a_counted_commit_counts_each_task_once_in_its_own_superstep(store: RunStore) -> None:
+    store.create_run(run())
+    # Given counted commits of three map items, one of them delivered twice, one plain
+    # commit, and a counted commit of the next superstep
+    for index in (0, 1, 2):
+        store.commit_task(task("grade", index), counted=True)
+    with pytest.raises(StepConflict):
+        store.commit_task(task("grade", 1, committed_by="again"), counted=True)
+    store.commit_task(task("b"))
+    store.commit_task(task("grade", 0, seq=2), counted=True)
+    # When the supersteps' counts are read
+    # Then each counted task is counted once, in its superstep; the taken slot and the plain
+    # commit add nothing, and the count is no task of the fan-in
+    assert store.count_tasks("r1", 1) == 3
+    assert store.count_tasks("r1", 2) == 1
+    assert store.count_tasks("r1", 3) == 0
+    assert len(store.list_tasks("r1", 1)) == 4
+    assert store.list_steps("r1").items == []
+
+
+def test_racing_counted_commits_count_the_winner_only(store: RunStore) -> None:
+    store.create_run(run())
+    barrier = threading.Barrier(6)
+
+    def commit(who: str) -> None:
+        barrier.wait()
+        with contextlib.suppress(StepConflict):
+            store.commit_task(task("b", committed_by=who), counted=True)
+
+    threads = [threading.Thread(target=commit, args=(f"w{i}",)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert store.count_tasks("r1", 1) == 1
 
 
 def test_a_superstep_close_keeps_its_next_nodes_joins_and_tasks(store: RunStore) -> None:

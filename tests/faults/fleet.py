@@ -13,6 +13,7 @@ hop is left and nothing was dead-lettered; the fault struck once.
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from typing import Any
 
 from engine.ports import Connection
@@ -60,12 +61,17 @@ class CaseFleet:
             queue,
             FaultyTools(self.tools, self.faults),  # type: ignore[arg-type]
             notifier=self.notifier,
-            config=runtime.engine_config(settings),
+            config=self._engine_config(settings),
         )
         self.faults.on_subscribe = self._subscribe_late
         runtime.install(self.service)
         stack.dynamodb.meta.events.register("before-call.dynamodb", self.faults.throttle_hook)
         self.run_id = ""
+
+    def _engine_config(self, settings: Any) -> Any:
+        config = runtime.engine_config(settings)
+        above = self.case.shape.counted_fan_in_above
+        return config if above is None else replace(config, counted_fan_in_above=above)
 
     def expected(self) -> RunResult:
         """The in-process runner's run; a cancelled shape: its state when the cancel came."""
@@ -111,6 +117,8 @@ class CaseFleet:
         assert run.state == expected.state, "the final state differs from the in-process run"
         self._check_closes(run.steps, cancelled=run.status == "cancelled")
         self._check_tasks(expected)
+        counted = self.case.shape.counted_fan_in_above is not None
+        assert bool(self.store.counted_commits) == counted, "counted fan-in not as planned"
         if self.case.fault.kind == "subscribe":
             self._check_late_subscriber()
         seen = self.notifier.first_seen_steps(self.run_id)

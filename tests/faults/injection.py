@@ -8,6 +8,7 @@ catches it, and the carrier treats the whole delivery as failed.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import Counter
 from contextvars import ContextVar
@@ -17,6 +18,7 @@ from botocore.awsrequest import AWSResponse
 
 from engine.ports import Audience, Hop, RunStore, StepQueue
 from functions.aws.dispatch import LambdaStepQueue
+from functions.aws.dynamodb_items import FANIN_PREFIX
 from functions.aws.dynamodb_store import DynamoRunStore
 from tests.faults.plan import Fault
 
@@ -67,10 +69,15 @@ class Injector:
         if self.strikes("subscribe", window) and self.on_subscribe is not None:
             self.on_subscribe()
 
-    def throttle_hook(self, model: Any, **_: Any) -> Any:
+    def throttle_hook(self, model: Any, params: Any = None, **_: Any) -> Any:
         """botocore ``before-call``: DynamoDB still throttling after the SDK's retries."""
-        window = "commit" if model.name in COMMIT_OPERATIONS else "fan_in_query"
-        if model.name not in (*COMMIT_OPERATIONS, "Query") or not self.strikes("throttle", window):
+        if model.name in COMMIT_OPERATIONS:
+            window = "commit"
+        elif model.name == "Query" or _reads_a_task_count(model.name, params):
+            window = "fan_in_query"
+        else:
+            return None
+        if not self.strikes("throttle", window):
             return None
         # A response from before-call skips the request and botocore's own retries.
         error = {
@@ -81,6 +88,15 @@ class Injector:
             "ResponseMetadata": {"HTTPStatusCode": 400},
         }
         return AWSResponse("https://dynamodb.us-east-1.amazonaws.com/", 400, {}, None), error
+
+
+def _reads_a_task_count(operation: str, params: Any) -> bool:
+    """A GetItem of a superstep's task count: the fan-in read of a counted superstep."""
+    if operation != "GetItem" or not isinstance(params, dict):
+        return False
+    body = params.get("body") or b"{}"
+    key = json.loads(body).get("Key", {})
+    return str(key.get("SK", {}).get("S", "")).startswith(FANIN_PREFIX)
 
 
 class FaultyTools:
@@ -110,6 +126,7 @@ class FaultyStore:
         self.faults = faults
         self.closes: Counter[tuple[str, int]] = Counter()
         self.task_commits: Counter[tuple[str, int, str]] = Counter()
+        self.counted_commits = 0
         self.on_task_commit: Any = None
         """Called with each task committed (the cancel shape cancels from here)."""
         self._lock = threading.Lock()
@@ -122,12 +139,13 @@ class FaultyStore:
             self.closes[(step.run_id, step.seq)] += 1
         self.faults.crash_at("after_close_commit")
 
-    def commit_task(self, task: Any) -> None:
+    def commit_task(self, task: Any, *, counted: bool = False) -> None:
         self.faults.crash_at("before_commit")
         self.faults.subscribe_at("before_commit")
         with self._lock:
-            self.inner.commit_task(task)
+            self.inner.commit_task(task, counted=counted)
             self.task_commits[(task.run_id, task.seq, task.key)] += 1
+            self.counted_commits += counted
         if self.on_task_commit is not None:
             self.on_task_commit(task)
         self.faults.crash_at("after_task_commit")

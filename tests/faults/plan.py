@@ -27,7 +27,8 @@ race @ sibling_hops                   the nth delivery of several hops at once: 
 reorder @ delivery                    the nth hop is held back until every other is done
 throttle @ commit                     DynamoDB throttles the nth commit (PutItem or
                                       TransactWriteItems) past the SDK's retries
-throttle @ fan_in_query               ... the nth Query (the fan-in read of a superstep)
+throttle @ fan_in_query               ... the nth fan-in read of a superstep (a Query of
+                                      its tasks, or a GetItem of its count)
 subscribe @ before_commit             a client subscribes (and replays the log) just before
                                       the nth commit, after its hop read the subscribers:
                                       it must still get every superstep, once the next
@@ -35,8 +36,10 @@ subscribe @ before_commit             a client subscribes (and replays the log) 
 ====================================  ==================================================
 
 Shapes: a chain (a loop of single-task supersteps), a fan-out, a map of 50 items capped at 5
-at a time joined with a branch of its own, a join of branches of unequal length, and a
-fan-out cancelled after the first task of superstep 1 committed. A fault whose window a shape
+at a time joined with a branch of its own, the same map uncapped over 12 items with its
+fan-in counted (as a superstep with hundreds of readers counts it: engine/protocol.py), a
+join of branches of unequal length, and a fan-out cancelled after the first task of
+superstep 1 committed. A fault whose window a shape
 never reaches (a task commit in a chain) is not planned for it.
 
 Adding a shape or a fault (a pause, a retry) is one entry in ``SHAPES`` or ``FAULTS``.
@@ -78,6 +81,8 @@ class Shape:
     """Cancel the run as the first task of this superstep commits."""
     every_carrier: bool = True
     """False: each fault runs on one carrier, the carriers taking turns fault by fault."""
+    counted_fan_in_above: int | None = None
+    """The engine's threshold for counting a superstep's tasks; None: its default."""
     reaches: tuple[tuple[str, int], ...] = ()
     """Windows this shape's run reaches fewer times than a fault's ``nth``, and how often:
     such a fault strikes at the last occurrence instead."""
@@ -127,12 +132,29 @@ MAP_50_JOINED = {
     "joins": {"done": ["grade", "count"]},
 }  # fmt: skip
 
+MAP_12_COUNTED = {
+    **MAP_50_JOINED,
+    "nodes": {
+        **MAP_50_JOINED["nodes"],  # type: ignore[dict-item]
+        "grade": {"tool": "fill", "settings": {"key": "graded", "template": "doc $doc"},
+                  "map": {"over": "docs", "as": "doc"}},
+    },
+}  # fmt: skip
+
 SHAPES = (
     Shape("chain", LOOP_6, {}, parallel=False),
     Shape("fan_out", _example("fanout_reducer.json"), {"aggregate": []}),
     # Each of the map's 51 task commits reads every task of its superstep (the fan-in), so
     # on moto a run costs seconds: each fault runs on it once, the carriers taking turns.
     Shape("map_50", MAP_50_JOINED, {"docs": list(range(50))}, every_carrier=False),
+    # Its superstep 1 has 13 readers (12 items and count): above 4, its tasks count.
+    Shape(
+        "map_12_counted",
+        MAP_12_COUNTED,
+        {"docs": list(range(12))},
+        every_carrier=False,
+        counted_fan_in_above=4,
+    ),
     Shape("join_unequal", _example("join_unequal.json"), {"aggregate": []}),
     # Cancelled once b (or c) of superstep 1 committed: its only close by a worker is
     # superstep 0's, and only that close dispatches.

@@ -30,6 +30,9 @@ committed is green.
    committed in its window missing: subscribe@before_commit on the chain (both carriers),
    the fan-out and the join (SQS). A last step that reuses the list read before its
    commit is caught by tests/functional/test_ws_notifier.py.
+5. A counted superstep's count left behind: the count's ``Update`` dropped from the
+   transaction of ``DynamoRunStore.commit_task(counted=True)``, so that tasks commit and
+   the count never rises. All 14 cases of map_12_counted red, the run left "running".
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ import pytest
 from engine.errors import InvalidInputError, StepConflict
 from engine.memory import MemoryQueue, MemoryRunStore, RecordingNotifier
 from engine.ports import Hop, StepRecord, TaskRecord
+from engine.protocol import COUNTED_FAN_IN_ABOVE
 from engine.runner import InProcessRunner
 from engine.service import EngineConfig, RunService
 from engine.toolkits.basics import toolkit as basics
@@ -61,6 +62,7 @@ class CountingStore(MemoryRunStore):
     def __init__(self) -> None:
         super().__init__()
         self.commits: Counter[tuple[str, ...]] = Counter()
+        self.fan_in: Counter[str] = Counter()
         self.die_after_commit = 0.0
         self.rng = random.Random(0)
 
@@ -69,10 +71,22 @@ class CountingStore(MemoryRunStore):
         self.commits[("step", step.run_id, str(step.seq))] += 1
         self._maybe_die()
 
-    def commit_task(self, task: TaskRecord) -> None:
-        super().commit_task(task)
+    def commit_task(self, task: TaskRecord, *, counted: bool = False) -> None:
+        super().commit_task(task, counted=counted)
         self.commits[("task", task.run_id, str(task.seq), task.key)] += 1
+        if counted:
+            self.fan_in["counted commits"] += 1
         self._maybe_die()
+
+    def count_tasks(self, run_id: str, seq: int) -> int:
+        self.fan_in["count reads"] += 1
+        return super().count_tasks(run_id, seq)
+
+    def list_tasks(self, run_id: str, seq: int) -> list[TaskRecord]:
+        found = super().list_tasks(run_id, seq)
+        self.fan_in["fan-in reads"] += 1
+        self.fan_in["task records read"] += len(found)
+        return found
 
     def _maybe_die(self) -> None:
         if self.rng.random() < self.die_after_commit:
@@ -112,12 +126,18 @@ def reference(doc: dict[str, Any], given: dict[str, Any]) -> Any:
 
 @pytest.mark.parametrize("shape", sorted(SHAPES))
 @pytest.mark.parametrize("seed", range(4))
-def test_every_task_commits_once_and_the_run_ends_as_in_process(shape: str, seed: int) -> None:
+@pytest.mark.parametrize("fan_in", ["read", "counted"])
+def test_every_task_commits_once_and_the_run_ends_as_in_process(
+    shape: str, seed: int, fan_in: str
+) -> None:
+    # Given a parallel shape, its supersteps' fan-ins read (the default at this size) or
+    # counted (as those of many readers are)
     doc, given = SHAPES[shape]
     store, queue = CountingStore(), MemoryQueue()
     store.die_after_commit = 0.15
     store.rng = random.Random(seed)
-    service = RunService(store, queue, basics, notifier=RecordingNotifier())
+    config = EngineConfig(counted_fan_in_above=COUNTED_FAN_IN_ABOVE if fan_in == "read" else 0)
+    service = RunService(store, queue, basics, notifier=RecordingNotifier(), config=config)
     run, _ = service.start_run(service.create_graph(doc)[0].graph_id, given)
     # When its hops are delivered shuffled, duplicated, and with workers dying after commits
     drive(service, queue, seed, duplicates=0.3)
@@ -135,6 +155,7 @@ def test_every_task_commits_once_and_the_run_ends_as_in_process(shape: str, seed
     parallel = sorted((e["seq"], e["task"]) for e in expected.log
                       if sum(1 for f in expected.log if f["seq"] == e["seq"]) > 1)  # fmt: skip
     assert tasks == parallel
+    assert bool(store.fan_in["counted commits"]) == (fan_in == "counted")
 
 
 def test_the_log_names_each_task_of_a_parallel_superstep() -> None:
@@ -162,6 +183,38 @@ def test_a_capped_map_never_has_more_than_its_cap_in_flight() -> None:
     queue.hops.remove(first)
     service.process_hop(first, "m1")
     assert sorted(h.index for h in queue.hops if h.node == "grade") == [1, 2, 3]
+
+
+UNCAPPED_MAP = load("langgraph/map_reduce.json") | {
+    "nodes": {"generate_joke": {"tool": "fill", "map": {"over": "subjects", "as": "subject"},
+                                "settings": {"key": "jokes", "template": "Joke about $subject"}}}
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("items", "counted"), [(COUNTED_FAN_IN_ABOVE, False), (COUNTED_FAN_IN_ABOVE + 1, True)]
+)
+def test_a_map_with_many_readers_counts_its_tasks_instead_of_reading_them(
+    items: int, counted: bool
+) -> None:
+    # Given an uncapped map, every item of which may be the superstep's last
+    store, queue = CountingStore(), MemoryQueue()
+    service = RunService(store, queue, basics)
+    subjects = [f"s{i}" for i in range(items)]
+    run, _ = service.start_run(service.create_graph(UNCAPPED_MAP)[0].graph_id,
+                               {"subjects": subjects})  # fmt: skip
+    # When its items are applied one after another
+    drive(service, queue, 0, duplicates=0)
+    # Then it ends as in process, and only above the threshold do its tasks count their
+    # commits, each reading one count and only the last reading every task (n, not n * n / 2)
+    expected = reference(UNCAPPED_MAP, {"subjects": subjects})
+    assert store.get_run(run.run_id).state == expected.state
+    if counted:
+        assert store.fan_in == {"counted commits": items, "count reads": items,
+                                "fan-in reads": 1, "task records read": items}  # fmt: skip
+    else:
+        assert store.fan_in == {"fan-in reads": items,
+                                "task records read": items * (items + 1) // 2}  # fmt: skip
 
 
 def test_a_stray_task_hop_changes_nothing() -> None:
