@@ -303,9 +303,8 @@ class HopProtocol:
         if spec is None or spec.max_concurrency is None or hop.index is None:
             return
         following = Task(hop.node, hop.index + spec.max_concurrency)
-        if following in origin.planned:
-            nxt = replace(hop, index=following.index, recheck=recheck)
-            self.queue.dispatch(self._inline(nxt, origin.state))
+        if following in origin.planned:  # a task's hop carries no state (_dispatch)
+            self.queue.dispatch(replace(hop, index=following.index, recheck=recheck, state=None))
 
     def _counted(self, graph: Graph, origin: Origin) -> bool:
         """Whether the superstep's tasks count their commits, so that each reads one small
@@ -441,22 +440,16 @@ class HopProtocol:
     ) -> None:  # fmt: skip
         parallel = len(planned) > 1
         hops = [
-            self._inline(
-                Hop(
-                    run_id,
-                    graph_id,
-                    seq,
-                    t.node,
-                    max_steps,
-                    recheck=recheck,
-                    index=t.index,
-                    parallel=parallel,
-                ),
-                state,
-            )
+            Hop(run_id, graph_id, seq, t.node, max_steps, recheck=recheck, index=t.index,
+                parallel=parallel)
             for t in planned
             if _starts_now(graph, t)
-        ]
+        ]  # fmt: skip
+        # A task of several reads the state before its superstep with its slot check in any
+        # case (_process_task), so its hop carries none: a map's n hops would otherwise carry
+        # the state n times, and n * n items when the state holds the list it maps over.
+        if not parallel:
+            hops = [self._inline(hop, state) for hop in hops]
         if len(hops) == 1:
             self.queue.dispatch(hops[0])
         else:

@@ -217,6 +217,25 @@ def test_a_map_with_many_readers_counts_its_tasks_instead_of_reading_them(
                                 "task records read": items * (items + 1) // 2}  # fmt: skip
 
 
+def test_the_hops_of_a_superstep_of_several_tasks_carry_no_state() -> None:
+    # Given a capped map joined with a branch, over a list held in the state
+    store, queue = CountingStore(), MemoryQueue()
+    service = RunService(store, queue, basics)
+    service.start_run(service.create_graph(CAPPED_MAP)[0].graph_id, {"docs": list(range(10))})
+    first = queue.hops.popleft()
+    # When the one task of superstep 0 fans out, and a map item starts the next one
+    service.process_hop(first, "m0")
+    fanned = list(queue.hops)
+    item = next(h for h in fanned if h.node == "grade")
+    queue.hops.clear()
+    service.process_hop(item, "m1")
+    # Then only the single task's hop carried the state (its worker reads none); the tasks'
+    # hops carry none, since each reads the state before its superstep with its slot check
+    assert first.state == {"docs": list(range(10))}
+    assert len(fanned) == 4 and all(h.state is None for h in fanned)
+    assert [(h.index, h.state) for h in queue.hops] == [(3, None)]
+
+
 def test_a_stray_task_hop_changes_nothing() -> None:
     store, queue = CountingStore(), MemoryQueue()
     service = RunService(store, queue, basics)
