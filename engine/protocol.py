@@ -74,7 +74,7 @@ new run header generation.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from functools import cache
@@ -101,9 +101,11 @@ from engine.superstep import (
     NO_JOINS,
     Closed,
     Joins,
+    Plan,
     Task,
     TaskResult,
     close_superstep,
+    plan_of,
     plan_tasks,
     run_task,
     state_size,
@@ -134,7 +136,7 @@ class Origin:
 
     state: dict[str, Any]
     joins: Joins
-    planned: tuple[Task, ...]
+    planned: Plan
     audience: Audience = NOBODY_YET
 
     @property
@@ -245,7 +247,7 @@ class HopProtocol:
             outcome = advance(graph, self.tools, hop.node, state, ctx, limits, self.clock())
             return outcome.step, outcome.end
         if origin is None:  # stray: no joins to carry; the caller drops the result
-            origin = Origin(state, NO_JOINS, (Task(hop.node, hop.index),))
+            origin = Origin(state, NO_JOINS, Plan({}))
         started = self.clock()
         result = run_task(graph, self.tools, Task(hop.node, hop.index), state, ctx)
         closed, _ = self._closed(graph, origin, [result], hop)
@@ -318,9 +320,7 @@ class HopProtocol:
         about 0.5 KB, the reads cost more than that above about 256 readers (a write unit is
         priced as five read units, and a strongly consistent read unit covers 4 KB), hence
         the default. Every task of the superstep decides the same way: from its plan."""
-        planned = set(origin.planned)
-        readers = sum(1 for task in origin.planned if _may_close(graph, task, planned))
-        return readers > self.config.counted_fan_in_above
+        return _readers(graph, origin.planned) > self.config.counted_fan_in_above
 
     def _fan_in(self, graph: Graph, hop: Hop, origin: Origin, delivery_id: str) -> HopResult:
         """Close the superstep if every planned task has committed."""
@@ -482,7 +482,7 @@ class HopProtocol:
         if not all(node in graph.nodes for node in nodes):  # a hop claiming another graph
             return None
         try:
-            planned = tuple(plan_tasks(graph, nodes, state))
+            planned = plan_of(graph, nodes, state)
         except ReducerError:
             return None
         origin = Origin(state, joins, planned, Audience(slot.subscribers, slot.previous))
@@ -538,7 +538,18 @@ class HopProtocol:
         return graph if hop.node in graph.nodes else None
 
 
-def _may_close(graph: Graph, task: Task, planned: Collection[Task]) -> bool:
+def _readers(graph: Graph, plan: Plan) -> int:
+    """How many of the plan's tasks may be the last, and so read the fan-in (:func:`_may_close`):
+    a plain node's one task, every item of an uncapped map, the last ``cap`` of a capped one."""
+    readers = 0
+    for node, size in plan.items.items():
+        spec = graph.nodes[node].map
+        cap = spec.max_concurrency if spec is not None else None
+        readers += 1 if size is None else min(size, cap or size)
+    return readers
+
+
+def _may_close(graph: Graph, task: Task, planned: Plan) -> bool:
     """Whether ``task`` can be its superstep's last, and so worth the fan-in read. An item of
     a capped map that started the item ``cap`` places after it cannot be: that item commits
     later. Skipping their reads keeps a capped map's fan-in reads at ``cap``, not one per item

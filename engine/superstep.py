@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
@@ -56,24 +56,59 @@ def state_size(state: Mapping[str, Any]) -> int:
     return len(json.dumps(state, separators=(",", ":"), default=str).encode())
 
 
-def plan_tasks(graph: Graph, nodes: Iterable[str], state: Mapping[str, Any]) -> list[Task]:
-    """The tasks that run ``nodes`` on ``state``, in merge order.
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """The tasks of a superstep, described rather than listed: each node, with the number of
+    items of a map node (``None`` for a plain node). A durable worker checks its one task
+    against the plan, and counts the plan, in time that does not grow with a map's length;
+    iterating lists the tasks in merge order, as :func:`plan_tasks` does."""
+
+    items: Mapping[str, int | None]
+
+    def __contains__(self, task: object) -> bool:
+        if not isinstance(task, Task) or task.node not in self.items:
+            return False
+        size = self.items[task.node]
+        if size is None:
+            return task.index is None
+        return task.index is not None and 0 <= task.index < size
+
+    def __len__(self) -> int:
+        return sum(1 if size is None else size for size in self.items.values())
+
+    def __iter__(self) -> Iterator[Task]:
+        for node in sorted(self.items):
+            size = self.items[node]
+            if size is None:
+                yield Task(node)
+            else:
+                yield from (Task(node, i) for i in range(size))
+
+
+def plan_of(graph: Graph, nodes: Iterable[str], state: Mapping[str, Any]) -> Plan:
+    """The plan that runs ``nodes`` on ``state``.
 
     A map node over an empty list has no task: like LangGraph's ``Send`` over nothing, that
     branch ends there. Raises :class:`ReducerError` if a map's key does not hold a list."""
-    tasks: list[Task] = []
-    for node in sorted(set(nodes)):
+    items: dict[str, int | None] = {}
+    for node in set(nodes):
         spec = graph.nodes[node].map
         if spec is None:
-            tasks.append(Task(node))
+            items[node] = None
             continue
-        items = state.get(spec.over)
-        if not isinstance(items, list):
-            kind = "nothing" if items is None else type(items).__name__
+        found = state.get(spec.over)
+        if not isinstance(found, list):
+            kind = "nothing" if found is None else type(found).__name__
             raise ReducerError(f"map node {node!r} runs over {spec.over!r}, which holds {kind}, "
                                "not a list")  # fmt: skip
-        tasks.extend(Task(node, i) for i in range(len(items)))
-    return tasks
+        if found:
+            items[node] = len(found)
+    return Plan(MappingProxyType(items))
+
+
+def plan_tasks(graph: Graph, nodes: Iterable[str], state: Mapping[str, Any]) -> list[Task]:
+    """The tasks that run ``nodes`` on ``state``, in merge order (:func:`plan_of`)."""
+    return list(plan_of(graph, nodes, state))
 
 
 def task_input(graph: Graph, task: Task, state: Mapping[str, Any]) -> Mapping[str, Any]:

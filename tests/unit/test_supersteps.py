@@ -21,7 +21,7 @@ from engine.memory import MemoryRunStore
 from engine.mermaid import to_mermaid
 from engine.reducers import REDUCERS, ReducerError
 from engine.runner import InProcessRunner
-from engine.superstep import Task, close_superstep, merge_updates, plan_tasks
+from engine.superstep import Task, close_superstep, merge_updates, plan_of, plan_tasks
 from engine.toolkits.basics import toolkit as basics
 from engine.tools import ToolContext, Toolkit
 from engine.validation import build_graph
@@ -334,6 +334,20 @@ def test_tasks_merge_in_node_then_item_order() -> None:
         graph, {}, [(Task("b"), {"aggregate": "B"}), (Task("c"), {"aggregate": "C"})]
     )
     assert merged == {"aggregate": ["B", "C"]}
+
+
+def test_a_plan_holds_exactly_its_tasks_in_merge_order() -> None:
+    # Given a map over three items beside a plain node, and a map over nothing
+    graph = graph_of(json.loads((EXAMPLES.parent / "parallel_research.json").read_text()))
+    plan = plan_of(graph, ["search", "grade"], {"docs": ["x", "y", "z"]})
+    # Then it lists, counts and holds those four tasks, and nothing else
+    want = [Task("grade", 0), Task("grade", 1), Task("grade", 2), Task("search")]
+    assert list(plan) == plan_tasks(graph, ["grade", "search"], {"docs": ["x", "y", "z"]}) == want
+    assert len(plan) == 4 and all(task in plan for task in want)
+    strangers = [Task("grade", 3), Task("grade", -1), Task("grade"), Task("search", 0),
+                 Task("read"), "grade[0]"]  # fmt: skip
+    assert not any(task in plan for task in strangers)
+    assert list(plan_of(graph, ["grade"], {"docs": []})) == []
 
 
 def test_recording_a_parallel_run_in_a_store_is_refused_for_now() -> None:
