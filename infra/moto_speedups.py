@@ -8,9 +8,14 @@ its time on work DynamoDB and SQS never do per request:
   transaction can change, which items exist (Put, Delete) and their top-level attributes
   (Update), and shares the attribute values, which moto replaces rather than mutates.
 - A Query sorts *every* item of the table (``Table.all_items``) before keeping the ones it
-  asked for. On the table's own key it is handed that partition only; on an index, the
+  asked for. On the table's own key it is handed that partition only, and of it only the
+  items its sort key condition keeps (tested by moto's own comparison); on an index, the
   items whose index hash key matches, unsorted (in both cases the query sorts what it
-  keeps by the keys itself, so the results are the same).
+  keeps by the keys itself, so the results are the same). Without the sort key condition
+  applied first, a Query of a few items of a run's partition sized and sorted all of it: a
+  map of n items made each of its tasks' reads O(n). (moto also ends a page early when an
+  item its condition does not keep would take the page past 1 MB; DynamoDB reads only the
+  items the condition keeps, as this does.)
 - ReceiveMessage checks each message's retention by computing every attribute of its queue
   (several scans of all its messages); nothing here lives for the 4 days of retention.
 
@@ -84,7 +89,12 @@ def _all_items_of(original: Any) -> Any:
         found = self.items.get(wanted[1])
         if found is None:
             return []
-        return list(found.values()) if self.range_key_attr else [found]
+        if not self.range_key_attr:
+            return [found]
+        kept = getattr(_partition, "sort_key", None)
+        if kept is None:
+            return list(found.values())
+        return _kept_by_sort_key(list(found.values()), *kept)
 
     return all_items
 
@@ -101,18 +111,52 @@ def _matching(table: Table, conditions: list[tuple[str, Any]]) -> list[Any]:
     ]  # fmt: skip
 
 
+def _sort_key_test(comparison: Any = None, bounds: Any = None) -> tuple[Any, list[Any]] | None:
+    """The sort key condition of a Query, as moto tests it (``DynamoType.compare``): its
+    comparison function and the values it compares with, worked out once per query."""
+    if not comparison:
+        return None
+    from moto.dynamodb.comparisons import get_comparison_func
+
+    test = get_comparison_func(comparison)
+    return None if test is None else (test, [bound.cast_value for bound in bounds or []])
+
+
+def _kept_by_sort_key(items: list[Any], test: Any, bounds: list[Any]) -> list[Any]:
+    """The items whose sort key passes ``test``, and the nearest item on either side of them.
+
+    A sort key condition keeps a run of consecutive sort keys. moto's query walks the whole
+    partition in order and, once it holds ``Limit`` items, answers a LastEvaluatedKey only if
+    another item follows, kept or not: the neighbours keep that answer as it is."""
+    kept = [item for item in items if test(item.range_key.cast_value, *bounds)]
+    if not kept:
+        return []
+    low = min(item.range_key.cast_value for item in kept)
+    high = max(item.range_key.cast_value for item in kept)
+    below = [i for i in items if i.range_key.cast_value < low]
+    above = [i for i in items if i.range_key.cast_value > high]
+    neighbours = [max(below, key=_sort_value)] if below else []
+    neighbours += [min(above, key=_sort_value)] if above else []
+    return kept + neighbours
+
+
+def _sort_value(item: Any) -> Any:
+    return item.range_key.cast_value
+
+
 def _query_of(original: Any) -> Any:
     def query(self: Table, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
         index_name = args[6] if len(args) > 6 else kwargs.get("index_name")
         conditions = kwargs.get("hash_key_conditions")
         if index_name is None:  # the table's own key: one partition
             _partition.key = (self, hash_key) if hash_key is not None else None
+            _partition.sort_key = _sort_key_test(*args[:2])
         else:  # an index spans every partition: the items with its hash key, unsorted
             _partition.key = (self, None, conditions) if conditions else None
         try:
             return original(self, hash_key, *args, **kwargs)
         finally:
-            _partition.key = None
+            _partition.key = _partition.sort_key = None
 
     return query
 

@@ -5,6 +5,7 @@ roll back only what they wrote. moto stands in for DynamoDB and SQS, as in the s
 from __future__ import annotations
 
 import contextlib
+import itertools
 import re
 import threading
 import time
@@ -292,6 +293,65 @@ def test_an_index_query_answers_as_motos_own_query() -> None:
 
     # Then every page is the same JSON, byte for byte
     assert len(expected) == 6  # five running after t1, two ties on it: three pages each way
+    assert fast == expected
+
+
+def test_a_query_of_a_partition_answers_as_motos_own_query() -> None:
+    # Given a run's partition of every kind of item, and another run's
+    conditions = [
+        ("SK BETWEEN :a AND :b", {":a": "RUN", ":b": "SUB$"}),
+        ("begins_with(SK, :a)", {":a": "TASK#000001#"}),
+        ("SK < :a", {":a": "STEP#000002"}),
+        ("SK <= :a", {":a": "STEP#000002"}),
+        ("SK > :a", {":a": "SUB#c1"}),
+        ("SK >= :a", {":a": "SUB#c1"}),
+        ("SK = :a", {":a": "RUN"}),
+    ]
+
+    def queries(dynamodb: Any) -> list[bytes]:
+        bodies: list[bytes] = []
+        dynamodb.meta.events.register(
+            "before-parse.dynamodb.*",
+            lambda response_dict, **_: bodies.append(response_dict["body"]),
+        )
+        for (condition, values), forward in itertools.product(conditions, (True, False)):
+            start: dict[str, Any] = {}
+            while True:  # every page, two at a time
+                page = dynamodb.query(
+                    TableName="runs", Limit=2, ScanIndexForward=forward, ConsistentRead=True,
+                    KeyConditionExpression=f"PK = :pk AND {condition}",
+                    ExpressionAttributeValues={":pk": {"S": "RUN#r1"}}
+                    | {name: {"S": value} for name, value in values.items()},
+                    **start,
+                )  # fmt: skip
+                if "LastEvaluatedKey" not in page:
+                    break
+                start = {"ExclusiveStartKey": page["LastEvaluatedKey"]}
+        return bodies
+
+    with mock_aws():
+        dynamodb = boto3.client("dynamodb", region_name=REGION)
+        dynamodb.create_table(
+            TableName="runs",
+            KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"},
+                       {"AttributeName": "SK", "KeyType": "RANGE"}],
+            AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in ("PK", "SK")],
+            BillingMode="PAY_PER_REQUEST",
+        )  # fmt: skip
+        keys = ["RUN", "FANIN#000001", "SUB#c1", "SUB#c2"]
+        keys += [f"STEP#{n:06d}" for n in range(4)]
+        keys += [f"TASK#000001#{n:06d}#grade" for n in range(7)] + ["TASK#000002#-#b"]
+        for run in ("RUN#r1", "RUN#r2"):
+            for key in keys:
+                dynamodb.put_item(TableName="runs", Item=item(run, key, note=f"{run} {key}"))
+        expected = queries(dynamodb)
+
+        # When the same queries go through the narrowed partition query
+        with faster_moto():
+            fast = queries(boto3.client("dynamodb", region_name=REGION))
+
+    # Then every page is the same JSON, byte for byte
+    assert len(expected) > 2 * len(conditions)  # some conditions span pages
     assert fast == expected
 
 
