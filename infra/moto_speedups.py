@@ -128,20 +128,26 @@ def _kept_by_sort_key(items: list[Any], test: Any, bounds: list[Any]) -> list[An
     A sort key condition keeps a run of consecutive sort keys. moto's query walks the whole
     partition in order and, once it holds ``Limit`` items, answers a LastEvaluatedKey only if
     another item follows, kept or not: the neighbours keep that answer as it is."""
-    kept = [item for item in items if test(item.range_key.cast_value, *bounds)]
+    keyed = [(_sort_value(item.range_key), item) for item in items]
+    kept = [(value, item) for value, item in keyed if test(value, *bounds)]
     if not kept:
         return []
-    low = min(item.range_key.cast_value for item in kept)
-    high = max(item.range_key.cast_value for item in kept)
-    below = [i for i in items if i.range_key.cast_value < low]
-    above = [i for i in items if i.range_key.cast_value > high]
-    neighbours = [max(below, key=_sort_value)] if below else []
-    neighbours += [min(above, key=_sort_value)] if above else []
-    return kept + neighbours
+    low, high = min(value for value, _ in kept), max(value for value, _ in kept)
+    below = [pair for pair in keyed if pair[0] < low]
+    above = [pair for pair in keyed if pair[0] > high]
+    neighbours = [max(below, key=_first)] if below else []
+    neighbours += [min(above, key=_first)] if above else []
+    return [item for _, item in kept + neighbours]
 
 
-def _sort_value(item: Any) -> Any:
-    return item.range_key.cast_value
+def _sort_value(key: Any) -> Any:
+    """``key.cast_value``, read straight off a string (most sort keys): the property tests
+    five other kinds first."""
+    return key.value if key.type == "S" else key.cast_value
+
+
+def _first(pair: tuple[Any, Any]) -> Any:
+    return pair[0]
 
 
 def _query_of(original: Any) -> Any:
