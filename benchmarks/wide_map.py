@@ -98,9 +98,8 @@ def main(argv: list[str] | None = None) -> int:
             stack.stop(timeout=30)
         except StackFailed as exc:  # the figures stand; the failed stop is reported
             print(f"warning: {str(exc).splitlines()[0]}", file=sys.stderr)
-    print(
-        f"{'items':>6}  {'stack s':>8}  {'ms/item':>8}  {'in-process s':>12}  {'stack/in-process':>16}"
-    )
+    heads = ("items", "stack s", "ms/item", "in-process s", "stack/in-process")
+    print("  ".join(f"{h:>{w}}" for h, w in zip(heads, (6, 8, 8, 12, 16), strict=True)))
     for items, seconds in timed:
         reference = in_process_seconds(items)
         print(f"{items:>6}  {seconds:>8.2f}  {seconds / items * 1000:>8.2f}  "
