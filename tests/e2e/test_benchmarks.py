@@ -1,5 +1,6 @@
-"""The load benchmarks measure what they say, on a few runs: every step of every run is
-committed once and timed (benchmarks/local_floor.py, benchmarks/local_load.py)."""
+"""The local stack's benchmarks measure what they say, on a few runs: every step of every run
+is committed once and timed (benchmarks/local_floor.py, benchmarks/local_load.py), and a
+wide map's every item is done (benchmarks/wide_map.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import argparse
 
 import pytest
 
-from benchmarks import local_floor, local_load
+from benchmarks import local_floor, local_load, wide_map
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -39,3 +40,15 @@ def test_the_load_benchmark_finds_every_run_whole() -> None:
     assert figures.steps == RUNS * STEPS
     assert len(figures.hop_ms) == RUNS * (STEPS - 1)
     assert len(figures.start_ms) == RUNS
+
+
+def test_the_wide_map_benchmark_times_maps_whose_every_item_is_done(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # When it runs maps of 3 and 5 items (it checks each run's state holds every item)
+    code = wide_map.main(["--items", "3", "5"])
+    # Then it prints one line per size and the summary line
+    lines = capsys.readouterr().out.splitlines()
+    assert code == 0
+    assert [line.split()[0] for line in lines[1:3]] == ["3", "5"]
+    assert lines[-1].startswith("wide_map_ms_per_item 3:")
