@@ -242,28 +242,31 @@ def test_attribute_values_are_serialized_as_moto_serializes_them() -> None:
     assert fast == expected
 
 
+def every_page(dynamodb: Any, shapes: list[dict[str, Any]], **common: Any) -> list[bytes]:
+    """The raw JSON of every page, two items at a time, of each query: ``common`` with each
+    of ``shapes``."""
+    bodies: list[bytes] = []
+    dynamodb.meta.events.register(
+        "before-parse.dynamodb.*", lambda response_dict, **_: bodies.append(response_dict["body"])
+    )
+    for shape in shapes:
+        start: dict[str, Any] = {}
+        while "LastEvaluatedKey" in (page := dynamodb.query(Limit=2, **common, **shape, **start)):
+            start = {"ExclusiveStartKey": page["LastEvaluatedKey"]}
+    return bodies
+
+
 def test_an_index_query_answers_as_motos_own_query() -> None:
     # Given runs on a status index, some without a status (not on the index)
     def runs_by_status(dynamodb: Any) -> list[bytes]:
-        bodies: list[bytes] = []
-        dynamodb.meta.events.register(
-            "before-parse.dynamodb.*",
-            lambda response_dict, **_: bodies.append(response_dict["body"]),
+        return every_page(
+            dynamodb,
+            [{"IndexName": "by_status", "ScanIndexForward": forward} for forward in (True, False)],
+            TableName="indexed",
+            KeyConditionExpression="#s = :s AND updated > :after",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={":s": {"S": "running"}, ":after": {"S": "t1"}},
         )
-        for forward in (True, False):
-            start: dict[str, Any] = {}
-            while True:  # every page, two at a time
-                page = dynamodb.query(
-                    TableName="indexed", IndexName="by_status", Limit=2, ScanIndexForward=forward,
-                    KeyConditionExpression="#s = :s AND updated > :after",
-                    ExpressionAttributeNames={"#s": "status"},
-                    ExpressionAttributeValues={":s": {"S": "running"}, ":after": {"S": "t1"}},
-                    **start,
-                )  # fmt: skip
-                if "LastEvaluatedKey" not in page:
-                    break
-                start = {"ExclusiveStartKey": page["LastEvaluatedKey"]}
-        return bodies
 
     with mock_aws():
         dynamodb = boto3.client("dynamodb", region_name=REGION)
@@ -309,25 +312,14 @@ def test_a_query_of_a_partition_answers_as_motos_own_query() -> None:
     ]
 
     def queries(dynamodb: Any) -> list[bytes]:
-        bodies: list[bytes] = []
-        dynamodb.meta.events.register(
-            "before-parse.dynamodb.*",
-            lambda response_dict, **_: bodies.append(response_dict["body"]),
-        )
-        for (condition, values), forward in itertools.product(conditions, (True, False)):
-            start: dict[str, Any] = {}
-            while True:  # every page, two at a time
-                page = dynamodb.query(
-                    TableName="runs", Limit=2, ScanIndexForward=forward, ConsistentRead=True,
-                    KeyConditionExpression=f"PK = :pk AND {condition}",
-                    ExpressionAttributeValues={":pk": {"S": "RUN#r1"}}
-                    | {name: {"S": value} for name, value in values.items()},
-                    **start,
-                )  # fmt: skip
-                if "LastEvaluatedKey" not in page:
-                    break
-                start = {"ExclusiveStartKey": page["LastEvaluatedKey"]}
-        return bodies
+        shapes = [
+            {"ScanIndexForward": forward,
+             "KeyConditionExpression": f"PK = :pk AND {condition}",
+             "ExpressionAttributeValues": {":pk": {"S": "RUN#r1"}}
+             | {name: {"S": value} for name, value in values.items()}}
+            for (condition, values), forward in itertools.product(conditions, (True, False))
+        ]  # fmt: skip
+        return every_page(dynamodb, shapes, TableName="runs", ConsistentRead=True)
 
     with mock_aws():
         dynamodb = boto3.client("dynamodb", region_name=REGION)
