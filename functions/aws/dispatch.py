@@ -13,12 +13,8 @@ asks.
 
 from __future__ import annotations
 
-import contextvars
 import json
-import threading
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from engine.ports import Hop
 from functions.aws.send_group import BATCH_BYTES, BATCH_ENTRIES, SendGroup
@@ -29,8 +25,6 @@ if TYPE_CHECKING:  # stub types only when type checking: keeps the import graph 
     from mypy_boto3_sqs.type_defs import SendMessageBatchRequestEntryTypeDef as BatchEntry
 else:
     LambdaClient = SQSClient = BatchEntry = Any
-
-T = TypeVar("T")
 
 SELF_INVOKE_MARKER = "hopgraph"
 """Key of the self-invocation payload that tells the worker it got a hop, not an SQS batch."""
@@ -82,44 +76,6 @@ def _entries(bodies: list[str]) -> list[BatchEntry]:
     return [{"Id": str(i), "MessageBody": body} for i, body in enumerate(bodies)]
 
 
-SENDERS = 8
-"""Calls of one large fan-out in flight at once."""
-PARALLEL_ABOVE = 16
-"""Calls above which a fan-out's are made side by side: a map of 5,000 items is 500 sends
-(5,000 Invokes with Dispatch=lambda), which one after another kept the starting request
-waiting a long time (tens of seconds on the local stack, behind the map's first tasks).
-Smaller fan-outs go one call after another, in order."""
-
-_senders = threading.Lock()
-_sender_pool: ThreadPoolExecutor | None = None
-
-
-def each_call(call: Callable[[T], None], arguments: Sequence[T]) -> None:
-    """``call`` with each of ``arguments``; side by side when there are many. Raises the
-    first failure once every call has ended (the caller's message is then retried, and the
-    hops sent twice are dropped by the protocol's slot checks)."""
-    if len(arguments) <= PARALLEL_ABOVE:
-        for argument in arguments:
-            call(argument)
-        return
-    # Each call in a copy of the caller's context: the local stack follows an invocation's
-    # calls (its trace header, its deadline) through context variables.
-    futures = [
-        _pool().submit(contextvars.copy_context().run, call, argument) for argument in arguments
-    ]
-    wait(futures)
-    for future in futures:
-        future.result()
-
-
-def _pool() -> ThreadPoolExecutor:
-    global _sender_pool
-    with _senders:
-        if _sender_pool is None:
-            _sender_pool = ThreadPoolExecutor(SENDERS, thread_name_prefix="fan-out")
-        return _sender_pool
-
-
 class SqsStepQueue:
     """Sends each hop as one SQS message on the step queue; hops that threads send at the
     same time share SendMessageBatch calls (functions/aws/send_group.py)."""
@@ -152,14 +108,12 @@ class SqsStepQueue:
         per request in all: a batch is cut early when its bodies would pass that). Raises if
         any entry failed: the caller's message is retried and its hops sent again, which
         the protocol's slot checks make harmless."""
-        each_call(self._send_batch, _batches([hop_body(h) for h in hops]))
-
-    def _send_batch(self, batch: list[str]) -> None:
-        entries = _entries(batch)
-        response = self.client.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
-        failed = response.get("Failed") or []
-        if failed:
-            raise RuntimeError(f"SQS refused {len(failed)} of {len(entries)} hops: {failed[0]}")
+        for batch in _batches([hop_body(h) for h in hops]):
+            entries = _entries(batch)
+            response = self.client.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
+            failed = response.get("Failed") or []
+            if failed:
+                raise RuntimeError(f"SQS refused {len(failed)} of {len(entries)} hops: {failed[0]}")
 
 
 class LambdaStepQueue:
@@ -177,7 +131,8 @@ class LambdaStepQueue:
 
     def dispatch_batch(self, hops: list[Hop]) -> None:
         """One asynchronous Invoke per hop: the Invoke API has no batch form."""
-        each_call(self.dispatch, hops)
+        for hop in hops:
+            self.dispatch(hop)
 
     def redeliver(
         self, hop: Hop, delivery_id: str, attempt: int, reason: str | None = None
