@@ -567,6 +567,8 @@ def follow(client: HopgraphClient, ws_url: str, run_id: str, out: Output, timeou
     except InvalidStatus as refused:  # the $connect authorizer said no (401, 403)
         answer = refused.response
         raise ApiError(answer.status_code, bytes(answer.body).decode(errors="replace")) from None
+    except BrokenPipeError:  # our reader left (``| head``), not the WebSocket: end quietly
+        raise
     except (OSError, WebSocketException) as exc:
         raise ApiUnreachable(ws_url, unreachable_reason(exc)) from None
 

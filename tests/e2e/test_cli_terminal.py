@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -188,6 +189,23 @@ def test_runs_follow_replays_a_finished_run(stack: StackProcess, walkthrough: Wa
     seqs = [int(s) for s in re.findall(r"^step\s+(\d+)\s", screen.text, re.MULTILINE)]
     assert seqs == list(range(walkthrough.steps)), screen.text
     assert f"run completed after {walkthrough.steps} steps" in screen.text
+
+
+def test_a_followed_run_piped_into_head_ends_quietly(stack: StackProcess) -> None:
+    # Given the walkthrough's run, followed, its output piped into head, as a person types it
+    command = (f"{sys.executable} -m infra.cli run examples/code_review.json "
+               "--set code=@examples/sample_code.py --follow | head -n 2")  # fmt: skip
+    env = {**stack_env(), "HOPGRAPH_API": stack.api, "HOPGRAPH_WS": stack.ws}
+    # When head has read its two lines and left
+    done = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", command],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=DEADLINE,
+    )  # fmt: skip
+    # Then those are its first lines, and the command said nothing more: the closed pipe is
+    # not taken for a WebSocket that does not answer
+    assert done.stdout.splitlines()[1].startswith("following run r_"), done.stdout
+    assert done.stderr == "", done.stderr
+    assert done.returncode in (0, 141)
 
 
 def test_ctrl_c_of_a_follow_says_the_run_goes_on(stack: StackProcess, tmp_path: Path) -> None:
