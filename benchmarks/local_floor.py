@@ -73,19 +73,19 @@ class Floor:
 class BareChains:
     """``runs`` chains of ``steps`` steps through moto, the calls of a step and no more."""
 
-    def __init__(self, moto: MotoProcess, table: str, queue_url: str, steps: int) -> None:
+    def __init__(
+        self, moto: MotoProcess, table: str, queue_url: str, runs: int, steps: int
+    ) -> None:
         pool = 64
         self.dynamodb = local_clients.pooled("dynamodb", pool, REGION, moto.socket_path)
         self.sqs = local_clients.pooled("sqs", pool, REGION, moto.socket_path)
-        self.table, self.queue_url, self.steps = table, queue_url, steps
+        self.table, self.queue_url, self.runs, self.steps = table, queue_url, runs, steps
         self.commits: dict[tuple[str, int], float] = {}
-        self.target = 0
-        """Commits after which every chain has ended."""
         self.done = threading.Event()
         self._lock = threading.Lock()
 
-    def start(self, runs: int) -> None:
-        hops = [self._hop(f"r{i:05d}", 0) for i in range(runs)]
+    def start(self) -> None:
+        hops = [self._hop(f"r{i:05d}", 0) for i in range(self.runs)]
         for first in range(0, len(hops), 10):
             self._send(hops[first : first + 10])
 
@@ -125,7 +125,7 @@ class BareChains:
         )  # fmt: skip
         with self._lock:
             self.commits[run_id, seq] = time.time()
-            if len(self.commits) == self.target:
+            if len(self.commits) == self.runs * self.steps:  # every chain has ended
                 self.done.set()
         return None if seq + 1 == self.steps else self._hop(run_id, seq + 1, state)
 
@@ -168,13 +168,12 @@ def _run_chains(moto: MotoProcess, doc: Any, runs: int, steps: int, pollers: int
     template.create_table(dynamodb, "floor-table", doc)
     sqs = boto3.client("sqs", endpoint_url=moto.endpoint, region_name=REGION)
     urls = template.create_queues(sqs, {"StepQueue": "floor-steps"}, doc)
-    chains = BareChains(moto, "floor-table", urls["StepQueue"], steps)
-    chains.target = runs * steps
+    chains = BareChains(moto, "floor-table", urls["StepQueue"], runs, steps)
     moto_pid = moto.pid
     cpu_before = tree_cpu_seconds(os.getpid()) or 0.0
     moto_before = tree_cpu_seconds(moto_pid) or 0.0
     t0 = time.time()
-    chains.start(runs)
+    chains.start()
     threads = [threading.Thread(target=chains.poll, daemon=True) for _ in range(pollers)]
     for thread in threads:
         thread.start()
@@ -214,14 +213,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     stack = measure_stack(stack_args)
     stack_cpu_ms = (stack.cpu_s or float("nan")) / stack.steps * 1000
-    stack_hops = stack.hop_ms
     print(_row("", "bare calls", "stack", "stack / bare"))
     print(_row("steps/s", f"{floor.steps_per_s:.0f}", f"{stack.steps_per_s:.0f}",
                f"{stack.steps_per_s / floor.steps_per_s:.2f}"))  # fmt: skip
     print(_row("CPU per step (ms, both processes)", f"{floor.cpu_ms_per_step:.2f}",
                f"{stack_cpu_ms:.2f}", f"{stack_cpu_ms / floor.cpu_ms_per_step:.2f}"))  # fmt: skip
     for q in (50, 99):
-        bare, full = percentile(floor.hop_ms, q), percentile(stack_hops, q)
+        bare, full = percentile(floor.hop_ms, q), percentile(stack.hop_ms, q)
         print(_row(f"hop latency p{q} (ms)", f"{bare:.0f}", f"{full:.0f}", f"{full / bare:.2f}"))
     print(f"the bare calls' CPU per step: moto {floor.moto_ms_per_step:.2f} ms, the callers "
           f"(botocore) {floor.cpu_ms_per_step - floor.moto_ms_per_step:.2f} ms")  # fmt: skip

@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT))  # the stack launcher lives with the end-to-end te
 from engine.runner import InProcessRunner  # noqa: E402
 from engine.tools import ToolContext, Toolkit  # noqa: E402
 from engine.validation import build_graph  # noqa: E402
-from tests.e2e.stack import StackFailed, launch  # noqa: E402
+from tests.e2e.stack import StackFailed, launch, run_to_end  # noqa: E402
 
 try:
     from langgraph.graph import END, START, StateGraph
@@ -139,17 +139,9 @@ def local_stack_graph(items: int, wait_ms: float) -> dict[str, Any]:
 
 def local_stack_run(client: httpx.Client, graph_id: str, items: int) -> float:
     """Seconds from starting one run to seeing it completed; its log is checked whole."""
-    started = time.perf_counter()
-    reply = client.post("/runs", json={"graph_id": graph_id, "input": {"docs": list(range(items))}})
-    run_id = reply.raise_for_status().json()["run_id"]
-    deadline = started + LOCAL_DEADLINE_S
-    while (run := client.get(f"/runs/{run_id}").raise_for_status().json())["status"] == "running":
-        if time.perf_counter() > deadline:
-            raise RuntimeError(f"run {run_id} still running after {LOCAL_DEADLINE_S:.0f} s")
-        time.sleep(POLL_S)
-    seconds = time.perf_counter() - started
-    if run["status"] != "completed":
-        raise RuntimeError(f"run {run_id} ended {run['status']}: {run.get('error')}")
+    state = {"docs": list(range(items))}
+    seconds, run = run_to_end(client, graph_id, state, POLL_S, LOCAL_DEADLINE_S)
+    run_id = run["run_id"]
     log = client.get(f"/runs/{run_id}/steps").raise_for_status().json()["items"]
     done = [t for entry in log for t in entry.get("tasks", []) if t["status"] == "ok"]
     if sorted(t["index"] for t in done) != list(range(items)):

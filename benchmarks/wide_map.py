@@ -30,7 +30,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the stack launcher lives with the end-to-end tests
 
-from tests.e2e.stack import StackFailed, launch  # noqa: E402
+from tests.e2e.stack import StackFailed, launch, run_to_end  # noqa: E402
 
 POLL_S = 0.1
 DEADLINE_S = 900.0
@@ -55,17 +55,10 @@ def subjects(items: int) -> dict[str, Any]:
 
 def stack_seconds(client: httpx.Client, graph_id: str, items: int) -> float:
     """Seconds from starting one run of the map to seeing it completed, every item done."""
-    started = time.perf_counter()
-    reply = client.post("/runs", json={"graph_id": graph_id, "input": subjects(items)})
-    run_id = reply.raise_for_status().json()["run_id"]
-    while (run := client.get(f"/runs/{run_id}").raise_for_status().json())["status"] == "running":
-        if time.perf_counter() - started > DEADLINE_S:
-            raise RuntimeError(f"run {run_id} still running after {DEADLINE_S:.0f} s")
-        time.sleep(POLL_S)
-    seconds = time.perf_counter() - started
+    seconds, run = run_to_end(client, graph_id, subjects(items), POLL_S, DEADLINE_S)
     done = run["state"].get("done", [])
-    if run["status"] != "completed" or len(done) != items:
-        raise RuntimeError(f"run {run_id} ended {run['status']} with {len(done)} of {items}")
+    if len(done) != items:
+        raise RuntimeError(f"run {run['run_id']} completed {len(done)} of {items} items")
     return seconds
 
 

@@ -539,25 +539,30 @@ class HopProtocol:
 
 
 def _readers(graph: Graph, plan: Plan) -> int:
-    """How many of the plan's tasks may be the last, and so read the fan-in (:func:`_may_close`):
-    a plain node's one task, every item of an uncapped map, the last ``cap`` of a capped one."""
-    readers = 0
-    for node, size in plan.items.items():
-        spec = graph.nodes[node].map
-        cap = spec.max_concurrency if spec is not None else None
-        readers += 1 if size is None else min(size, cap or size)
-    return readers
+    """How many of the plan's tasks may be its last, and so read the fan-in."""
+    return sum(_closing(graph, node, size) for node, size in plan.sizes.items())
 
 
 def _may_close(graph: Graph, task: Task, planned: Plan) -> bool:
-    """Whether ``task`` can be its superstep's last, and so worth the fan-in read. An item of
-    a capped map that started the item ``cap`` places after it cannot be: that item commits
-    later. Skipping their reads keeps a capped map's fan-in reads at ``cap``, not one per item
-    (each read returns every task committed so far)."""
-    spec = graph.nodes[task.node].map
-    if spec is None or spec.max_concurrency is None or task.index is None:
+    """Whether ``task`` can be its superstep's last, and so worth the fan-in read: only the
+    last ``cap`` items of a capped map can (:func:`_closing`)."""
+    size = planned.sizes.get(task.node)
+    if size is None or task.index is None:
         return True
-    return Task(task.node, task.index + spec.max_concurrency) not in planned
+    return task.index >= size - _closing(graph, task.node, size)
+
+
+def _closing(graph: Graph, node: str, size: int | None) -> int:
+    """How many of ``node``'s tasks may close the superstep: a plain node's one task, every
+    item of an uncapped map, the last ``cap`` of a capped one. Each of the others started
+    the item ``cap`` places after it, which commits later; skipping their reads keeps a capped
+    map's fan-in reads at ``cap``, not one per item (each read returns every task committed
+    so far)."""
+    if size is None:
+        return 1
+    spec = graph.nodes[node].map
+    cap = spec.max_concurrency if spec is not None else None
+    return size if cap is None else min(size, cap)
 
 
 def _starts_now(graph: Graph, task: Task) -> bool:

@@ -63,22 +63,22 @@ class Plan:
     against the plan, and counts the plan, in time that does not grow with a map's length;
     iterating lists the tasks in merge order, as :func:`plan_tasks` does."""
 
-    items: Mapping[str, int | None]
+    sizes: Mapping[str, int | None]
 
     def __contains__(self, task: object) -> bool:
-        if not isinstance(task, Task) or task.node not in self.items:
+        if not isinstance(task, Task) or task.node not in self.sizes:
             return False
-        size = self.items[task.node]
+        size = self.sizes[task.node]
         if size is None:
             return task.index is None
         return task.index is not None and 0 <= task.index < size
 
     def __len__(self) -> int:
-        return sum(1 if size is None else size for size in self.items.values())
+        return sum(1 if size is None else size for size in self.sizes.values())
 
     def __iter__(self) -> Iterator[Task]:
-        for node in sorted(self.items):
-            size = self.items[node]
+        for node in sorted(self.sizes):
+            size = self.sizes[node]
             if size is None:
                 yield Task(node)
             else:
@@ -90,11 +90,11 @@ def plan_of(graph: Graph, nodes: Iterable[str], state: Mapping[str, Any]) -> Pla
 
     A map node over an empty list has no task: like LangGraph's ``Send`` over nothing, that
     branch ends there. Raises :class:`ReducerError` if a map's key does not hold a list."""
-    items: dict[str, int | None] = {}
+    sizes: dict[str, int | None] = {}
     for node in set(nodes):
         spec = graph.nodes[node].map
         if spec is None:
-            items[node] = None
+            sizes[node] = None
             continue
         found = state.get(spec.over)
         if not isinstance(found, list):
@@ -102,8 +102,8 @@ def plan_of(graph: Graph, nodes: Iterable[str], state: Mapping[str, Any]) -> Pla
             raise ReducerError(f"map node {node!r} runs over {spec.over!r}, which holds {kind}, "
                                "not a list")  # fmt: skip
         if found:
-            items[node] = len(found)
-    return Plan(MappingProxyType(items))
+            sizes[node] = len(found)
+    return Plan(MappingProxyType(sizes))
 
 
 def plan_tasks(graph: Graph, nodes: Iterable[str], state: Mapping[str, Any]) -> list[Task]:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import operator
 import string
 import threading
 import time
@@ -122,6 +123,10 @@ def _sort_key_test(comparison: Any = None, bounds: Any = None) -> tuple[Any, lis
     return None if test is None else (test, [bound.cast_value for bound in bounds or []])
 
 
+_first = operator.itemgetter(0)
+"""A (sort value, item) pair's sort value."""
+
+
 def _kept_by_sort_key(items: list[Any], test: Any, bounds: list[Any]) -> list[Any]:
     """The items whose sort key passes ``test``, and the nearest item on either side of them.
 
@@ -132,22 +137,16 @@ def _kept_by_sort_key(items: list[Any], test: Any, bounds: list[Any]) -> list[An
     kept = [(value, item) for value, item in keyed if test(value, *bounds)]
     if not kept:
         return []
-    low, high = min(value for value, _ in kept), max(value for value, _ in kept)
-    below = [pair for pair in keyed if pair[0] < low]
-    above = [pair for pair in keyed if pair[0] > high]
-    neighbours = [max(below, key=_first)] if below else []
-    neighbours += [min(above, key=_first)] if above else []
-    return [item for _, item in kept + neighbours]
+    low, high = min(kept, key=_first)[0], max(kept, key=_first)[0]
+    below = max((pair for pair in keyed if pair[0] < low), key=_first, default=None)
+    above = min((pair for pair in keyed if pair[0] > high), key=_first, default=None)
+    return [item for _, item in kept] + [pair[1] for pair in (below, above) if pair]
 
 
 def _sort_value(key: Any) -> Any:
     """``key.cast_value``, read straight off a string (most sort keys): the property tests
     five other kinds first."""
     return key.value if key.type == "S" else key.cast_value
-
-
-def _first(pair: tuple[Any, Any]) -> Any:
-    return pair[0]
 
 
 def _query_of(original: Any) -> Any:

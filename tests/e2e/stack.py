@@ -27,7 +27,7 @@ import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import httpx
 
@@ -233,3 +233,21 @@ def launch(
             if _PORT_TAKEN not in stack.stderr or attempt == attempts - 1:
                 raise
     raise AssertionError("unreachable")
+
+
+def run_to_end(
+    client: httpx.Client, graph_id: str, state: dict[str, Any], poll_s: float, deadline_s: float
+) -> tuple[float, dict[str, Any]]:
+    """Start a run of ``graph_id`` on ``state`` over HTTP and poll it until it is over: the
+    seconds from the start request to the poll that found it completed, and the run as that
+    poll read it. Raises if it is still running after ``deadline_s``, or ended otherwise."""
+    started = time.perf_counter()
+    reply = client.post("/runs", json={"graph_id": graph_id, "input": state})
+    run_id = reply.raise_for_status().json()["run_id"]
+    while (run := client.get(f"/runs/{run_id}").raise_for_status().json())["status"] == "running":
+        if time.perf_counter() - started > deadline_s:
+            raise RuntimeError(f"run {run_id} still running after {deadline_s:.0f} s")
+        time.sleep(poll_s)
+    if run["status"] != "completed":
+        raise RuntimeError(f"run {run_id} ended {run['status']}: {run.get('error')}")
+    return time.perf_counter() - started, run
