@@ -6,10 +6,11 @@ DynamoDB's conditional writes) and passes the same contract suite.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import asdict, replace
 from typing import Any
 
 from engine.errors import (
@@ -17,6 +18,7 @@ from engine.errors import (
     GraphNotFound,
     InvalidInputError,
     NotFoundError,
+    RecordTooLargeError,
     RunNotFound,
     StepConflict,
 )
@@ -47,8 +49,11 @@ def _page(items: list[Any], limit: int, cursor: str | None) -> Page[Any]:
 class MemoryRunStore:
     """A :class:`~engine.ports.RunStore` in a process's memory."""
 
-    def __init__(self, clock: Clock | None = None) -> None:
+    def __init__(self, clock: Clock | None = None, item_limit_bytes: int | None = None) -> None:
         self._lock = threading.Lock()
+        self._item_limit = item_limit_bytes
+        """Refuse step records larger than this serialised, as DynamoDB refuses items above
+        400 KB (``None``: no limit): a test of wide supersteps stays fast on a small limit."""
         self._graphs: dict[str, GraphRecord] = {}
         self._runs: dict[str, RunRecord] = {}
         self._steps: dict[str, list[StepRecord]] = {}
@@ -119,6 +124,10 @@ class MemoryRunStore:
         return Page([self._view(r) for r in page.items], page.cursor)
 
     def commit_step(self, step: StepRecord, end: RunEnd | None = None) -> None:
+        if self._item_limit is not None:
+            size = len(json.dumps(asdict(step), default=str))
+            if size > self._item_limit:
+                raise RecordTooLargeError("step", size, self._item_limit)
         with self._lock:
             run = self._runs.get(step.run_id)
             if run is None:
@@ -169,19 +178,6 @@ class MemoryRunStore:
         more = len(steps) > len(page)
         return Page(page, str(page[-1].seq) if more and page else None)
 
-    def cancel_run(self, run_id: str, at: float, reason: str) -> RunRecord:
-        with self._lock:
-            run = self._runs.get(run_id)
-            if run is None:
-                raise RunNotFound(run_id)
-            if run.is_final:
-                raise ConflictError(f"run {run_id!r} is already {run.status}")
-            steps = self._steps[run_id]
-            view = self._view(run)
-            steps.append(cancel_step(view, at, reason))
-            self._runs[run_id] = replace(run, status="cancelled", error=reason, updated_at=at)
-            return self._view(self._runs[run_id])
-
     # -- connections -----------------------------------------------------------------------
     def save_connection(self, connection: Connection) -> None:
         with self._lock:
@@ -231,29 +227,13 @@ class MemoryRunStore:
             run = self._runs.get(run_id)
             steps = self._steps.get(run_id, [])
             previous = steps[seq - 1] if 0 < seq <= len(steps) else None
+            taken = len(steps) > seq
         return Slot(
             run=run if seq == 0 else None,
             previous=previous,
             subscribers=tuple(self.subscribers(run_id)) if run is not None else (),
+            taken=taken,
         )
-
-
-def cancel_step(run: RunRecord, at: float, reason: str) -> StepRecord:
-    """The entry a cancellation writes into the run's next free slot."""
-    return StepRecord(
-        run_id=run.run_id,
-        seq=run.steps,
-        node=run.node or "",
-        tool="",
-        status="cancelled",
-        updates={},
-        state=run.state,
-        next_node=None,
-        started_at=at,
-        duration_ms=0.0,
-        error=reason,
-        run_status="cancelled",
-    )
 
 
 class MemoryQueue:

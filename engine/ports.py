@@ -3,13 +3,7 @@
 Every port has one calling convention (plain synchronous calls): the worker Lambda, the
 HTTP API (in FastAPI's thread pool) and the in-process runner all call them the same way.
 
-Run lifecycle (``RunStatus``)::
-
-    running --(a step routes to END)----------> completed
-       |  \\--(tool error, step limit, state too large, hop dead-lettered)--> failed
-       \\----(cancel)--------------------------> cancelled
-
-A run is created ``running``; the three other states are final.
+The run lifecycle (statuses, which accept hops, transitions) is :mod:`engine.lifecycle`.
 """
 
 from __future__ import annotations
@@ -18,8 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
-RunStatus = Literal["running", "completed", "failed", "cancelled"]
-FINAL_STATUSES: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
+from engine.lifecycle import FINAL_STATUSES, RunEnd, RunStatus
+
+__all__ = ["FINAL_STATUSES", "RunEnd", "RunStatus"]
+
 StepStatus = Literal["ok", "failed", "cancelled"]
 
 Clock = Callable[[], float]
@@ -82,6 +78,19 @@ class StepRecord:
     """The subscribers (connection ids) its events went to, as read before its commit; the
     next superstep's publisher posts it to a subscriber not among them that may have missed
     it (:class:`Audience`)."""
+    graph_id: str = ""
+    """The run's graph, copied from the record this superstep started from (the header for
+    superstep 0): a hop of the next superstep is checked against it, never believed."""
+    max_steps: int = 0
+    """The run's step limit, carried the same way (0: not recorded; read the header)."""
+    tasks_total: int = 0
+    """How many tasks the superstep ran, when ``tasks`` keeps only some of their summaries
+    (a wide map's do not fit in one item: every task has its own record)."""
+
+    @property
+    def ended_at(self) -> float:
+        """About when the superstep closed: when the slot after it opened."""
+        return self.started_at + self.duration_ms / 1000
 
     @property
     def successors(self) -> tuple[str, ...]:
@@ -109,6 +118,8 @@ class StepRecord:
         }
         if self.tasks:
             entry["tasks"] = [dict(t) for t in self.tasks]
+        if self.tasks_total:
+            entry["tasks_total"] = self.tasks_total
         return entry
 
 
@@ -148,14 +159,6 @@ class TaskRecord:
         if self.error is not None:
             doc["error"] = self.error
         return doc
-
-
-@dataclass(frozen=True, slots=True)
-class RunEnd:
-    """How a run ended, written atomically with its last step."""
-
-    status: RunStatus
-    error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +228,9 @@ class Slot:
     previous: StepRecord | None
     """The step record of superstep ``seq - 1``, for a later superstep only."""
     subscribers: tuple[Connection, ...]
+    taken: bool = False
+    """Slot ``seq`` itself (or a later one) is already written: the superstep closed, or
+    the run was cancelled or failed into it. No task of it may start any more."""
 
 
 class RunStore(Protocol):
@@ -264,7 +270,9 @@ class RunStore(Protocol):
         may be empty. Listing by owner reads an index, never the whole table."""
 
     def commit_step(self, step: StepRecord, end: RunEnd | None = None) -> None:
-        """The exactly-once commit. Atomically: write ``step`` into slot ``step.seq`` of its run
+        """The exactly-once commit, and the one primitive that moves a run through its
+        lifecycle (:mod:`engine.lifecycle`: a close that ends the run, a cancel, a dead
+        letter's failure). Atomically: write ``step`` into slot ``step.seq`` of its run
         if and only if that slot is empty, and with ``end``, also set the run's final status
         and error in the same write. Raises StepConflict if the slot is taken (or, with
         ``end``, if the run is already final). With ``end``, raises RunNotFound if there is
@@ -299,10 +307,6 @@ class RunStore(Protocol):
         The page's cursor is the seq of its last step (pass it back as ``after``); a store
         may return a cursor whose next page turns out empty."""
 
-    def cancel_run(self, run_id: str, at: float, reason: str) -> RunRecord:
-        """Atomically take the next free slot with a ``cancelled`` step and mark the run
-        cancelled, so no later step can commit. ConflictError if the run is final."""
-
     def save_connection(self, connection: Connection) -> None:
         """Record a WebSocket connection (expires at ``expires_at``, epoch seconds)."""
 
@@ -334,19 +338,20 @@ class RunStore(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Hop:
-    """A step to run: what a queue message or self-invocation carries.
+    """A task to run: what a queue message or self-invocation carries.
 
-    ``state`` rides along when small enough; otherwise the worker reads the predecessor's
-    committed state. ``recheck`` marks a hop that may be a duplicate (a re-dispatch or a
-    redelivery): its worker looks at the slot before running the tool.
+    A hop is a request, never an authority: it names a run, a superstep, a node (and a map
+    item) and the graph it claims, and the worker checks all of it against the run's own
+    records before running anything (:meth:`engine.protocol.HopProtocol.process`). The
+    state, the step limit and the plan always come from those records. ``recheck`` marks a
+    hop that may be a duplicate (a re-dispatch or a redelivery): its worker looks at the
+    slot before running the tool.
     """
 
     run_id: str
     graph_id: str
     seq: int
     node: str
-    max_steps: int
-    state: dict[str, Any] | None = None
     recheck: bool = False
     index: int | None = None
     """A map task: the index of its item."""
@@ -364,10 +369,7 @@ class Hop:
             "graph_id": self.graph_id,
             "seq": self.seq,
             "node": self.node,
-            "max_steps": self.max_steps,
         }
-        if self.state is not None:
-            doc["state"] = self.state
         if self.recheck:
             doc["recheck"] = True
         if self.index is not None:
@@ -378,29 +380,42 @@ class Hop:
 
     @classmethod
     def from_dict(cls, doc: Any) -> Hop:
-        """Raises InvalidInputError for anything that is not a hop."""
+        """Raises InvalidInputError for anything that is not a hop. Fields a hop no longer
+        carries (``state``, ``max_steps``: older messages) are ignored, never used."""
         from engine.errors import InvalidInputError
 
+        if not isinstance(doc, dict):
+            raise InvalidInputError("not a hop message: not a JSON object")
         try:
             hop = cls(
                 run_id=doc["run_id"],
                 graph_id=doc["graph_id"],
                 seq=doc["seq"],
                 node=doc["node"],
-                max_steps=doc["max_steps"],
-                state=doc.get("state"),
-                recheck=bool(doc.get("recheck", False)),
+                recheck=doc.get("recheck", False) is True,
                 index=doc.get("index"),
-                parallel=bool(doc.get("parallel", False)),
+                parallel=doc.get("parallel", False) is True,
             )
-        except (KeyError, TypeError) as exc:
+        except KeyError as exc:
             raise InvalidInputError(f"not a hop message: missing {exc}") from None
-        if not (isinstance(hop.run_id, str) and isinstance(hop.seq, int) and hop.seq >= 0):
-            raise InvalidInputError("not a hop message: bad run_id or seq")
-        if hop.index is not None and (isinstance(hop.index, bool) or not isinstance(hop.index, int)
-                                      or hop.index < 0):  # fmt: skip
-            raise InvalidInputError("not a hop message: bad index")
+        _check_fields(hop)
         return hop
+
+
+def _check_fields(hop: Hop) -> None:
+    """Each field of the right JSON type, so a malformed hop fails at once with a reason
+    rather than deep inside the protocol."""
+    from engine.errors import InvalidInputError
+
+    for name in ("run_id", "graph_id", "node"):
+        value = getattr(hop, name)
+        if not isinstance(value, str) or not value:
+            raise InvalidInputError(f"not a hop message: {name} must be a non-empty string")
+    if isinstance(hop.seq, bool) or not isinstance(hop.seq, int) or hop.seq < 0:
+        raise InvalidInputError("not a hop message: bad run_id or seq")
+    index = hop.index
+    if index is not None and (isinstance(index, bool) or not isinstance(index, int) or index < 0):
+        raise InvalidInputError("not a hop message: bad index")
 
 
 class StepQueue(Protocol):

@@ -1,88 +1,87 @@
-"""The run protocol: every hop of a run committed exactly once, every superstep closed once.
+"""The run protocol: every task of a run committed exactly once, every superstep closed once,
+no hop trusted, no run stranded. One kernel for every graph shape.
 
 A run advances in supersteps (:mod:`engine.superstep`). Each task of superstep k travels as
-one *hop* (an SQS message or an asynchronous self-invocation), delivered at least once.
+one *hop* (an SQS message or an asynchronous self-invocation), delivered at least once. A hop
+is a request, never an authority: it names a run, a superstep and a task, and the worker
+checks every word of it against the run's own records (the *slot check*) before it runs
+anything. The state, the graph, the step limit and the plan all come from those records.
 
-A superstep of ONE task (every step of a chain) is committed by one conditional write of its
-step record, ``RUN#r/STEP#k``, which is both the task and the superstep's close::
+Every task, whatever the graph's shape, goes through the same steps::
 
     worker A (delivery d1)                         store
     ---------------------------------------------------------------------------------
-    [recheck?] read STEP#k -----------------------> taken? -> after_conflict (below)
-    slot check: one query of STEP#k-1 (k=0: the run's header) and the run's subscribers
-                                          -----> stray? -> drop, change nothing
-         (in the background while the tool runs when the state travelled inline;
-          first, as the state's source, when it did not)
-    run the tool (at least once per task)
+    [recheck?] read its slot ----------------------> taken? -> after_conflict (below)
+    slot check: one query from STEP#k-1 (k=0: the run's header) through the subscribers
+                                          -----> stale? -> drop, change nothing
+         stale: the run is unknown or not running, of another graph, routed elsewhere,
+         already closed or cancelled at slot k (STEP#k written), or the task is not one
+         the run's plan holds. Graph and step limit come from the records (STEP#k-1 carries
+         them, copied down from the header), the state from STEP#k-1 (or the input)
+    run the tool (at least once per task): one outcome, ok or failed, with its updates
          (1) crash here: nothing written; the hop is redelivered, runs the tool again
-    wait for the slot check ------------------------> stray? -> drop, change nothing
-    commit STEP#k, conditional on "slot empty" -----> exactly one writer wins
+
+    a superstep of ONE task (every step of a chain) closes in place:
+    commit STEP#k (merged updates, state, what runs next), conditional on "slot empty"
+                                          -----> exactly one writer wins
          (2) crash here: the redelivered hop (same delivery id d1) finds STEP#k taken by
-             d1 and re-dispatches what it never sent
-    publish events (best effort, never fails the step; before the dispatch, so that
-         a subscriber sees one run's events in step order; to the subscribers read with
-         the slot, after step k-1's event to any who may have missed it, see
-         engine.ports.Audience; the run's last step reads them after its commit)
-    dispatch superstep k+1's hops (one; or a batch for a fan-out; none if the run ended)
+             d1 and sends what it never sent; with no redelivery (a request that died), the
+             sweeper does (below)
+
+    a superstep of SEVERAL tasks commits a task record, then closes once:
+    commit TASK#k#t, conditional on "slot empty"
+         (4) crash here: the redelivery finds its task slot taken by itself and goes on
+    a windowed map: dispatch its item t+window (the next one waiting), and stop there
+    fan-in: read the superstep's tasks (or, when wide, their count first)
+        fewer than planned -> done: a later task will close
+        all of them        -> merge (reducers, in task order), route, and
+    commit STEP#k, conditional on "slot empty" ----> exactly one closer wins
+         (5) crash here: as (2)
+
+    then, for either:
+    publish events (best effort; before the dispatch, so that a subscriber sees one run's
+         events in step order; see engine.ports.Audience)
+    dispatch superstep k+1's first chunk of hops (the outbox: STEP#k's successors)
          (3) crash here: as (2); a hop may now exist twice, and the copy that loses its
              commit is dropped
     acknowledge
 
-A superstep of SEVERAL tasks (a fan-out, a map, a join with other work) writes one task
-record per task, ``RUN#r/TASK#k#node#index``, and closes once::
-
-    slot check, run the tool, commit TASK#k#t, conditional on "slot empty"
-         (4) crash here: the redelivery finds its task slot taken by itself and goes on
-    a capped map: dispatch its item t+cap (the next one waiting), and stop there: the item
-         it started commits later, so this one cannot be the last
-    fan-in: read every task of superstep k (one query)
-        fewer than planned -> done: a later task will close
-        all of them        -> merge (reducers, in task order), route, and
-      (a superstep with many readers, such as an uncapped map of hundreds of items, commits
-       each task in one transaction with the superstep's count of committed tasks, and its
-       fan-in reads that count first: fewer than planned -> done; every task of it counts
-       or none does, so the count is never short of the tasks committed)
-    commit STEP#k, conditional on "slot empty" ----> exactly one closer wins
-         (5) crash here: the closer's redelivery finds its task taken by itself, reads the
-             tasks again, loses the close to its own earlier commit and re-dispatches
-    publish the superstep's event, dispatch superstep k+1's hops (as (3))
-
-Two tasks that finish together both read the fan-in after their own commit; a strongly
-consistent read sees every write completed before it, so at least the later one sees all
-tasks and closes: no coordinator, no polling. Both may try; the conditional write decides.
-
     after_conflict: the slot taken by *this* delivery -> finish its follow-up (recovery);
-                    taken by another delivery     -> drop: that worker owns the follow-up,
-                    and if it crashes, its own redelivery recovers it.
+                    taken by another delivery     -> drop: that worker owns the follow-up.
 
-A chain's step is then three requests in series (dispatch, receive, commit) and one read
-beside its tool. The slot check lets a commit stay one conditional write and still require
-a live run at that slot: a hop is stray (forged, or left over from a finished run) unless
-STEP#k-1 is committed with its run still running and its successors plan this task (for
-k=0: the run exists, runs, is of the hop's graph and the task is one of its entry's). Once
-that holds, the run can only end or move on by writing STEP#k (a close, a cancel, a dead
-letter), which makes a late task's close lose. Cancel takes the next free step slot; a
-dead-lettered hop is failed into STEP#k (:meth:`HopProtocol.fail`).
+**The outbox.** A committed step record names what runs next (its successors, on its state):
+the write that commits a step records what it dispatches. Whoever finds it undispatched
+sends it: the redelivery of the hop that committed it, or the **sweeper**
+(:meth:`HopProtocol.sweep`), which every minute re-sends the hops of a running run whose
+open superstep made no progress for longer than the lease (a schedule on AWS, a timer on
+the local stack). A run therefore never stays ``running`` once its last hop is gone.
 
-What comes next fits this model without another redesign: a *pause* is a task that commits
-a "waiting" task record and dispatches nothing (resume dispatches the hop that commits its
-result); a *retry* re-dispatches the task's hop with an SQS delay (or a timer) and an attempt
-count, never sleeping; a *fork* creates a run whose STEP#0 input is any closed superstep's
-state; a *redrive* re-dispatches the failed superstep's tasks after rewriting nothing, into a
-new run header generation.
+**Wide maps.** A map never has more than ``map_window`` items in flight: the first superstep
+of a request dispatches at most that first chunk, and each item that commits dispatches the
+one ``window`` places after it (a capped map's ``max_concurrency`` narrows the window). So a
+request answers at once, whatever the map's width; a wide map does not fill the queue ahead
+of other runs' hops; and a superstep with many tasks counts them, so that its fan-in is read
+once. A step record keeps at most ``MAX_TASK_SUMMARIES`` of its tasks' summaries (each task
+has its own record), so a superstep of 100,000 tasks closes in one item.
+
+**Cancel** commits a ``cancelled`` step into the open slot k: every later task of superstep k
+finds STEP#k written in its slot check and starts nothing.
+
+**Dead letters** fail a run only for the live task of a live slot, once that task has had
+time to die (the slot open for longer than the lease) and has not committed: a forged or
+duplicate letter for a task that runs or ran changes nothing (:meth:`HopProtocol.fail`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
-from functools import cache
 from typing import Any, Literal
 
-from engine.errors import ConflictError, GraphNotFound, StepConflict
+from engine.errors import ConflictError, GraphNotFound, RunNotFound, StepConflict
 from engine.events import run_event, step_event
 from engine.graph import END, Graph
+from engine.lifecycle import accepts_hops
 from engine.ports import (
     Audience,
     Clock,
@@ -96,7 +95,6 @@ from engine.ports import (
     TaskRecord,
 )
 from engine.reducers import ReducerError
-from engine.step import Limits, advance
 from engine.superstep import (
     NO_JOINS,
     Closed,
@@ -106,9 +104,7 @@ from engine.superstep import (
     TaskResult,
     close_superstep,
     plan_of,
-    plan_tasks,
     run_task,
-    state_size,
 )
 from engine.tools import ToolContext, Toolkit
 
@@ -118,25 +114,33 @@ NOBODY_YET = Audience()
 COUNTED_FAN_IN_ABOVE = 256
 """Default of :attr:`ProtocolConfig.counted_fan_in_above` (:meth:`HopProtocol._counted`)."""
 
+MAP_WINDOW = 100
+"""Default of :attr:`ProtocolConfig.map_window`: a map's items in flight at once. A hundred
+hops are ten SendMessageBatch calls, well inside a request's time; more would let one wide
+map fill the shared queue ahead of every other run's hops."""
+
+LEASE_SECONDS = 60.0
+"""Default of :attr:`ProtocolConfig.lease_s`: twice the worker's function timeout."""
+
+MAX_TASK_SUMMARIES = 100
+"""Task summaries a step record keeps (failed ones first): 100,000 would pass DynamoDB's
+400 KB item limit, and every task has its own record anyway."""
+
 HopResult = Literal["committed", "finished", "duplicate", "recovered", "stale"]
-
-
-@cache
-def _slot_checks() -> ThreadPoolExecutor:
-    """Threads that read a hop's slot while its tool runs: one read each, and more threads
-    than the hops a worker applies at once (the ten of an SQS batch; the local stack runs
-    several invocations in one process), so that no read waits for a thread."""
-    return ThreadPoolExecutor(max_workers=32, thread_name_prefix="slot-check")
 
 
 @dataclass(frozen=True, slots=True)
 class Origin:
-    """Where a superstep starts: the state before it, its joins, its planned tasks, and who
-    gets its events (read with it, in the same request)."""
+    """Where a superstep starts, as the run's own records say: the state before it, its joins,
+    its planned tasks, the run's graph and step limit, when the slot opened, and who gets its
+    events (read with it, in the same request)."""
 
     state: dict[str, Any]
     joins: Joins
     planned: Plan
+    graph_id: str
+    max_steps: int
+    opened_at: float
     audience: Audience = NOBODY_YET
 
     @property
@@ -146,16 +150,22 @@ class Origin:
 
 @dataclass(frozen=True, slots=True)
 class ProtocolConfig:
-    state_limit_bytes: int
-    inline_state_bytes: int
+    state_limit_bytes: int | None
+    """``None``: no size check (the in-process runner's default)."""
     counted_fan_in_above: int = COUNTED_FAN_IN_ABOVE
-    """A superstep whose tasks would read the fan-in more often than this keeps a count
-    instead (:meth:`HopProtocol._counted`)."""
+    """A superstep whose fan-in reads would cost more than this many readers reading every
+    task keeps a count instead (:meth:`HopProtocol._counted`)."""
+    map_window: int = MAP_WINDOW
+    """A map's items in flight at once (a request dispatches at most this many)."""
+    lease_s: float = LEASE_SECONDS
+    """How long a live hop may take: a slot open for longer without progress is swept, and
+    only then may a dead letter fail its task."""
 
 
 class HopProtocol:
-    """Applies hops (:meth:`process`), starts runs' first superstep (:meth:`first_hops`) and
-    fails dead-lettered hops (:meth:`fail`), written against the ports."""
+    """Applies hops (:meth:`process`), starts runs' first superstep (:meth:`start`), fails
+    dead-lettered hops (:meth:`fail`) and re-sends stranded ones (:meth:`sweep`), written
+    against the ports."""
 
     def __init__(
         self,
@@ -177,21 +187,21 @@ class HopProtocol:
 
     # -- starting ----------------------------------------------------------------------------
     def start(self, run: RunRecord, *, recheck: bool) -> None:
-        """Dispatch the hops of superstep 0. Raises ReducerError if the entry maps over
+        """Dispatch the first chunk of superstep 0. Raises ReducerError if the entry maps over
         something that is not a list; a map over an empty list ends the run at once."""
         graph = self.graphs(run.graph_id)
-        planned = plan_tasks(graph, (graph.entry,), run.input)
+        planned = plan_of(graph, (graph.entry,), run.input)
         if not planned:
             self._complete_empty(run, graph)
             return
-        self._dispatch(run.run_id, run.graph_id, run.max_steps, 0, graph, planned, run.input,
-                       recheck=recheck)  # fmt: skip
+        self._dispatch(run.run_id, run.graph_id, 0, graph, planned, recheck=recheck)
 
     def _complete_empty(self, run: RunRecord, graph: Graph) -> None:
         step = StepRecord(
             run_id=run.run_id, seq=0, node=graph.entry, tool=graph.nodes[graph.entry].tool,
             status="ok", updates={}, state=run.input, next_node=END, started_at=self.clock(),
-            duration_ms=0.0, run_status="completed",
+            duration_ms=0.0, run_status="completed", graph_id=run.graph_id,
+            max_steps=run.max_steps,
         )  # fmt: skip
         try:
             self.store.commit_step(step, RunEnd("completed"))
@@ -201,70 +211,37 @@ class HopProtocol:
 
     # -- one hop -----------------------------------------------------------------------------
     def process(self, hop: Hop, delivery_id: str, attempt: int = 1) -> HopResult:
-        """Apply one hop: run its task, commit it exactly once, close and route onwards."""
+        """Apply one hop: check it, run its task, commit it exactly once, close, route on."""
         graph = self._graph_of(hop)
         if graph is None:
             return "stale"
-        if hop.parallel:
-            return self._process_task(graph, hop, delivery_id, attempt)
         if hop.recheck or attempt > 1:
-            taken = self.store.get_step(hop.run_id, hop.seq)
+            taken = self._taken_by(hop)
             if taken is not None:
                 return self._after_conflict(graph, hop, taken, delivery_id)
-        check = self._slot_check(hop)
-        state = hop.state
-        if state is None:  # it did not travel inline: the slot check is its source
-            first = check.result()
-            if first is None:
-                return "stale"
-            state = first.state
-        ctx = ToolContext(hop.run_id, hop.node, hop.seq, attempt)
-        # A chain's step needs nothing from the slot check until its commit; any other
-        # superstep of one task carries its origin's joins into the close.
-        step, end = self._single(graph, hop, state, None if graph.is_chain else check.result(), ctx)
-        origin = check.result()
-        if origin is None:
-            return "stale"  # a stray or forged hop: its run is not at this slot
-        return self._commit_close(graph, hop, replace(step, committed_by=delivery_id), end,
-                                  delivery_id, origin.audience)  # fmt: skip
-
-    def _slot_check(self, hop: Hop) -> Future[Origin | None]:
-        """The hop's origin, read while its tool runs when its state travelled inline, and
-        at once (a settled future) when it did not: then it is the state's source."""
-        if hop.state is not None:
-            return _slot_checks().submit(self._origin, hop)
-        settled: Future[Origin | None] = Future()
-        settled.set_result(self._origin(hop))
-        return settled
-
-    def _single(
-        self, graph: Graph, hop: Hop, state: dict[str, Any], origin: Origin | None,
-        ctx: ToolContext,
-    ) -> tuple[StepRecord, RunEnd | None]:  # fmt: skip
-        """Run a superstep of one task; its step record is the task and the close at once."""
-        if graph.is_chain:
-            limits = Limits(hop.max_steps, self.config.state_limit_bytes)
-            outcome = advance(graph, self.tools, hop.node, state, ctx, limits, self.clock())
-            return outcome.step, outcome.end
-        if origin is None:  # stray: no joins to carry; the caller drops the result
-            origin = Origin(state, NO_JOINS, Plan({}))
-        started = self.clock()
-        result = run_task(graph, self.tools, Task(hop.node, hop.index), state, ctx)
-        closed, _ = self._closed(graph, origin, [result], hop)
-        return self._close_record(hop, origin, closed, [result], started, ctx.attempt), closed.end
-
-    # -- a task of a superstep of several ----------------------------------------------------
-    def _process_task(self, graph: Graph, hop: Hop, delivery_id: str, attempt: int) -> HopResult:
-        if hop.recheck or attempt > 1:
-            taken = self.store.get_task(hop.run_id, hop.seq, hop.node, hop.index)
-            if taken is not None:
-                return self._after_task_conflict(graph, hop, taken, delivery_id)
-        origin = self._origin(hop)
+        origin = self._origin(hop, graph)
         if origin is None:
             return "stale"
-        ctx = ToolContext(hop.run_id, hop.node, hop.seq, attempt)
         started = self.clock()
-        result = run_task(graph, self.tools, Task(hop.node, hop.index), origin.state, ctx)
+        result = self._run(graph, hop, origin, attempt)
+        if not origin.parallel:
+            return self._close([result], graph, hop, origin, started, delivery_id, attempt)
+        return self._commit_task(graph, hop, origin, result, started, delivery_id, attempt)
+
+    def _run(self, graph: Graph, hop: Hop, origin: Origin, attempt: int) -> TaskResult:
+        ctx = ToolContext(hop.run_id, hop.node, hop.seq, attempt, index=hop.index)
+        return run_task(graph, self.tools, Task(hop.node, hop.index), origin.state, ctx)
+
+    def _taken_by(self, hop: Hop) -> StepRecord | TaskRecord | None:
+        """What already fills the hop's slot (its task's, or its superstep's)."""
+        if hop.parallel:
+            return self.store.get_task(hop.run_id, hop.seq, hop.node, hop.index)
+        return self.store.get_step(hop.run_id, hop.seq)
+
+    def _commit_task(
+        self, graph: Graph, hop: Hop, origin: Origin, result: TaskResult, started: float,
+        delivery_id: str, attempt: int,
+    ) -> HopResult:  # fmt: skip
         record = TaskRecord(
             run_id=hop.run_id, seq=hop.seq, node=hop.node, index=hop.index, tool=result.tool,
             status="ok" if result.ok else "failed", updates=result.updates,
@@ -277,50 +254,28 @@ class HopProtocol:
             taken = self.store.get_task(hop.run_id, hop.seq, hop.node, hop.index)
             if taken is None:
                 return "stale"
-            return self._after_task_conflict(graph, hop, taken, delivery_id)
-        self._next_item(graph, hop, origin, recheck=False)
-        if not _may_close(graph, Task(hop.node, hop.index), origin.planned):
+            return self._after_conflict(graph, hop, taken, delivery_id)
+        return self._after_task(graph, hop, origin, delivery_id, recheck=False)
+
+    def _after_task(
+        self, graph: Graph, hop: Hop, origin: Origin, delivery_id: str, *, recheck: bool
+    ) -> HopResult:
+        """What a committed task does next: start the map item waiting behind it, and close
+        the superstep if it may be the last."""
+        self._next_item(graph, hop, origin, recheck=recheck)
+        if not self._may_close(graph, Task(hop.node, hop.index), origin.planned):
             return "committed"
         return self._fan_in(graph, hop, origin, delivery_id)
 
-    def _after_task_conflict(
-        self, graph: Graph, hop: Hop, taken: TaskRecord, delivery_id: str
-    ) -> HopResult:
-        if taken.committed_by != delivery_id:
-            return "duplicate"
-        origin = self._origin(hop)
-        if origin is None:
-            return "stale"
-        # Our earlier attempt committed the task, then died: finish what it left undone.
-        self._next_item(graph, hop, origin, recheck=True)
-        if not _may_close(graph, Task(hop.node, hop.index), origin.planned):
-            return "recovered"
-        result = self._fan_in(graph, hop, origin, delivery_id)
-        return "recovered" if result in ("committed", "finished") else result
-
     def _next_item(self, graph: Graph, hop: Hop, origin: Origin, *, recheck: bool) -> None:
-        """A capped map runs ``max_concurrency`` items at once: each one that commits starts
-        the item ``cap`` places after it."""
-        spec = graph.nodes[hop.node].map
-        if spec is None or spec.max_concurrency is None or hop.index is None:
+        """A map runs ``window`` items at once: each one that commits starts the item
+        ``window`` places after it."""
+        window = self._window(graph, hop.node)
+        if window is None or hop.index is None:
             return
-        following = Task(hop.node, hop.index + spec.max_concurrency)
-        if following in origin.planned:  # a task's hop carries no state (_dispatch)
-            self.queue.dispatch(replace(hop, index=following.index, recheck=recheck, state=None))
-
-    def _counted(self, graph: Graph, origin: Origin) -> bool:
-        """Whether the superstep's tasks count their commits, so that each reads one small
-        count rather than every task committed so far.
-
-        Each read of the fan-in costs what it returns, so a superstep of n tasks that all
-        read it (an uncapped map) reads about n * n / 2 task records: a map of a thousand
-        items, half a million, seconds of a Lambda's time and of moto's. Counting makes each
-        commit a transaction of two items (4 write units instead of 1) plus one 1-unit read,
-        and only a task that sees every task counted reads them all. With task records of
-        about 0.5 KB, the reads cost more than that above about 256 readers (a write unit is
-        priced as five read units, and a strongly consistent read unit covers 4 KB), hence
-        the default. Every task of the superstep decides the same way: from its plan."""
-        return _readers(graph, origin.planned) > self.config.counted_fan_in_above
+        following = Task(hop.node, hop.index + window)
+        if following in origin.planned:
+            self.queue.dispatch(replace(hop, index=following.index, recheck=recheck))
 
     def _fan_in(self, graph: Graph, hop: Hop, origin: Origin, delivery_id: str) -> HopResult:
         """Close the superstep if every planned task has committed."""
@@ -334,63 +289,35 @@ class HopProtocol:
             TaskResult(Task(t.node, t.index), t.tool, t.updates, t.targets, t.duration_ms, t.error)
             for t in tasks
         ]
-        closed, _ = self._closed(graph, origin, results, hop)
         started = min(t.started_at for t in tasks)
-        step = self._close_record(hop, origin, closed, results, started, 1, tasks)
+        return self._close(results, graph, hop, origin, started, delivery_id, 1, tasks)
+
+    # -- closing a superstep (one close for every shape) -------------------------------------
+    def _close(
+        self, results: list[TaskResult], graph: Graph, hop: Hop, origin: Origin,
+        started: float, delivery_id: str, attempt: int, tasks: list[TaskRecord] | None = None,
+    ) -> HopResult:  # fmt: skip
+        closed = self._closed(graph, origin, results, hop.seq)
+        step = _close_record(hop, origin, closed, results, started, attempt, tasks)
         return self._commit_close(graph, hop, replace(step, committed_by=delivery_id),
                                   closed.end, delivery_id, origin.audience)  # fmt: skip
 
-    # -- closing a superstep -----------------------------------------------------------------
-    def _closed(
-        self, graph: Graph, origin: Origin, results: list[TaskResult], hop: Hop
-    ) -> tuple[Closed, list[Task]]:
-        """The superstep closed, with the next one's tasks planned; planning problems (a map
-        over a non-list) and an empty plan end the run here."""
+    def _closed(self, graph: Graph, origin: Origin, results: list[TaskResult], seq: int) -> Closed:
+        """The superstep closed, with the next one planned; planning problems (a map over a
+        non-list) and an empty plan end the run here."""
         closed = close_superstep(
-            graph, origin.state, origin.joins, results, hop.seq, hop.max_steps,
+            graph, origin.state, origin.joins, results, seq, origin.max_steps,
             self.config.state_limit_bytes,
         )  # fmt: skip
         if closed.end is not None:
-            return closed, []
+            return closed
         try:
-            planned = plan_tasks(graph, closed.next_nodes, closed.state)
+            planned = plan_of(graph, closed.next_nodes, closed.state)
         except ReducerError as exc:
-            return replace(closed, next_nodes=(), end=RunEnd("failed", str(exc))), []
+            return replace(closed, next_nodes=(), end=RunEnd("failed", str(exc)))
         if not planned:
-            return replace(closed, next_nodes=(), end=RunEnd("completed")), []
-        return closed, planned
-
-    def _close_record(
-        self, hop: Hop, origin: Origin, closed: Closed, results: list[TaskResult],
-        started: float, attempt: int, tasks: list[TaskRecord] | None = None,
-    ) -> StepRecord:  # fmt: skip
-        """The step record of a closed superstep (of one task, or of several)."""
-        ordered = sorted(results, key=lambda r: r.task.sort_key())
-        failed = next((r for r in ordered if not r.ok), None)
-        written = {k for r in ordered for k in r.updates}
-        # A superstep that failed keeps the state before it, and so changed nothing.
-        kept = closed.state is origin.state
-        updates = {} if kept else {k: closed.state[k] for k in written if k in closed.state}
-        status = closed.end.status if closed.end is not None else "running"
-        nodes = closed.next_nodes
-        # The step limit fails the run after a superstep that went fine (it still names what
-        # would have run next); any other failure is the superstep's own.
-        step_failed = failed is not None or (status == "failed" and not nodes)
-        single = len(nodes) == 1 and not tasks
-        names = sorted({r.task.node for r in ordered})
-        return StepRecord(
-            run_id=hop.run_id, seq=hop.seq, node=", ".join(names) or hop.node,
-            tool=", ".join(sorted({r.tool for r in ordered})),
-            status="failed" if step_failed else "ok",
-            updates=updates, state=closed.state,
-            next_node=nodes[0] if single else (END if status == "completed" else None),
-            started_at=started, duration_ms=sum(r.duration_ms for r in ordered),
-            error=closed.end.error if closed.end is not None else None, attempt=attempt,
-            run_status=status, next_nodes=() if single else nodes,
-            joins={k: sorted(v) for k, v in closed.joins.items()},
-            tasks=tuple(t.summary() for t in sorted(tasks, key=lambda t: (t.node, t.index or 0)))
-            if tasks else (),
-        )  # fmt: skip
+            return replace(closed, next_nodes=(), end=RunEnd("completed"))
+        return closed
 
     def _commit_close(
         self, graph: Graph, hop: Hop, step: StepRecord, end: RunEnd | None, delivery_id: str,
@@ -407,89 +334,157 @@ class HopProtocol:
             return self._after_conflict(graph, hop, taken, delivery_id)
         self._publish(step, end, audience)
         if end is None:
-            self._dispatch_after(graph, hop, step, recheck=False)
+            self._dispatch_after(graph, hop.run_id, step, recheck=False)
         return "finished" if end is not None else "committed"
 
     def _after_conflict(
-        self, graph: Graph, hop: Hop, taken: StepRecord, delivery_id: str
+        self, graph: Graph, hop: Hop, taken: StepRecord | TaskRecord, delivery_id: str
     ) -> HopResult:
         if taken.committed_by != delivery_id or taken.status == "cancelled":
             return "duplicate"
-        # Our own earlier attempt committed and then died before it published or dispatched:
-        # finish its work (events are at least once; subscribers dedupe by seq), to the
-        # subscribers there are now.
-        origin = self._origin(hop)
-        audience = origin.audience.after_commit() if origin is not None else NOBODY_YET
+        if isinstance(taken, TaskRecord):
+            # Our earlier attempt committed the task, then died: finish what it left undone.
+            origin = self._origin(hop, graph)
+            if origin is None:  # the superstep is closed: by our attempt, maybe
+                closed = self.store.get_step(hop.run_id, hop.seq)
+                if closed is None or closed.committed_by != delivery_id:
+                    return "stale"
+                return self._after_conflict(graph, hop, closed, delivery_id)
+            result = self._after_task(graph, hop, origin, delivery_id, recheck=True)
+            return "recovered" if result in ("committed", "finished") else result
+        # Our earlier attempt closed the superstep, then died before it published or
+        # dispatched: finish its work (events are at least once; subscribers dedupe by seq).
+        audience = self._audience_after(hop)
         if taken.run_status != "running":
             end = RunEnd(taken.run_status, self.store.get_run(hop.run_id).error)
             self._publish(taken, end, audience)
             return "recovered"
         self._publish(taken, None, audience)
-        self._dispatch_after(graph, hop, taken, recheck=True)
+        self._dispatch_after(graph, hop.run_id, taken, recheck=True)
         return "recovered"
 
-    def _dispatch_after(self, graph: Graph, hop: Hop, step: StepRecord, *, recheck: bool) -> None:
-        """Dispatch the hops of the superstep after ``step``."""
-        planned = plan_tasks(graph, step.successors, step.state)
-        self._dispatch(hop.run_id, hop.graph_id, hop.max_steps, hop.seq + 1, graph, planned,
-                       step.state, recheck=recheck)  # fmt: skip
+    def _audience_after(self, hop: Hop) -> Audience:
+        slot = self.store.read_slot(hop.run_id, hop.seq)
+        return Audience(slot.subscribers, slot.previous).after_commit()
+
+    # -- dispatching (the outbox) ------------------------------------------------------------
+    def _dispatch_after(
+        self, graph: Graph, run_id: str, step: StepRecord, *, recheck: bool
+    ) -> None:
+        """Dispatch the first chunk of the superstep after ``step`` (its outbox)."""
+        planned = plan_of(graph, step.successors, step.state)
+        graph_id = step.graph_id or self.store.get_run(run_id).graph_id
+        self._dispatch(run_id, graph_id, step.seq + 1, graph, planned, recheck=recheck)
 
     def _dispatch(
-        self, run_id: str, graph_id: str, max_steps: int, seq: int, graph: Graph,
-        planned: list[Task], state: dict[str, Any], *, recheck: bool,
-    ) -> None:  # fmt: skip
+        self, run_id: str, graph_id: str, seq: int, graph: Graph, planned: Plan, *,
+        recheck: bool, skip: Callable[[Task], bool] | None = None,
+    ) -> int:  # fmt: skip
+        """Send the hops of ``planned`` that start now (a map's first window); returns how
+        many. Hops carry no state: the slot check reads it anyway."""
         parallel = len(planned) > 1
         hops = [
-            Hop(run_id, graph_id, seq, t.node, max_steps, recheck=recheck, index=t.index,
-                parallel=parallel)
-            for t in planned
-            if _starts_now(graph, t)
-        ]  # fmt: skip
-        # A task of several reads the state before its superstep with its slot check in any
-        # case (_process_task), so its hop carries none: a map's n hops would otherwise carry
-        # the state n times, and n * n items when the state holds the list it maps over.
-        if not parallel:
-            hops = [self._inline(hop, state) for hop in hops]
+            Hop(run_id, graph_id, seq, t.node, recheck=recheck, index=t.index, parallel=parallel)
+            for t in self._first_chunk(graph, planned)
+            if skip is None or not skip(t)
+        ]
         if len(hops) == 1:
             self.queue.dispatch(hops[0])
-        else:
+        elif hops:
             self.queue.dispatch_batch(hops)
+        return len(hops)
 
-    def _inline(self, hop: Hop, state: dict[str, Any]) -> Hop:
-        if state_size(state) <= self.config.inline_state_bytes:
-            return replace(hop, state=state)
-        return replace(hop, state=None)
+    def _first_chunk(self, graph: Graph, planned: Plan) -> Iterable[Task]:
+        """The plan's tasks that start at once: every plain node, a map's first window."""
+        for node in sorted(planned.sizes):
+            size = planned.sizes[node]
+            if size is None:
+                yield Task(node)
+                continue
+            window = self._window(graph, node) or size
+            yield from (Task(node, i) for i in range(min(size, window)))
+
+    def _window(self, graph: Graph, node: str) -> int | None:
+        """A map node's items in flight at once (``None`` for a plain node)."""
+        spec = graph.nodes[node].map
+        if spec is None:
+            return None
+        cap = spec.max_concurrency
+        return self.config.map_window if cap is None else min(cap, self.config.map_window)
+
+    def _may_close(self, graph: Graph, task: Task, planned: Plan) -> bool:
+        """Whether ``task`` can be its superstep's last, and so worth the fan-in read: only
+        the last ``window`` items of a map can (:meth:`_closing`)."""
+        size = planned.sizes.get(task.node)
+        if size is None or task.index is None:
+            return True
+        return task.index >= size - self._closing(graph, task.node, size)
+
+    def _closing(self, graph: Graph, node: str, size: int | None) -> int:
+        """How many of ``node``'s tasks may close the superstep: a plain node's one task, the
+        last ``window`` items of a map. Each of the others started the item ``window`` places
+        after it, which commits later."""
+        if size is None:
+            return 1
+        window = self._window(graph, node)
+        return size if window is None else min(size, window)
+
+    def _counted(self, graph: Graph, origin: Origin) -> bool:
+        """Whether the superstep's tasks count their commits, so that each reads one small
+        count rather than every task committed so far.
+
+        Each read of the fan-in costs what it returns: r readers of a superstep of n tasks
+        read up to r * n task records. Counting makes each commit a transaction of two items
+        (4 write units instead of 1) plus one 1-unit read, and only the task that sees every
+        task counted reads them all. With task records of about 0.5 KB, the reads cost more
+        than that above about 256 * 256 records read (an uncapped map of 256 items, or a
+        windowed map of 100 readers over 656 items). Every task of the superstep decides the
+        same way: from its plan."""
+        readers = sum(self._closing(graph, n, s) for n, s in origin.planned.sizes.items())
+        above = self.config.counted_fan_in_above
+        return readers * len(origin.planned) > above * above
 
     # -- the slot check ----------------------------------------------------------------------
-    def _origin(self, hop: Hop) -> Origin | None:
-        """Where the hop's superstep starts, or ``None`` if the hop's run is not at that
-        superstep or did not plan this task there: unknown, final, of another graph, routed
-        elsewhere, or with a different number of tasks than the hop says."""
+    def _origin(self, hop: Hop, graph: Graph) -> Origin | None:
+        """Where the hop's superstep starts, as the run's records say, or ``None`` if the hop
+        is not one the run would send: unknown or final run, another graph, slot already
+        closed or cancelled, a task the plan does not hold, or a different shape."""
         slot = self.store.read_slot(hop.run_id, hop.seq)
+        if slot.taken:
+            return None
         if hop.seq == 0:
-            run = slot.run
-            if run is None or run.status != "running" or run.graph_id != hop.graph_id:
-                return None
-            nodes: tuple[str, ...] = (self.graphs(run.graph_id).entry,)
-            state, joins = run.input, NO_JOINS
+            found = _origin_of_run(slot.run, graph)
         else:
-            previous = slot.previous
-            if previous is None or previous.run_status != "running":
-                return None
-            state, nodes = previous.state, previous.successors
-            joins = {k: frozenset(v) for k, v in previous.joins.items()}
-        graph = self.graphs(hop.graph_id)
-        if not all(node in graph.nodes for node in nodes):  # a hop claiming another graph
+            found = self._origin_of_step(slot.previous, hop.run_id)
+        if found is None:
+            return None
+        state, nodes, joins, graph_id, max_steps, opened = found
+        if graph_id != hop.graph_id or not all(node in graph.nodes for node in nodes):
             return None
         try:
             planned = plan_of(graph, nodes, state)
         except ReducerError:
             return None
-        origin = Origin(state, joins, planned, Audience(slot.subscribers, slot.previous))
+        audience = Audience(slot.subscribers, slot.previous)
+        origin = Origin(state, joins, planned, graph_id, max_steps, opened, audience)
         task = Task(hop.node, hop.index)
         return origin if task in planned and origin.parallel == hop.parallel else None
 
-    # -- events and dead letters -------------------------------------------------------------
+    def _origin_of_step(self, previous: StepRecord | None, run_id: str) -> _Found | None:
+        if previous is None or not accepts_hops(previous.run_status):
+            return None
+        graph_id, max_steps = previous.graph_id, previous.max_steps
+        if not graph_id or not max_steps:  # a step committed before steps carried them
+            try:
+                run = self.store.get_run(run_id)
+            except RunNotFound:
+                return None
+            graph_id, max_steps = run.graph_id, run.max_steps
+        joins = {k: frozenset(v) for k, v in previous.joins.items()}
+        return (previous.state, previous.successors, joins, graph_id, max_steps,
+                previous.ended_at)  # fmt: skip
+
+    # -- events ------------------------------------------------------------------------------
     def _publish(self, step: StepRecord, end: RunEnd | None, audience: Audience) -> None:
         """The step's events, to the subscribers read with its slot; a run's last step has no
         next publisher to make up for a subscriber that came meanwhile, so it reads them
@@ -509,18 +504,29 @@ class HopProtocol:
         except Exception:  # progress is best effort: it never fails a committed step
             return
 
-    def fail(self, hop: Hop, reason: str) -> bool:
+    # -- dead letters and the sweeper --------------------------------------------------------
+    def fail(self, hop: Hop, reason: str, *, by_worker: bool = False) -> bool:
         """Fail the run because ``hop`` is being dead-lettered: a failed step record in its
-        superstep's slot. True if this call ended the run; False if it changed nothing (the
-        run is not at that superstep, is final, or the slot was taken meanwhile)."""
+        superstep's slot. True if this call ended the run; False if it changed nothing.
+
+        A letter is a request too: it fails the run only if its task is the live one (the
+        run is at that slot, and the plan holds the task), has not committed, and has had
+        time to die: its slot has been open for longer than the lease, since AWS gives up on
+        a hop only after its receives or retries ran out. ``by_worker``: the worker that just
+        failed the task's last allowed delivery, which knows it stopped."""
         graph = self._graph_of(hop)
-        origin = self._origin(hop) if graph is not None else None
+        origin = self._origin(hop, graph) if graph is not None else None
         if graph is None or origin is None:
+            return False
+        if not by_worker and self.clock() - origin.opened_at < self.config.lease_s:
+            return False
+        if hop.parallel and self.store.get_task(hop.run_id, hop.seq, hop.node, hop.index):
             return False
         step = StepRecord(
             run_id=hop.run_id, seq=hop.seq, node=hop.task_key, tool=graph.nodes[hop.node].tool,
             status="failed", updates={}, state=origin.state, next_node=None,
             started_at=self.clock(), duration_ms=0.0, error=reason, run_status="failed",
+            graph_id=origin.graph_id, max_steps=origin.max_steps,
         )  # fmt: skip
         try:
             self.store.commit_step(step, RunEnd("failed", reason))
@@ -528,6 +534,58 @@ class HopProtocol:
             return False
         self._publish(step, RunEnd("failed", reason), origin.audience)  # read after it
         return True
+
+    def sweep(self, run_id: str) -> int:
+        """Re-send the hops of ``run_id``'s open superstep if it made no progress for longer
+        than the lease (a request or a worker died between a commit and its dispatch, or a
+        hop was lost); returns how many were sent. Every hop goes out with ``recheck``: the
+        ones that were alive after all find their slots taken and stop."""
+        run = self.store.get_run(run_id)
+        if not accepts_hops(run.status):
+            return 0
+        graph = self.graphs(run.graph_id)
+        seq = run.steps
+        previous = self.store.get_step(run_id, seq - 1) if seq else None
+        opened = run.created_at if previous is None else previous.ended_at
+        state = run.input if previous is None else previous.state
+        nodes = (graph.entry,) if previous is None else previous.successors
+        try:
+            planned = plan_of(graph, nodes, state)
+        except ReducerError:
+            return 0
+        if len(planned) <= 1:
+            if self.clock() - opened < self.config.lease_s:
+                return 0
+            return self._dispatch(run_id, run.graph_id, seq, graph, planned, recheck=True)
+        return self._sweep_tasks(run, graph, seq, planned, opened)
+
+    def _sweep_tasks(self, run: RunRecord, graph: Graph, seq: int, planned: Plan,
+                     opened: float) -> int:  # fmt: skip
+        """A superstep of several tasks: its progress is its latest task commit; the hops
+        due are the first chunk's and, for a map, those of the window after its commits."""
+        tasks = self.store.list_tasks(run.run_id, seq)
+        last = max([opened, *(t.started_at + t.duration_ms / 1000 for t in tasks)])
+        if self.clock() - last < self.config.lease_s:
+            return 0
+        done = {(t.node, t.index) for t in tasks}
+        due = [t for t in self._due(graph, planned, tasks) if (t.node, t.index) not in done]
+        hops = [Hop(run.run_id, run.graph_id, seq, t.node, recheck=True, index=t.index,
+                    parallel=True) for t in due]  # fmt: skip
+        if hops:
+            self.queue.dispatch_batch(hops)
+        return len(hops)
+
+    def _due(self, graph: Graph, planned: Plan, tasks: list[TaskRecord]) -> Iterable[Task]:
+        """The tasks that should be in flight once ``tasks`` committed: each map's first
+        ``committed + window`` items (each commit started one more), every plain node."""
+        for node in sorted(planned.sizes):
+            size = planned.sizes[node]
+            if size is None:
+                yield Task(node)
+                continue
+            committed = sum(1 for t in tasks if t.node == node)
+            window = self._window(graph, node) or size
+            yield from (Task(node, i) for i in range(min(size, committed + window)))
 
     def _graph_of(self, hop: Hop) -> Graph | None:
         """The hop's graph if it has the hop's node; ``None`` for a hop no run could send."""
@@ -538,35 +596,55 @@ class HopProtocol:
         return graph if hop.node in graph.nodes else None
 
 
-def _readers(graph: Graph, plan: Plan) -> int:
-    """How many of the plan's tasks may be its last, and so read the fan-in."""
-    return sum(_closing(graph, node, size) for node, size in plan.sizes.items())
+_Found = tuple[dict[str, Any], tuple[str, ...], Joins, str, int, float]
+"""An origin's state, nodes, joins, graph id, step limit and opening time."""
 
 
-def _may_close(graph: Graph, task: Task, planned: Plan) -> bool:
-    """Whether ``task`` can be its superstep's last, and so worth the fan-in read: only the
-    last ``cap`` items of a capped map can (:func:`_closing`)."""
-    size = planned.sizes.get(task.node)
-    if size is None or task.index is None:
-        return True
-    return task.index >= size - _closing(graph, task.node, size)
+def _origin_of_run(run: RunRecord | None, graph: Graph) -> _Found | None:
+    if run is None or not accepts_hops(run.status):
+        return None
+    return (run.input, (graph.entry,), NO_JOINS, run.graph_id, run.max_steps, run.created_at)
 
 
-def _closing(graph: Graph, node: str, size: int | None) -> int:
-    """How many of ``node``'s tasks may close the superstep: a plain node's one task, every
-    item of an uncapped map, the last ``cap`` of a capped one. Each of the others started
-    the item ``cap`` places after it, which commits later; skipping their reads keeps a capped
-    map's fan-in reads at ``cap``, not one per item (each read returns every task committed
-    so far)."""
-    if size is None:
-        return 1
-    spec = graph.nodes[node].map
-    cap = spec.max_concurrency if spec is not None else None
-    return size if cap is None else min(size, cap)
+def _close_record(
+    hop: Hop, origin: Origin, closed: Closed, results: list[TaskResult], started: float,
+    attempt: int, tasks: list[TaskRecord] | None = None,
+) -> StepRecord:  # fmt: skip
+    """The step record of a closed superstep, the same for one task or many: ``updates`` are
+    the merged values of the keys its tasks wrote (none when it failed: it keeps the state
+    before it)."""
+    ordered = sorted(results, key=lambda r: r.task.sort_key())
+    failed = next((r for r in ordered if not r.ok), None)
+    written = {k for r in ordered for k in r.updates}
+    kept = closed.state is origin.state
+    updates = {} if kept else {k: closed.state[k] for k in written if k in closed.state}
+    status = closed.end.status if closed.end is not None else "running"
+    nodes = closed.next_nodes
+    # The step limit fails the run after a superstep that went fine (it still names what
+    # would have run next); any other failure is the superstep's own.
+    step_failed = failed is not None or (status == "failed" and not nodes)
+    single = len(nodes) == 1 and not tasks
+    names = sorted({r.task.node for r in ordered})
+    summaries, total = _summaries(tasks or [])
+    return StepRecord(
+        run_id=hop.run_id, seq=hop.seq, node=", ".join(names) or hop.node,
+        tool=", ".join(sorted({r.tool for r in ordered})),
+        status="failed" if step_failed else "ok",
+        updates=updates, state=closed.state,
+        next_node=nodes[0] if single else (END if status == "completed" else None),
+        started_at=started, duration_ms=sum(r.duration_ms for r in ordered),
+        error=closed.end.error if closed.end is not None else None, attempt=attempt,
+        run_status=status, next_nodes=() if single else nodes,
+        joins={k: sorted(v) for k, v in closed.joins.items()},
+        tasks=summaries, graph_id=origin.graph_id, max_steps=origin.max_steps,
+        tasks_total=total,
+    )  # fmt: skip
 
 
-def _starts_now(graph: Graph, task: Task) -> bool:
-    """A capped map's items beyond its cap start as earlier ones commit (``_next_item``)."""
-    spec = graph.nodes[task.node].map
-    cap = spec.max_concurrency if spec is not None else None
-    return cap is None or task.index is None or task.index < cap
+def _summaries(tasks: list[TaskRecord]) -> tuple[tuple[dict[str, Any], ...], int]:
+    """At most ``MAX_TASK_SUMMARIES`` task summaries, failed tasks first, and the total when
+    some were left out (0 otherwise)."""
+    ordered = sorted(tasks, key=lambda t: (t.status != "failed", t.node, t.index or 0))
+    kept = sorted(ordered[:MAX_TASK_SUMMARIES], key=lambda t: (t.node, t.index or 0))
+    total = len(tasks) if len(tasks) > MAX_TASK_SUMMARIES else 0
+    return tuple(t.summary() for t in kept), total

@@ -1,29 +1,37 @@
-"""The in-process runner: a graph run to the end in a plain loop.
+"""The in-process runner: the durable run protocol over the memory adapters.
 
-It is the reference every distributed run is compared against, and what
-``hopgraph run FILE --local`` uses. It calls the same :func:`~engine.step.advance` as the
-worker, records every step in a store when given one, and emits the same events.
+``hopgraph run FILE --local``, the tests and the benchmarks run a graph here with the same
+protocol as the worker Lambda (:class:`~engine.protocol.HopProtocol`): the same slot checks,
+commits, closes, log and events, over :class:`~engine.memory.MemoryRunStore` and a queue
+whose hops are applied by a pool of threads (a superstep's tasks run side by side, a map's
+at most ``map_window`` or ``max_concurrency`` at a time, as on AWS). What differs from AWS is
+only the carrier: nothing here is lost or delivered twice.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.errors import InvalidInputError
-from engine.events import run_event, step_event
+from engine.errors import GraphNotFound
+from engine.events import run_event
 from engine.graph import Graph
-from engine.ports import Clock, RunRecord, RunStatus, RunStore, StepRecord
-from engine.step import Limits, advance
-from engine.superstep_runner import SuperstepLoop
-from engine.tools import ToolContext, Toolkit
+from engine.memory import MemoryRunStore
+from engine.ports import Audience, Clock, Hop, RunRecord, RunStatus, RunStore, StepRecord
+from engine.protocol import HopProtocol, ProtocolConfig
+from engine.reducers import ReducerError
+from engine.superstep import plan_of
+from engine.tools import Toolkit
 
 EventSink = Callable[[dict[str, Any]], None]
 DEFAULT_MAX_STEPS = 100
-_EVENT_ONLY = frozenset({"type", "run_id", "ts"})
+MAX_THREADS = 64
+"""Hops applied at once; a map's window and ``max_concurrency`` apply within them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,14 +42,90 @@ class RunResult:
     steps: int
     error: str | None = None
     log: list[dict[str, Any]] = field(default_factory=list)
-    """The execution log (empty when the runner records nothing)."""
+    """The execution log: a superstep of one task as its step's log entry, a superstep of
+    several as one entry per task (``seq`` is the superstep; ``task`` names it)."""
+
+
+class PoolQueue:
+    """A :class:`~engine.ports.StepQueue` whose hops a thread pool applies as they are sent;
+    :meth:`wait` returns once no hop is queued or running (and re-raises the first error a
+    hop raised: in process, a failure of the protocol itself is a bug to show)."""
+
+    def __init__(
+        self,
+        apply: Callable[[Hop], object],
+        threads: int = MAX_THREADS,
+        stopped: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self._apply = apply
+        self._stopped = stopped
+        self._pool = ThreadPoolExecutor(threads, "hop")
+        self._pending = 0
+        self._idle = threading.Condition()
+        self._error: BaseException | None = None
+
+    def dispatch(self, hop: Hop) -> None:
+        with self._idle:
+            self._pending += 1
+        self._pool.submit(self._run, hop)
+
+    def dispatch_batch(self, hops: list[Hop]) -> None:
+        for hop in hops:
+            self.dispatch(hop)
+
+    def _run(self, hop: Hop) -> None:
+        try:
+            if not self._stopped():
+                self._apply(hop)
+        except BaseException as exc:  # kept for wait(): a pool thread has nobody to tell
+            with self._idle:
+                self._error = self._error or exc
+        finally:
+            with self._idle:
+                self._pending -= 1
+                if self._pending == 0:
+                    self._idle.notify_all()
+
+    def wait(self) -> None:
+        with self._idle:
+            self._idle.wait_for(lambda: self._pending == 0)
+        self._pool.shutdown(wait=True)
+        if self._error is not None:
+            raise self._error
+
+
+class _SinkNotifier:
+    """Hands every event to the runner's sink, in the order the protocol publishes them.
+
+    The protocol treats progress as best effort and swallows a notifier's errors; in process
+    the sink is the caller's own (a terminal that was closed, a pipe nobody reads), so its
+    first error is kept, the run stops, and :meth:`InProcessRunner.run` raises it."""
+
+    def __init__(self, sink: EventSink | None) -> None:
+        self._sink = sink
+        self._lock = threading.Lock()
+        self.error: BaseException | None = None
+
+    def publish(
+        self, run_id: str, events: list[dict[str, Any]], audience: Audience | None = None
+    ) -> None:
+        if self._sink is None:
+            return
+        with self._lock:
+            if self.error is not None:
+                return
+            try:
+                for event in events:
+                    self._sink(event)
+            except BaseException as exc:
+                self.error = exc
 
 
 class InProcessRunner:
-    """Runs graphs synchronously in this process.
+    """Runs graphs to their end in this process, through the durable protocol.
 
-    ``store``: record the run and each step (the execution log); ``None`` records nothing.
-    ``on_event``: receives every step and run event as the WebSocket would carry it.
+    ``store``: where the run and its log are recorded (a fresh memory store per run when
+    ``None``). ``on_event``: receives every step and run event as the WebSocket carries it.
     """
 
     def __init__(
@@ -52,12 +136,13 @@ class InProcessRunner:
         on_event: EventSink | None = None,
         clock: Clock = time.time,
         state_limit_bytes: int | None = None,
+        config: ProtocolConfig | None = None,
     ) -> None:
         self.tools = tools
         self.store = store
         self.on_event = on_event
         self.clock = clock
-        self.state_limit_bytes = state_limit_bytes
+        self.config = config or ProtocolConfig(state_limit_bytes)
 
     def run(
         self,
@@ -69,77 +154,65 @@ class InProcessRunner:
         graph_id: str = "local",
     ) -> RunResult:
         run_id = run_id or "r_" + uuid.uuid4().hex[:24]
+        store = self.store if self.store is not None else MemoryRunStore()
+        notifier = _SinkNotifier(self.on_event)
+        delivery = iter(range(1, 1 << 62))
+        queue = PoolQueue(lambda hop: protocol.process(hop, f"d{next(delivery)}"),
+                          stopped=lambda: notifier.error is not None)  # fmt: skip
+
+        def graphs(wanted: str) -> Graph:
+            if wanted != graph_id:
+                raise GraphNotFound(wanted)
+            return graph
+
+        protocol = HopProtocol(store, queue, self.tools, notifier, self.clock, self.config, graphs)
+        now = self.clock()
         limit = max_steps or graph.max_steps or DEFAULT_MAX_STEPS
-        limits = Limits(limit, self.state_limit_bytes)
-        state = dict(input or {})
-        if not graph.is_chain:
-            return self._run_supersteps(run_id, graph, graph_id, state, limit)
-        self._start(run_id, graph, graph_id, state, limit)
-        node, seq = graph.entry, 0
-        while True:
-            outcome = advance(
-                graph, self.tools, node, state, ToolContext(run_id, node, seq), limits,
-                self.clock(),
-            )  # fmt: skip
-            step, end = outcome.step, outcome.end
-            if self.store is not None:
-                self.store.commit_step(step, end)
-            if self.on_event is not None:
-                self._emit_step(step, end)
-            state = step.state
-            if end is not None:
-                return self._result(run_id, end.status, state, seq + 1, end.error)
-            node, seq = step.next_node, seq + 1  # type: ignore[assignment]
+        try:  # a map at the entry needs a list in the input (the API refuses it with a 400)
+            plan_of(graph, (graph.entry,), input or {})
+        except ReducerError as exc:
+            notifier.publish(run_id, [run_event(run_id, "failed", now, reason=str(exc), steps=0)])
+            return RunResult(run_id, "failed", dict(input or {}), 0, str(exc))
+        header = RunRecord(run_id, graph_id, "running", dict(input or {}), limit, now, now,
+                           node=graph.entry)  # fmt: skip
+        run, _ = store.create_run(header)
+        notifier.publish(run_id, [run_event(run_id, "running", now, steps=0)])
+        try:
+            protocol.start(run, recheck=False)
+        finally:
+            queue.wait()
+        if notifier.error is not None:
+            raise notifier.error
+        done = store.get_run(run_id)
+        return RunResult(run_id, done.status, done.state, done.steps, done.error,
+                         execution_log(store, run_id, done.steps))  # fmt: skip
 
-    def _run_supersteps(
-        self, run_id: str, graph: Graph, graph_id: str, state: dict[str, Any], limit: int
-    ) -> RunResult:
-        """A graph with parallel work: its supersteps' tasks run concurrently. The log holds
-        one entry per task (``seq`` is the superstep; ``task`` names it)."""
-        if self.store is not None:
-            raise InvalidInputError(
-                "recording a run with parallel work (fan-out, map, join) in a store is not "
-                "supported yet; run it with store=None (the result carries its log)"
-            )
-        self._start(run_id, graph, graph_id, state, limit)
-        loop = SuperstepLoop(
-            graph, self.tools, run_id, limit, self.state_limit_bytes, self.clock, self.on_event
-        )
-        done = loop.run(state)
-        if self.on_event is not None:
-            final = done.state if done.end.status == "completed" else None
-            self.on_event(run_event(run_id, done.end.status, self.clock(), state=final,
-                                    reason=done.end.error, steps=done.supersteps))  # fmt: skip
-        log = [{k: v for k, v in e.items() if k not in _EVENT_ONLY} for e in done.log]
-        return RunResult(run_id, done.end.status, done.state, done.supersteps, done.end.error, log)
 
-    def _start(
-        self, run_id: str, graph: Graph, graph_id: str, state: dict[str, Any], limit: int
-    ) -> None:
-        now = self.clock()
-        if self.store is not None:
-            header = RunRecord(
-                run_id, graph_id, "running", state, limit, now, now, node=graph.entry
-            )
-            self.store.create_run(header)
-        if self.on_event is not None:
-            self.on_event(run_event(run_id, "running", now, steps=0))
+def execution_log(store: RunStore, run_id: str, steps: int) -> list[dict[str, Any]]:
+    """The run's log: each superstep of one task as its step's entry, each superstep of
+    several as one entry per task, in merge order."""
+    log: list[dict[str, Any]] = []
+    for step in store.list_steps(run_id, limit=steps + 1).items:
+        tasks = store.list_tasks(run_id, step.seq) if step.tasks or step.tasks_total else []
+        if not tasks:
+            log.append({**step.log_entry(), "task": step.node})
+            continue
+        log.extend(_task_entry(step, t) for t in sorted(tasks, key=_merge_order))
+    return log
 
-    def _emit_step(self, step: StepRecord, end: Any) -> None:
-        assert self.on_event is not None
-        now = self.clock()
-        self.on_event(step_event(step, now))
-        if end is not None:
-            state = step.state if end.status == "completed" else None
-            self.on_event(
-                run_event(step.run_id, end.status, now, state=state, reason=end.error,
-                          steps=step.seq + 1)
-            )  # fmt: skip
 
-    def _result(
-        self, run_id: str, status: RunStatus, state: dict[str, Any], steps: int, error: str | None
-    ) -> RunResult:
-        log: list[dict[str, Any]] = []
-        if self.store is not None:
-            log = [s.log_entry() for s in self.store.list_steps(run_id, limit=steps + 1).items]
-        return RunResult(run_id, status, state, steps, error, log)
+def _merge_order(task: Any) -> tuple[str, int]:
+    return (task.node, -1 if task.index is None else task.index)
+
+
+def _task_entry(step: StepRecord, task: Any) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "seq": step.seq, "task": task.key, "node": task.node, "tool": task.tool,
+        "status": task.status, "updates": task.updates, "duration_ms": task.duration_ms,
+        "next": list(task.targets),
+    }  # fmt: skip
+    if task.index is not None:
+        entry["index"] = task.index
+    if task.error is not None:
+        entry["error"] = task.error
+    return entry

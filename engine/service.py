@@ -1,40 +1,9 @@
-"""The run service: graphs, starting runs, and the exactly-once step protocol over ports.
+"""The run service: graphs, starting runs, and the commands on them, over the ports.
 
-Processing one hop (one step of one run)::
-
-    worker A (delivery d1)                         store slot RUN#r/STEP#n
-    ---------------------------------------------------------------------------------
-    [recheck?] read slot n ------------------------> taken? -> after_conflict (below)
-    slot check: read slot n-1 (seq 0: the run) ----> stray? -> drop, change nothing
-         (in the background while the tool runs when the state travelled inline;
-          first, as the state's source, when it did not)
-    run the tool (at least once per step)
-    wait for the slot check ------------------------> stray? -> drop, change nothing
-         (1) crash here: nothing written; the hop is redelivered, runs the tool again
-    commit slot n, conditional on "slot empty" -----> exactly one writer wins
-         (2) crash here: the redelivered hop (same delivery id d1) finds slot n taken by
-             d1 and re-dispatches the successor it never sent
-    publish events (best effort, never fails the step; before the dispatch, so that
-         a subscriber sees one run's events in step order)
-    dispatch hop n+1 (or nothing: the commit ended the run)
-         (3) crash here: as (2); the successor may now exist twice, and the copy that
-             loses its commit is dropped
-    acknowledge
-
-    after_conflict: slot n taken by *this* delivery -> re-dispatch the successor (recovery);
-                    taken by another delivery   -> drop: that worker owns the follow-up,
-                    and if it crashes, its own redelivery recovers it.
-
-The slot check is what lets the commit stay one conditional write and still require a live
-run at that slot: a hop is stray (forged, or left over from a finished run) unless slot n-1
-is committed with its run still running and routed to the hop's node (for slot 0: the run
-exists, runs, is of the hop's graph and the node is its entry). Once that holds, the run can
-only end or move on by writing slot n, which makes this hop's commit lose. Remove the check
-and ``tests/unit/test_service.py``'s stray-hop tests go red.
-
-Duplicates of a hop (same delivery id) that race re-dispatch at most one extra successor,
-which carries a different delivery id and is dropped when it loses: duplicates die out after
-one step instead of shadowing the run to its end.
+The run protocol itself (how a hop is checked, run, committed, closed and routed on; the
+outbox and the sweeper) is :mod:`engine.protocol`; the run lifecycle is
+:mod:`engine.lifecycle`; the commands a caller makes on a run (cancel) are
+:mod:`engine.commands`.
 """
 
 from __future__ import annotations
@@ -47,6 +16,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from engine.commands import cancel_run
 from engine.errors import (
     ConflictError,
     InvalidInputError,
@@ -67,9 +37,16 @@ from engine.ports import (
     RunStore,
     StepQueue,
 )
-from engine.protocol import COUNTED_FAN_IN_ABOVE, HopProtocol, HopResult, ProtocolConfig
+from engine.protocol import (
+    COUNTED_FAN_IN_ABOVE,
+    LEASE_SECONDS,
+    MAP_WINDOW,
+    HopProtocol,
+    HopResult,
+    ProtocolConfig,
+)
 from engine.reducers import ReducerError
-from engine.superstep import plan_tasks, state_size
+from engine.superstep import plan_of, state_size
 from engine.tools import Toolkit
 from engine.validation import MAX_STEPS_CEILING, build_graph
 
@@ -113,11 +90,19 @@ def content_graph_id(definition: dict[str, Any], owner: str | None) -> str:
 @dataclass(frozen=True, slots=True)
 class EngineConfig:
     default_max_steps: int = 100
-    state_limit_bytes: int = 350_000
-    inline_state_bytes: int = 60_000
-    """States up to this size travel inside the hop, saving the worker a read."""
+    state_limit_bytes: int | None = 350_000
     counted_fan_in_above: int = COUNTED_FAN_IN_ABOVE
     """Fan-in readers above which a superstep counts its tasks (engine/protocol.py)."""
+    map_window: int = MAP_WINDOW
+    """A map's items in flight at once; a request dispatches at most this many."""
+    lease_s: float = LEASE_SECONDS
+    """A slot open this long without progress is swept (its hops re-sent), and only then
+    may a dead letter fail its task."""
+
+    def protocol(self) -> ProtocolConfig:
+        return ProtocolConfig(
+            self.state_limit_bytes, self.counted_fan_in_above, self.map_window, self.lease_s
+        )
 
 
 class RunService:
@@ -142,13 +127,8 @@ class RunService:
         self.ids = ids or RandomIds()
         self.config = config or EngineConfig()
         self._graphs: OrderedDict[str, Graph] = OrderedDict()
-        protocol_config = ProtocolConfig(
-            self.config.state_limit_bytes,
-            self.config.inline_state_bytes,
-            self.config.counted_fan_in_above,
-        )
         self.protocol = HopProtocol(
-            store, queue, tools, self._notifier, clock, protocol_config, self.graph
+            store, queue, tools, self._notifier, clock, self.config.protocol(), self.graph
         )
 
     @property
@@ -228,7 +208,7 @@ class RunService:
         state = self._checked_input(input)
         limit = self._max_steps(max_steps, graph)
         try:  # a map at the entry needs its list in the input
-            plan_tasks(graph, (graph.entry,), state)
+            plan_of(graph, (graph.entry,), state)
         except ReducerError as exc:
             raise InvalidInputError(f"input: {exc}") from None
         now = self.clock()
@@ -256,8 +236,9 @@ class RunService:
         # The transports apply the rule at the door; in-process callers meet it here.
         check_json(input, ("input",))
         size = state_size(input)
-        if size > self.config.state_limit_bytes:
-            raise StateTooLargeError(size, self.config.state_limit_bytes)
+        limit = self.config.state_limit_bytes
+        if limit is not None and size > limit:
+            raise StateTooLargeError(size, limit)
         return input
 
     def _max_steps(self, requested: int | None, graph: Graph) -> int:
@@ -274,7 +255,7 @@ class RunService:
 
     def cancel_run(self, run_id: str, reason: str = "cancelled by request") -> RunRecord:
         """Cancel a running run; ConflictError if it is already final."""
-        run = self.store.cancel_run(run_id, self.clock(), reason)
+        run = cancel_run(self.store, run_id, self.clock(), reason)
         self.notifier.publish(run_id, [run_status_event(run, self.clock())], self._before(run))
         return run
 
@@ -291,8 +272,30 @@ class RunService:
         """Apply one hop: run its task, commit it exactly once, route onwards."""
         return self.protocol.process(hop, delivery_id, attempt)
 
-    def fail_hop(self, hop: Hop, reason: str) -> bool:
+    def fail_hop(self, hop: Hop, reason: str, *, by_worker: bool = False) -> bool:
         """Mark the run failed because its hop is being dead-lettered. True if this call
         ended the run; False if it changed nothing: the run is not at the hop's slot (unknown,
-        already final, moved on) or the slot was taken meanwhile."""
-        return self.protocol.fail(hop, reason)
+        already final, moved on), the task committed or may still be running (its slot has
+        not been open for the lease), or the slot was taken meanwhile."""
+        return self.protocol.fail(hop, reason, by_worker=by_worker)
+
+    def sweep(self, limit: int = 1_000) -> dict[str, int]:
+        """Re-send the hops of every running run that made no progress for longer than the
+        lease (:meth:`HopProtocol.sweep`); returns the hops sent per run swept. At most
+        ``limit`` running runs are looked at, oldest first last: a schedule calls this every
+        minute, and a run that is not reached this time is the next."""
+        sent: dict[str, int] = {}
+        cursor: str | None = None
+        looked = 0
+        while looked < limit:
+            page = self.store.list_runs(status="running", limit=min(100, limit - looked),
+                                        cursor=cursor)  # fmt: skip
+            for run in page.items:
+                count = self.protocol.sweep(run.run_id)
+                if count:
+                    sent[run.run_id] = count
+            looked += len(page.items)
+            cursor = page.cursor
+            if cursor is None or not page.items:
+                break
+        return sent

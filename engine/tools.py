@@ -46,11 +46,19 @@ class ToolContext:
     attempt: int = 1
     settings: Mapping[str, Any] = field(default_factory=lambda: _NO_SETTINGS)
     """The node's ``settings`` from the graph definition (read-only)."""
+    index: int | None = None
+    """A map task: the index of its item."""
+
+    @property
+    def task(self) -> str:
+        """The task's name in its superstep: ``grade[3]`` for a map item, else the node."""
+        return self.node if self.index is None else f"{self.node}[{self.index}]"
 
     @property
     def idempotency_key(self) -> str:
-        """Stable across redeliveries of the same step: use it to key side effects."""
-        return f"{self.run_id}:{self.step}"
+        """Stable across redeliveries of the same task, and different for every task of a
+        run (each map item, each branch of a fan-out): use it to key side effects."""
+        return f"{self.run_id}:{self.step}:{self.task}"
 
 
 @dataclass(frozen=True, slots=True)

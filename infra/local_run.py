@@ -8,7 +8,6 @@ from typing import Any
 from rich.console import Console
 
 from engine.errors import GraphValidationError, HopgraphError
-from engine.memory import MemoryRunStore
 from engine.runner import InProcessRunner
 from engine.tools import load_toolkits
 from engine.validation import build_graph
@@ -38,9 +37,7 @@ def run_local(
         console.print(f"[red]error:[/] {exc}", highlight=False)
         return 2
     progress = RunProgress(console, show_state=not as_json)
-    # A store records chains step by step; a graph with parallel work keeps its log itself.
-    store = MemoryRunStore() if graph.is_chain else None
-    runner = InProcessRunner(tools, store=store, on_event=progress.event)
+    runner = InProcessRunner(tools, on_event=progress.event)
     with progress:
         result = runner.run(graph, state, max_steps=max_steps)
     if as_json:

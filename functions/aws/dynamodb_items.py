@@ -12,7 +12,7 @@ Item shapes (``tests/contract/test_dynamodb_items.py`` snapshots each one)::
                    GSI3PK=OWNER#<owner>#RUNS    GSI3SK=<created iso>#<id>   (if owned)
     step           PK=RUN#<id>     SK=STEP#000042  node, tool, status, updates, state,
                    next_node?, started_at, duration_ms, error?, attempt, committed_by?, notified?,
-                   run_status
+                   run_status, graph_id?, max_steps?, superstep? (next, joins, tasks, total?)
     task           PK=RUN#<id>     SK=TASK#000042#<index or ->#<node>   node, tool, status,
                    updates, targets, started_at, duration_ms, attempt, index?, error?,
                    committed_by?            (a task of a superstep of several)
@@ -320,8 +320,16 @@ def step_item(step: StepRecord) -> Item:
     _put_opt(item, "committed_by", step.committed_by or None)
     if step.notified:
         item["notified"] = {"SS": list(step.notified)}
+    # The run's graph and step limit, copied down from the header step by step: the next
+    # superstep's hops are checked against them (engine/protocol.py, the slot check).
+    _put_opt(item, "graph_id", step.graph_id or None)
+    if step.max_steps:
+        item["max_steps"] = num(step.max_steps)
     if step.next_nodes or step.joins or step.tasks:  # a chain's item stays as it was
-        superstep = {"next": list(step.next_nodes), "joins": step.joins, "tasks": step.tasks}
+        superstep: dict[str, Any] = {"next": list(step.next_nodes), "joins": step.joins,
+                                     "tasks": step.tasks}  # fmt: skip
+        if step.tasks_total:
+            superstep["total"] = step.tasks_total
         item["superstep"] = json_attr(superstep)
     return item
 
@@ -343,6 +351,8 @@ def step_from_item(item: Item) -> StepRecord:
         committed_by=_opt_str(item, "committed_by") or "",
         run_status=item["run_status"]["S"],
         notified=tuple(sorted(item["notified"]["SS"])) if "notified" in item else (),
+        graph_id=_opt_str(item, "graph_id") or "",
+        max_steps=int(item["max_steps"]["N"]) if "max_steps" in item else 0,
         **_superstep_fields(item),
     )
 
@@ -352,7 +362,7 @@ def _superstep_fields(item: Item) -> dict[str, Any]:
         return {}
     doc = json_value(item["superstep"])
     return {"next_nodes": tuple(doc["next"]), "joins": doc["joins"],
-            "tasks": tuple(doc["tasks"])}  # fmt: skip
+            "tasks": tuple(doc["tasks"]), "tasks_total": doc.get("total", 0)}  # fmt: skip
 
 
 # ---------------------------------------------------------------------------- tasks

@@ -14,9 +14,8 @@ Item shapes are in :mod:`functions.aws.dynamodb_items`. What each method costs, 
         Update RUN#r / RUN      if status = running           -- nobody ended the run first
       either condition fails -> nothing is written -> StepConflict
 
-- ``cancel_run`` takes the next free slot with a ``cancelled`` step, atomically with the
-  header, the same way; when a worker commits into that slot first, it looks again and takes
-  the slot after (a bounded number of times).
+- A cancel (:func:`engine.commands.cancel_run`) and a dead letter's failure are the same
+  transaction: every lifecycle transition is ``commit_step`` with ``end``.
 - ``get_run`` reads the header and the latest step (two strongly consistent reads): the
   header holds only what changes at creation and at the end, the step holds the state.
 """
@@ -41,7 +40,6 @@ from engine.errors import (
     StepConflict,
     TransientStoreError,
 )
-from engine.memory import cancel_step
 from engine.ports import (
     Clock,
     Connection,
@@ -106,12 +104,10 @@ class DynamoRunStore:
         client: DynamoDBClient,
         *,
         clock: Clock = time.time,
-        cancel_attempts: int = 10,
     ) -> None:
         self.table = table_name
         self._client = client
         self._clock = clock
-        self._cancel_attempts = cancel_attempts
 
     # -- calls -----------------------------------------------------------------------------
     def _call(
@@ -294,7 +290,7 @@ class DynamoRunStore:
         size = items.attr_size(item["state"])
         if size > items.STATE_BUDGET:  # DynamoDB would refuse the item with a 400
             raise StateTooLargeError(size, items.STATE_BUDGET)
-        return item
+        return _fitting(item, "step")
 
     def _end_run(self, run_id: str, status: str, error: str | None, at: float) -> dict[str, Any]:
         """The header update that ends a run, conditional on it still running. GSI2PK moves
@@ -392,30 +388,6 @@ class DynamoRunStore:
         more = "LastEvaluatedKey" in response and steps
         return Page(steps, str(steps[-1].seq) if more else None)
 
-    def cancel_run(self, run_id: str, at: float, reason: str) -> RunRecord:
-        for _ in range(self._cancel_attempts):
-            run = self.get_run(run_id)
-            if run.is_final:
-                raise ConflictError(f"run {run_id!r} is already {run.status}")
-            step = cancel_step(run, at, reason)
-            reasons = self._transact(
-                [
-                    {
-                        "Put": {
-                            "TableName": self.table,
-                            "Item": self._step_item(step),
-                            "ConditionExpression": SLOT_FREE,
-                        }
-                    },
-                    self._end_run(run_id, "cancelled", reason, at),
-                ]
-            )
-            if reasons is None:
-                cancelled = replace(run, status="cancelled", error=reason, updated_at=at)
-                return cancelled.with_latest(step)
-            # A worker committed into the slot, or the run ended: look again.
-        raise TransientStoreError(f"run {run_id!r} kept advancing while being cancelled")
-
     # -- connections -----------------------------------------------------------------------
     def save_connection(self, connection: Connection) -> None:
         self._call("put_item", TableName=self.table, Item=items.connection_item(connection))
@@ -493,7 +465,7 @@ class DynamoRunStore:
             response = self._call("query", TableName=self.table, **query)
             slot, moved_on = self._slot_page(slot, response.get("Items", []), origin)
             if moved_on or "LastEvaluatedKey" not in response:
-                return slot
+                return replace(slot, taken=moved_on)
             query["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
     def _slot_page(self, slot: Slot, found: list[Item], origin: str) -> tuple[Slot, bool]:

@@ -103,7 +103,7 @@ def dead_letter(
         error = f"{type(exc).__name__}: {exc}"
         reason = f"step {hop.seq} (node {hop.node!r}) cannot be processed: {error}"
     try:
-        ended = svc.fail_hop(hop, reason)
+        ended = svc.fail_hop(hop, reason, by_worker=True)
     except Exception:
         logger.exception("could not mark the run failed before dead-lettering its hop")
         return

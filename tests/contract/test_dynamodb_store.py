@@ -24,6 +24,7 @@ from contract_records import (
     step,
 )
 
+from engine.commands import cancel_run
 from engine.errors import (
     ConflictError,
     GraphNotFound,
@@ -114,7 +115,7 @@ def test_cancel_moves_to_the_next_slot_when_a_worker_takes_it(
     racing = Interfering(dynamodb, "transact_write_items", lambda: dynamo_store.commit_step(worker))
     store = DynamoRunStore(dynamo_store.table, racing, clock=clock)
     # When the run is cancelled
-    cancelled = store.cancel_run("r1", T0 + 9, "stop")
+    cancelled = cancel_run(store, "r1", T0 + 9, "stop")
     # Then the worker's step stands, and the cancellation took slot 3 with its state
     assert dynamo_store.get_step("r1", 2) == worker
     taken = dynamo_store.get_step("r1", 3)
@@ -134,7 +135,7 @@ def test_cancel_conflicts_when_the_run_ends_meanwhile(
     )
     store = DynamoRunStore(dynamo_store.table, racing, clock=clock)
     with pytest.raises(ConflictError, match="already completed"):
-        store.cancel_run("r1", T0 + 9, "stop")
+        cancel_run(store, "r1", T0 + 9, "stop")
     assert dynamo_store.get_step("r1", 0) == ending
     assert dynamo_store.get_step("r1", 1) is None
 
@@ -150,9 +151,9 @@ def test_cancel_gives_up_on_a_run_that_keeps_advancing(
         lambda: dynamo_store.commit_step(step(seq=next(seq))),
         times=100,
     )
-    store = DynamoRunStore(dynamo_store.table, racing, clock=clock, cancel_attempts=3)
+    store = DynamoRunStore(dynamo_store.table, racing, clock=clock)
     with pytest.raises(TransientStoreError):
-        store.cancel_run("r1", T0 + 9, "stop")
+        cancel_run(store, "r1", T0 + 9, "stop", attempts=3)
     assert dynamo_store.get_run("r1").status == "running"
 
 
@@ -198,7 +199,7 @@ def test_a_selective_filter_returns_short_pages_without_losing_runs(
     # Given twelve running runs of g0 newer than its only cancelled one
     monkeypatch.setattr(dynamodb_pages, "MAX_QUERIES_PER_PAGE", 2)
     dynamo_store.create_run(run("old", graph_id="g0", created_at=T0))
-    dynamo_store.cancel_run("old", T0 + 1, "stop")
+    cancel_run(dynamo_store, "old", T0 + 1, "stop")
     for i in range(12):
         dynamo_store.create_run(run(f"r{i}", graph_id="g0", created_at=T0 + 10 + i))
     # When cancelled runs of g0 are listed one per page

@@ -26,6 +26,7 @@ from contract_records import (
     walk,
 )
 
+from engine.commands import cancel_run
 from engine.errors import (
     ConflictError,
     GraphNotFound,
@@ -130,7 +131,7 @@ def test_unknown_run_raises_run_not_found(store: RunStore) -> None:
     with pytest.raises(RunNotFound):
         store.list_steps("nope")
     with pytest.raises(RunNotFound):
-        store.cancel_run("nope", T0, "stop")
+        cancel_run(store, "nope", T0, "stop")
     with pytest.raises(RunNotFound):
         store.commit_step(final_step("nope"), RunEnd("completed"))
     assert store.get_step("nope", 0) is None
@@ -298,7 +299,7 @@ def test_cancel_takes_the_next_slot(store: RunStore) -> None:
     store.create_run(run())
     steps = commit_steps(store, "r1", 2)
     # When it is cancelled
-    cancelled = store.cancel_run("r1", T0 + 50, "stop please")
+    cancelled = cancel_run(store, "r1", T0 + 50, "stop please")
     # Then the run is cancelled and slot 2 holds a cancelled step with the latest state
     assert (cancelled.status, cancelled.error, cancelled.node) == ("cancelled", "stop please", None)
     assert (cancelled.steps, cancelled.state, cancelled.updated_at) == (3, steps[1].state, T0 + 50)
@@ -320,7 +321,7 @@ def test_cancel_takes_the_next_slot(store: RunStore) -> None:
 
 def test_cancel_before_any_step_keeps_the_input(store: RunStore) -> None:
     store.create_run(run())
-    cancelled = store.cancel_run("r1", T0 + 1, "stop")
+    cancelled = cancel_run(store, "r1", T0 + 1, "stop")
     assert (cancelled.steps, cancelled.state) == (1, run().input)
     taken = store.get_step("r1", 0)
     assert taken is not None and taken.state == run().input
@@ -330,11 +331,11 @@ def test_cancel_before_any_step_keeps_the_input(store: RunStore) -> None:
 def test_cancelling_a_final_run_conflicts(store: RunStore, status: str) -> None:
     store.create_run(run())
     if status == "cancelled":
-        store.cancel_run("r1", T0 + 1, "first")
+        cancel_run(store, "r1", T0 + 1, "first")
     else:
         store.commit_step(final_step(status=status), RunEnd(status, None))  # type: ignore[arg-type]
     with pytest.raises(ConflictError, match=f"already {status}"):
-        store.cancel_run("r1", T0 + 2, "again")
+        cancel_run(store, "r1", T0 + 2, "again")
     assert len(store.list_steps("r1").items) == 1
 
 
@@ -351,8 +352,8 @@ def runs(store: RunStore) -> dict[str, RunRecord]:
     store.commit_step(final_step("r1"), RunEnd("completed"))
     store.commit_step(final_step("r2"), RunEnd("completed"))
     store.commit_step(final_step("r5", status="failed"), RunEnd("failed", "boom"))
-    store.cancel_run("r6", T0 + 60, "stop")
-    store.cancel_run("r7", T0 + 60, "stop")
+    cancel_run(store, "r6", T0 + 60, "stop")
+    cancel_run(store, "r7", T0 + 60, "stop")
     return created
 
 

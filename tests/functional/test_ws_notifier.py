@@ -187,7 +187,7 @@ def _joining_run(
     }  # fmt: skip
     service = RunService(
         into, MemoryQueue(), tools, notifier=ApiGatewayNotifier(into, ENDPOINT),
-        ids=PinnedIds(RUN), config=EngineConfig(inline_state_bytes=0),
+        ids=PinnedIds(RUN), config=EngineConfig(),
     )  # fmt: skip
     service.create_graph(graph)
     service.start_run("g_counter", {})

@@ -199,7 +199,8 @@ def test_a_map_with_many_readers_counts_its_tasks_instead_of_reading_them(
 ) -> None:
     # Given an uncapped map, every item of which may be the superstep's last
     store, queue = CountingStore(), MemoryQueue()
-    service = RunService(store, queue, basics)
+    # (a window as wide as the map: every item is in flight at once, and may close)
+    service = RunService(store, queue, basics, config=EngineConfig(map_window=10_000))
     subjects = [f"s{i}" for i in range(items)]
     run, _ = service.start_run(service.create_graph(UNCAPPED_MAP)[0].graph_id,
                                {"subjects": subjects})  # fmt: skip
@@ -229,11 +230,11 @@ def test_the_hops_of_a_superstep_of_several_tasks_carry_no_state() -> None:
     item = next(h for h in fanned if h.node == "grade")
     queue.hops.clear()
     service.process_hop(item, "m1")
-    # Then only the single task's hop carried the state (its worker reads none); the tasks'
-    # hops carry none, since each reads the state before its superstep with its slot check
-    assert first.state == {"docs": list(range(10))}
-    assert len(fanned) == 4 and all(h.state is None for h in fanned)
-    assert [(h.index, h.state) for h in queue.hops] == [(3, None)]
+    # Then no hop carries a state: each task reads the state before its superstep with its
+    # slot check (a map's n hops would carry it n times, and n * n items when the state holds
+    # the list it maps over)
+    assert all("state" not in h.to_dict() for h in [first, *fanned, *queue.hops])
+    assert len(fanned) == 4 and [h.index for h in queue.hops] == [3]
 
 
 def test_a_stray_task_hop_changes_nothing() -> None:
@@ -324,13 +325,22 @@ def test_a_second_close_of_a_superstep_is_refused_by_the_store() -> None:
     assert store.get_task("r", 1, "b", None) == task and store.get_task("r", 1, "c", None) is None
 
 
-def test_inline_and_read_states_give_the_same_result() -> None:
+def test_a_wide_map_keeps_a_window_of_items_in_flight() -> None:
+    # Given a map of 50 items with no cap of its own, and a window of 8
     doc, given = SHAPES["capped map of 50 joined"]
-    results = []
-    for inline in (0, 60_000):
-        store, queue = CountingStore(), MemoryQueue()
-        service = RunService(store, queue, basics, config=EngineConfig(inline_state_bytes=inline))
-        run, _ = service.start_run(service.create_graph(doc)[0].graph_id, given)
-        drive(service, queue, 3, duplicates=0.2)
-        results.append(store.get_run(run.run_id).state)
-    assert results[0] == results[1] == reference(doc, given).state
+    uncapped = json.loads(json.dumps(doc))
+    del uncapped["nodes"]["grade"]["map"]["max_concurrency"]
+    store, queue = CountingStore(), MemoryQueue()
+    service = RunService(store, queue, basics, config=EngineConfig(map_window=8))
+    run, _ = service.start_run(service.create_graph(uncapped)[0].graph_id, given)
+    service.process_hop(queue.hops.popleft(), "m0")
+    # Then the superstep's first dispatch sends the window, not the map
+    assert sorted(h.index for h in queue.hops if h.node == "grade") == list(range(8))
+    # And however its items are delivered, no more than the window is ever queued
+    most, delivered = 0, 0
+    while queue.hops:
+        most = max(most, sum(1 for h in queue.hops if h.node == "grade"))
+        delivered += 1
+        service.process_hop(queue.hops.popleft(), f"m{delivered}")
+    assert most == 8
+    assert store.get_run(run.run_id).state == reference(uncapped, given).state

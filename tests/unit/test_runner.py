@@ -74,7 +74,8 @@ def test_a_run_goes_to_completion_with_an_async_tool() -> None:
         None,
     )
     assert result.state == {"n": 10, "other": "kept"}
-    assert result.log == []  # nothing recorded without a store
+    # And its log is the steps committed in the runner's own memory store
+    assert [(e["seq"], e["node"]) for e in result.log] == [(0, "count"), (1, "double")]
 
 
 def test_the_input_is_not_changed() -> None:
@@ -119,7 +120,7 @@ def test_the_execution_log_is_the_recorded_steps() -> None:
     )
     # Then the log is each committed step, in order
     recorded = store.list_steps("r_l").items
-    assert result.log == [s.log_entry() for s in recorded]
+    assert result.log == [{**s.log_entry(), "task": s.node} for s in recorded]
     assert [entry["seq"] for entry in result.log] == [0, 1, 2, 3] and result.steps == 4
     assert [entry["updates"] for entry in result.log] == [{"n": 1}, {"n": 2}, {"n": 3}, {"n": 4}]
     assert result.log[-1]["run_status"] == "completed"
@@ -141,7 +142,7 @@ def test_the_default_step_limit_fails_an_endless_loop() -> None:
     assert result.status == "failed"
     assert result.steps == DEFAULT_MAX_STEPS == 100
     assert result.state == {"n": 100}  # the last step's state is kept
-    assert result.error is not None and "step limit reached: 100 steps" in result.error
+    assert result.error is not None and "step limit reached: 100 supersteps" in result.error
     assert events[-1]["status"] == "failed" and events[-1]["reason"] == result.error
     assert "state" not in events[-1]
 
@@ -151,7 +152,7 @@ def test_the_graphs_max_steps_and_a_per_run_override() -> None:
     assert InProcessRunner(tools).run(graph, {}).steps == 7
     overridden = InProcessRunner(tools).run(graph, {}, max_steps=12)
     assert (overridden.status, overridden.steps) == ("failed", 12)
-    assert overridden.error is not None and "12 steps" in overridden.error
+    assert overridden.error is not None and "12 supersteps" in overridden.error
     # and a run that finishes within its limit is not touched by it
     assert InProcessRunner(tools).run(loop_until(5), {}, max_steps=5).status == "completed"
 
@@ -173,7 +174,7 @@ def test_a_tool_failure_fails_the_run_and_keeps_the_state() -> None:
         graph, {}, run_id="r_f"
     )
     # Then the run fails with the tool's error, the state of the last good step is kept
-    reason = "tool 'explode' failed: ValueError: bad n: 1"
+    reason = "task 'boom': tool 'explode' failed: ValueError: bad n: 1"
     assert (result.status, result.steps, result.error, result.state) == (
         "failed",
         2,

@@ -100,12 +100,27 @@ class FlakyQueue(MemoryQueue):
         super().dispatch(hop)
 
 
+class TickingClock:
+    """A second passes at every reading; :meth:`later` jumps ahead."""
+
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        self.now += 1
+        return self.now
+
+    def later(self, seconds: float) -> None:
+        self.now += seconds
+
+
 @dataclass
 class World:
     service: RunService
     store: MemoryRunStore
     queue: FlakyQueue
     notifier: RecordingNotifier
+    clock: TickingClock
     deliveries: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def graph(self, doc: dict[str, Any]) -> str:
@@ -129,18 +144,18 @@ class World:
 
 def make_world(**config: Any) -> World:
     calls.clear()
-    ticks = itertools.count()
+    clock = TickingClock()
     store, queue, notifier = MemoryRunStore(), FlakyQueue(), RecordingNotifier()
     service = RunService(
         store,
         queue,
         tools,
         notifier=notifier,
-        clock=lambda: 1_700_000_000.0 + next(ticks),
+        clock=clock,
         ids=CountingIds(),
         config=EngineConfig(**config),
     )
-    return World(service, store, queue, notifier)
+    return World(service, store, queue, notifier, clock)
 
 
 @pytest.fixture
@@ -150,7 +165,8 @@ def world() -> World:
 
 def comparable(entry: Mapping[str, Any]) -> dict[str, Any]:
     """A log entry without what depends on timing or delivery."""
-    return {k: v for k, v in entry.items() if k not in ("started_at", "duration_ms", "attempt")}
+    skipped = ("started_at", "duration_ms", "attempt", "task")
+    return {k: v for k, v in entry.items() if k not in skipped}
 
 
 def assert_same_as_in_process(world: World, run_id: str, doc: dict[str, Any], given: Any) -> None:
@@ -230,7 +246,7 @@ def test_start_run_creates_the_run_and_dispatches_its_first_hop(world: World) ->
     )
     assert run.max_steps == EngineConfig().default_max_steps
     assert list(world.queue.hops) == [
-        Hop(run.run_id, graph_id, 0, "count", run.max_steps, {"n": 0})
+        Hop(run.run_id, graph_id, 0, "count")
     ]
     assert world.notifier.events == [
         {
@@ -319,7 +335,8 @@ def test_max_steps_comes_from_the_run_else_the_graph_else_the_config() -> None:
     assert world.service.start_run(plain, {})[0].max_steps == 42
     assert world.service.start_run(limited, {})[0].max_steps == 5
     assert world.service.start_run(limited, {}, max_steps=9)[0].max_steps == 9
-    assert [h.max_steps for h in world.queue.hops] == [42, 5, 9]
+    # And the hops carry no limit: the slot check reads it from the run's records
+    assert all("max_steps" not in h.to_dict() for h in world.queue.hops)
 
 
 # -- processing hops -----------------------------------------------------------------------------
@@ -337,18 +354,17 @@ def test_hops_drive_a_run_to_the_in_process_runners_end(
     assert_same_as_in_process(world, run.run_id, doc, given)
 
 
-def test_hops_without_inline_state_read_the_committed_state() -> None:
-    # Given states too large to travel inside hops
-    world = make_world(inline_state_bytes=0)
+def test_hops_carry_no_state_and_the_worker_reads_the_committed_one(world: World) -> None:
+    # Given a run whose hops are sent as messages
     run, _ = world.service.start_run(world.graph(LOOP), {"n": 0})
-    assert world.queue.hops[0].state is None
+    # Then they carry no state (nor a step limit): only what names the task
+    assert set(world.queue.hops[0].to_dict()) == {"run_id", "graph_id", "seq", "node"}
     # When the run is driven, Then it ends as the reference does
     world.drain()
     assert_same_as_in_process(world, run.run_id, LOOP, {"n": 0})
 
 
-def test_a_hop_before_its_predecessor_is_committed_is_dropped() -> None:
-    world = make_world(inline_state_bytes=0)
+def test_a_hop_before_its_predecessor_is_committed_is_dropped(world: World) -> None:
     run, _ = world.service.start_run(world.graph(LOOP), {"n": 0})
     first = world.pop()
     # Given the hop of step 1 arriving before step 0 committed: no run sends that, a
@@ -374,13 +390,11 @@ def finished_two_step_run(world: World) -> RunRecord:
     return final
 
 
-@pytest.mark.parametrize("inline", [True, False], ids=["state-inline", "state-read"])
-def test_a_stray_hop_for_a_finished_run_changes_nothing(inline: bool) -> None:
-    world = make_world(inline_state_bytes=60_000 if inline else 0)
+def test_a_stray_hop_for_a_finished_run_changes_nothing(world: World) -> None:
     final = finished_two_step_run(world)
     steps = world.store.list_steps(final.run_id).items
-    # Given a hop for slot 5 of the completed run (forged, carrying a state of its own)
-    stray = Hop(final.run_id, final.graph_id, 5, "count", 100, state={"n": 41} if inline else None)
+    # Given a hop for slot 5 of the completed run (forged, or left over)
+    stray = Hop(final.run_id, final.graph_id, 5, "count")
     # When it is delivered, Then it is dropped: the log and the state stay as they were
     assert world.deliver(stray) == "stale"
     assert world.store.list_steps(final.run_id).items == steps
@@ -390,7 +404,7 @@ def test_a_stray_hop_for_a_finished_run_changes_nothing(inline: bool) -> None:
 @pytest.mark.parametrize("seq", [0, 3])
 def test_a_hop_for_an_unknown_run_writes_nothing(world: World, seq: int) -> None:
     graph_id = world.graph(LOOP)
-    ghost = Hop("r_ghost", graph_id, seq, "count", 100, state={"n": 0})
+    ghost = Hop("r_ghost", graph_id, seq, "count")
     assert world.deliver(ghost) == "stale"
     with pytest.raises(RunNotFound):
         world.store.list_steps("r_ghost")
@@ -402,7 +416,7 @@ def test_a_hop_for_an_unknown_run_writes_nothing(world: World, seq: int) -> None
 def test_a_hop_for_a_slot_ahead_of_the_run_changes_nothing(world: World) -> None:
     run, _ = world.service.start_run(world.graph(LOOP), {"n": 0})
     world.deliver(world.pop())  # step 0 committed; the run is at slot 1
-    ahead = Hop(run.run_id, run.graph_id, 4, "count", 100, state={"n": 7})
+    ahead = Hop(run.run_id, run.graph_id, 4, "count")
     assert world.deliver(ahead) == "stale"
     assert world.service.fail_hop(ahead, "dead-lettered") is False
     assert [s.seq for s in world.store.list_steps(run.run_id).items] == [0]
@@ -465,8 +479,10 @@ def test_the_same_hop_under_two_delivery_ids_commits_once(world: World) -> None:
     run, _ = world.service.start_run(world.graph(LOOP), {"n": 0})
     hop = world.pop()
     assert world.deliver(hop, "m1") == "committed"
-    # A second message with the same hop (a duplicate send) loses the commit and is dropped
-    assert world.deliver(hop, "m2") == "duplicate"
+    # A second message with the same hop (a duplicate send) finds the slot taken at its slot
+    # check and is dropped, before its tool runs
+    assert world.deliver(hop, "m2") == "stale"
+    assert calls == [(run.run_id, 0)]
     assert [h.seq for h in world.queue.hops] == [1]
     assert world.run(run.run_id).steps == 1
     world.drain()
@@ -533,14 +549,13 @@ def test_a_crash_after_the_final_commit_still_publishes_the_end(world: World) ->
     assert final["state"] == world.run(run.run_id).state
 
 
-def test_stale_hops_after_the_end_are_dropped() -> None:
-    world = make_world(inline_state_bytes=0)
+def test_stale_hops_after_the_end_are_dropped(world: World) -> None:
     run, _ = world.service.start_run(world.graph(LOOP), {"n": 0})
     world.drain()
     final = world.run(run.run_id)
     calls.clear()
     # Given a hop for a step after the one that ended the run
-    late = Hop(run.run_id, run.graph_id, final.steps, "count", run.max_steps)
+    late = Hop(run.run_id, run.graph_id, final.steps, "count")
     # Then it is dropped: no tool call, no commit, no successor
     assert world.deliver(late) == "stale"
     assert calls == [] and not world.queue.hops and world.run(run.run_id) == final
@@ -597,7 +612,11 @@ def test_fail_hop_marks_the_run_failed(world: World) -> None:
     run, _ = world.service.start_run(world.graph(LOOP), {"n": 0})
     world.deliver(world.pop())
     dead = world.pop()
-    # When the hop of step 1 is dead-lettered
+    # Given a letter for the hop of step 1 while it may still run (its slot opened just now)
+    assert world.service.fail_hop(dead, "forged, or early") is False
+    assert world.run(run.run_id).status == "running"
+    # When the hop of step 1 is dead-lettered once the lease has passed
+    world.clock.later(EngineConfig().lease_s)
     assert world.service.fail_hop(dead, "hop dead-lettered after 5 receives") is True
     # Then the run is failed with that reason, its state kept, and subscribers know
     failed = world.run(run.run_id)
@@ -613,7 +632,7 @@ def test_fail_hop_marks_the_run_failed(world: World) -> None:
     assert world.notifier.events[-1]["reason"] == "hop dead-lettered after 5 receives"
     # And doing it again, or delivering the hop, changes nothing
     assert world.service.fail_hop(dead, "again") is False
-    assert world.deliver(dead) == "duplicate"
+    assert world.deliver(dead) == "stale"
     assert world.run(run.run_id) == failed
 
 

@@ -16,7 +16,7 @@ from typing import Annotated, Any, TypedDict
 
 import pytest
 
-from engine.errors import GraphValidationError, InvalidInputError
+from engine.errors import GraphValidationError
 from engine.memory import MemoryRunStore
 from engine.mermaid import to_mermaid
 from engine.reducers import REDUCERS, ReducerError
@@ -293,7 +293,10 @@ def test_a_map_over_something_else_than_a_list_fails_clearly() -> None:
 
 def test_a_map_over_an_empty_list_ends_that_branch() -> None:
     result = run(example("map_reduce"), {"subjects": []})
-    assert (result.status, result.state, result.log) == ("completed", {"subjects": []}, [])
+    assert (result.status, result.state, result.steps) == ("completed", {"subjects": []}, 1)
+    assert [(e["seq"], e["run_status"], e["updates"]) for e in result.log] == [
+        (0, "completed", {})
+    ]
 
 
 def test_the_step_limit_counts_supersteps() -> None:
@@ -350,10 +353,18 @@ def test_a_plan_holds_exactly_its_tasks_in_merge_order() -> None:
     assert list(plan_of(graph, ["grade"], {"docs": []})) == []
 
 
-def test_recording_a_parallel_run_in_a_store_is_refused_for_now() -> None:
-    runner = InProcessRunner(basics, store=MemoryRunStore())
-    with pytest.raises(InvalidInputError, match="not supported yet"):
-        runner.run(graph_of(example("fanout_reducer")), {})
+def test_a_parallel_run_is_recorded_in_the_store_like_a_durable_one() -> None:
+    # Given the in-process runner recording into a store of the caller's
+    store = MemoryRunStore()
+    result = InProcessRunner(basics, store=store).run(
+        graph_of(example("fanout_reducer")), {}, run_id="r_fan"
+    )
+    # Then the run, its closed supersteps and each task of a superstep of several are there,
+    # as the worker would have written them
+    assert store.get_run("r_fan").state == result.state and result.status == "completed"
+    steps = store.list_steps("r_fan").items
+    assert [s.seq for s in steps] == list(range(result.steps))
+    assert [t.key for t in store.list_tasks("r_fan", 1)] == ["b", "c"]
 
 
 # -- validation and pictures ---------------------------------------------------------------------

@@ -340,9 +340,13 @@ def test_wait_sleeps_an_acceptable_duration(ms: float) -> None:
     assert "at most 10,000" in wait.description
 
 
-def test_idempotency_key_is_stable_across_attempts_and_distinct_per_step() -> None:
+def test_idempotency_key_is_stable_across_attempts_and_distinct_per_task() -> None:
     first = ToolContext("r_1", "review", 4, attempt=1)
     retry = ToolContext("r_1", "review", 4, attempt=3)
-    assert first.idempotency_key == retry.idempotency_key == "r_1:4"
+    assert first.idempotency_key == retry.idempotency_key == "r_1:4:review"
     assert ToolContext("r_1", "review", 5).idempotency_key != first.idempotency_key
     assert ToolContext("r_2", "review", 4).idempotency_key != first.idempotency_key
+    # Every task of one superstep has its own: each map item, each branch of a fan-out
+    items = {ToolContext("r_1", "grade", 4, index=i).idempotency_key for i in range(3)}
+    assert items == {"r_1:4:grade[0]", "r_1:4:grade[1]", "r_1:4:grade[2]"}
+    assert ToolContext("r_1", "other", 4).idempotency_key != first.idempotency_key

@@ -1,0 +1,62 @@
+"""The run lifecycle: every status a run can have, which of them accept hops, and the
+transitions between them. Nothing else in the engine decides these.
+
+::
+
+    running --(a superstep routes to END)-------------------------> completed
+       |  \\--(tool error, step limit, state too large, dead letter)--> failed
+       \\----(cancel)------------------------------------------------> cancelled
+
+A run is created ``running``; the three other statuses are final. Every transition is made by
+one store primitive, :meth:`engine.ports.RunStore.commit_step` with a :class:`RunEnd`: it
+appends the step that ends the run into the run's next free slot and moves the run header, in
+one conditional write, so that a transition and the log entry that explains it are never
+apart. The worker's closes, the API's cancel and the dead-letter consumer all use it; the
+next statuses (paused) and commands (resume, fork, redrive) go through it too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+RunStatus = Literal["running", "completed", "failed", "cancelled"]
+
+ACCEPTS_HOPS: frozenset[str] = frozenset({"running"})
+"""Statuses in which a hop may run a task and commit: any other status makes it stale."""
+
+TRANSITIONS: dict[str, frozenset[str]] = {
+    "running": frozenset({"completed", "failed", "cancelled"}),
+    "completed": frozenset(),
+    "failed": frozenset(),
+    "cancelled": frozenset(),
+}
+"""From each status, the statuses a run may move to."""
+
+FINAL_STATUSES: frozenset[str] = frozenset(s for s, to in TRANSITIONS.items() if not to)
+
+
+class IllegalTransition(ValueError):
+    """A run was asked to move between two statuses the lifecycle does not link."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunEnd:
+    """How a run ended (the status it moves to), written atomically with its last step."""
+
+    status: RunStatus
+    error: str | None = None
+
+
+def accepts_hops(status: str) -> bool:
+    return status in ACCEPTS_HOPS
+
+
+def is_final(status: str) -> bool:
+    return status in FINAL_STATUSES
+
+
+def check_transition(current: str, end: RunEnd) -> None:
+    """Raises :class:`IllegalTransition` unless a run ``current`` may move to ``end``."""
+    if end.status not in TRANSITIONS.get(current, frozenset()):
+        raise IllegalTransition(f"a {current} run cannot become {end.status}")
