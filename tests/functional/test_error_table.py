@@ -159,7 +159,7 @@ def test_the_worker_drops_fails_the_run_or_retries_as_the_table_says(
     failed_runs: list[str] = []
     monkeypatch.setattr(svc, "process_hop", _raiser(exc))
     monkeypatch.setattr(svc, "fail_hop", lambda hop, reason: failed_runs.append(reason) or True)
-    hop = Hop("r_1", "g_1", 0, "a", 10)
+    hop = Hop("r_1", "g_1", 0, "a")
     disposition = transport_of(exc).disposition
     # When the worker applies it
     if disposition == "drop":

@@ -170,7 +170,7 @@ def test_run_polls_with_several_threads_until_stopped(stack: AwsStack) -> None:
 def test_sqs_step_queue_sends_the_hop_as_json(stack: AwsStack) -> None:
     # Given the step queue adapter
     queue = SqsStepQueue(stack.urls["StepQueue"], stack.sqs)
-    hop = Hop("r_1", "g_1", 3, "evaluate", 60, state={"score": 7}, recheck=True)
+    hop = Hop("r_1", "g_1", 3, "evaluate", recheck=True)
     # When a hop is dispatched
     queue.dispatch(hop)
     # Then one message carries exactly its dict form
@@ -185,4 +185,4 @@ def test_sqs_step_queue_errors_reach_the_caller(stack: AwsStack) -> None:
     queue = SqsStepQueue(missing, stack.sqs)
     # When a hop is dispatched, Then SQS's error is raised to the caller
     with pytest.raises(ClientError):
-        queue.dispatch(Hop("r_1", "g_1", 0, "extract", 60))
+        queue.dispatch(Hop("r_1", "g_1", 0, "extract"))

@@ -17,13 +17,14 @@ from functions.aws.dispatch import SqsStepQueue, hop_body
 from infra.lambda_endpoint import ASYNC_PAYLOAD_LIMIT, LocalLambdaEndpoint
 from infra.template import SQS_DEFAULT_MAXIMUM_MESSAGE_SIZE, create_queues, load_template
 
-HOP = Hop("r_1", "g_1", 3, "inc", 100, state={"count": 3})
+HOP = Hop("r_1", "g_1", 3, "inc")
 
 
 def hop_of_size(size: int) -> Hop:
-    """A hop whose SQS body is exactly ``size`` bytes."""
-    padding = size - len(hop_body(replace(HOP, state={"pad": ""})))
-    return replace(HOP, state={"pad": "x" * padding})
+    """A hop whose SQS body is exactly ``size`` bytes (a hop carries no state any more, so
+    only a malformed one, with a huge node name, gets there)."""
+    padding = size - len(hop_body(replace(HOP, node="")))
+    return replace(HOP, node="x" * padding)
 
 
 @pytest.fixture
