@@ -9,7 +9,7 @@ LAYER_LOCK := layers/deps/requirements.txt
 .PHONY: dev test lint typecheck unit bench clean
 .PHONY: tools template-checks sam-validate cfn-lint sam-build lock
 .PHONY: build-DepsLayer build-EngineLayer build-ApiFunction build-WorkerFunction
-.PHONY: build-StarterFunction build-WebSocketFunction build-DeadLetterFunction
+.PHONY: build-StarterFunction build-WebSocketFunction build-DeadLetterFunction build-SweeperFunction
 .PHONY: build-WebSocketAuthorizerFunction
 
 $(BIN)/activate:
@@ -131,7 +131,7 @@ build-DepsLayer:
 build-EngineLayer:
 	$(call copy-package,engine,$(ARTIFACTS_DIR)/python)
 
-build-ApiFunction build-WorkerFunction build-StarterFunction build-WebSocketFunction build-DeadLetterFunction:
+build-ApiFunction build-WorkerFunction build-StarterFunction build-WebSocketFunction build-DeadLetterFunction build-SweeperFunction:
 	$(call copy-package,functions,$(ARTIFACTS_DIR))
 
 # The WebSocket authorizer ships the same package; it imports only functions/auth/.

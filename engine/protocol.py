@@ -221,6 +221,12 @@ class HopProtocol:
                 return self._after_conflict(graph, hop, taken, delivery_id)
         origin = self._origin(hop, graph)
         if origin is None:
+            # Stale, or its slot is taken: by an earlier attempt of this very delivery, maybe
+            # (a retried invocation that does not count as a redelivery) that died before
+            # finishing its follow-up. One more read, on this path only.
+            taken = self._taken_by(hop)
+            if taken is not None:
+                return self._after_conflict(graph, hop, taken, delivery_id)
             return "stale"
         started = self.clock()
         result = self._run(graph, hop, origin, attempt)
@@ -556,24 +562,45 @@ class HopProtocol:
         if len(planned) <= 1:
             if self.clock() - opened < self.config.lease_s:
                 return 0
+            self._republish(previous)
             return self._dispatch(run_id, run.graph_id, seq, graph, planned, recheck=True)
-        return self._sweep_tasks(run, graph, seq, planned, opened)
+        return self._sweep_tasks(run, graph, seq, planned, opened, previous)
+
+    def _republish(self, previous: StepRecord | None) -> None:
+        """The step before a swept slot may never have been published (its worker died
+        before): publish it again first (events are at least once; subscribers dedupe)."""
+        if previous is not None:
+            self._publish(previous, None, NOBODY_YET)
 
     def _sweep_tasks(self, run: RunRecord, graph: Graph, seq: int, planned: Plan,
-                     opened: float) -> int:  # fmt: skip
+                     opened: float, previous: StepRecord | None) -> int:  # fmt: skip
         """A superstep of several tasks: its progress is its latest task commit; the hops
         due are the first chunk's and, for a map, those of the window after its commits."""
         tasks = self.store.list_tasks(run.run_id, seq)
         last = max([opened, *(t.started_at + t.duration_ms / 1000 for t in tasks)])
         if self.clock() - last < self.config.lease_s:
             return 0
+        if len(tasks) >= len(planned):  # every task committed; the close was lost
+            return self._sweep_close(run, graph, seq, tasks)
         done = {(t.node, t.index) for t in tasks}
         due = [t for t in self._due(graph, planned, tasks) if (t.node, t.index) not in done]
         hops = [Hop(run.run_id, run.graph_id, seq, t.node, recheck=True, index=t.index,
                     parallel=True) for t in due]  # fmt: skip
+        if not tasks:
+            self._republish(previous)
         if hops:
             self.queue.dispatch_batch(hops)
         return len(hops)
+
+    def _sweep_close(self, run: RunRecord, graph: Graph, seq: int, tasks: list[TaskRecord]) -> int:
+        """Close a superstep whose tasks all committed but whose closer died: the close is
+        the same conditional write whoever makes it."""
+        last = tasks[-1]
+        hop = Hop(run.run_id, run.graph_id, seq, last.node, index=last.index, parallel=True)
+        origin = self._origin(hop, graph)
+        if origin is not None:
+            self._fan_in(graph, hop, origin, f"sweeper:{run.run_id}:{seq}")
+        return 1
 
     def _due(self, graph: Graph, planned: Plan, tasks: list[TaskRecord]) -> Iterable[Task]:
         """The tasks that should be in flight once ``tasks`` committed: each map's first

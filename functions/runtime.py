@@ -84,7 +84,10 @@ def engine_config(settings: Settings) -> EngineConfig:
     from engine.service import EngineConfig
 
     return EngineConfig(
-        default_max_steps=settings.max_steps, state_limit_bytes=settings.state_limit_bytes
+        default_max_steps=settings.max_steps,
+        state_limit_bytes=settings.state_limit_bytes,
+        map_window=settings.map_window,
+        lease_s=settings.lease_seconds,
     )
 
 

@@ -31,6 +31,10 @@ class Settings(BaseModel):
     state_limit_bytes: int = Field(default=350_000, gt=0, le=380_000)
     max_steps: int = Field(default=100, gt=0, le=10_000)
     step_max_receives: int = Field(default=5, gt=0, description="the step queue's maxReceiveCount")
+    lease_seconds: float = Field(
+        default=60, gt=0, description="how long a live hop may take: twice the worker's Timeout"
+    )
+    map_window: int = Field(default=100, gt=0, le=10_000, description="a map's items in flight")
     run_requests_dlq_url: str = Field(default="", description="DLQ for malformed run requests")
     connection_ttl_seconds: int = Field(default=7_200, gt=0)
     auth_issuer: str = Field(default="", description="issuer URL of the accepted JWTs")

@@ -119,6 +119,7 @@ class LocalStack:
             self._start_lambda_endpoint()
         self._configure_environment()
         self._start_event_sources()
+        self._start_schedules()
 
     # -- parts -----------------------------------------------------------------------------
     def _start_auth(self) -> None:
@@ -275,6 +276,24 @@ class LocalStack:
                 name=f"event-source-{function_id}",
                 daemon=True,
             )
+            thread.start()
+            self._parts.append(thread)
+
+    def _start_schedules(self) -> None:
+        """The template's scheduled functions (the sweeper), on their rates."""
+        from functions.sweeper.handler import handler as sweeper_handler
+        from infra.invocations import FunctionSettings
+        from infra.schedule import ScheduleSource, scheduled_functions
+
+        handlers = {"SweeperFunction": sweeper_handler}
+        definitions = template.function_definitions(self.template_doc)
+        for function_id, period in scheduled_functions(self.template_doc).items():
+            settings = FunctionSettings.from_template(
+                f"{STACK_NAME}-{function_id}", definitions[function_id]
+            )
+            source = ScheduleSource(handlers[function_id], settings, period)
+            thread = threading.Thread(target=source.run, args=(self._stop,),
+                                      name=f"schedule-{function_id}", daemon=True)  # fmt: skip
             thread.start()
             self._parts.append(thread)
 

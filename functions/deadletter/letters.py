@@ -47,6 +47,9 @@ from functions.observability import count, log_keys, logger
 
 Outcome = Literal["failed", "unchanged", "unknown", "malformed"]
 
+GIVE_UP_CONDITIONS = frozenset({"RetriesExhausted", "EventAgeExceeded"})
+"""The conditions of a Lambda invocation record that gave up on an event."""
+
 RECURSION_LIMIT = 16
 """Lambda stops a chain of invocations of one function after about this many."""
 
@@ -73,6 +76,11 @@ class DeadLetter:
 
     hop: Hop
     cause: str
+    given_up_by_aws: bool = True
+    """The letter shows AWS's own mark: SQS's ``DeadLetterQueueSourceArn`` on a message it
+    moved, or a Lambda invocation record that gave up on the worker. Anyone with send rights
+    can put a message on the queue; only AWS puts those there. Without it, the letter fails
+    no run (a forgery, or a copy)."""
 
     @property
     def reason(self) -> str:
@@ -96,7 +104,8 @@ def parse_letter(record: SQSRecord) -> DeadLetter:
         raise MalformedLetter("body is not a JSON object")
     if "requestContext" in body and "requestPayload" in body:
         return _from_invocation_record(body)
-    return DeadLetter(_hop(body), _sqs_cause(record))
+    moved = bool(record.attributes.dead_letter_queue_source_arn)
+    return DeadLetter(_hop(body), _sqs_cause(record), given_up_by_aws=moved)
 
 
 def _hop(doc: Any) -> Hop:
@@ -130,15 +139,16 @@ def _from_invocation_record(body: dict[str, Any]) -> DeadLetter:
     error_type = response.get("errorType") if isinstance(response, dict) else None
     message = response.get("errorMessage") if isinstance(response, dict) else None
     condition = context.get("condition", "a failure")
+    gave_up = condition in GIVE_UP_CONDITIONS
     attempts = context.get("approximateInvokeCount")
     given_up = f"Lambda gave up on its asynchronous invocation ({condition}"
     given_up += f" after {attempts} attempts)" if attempts else ")"
     if payload.get("reason"):  # the worker's own account of its last attempt
-        return DeadLetter(hop, f"{given_up}: {payload['reason']}")
+        return DeadLetter(hop, f"{given_up}: {payload['reason']}", given_up_by_aws=gave_up)
     explained = _CAUSES.get(str(error_type), "")
     detail = ": ".join(str(part) for part in (error_type, message) if part)
     cause = "; ".join(part for part in (explained, detail) if part) or "no error was reported"
-    return DeadLetter(hop, f"{given_up}: {cause}")
+    return DeadLetter(hop, f"{given_up}: {cause}", given_up_by_aws=gave_up)
 
 
 def lineage_count(trace_header: str | None) -> int | None:
@@ -169,6 +179,10 @@ def fail_run(svc: RunService, letter: DeadLetter) -> Outcome:
     """Fail the letter's run with its reason; idempotent, and final runs are left alone."""
     hop = letter.hop
     with log_keys(run_id=hop.run_id, seq=hop.seq):
+        if not letter.given_up_by_aws:
+            logger.warning("dead letter without AWS's mark ignored: it fails no run")
+            count("DeadLettersIgnored")
+            return "unchanged"
         try:
             if hop.node not in svc.graph(hop.graph_id).nodes:
                 raise MalformedLetter(f"graph {hop.graph_id!r} has no node {hop.node!r}")
@@ -178,7 +192,10 @@ def fail_run(svc: RunService, letter: DeadLetter) -> Outcome:
             count("DeadLettersDropped")
             return "unknown"
         if not ended:
-            logger.info("dead letter changes nothing: the run is final or the step committed")
+            logger.info(
+                "dead letter changes nothing: the run is final, the task committed or may "
+                "still run (its slot is younger than the lease)"
+            )
             return "unchanged"
         count("RunsFailed")
         logger.error("run failed: hop dead-lettered", extra={"reason": letter.reason})

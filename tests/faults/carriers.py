@@ -10,6 +10,7 @@ asynchronous invocation (a minute later) come after the hops sent meanwhile.
 from __future__ import annotations
 
 import copy
+import json
 import threading
 import uuid
 from collections import deque
@@ -18,10 +19,13 @@ from typing import Any
 from functions.worker.handler import handler as worker_handler
 from infra.event_source import SqsEventSource
 from infra.lambda_context import LambdaContext
-from tests.faults.injection import Injector, InTestInvoke, SimulatedCrash
+from tests.faults.injection import Injector, InTestInvoke, SimulatedCrash, SimulatedLoss
 
 WORKER = "hopgraph-worker"
-PER_HOP = frozenset({("duplicate", "delivery"), ("race", "same_hop"), ("reorder", "delivery")})
+PER_HOP = frozenset({
+    ("duplicate", "delivery"), ("race", "same_hop"), ("reorder", "delivery"),
+    ("forge", "hop"), ("forge", "dead_letter"),
+})  # fmt: skip
 """The delivery faults that strike one hop (the carrier counts hops delivered for them)."""
 LATE_S = 3_600
 """A failed message's visibility: long enough that it stays away until released (SQS caps
@@ -102,6 +106,8 @@ class SqsCarrier:
         records = event["Records"]
         try:
             response = self._deliver(records, ctx)
+        except SimulatedLoss:  # acknowledged without its work done: gone for good
+            return {"batchItemFailures": []}
         except BaseException:
             self.late.update((r["messageId"], r["receiptHandle"]) for r in records)
             raise
@@ -115,6 +121,8 @@ class SqsCarrier:
         if len(records) > 1 and self.faults.strikes("race", "sibling_hops", in_worker=False):
             return self._merged([{"Records": [r]} for r in records])
         hit = [r for r in records if self._strikes_hop()]
+        if hit and kind == "forge":
+            self.faults.forge(json.loads(hit[0]["body"]), sqs_record=True)
         if hit and kind == "race":
             return self._merged([{"Records": records}, copy.deepcopy({"Records": records})])
         if hit and kind == "reorder":
@@ -187,6 +195,9 @@ class SelfInvokeCarrier:
         per_hop = (kind, window) in PER_HOP
         if not (per_hop and self.faults.strikes(kind, window, in_worker=False)):
             self._once(item)
+        elif kind == "forge":
+            self.faults.forge(item[0]["hop"], sqs_record=False)
+            self._once(item)
         elif kind == "reorder":
             self.late.append(item)
         elif kind == "race":
@@ -199,6 +210,8 @@ class SelfInvokeCarrier:
         payload, request_id = item
         try:
             invoke_worker(self.faults, copy.deepcopy(payload), context(request_id))
+        except SimulatedLoss:
+            return  # Lambda's record of it is gone, and nobody retries it
         except SimulatedCrash:
             self.late.append(item)
 

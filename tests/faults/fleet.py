@@ -12,6 +12,7 @@ hop is left and nothing was dead-lettered; the fault struck once.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import replace
 from typing import Any
@@ -21,9 +22,11 @@ from engine.runner import InProcessRunner, RunResult
 from engine.service import RunService
 from engine.validation import build_graph
 from functions import runtime
-from functions.aws.dispatch import SqsStepQueue
+from functions.aws.dispatch import SELF_INVOKE_MARKER, SqsStepQueue
 from functions.aws.dynamodb_store import DynamoRunStore
+from functions.deadletter.handler import handle_batch
 from functions.settings import get_settings
+from infra.event_source import SqsEventSource
 from tests.faults.carriers import WORKER, SelfInvokeCarrier, SqsCarrier
 from tests.faults.injection import (
     FaultySqsDispatch,
@@ -37,6 +40,17 @@ from tests.faults.plan import Case
 from tests.functional.aws_stack import TABLE, AwsStack
 
 LATE = "late-subscriber="
+
+
+def twin(doc: dict[str, Any]) -> dict[str, Any]:
+    """The same graph shape under other tools: every node sets ``hijacked``. A hop naming it
+    for a run of ``doc`` is a forgery (its id differs, its node names do not)."""
+    nodes = {
+        name: {**{k: v for k, v in node.items() if k != "settings"}, "tool": "set_values",
+               "settings": {"values": {"hijacked": True}}}
+        for name, node in doc["nodes"].items()
+    }  # fmt: skip
+    return {**doc, "name": f"twin of {doc.get('name', 'graph')}", "nodes": nodes}
 
 
 class CaseFleet:
@@ -56,14 +70,18 @@ class CaseFleet:
         else:
             queue = InTestInvoke(self.faults, WORKER)
             self.carrier = SelfInvokeCarrier(queue, self.faults)
+        self.faulty_tools = FaultyTools(self.tools, self.faults)
         self.service = RunService(
             self.store,
             queue,
-            FaultyTools(self.tools, self.faults),  # type: ignore[arg-type]
+            self.faulty_tools,  # type: ignore[arg-type]
             notifier=self.notifier,
             config=self._engine_config(settings),
         )
         self.faults.on_subscribe = self._subscribe_late
+        self.faults.on_forge = self._forge
+        self.twin_graph = ""
+        self.started_at_cancel: int | None = None
         runtime.install(self.service)
         stack.dynamodb.meta.events.register("before-call.dynamodb", self.faults.throttle_hook)
         self.run_id = ""
@@ -71,7 +89,11 @@ class CaseFleet:
     def _engine_config(self, settings: Any) -> Any:
         config = runtime.engine_config(settings)
         above = self.case.shape.counted_fan_in_above
-        return config if above is None else replace(config, counted_fan_in_above=above)
+        if above is not None:
+            config = replace(config, counted_fan_in_above=above)
+        if self.case.fault.kind == "lose":  # the sweeper runs once the carrier is idle
+            config = replace(config, lease_s=0)
+        return config
 
     def expected(self) -> RunResult:
         """The in-process runner's run; a cancelled shape: its state when the cancel came."""
@@ -87,10 +109,46 @@ class CaseFleet:
     def run(self) -> None:
         shape = self.case.shape
         record, _ = self.service.create_graph(shape.doc)
+        self.twin_graph = self.service.create_graph(twin(shape.doc))[0].graph_id
         if shape.cancel_after_task_of is not None:
             self.store.on_task_commit = self._cancel_at(shape.cancel_after_task_of)
         self.run_id = self.service.start_run(record.graph_id, shape.input)[0].run_id
         self.carrier.drive()
+        for _ in range(10):  # what only the sweeper can recover (a lost event)
+            if self.store.get_run(self.run_id).status != "running":
+                break
+            self.service.sweep()
+            self.carrier.drive()
+
+    def _forge(self, hop: dict[str, Any], sqs_record: bool) -> None:
+        """A forger with send rights: a hop of the twin graph, carrying a state and a step
+        limit of its own, onto the step queue; or a dead letter for the hop being delivered,
+        straight to the consumer of the dead-letter queue."""
+        if self.case.fault.window == "hop":
+            forged = {**hop, "graph_id": self.twin_graph, "state": {"hijacked": True},
+                      "max_steps": 10_000}  # fmt: skip
+            self._send_hop(forged, sqs_record)
+            return
+        letter: Any = hop
+        if not sqs_record:
+            letter = {"version": "1.0", "requestContext": {"condition": "RetriesExhausted",
+                      "approximateInvokeCount": 3, "functionArn": WORKER},
+                      "requestPayload": {SELF_INVOKE_MARKER: "hop", "hop": hop},
+                      "responsePayload": {"errorType": "Sandbox.Timedout"}}  # fmt: skip
+        dlq = self.stack.urls["StepDLQ"]
+        self.stack.sqs.send_message(QueueUrl=dlq, MessageBody=json.dumps(letter))
+        source = SqsEventSource(self.stack.sqs, dlq, self._consume_letters, batch_size=10)
+        source.poll_once()
+
+    def _consume_letters(self, event: Any, context: Any) -> Any:
+        return handle_batch(event, context, self.service)
+
+    def _send_hop(self, hop: dict[str, Any], sqs_record: bool) -> None:
+        if sqs_record:
+            self.stack.sqs.send_message(QueueUrl=self.stack.urls["StepQueue"],
+                                        MessageBody=json.dumps(hop))  # fmt: skip
+        else:
+            self.carrier.invoke.invoke({SELF_INVOKE_MARKER: "hop", "hop": hop})
 
     def _subscribe_late(self) -> None:
         """What the subscribe route does: write the subscription, replay the log, then
@@ -105,6 +163,7 @@ class CaseFleet:
         def cancel(task: Any) -> None:
             if task.seq == seq and self.store.get_run(task.run_id).status == "running":
                 self.service.cancel_run(task.run_id)
+                self.started_at_cancel = self.faulty_tools.started
 
         return cancel
 
@@ -121,6 +180,9 @@ class CaseFleet:
         assert bool(self.store.counted_commits) == counted, "counted fan-in not as planned"
         if self.case.fault.kind == "subscribe":
             self._check_late_subscriber()
+        if self.started_at_cancel is not None:
+            started = self.faulty_tools.started - self.started_at_cancel
+            assert started == 0, f"{started} tasks started after the cancel answered"
         seen = self.notifier.first_seen_steps(self.run_id)
         assert seen == sorted(seen), f"a subscriber saw supersteps out of order: {seen}"
         assert seen == list(range(len(seen))), f"a superstep was never published: {seen}"
@@ -131,12 +193,12 @@ class CaseFleet:
 
     def _check_closes(self, steps: int, *, cancelled: bool) -> None:
         """Slots 0..steps-1 hold one record each, and each was written by exactly one
-        successful commit (a cancel writes its own slot, outside the workers)."""
+        successful commit."""
         slots = [s.seq for s in self.store.list_steps(self.run_id, limit=1000).items]
         assert slots == list(range(steps)), f"slots {slots}"
         closes = {seq: n for (rid, seq), n in self.store.closes.items() if rid == self.run_id}
-        closed = steps - 1 if cancelled else steps
-        assert closes == dict.fromkeys(range(closed), 1), f"closes per superstep: {closes}"
+        # (a cancel's slot too: it is the same one conditional write, commit_step's)
+        assert closes == dict.fromkeys(range(steps), 1), f"closes per superstep: {closes}"
 
     def _check_late_subscriber(self) -> None:
         """The client that subscribed in a commit's window got every superstep (a cancel's

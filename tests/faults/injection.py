@@ -29,6 +29,12 @@ class SimulatedCrash(BaseException):
     """The Lambda invocation dies here (BaseException: no handler code catches it)."""
 
 
+class SimulatedLoss(SimulatedCrash):
+    """The invocation dies here and its event is gone for good: a request that died, or a
+    message that was acknowledged (or expired) without its work done. No carrier redelivers
+    it; only the sweeper can recover what it left undone."""
+
+
 class Injector:
     """Counts each occurrence of the planned fault's window; it strikes on the ``nth``.
 
@@ -46,6 +52,8 @@ class Injector:
         self._armed: ContextVar[bool] = ContextVar(f"faults-armed-{id(self)}", default=False)
         self.on_subscribe: Any = None
         """What a client subscribing does (the subscribe fault calls it)."""
+        self.on_forge: Any = None
+        """What a forger does with the hop being delivered (the forge faults call it)."""
 
     def arm(self, armed: bool) -> None:
         self._armed.set(armed)
@@ -64,6 +72,12 @@ class Injector:
     def crash_at(self, window: str) -> None:
         if self.strikes("crash", window):
             raise SimulatedCrash(window)
+        if self.strikes("lose", window):
+            raise SimulatedLoss(window)
+
+    def forge(self, hop: dict[str, Any], *, sqs_record: bool) -> None:
+        if self.on_forge is not None:
+            self.on_forge(hop, sqs_record)
 
     def subscribe_at(self, window: str) -> None:
         if self.strikes("subscribe", window) and self.on_subscribe is not None:
@@ -105,9 +119,12 @@ class FaultyTools:
     def __init__(self, inner: Any, faults: Injector) -> None:
         self.inner = inner
         self.faults = faults
+        self.started = 0
+        """Tools started (by workers and by the test's own runs alike)."""
 
     def get(self, name: str) -> Any:
         self.faults.crash_at("before_tool")
+        self.started += 1
         return self.inner.get(name)
 
     def __getattr__(self, name: str) -> Any:
@@ -149,10 +166,6 @@ class FaultyStore:
         if self.on_task_commit is not None:
             self.on_task_commit(task)
         self.faults.crash_at("after_task_commit")
-
-    def cancel_run(self, run_id: str, at: float, reason: str) -> Any:
-        with self._lock:
-            return self.inner.cancel_run(run_id, at, reason)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)

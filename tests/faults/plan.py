@@ -33,10 +33,24 @@ subscribe @ before_commit             a client subscribes (and replays the log) 
                                       the nth commit, after its hop read the subscribers:
                                       it must still get every superstep, once the next
                                       publisher made up for the one it missed
+forge @ hop                           before the nth hop, forged copies of it reach the
+                                      worker: naming a twin graph (same node names, other
+                                      tools) and carrying a state and a step limit of
+                                      their own; they must change nothing
+forge @ dead_letter                   before the nth hop, a forged dead letter for it
+                                      reaches the dead-letter consumer (a raw copy on SQS,
+                                      a made-up invocation record on Lambda): the live task
+                                      it names must not fail its run
+lose @ after_close_commit             the invocation dies just after a close and its event
+                                      is gone for good (no redelivery): only the sweeper
+                                      can send what the close recorded (its outbox)
+lose @ after_task_commit              ... just after a task commit: the sweeper re-sends
+                                      the due items, or closes the superstep itself
 ====================================  ==================================================
 
 Shapes: a chain (a loop of single-task supersteps), a fan-out, a map of 50 items capped at 5
-at a time joined with a branch of its own, the same map uncapped over 12 items with its
+at a time joined with a branch of its own (and the same, cancelled as its first item
+commits: no item may start after the cancel), the same map uncapped over 12 items with its
 fan-in counted (as a superstep with hundreds of readers counts it: engine/protocol.py), a
 join of branches of unequal length, and a fan-out cancelled after the first task of
 superstep 1 committed. A fault whose window a shape
@@ -57,6 +71,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 CARRIERS = ("sqs", "self_invoke")
 
 PARALLEL_ONLY = frozenset({"after_task_commit", "sibling_hops", "fan_in_query"})
+LOSS_WINDOWS = frozenset({"after_close_commit", "after_task_commit"})
 """Windows only a superstep of several tasks has."""
 
 
@@ -158,12 +173,25 @@ SHAPES = (
     Shape("join_unequal", _example("join_unequal.json"), {"aggregate": []}),
     # Cancelled once b (or c) of superstep 1 committed: its only close by a worker is
     # superstep 0's, and only that close dispatches.
+    # Cancelled as the first item of its capped map commits (superstep 1): the items queued
+    # behind it, and those each commit would start, must not run.
+    Shape(
+        "cancel_map",
+        MAP_50_JOINED,
+        {"docs": list(range(50))},
+        cancel_after_task_of=1,
+        every_carrier=False,
+        reaches=(("after_close_commit", 1), ("after_publish", 1), ("after_dispatch", 1),
+                 ("after_task_commit", 1)),  # fmt: skip
+    ),
     Shape(
         "cancel",
         _example("fanout_reducer.json"),
         {"aggregate": []},
         cancel_after_task_of=1,
-        reaches=(("after_close_commit", 1), ("after_publish", 1), ("after_dispatch", 1)),
+        # Its other task of superstep 1 never starts once the cancel answered.
+        reaches=(("after_close_commit", 1), ("after_publish", 1), ("after_dispatch", 1),
+                 ("after_task_commit", 1)),  # fmt: skip
     ),
 )
 
@@ -182,6 +210,10 @@ FAULTS = (
     Fault("throttle", "commit"),
     Fault("throttle", "fan_in_query", nth=1),
     Fault("subscribe", "before_commit"),
+    Fault("forge", "hop"),
+    Fault("forge", "dead_letter"),
+    Fault("lose", "after_close_commit", nth=1),
+    Fault("lose", "after_task_commit", nth=1),
 )
 
 

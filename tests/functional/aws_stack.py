@@ -30,6 +30,7 @@ from functions.aws import clients
 from functions.settings import get_settings
 from infra.event_source import SqsEventSource
 from infra.lambda_context import LambdaContext
+from infra.moto_dead_letters import dead_letters_marked
 from infra.moto_fidelity import serialize_dynamodb_writes, serialize_sqs
 from infra.template import create_queues, create_table
 
@@ -129,6 +130,7 @@ def aws_stack(monkeypatch: pytest.MonkeyPatch, **settings: str) -> Iterator[AwsS
     lock = threading.RLock()
     with ExitStack() as moto:
         moto.enter_context(mock_aws())
+        moto.enter_context(dead_letters_marked())
         moto.enter_context(serialize_dynamodb_writes(lock))
         moto.enter_context(serialize_sqs(lock))
         sqs = boto3.client("sqs", region_name=REGION)

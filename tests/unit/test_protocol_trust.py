@@ -115,8 +115,8 @@ def test_what_a_hop_carries_besides_its_task_is_never_used() -> None:
     world.queue.hops.clear()
     # When its first hop arrives with a made-up state and step limit (an older message
     # shape, or a forgery)
-    forged = Hop.from_dict({"run_id": run.run_id, "graph_id": run.graph_id, "seq": 0,
-                            "node": "count", "state": {"n": 1000}, "max_steps": 10_000})  # fmt: skip
+    doc = {"run_id": run.run_id, "graph_id": run.graph_id, "seq": 0, "node": "count"}
+    forged = Hop.from_dict({**doc, "state": {"n": 1000}, "max_steps": 10_000})
     assert world.deliver(forged) == "committed"
     world.drain()
     # Then the run used its committed input and its own limit

@@ -245,9 +245,7 @@ def test_start_run_creates_the_run_and_dispatches_its_first_hop(world: World) ->
         "bob",
     )
     assert run.max_steps == EngineConfig().default_max_steps
-    assert list(world.queue.hops) == [
-        Hop(run.run_id, graph_id, 0, "count")
-    ]
+    assert list(world.queue.hops) == [Hop(run.run_id, graph_id, 0, "count")]
     assert world.notifier.events == [
         {
             "type": "run",

@@ -294,9 +294,7 @@ def test_a_map_over_something_else_than_a_list_fails_clearly() -> None:
 def test_a_map_over_an_empty_list_ends_that_branch() -> None:
     result = run(example("map_reduce"), {"subjects": []})
     assert (result.status, result.state, result.steps) == ("completed", {"subjects": []}, 1)
-    assert [(e["seq"], e["run_status"], e["updates"]) for e in result.log] == [
-        (0, "completed", {})
-    ]
+    assert [(e["seq"], e["run_status"], e["updates"]) for e in result.log] == [(0, "completed", {})]
 
 
 def test_the_step_limit_counts_supersteps() -> None:

@@ -144,6 +144,7 @@ def test_functions_and_handlers() -> None:
         "StarterFunction": "functions.starter.handler.handler",
         "WebSocketFunction": "functions.websocket.handler.handler",
         "DeadLetterFunction": "functions.deadletter.handler.handler",
+        "SweeperFunction": "functions.sweeper.handler.handler",
         "WebSocketAuthorizerFunction": "functions.auth.authorizer.handler",
     }
 
@@ -310,6 +311,7 @@ def test_websocket_routes_are_exactly_the_protocol_routes() -> None:
         "StarterFunction": [],
         "WebSocketFunction": WEBSOCKET_ROUTES,
         "DeadLetterFunction": [],
+        "SweeperFunction": [],
         "WebSocketAuthorizerFunction": [],
     }
 
