@@ -29,6 +29,8 @@ def step_event(step: StepRecord, ts: float) -> dict[str, Any]:
     }
     if step.tasks:  # a superstep of several tasks: each one named, with how it went
         event["tasks"] = [dict(t) for t in step.tasks]
+    if step.tasks_total:  # a wide one: only some are named (each has its own record)
+        event["tasks_total"] = step.tasks_total
     if step.error is not None:
         event["error"] = step.error
     return event

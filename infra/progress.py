@@ -71,13 +71,13 @@ class RunProgress:
             highlight=False,
             soft_wrap=True,  # a long node name makes a long line, never a broken one
         )
-        self._tasks(event.get("tasks") or [])
+        self._tasks(event.get("tasks") or [], int(event.get("tasks_total") or 0))
         if event.get("error"):
             self.console.print(f"      [red]{event['error']}[/]", highlight=False)
         if self._spinner is not None:
             self._spinner.update(f"step {seq} done; waiting for step {seq + 1}...")
 
-    def _tasks(self, tasks: list[dict[str, Any]]) -> None:
+    def _tasks(self, tasks: list[dict[str, Any]], total: int = 0) -> None:
         """The tasks of a superstep that ran several, one line each (the first few)."""
         for task in tasks[:_TASKS_SHOWN]:
             status = str(task.get("status", "?"))
@@ -88,8 +88,9 @@ class RunProgress:
                 highlight=False,
                 soft_wrap=True,
             )
-        if len(tasks) > _TASKS_SHOWN:
-            self.console.print(f"      ... and {len(tasks) - _TASKS_SHOWN} more tasks")
+        total = max(total, len(tasks))
+        if total > _TASKS_SHOWN:
+            self.console.print(f"      ... and {total - _TASKS_SHOWN} more tasks")
 
     def _run(self, event: dict[str, Any]) -> None:
         status = event.get("status")
