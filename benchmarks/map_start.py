@@ -86,20 +86,23 @@ def in_process_seconds(items: int) -> float:
     return time.perf_counter() - started
 
 
-def on_the_stack(stack_items: list[int]) -> tuple[float, float, dict[int, float]]:
-    """The median of three ``POST /runs`` of the 10,000-item map and of a one-item map, and
-    each ``stack_items`` map's completion time."""
+def on_the_stack(stack_items: list[int]) -> tuple[float, float, float, float, dict[int, float]]:
+    """The median of three ``POST /runs`` of the 10,000-item map and of a one-item map; a
+    one-item run's completion time alone and while a 10,000-item map runs; and each
+    ``stack_items`` map's completion time."""
     stack = launch()
     try:
         with httpx.Client(base_url=stack.api, timeout=120.0) as client:
             graph_id = client.post("/graphs", json=MAP).raise_for_status().json()["graph_id"]
             wait_done(client, post_ms(client, graph_id, 1)[1], 1, time.perf_counter())  # warm
             one = statistics.median(post_ms(client, graph_id, 1)[0] for _ in range(3))
+            alone = one_run_seconds(client, graph_id)
             wide = []
             for _ in range(3):  # each started, timed, then let finish before the next
                 started = time.perf_counter()
                 ms, run_id = post_ms(client, graph_id, START_ITEMS)
                 wide.append(ms)
+                beside = one_run_seconds(client, graph_id)  # a small run behind the map
                 wait_done(client, run_id, START_ITEMS, started)
             done = {}
             for items in stack_items:
@@ -110,7 +113,12 @@ def on_the_stack(stack_items: list[int]) -> tuple[float, float, dict[int, float]
             stack.stop(timeout=60)
         except StackFailed as exc:  # the figures stand; the failed stop is reported
             print(f"warning: {str(exc).splitlines()[0]}", file=sys.stderr)
-    return statistics.median(wide), one, done
+    return statistics.median(wide), one, alone, beside, done
+
+
+def one_run_seconds(client: httpx.Client, graph_id: str) -> float:
+    started = time.perf_counter()
+    return wait_done(client, post_ms(client, graph_id, 1)[1], 1, started)
 
 
 def main(argv: list[str] | None = None) -> int:

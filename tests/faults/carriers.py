@@ -121,7 +121,13 @@ class SqsCarrier:
         if len(records) > 1 and self.faults.strikes("race", "sibling_hops", in_worker=False):
             return self._merged([{"Records": [r]} for r in records])
         hit = [r for r in records if self._strikes_hop()]
-        if hit and kind == "forge":
+        if hit and kind == "forge" and self.faults.fault.window == "hop":
+            # A forged message for the same slot, received before the real one
+            ghost = copy.deepcopy(hit[0])
+            ghost["messageId"] = str(uuid.uuid4())
+            ghost["body"] = json.dumps(self.faults.forged_hop(json.loads(ghost["body"])))
+            invoke_worker(self.faults, {"Records": [ghost]}, context())
+        elif hit and kind == "forge":
             self.faults.forge(json.loads(hit[0]["body"]), sqs_record=True)
         if hit and kind == "race":
             return self._merged([{"Records": records}, copy.deepcopy({"Records": records})])
@@ -194,6 +200,10 @@ class SelfInvokeCarrier:
             return
         per_hop = (kind, window) in PER_HOP
         if not (per_hop and self.faults.strikes(kind, window, in_worker=False)):
+            self._once(item)
+        elif kind == "forge" and window == "hop":  # a forged invocation, before the real one
+            forged = {**item[0], "hop": self.faults.forged_hop(item[0]["hop"])}
+            self._once((forged, str(uuid.uuid4())))
             self._once(item)
         elif kind == "forge":
             self.faults.forge(item[0]["hop"], sqs_record=False)

@@ -80,7 +80,6 @@ class CaseFleet:
         )
         self.faults.on_subscribe = self._subscribe_late
         self.faults.on_forge = self._forge
-        self.twin_graph = ""
         self.started_at_cancel: int | None = None
         runtime.install(self.service)
         stack.dynamodb.meta.events.register("before-call.dynamodb", self.faults.throttle_hook)
@@ -109,7 +108,7 @@ class CaseFleet:
     def run(self) -> None:
         shape = self.case.shape
         record, _ = self.service.create_graph(shape.doc)
-        self.twin_graph = self.service.create_graph(twin(shape.doc))[0].graph_id
+        self.faults.twin_graph = self.service.create_graph(twin(shape.doc))[0].graph_id
         if shape.cancel_after_task_of is not None:
             self.store.on_task_commit = self._cancel_at(shape.cancel_after_task_of)
         self.run_id = self.service.start_run(record.graph_id, shape.input)[0].run_id
@@ -121,14 +120,8 @@ class CaseFleet:
             self.carrier.drive()
 
     def _forge(self, hop: dict[str, Any], sqs_record: bool) -> None:
-        """A forger with send rights: a hop of the twin graph, carrying a state and a step
-        limit of its own, onto the step queue; or a dead letter for the hop being delivered,
-        straight to the consumer of the dead-letter queue."""
-        if self.case.fault.window == "hop":
-            forged = {**hop, "graph_id": self.twin_graph, "state": {"hijacked": True},
-                      "max_steps": 10_000}  # fmt: skip
-            self._send_hop(forged, sqs_record)
-            return
+        """A forger with send rights: a dead letter for the hop being delivered, on the
+        dead-letter queue, consumed by the real consumer before the hop goes on."""
         letter: Any = hop
         if not sqs_record:
             letter = {"version": "1.0", "requestContext": {"condition": "RetriesExhausted",
@@ -142,13 +135,6 @@ class CaseFleet:
 
     def _consume_letters(self, event: Any, context: Any) -> Any:
         return handle_batch(event, context, self.service)
-
-    def _send_hop(self, hop: dict[str, Any], sqs_record: bool) -> None:
-        if sqs_record:
-            self.stack.sqs.send_message(QueueUrl=self.stack.urls["StepQueue"],
-                                        MessageBody=json.dumps(hop))  # fmt: skip
-        else:
-            self.carrier.invoke.invoke({SELF_INVOKE_MARKER: "hop", "hop": hop})
 
     def _subscribe_late(self) -> None:
         """What the subscribe route does: write the subscription, replay the log, then

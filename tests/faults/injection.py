@@ -53,7 +53,9 @@ class Injector:
         self.on_subscribe: Any = None
         """What a client subscribing does (the subscribe fault calls it)."""
         self.on_forge: Any = None
-        """What a forger does with the hop being delivered (the forge faults call it)."""
+        """What a forger does with the hop being delivered (forge@dead_letter calls it)."""
+        self.twin_graph = ""
+        """A graph with the run's node names and other tools (forge@hop names it)."""
 
     def arm(self, armed: bool) -> None:
         self._armed.set(armed)
@@ -74,6 +76,11 @@ class Injector:
             raise SimulatedCrash(window)
         if self.strikes("lose", window):
             raise SimulatedLoss(window)
+
+    def forged_hop(self, hop: dict[str, Any]) -> dict[str, Any]:
+        """``hop`` naming the twin graph, with a state and a step limit of its own."""
+        return {**hop, "graph_id": self.twin_graph, "state": {"hijacked": True},
+                "max_steps": 10_000}  # fmt: skip
 
     def forge(self, hop: dict[str, Any], *, sqs_record: bool) -> None:
         if self.on_forge is not None:

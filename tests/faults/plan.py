@@ -181,8 +181,12 @@ SHAPES = (
         {"docs": list(range(50))},
         cancel_after_task_of=1,
         every_carrier=False,
-        reaches=(("after_close_commit", 1), ("after_publish", 1), ("after_dispatch", 1),
-                 ("after_task_commit", 1)),  # fmt: skip
+        reaches=(
+            ("after_close_commit", 1),
+            ("after_publish", 1),
+            ("after_dispatch", 1),
+            ("after_task_commit", 1),
+        ),
     ),
     Shape(
         "cancel",
@@ -190,8 +194,12 @@ SHAPES = (
         {"aggregate": []},
         cancel_after_task_of=1,
         # Its other task of superstep 1 never starts once the cancel answered.
-        reaches=(("after_close_commit", 1), ("after_publish", 1), ("after_dispatch", 1),
-                 ("after_task_commit", 1)),  # fmt: skip
+        reaches=(
+            ("after_close_commit", 1),
+            ("after_publish", 1),
+            ("after_dispatch", 1),
+            ("after_task_commit", 1),
+        ),
     ),
 )
 
