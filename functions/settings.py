@@ -32,7 +32,7 @@ class Settings(BaseModel):
     max_steps: int = Field(default=100, gt=0, le=10_000)
     step_max_receives: int = Field(default=5, gt=0, description="the step queue's maxReceiveCount")
     lease_seconds: float = Field(
-        default=60, gt=0, description="how long a live hop may take: twice the worker's Timeout"
+        default=60, ge=0, description="how long a live hop may take: twice the worker's Timeout"
     )
     map_window: int = Field(default=100, gt=0, le=10_000, description="a map's items in flight")
     run_requests_dlq_url: str = Field(default="", description="DLQ for malformed run requests")

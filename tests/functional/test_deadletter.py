@@ -32,7 +32,9 @@ CONSUMER = "hopgraph-deadletter"
 
 @pytest.fixture
 def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsStack]:
-    with aws_stack(monkeypatch) as s:
+    # The letters here come once their hop's lease has passed, as AWS's do (after its
+    # receives or retries ran out): a lease of 0 stands for that wait.
+    with aws_stack(monkeypatch, lease_seconds="0") as s:
         yield s
 
 
@@ -84,6 +86,27 @@ def test_a_hop_stopped_by_recursion_detection_fails_its_run(
     assert [(s.seq, s.status, s.error) for s in stack.steps(run.run_id)] == [
         (0, "failed", failed.error)
     ]
+
+
+def test_a_letter_within_the_lease_or_without_aws_s_mark_fails_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with aws_stack(monkeypatch) as stack:  # the template's lease: a minute
+        graph = stack.service.create_graph(LOOP)[0]
+        run = stack.service.start_run(graph.graph_id, {})[0]
+        # Given letters for the run's live first hop, which AWS cannot have given up on yet
+        for event in (hop_letter(run), invocation_letter(run)):
+            # When the consumer gets them, Then they are acknowledged and change nothing
+            assert handler(event, lambda_context(CONSUMER)) == {"batchItemFailures": []}
+        assert stack.run(run.run_id).status == "running" and stack.steps(run.run_id) == []
+    with aws_stack(monkeypatch, lease_seconds="0") as stack:
+        graph = stack.service.create_graph(LOOP)[0]
+        run = stack.service.start_run(graph.graph_id, {})[0]
+        # Given a hop message sent to the DLQ by hand: no DeadLetterQueueSourceArn
+        event = hop_letter(run)
+        del event["Records"][0]["attributes"]["DeadLetterQueueSourceArn"]
+        assert handler(event, lambda_context(CONSUMER)) == {"batchItemFailures": []}
+        assert stack.run(run.run_id).status == "running"
 
 
 def test_a_hop_the_queue_gave_up_on_says_the_worker_never_finished_it(

@@ -158,7 +158,9 @@ def test_the_worker_drops_fails_the_run_or_retries_as_the_table_says(
     svc = stack.service
     failed_runs: list[str] = []
     monkeypatch.setattr(svc, "process_hop", _raiser(exc))
-    monkeypatch.setattr(svc, "fail_hop", lambda hop, reason: failed_runs.append(reason) or True)
+    monkeypatch.setattr(
+        svc, "fail_hop", lambda hop, reason, **_: failed_runs.append(reason) or True
+    )
     hop = Hop("r_1", "g_1", 0, "a")
     disposition = transport_of(exc).disposition
     # When the worker applies it
