@@ -13,7 +13,7 @@ readers (:mod:`engine.dialects`) read it, and this module stops refusing it.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from engine.errors import Problem
@@ -165,6 +165,12 @@ def _walk_child(value: Any, spec: str, loc: str, problems: list[Problem]) -> Non
             _walk(item, spec[1:-1], f"{loc}[{i}]", problems)
     elif spec[0] not in "{[":
         _walk(value, spec, loc, problems)
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``known``, else nothing."""
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _unknown(key: str, shape: str, keys: Mapping[str, Any]) -> str:
