@@ -100,8 +100,11 @@ def project_template(package: str) -> str:
     """hopgraph's template.yaml for a project whose Python package is ``package``."""
     text = (resources.files("infra.project") / "data" / "template.yaml").read_text("utf-8")
     toolkits = ",".join([*BUILTIN_TOOLKITS, f"{package}.tools"])
+    text, found = re.subn(r"(?m)^(  Toolkits:\n    Type: String\n    Default: ).*$",
+                          lambda m: m.group(1) + toolkits, text)  # fmt: skip
+    if found != 1:
+        raise RuntimeError("hopgraph's template.yaml changed: no Toolkits parameter")
     edits = [  # (what, with what, how many times): a changed template fails loudly here
-        ("    Default: engine.toolkits.code_review\n", f"    Default: {toolkits}\n", 1),
         ("      - !Ref EngineLayer\n", "      - !Ref EngineLayer\n      - !Ref ProjectLayer\n", 1),
         ("      ContentUri: layers/deps\n", f"      ContentUri: {package}\n", 1),
         ("      ContentUri: engine\n", f"      ContentUri: {package}\n", 1),
