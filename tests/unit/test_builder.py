@@ -129,3 +129,17 @@ def test_graph_document_accepts_a_builder_a_graph_or_a_dict() -> None:
     assert graph_document(doc) == doc
     with pytest.raises(TypeError, match="not a graph"):
         graph_document(42)
+
+
+def test_the_readme_example_builds_the_parallel_example() -> None:
+    # Given the README's Python block that uses the builder
+    readme = (EXAMPLES.parent / "README.md").read_text()
+    blocks = [b.split("```", 1)[0] for b in readme.split("```python\n")[1:]]
+    (block,) = [b for b in blocks if "from engine.builder import" in b]
+    # When it runs
+    scope: dict[str, Any] = {}
+    exec(block, scope)
+    # Then it is examples/parallel_research.json, and back again
+    example = json.loads((EXAMPLES / "parallel_research.json").read_text())
+    assert scope["compiled"] == build_graph({**example, "name": "parallel_research"})
+    assert scope["same"].to_dict() == scope["doc"]

@@ -166,3 +166,25 @@ def test_a_module_graph_that_is_missing_is_said_plainly(
 ) -> None:
     assert main(["run", "my_agent.graphs:nothing", "--local"]) == 2
     assert "module 'my_agent.graphs' has no 'nothing'" in capsys.readouterr().err
+
+
+def test_dev_loads_the_builtins_the_project_and_each_toolkit_option(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given `hopgraph dev --toolkit extra.tools` in the project, with $HOPGRAPH_TOOLKITS set
+    import infra.local_stack
+
+    started: list[Any] = []
+    monkeypatch.setattr(infra.local_stack, "serve", lambda config: started.append(config) or 0)
+    monkeypatch.setenv("HOPGRAPH_TOOLKITS", "env.tools")
+    # When it starts
+    assert main(["dev", "--toolkit", "extra.tools", "--data", str(project / ".hopgraph")]) == 0
+    # Then the stack is configured with all of them, the built-ins first
+    (config,) = started
+    assert config.toolkits.split(",") == [
+        *BUILTIN_TOOLKITS,
+        "env.tools",
+        "my_agent.tools",
+        "extra.tools",
+    ]
+    assert str(project) in sys.path
