@@ -36,7 +36,6 @@ from infra.credentials import LoginFailed
 from infra.progress import RunProgress
 from infra.project.graphs import is_module_reference, load_graph
 from infra.project.settings import (
-    BUILTIN_TOOLKITS,
     Project,
     ProjectError,
     activate,
@@ -46,7 +45,6 @@ from infra.project.settings import (
 
 DEFAULT_API = "http://127.0.0.1:8000"
 DEFAULT_WS = "ws://127.0.0.1:8001"
-DEFAULT_TOOLKITS = ",".join(BUILTIN_TOOLKITS)
 
 
 # -- argument parsing ----------------------------------------------------------------------
@@ -142,6 +140,7 @@ a graph in this process, with no stack at all."""
 
 EPILOG = """\
 examples:
+  hopgraph init my-agent
   hopgraph dev
   hopgraph run examples/code_review.json --set code=@examples/sample_code.py -f
   hopgraph runs list

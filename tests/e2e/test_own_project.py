@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from infra.template import load_template
 from tests.e2e.stack import REPO, StackProcess, stack_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -139,12 +140,15 @@ def test_sam_build_packages_the_project_beside_the_engine(venv: Path, project: P
     text = pyproject.read_text()
     pyproject.write_text(text.replace('dependencies = ["hopgraph"]',
                                       f'dependencies = ["hopgraph", "{REQUIREMENT}"]'))  # fmt: skip
+    sam_env = {**environment(venv), "AWS_DEFAULT_REGION": "us-east-1", "SAM_CLI_TELEMETRY": "0"}
+    lint = [str(SAM), "validate", "--lint", "--template", "template.yaml"]
+    linted = subprocess.run(lint, cwd=project, capture_output=True, text=True, env=sam_env)
+    assert linted.returncode == 0, linted.stdout + linted.stderr
     # When it is built as `sam build` builds it, without Docker
-    env_sam = [str(SAM), "build", "--template", "template.yaml"]
+    build = [str(SAM), "build", "--template", "template.yaml"]
     done = subprocess.run(
-        env_sam, cwd=project, capture_output=True, text=True, timeout=1200,
-        env={**environment(venv), "AWS_DEFAULT_REGION": "us-east-1", "SAM_CLI_TELEMETRY": "0"},
-    )  # fmt: skip
+        build, cwd=project, capture_output=True, text=True, timeout=1200, env=sam_env
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     built = project / ".aws-sam" / "build"
     # Then the project's layer holds its package and its requirement
@@ -157,6 +161,10 @@ def test_sam_build_packages_the_project_beside_the_engine(venv: Path, project: P
     assert (built / "DepsLayer" / "python" / "pydantic").is_dir()
     assert not (built / "DepsLayer" / "python" / "botocore").exists()
     # and every function has the project's layer and loads its toolkit
-    template = (built / "template.yaml").read_text()
-    assert "ProjectLayer" in template
-    assert "my_agent.tools" in template
+    template = load_template(built / "template.yaml")
+    assert {"Ref": "ProjectLayer"} in template["Globals"]["Function"]["Layers"]
+    functions = [k for k, v in template["Resources"].items() if v["Type"].endswith("::Function")]
+    assert len(functions) == 6
+    for name in functions:
+        assert "Layers" not in template["Resources"][name]["Properties"], name  # Globals' apply
+    assert "my_agent.tools" in template["Parameters"]["Toolkits"]["Default"]
