@@ -3,10 +3,16 @@ and what a document declares is honoured (a dialect 3 map, an explicit replace, 
 
 from __future__ import annotations
 
+import copy
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
+from engine.dialects import read_draft
 from engine.errors import GraphValidationError, Problem
 from engine.keys import ELSEWHERE, SHAPES, unknown_keys
 from engine.runner import InProcessRunner
@@ -250,3 +256,54 @@ def test_a_name_that_is_not_a_string_is_refused(name: Any) -> None:
 def test_a_string_name_is_kept_and_a_missing_one_is_graph() -> None:
     assert build_graph(chain(name="review"), TOOLS).name == "review"
     assert build_graph(chain(), TOOLS).name == "graph"
+
+
+# -- properties: the table and the canonical writer agree ---------------------------------------
+EXAMPLES = Path(__file__).parents[2] / "examples"
+EXAMPLE_DOCS = [
+    json.loads(p.read_text()) for p in sorted(EXAMPLES.rglob("*.json")) if "nodes" in p.read_text()
+]
+
+
+def objects_of(value: Any, shape: str, loc: str = "") -> list[tuple[dict[str, Any], str, str]]:
+    """Every object the table describes in ``value``: (object, its shape, its location)."""
+    if not isinstance(value, dict):
+        return []
+    found = [(value, shape, loc)]
+    for key, child in SHAPES[shape].items():
+        where = f"{loc}.{key}" if loc else key
+        inner = value.get(key)
+        if child is None or inner is None:
+            continue
+        if child.startswith("{") and isinstance(inner, dict):
+            for name, item in inner.items():
+                found += objects_of(item, child[1:-1], f"{where}.{name}")
+        elif child.startswith("[") and isinstance(inner, list):
+            for i, item in enumerate(inner):
+                found += objects_of(item, child[1:-1], f"{where}[{i}]")
+        elif child[0] not in "{[":
+            found += objects_of(inner, child, where)
+    return found
+
+
+@pytest.mark.parametrize("doc", EXAMPLE_DOCS)
+def test_the_canonical_form_uses_only_keys_of_the_table(doc: dict[str, Any]) -> None:
+    canonical = build_graph(doc).to_dict()
+    assert unknown_keys(canonical, "canonical") == []
+    assert build_graph(canonical) == build_graph(doc)
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data(), key=st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=1))
+def test_a_key_added_to_any_object_is_refused_there_alone(data: st.DataObject, key: str) -> None:
+    # Given any example, in its own dialect, and any object in it that the table describes
+    doc = copy.deepcopy(data.draw(st.sampled_from(EXAMPLE_DOCS)))
+    dialect = read_draft(doc).dialect
+    target, shape, loc = data.draw(st.sampled_from(objects_of(doc, dialect)))
+    assume(key not in SHAPES[shape])
+    # When a key the shape does not have is added there
+    target[key] = 1
+    # Then that key is the one problem, at its location
+    with pytest.raises(GraphValidationError) as caught:
+        build_graph(doc)
+    assert [p.location for p in caught.value.problems] == [f"{loc}.{key}" if loc else key]
