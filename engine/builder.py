@@ -30,6 +30,7 @@ from typing import Any
 
 from engine.graph import END, Graph, MapSpec
 from engine.reducers import REDUCERS
+from engine.tools import Toolkit
 from engine.validation import build_graph
 
 START = "__start__"
@@ -128,11 +129,17 @@ class StateGraph:
         return self.add_edge(node, END)
 
     def compile(
-        self, tools: Collection[str] | None = None,
+        self, tools: Toolkit | Collection[str] | None = None,
         writes: Mapping[str, Collection[str]] | None = None,
     ) -> Graph:  # fmt: skip
         """The validated graph, as :func:`~engine.validation.build_graph` makes it from
-        :meth:`to_dict` (``tools``: the registered names, to check them too)."""
+        :meth:`to_dict`. ``tools``: a toolkit (its tool names and the keys they declare they
+        write are checked too, as the API does), or the registered names."""
+        if isinstance(tools, Toolkit):
+            from engine.service import declared_writes
+
+            writes = declared_writes(tools) if writes is None else writes
+            tools = tools.names()
         return build_graph(self.to_dict(), tools, writes)
 
     # -- the canonical JSON form, both ways ---------------------------------------------------

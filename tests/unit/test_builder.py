@@ -42,7 +42,7 @@ def test_a_loop_built_in_python_runs_like_its_json() -> None:
     graph.add_conditional_edges("score_draft", {"score >= 3": END}, default="write")
     # When it is turned into JSON and run
     doc = graph.to_dict()
-    result = InProcessRunner(toolkit).run(graph.compile(toolkit.names()), {})
+    result = InProcessRunner(toolkit).run(graph.compile(toolkit), {})
     # Then the JSON is the canonical form, and the run loops until the condition holds
     assert doc == {
         "name": "drafts",
@@ -91,7 +91,7 @@ def test_a_builder_graph_is_validated_like_json() -> None:
     graph.add_edge("a", "ENDD")
     # Then compile reports both, at their JSON locations
     with pytest.raises(GraphValidationError) as caught:
-        graph.compile(load_toolkits(["engine.toolkits.basics"]).names())
+        graph.compile(load_toolkits(["engine.toolkits.basics"]))
     assert [p.location for p in caught.value.problems] == ["nodes.a.setings", "edges.a"]
 
 
@@ -112,6 +112,16 @@ def test_an_unknown_reducer_function_is_refused_at_once() -> None:
 
     with pytest.raises(ValueError, match="not a reducer hopgraph knows"):
         StateGraph("jokes", State)
+
+
+def test_compile_with_a_toolkit_checks_what_its_tools_write() -> None:
+    # Given two parallel nodes whose tool declares it writes "draft", with no reducer
+    graph = StateGraph().add_node("a", write_draft).add_node("b", write_draft)
+    graph.add_node("start", "score_draft").add_edge(START, "start")
+    graph.add_edge("start", "a").add_edge("start", "b").set_finish_point("a").set_finish_point("b")
+    # Then compiling against the toolkit refuses it, as creating it through the API would
+    with pytest.raises(GraphValidationError, match="no reducer"):
+        graph.compile(toolkit)
 
 
 def test_a_node_is_added_once() -> None:
