@@ -188,3 +188,14 @@ def test_dev_loads_the_builtins_the_project_and_each_toolkit_option(
         "extra.tools",
     ]
     assert str(project) in sys.path
+
+
+def test_the_projects_own_tests_pass(project: Path) -> None:
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
+        cwd=project, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 passed" in done.stdout
