@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import compileall
 import importlib.util
+import py_compile
 import shutil
 import subprocess
 import sys
@@ -46,7 +47,7 @@ def copy_package(name: str, into: Path, source: Path | None = None) -> None:
     shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     # bytecode shipped, so a cold start does not compile every module (unchecked: zip mtimes)
     compileall.compile_dir(
-        target, quiet=1, invalidation_mode=compileall.py_compile.PycInvalidationMode.UNCHECKED_HASH
+        target, quiet=1, invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH
     )
 
 
