@@ -199,3 +199,11 @@ def test_the_projects_own_tests_pass(project: Path) -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     assert "2 passed" in done.stdout
+
+
+def test_push_outside_a_project_says_how_to_start_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["graphs", "push"]) == 2
+    assert "hopgraph init DIR" in capsys.readouterr().err
