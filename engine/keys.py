@@ -104,8 +104,8 @@ ELSEWHERE: Mapping[str, str] = {
         'conditional edges are "branches": {"node": {"cases": [{"when": "score >= 7", '
         '"to": "done"}], "default": "retry"}}'
     ),
-    "entry_point": 'the entry node is "entry"',
-    "start": 'the entry node is "entry"',
+    "entry_point": 'the entry node is "<entry>"',
+    "start": 'the entry node is "<entry>"',
     "finish_point": 'a node finishes the run with an edge to END: "edges": {"node": "END"}',
     "state_schema": _STATE_HINT,
     "schema": _STATE_HINT,
@@ -134,7 +134,9 @@ ELSEWHERE: Mapping[str, str] = {
 }
 """Keys that are not hopgraph's where they were found, but say what their author meant:
 where that feature lives in hopgraph, or that it has no equivalent. Consulted only for a key
-its shape does not know."""
+its shape does not know. ``<entry>`` reads as the entry's key in the document's dialect."""
+
+_ENTRY = {"dialect1": "start_node", "dialect3": "entry_node"}
 
 
 def unknown_keys(doc: Any, shape: str, loc: str = "") -> list[Problem]:
@@ -176,7 +178,8 @@ def did_you_mean(name: str, known: Iterable[str]) -> str:
 def _unknown(key: str, shape: str, keys: Mapping[str, Any]) -> str:
     close = difflib.get_close_matches(key, list(keys), n=1, cutoff=0.85)  # a typo
     if not close and key in ELSEWHERE:
-        return f"unknown key {key!r}: {ELSEWHERE[key]}"
+        hint = ELSEWHERE[key].replace("<entry>", _ENTRY.get(shape, "entry"))
+        return f"unknown key {key!r}: {hint}"
     close = close or difflib.get_close_matches(key, list(keys), n=1)
     if close:
         return f"unknown key {key!r} (did you mean {close[0]!r}?)"

@@ -152,6 +152,13 @@ def test_a_langgraph_key_points_to_the_hopgraph_equivalent(key: str, points_to: 
     assert points_to in problems[0].message
 
 
+def test_the_entry_hint_names_the_entry_key_of_the_documents_dialect() -> None:
+    doc = {"start": "a", "nodes": {"a": {"tool": "fetch", "next": "END"}}, "start_node": "a"}
+    (problem,) = problems_of(doc)
+    assert problem.location == "start"
+    assert problem.message.endswith('the entry node is "start_node"')
+
+
 def test_keys_are_checked_in_every_node_and_reported_all_at_once() -> None:
     doc = {
         "entry": "a",
