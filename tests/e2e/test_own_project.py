@@ -66,6 +66,7 @@ def environment(venv: Path) -> dict[str, str]:
     env.pop("PYTHONPATH", None)
     env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     env["VIRTUAL_ENV"] = str(venv)
+    env["HOPGRAPH_CONFIG_DIR"] = str(venv.parent / "config")  # tokens of `hopgraph login`
     return env
 
 
@@ -107,7 +108,8 @@ def test_its_graphs_run_in_process(venv: Path, project: Path) -> None:
 @pytest.fixture
 def stack(venv: Path, project: Path) -> Iterator[StackProcess]:
     python = str(venv / "bin" / "python")
-    stack = StackProcess.spawn("sqs", None, None, python=python, cwd=project)
+    # strict: a request without a token is refused, as on AWS
+    stack = StackProcess.spawn("sqs", None, None, "--auth", "strict", python=python, cwd=project)
     try:
         stack.wait_ready(90)
         yield stack
@@ -117,13 +119,18 @@ def stack(venv: Path, project: Path) -> Iterator[StackProcess]:
 
 def test_its_graphs_run_on_the_local_stack(venv: Path, project: Path, stack: StackProcess) -> None:
     api = ["--api", stack.api]
-    # Given the stack started in the project's folder: its tools are there, beside the built-ins
+    # Given the stack started in the project's folder, and a user signed in to it
+    run(venv, project, "hopgraph", "login", "--user", "alice", *api)
+    # Then the project's tools are there, beside the built-in ones
     tools = run(venv, project, "hopgraph", "--json", "tools", *api)
     names = {tool["name"] for tool in json.loads(tools.stdout)}
     assert {"count_words", "emit", "extract_functions"} <= names
     # When every graph of the project is pushed, and the Python one runs
     pushed = json.loads(run(venv, project, "hopgraph", "--json", "graphs", "push", *api).stdout)
     assert [p["graph"] for p in pushed] == ["my_agent.graphs:review", "graphs/count.json"]
+    # listed for alice, who pushed them
+    listed = json.loads(run(venv, project, "hopgraph", "--json", "graphs", "list", *api).stdout)
+    assert {p["graph_id"] for p in pushed} == {g["graph_id"] for g in listed}
     created = run(venv, project, "hopgraph", "graphs", "create", "my_agent.graphs:review", *api)
     assert "reused" in created.stdout  # same content as pushed
     follow = run(venv, project, "hopgraph", "run", "my_agent.graphs:review", "--set",
