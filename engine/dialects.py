@@ -10,14 +10,14 @@ rather than pointing into a form the client never wrote.
 - dialect 1: ``nodes`` {id: {tool, next}} where ``next`` is a node, ``"end"`` or
   ``{condition, if_true, if_false}``; entry in ``start_node``;
 - dialect 2: ``nodes`` {id: tool}, ``edges`` {from: to}; the first node is the entry;
-- dialect 3: ``nodes`` [{node_id|id, tool|function_name}], ``edges``
+- dialect 3: ``nodes`` [{node_id|id, tool|function_name, settings?, map?}], ``edges``
   [{from|source, to|target, condition?}]; entry in ``entry_node`` or ``entry_point``.
   Several plain edges out of one node fan out; an edge whose ``from`` is a list is a join
   (LangGraph's ``add_edge([a, b], c)``).
 
 In dialects 2 and 3, as in the engines that defined them, a node without an outgoing edge
 ends the run: the draft gets an explicit edge to END there, so the canonical form says so.
-Unknown extra fields are ignored.
+Any other key is refused with its location (:mod:`engine.keys` holds the one table of them).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from typing import Any
 
 from engine.errors import Problem
 from engine.graph import END, END_ALIASES
+from engine.keys import unknown_keys
 
 _CASE_SHAPE = '{"when": "<condition>", "to": "<node or END>"}'
 _EDGE_SHAPE = '{"from": "<node>", "to": "<node or END>", "condition": "<optional>"}'
@@ -112,6 +113,8 @@ def read_draft(doc: Any) -> Draft:
         draft = _read_dialect1(doc, nodes)
     else:
         draft = _read_canonical(doc, nodes)
+    draft.problems.extend(unknown_keys(doc, "canonical" if draft.dialect == "unknown" else
+                                       draft.dialect))  # fmt: skip
     draft.name = doc.get("name", "graph")
     draft.max_steps = doc.get("max_steps")
     draft.state = doc.get("state")
@@ -252,6 +255,7 @@ def _read_dialect3(doc: dict[str, Any], nodes: list[Any]) -> Draft:
                 loc,
                 f"{loc}.{_key_present(spec, 'tool', 'function_name')}",
                 spec.get("settings"),
+                spec.get("map"),
             )
         )
     edges = doc.get("edges", [])

@@ -1,7 +1,8 @@
 """Reducers: how the updates of a superstep's tasks merge into one state key.
 
 A graph declares a reducer per state key (``"state": {"results": {"reducer": "append"}}``);
-keys without one are replaced, and then only one task of a superstep may write them. The
+keys without one are replaced, and then only one task of a superstep may write them; a key
+declared ``replace`` may be written by several, the last update in merge order winning. The
 names and behaviours follow LangGraph's common ``Annotated`` reducers, so that graphs move
 over: ``operator.add`` is ``add``, ``add_messages`` is ``messages``.
 

@@ -11,6 +11,7 @@ which toolkits a deployment loads is configuration: :func:`load_toolkits` takes 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import inspect
 import threading
@@ -159,6 +160,8 @@ class Toolkit:
                         is_async=inspect.iscoroutinefunction(f),
                     )
                 )
+            with contextlib.suppress(AttributeError, TypeError):  # a builtin takes no attributes
+                f.__hopgraph_tool__ = name or f.__name__  # type: ignore[attr-defined]
             return f
 
         return register(fn) if fn is not None else register

@@ -78,12 +78,13 @@ class _Checker:
         joins = self._joins()
         reducers = self._reducers()
         max_steps = self._max_steps()
+        name = self._name()
         self._exits()
         self._reachability(entry)
         if self.problems or entry is None:
             return None
         return Graph(
-            name=str(self.draft.name),
+            name=name,
             entry=entry,
             nodes=MappingProxyType(nodes),
             edges=MappingProxyType(edges),
@@ -168,6 +169,13 @@ class _Checker:
             self.add(loc, f"entry {entry!r} is not a node of this graph{known}")
             return None
         return entry
+
+    def _name(self) -> str:
+        if isinstance(self.draft.name, str):
+            return self.draft.name
+        kind = "null" if self.draft.name is None else type(self.draft.name).__name__
+        self.add("name", f"must be a string, not {kind}")
+        return ""
 
     def _max_steps(self) -> int | None:
         value = self.draft.max_steps
@@ -321,8 +329,7 @@ class _Checker:
                 hint = _suggest(name, REDUCERS) if isinstance(name, str) else ""
                 self.add(f"{loc}.reducer", f"unknown reducer {name!r}{hint}; one of {known}")
                 continue
-            if name != "replace":
-                reducers[key] = name
+            reducers[key] = name  # "replace" too: declared, several writers may replace
         return reducers
 
     # -- graph shape -----------------------------------------------------------------------

@@ -26,7 +26,8 @@ class Settings(BaseModel):
     worker_function: str = Field(default="", description="worker Lambda name, for self-invoke")
     ws_endpoint: str = Field(default="", description="API Gateway Management API endpoint")
     toolkits: str = Field(
-        default="engine.toolkits.code_review", description="comma-separated toolkit modules"
+        default="engine.toolkits.code_review,engine.toolkits.basics",
+        description="comma-separated toolkit modules",
     )
     state_limit_bytes: int = Field(default=350_000, gt=0, le=380_000)
     max_steps: int = Field(default=100, gt=0, le=10_000)

@@ -23,7 +23,6 @@ from infra.cli_input import (
     json_argument,
     names_a_file,
     read_file,
-    read_json_file,
 )
 from infra.cli_tables import GRAPHS, RUNS, STEPS, TOOLS, Field, print_table
 from infra.client import (
@@ -35,10 +34,17 @@ from infra.client import (
 )
 from infra.credentials import LoginFailed
 from infra.progress import RunProgress
+from infra.project.graphs import is_module_reference, load_graph
+from infra.project.settings import (
+    Project,
+    ProjectError,
+    activate,
+    find_project,
+    toolkit_modules,
+)
 
 DEFAULT_API = "http://127.0.0.1:8000"
 DEFAULT_WS = "ws://127.0.0.1:8001"
-DEFAULT_TOOLKITS = "engine.toolkits.code_review,engine.toolkits.basics"
 
 
 # -- argument parsing ----------------------------------------------------------------------
@@ -115,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--json", action="store_true", help="print JSON for scripts")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_init(sub)
     _add_dev(sub)
     _add_login(sub)
     _add_graphs(sub)
@@ -133,6 +140,7 @@ a graph in this process, with no stack at all."""
 
 EPILOG = """\
 examples:
+  hopgraph init my-agent
   hopgraph dev
   hopgraph run examples/code_review.json --set code=@examples/sample_code.py -f
   hopgraph runs list
@@ -195,6 +203,29 @@ def _add_dev(sub: Subcommands[argparse.ArgumentParser]) -> None:
         "refused, as on AWS. Bad tokens are refused in both (default: %(default)s)",
     )
     dev.add_argument("--verbose", action="store_true", help="print every log line")
+    dev.add_argument("--toolkit", action="append", default=[], metavar="MODULE", help=TOOLKIT_HELP)
+
+
+TOOLKIT_HELP = (
+    "one more toolkit module to load (repeatable), beside the built-in toolkits, "
+    "$HOPGRAPH_TOOLKITS and the project's [tool.hopgraph] toolkits"
+)
+
+
+def _add_init(sub: Subcommands[argparse.ArgumentParser]) -> None:
+    init = _parser(
+        sub,
+        "init",
+        "start a project of your own",
+        "Write a new project into DIR: a toolkit with one tool and its test, a graph\n"
+        "that uses it (JSON and Python), pyproject.toml with its [tool.hopgraph]\n"
+        "settings, and template.yaml + samconfig.toml that deploy it with the engine.",
+        "  hopgraph init my-agent\n  hopgraph init . --name review_bot",
+    )
+    init.add_argument("dir", metavar="DIR", help="the project's folder (new, or empty)")
+    init.add_argument(
+        "--name", help="the project's Python package (default: DIR's name, as an identifier)"
+    )
 
 
 def _add_login(sub: Subcommands[argparse.ArgumentParser]) -> None:
@@ -229,18 +260,30 @@ def _add_graphs(sub: Subcommands[argparse.ArgumentParser]) -> None:
         "create, list and show graphs",
         "Create, list and show graphs. A graph is immutable: its id always means the\n"
         "same definition.",
-        "  hopgraph graphs create examples/code_review.json\n  hopgraph graphs list",
+        "  hopgraph graphs create examples/code_review.json\n  hopgraph graphs list\n"
+        "  hopgraph graphs push",
     ).add_subparsers(dest="action", required=True, metavar="ACTION")
     create = _parser(
         graphs,
         "create",
-        "create a graph from a JSON file",
-        "Create a graph from a JSON file, in any accepted dialect, and print its id.\n"
+        "create a graph from a JSON file or a Python module",
+        "Create a graph from a JSON file, in any accepted dialect, or from a graph in a\n"
+        "Python module (MODULE:NAME, a StateGraph of engine.builder), and print its id.\n"
         "A graph with the same content that exists already is reused, not copied.",
-        "  hopgraph graphs create examples/code_review.json",
+        "  hopgraph graphs create examples/code_review.json\n"
+        "  hopgraph graphs create my_project.graphs:review",
         (_api_options(),),
     )
-    create.add_argument("file", help="the graph definition (JSON)")
+    create.add_argument("file", metavar="GRAPH", help="a graph JSON file, or MODULE:NAME")
+    _parser(
+        graphs,
+        "push",
+        "create every graph of the project",
+        "Create every graph the project's pyproject.toml lists ([tool.hopgraph] graphs),\n"
+        "each reused if a graph with the same content exists, and print their ids.",
+        "  hopgraph graphs push\n  hopgraph graphs push --api https://abc.execute-api...",
+        (_api_options(),),
+    )
     _parser(
         graphs,
         "list",
@@ -276,7 +319,9 @@ def _add_run(sub: Subcommands[argparse.ArgumentParser]) -> None:
         "  hopgraph run examples/code_review.json --local --set code=@examples/sample_code.py",
         (_api_options(ws=True),),
     )
-    run.add_argument("target", metavar="GRAPH", help="a graph id (g_...), or a graph JSON file")
+    run.add_argument(
+        "target", metavar="GRAPH", help="a graph id (g_...), a graph JSON file, or MODULE:NAME"
+    )
     state = run.add_argument_group("initial state")
     state.add_argument(
         "--input",
@@ -317,7 +362,8 @@ def _add_run(sub: Subcommands[argparse.ArgumentParser]) -> None:
         "--toolkit",
         action="append",
         metavar="MODULE",
-        help=f"with --local: a toolkit module to load (repeatable; default: {DEFAULT_TOOLKITS})",
+        default=[],
+        help=f"with --local: {TOOLKIT_HELP}",
     )
 
 
@@ -437,8 +483,12 @@ def _initial_state(args: argparse.Namespace) -> dict[str, Any]:
 
 # -- commands ------------------------------------------------------------------------------
 def cmd_graphs(args: argparse.Namespace, out: Output, client: HopgraphClient) -> int:
+    if args.action == "push":
+        from infra.project.commands import push_graphs
+
+        return push_graphs(find_project(), out, client)
     if args.action == "create":
-        graph, created = client.find_or_create_graph(read_json_file(args.file))
+        graph, created = client.find_or_create_graph(load_graph(args.file))
         if out.as_json:
             out.data(graph)
         elif created:
@@ -530,9 +580,9 @@ def cmd_run(args: argparse.Namespace, out: Output, client: HopgraphClient) -> in
 
 def _graph_id(target: str, out: Output, client: HopgraphClient) -> str:
     """``run TARGET``'s graph: the id given, or the file's graph (reused if it exists)."""
-    if not names_a_file(target):
+    if not names_a_file(target) and not is_module_reference(target):
         return target
-    graph, created = client.find_or_create_graph(read_json_file(target))
+    graph, created = client.find_or_create_graph(load_graph(target))
     graph_id = str(graph["graph_id"])
     out.say(f"{'created' if created else 'reusing'} graph [bold]{graph_id}[/] of {target}")
     return graph_id
@@ -541,10 +591,10 @@ def _graph_id(target: str, out: Output, client: HopgraphClient) -> str:
 def _run_local(args: argparse.Namespace, state: dict[str, Any], out: Output) -> int:
     from infra.local_run import run_local
 
-    if not names_a_file(args.target):
+    if not names_a_file(args.target) and not is_module_reference(args.target):
         raise UsageError(f"--local runs a graph from a file, and there is no file {args.target}")
-    doc = read_json_file(args.target)
-    toolkits = args.toolkit or os.environ.get("HOPGRAPH_TOOLKITS", DEFAULT_TOOLKITS).split(",")
+    doc = load_graph(args.target)
+    toolkits = toolkit_modules(find_project(), args.toolkit, os.environ.get("HOPGRAPH_TOOLKITS"))
     return run_local(doc, args.target, state, toolkits, args.max_steps, out.console, out.as_json)
 
 
@@ -643,6 +693,15 @@ def _local(args: argparse.Namespace) -> str:
     return " ".join(words)
 
 
+def _project_defaults(args: argparse.Namespace, project: Project | None, argv: list[str]) -> None:
+    """The project's ``api`` and ``ws``, where neither an option nor the environment set one."""
+    for option, variable in (("api", "HOPGRAPH_API"), ("ws", "HOPGRAPH_WS")):
+        value = getattr(project, option, None)
+        given = any(a == f"--{option}" or a.startswith(f"--{option}=") for a in argv)
+        if value and not given and variable not in os.environ:
+            setattr(args, option, value)
+
+
 def _quiet_stdout() -> None:
     """After a closed pipe (``| head``): nothing more to say, and nothing at exit either
     (Python would report the failed flush of stdout)."""
@@ -652,6 +711,17 @@ def _quiet_stdout() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        project = find_project()
+    except ProjectError as exc:
+        _error(str(exc))
+        return 2
+    activate(project)
+    _project_defaults(args, project, sys.argv[1:] if argv is None else argv)
+    if args.command == "init":
+        from infra.project.init import cmd_init
+
+        return cmd_init(args)
     if args.command == "dev":
         from pathlib import Path
 
@@ -666,6 +736,9 @@ def main(argv: list[str] | None = None) -> int:
                 reset=args.reset,
                 verbose=args.verbose,
                 auth=args.auth,
+                toolkits=",".join(
+                    toolkit_modules(project, args.toolkit, os.environ.get("HOPGRAPH_TOOLKITS"))
+                ),
             )
         )
     from infra.credentials import token_for
@@ -675,7 +748,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args, out, client)
     except ApiUnreachable as exc:
-        local = args.command == "run" and names_a_file(args.target)
+        local = args.command == "run" and (
+            names_a_file(args.target) or is_module_reference(args.target)
+        )
         _error(_unreachable(exc, args), _local(args) if local else None)
     except ApiError as exc:
         _error(str(exc) + (SIGN_IN if exc.status == 401 else ""))

@@ -38,6 +38,8 @@ __all__ = [
 ]
 
 TEMPLATE_PATH = Path(__file__).resolve().parent.parent / "template.yaml"
+if not TEMPLATE_PATH.exists():  # an installed hopgraph: the copy shipped as package data
+    TEMPLATE_PATH = Path(__file__).resolve().parent / "project" / "data" / "template.yaml"
 
 Template = Mapping[str, Any]
 

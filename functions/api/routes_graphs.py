@@ -18,7 +18,8 @@ router = APIRouter(prefix="/graphs", tags=["graphs"], route_class=JsonRulesRoute
 GraphDocument = Annotated[
     dict[str, Any],
     Body(
-        description="A graph definition in any accepted dialect.",
+        description="A graph definition in any accepted dialect; a key it does not know, "
+        "anywhere in it, is refused.",
         openapi_examples=GRAPH_EXAMPLES,
     ),
 ]
@@ -52,8 +53,9 @@ def create_graph(
     """Validate a definition in any dialect and store its canonical form.
 
     A definition with problems is refused with 422, listing every problem with its location
-    in the document as sent. With `reuse=true`, a graph with the same canonical content is
-    answered (200) instead of creating a copy (201); its id is derived from the content."""
+    in the document as sent (a key the form does not have, too, with a "did you mean").
+    With `reuse=true`, a graph with the same canonical content is answered (200) instead of
+    creating a copy (201); its id is derived from the content."""
     if not reuse:
         record, _graph = service.create_graph(doc, owner=caller.sub)
         return GraphResource.from_record(record)

@@ -117,18 +117,20 @@ class StackProcess:
         ports: tuple[int, int, int] | None = None,
         data: Path | None = None,
         *options: str,
+        python: str = sys.executable,
+        cwd: Path = REPO,
     ) -> StackProcess:
         """Start the process without waiting for it: on ``ports`` (HTTP, WebSocket, moto;
         free ones unless given), keeping its data in ``data`` (a new temporary folder unless
-        given), with more ``hopgraph dev`` options."""
+        given), with more ``hopgraph dev`` options; run by ``python`` in the folder ``cwd``."""
         port, ws_port, moto_port = ports or free_ports(3)
         data = data or temporary_data_folder()
-        command = [sys.executable, "-m", "infra.cli", "dev", "--host", HOST]
+        command = [python, "-m", "infra.cli", "dev", "--host", HOST]
         command += ["--port", str(port), "--ws-port", str(ws_port), "--dispatch", dispatch]
         command += ["--moto-port", str(moto_port), "--data", str(data), *options]
         process = subprocess.Popen(
             command,
-            cwd=REPO,
+            cwd=cwd,
             env=stack_env(),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -452,7 +452,10 @@ TWO_WAYS_OUT = {
     ),
     "canonical branch without cases": (
         {"entry": "a", "nodes": {"a": {"tool": "fetch"}}, "branches": {"a": {"to": "END"}}},
-        [("branches.a.cases", 'must be a list: a branch needs at least one case {"when"')],
+        [
+            ("branches.a.cases", 'must be a list: a branch needs at least one case {"when"'),
+            ("branches.a.to", "unknown key 'to'"),
+        ],
     ),
     "canonical branch with no case": (
         {
@@ -585,12 +588,11 @@ def test_unknown_tools_are_not_checked_without_a_registry() -> None:
     assert build_graph(doc, None).nodes["a"].tool == "anything"
 
 
-def test_unknown_extra_fields_are_ignored() -> None:
+def test_unknown_fields_are_refused_each_where_it_is_written() -> None:
     # Given fields the engine does not know, at the top, on nodes, edges and branches
     doc = {
         "name": "review",
         "description": "a graph with extras",
-        "version": 3,
         "entry": "a",
         "nodes": {"a": {"tool": "fetch", "description": "first"}, "b": {"tool": "score", "x": 1}},
         "edges": {"a": "b"},
@@ -602,27 +604,29 @@ def test_unknown_extra_fields_are_ignored() -> None:
             }
         },
     }
-    # When it is built, Then it is accepted and the extras are gone from the canonical form
-    graph = build_graph(doc, TOOLS)
-    assert graph.name == "review"
-    assert graph.to_dict() == {
-        "name": "review",
-        "entry": "a",
-        "nodes": {"a": {"tool": "fetch"}, "b": {"tool": "score"}},
-        "edges": {"a": "b"},
-        "branches": {"b": {"cases": [{"when": "x > 1", "to": "END"}], "default": "a"}},
-    }
+    # When it is built, Then each is refused (tests/unit/test_graph_keys.py has the messages)
+    assert [p.location for p in problems_of(doc)] == [
+        "description",
+        "nodes.a.description",
+        "nodes.b.x",
+        "branches.b.cases[0].label",
+        "branches.b.y",
+    ]
 
 
-def test_dialect3_extra_fields_are_ignored() -> None:
+def test_dialect3_unknown_fields_are_refused() -> None:
     doc = {
         "name": "g",
-        "description": "d",
         "entry_point": "a",
         "nodes": [{"id": "a", "tool": "fetch", "label": "A", "position": {"x": 1}}],
         "edges": [{"source": "a", "target": "END", "id": "e1", "animated": True}],
     }
-    assert build_graph(doc, TOOLS).edges == {"a": ("END",)}
+    assert [p.location for p in problems_of(doc)] == [
+        "nodes[0].label",
+        "nodes[0].position",
+        "edges[0].id",
+        "edges[0].animated",
+    ]
 
 
 # -- immutability --------------------------------------------------------------------------------

@@ -374,7 +374,7 @@ def test_environment_values_pass_settings_validation(
     settings = read_settings(environ)
     # Then they validate, with the values the template means
     assert settings.dispatch == "sqs"
-    assert settings.toolkit_modules == ["engine.toolkits.code_review"]
+    assert settings.toolkit_modules == ["engine.toolkits.code_review", "engine.toolkits.basics"]
     assert (settings.state_limit_bytes, settings.max_steps) == (350_000, 100)
     assert settings.connection_ttl_seconds == 7_200
 
