@@ -48,7 +48,7 @@ def test_the_page_is_served_without_a_token(stack: ApiStack) -> None:
     reply = get(stack, "/ui", token=None)
     assert reply.status == 200
     assert reply.headers["content-type"].startswith("text/html")
-    assert '<script src="assets/app.js"' in reply.text
+    assert '<script src="ui/assets/app.js"' in reply.text
 
 
 def test_the_page_files_are_served_and_nothing_else(stack: ApiStack) -> None:

@@ -324,6 +324,7 @@ async function runPage(runId) {
     after = page.next_after;
   }
 
+  const graphTitle = `${await graphName(run.graph_id)} (${run.graph_id})`;
   const header = el("div", { class: "run-header" });
   const graphBox = el("div", { class: "graph", id: "run-graph" });
   const timeline = el("div", { class: "timeline", id: "timeline" });
@@ -356,11 +357,11 @@ async function runPage(runId) {
     // API has them: POST /runs/{id}/resume, /fork, /redrive.
     const failedTask = steps.flatMap((s) => (s ? stepTasks(s) : []))
       .find((t) => t.status === "failed" && t.error);
-    header.replaceChildren(
+    header.replaceChildren(...[
       el("h2", {}, "Run ", el("code", {}, runId), " ", badge(run.status)),
       el("dl", {},
         el("dt", {}, "graph"), el("dd", {}, el("a", { href: `#/graphs/${run.graph_id}` },
-          run.graph_id)),
+          graphTitle)),
         el("dt", {}, "started"), el("dd", {}, when(run.created_at)),
         el("dt", {}, "duration"), el("dd", {}, runDuration(run)),
         el("dt", {}, "steps"), el("dd", { id: "step-count" }, `${run.steps} of at most ${run.max_steps}`),
@@ -369,7 +370,7 @@ async function runPage(runId) {
       run.error ? el("div", { class: "error-box", id: "run-error", role: "alert" },
         el("strong", {}, "Error"),
         failedTask ? el("p", {}, `task ${failedTask.task}: `, el("code", {}, failedTask.error)) : null,
-        el("pre", {}, run.error)) : null);
+        el("pre", {}, run.error)) : null].filter(Boolean));
   };
 
   const marks = () => {
