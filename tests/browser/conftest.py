@@ -26,8 +26,8 @@ VIEWPORT = {"width": 1400, "height": 1000}
 
 
 def chromium_path() -> str:
-    found = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which(
-        "chromium-browser"
+    found = (
+        os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
     )
     if not found:
         pytest.fail("Debian's chromium is not installed: run `make chromium`")

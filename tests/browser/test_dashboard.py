@@ -41,6 +41,26 @@ BROKEN = {
     },
     "edges": {"prepare": "call", "call": "END"},
 }
+LONG_LOOP = {
+    "name": "long loop",
+    "entry": "tick",
+    "max_steps": 400,
+    "nodes": {"tick": {"tool": "increment", "settings": {"key": "count"}}},
+    "branches": {"tick": {"cases": [{"when": "count < 300", "to": "tick"}], "default": "END"}},
+}
+WIDE_MAP = {
+    "name": "wide map",
+    "entry": "grade",
+    "state": {"notes": {"reducer": "append"}},
+    "nodes": {
+        "grade": {
+            "tool": "fill",
+            "settings": {"key": "notes", "template": "graded $doc"},
+            "map": {"over": "docs", "as": "doc", "max_concurrency": 50},
+        }
+    },
+    "edges": {"grade": "END"},
+}
 LIVE = 30_000  # ms: the longest a page may take to show what a run did
 
 
@@ -126,10 +146,7 @@ def test_the_code_review_run_started_from_the_page_finishes_live(
     assert page.locator("#run-graph g.node.visited").count() >= len(CODE_REVIEW["nodes"])
     # And the run's end came over the WebSocket
     assert any(f.get("type") == "run" and f.get("status") == "completed" for f in frames)
-    shot = screenshot(page, "run-code-review")
-    if os.environ.get("UPDATE_DOCS_SCREENSHOT"):
-        DOCS_SCREENSHOT.parent.mkdir(exist_ok=True)
-        shutil.copyfile(shot, DOCS_SCREENSHOT)
+    screenshot(page, "run-code-review")
 
 
 def test_a_running_run_moves_on_the_page_as_its_tasks_commit(
@@ -191,7 +208,10 @@ def test_the_parallel_example_shows_its_lanes_and_each_task_s_updates(
     expect(detail.locator("table.tasks tbody tr")).to_have_count(4)
     expect(detail.locator("table.tasks")).to_contain_text('"graded b"')
     expect(detail.locator("table.diff tr.diff-changed")).to_contain_text("notes")
-    screenshot(page, "run-parallel")
+    shot = screenshot(page, "run-parallel")
+    if os.environ.get("UPDATE_DOCS_SCREENSHOT"):  # the README's picture of a run
+        DOCS_SCREENSHOT.parent.mkdir(exist_ok=True)
+        shutil.copyfile(shot, DOCS_SCREENSHOT)
 
 
 def test_the_runs_list_filters_by_status_and_the_tools_are_listed(
@@ -212,9 +232,8 @@ def test_the_runs_list_filters_by_status_and_the_tools_are_listed(
     expect(page.locator(f'tr[data-run="{done}"]')).to_have_count(0)
     expect(page.locator(f'tr[data-run="{failed}"]')).to_be_visible()
     assert all(
-        c == "status-failed" for c in page.locator("tbody tr").evaluate_all(
-            "rows => rows.map(r => r.className)"
-        )
+        c == "status-failed"
+        for c in page.locator("tbody tr").evaluate_all("rows => rows.map(r => r.className)")
     )
     # And the tools page lists the registered tools with what they read and write
     page.goto(f"{stack.api}/ui#/tools")
@@ -246,3 +265,46 @@ def test_signing_in_under_strict_auth(page: Page) -> None:
         expect(page.locator("#local-signin")).to_be_visible()
     finally:
         strict.stop()
+
+
+def test_a_long_run_draws_only_the_visible_rows_of_its_timeline(
+    stack: StackProcess, api: httpx.Client, page: Page
+) -> None:
+    # Given a finished run of 300 supersteps
+    run_id = start(api, create(api, LONG_LOOP), {})
+    run = wait_until_over(api, run_id, bound_s=180)
+    assert (run["status"], run["steps"]) == ("completed", 300)
+    # When its page is opened
+    page.goto(f"{stack.api}/ui#/runs/{run_id}")
+    expect(page.locator("#step-count")).to_have_text("300 of at most 400")
+    # Then the timeline is scrolled to the end, drawing only the rows in view
+    expect(page.locator('#timeline .row[data-seq="299"]')).to_be_visible()
+    assert page.locator("#timeline .row").count() < 60
+    # And scrolling to the top draws the first rows instead
+    page.locator("#timeline").evaluate("box => { box.scrollTop = 0; }")
+    expect(page.locator('#timeline .row[data-seq="0"]')).to_be_visible()
+    expect(page.locator('#timeline .row[data-seq="299"]')).to_have_count(0)
+    screenshot(page, "run-long")
+
+
+def test_a_wide_map_is_summarized_and_its_tasks_paged(
+    stack: StackProcess, api: httpx.Client, page: Page
+) -> None:
+    # Given a finished map over 250 items
+    docs = [f"d{i}" for i in range(250)]
+    run_id = start(api, create(api, WIDE_MAP), {"docs": docs})
+    assert wait_until_over(api, run_id, bound_s=180)["status"] == "completed"
+    # When its page is opened
+    page.goto(f"{stack.api}/ui#/runs/{run_id}")
+    # Then its superstep shows a few lanes and a summary of the rest
+    row = page.locator('#timeline .row[data-seq="0"]')
+    expect(row.locator(".lane")).to_have_count(12)
+    expect(row.locator(".lane-summary")).to_have_text("+238 more")
+    # And its tasks are listed a page at a time
+    row.locator(".lane").first.click()
+    tasks = page.locator("#step-detail table.tasks tbody tr")
+    expect(tasks).to_have_count(100)
+    page.click("#step-detail button.more")
+    expect(tasks).to_have_count(200)
+    expect(page.locator("#step-detail table.tasks")).to_contain_text('"graded d199"')
+    screenshot(page, "run-wide-map")

@@ -62,8 +62,16 @@ function duration(ms) {
   if (ms < 60000) return `${(ms / 1000).toFixed(1)} s`;
   return `${Math.floor(ms / 60000)} min ${Math.round((ms % 60000) / 1000)} s`;
 }
-function runDuration(run) {
-  const end = FINAL.has(run.status) ? Date.parse(run.updated_at) : Date.now();
+// From its start to its last change (or now, while it runs); ``last``: its last step, whose
+// end is later than the header's last change (the start of the step that ended it).
+function runDuration(run, last) {
+  let end = FINAL.has(run.status) ? Date.parse(run.updated_at) : Date.now();
+  if (last && FINAL.has(run.status)) {
+    // a step read from the log has started_at; a step event, the time it committed (ts)
+    const stepEnd = last.started_at ? Date.parse(last.started_at) + last.duration_ms
+      : Date.parse(last.ts);
+    if (!Number.isNaN(stepEnd)) end = Math.max(end, stepEnd);
+  }
   return duration(end - Date.parse(run.created_at));
 }
 const badge = (status) => el("span", { class: `badge status-${status}` }, status);
@@ -363,7 +371,7 @@ async function runPage(runId) {
         el("dt", {}, "graph"), el("dd", {}, el("a", { href: `#/graphs/${run.graph_id}` },
           graphTitle)),
         el("dt", {}, "started"), el("dd", {}, when(run.created_at)),
-        el("dt", {}, "duration"), el("dd", {}, runDuration(run)),
+        el("dt", {}, "duration"), el("dd", {}, runDuration(run, steps[steps.length - 1])),
         el("dt", {}, "steps"), el("dd", { id: "step-count" }, `${run.steps} of at most ${run.max_steps}`),
         session.me.admin ? [el("dt", {}, "owner"), el("dd", {}, run.owner || "")] : null),
       controls,
