@@ -126,6 +126,7 @@ def test_the_code_review_run_started_from_the_page_finishes_live(
 
     page.on("websocket", on_socket)
     page.goto(f"{stack.api}/ui#/graphs/{graph_id}")
+    assert f"dashboard  {stack.api}/ui\n" in stack.stdout  # the banner names it
     expect(page.locator("#graph-drawing svg")).to_be_visible()
     screenshot(page, "graph")
     page.evaluate("window.sameDocument = true")  # gone if the page reloads
@@ -258,9 +259,19 @@ def test_signing_in_under_strict_auth(page: Page) -> None:
         expect(page.locator("#user")).to_have_text("alice")
         expect(page.locator("h2")).to_have_text("Runs")
         expect(page.locator("table.runs")).to_contain_text("No runs yet")
+        # And alice's run is followed live over the WebSocket, with her token
+        token = page.evaluate("localStorage.getItem('hopgraph.token')")
+        headers = {"Authorization": f"Bearer {token}"}
+        with httpx.Client(base_url=strict.api, headers=headers, timeout=10.0) as alice:
+            run_id = start(alice, create(alice, SLOW_CHAIN), {})
+        page.goto(f"{strict.api}/ui#/runs/{run_id}")
+        expect(page.locator("#live")).to_have_text("live", timeout=LIVE)
+        expect(page.locator(".run-header .badge")).to_have_text("completed", timeout=LIVE)
+        expect(page.locator("#timeline .row")).to_have_count(2)
         # And a reload keeps the session; signing out asks again
         page.reload()
         expect(page.locator("#user")).to_have_text("alice")
+        expect(page.locator(".run-header .badge")).to_have_text("completed")
         page.click("text=sign out")
         expect(page.locator("#local-signin")).to_be_visible()
     finally:

@@ -85,7 +85,13 @@ function pre(value, limit = 20000) {
 function failure(error) {
   return el("p", { class: "error", role: "alert" }, error.message || String(error));
 }
+// Each view (and the sign-in form) is a generation; a view still loading when another
+// opens must not draw over it: its show() throws Stale, which route() ignores.
+let generation = 0;
+let viewGeneration = 0;
+class Stale extends Error {}
 function show(...nodes) {
+  if (viewGeneration !== generation) throw new Stale();
   const main = document.getElementById("main");
   main.replaceChildren(...nodes);
   return main;
@@ -105,6 +111,7 @@ async function localIssuer() {
 
 async function signIn(reason) {
   leave();
+  viewGeneration = ++generation;
   session.me = null;
   document.getElementById("who").replaceChildren();
   const message = el("p", { class: "error", role: "alert" }, reason || "");
@@ -164,6 +171,8 @@ function showWho() {
 async function route() {
   leave();
   leave = () => {};
+  const mine = ++generation;
+  viewGeneration = mine;
   if (!session.me) {
     try {
       session.me = await api("/me", { signingIn: true });
@@ -185,7 +194,7 @@ async function route() {
     else if (parts[0] === "tools") await toolsPage();
     else await runsPage(params);
   } catch (error) {
-    show(failure(error));
+    if (!(error instanceof Stale) && mine === generation) show(failure(error));
   }
 }
 window.addEventListener("hashchange", route);
@@ -212,7 +221,7 @@ async function runsPage(params) {
     location.hash = `#/runs?${query}`;
   } },
   el("label", {}, "Status ", el("select", { name: "status" },
-    ["", "running", "paused", "completed", "failed", "cancelled"].map((s) =>
+    ["", "running", "completed", "failed", "cancelled"].map((s) =>
       el("option", { value: s, selected: s === status }, s || "any")))),
   el("label", {}, "Graph ", el("select", { name: "graph" },
     el("option", { value: "" }, "any"))));
@@ -275,7 +284,9 @@ async function runsPage(params) {
     rows.append(...added);
     more.hidden = !cursor;
   };
+  const mine = generation;
   await refresh();
+  if (mine !== generation) return; // another view opened meanwhile
   const timer = setInterval(refresh, 3000); // the list follows new runs and status changes
   leave = () => clearInterval(timer);
 }
@@ -373,7 +384,8 @@ async function runPage(runId) {
         el("dt", {}, "started"), el("dd", {}, when(run.created_at)),
         el("dt", {}, "duration"), el("dd", {}, runDuration(run, steps[steps.length - 1])),
         el("dt", {}, "steps"), el("dd", { id: "step-count" }, `${run.steps} of at most ${run.max_steps}`),
-        session.me.admin ? [el("dt", {}, "owner"), el("dd", {}, run.owner || "")] : null),
+        session.me && session.me.admin ? [el("dt", {}, "owner"), el("dd", {}, run.owner || "")]
+          : null),
       controls,
       run.error ? el("div", { class: "error-box", id: "run-error", role: "alert" },
         el("strong", {}, "Error"),
