@@ -76,6 +76,7 @@ function runDuration(run, last) {
 }
 const badge = (status) => el("span", { class: `badge status-${status}` }, status);
 const json = (value) => JSON.stringify(value, null, 2);
+const clip = (text, limit) => (text.length > limit ? `${text.slice(0, limit)}…` : text);
 function pre(value, limit = 20000) {
   const text = json(value) ?? "undefined";
   if (text.length <= limit) return el("pre", {}, text);
@@ -388,8 +389,8 @@ async function runPage(runId) {
           : null),
       controls,
       run.error ? el("div", { class: "error-box", id: "run-error", role: "alert" },
-        el("strong", {}, "Error"),
-        failedTask ? el("p", {}, `task ${failedTask.task}: `, el("code", {}, failedTask.error)) : null,
+        el("strong", {}, "Error", failedTask ? ` in task ${failedTask.task}` : ""),
+        failedTask && failedTask.error !== run.error ? el("pre", {}, failedTask.error) : null,
         el("pre", {}, run.error)) : null].filter(Boolean));
   };
 
@@ -423,14 +424,16 @@ async function runPage(runId) {
   };
 
   // The timeline: one row per superstep, one lane per task; only visible rows are drawn.
-  const lane = (task, step) => el("button", {
+  const lane = (task, step, short) => el("button", {
     class: `lane status-${task.status}`, title: `${task.task} ${duration(task.duration_ms)}`,
     style: `flex-grow:${Math.max(1, Math.log10(1 + (task.duration_ms || 0)) * 4)}`,
     onclick: () => select(step.seq),
-  }, task.task, step.attempt > 1 ? ` ×${step.attempt}` : "");
+  }, short && task.index !== undefined ? `[${task.index}]` : task.task,
+  step.attempt > 1 ? ` ×${step.attempt}` : "");
   const timelineRow = (step, top) => {
     const tasks = stepTasks(step);
-    const shown = tasks.slice(0, LANES_SHOWN).map((t) => lane(t, step));
+    const wide = tasks.length > LANES_SHOWN; // a wide map's lanes show their item's index
+    const shown = tasks.slice(0, LANES_SHOWN).map((t) => lane(t, step, wide));
     if (tasks.length > LANES_SHOWN) {
       const failedCount = tasks.filter((t) => t.status === "failed").length;
       shown.push(el("span", { class: "lane-summary" }, `+${tasks.length - LANES_SHOWN} more`,
@@ -577,7 +580,8 @@ async function stepDetail(runId, run, seq) {
     const list = el("tbody");
     const addTasks = (tasks) => list.append(...tasks.map((t) => el("tr", { class: `status-${t.status}` },
       el("td", {}, t.task), el("td", {}, badge(t.status)), el("td", {}, duration(t.duration_ms)),
-      el("td", {}, t.attempt), el("td", {}, t.error ? el("code", { class: "error" }, t.error) : pre(t.updates, 4000)))));
+      el("td", {}, t.attempt), el("td", {}, t.error ? el("code", { class: "error" }, t.error)
+        : el("code", {}, clip(JSON.stringify(t.updates), 300))))));
     addTasks(step.task_details);
     let offset = step.task_details.length;
     const more = el("button", { class: "more", hidden: offset >= step.task_count, onclick: async () => {
@@ -587,9 +591,9 @@ async function stepDetail(runId, run, seq) {
       more.hidden = offset >= step.task_count || !page.task_details.length;
     } }, "More tasks");
     parts.push(el("h4", {}, `${step.task_count} tasks, each with its own updates`),
-      el("table", { class: "tasks" }, el("thead", {}, el("tr", {}, el("th", {}, "task"),
-        el("th", {}, "status"), el("th", {}, "took"), el("th", {}, "attempt"),
-        el("th", {}, "updates"))), list), more);
+      el("div", { class: "scroll" }, el("table", { class: "tasks" }, el("thead", {},
+        el("tr", {}, el("th", {}, "task"), el("th", {}, "status"), el("th", {}, "took"),
+          el("th", {}, "attempt"), el("th", {}, "updates"))), list)), more);
   }
   parts.push(el("h4", {}, "Updates (merged)"), pre(step.updates),
     el("h4", {}, "What changed in the state"), diff(before, step.state),
