@@ -12,6 +12,7 @@ import os
 import shutil
 import time
 from collections.abc import Iterator
+from itertools import pairwise
 from typing import Any
 
 import httpx
@@ -31,6 +32,13 @@ SLOW_CHAIN = {
     "entry": "fetch",
     "nodes": {name: {"tool": "wait", "settings": {"ms": 1500}} for name in ("fetch", "parse")},
     "edges": {"fetch": "parse", "parse": "END"},
+}
+STEPS = [f"step{i}" for i in range(8)]
+LONGER_CHAIN = {  # long enough to be cancelled while it runs
+    "name": "longer chain",
+    "entry": STEPS[0],
+    "nodes": {name: {"tool": "wait", "settings": {"ms": 1500}} for name in STEPS},
+    "edges": {**dict(pairwise(STEPS)), STEPS[-1]: "END"},
 }
 BROKEN = {
     "name": "broken",
@@ -319,3 +327,19 @@ def test_a_wide_map_is_summarized_and_its_tasks_paged(
     expect(tasks).to_have_count(200)
     expect(page.locator("#step-detail table.tasks")).to_contain_text('"graded d199"')
     screenshot(page, "run-wide-map")
+
+
+def test_a_running_run_is_cancelled_from_its_page(
+    stack: StackProcess, api: httpx.Client, page: Page
+) -> None:
+    # Given a slow run, open on its page while it runs
+    run_id = start(api, create(api, LONGER_CHAIN), {})
+    page.goto(f"{stack.api}/ui#/runs/{run_id}")
+    expect(page.locator("#running .lane")).to_be_visible(timeout=LIVE)
+    # When Cancel is pressed and confirmed
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#cancel")
+    # Then the run is cancelled, on the page and in the API, and the button is gone
+    expect(page.locator(".run-header .badge")).to_have_text("cancelled", timeout=LIVE)
+    expect(page.locator("#cancel")).to_have_count(0)
+    assert wait_until_over(api, run_id)["status"] == "cancelled"

@@ -362,19 +362,15 @@ async function runPage(runId) {
   let selected = null;
   const renderHeader = () => {
     const controls = el("div", { class: "controls" });
-    if (run.status === "running") {
-      controls.append(el("button", { id: "cancel", onclick: async () => {
-        if (!confirm(`Cancel run ${runId}?`)) return;
-        try {
-          run = await api(`/runs/${runId}/cancel`, { method: "POST" });
-          update();
-        } catch (error) {
-          controls.append(failure(error));
-        }
-      } }, "Cancel"));
-    }
-    // Resume (a paused run's question and its answer), fork and redrive go here when the
-    // API has them: POST /runs/{id}/resume, /fork, /redrive.
+    const act = async (call) => {
+      try {
+        run = await call();
+        update();
+      } catch (error) {
+        controls.append(failure(error));
+      }
+    };
+    controls.append(...RUN_CONTROLS.map((control) => control(run, act)).filter(Boolean));
     const failedTask = steps.flatMap((s) => (s ? stepTasks(s) : []))
       .find((t) => t.status === "failed" && t.error);
     header.replaceChildren(...[
@@ -507,6 +503,18 @@ async function runPage(runId) {
   leave = follow(runId, steps.length - 1, { step: addStep, run: onRun }, live, () => run);
 }
 
+// What a person can do to a run: each entry answers a control for the run (or null).
+// ``act(call)`` runs ``call`` (an API request answering the run) and redraws the page.
+// Resume (a paused run's question, answered with POST /runs/{id}/resume), fork and redrive
+// (POST /runs/{id}/fork, /redrive) join this list when the API has them.
+const RUN_CONTROLS = [
+  (run, act) => run.status !== "running" ? null : el("button", { id: "cancel", onclick: () => {
+    if (confirm(`Cancel run ${run.run_id}?`)) {
+      act(() => api(`/runs/${run.run_id}/cancel`, { method: "POST" }));
+    }
+  } }, "Cancel"),
+];
+
 function follow(runId, after, handlers, live, current) {
   let socket = null;
   let closed = false;
@@ -595,6 +603,7 @@ async function stepDetail(runId, run, seq) {
         el("tr", {}, el("th", {}, "task"), el("th", {}, "status"), el("th", {}, "took"),
           el("th", {}, "attempt"), el("th", {}, "updates"))), list)), more);
   }
+  // A model task's messages and, while it streams, its tokens go here when steps carry them.
   parts.push(el("h4", {}, "Updates (merged)"), pre(step.updates),
     el("h4", {}, "What changed in the state"), diff(before, step.state),
     el("details", {}, el("summary", {}, "State after this step"), pre(step.state)));
