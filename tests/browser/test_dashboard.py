@@ -226,15 +226,20 @@ def test_the_parallel_example_shows_its_lanes_and_each_task_s_updates(
 def test_the_runs_list_filters_by_status_and_the_tools_are_listed(
     stack: StackProcess, api: httpx.Client, page: Page
 ) -> None:
-    # Given a failed run and a completed one
+    # Given the runs list, open
+    page.goto(f"{stack.api}/ui#/runs")
+    expect(page.locator("table.runs")).to_be_visible()
+    page.evaluate("window.sameDocument = true")
+    # When a run fails and another completes
     failed = start(api, create(api, BROKEN), {})
     done = start(api, create(api, PARALLEL), {"docs": ["x"]})
     wait_until_over(api, failed)
     wait_until_over(api, done)
-    # Then the runs list shows both, the failed one standing out
-    page.goto(f"{stack.api}/ui#/runs")
+    # Then the list shows both without a reload, the failed one standing out
     expect(page.locator(f'tr[data-run="{failed}"]')).to_have_class("status-failed")
     expect(page.locator(f'tr[data-run="{done}"]')).to_contain_text("parallel research")
+    expect(page.locator(f'tr[data-run="{done}"] td.num')).to_have_text("4")
+    assert page.evaluate("window.sameDocument") is True
     screenshot(page, "runs")
     # And filtering by status keeps the failed runs only
     page.select_option("select[name=status]", "failed")

@@ -252,8 +252,9 @@ async function runsPage(params) {
     const name = el("td");
     graphName(run.graph_id).then((n) => { name.textContent = n; });
     const known = steps.get(run.run_id);
-    if (known && known[0] === run.updated_at) count.textContent = known[1];
-    else api(`/runs/${run.run_id}`).then((r) => {
+    // a finished run's count is read once; a running run's, at each refresh
+    if (known) count.textContent = known[1];
+    if (!(known && known[0] === run.updated_at && FINAL.has(run.status))) api(`/runs/${run.run_id}`).then((r) => {
       steps.set(run.run_id, [run.updated_at, r.steps]);
       count.textContent = r.steps;
     }, () => {});
