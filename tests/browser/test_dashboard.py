@@ -287,6 +287,14 @@ def test_signing_in_under_strict_auth(page: Page) -> None:
         expect(page.locator(".run-header .badge")).to_have_text("completed")
         page.click("text=sign out")
         expect(page.locator("#local-signin")).to_be_visible()
+        # And an admin sees everyone's runs, with their owners
+        form.locator("input[name=user]").fill("ops")
+        form.locator("input[name=admin]").check()
+        form.locator("button[type=submit]").click()
+        expect(page.locator("#user")).to_have_text("ops (admin)")
+        page.goto(f"{strict.api}/ui#/runs")
+        expect(page.locator(f'tr[data-run="{run_id}"] td').last).to_have_text("alice")
+        screenshot(page, "runs-admin")
     finally:
         strict.stop()
 

@@ -87,12 +87,16 @@ function failure(error) {
   return el("p", { class: "error", role: "alert" }, error.message || String(error));
 }
 // Each view (and the sign-in form) is a generation; a view still loading when another
-// opens must not draw over it: its show() throws Stale, which route() ignores.
+// opens must not draw over it: the show() it was given throws Stale, which route() ignores.
 let generation = 0;
-let viewGeneration = 0;
 class Stale extends Error {}
+function showFor(mine) {
+  return (...nodes) => {
+    if (mine !== generation) throw new Stale();
+    return show(...nodes);
+  };
+}
 function show(...nodes) {
-  if (viewGeneration !== generation) throw new Stale();
   const main = document.getElementById("main");
   main.replaceChildren(...nodes);
   return main;
@@ -112,7 +116,7 @@ async function localIssuer() {
 
 async function signIn(reason) {
   leave();
-  viewGeneration = ++generation;
+  generation += 1;
   session.me = null;
   document.getElementById("who").replaceChildren();
   const message = el("p", { class: "error", role: "alert" }, reason || "");
@@ -173,7 +177,7 @@ async function route() {
   leave();
   leave = () => {};
   const mine = ++generation;
-  viewGeneration = mine;
+  const view = showFor(mine);
   if (!session.me) {
     try {
       session.me = await api("/me", { signingIn: true });
@@ -190,10 +194,10 @@ async function route() {
     link.classList.toggle("active", link.dataset.view === parts[0]);
   }
   try {
-    if (parts[0] === "runs" && parts[1]) await runPage(parts[1]);
-    else if (parts[0] === "graphs") await graphsPage(parts[1]);
-    else if (parts[0] === "tools") await toolsPage();
-    else await runsPage(params);
+    if (parts[0] === "runs" && parts[1]) await runPage(parts[1], view);
+    else if (parts[0] === "graphs") await graphsPage(parts[1], view);
+    else if (parts[0] === "tools") await toolsPage(view);
+    else await runsPage(params, view);
   } catch (error) {
     if (!(error instanceof Stale) && mine === generation) show(failure(error));
   }
@@ -211,7 +215,7 @@ async function graphName(graphId) {
 }
 
 // -- Runs ------------------------------------------------------------------------------------
-async function runsPage(params) {
+async function runsPage(params, show) {
   const status = params.get("status") || "";
   const graph = params.get("graph") || "";
   const filters = el("form", { class: "filters", onchange: (event) => {
@@ -335,7 +339,7 @@ function stepTasks(step) {
 const nextNodes = (step) => (Array.isArray(step.next) ? step.next : step.next ? [step.next] : [])
   .filter((n) => n !== "END");
 
-async function runPage(runId) {
+async function runPage(runId, show) {
   let run = await api(`/runs/${encodeURIComponent(runId)}`);
   const mermaidDoc = await api(`/graphs/${encodeURIComponent(run.graph_id)}/mermaid?format=json`);
   const steps = []; // by seq
@@ -612,7 +616,7 @@ async function stepDetail(runId, run, seq) {
 }
 
 // -- Graphs ----------------------------------------------------------------------------------
-async function graphsPage(graphId) {
+async function graphsPage(graphId, show) {
   const list = el("ul", { class: "graph-list" });
   const more = el("button", { class: "more", hidden: true }, "Load more");
   const pane = el("div", { class: "graph-pane" });
@@ -668,7 +672,7 @@ async function graphsPage(graphId) {
 }
 
 // -- Tools -----------------------------------------------------------------------------------
-async function toolsPage() {
+async function toolsPage(show) {
   const { tools } = await api("/tools");
   show(el("h2", {}, "Tools"), el("table", { class: "tools" },
     el("thead", {}, el("tr", {}, el("th", {}, "tool"), el("th", {}, "description"),
