@@ -241,6 +241,8 @@ def test_the_runs_list_filters_by_status_and_the_tools_are_listed(
     expect(page.locator(f'tr[data-run="{done}"] td.num')).to_have_text("4")
     assert page.evaluate("window.sameDocument") is True
     screenshot(page, "runs")
+    # And the graph filter offers the graphs of runs that appeared since the page opened
+    expect(page.locator("select[name=graph] option", has_text="broken")).to_have_count(1)
     # And filtering by status keeps the failed runs only
     page.select_option("select[name=status]", "failed")
     expect(page.locator(f'tr[data-run="{done}"]')).to_have_count(0)

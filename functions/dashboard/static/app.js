@@ -254,7 +254,13 @@ async function runsPage(params, show) {
   const row = (run) => {
     const count = el("td", { class: "num" });
     const name = el("td");
-    graphName(run.graph_id).then((n) => { name.textContent = n; });
+    graphName(run.graph_id).then((n) => {
+      name.textContent = n;
+      const options = [...filters.graph.options].map((o) => o.value);
+      if (!options.includes(run.graph_id)) { // a graph created since the page opened
+        filters.graph.append(el("option", { value: run.graph_id }, `${n} (${run.graph_id})`));
+      }
+    });
     const known = steps.get(run.run_id);
     // a finished run's count is read once; a running run's, at each refresh
     if (known) count.textContent = known[1];
