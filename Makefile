@@ -163,9 +163,12 @@ build-EngineLayer:
 build-ApiFunction: $(DASHBOARD_FILES)
 	$(call copy-package,functions,$(ARTIFACTS_DIR))
 
+# The other functions never serve the dashboard: its files stay out of their packages.
 build-WorkerFunction build-StarterFunction build-WebSocketFunction build-DeadLetterFunction:
 	$(call copy-package,functions,$(ARTIFACTS_DIR))
+	rm -rf $(ARTIFACTS_DIR)/functions/dashboard
 
 # The WebSocket authorizer ships the same package; it imports only functions/auth/.
 build-WebSocketAuthorizerFunction:
 	$(call copy-package,functions,$(ARTIFACTS_DIR))
+	rm -rf $(ARTIFACTS_DIR)/functions/dashboard
