@@ -6,7 +6,7 @@ PORT ?= 8000
 WS_PORT ?= 8001
 LAYER_LOCK := layers/deps/requirements.txt
 
-.PHONY: dev test lint typecheck unit bench clean
+.PHONY: dev test lint typecheck unit bench clean dashboard chromium
 .PHONY: tools template-checks sam-validate cfn-lint sam-build lock
 .PHONY: build-DepsLayer build-EngineLayer build-ApiFunction build-WorkerFunction
 .PHONY: build-StarterFunction build-WebSocketFunction build-DeadLetterFunction build-SweeperFunction
@@ -25,7 +25,35 @@ $(VENV)/.installed: pyproject.toml $(LAYER_LOCK) | $(BIN)/activate
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
-dev: $(VENV)/.installed
+# ---------------------------------------------------------------- dashboard (/ui)
+# Mermaid, pinned in package-lock.json, installed by `npm ci` and copied beside the page's own
+# files (functions/dashboard/static/vendor/, gitignored) with a gzipped copy the API serves to
+# browsers; the Lambda package ships that folder with functions/.
+DASHBOARD_VENDOR := functions/dashboard/static/vendor
+DASHBOARD_FILES := $(DASHBOARD_VENDOR)/mermaid.min.js $(DASHBOARD_VENDOR)/mermaid.min.js.gz
+
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(DASHBOARD_VENDOR)/mermaid.min.js: node_modules/.package-lock.json
+	mkdir -p $(DASHBOARD_VENDOR)
+	cp node_modules/mermaid/dist/mermaid.min.js $@
+
+$(DASHBOARD_VENDOR)/mermaid.min.js.gz: $(DASHBOARD_VENDOR)/mermaid.min.js
+	gzip -9 -n -c $< > $@
+
+dashboard: $(DASHBOARD_FILES)
+
+# The browser tests drive Debian's Chromium (Playwright's own browser download is not used):
+# installed when missing (CI runs as root), left alone when present.
+CHROMIUM ?= $(shell command -v chromium || command -v chromium-browser)
+chromium:
+	@if [ -z "$(CHROMIUM)" ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	fi
+
+dev: $(VENV)/.installed dashboard
 	$(BIN)/hopgraph dev --port $(PORT) --ws-port $(WS_PORT)
 
 lint: $(VENV)/.installed
@@ -35,7 +63,7 @@ lint: $(VENV)/.installed
 typecheck: $(VENV)/.installed
 	$(BIN)/mypy
 
-unit: $(VENV)/.installed
+unit: $(VENV)/.installed dashboard chromium
 	$(BIN)/pytest
 
 test: lint typecheck template-checks unit
@@ -45,7 +73,8 @@ bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/engine_vs_langgraph.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .aws-sam
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .aws-sam node_modules \
+		$(DASHBOARD_VENDOR) test-artifacts
 
 # ---------------------------------------------------------------- template checks
 # SAM CLI pins old boto3 and pydantic, so it lives in its own tool venv, never in $(VENV).
@@ -131,9 +160,15 @@ build-DepsLayer:
 build-EngineLayer:
 	$(call copy-package,engine,$(ARTIFACTS_DIR)/python)
 
-build-ApiFunction build-WorkerFunction build-StarterFunction build-WebSocketFunction build-DeadLetterFunction build-SweeperFunction:
+build-ApiFunction: $(DASHBOARD_FILES)
 	$(call copy-package,functions,$(ARTIFACTS_DIR))
+
+# The other functions never serve the dashboard: its files stay out of their packages.
+build-WorkerFunction build-StarterFunction build-WebSocketFunction build-DeadLetterFunction build-SweeperFunction:
+	$(call copy-package,functions,$(ARTIFACTS_DIR))
+	rm -rf $(ARTIFACTS_DIR)/functions/dashboard
 
 # The WebSocket authorizer ships the same package; it imports only functions/auth/.
 build-WebSocketAuthorizerFunction:
 	$(call copy-package,functions,$(ARTIFACTS_DIR))
+	rm -rf $(ARTIFACTS_DIR)/functions/dashboard

@@ -32,7 +32,9 @@ def _label(text: str) -> str:
     )
 
 
-def _mermaid_ids(graph: Graph) -> dict[str, str]:
+def mermaid_ids(graph: Graph) -> dict[str, str]:
+    """Each node's id in the Mermaid text (``END``'s too): the node's own name when Mermaid
+    takes it as an id, else a generated ``node_N``. Clients that style a drawn node need it."""
     ids = {END: _END}
     taken = set(graph.nodes)
     counter = 0
@@ -49,7 +51,7 @@ def _mermaid_ids(graph: Graph) -> dict[str, str]:
 
 def to_mermaid(graph: Graph) -> str:
     """Render ``graph`` as a Mermaid ``flowchart TD``."""
-    ref = _mermaid_ids(graph)
+    ref = mermaid_ids(graph)
     lines = ["flowchart TD", f"    {_START}([start])", f"    {_END}([end])"]
     for node in graph.nodes.values():
         text = f"{_label(node.id)}<br/><i>{_label(node.tool)}</i>"

@@ -25,6 +25,7 @@ class Settings(BaseModel):
     dispatch: Literal["sqs", "lambda"] = Field(default="sqs", description="how hops travel")
     worker_function: str = Field(default="", description="worker Lambda name, for self-invoke")
     ws_endpoint: str = Field(default="", description="API Gateway Management API endpoint")
+    ws_url: str = Field(default="", description="the WebSocket API's URL, as clients connect")
     toolkits: str = Field(
         default="engine.toolkits.code_review,engine.toolkits.basics",
         description="comma-separated toolkit modules",

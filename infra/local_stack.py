@@ -224,6 +224,7 @@ class LocalStack:
             HOPGRAPH_RUN_REQUESTS_DLQ_URL=self.queue_urls["RunRequestsDLQ"],
             HOPGRAPH_DISPATCH=self.config.dispatch,
             HOPGRAPH_WORKER_FUNCTION=WORKER_FUNCTION,
+            HOPGRAPH_WS_URL=self.ws_url,
             HOPGRAPH_TOOLKITS=self.config.toolkits,
             POWERTOOLS_SERVICE_NAME="hopgraph",
             POWERTOOLS_METRICS_NAMESPACE="Hopgraph",
@@ -322,6 +323,7 @@ def banner(stack: LocalStack) -> str:
         [
             "hopgraph local stack is up",
             f"  HTTP API   http://{cfg.host}:{cfg.port}   (docs: http://{cfg.host}:{cfg.port}/docs)",
+            f"  dashboard  http://{cfg.host}:{cfg.port}/ui",
             f"  WebSocket  {stack.ws_url}   (also ws://{cfg.host}:{cfg.port}/ws/{{run_id}})",
             f"  moto       {stack.moto_endpoint}   (DynamoDB and SQS; AWS_ENDPOINT_URL for boto3)",
             f"  data       {cfg.data.resolve()}   ({_restored(stack.restored)})",

@@ -18,7 +18,7 @@ from pydantic import (
 )
 
 from engine.events import iso
-from engine.ports import GraphRecord, RunRecord, RunStatus, StepRecord
+from engine.ports import GraphRecord, RunRecord, RunStatus, StepRecord, TaskRecord
 from engine.validation import MAX_STEPS_CEILING
 from functions.api.examples import (
     CANONICAL,
@@ -100,11 +100,21 @@ class GraphPage(BaseModel):
 
 class MermaidDocument(BaseModel):
     model_config = _examples(
-        {"graph_id": EXAMPLE_GRAPH_ID, "mermaid": "flowchart TD\n    __start__([start])\n"}
+        {
+            "graph_id": EXAMPLE_GRAPH_ID,
+            "mermaid": "flowchart TD\n    __start__([start])\n",
+            "node_ids": {"extract": "extract", "END": "__end__"},
+        }
     )
 
     graph_id: str
     mermaid: str = Field(description="A Mermaid `flowchart TD`.")
+    node_ids: dict[str, str] = Field(
+        default_factory=dict,
+        description="Each node's id in `mermaid` (`END`'s too): the node's name when Mermaid "
+        "takes it as an id, else a generated one. Use it to style drawn nodes "
+        "(`class ID name`).",
+    )
 
 
 # -- runs -----------------------------------------------------------------------------------
@@ -160,6 +170,9 @@ class RunSummary(BaseModel):
     error: str | None
     created_at: Timestamp
     updated_at: Timestamp
+    owner: str | None = Field(
+        default=None, description="Who started it (the token's `sub`); admins see every owner."
+    )
 
     @classmethod
     def from_record(cls, run: RunRecord) -> RunSummary:
@@ -170,6 +183,7 @@ class RunSummary(BaseModel):
             error=run.error,
             created_at=iso(run.created_at),
             updated_at=iso(run.updated_at),
+            owner=run.owner,
         )
 
 
@@ -180,6 +194,7 @@ _RUN_EXAMPLE: dict[str, Any] = {
     "error": None,
     "created_at": EXAMPLE_TIME,
     "updated_at": EXAMPLE_TIME,
+    "owner": "alice",
 }
 
 
@@ -279,6 +294,46 @@ class LogEntry(BaseModel):
         return cls.model_validate(entry)
 
 
+class TaskDetail(TaskSummary):
+    """One task of a superstep with what it returned."""
+
+    updates: dict[str, Any] = Field(description="The task's own updates, before the merge.")
+    attempt: int
+    started_at: Timestamp
+
+
+class StepDetail(LogEntry):
+    """One committed superstep: the log entry, the state after it, and its tasks' updates."""
+
+    state: State = Field(description="The state after this superstep.")
+    task_details: list[TaskDetail] = Field(
+        default_factory=list,
+        description="A superstep of several tasks: a page of its tasks with their own "
+        "updates, in merge order (`task_offset`, `task_limit`).",
+    )
+    task_count: int = Field(description="How many tasks the superstep ran (1 for a chain step).")
+
+    @classmethod
+    def from_records(
+        cls, step: StepRecord, tasks: list[TaskRecord], offset: int, limit: int
+    ) -> StepDetail:
+        entry = LogEntry.from_record(step).model_dump()
+        by_key = {t.key: t for t in tasks}
+        order = [t["task"] for t in step.tasks] or sorted(by_key)
+        details = [
+            TaskDetail(
+                **task.summary(),
+                updates=task.updates,
+                attempt=task.attempt,
+                started_at=iso(task.started_at),
+            )
+            for key in order[offset : offset + limit]
+            if (task := by_key.get(key)) is not None
+        ]
+        count = len(step.tasks) or 1
+        return cls(**entry, state=step.state, task_details=details, task_count=count)
+
+
 class StepPage(BaseModel):
     """A page of the execution log, in step order."""
 
@@ -318,6 +373,21 @@ class ToolList(BaseModel):
     )
 
     tools: list[ToolDescription]
+
+
+class Me(BaseModel):
+    """Who the token says the caller is, and where to follow runs live."""
+
+    model_config = _examples(
+        {"user": "alice", "admin": False, "websocket_url": "wss://abc123.example/prod"}
+    )
+
+    user: str = Field(description="The token's `sub`: the owner of what the caller creates.")
+    admin: bool = Field(description="Whether the caller sees every owner's graphs and runs.")
+    websocket_url: str | None = Field(
+        description="The WebSocket API to subscribe to runs on (connect with `?token=`); "
+        "null when the deployment does not say."
+    )
 
 
 class Health(BaseModel):

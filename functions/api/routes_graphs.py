@@ -104,11 +104,12 @@ def get_mermaid(
     caller: CurrentCaller,
     format: Annotated[Literal["text", "json"], Query(description="text/plain or JSON")] = "text",
 ) -> Response:
-    from engine.mermaid import to_mermaid  # only this route needs it
+    from engine.mermaid import mermaid_ids, to_mermaid  # only this route needs them
 
     visible_graph(service, caller, graph_id)
-    text = to_mermaid(service.graph(graph_id))
+    graph = service.graph(graph_id)
+    text = to_mermaid(graph)
     if format == "json":
-        doc = MermaidDocument(graph_id=graph_id, mermaid=text)
+        doc = MermaidDocument(graph_id=graph_id, mermaid=text, node_ids=mermaid_ids(graph))
         return Response(doc.model_dump_json(), media_type="application/json")
     return PlainTextResponse(text)

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Path, Query, Response
 
+from engine.errors import NotFoundError
 from engine.ports import RunStatus
 from functions.api.deps import CurrentCaller, Service, start_owned_run, visible_run
 from functions.api.errors import error_responses
@@ -18,6 +19,7 @@ from functions.api.models import (
     RunResource,
     RunStartRequest,
     RunSummary,
+    StepDetail,
     StepPage,
 )
 from functions.api.routes_graphs import Cursor, Limit
@@ -121,6 +123,32 @@ def list_steps(
     # The store's cursor is opaque; the API pages by seq, which callers can reason about.
     next_after = items[-1].seq if page.cursor is not None and items else None
     return StepPage(items=items, next_after=next_after)
+
+
+@router.get(
+    "/{run_id}/steps/{seq}",
+    response_model=StepDetail,
+    responses=error_responses(404, 422),
+    summary="Read one step with its state and its tasks' updates",
+)
+def get_step(
+    run_id: RunId,
+    seq: Annotated[int, Path(ge=0, le=1_000_000, description="The step's `seq`")],
+    service: Service,
+    caller: CurrentCaller,
+    task_offset: Annotated[int, Query(ge=0, description="First task of the page")] = 0,
+    task_limit: Annotated[int, Query(ge=1, le=500, description="Tasks per page")] = 100,
+) -> StepDetail:
+    """The log entry of step `seq`, the state after it, and, for a superstep of several
+    tasks, a page of its tasks with the updates each returned before the merge. The state
+    before it is step `seq - 1`'s (the run's `input` for step 0). 404 if the step is not
+    committed (yet)."""
+    visible_run(service, caller, run_id)
+    step = service.store.get_step(run_id, seq)
+    if step is None:
+        raise NotFoundError("step", str(seq))
+    tasks = service.store.list_tasks(run_id, seq) if step.tasks else []
+    return StepDetail.from_records(step, tasks, task_offset, task_limit)
 
 
 @router.post(

@@ -270,7 +270,8 @@ def test_mermaid_is_text_by_default_and_json_on_request(stack: ApiStack) -> None
     assert "    evaluate -->|else| improve\n" in text.text
     as_json = stack.call("http_graph_mermaid", path=path, query={"format": "json"})
     assert as_json.status == 200
-    assert as_json.json() == {"graph_id": graph_id, "mermaid": text.text}
+    ids = {node: node for node in examples.CANONICAL["nodes"]} | {"END": "__end__"}
+    assert as_json.json() == {"graph_id": graph_id, "mermaid": text.text, "node_ids": ids}
     bad = stack.call("http_graph_mermaid", path=path, query={"format": "svg"})
     assert bad.status == 422
     assert [loc for loc, _ in bad.problems] == ["query.format"]

@@ -84,7 +84,8 @@ def test_openapi_declares_every_route_and_the_error_shape(stack: ApiStack) -> No
         ("POST", "/graphs"), ("GET", "/graphs"), ("GET", "/graphs/{graph_id}"),
         ("GET", "/graphs/{graph_id}/mermaid"), ("POST", "/runs"), ("GET", "/runs"),
         ("GET", "/runs/{run_id}"), ("GET", "/runs/{run_id}/steps"),
-        ("POST", "/runs/{run_id}/cancel"), ("GET", "/tools"), ("GET", "/health"),
+        ("GET", "/runs/{run_id}/steps/{seq}"), ("POST", "/runs/{run_id}/cancel"),
+        ("GET", "/tools"), ("GET", "/me"), ("GET", "/health"),
         ("POST", "/graph/create"), ("POST", "/graph/run"), ("GET", "/graph/state/{run_id}"),
         ("GET", "/graph/logs/{run_id}"),
     }  # fmt: skip

@@ -295,6 +295,8 @@ def test_http_api_routes_everything_to_the_api_function() -> None:
         "GET /docs",
         "GET /redoc",
         "GET /docs/assets/{file}",
+        "GET /ui",
+        "GET /ui/assets/{file}",
     ]
     assert all(not f["http_routes"] for n, f in functions.items() if n != "ApiFunction")
 
