@@ -71,7 +71,7 @@ class InProcessRunner:
         run_id = run_id or "r_" + uuid.uuid4().hex[:24]
         limit = max_steps or graph.max_steps or DEFAULT_MAX_STEPS
         limits = Limits(limit, self.state_limit_bytes)
-        state = dict(input or {})
+        state = graph.start_state(input or {})
         if not graph.is_chain:
             return self._run_supersteps(run_id, graph, graph_id, state, limit)
         self._start(run_id, graph, graph_id, state, limit)

@@ -20,12 +20,14 @@ from engine.ports import RunEnd
 from engine.reducers import ReducerError
 from engine.superstep import (
     NO_JOINS,
+    Plan,
     Task,
     TaskResult,
     close_superstep,
-    plan_tasks,
+    plan_of,
     run_task,
 )
+from engine.tools import Send
 from engine.tools import ToolContext, Toolkit
 
 MAX_THREADS = 64
@@ -78,27 +80,30 @@ class SuperstepLoop:
 
     def run(self, state: dict[str, Any]) -> LoopResult:
         nodes: tuple[str, ...] = (self.graph.entry,)
+        sends: tuple[Send, ...] = ()
+        deferred: tuple[str, ...] = ()
         joins = NO_JOINS
         log: list[dict[str, Any]] = []
         superstep = 0
         while True:
             try:
-                tasks = plan_tasks(self.graph, nodes, state)
+                plan = plan_of(self.graph, nodes, state, sends)
             except ReducerError as exc:
                 return LoopResult(state, RunEnd("failed", str(exc)), superstep, log)
-            results = self._run_tasks(tasks, state, superstep)
+            results = self._run_tasks(list(plan), state, superstep, plan)
             closed = close_superstep(
                 self.graph, state, joins, results, superstep, self.max_supersteps,
-                self.state_limit_bytes,
+                self.state_limit_bytes, deferred,
             )  # fmt: skip
             self._record(superstep, results, log)
             if closed.end is not None:
                 return LoopResult(closed.state, closed.end, superstep + 1, log)
             state, nodes, joins = closed.state, closed.next_nodes, closed.joins
+            sends, deferred = closed.sends, closed.deferred
             superstep += 1
 
     def _run_tasks(
-        self, tasks: Sequence[Task], state: dict[str, Any], superstep: int
+        self, tasks: Sequence[Task], state: dict[str, Any], superstep: int, plan: Plan
     ) -> list[TaskResult]:
         caps = self._map_caps(tasks)
         gates = {node: threading.Semaphore(cap) for node, cap in caps.items()}
@@ -107,9 +112,9 @@ class SuperstepLoop:
             ctx = ToolContext(self.run_id, task.node, superstep)
             gate = gates.get(task.node)
             if gate is None:
-                return run_task(self.graph, self.tools, task, state, ctx)
+                return run_task(self.graph, self.tools, task, state, ctx, plan)
             with gate:
-                return run_task(self.graph, self.tools, task, state, ctx)
+                return run_task(self.graph, self.tools, task, state, ctx, plan)
 
         if len(tasks) <= 1:
             return [one(task) for task in tasks]
