@@ -27,8 +27,7 @@ from engine.superstep import (
     plan_of,
     run_task,
 )
-from engine.tools import Send
-from engine.tools import ToolContext, Toolkit
+from engine.tools import Send, ToolContext, Toolkit
 
 MAX_THREADS = 64
 """Threads one superstep may use; map caps (``max_concurrency``) apply within them."""
