@@ -82,13 +82,18 @@ class StepRecord:
     """The subscribers (connection ids) its events went to, as read before its commit; the
     next superstep's publisher posts it to a subscriber not among them that may have missed
     it (:class:`Audience`)."""
+    sends: tuple[dict[str, Any], ...] = ()
+    """The items the next superstep runs besides its nodes (``{"node", "payload"}``, in the
+    order sent): the next superstep's plan is this record's state, nodes and sends."""
+    deferred: tuple[str, ...] = ()
+    """Deferred nodes reached and still waiting for nothing else to be left to run."""
 
     @property
     def successors(self) -> tuple[str, ...]:
         """The nodes the next superstep runs (empty once the run is final)."""
         if self.run_status != "running":
             return ()
-        if self.next_nodes:
+        if self.next_nodes or self.sends:
             return self.next_nodes
         return (self.next_node,) if self.next_node not in (None, "END") else ()
 
@@ -134,6 +139,8 @@ class TaskRecord:
     error: str | None = None
     attempt: int = 1
     committed_by: str = ""
+    sends: tuple[dict[str, Any], ...] = ()
+    """The items its router or Command sent (``{"node", "payload"}``), in order."""
 
     @property
     def key(self) -> str:

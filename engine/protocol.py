@@ -110,7 +110,7 @@ from engine.superstep import (
     run_task,
     state_size,
 )
-from engine.tools import ToolContext, Toolkit
+from engine.tools import Send, ToolContext, Toolkit
 
 NOBODY_YET = Audience()
 """No subscribers read yet: the notifier reads them when it publishes."""
@@ -138,6 +138,7 @@ class Origin:
     joins: Joins
     planned: Plan
     audience: Audience = NOBODY_YET
+    deferred: tuple[str, ...] = ()
 
     @property
     def parallel(self) -> bool:
@@ -249,7 +250,7 @@ class HopProtocol:
         if origin is None:  # stray: no joins to carry; the caller drops the result
             origin = Origin(state, NO_JOINS, Plan({}))
         started = self.clock()
-        result = run_task(graph, self.tools, Task(hop.node, hop.index), state, ctx)
+        result = run_task(graph, self.tools, Task(hop.node, hop.index), state, ctx, origin.planned)
         closed, _ = self._closed(graph, origin, [result], hop)
         return self._close_record(hop, origin, closed, [result], started, ctx.attempt), closed.end
 
@@ -264,12 +265,14 @@ class HopProtocol:
             return "stale"
         ctx = ToolContext(hop.run_id, hop.node, hop.seq, attempt)
         started = self.clock()
-        result = run_task(graph, self.tools, Task(hop.node, hop.index), origin.state, ctx)
+        task = Task(hop.node, hop.index)
+        result = run_task(graph, self.tools, task, origin.state, ctx, origin.planned)
         record = TaskRecord(
             run_id=hop.run_id, seq=hop.seq, node=hop.node, index=hop.index, tool=result.tool,
             status="ok" if result.ok else "failed", updates=result.updates,
             targets=result.targets, started_at=started, duration_ms=result.duration_ms,
             error=result.error, attempt=attempt, committed_by=delivery_id,
+            sends=tuple(s.to_dict() for s in result.sends),
         )  # fmt: skip
         try:
             self.store.commit_task(record, counted=self._counted(graph, origin))
@@ -331,9 +334,10 @@ class HopProtocol:
         if len(tasks) < len(origin.planned):
             return "committed"
         results = [
-            TaskResult(Task(t.node, t.index), t.tool, t.updates, t.targets, t.duration_ms, t.error)
+            TaskResult(Task(t.node, t.index), t.tool, t.updates, t.targets, t.duration_ms, t.error,
+                       tuple(Send.from_dict(s) for s in t.sends))
             for t in tasks
-        ]
+        ]  # fmt: skip
         closed, _ = self._closed(graph, origin, results, hop)
         started = min(t.started_at for t in tasks)
         step = self._close_record(hop, origin, closed, results, started, 1, tasks)
@@ -348,12 +352,12 @@ class HopProtocol:
         over a non-list) and an empty plan end the run here."""
         closed = close_superstep(
             graph, origin.state, origin.joins, results, hop.seq, hop.max_steps,
-            self.config.state_limit_bytes,
+            self.config.state_limit_bytes, origin.deferred,
         )  # fmt: skip
         if closed.end is not None:
             return closed, []
         try:
-            planned = plan_tasks(graph, closed.next_nodes, closed.state)
+            planned = plan_tasks(graph, closed.next_nodes, closed.state, closed.sends)
         except ReducerError as exc:
             return replace(closed, next_nodes=(), end=RunEnd("failed", str(exc))), []
         if not planned:
@@ -376,7 +380,7 @@ class HopProtocol:
         # The step limit fails the run after a superstep that went fine (it still names what
         # would have run next); any other failure is the superstep's own.
         step_failed = failed is not None or (status == "failed" and not nodes)
-        single = len(nodes) == 1 and not tasks
+        single = len(nodes) == 1 and not tasks and not closed.sends
         names = sorted({r.task.node for r in ordered})
         return StepRecord(
             run_id=hop.run_id, seq=hop.seq, node=", ".join(names) or hop.node,
@@ -388,6 +392,7 @@ class HopProtocol:
             error=closed.end.error if closed.end is not None else None, attempt=attempt,
             run_status=status, next_nodes=() if single else nodes,
             joins={k: sorted(v) for k, v in closed.joins.items()},
+            sends=tuple(s.to_dict() for s in closed.sends), deferred=closed.deferred,
             tasks=tuple(t.summary() for t in sorted(tasks, key=lambda t: (t.node, t.index or 0)))
             if tasks else (),
         )  # fmt: skip
@@ -430,7 +435,7 @@ class HopProtocol:
 
     def _dispatch_after(self, graph: Graph, hop: Hop, step: StepRecord, *, recheck: bool) -> None:
         """Dispatch the hops of the superstep after ``step``."""
-        planned = plan_tasks(graph, step.successors, step.state)
+        planned = plan_tasks(graph, step.successors, step.state, step.sends)
         self._dispatch(hop.run_id, hop.graph_id, hop.max_steps, hop.seq + 1, graph, planned,
                        step.state, recheck=recheck)  # fmt: skip
 
@@ -472,20 +477,25 @@ class HopProtocol:
                 return None
             nodes: tuple[str, ...] = (self.graphs(run.graph_id).entry,)
             state, joins = run.input, NO_JOINS
+            sends: tuple[dict[str, Any], ...] = ()
+            deferred: tuple[str, ...] = ()
         else:
             previous = slot.previous
             if previous is None or previous.run_status != "running":
                 return None
             state, nodes = previous.state, previous.successors
             joins = {k: frozenset(v) for k, v in previous.joins.items()}
+            sends, deferred = previous.sends, previous.deferred
         graph = self.graphs(hop.graph_id)
-        if not all(node in graph.nodes for node in nodes):  # a hop claiming another graph
+        named = [*nodes, *deferred, *(s["node"] for s in sends)]
+        if not all(node in graph.nodes for node in named):  # a hop claiming another graph
             return None
         try:
-            planned = plan_of(graph, nodes, state)
+            planned = plan_of(graph, nodes, state, sends)
         except ReducerError:
             return None
-        origin = Origin(state, joins, planned, Audience(slot.subscribers, slot.previous))
+        audience = Audience(slot.subscribers, slot.previous)
+        origin = Origin(state, joins, planned, audience, deferred)
         task = Task(hop.node, hop.index)
         return origin if task in planned and origin.parallel == hop.parallel else None
 
@@ -540,7 +550,8 @@ class HopProtocol:
 
 def _readers(graph: Graph, plan: Plan) -> int:
     """How many of the plan's tasks may be its last, and so read the fan-in."""
-    return sum(_closing(graph, node, size) for node, size in plan.sizes.items())
+    sent = len(plan.sends)  # each item sent is a task of its own, uncapped
+    return sent + sum(_closing(graph, node, size) for node, size in plan.sizes.items())
 
 
 def _may_close(graph: Graph, task: Task, planned: Plan) -> bool:
