@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import json
 import operator
+import random
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypedDict
 
 import pytest
 
 from engine.errors import GraphValidationError
+from engine.memory import MemoryQueue, MemoryRunStore, RecordingNotifier
 from engine.runner import InProcessRunner
+from engine.service import RunService
 from engine.superstep import Plan, Task, TaskResult, close_superstep, plan_of, run_task
 from engine.toolkits.basics import toolkit as basics
 from engine.tools import Command, Send, ToolContext, Toolkit
@@ -397,3 +400,43 @@ def test_the_canonical_form_round_trips_the_new_patterns(name: str) -> None:
     graph = graph_of(example(name))
     assert graph_of(graph.to_dict()) == graph
     assert not graph.is_chain
+
+
+# -- the durable protocol ------------------------------------------------------------------------
+DURABLE: dict[str, list[dict[str, Any]]] = {
+    "router_branching": [{"which": "bc"}, {"which": "cd"}],
+    "orchestrator_worker": [{"topic": "tides"}],
+    "send_order": [{"sends": [["y", "one"], ["x", "two"], ["y", "three"]]}, {"sends": []}],
+    "command_goto": [{"pick": "a"}, {"pick": "b"}],
+    "custom_reducer": [{}],
+    "deferred": [{"route": ["b", "c"]}, {"route": ["b"]}, {"route": ["c"]}],
+    "map_reduce": [{"subjects": []}, {"subjects": ["cats", "dogs"]}],
+}
+
+
+@pytest.mark.parametrize("name", sorted(DURABLE))
+@pytest.mark.parametrize("seed", range(3))
+def test_a_durable_run_of_each_port_ends_as_in_process(name: str, seed: int) -> None:
+    # Given the run service over the in-memory adapters, with the ports' toolkit
+    store, queue = MemoryRunStore(), MemoryQueue()
+    service = RunService(store, queue, TOOLS, notifier=RecordingNotifier())
+    graph_id = service.create_graph(example(name))[0].graph_id
+    for given in DURABLE[name]:
+        run_id = service.start_run(graph_id, given)[0].run_id
+        # When its hops are delivered in a shuffled order, some twice
+        rng = random.Random(seed)
+        deliveries = 0
+        while queue.hops:
+            hops = list(queue.hops)
+            queue.hops.clear()
+            rng.shuffle(hops)
+            for hop in hops + [h for h in hops if rng.random() < 0.3]:
+                deliveries += 1
+                service.process_hop(hop, f"m{deliveries}")
+        # Then it ends as in process: a worker rebuilds each item sent from the run's records
+        expected = run(name, given)
+        final = store.get_run(run_id)
+        assert (final.status, final.state, final.error) == (
+            expected.status, expected.state, expected.error,
+        ), given  # fmt: skip
+        assert final.steps == expected.steps
