@@ -194,6 +194,11 @@ def _add_dev(sub: Subcommands[argparse.ArgumentParser]) -> None:
         help="dev: a request without a token acts as the user 'dev'; strict: it is "
         "refused, as on AWS. Bad tokens are refused in both (default: %(default)s)",
     )
+    dev.add_argument(
+        "--toolkit",
+        action="append",
+        help=f"a toolkit module the workers load (repeatable; default: {DEFAULT_TOOLKITS})",
+    )
     dev.add_argument("--verbose", action="store_true", help="print every log line")
 
 
@@ -666,6 +671,7 @@ def main(argv: list[str] | None = None) -> int:
                 reset=args.reset,
                 verbose=args.verbose,
                 auth=args.auth,
+                toolkits=",".join(args.toolkit or DEFAULT_TOOLKITS.split(",")),
             )
         )
     from infra.credentials import token_for
