@@ -273,6 +273,11 @@ def _resolve(
             if not isinstance(item.payload, Mapping):
                 kind = type(item.payload).__name__
                 raise NoRouteError(f"{who} sent {kind} to {item.node!r}: a payload is an object")
+            try:  # it is recorded with the superstep, and rebuilt from that record
+                json.dumps(item.payload)
+            except (TypeError, ValueError) as exc:
+                raise NoRouteError(f"{who} sent {item.node!r} a payload that is not JSON: "
+                                   f"{exc}") from None  # fmt: skip
             sends.append(Send(item.node, dict(item.payload)))
         elif isinstance(item, str):
             name = canonical_target(item)

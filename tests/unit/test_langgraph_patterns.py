@@ -178,6 +178,10 @@ def test_a_router_that_goes_where_it_may_not_fails_its_task_clearly() -> None:
     # Then its task fails, saying so
     assert bad.status == "failed"
     assert "router 'route_bc_or_cd' chose 'e', which is not among where it may go" in bad.error
+    # and so does one that sends what cannot be recorded
+    tools.router(lambda state: [Send("b", {"seen": {1, 2}})], name="route_bc_or_cd")
+    odd = InProcessRunner(tools).run(graph_of(example("router_branching"), tools), {})
+    assert odd.status == "failed" and "a payload that is not JSON" in odd.error
 
 
 # -- Command -------------------------------------------------------------------------------------
