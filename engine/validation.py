@@ -47,9 +47,10 @@ def build_graph(
     ``tools``: the registered tool names; ``None`` skips the unknown-tool check.
     ``writes``: the state keys each tool declares it writes, where it does; two tasks that
     may run in one superstep and write the same key without a reducer are refused here.
-    ``toolkit``: the registry the graph runs with: its routers are checked by name, and its
-    reducers are resolved into the graph. Without it (and without ``tools``), a reducer name
-    that is not built in is taken on trust and resolved when the run merges through it.
+    ``toolkit``: the registry the graph runs with: its reducers are resolved into the graph,
+    and with ``tools`` (a graph being created) its router and reducer names are checked too.
+    Without ``tools`` (a stored graph read back), a router or reducer name is taken on trust:
+    one that no loaded toolkit registers fails the task or merge that needs it.
     """
     draft = read_draft(doc)
     if not isinstance(doc, dict):  # "not an object" says it all: no entry, nodes... to check
@@ -310,7 +311,11 @@ class _Checker:
         if not isinstance(name, str) or not name:
             self.add(loc, "must name a registered router (a string)")
             ok = False
-        elif self.toolkit is not None and name not in self.toolkit.router_names():
+        elif (
+            self.tools is not None
+            and self.toolkit is not None
+            and name not in self.toolkit.router_names()
+        ):
             hint = _suggest(name, self.toolkit.router_names())
             self.add(loc, f"unknown router {name!r}{hint}")
             ok = False
@@ -374,7 +379,7 @@ class _Checker:
             loc = f"state.{key}"
             name = declared.get("reducer") if isinstance(declared, Mapping) else None
             custom = self.toolkit.reducers() if self.toolkit is not None else {}
-            trusted = self.tools is None and self.toolkit is None and isinstance(name, str)
+            trusted = self.tools is None and isinstance(name, str)
             if not isinstance(name, str) or not (name in REDUCERS or name in custom or trusted):
                 names = [*REDUCERS, *custom]
                 hint = _suggest(name, names) if isinstance(name, str) else ""

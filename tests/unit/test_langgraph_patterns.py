@@ -444,3 +444,12 @@ def test_a_durable_run_of_each_port_ends_as_in_process(name: str, seed: int) -> 
             expected.status, expected.state, expected.error,
         ), given  # fmt: skip
         assert final.steps == expected.steps
+
+
+def test_a_stored_graph_whose_router_is_gone_fails_the_task_that_needs_it() -> None:
+    # Given a stored graph read back with a toolkit that no longer registers its router
+    stored = build_graph(example("router_branching"), toolkit=basics)
+    # When it runs, Then the task that routes fails, naming the router
+    result = InProcessRunner(basics).run(stored, {"which": "bc"})
+    assert result.status == "failed"
+    assert "router 'route_bc_or_cd' is not registered" in result.error
