@@ -24,6 +24,7 @@ from engine.superstep import (
     Task,
     TaskResult,
     close_superstep,
+    merge_key,
     plan_of,
     run_task,
 )
@@ -134,7 +135,7 @@ class SuperstepLoop:
 
     def _record(self, superstep: int, results: list[TaskResult], log: list[dict[str, Any]]) -> None:
         now = self.clock()
-        for result in sorted(results, key=lambda r: r.task.sort_key()):
+        for result in sorted(results, key=lambda r: merge_key(self.graph, r.task)):
             entry = task_entry(self.run_id, superstep, result, now)
             log.append(entry)
             if self.on_event is not None:

@@ -146,7 +146,7 @@ def test_plain_tasks_merge_first_then_items_in_the_order_sent_as_in_langgraph() 
     assert result.status == "completed"
     assert result.state == langgraph_send_order(sends)
     assert result.state["words"] == ["start", "z", "y:one", "x:two", "y:three"]
-    assert tasks(result) == [(0, "start"), (1, "z"), (1, "x[1]"), (1, "y[0]"), (1, "y[2]")]
+    assert tasks(result) == [(0, "start"), (1, "z"), (1, "y[0]"), (1, "x[1]"), (1, "y[2]")]
 
 
 def langgraph_send_order(sends: list[list[str]]) -> dict[str, Any]:
