@@ -23,8 +23,11 @@ from engine.errors import HopgraphError, UnknownToolError
 
 State: TypeAlias = dict[str, Any]
 Updates: TypeAlias = dict[str, Any]
-ToolResult: TypeAlias = Updates | None
-ToolFn: TypeAlias = Callable[[Mapping[str, Any], "ToolContext"], ToolResult | Awaitable[ToolResult]]
+ToolResult: TypeAlias = "Updates | Command | None"
+"""What a tool returns: updates, a :class:`Command` (updates and where to go), or nothing."""
+ToolFn: TypeAlias = Callable[
+    [Mapping[str, Any], "ToolContext"], "ToolResult | Awaitable[ToolResult]"
+]
 F = TypeVar("F", bound=Callable[..., Any])
 RF = TypeVar("RF", bound=Callable[..., Any])
 RD = TypeVar("RD", bound=Callable[..., Any])
