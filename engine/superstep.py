@@ -379,7 +379,7 @@ def close_superstep(
                   "to a plain node")  # fmt: skip
         return Closed(state, (), joins, RunEnd("failed", reason))
     targets, joins = _next_nodes(graph, ordered, joins)
-    nodes, waiting = _deferring(graph, (*targets, *deferred), bool(sends))
+    nodes, waiting = _deferring(graph, (*targets, *deferred), bool(sends), merged)
     if not nodes and not sends:
         return Closed(merged, (), joins, _end(joins, ordered))
     if superstep + 1 >= max_supersteps:
@@ -393,16 +393,25 @@ def close_superstep(
 
 
 def _deferring(
-    graph: Graph, candidates: Sequence[str], sending: bool
+    graph: Graph, candidates: Sequence[str], sending: bool, state: Mapping[str, Any]
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The nodes that run next, and the deferred ones that wait: these run, each once, when
-    nothing else would (LangGraph runs a deferred node when the run is about to end)."""
-    unique = sorted(set(candidates))
+    nothing else would (LangGraph runs a deferred node when the run is about to end). A map
+    over an empty list runs nothing: that branch ends here, and the next superstep is
+    whatever else is left (so every runner plans the same)."""
+    unique = sorted(n for n in set(candidates) if _has_tasks(graph, n, state))
     ready = tuple(n for n in unique if not graph.nodes[n].defer)
     later = tuple(n for n in unique if graph.nodes[n].defer)
     if ready or sending:
         return ready, later
     return later, ()
+
+
+def _has_tasks(graph: Graph, node: str, state: Mapping[str, Any]) -> bool:
+    """False for a map node over an empty list; a map over a non-list is kept, and its plan
+    fails the run saying so (:func:`plan_of`)."""
+    spec = graph.nodes[node].map
+    return spec is None or state.get(spec.over) != []
 
 
 def _end(joins: Joins, results: Sequence[TaskResult]) -> RunEnd:

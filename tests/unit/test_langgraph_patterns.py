@@ -453,3 +453,19 @@ def test_a_stored_graph_whose_router_is_gone_fails_the_task_that_needs_it() -> N
     result = InProcessRunner(basics).run(stored, {"which": "bc"})
     assert result.status == "failed"
     assert "router 'route_bc_or_cd' is not registered" in result.error
+
+
+def test_a_join_waiting_for_a_map_over_nothing_fails_alike_in_process_and_durably() -> None:
+    # Given the README's example, whose join waits for a map, on an empty list of documents
+    doc = json.loads((EXAMPLES.parent / "parallel_research.json").read_text())
+    in_process = InProcessRunner(TOOLS).run(graph_of(doc), {"docs": []})
+    store, queue = MemoryRunStore(), MemoryQueue()
+    service = RunService(store, queue, TOOLS)
+    run_id = service.start_run(service.create_graph(doc)[0].graph_id, {"docs": []})[0].run_id
+    queue.drain(lambda hop: service.process_hop(hop, f"m{id(hop)}"))
+    durable = store.get_run(run_id)
+    # Then both fail, saying the join would never run, rather than end without it
+    assert in_process.status == durable.status == "failed"
+    assert in_process.error == durable.error
+    assert "join 'write' still waits (it has seen 'read')" in str(durable.error)
+    assert in_process.state == durable.state
