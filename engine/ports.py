@@ -356,7 +356,8 @@ class Hop:
     state: dict[str, Any] | None = None
     recheck: bool = False
     index: int | None = None
-    """A map task: the index of its item."""
+    """A map task: the index of its item; a task sent an item: the item's place among those
+    sent to its superstep (its payload is in the previous superstep's record)."""
     parallel: bool = False
     """The superstep has several tasks: this one commits a task record, and the superstep
     closes once all have (a superstep of one task commits its step record directly)."""
