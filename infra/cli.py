@@ -655,8 +655,18 @@ def _quiet_stdout() -> None:
     os.dup2(devnull, sys.stdout.fileno())
 
 
+def _toolkits_from_here() -> None:
+    """Toolkit modules (``--toolkit``) are found in the current folder too, as ``python -m``
+    finds them: the ``hopgraph`` script's own folder is on the path instead."""
+    here = os.getcwd()
+    if here not in sys.path:
+        sys.path.insert(0, here)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command in ("dev", "run"):
+        _toolkits_from_here()
     if args.command == "dev":
         from pathlib import Path
 

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import json
 import operator
+import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypedDict
 
@@ -469,3 +472,18 @@ def test_a_join_waiting_for_a_map_over_nothing_fails_alike_in_process_and_durabl
     assert in_process.error == durable.error
     assert "join 'write' still waits (it has seen 'read')" in str(durable.error)
     assert in_process.state == durable.state
+
+
+def test_the_ports_run_with_the_command_line_from_the_repository() -> None:
+    # Given the ports' toolkit, found from the current folder as `python -m` would find it
+    toolkits = ["--toolkit", "engine.toolkits.basics", "--toolkit", "examples.langgraph.toolkit"]
+    command = [str(Path(sys.executable).parent / "hopgraph"), "run", "--local", "--json",
+               str(EXAMPLES / "command_goto.json"), "--set", "pick=b", *toolkits]  # fmt: skip
+    # When the `hopgraph` script runs a port there
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run(command, cwd=EXAMPLES.parents[1], env=env, capture_output=True,
+                          text=True, timeout=60, check=False)  # fmt: skip
+    # Then it ends as LangGraph does
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.splitlines()[-1])  # progress lines, then the result
+    assert result["state"] == langgraph_command("b")
