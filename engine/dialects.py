@@ -4,9 +4,10 @@ Four shapes are accepted; each becomes a :class:`Draft` whose parts remember whe
 client's document they came from, so validation can say ``nodes.evaluate.next.condition``
 rather than pointing into a form the client never wrote.
 
-- canonical: ``entry``, ``nodes`` {id: {tool, settings?, map?}}, ``edges`` {from: to},
-  ``branches`` {from: {cases: [{when, to}], default?}}, ``joins`` {node: [waits for...]},
-  ``state`` {key: {reducer}}, ``max_steps``; every ``to`` may be a list (a fan-out);
+- canonical: ``entry``, ``nodes`` {id: {tool, settings?, map?, defer?, goto?}}, ``edges``
+  {from: to}, ``branches`` {from: {cases: [{when, to}], default?} or {router, to}},
+  ``joins`` {node: [waits for...]}, ``state`` {key: {reducer}}, ``max_steps``; every ``to``
+  may be a list (a fan-out);
 - dialect 1: ``nodes`` {id: {tool, next}} where ``next`` is a node, ``"end"`` or
   ``{condition, if_true, if_false}``; entry in ``start_node``;
 - dialect 2: ``nodes`` {id: tool}, ``edges`` {from: to}; the first node is the entry;
@@ -41,6 +42,8 @@ class DraftNode:
     tool_loc: str
     settings: Any = None
     map: Any = None
+    defer: Any = None
+    goto: Any = None
 
 
 @dataclass
@@ -68,10 +71,14 @@ class DraftRoute:
     """A branch even without cases: its malformed cases are reported already."""
     source_loc: str = ""
     """Where the source node is named, when not at ``loc`` (``edges[0].from``)."""
+    router: Any = None
+    """A registered router's name (a branch decided by a function), as written."""
+    router_to: Any = None
+    """Where that router may go (``to``), as written."""
 
     @property
     def is_branch(self) -> bool:
-        return self.branch or bool(self.cases)
+        return self.branch or bool(self.cases) or self.router is not None
 
 
 @dataclass
@@ -130,8 +137,9 @@ def _node_from_spec(node_id: str, spec: Any, loc: str) -> DraftNode:
     if not isinstance(spec, dict):
         return DraftNode(node_id, None, loc, f"{loc}.tool")
     return DraftNode(
-        node_id, spec.get("tool"), loc, f"{loc}.tool", spec.get("settings"), spec.get("map")
-    )
+        node_id, spec.get("tool"), loc, f"{loc}.tool", spec.get("settings"), spec.get("map"),
+        spec.get("defer"), spec.get("goto"),
+    )  # fmt: skip
 
 
 def _read_canonical(doc: dict[str, Any], nodes: dict[str, Any]) -> Draft:
@@ -156,6 +164,9 @@ def _canonical_branch(source: str, spec: Any, problems: list[Problem]) -> DraftR
     loc = f"branches.{source}"
     route = DraftRoute(source, loc, default_loc=f"{loc}.default", branch=True)
     cases = spec.get("cases") if isinstance(spec, dict) else None
+    if isinstance(spec, dict) and "router" in spec:  # decided by a registered function
+        route.router, route.router_to = spec["router"], spec.get("to")
+        return route
     if not isinstance(spec, dict):
         shape = f'{{"cases": [{_CASE_SHAPE}], "default": "<node or END>"}}'
         problems.append(Problem(loc, f"a branch must be an object: {shape}"))

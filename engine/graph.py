@@ -18,6 +18,8 @@ from typing import Any
 
 from engine.conditions import Condition
 from engine.errors import HopgraphError
+from engine.reducers import EMPTY, REDUCERS, Reducer, ReducerError
+from engine.tools import CustomReducer
 
 END = "END"
 END_ALIASES = frozenset({"END", "end"})
@@ -58,6 +60,12 @@ class Node:
     tool: str
     settings: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     map: MapSpec | None = None
+    defer: bool = False
+    """Runs once nothing else is pending (LangGraph's ``defer=True``): however many branches
+    lead to it, across however many supersteps, it runs once after all of them."""
+    goto: Targets = ()
+    """Where its tool may send the run with a :class:`~engine.tools.Command` (besides its
+    edges): LangGraph's ``Command[Literal[...]]`` annotation."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,10 +76,16 @@ class Case:
 
 @dataclass(frozen=True, slots=True)
 class Branch:
-    """Ordered ``(condition, targets)`` cases; the first that holds wins, else ``default``."""
+    """Ordered ``(condition, targets)`` cases; the first that holds wins, else ``default``.
+
+    Or a registered *router* (``router``, a function of the state; LangGraph's path function)
+    that may go to the nodes in ``to`` (its ``path_map``), several at once, or send them
+    :class:`~engine.tools.Send` items: :func:`engine.superstep.run_task` calls it."""
 
     cases: tuple[Case, ...]
     default: Targets | None = None
+    router: str | None = None
+    to: Targets = ()
 
     def route(self, node: str, state: Mapping[str, Any]) -> Targets:
         for case in self.cases:
@@ -100,6 +114,10 @@ class Graph:
     """State key -> reducer name (:data:`engine.reducers.REDUCERS`); unnamed keys replace."""
     joins: Mapping[str, Targets] = field(default_factory=lambda: MappingProxyType({}))
     """Join node -> the nodes it waits for, each at least once since it last ran."""
+    custom_reducers: Mapping[str, CustomReducer] = field(
+        default_factory=lambda: MappingProxyType({}), repr=False, compare=False
+    )
+    """The toolkits' reducers the graph was built with (``build_graph(..., toolkit=)``)."""
     _routers: Mapping[str, Router] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -107,12 +125,37 @@ class Graph:
         for node_id, target in self.edges.items():
             routers[node_id] = _constant(target)
         for node_id, branch in self.branches.items():
-            routers[node_id] = _branching(node_id, branch)
+            if branch.router is None:
+                routers[node_id] = _branching(node_id, branch)
         object.__setattr__(self, "_routers", MappingProxyType(routers))
+
+    def reducer(self, name: str) -> Reducer:
+        """The reducer a ``state`` key names: built in, or registered by a toolkit."""
+        found = REDUCERS.get(name)
+        if found is not None:
+            return found
+        custom = self.custom_reducers.get(name)
+        if custom is None:
+            raise ReducerError(f"reducer {name!r} is not registered by the loaded toolkits")
+        return custom.fn
+
+    def start_state(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        """The state a run starts from: ``given``, with each reduced key it does not set
+        holding its reducer's empty value (LangGraph's channels start from their type)."""
+        state = dict(given)
+        for key, name in self.reducers.items():
+            if key in state:
+                continue
+            custom = self.custom_reducers.get(name)
+            empty = EMPTY.get(name) if custom is None else custom.empty
+            if empty is not None:
+                state[key] = empty()
+        return state
 
     def targets(self, node: str, state: Mapping[str, Any]) -> Targets:
         """Where the run goes after ``node``, given the state its task left (``()``: nowhere
-        but the joins that wait for it)."""
+        but the joins that wait for it). A router's targets are not here: it is a function
+        of a toolkit (:func:`engine.superstep.run_task`)."""
         router = self._routers.get(node)
         return router(state) if router is not None else ()
 
@@ -131,7 +174,10 @@ class Graph:
             if branch.default is not None:
                 routes.append(branch.default)
         single = all(len(targets) == 1 for targets in routes)
-        return single and not self.joins and all(n.map is None for n in self.nodes.values())
+        plain = all(
+            n.map is None and not n.defer and not n.goto for n in self.nodes.values()
+        ) and all(b.router is None for b in self.branches.values())
+        return single and plain and not self.joins
 
     def successors(self, node: str) -> tuple[str, ...]:
         """Every node (or END) the run may go to after ``node``, joins included."""
@@ -141,6 +187,8 @@ class Graph:
             for case in branch.cases:
                 targets.extend(case.targets)
             targets.extend(branch.default or ())
+            targets.extend(branch.to)
+        targets.extend(self.nodes[node].goto if node in self.nodes else ())
         targets.extend(join for join, sources in self.joins.items() if node in sources)
         return tuple(dict.fromkeys(targets))
 
@@ -181,10 +229,16 @@ def _node_doc(node: Node) -> dict[str, Any]:
         doc["settings"] = dict(node.settings)
     if node.map is not None:
         doc["map"] = node.map.to_dict()
+    if node.defer:
+        doc["defer"] = True
+    if node.goto:
+        doc["goto"] = list(node.goto)
     return doc
 
 
 def _branch_doc(branch: Branch) -> dict[str, Any]:
+    if branch.router is not None:
+        return {"router": branch.router, "to": list(branch.to)}
     doc: dict[str, Any] = {
         "cases": [{"when": c.condition.source, "to": _targets_doc(c.targets)} for c in branch.cases]
     }

@@ -1,6 +1,7 @@
 """Mermaid flowchart text for a graph: branches labelled with their conditions, a fan-out
-as one arrow per target, a map node as a subroutine box naming its list, and the nodes a
-join waits for as dotted arrows labelled ``join``."""
+as one arrow per target, a map node as a subroutine box naming its list, the nodes a join
+waits for as dotted arrows labelled ``join``, a router's and a Command's possible targets as
+dotted arrows labelled with the router (or ``goto``), and a deferred node's label saying so."""
 
 from __future__ import annotations
 
@@ -55,6 +56,8 @@ def to_mermaid(graph: Graph) -> str:
     lines = ["flowchart TD", f"    {_START}([start])", f"    {_END}([end])"]
     for node in graph.nodes.values():
         text = f"{_label(node.id)}<br/><i>{_label(node.tool)}</i>"
+        if node.defer:
+            text += "<br/>deferred"
         if node.map is None:
             lines.append(f'    {ref[node.id]}["{text}"]')
         else:
@@ -69,6 +72,11 @@ def to_mermaid(graph: Graph) -> str:
             lines.extend(f'    {ref[source]} -->|"{label}"| {ref[t]}' for t in case.targets)
         for target in branch.default or ():
             lines.append(f"    {ref[source]} -->|else| {ref[target]}")
+        if branch.router is not None:
+            label = _label(branch.router)
+            lines.extend(f'    {ref[source]} -.->|"{label}"| {ref[t]}' for t in branch.to)
+    for node in graph.nodes.values():
+        lines.extend(f"    {ref[node.id]} -.->|goto| {ref[t]}" for t in node.goto)
     for join, sources in graph.joins.items():
         lines.extend(f"    {ref[s]} -.->|join| {ref[join]}" for s in sources)
     return "\n".join(lines) + "\n"

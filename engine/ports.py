@@ -86,6 +86,11 @@ class StepRecord:
     tasks_total: int = 0
     """How many tasks the superstep ran, when ``tasks`` keeps only some of their summaries
     (a wide map's do not fit in one item: every task has its own record)."""
+    sends: tuple[dict[str, Any], ...] = ()
+    """The items the next superstep runs besides its nodes (``{"node", "payload"}``, in the
+    order sent): the next superstep's plan is this record's state, nodes and sends."""
+    deferred: tuple[str, ...] = ()
+    """Deferred nodes reached and still waiting for nothing else to be left to run."""
 
     @property
     def ended_at(self) -> float:
@@ -97,7 +102,7 @@ class StepRecord:
         """The nodes the next superstep runs (empty once the run is final)."""
         if self.run_status != "running":
             return ()
-        if self.next_nodes:
+        if self.next_nodes or self.sends:
             return self.next_nodes
         return (self.next_node,) if self.next_node not in (None, "END") else ()
 
@@ -145,6 +150,8 @@ class TaskRecord:
     error: str | None = None
     attempt: int = 1
     committed_by: str = ""
+    sends: tuple[dict[str, Any], ...] = ()
+    """The items its router or Command sent (``{"node", "payload"}``), in order."""
 
     @property
     def key(self) -> str:
@@ -354,7 +361,8 @@ class Hop:
     node: str
     recheck: bool = False
     index: int | None = None
-    """A map task: the index of its item."""
+    """A map task: the index of its item; a task sent an item: the item's place among those
+    sent to its superstep (its payload is in the previous superstep's record)."""
     parallel: bool = False
     """The superstep has several tasks: this one commits a task record, and the superstep
     closes once all have (a superstep of one task commits its step record directly)."""

@@ -106,7 +106,7 @@ from engine.superstep import (
     plan_of,
     run_task,
 )
-from engine.tools import ToolContext, Toolkit
+from engine.tools import Send, ToolContext, Toolkit
 
 NOBODY_YET = Audience()
 """No subscribers read yet: the notifier reads them when it publishes."""
@@ -142,6 +142,8 @@ class Origin:
     max_steps: int
     opened_at: float
     audience: Audience = NOBODY_YET
+    deferred: tuple[str, ...] = ()
+    """Deferred nodes reached and waiting for nothing else to be left to run."""
 
     @property
     def parallel(self) -> bool:
@@ -236,7 +238,8 @@ class HopProtocol:
 
     def _run(self, graph: Graph, hop: Hop, origin: Origin, attempt: int) -> TaskResult:
         ctx = ToolContext(hop.run_id, hop.node, hop.seq, attempt, index=hop.index)
-        return run_task(graph, self.tools, Task(hop.node, hop.index), origin.state, ctx)
+        task = Task(hop.node, hop.index)
+        return run_task(graph, self.tools, task, origin.state, ctx, origin.planned)
 
     def _taken_by(self, hop: Hop) -> StepRecord | TaskRecord | None:
         """What already fills the hop's slot (its task's, or its superstep's)."""
@@ -253,6 +256,7 @@ class HopProtocol:
             status="ok" if result.ok else "failed", updates=result.updates,
             targets=result.targets, started_at=started, duration_ms=result.duration_ms,
             error=result.error, attempt=attempt, committed_by=delivery_id,
+            sends=tuple(s.to_dict() for s in result.sends),
         )  # fmt: skip
         try:
             self.store.commit_task(record, counted=self._counted(graph, origin))
@@ -292,9 +296,10 @@ class HopProtocol:
         if len(tasks) < len(origin.planned):
             return "committed"
         results = [
-            TaskResult(Task(t.node, t.index), t.tool, t.updates, t.targets, t.duration_ms, t.error)
+            TaskResult(Task(t.node, t.index), t.tool, t.updates, t.targets, t.duration_ms,
+                       t.error, tuple(Send.from_dict(s) for s in t.sends))
             for t in tasks
-        ]
+        ]  # fmt: skip
         started = min(t.started_at for t in tasks)
         return self._close(results, graph, hop, origin, started, delivery_id, 1, tasks)
 
@@ -313,12 +318,12 @@ class HopProtocol:
         non-list) and an empty plan end the run here."""
         closed = close_superstep(
             graph, origin.state, origin.joins, results, seq, origin.max_steps,
-            self.config.state_limit_bytes,
+            self.config.state_limit_bytes, origin.deferred,
         )  # fmt: skip
         if closed.end is not None:
             return closed
         try:
-            planned = plan_of(graph, closed.next_nodes, closed.state)
+            planned = plan_of(graph, closed.next_nodes, closed.state, closed.sends)
         except ReducerError as exc:
             return replace(closed, next_nodes=(), end=RunEnd("failed", str(exc)))
         if not planned:
@@ -378,7 +383,7 @@ class HopProtocol:
         self, graph: Graph, run_id: str, step: StepRecord, *, recheck: bool
     ) -> None:
         """Dispatch the first chunk of the superstep after ``step`` (its outbox)."""
-        planned = plan_of(graph, step.successors, step.state)
+        planned = plan_of(graph, step.successors, step.state, step.sends)
         graph_id = step.graph_id or self.store.get_run(run_id).graph_id
         self._dispatch(run_id, graph_id, step.seq + 1, graph, planned, recheck=recheck)
 
@@ -409,6 +414,7 @@ class HopProtocol:
                 continue
             window = self._window(graph, node) or size
             yield from (Task(node, i) for i in range(min(size, window)))
+        yield from (Task(send.node, i) for i, send in enumerate(planned.sends))
 
     def _window(self, graph: Graph, node: str) -> int | None:
         """A map node's items in flight at once (``None`` for a plain node)."""
@@ -446,7 +452,8 @@ class HopProtocol:
         than that above about 256 * 256 records read (an uncapped map of 256 items, or a
         windowed map of 100 readers over 656 items). Every task of the superstep decides the
         same way: from its plan."""
-        readers = sum(self._closing(graph, n, s) for n, s in origin.planned.sizes.items())
+        readers = len(origin.planned.sends)  # each item sent is a task of its own, unwindowed
+        readers += sum(self._closing(graph, n, s) for n, s in origin.planned.sizes.items())
         above = self.config.counted_fan_in_above
         return readers * len(origin.planned) > above * above
 
@@ -465,14 +472,18 @@ class HopProtocol:
         if found is None:
             return None
         state, nodes, joins, graph_id, max_steps, opened = found
-        if graph_id != hop.graph_id or not all(node in graph.nodes for node in nodes):
+        previous = slot.previous if hop.seq else None
+        sends = previous.sends if previous is not None else ()
+        deferred = previous.deferred if previous is not None else ()
+        named = [*nodes, *deferred, *(s["node"] for s in sends)]
+        if graph_id != hop.graph_id or not all(node in graph.nodes for node in named):
             return None
         try:
-            planned = plan_of(graph, nodes, state)
+            planned = plan_of(graph, nodes, state, sends)
         except ReducerError:
             return None
         audience = Audience(slot.subscribers, slot.previous)
-        origin = Origin(state, joins, planned, graph_id, max_steps, opened, audience)
+        origin = Origin(state, joins, planned, graph_id, max_steps, opened, audience, deferred)
         task = Task(hop.node, hop.index)
         return origin if task in planned and origin.parallel == hop.parallel else None
 
@@ -555,8 +566,9 @@ class HopProtocol:
         opened = run.created_at if previous is None else previous.ended_at
         state = run.input if previous is None else previous.state
         nodes = (graph.entry,) if previous is None else previous.successors
+        sends = () if previous is None else previous.sends
         try:
-            planned = plan_of(graph, nodes, state)
+            planned = plan_of(graph, nodes, state, sends)
         except ReducerError:
             return 0
         if len(planned) <= 1:
@@ -613,6 +625,7 @@ class HopProtocol:
             committed = sum(1 for t in tasks if t.node == node)
             window = self._window(graph, node) or size
             yield from (Task(node, i) for i in range(min(size, committed + window)))
+        yield from (Task(send.node, i) for i, send in enumerate(planned.sends))
 
     def _graph_of(self, hop: Hop) -> Graph | None:
         """The hop's graph if it has the hop's node; ``None`` for a hop no run could send."""
@@ -650,7 +663,7 @@ def _close_record(
     # The step limit fails the run after a superstep that went fine (it still names what
     # would have run next); any other failure is the superstep's own.
     step_failed = failed is not None or (status == "failed" and not nodes)
-    single = len(nodes) == 1 and not tasks
+    single = len(nodes) == 1 and not tasks and not closed.sends
     names = sorted({r.task.node for r in ordered})
     summaries, total = _summaries(tasks or [])
     return StepRecord(
@@ -664,7 +677,8 @@ def _close_record(
         run_status=status, next_nodes=() if single else nodes,
         joins={k: sorted(v) for k, v in closed.joins.items()},
         tasks=summaries, graph_id=origin.graph_id, max_steps=origin.max_steps,
-        tasks_total=total,
+        tasks_total=total, sends=tuple(s.to_dict() for s in closed.sends),
+        deferred=closed.deferred,
     )  # fmt: skip
 
 

@@ -113,3 +113,14 @@ REDUCERS: Mapping[str, Reducer] = {
     "messages": messages,
 }
 """Every reducer a graph may name, by the name it uses."""
+
+EMPTY: Mapping[str, Callable[[], Any]] = {
+    "append": list,
+    "extend": list,
+    "messages": list,
+    "merge": dict,
+}
+"""What a key with each built-in reducer holds before any update, as a LangGraph channel
+starts from its type (``Annotated[list, operator.add]`` starts as ``[]``): a map over an
+empty list leaves ``[]``, not nothing. The other reducers cannot tell (``add`` sums numbers,
+lists or strings): their keys stay absent until written."""

@@ -168,12 +168,13 @@ class InProcessRunner:
         protocol = HopProtocol(store, queue, self.tools, notifier, self.clock, self.config, graphs)
         now = self.clock()
         limit = max_steps or graph.max_steps or DEFAULT_MAX_STEPS
+        state = graph.start_state(input or {})  # reduced keys start empty, as LangGraph's
         try:  # a map at the entry needs a list in the input (the API refuses it with a 400)
-            plan_of(graph, (graph.entry,), input or {})
+            plan_of(graph, (graph.entry,), state)
         except ReducerError as exc:
             notifier.publish(run_id, [run_event(run_id, "failed", now, reason=str(exc), steps=0)])
-            return RunResult(run_id, "failed", dict(input or {}), 0, str(exc))
-        header = RunRecord(run_id, graph_id, "running", dict(input or {}), limit, now, now,
+            return RunResult(run_id, "failed", state, 0, str(exc))
+        header = RunRecord(run_id, graph_id, "running", state, limit, now, now,
                            node=graph.entry)  # fmt: skip
         run, _ = store.create_run(header)
         notifier.publish(run_id, [run_event(run_id, "running", now, steps=0)])

@@ -173,13 +173,15 @@ class RunService:
 
     def _validated(self, doc: Any) -> Graph:
         """``doc`` checked against the registered tools (and the keys they declare writing)."""
-        return build_graph(doc, set(self.tools.names()), declared_writes(self.tools))
+        return build_graph(
+            doc, set(self.tools.names()), declared_writes(self.tools), toolkit=self.tools
+        )
 
     def graph(self, graph_id: str) -> Graph:
         """The validated graph; cached, since graphs never change once created."""
         graph = self._graphs.get(graph_id)
         if graph is None:
-            graph = build_graph(self.store.get_graph(graph_id).definition)
+            graph = build_graph(self.store.get_graph(graph_id).definition, toolkit=self.tools)
             self._remember(graph_id, graph)
         return graph
 
@@ -205,7 +207,7 @@ class RunService:
         not committed yet gets its first hop dispatched again, so a start that failed
         halfway is finished by the retry."""
         graph = self.graph(graph_id)
-        state = self._checked_input(input)
+        state = graph.start_state(self._checked_input(input))
         limit = self._max_steps(max_steps, graph)
         try:  # a map at the entry needs its list in the input
             plan_of(graph, (graph.entry,), state)

@@ -2,10 +2,13 @@
 
 A run advances in supersteps (LangGraph's Pregel model). Superstep k runs a set of tasks,
 each one node on the state after superstep k-1 (a map node: one task per item of a state
-list). When all of them are done, :func:`close_superstep` merges their updates through each
-key's reducer, in a deterministic order (node name, then item index), and picks the next
-superstep's nodes: the targets the tasks routed to, each node once, plus every join whose
-awaited nodes have all run since it last ran.
+list; a router's or a Command's ``Send``: one task per item sent, on its own payload). When
+all of them are done, :func:`close_superstep` merges their updates through each key's
+reducer, in LangGraph's order (the tasks of plain nodes by node name, then map items by node
+and index, then the tasks sent, in the order sent), and picks the next superstep's tasks:
+the targets the tasks routed to, each node once, plus every join whose awaited nodes have
+all run since it last ran, plus the items sent; a deferred node waits until nothing else is
+left to run.
 
 Nothing here touches a store or a clock: the in-process runner calls these functions directly,
 and a durable runner commits what they return.
@@ -21,10 +24,18 @@ from types import MappingProxyType
 from typing import Any
 
 from engine.errors import ConditionEvaluationError, UnknownToolError
-from engine.graph import END, Graph, NoRouteError, Targets
+from engine.graph import END, Graph, NoRouteError, Targets, canonical_target
 from engine.ports import RunEnd
-from engine.reducers import REDUCERS, ReducerError
-from engine.tools import ToolContext, ToolError, Toolkit, call_tool
+from engine.reducers import ReducerError
+from engine.tools import (
+    Goto,
+    Send,
+    ToolContext,
+    ToolError,
+    Toolkit,
+    bounded_text,
+    call_tool_command,
+)
 
 Joins = Mapping[str, frozenset[str]]
 """Join node -> the nodes it waits for that have run since it last ran."""
@@ -40,11 +51,28 @@ class Task:
 
     @property
     def key(self) -> str:
-        """How logs and events name the task: ``grade[3]`` for a map item, else the node."""
+        """How logs and events name the task: ``grade[3]`` for a map item (or the item sent
+        third in its superstep), else the node."""
         return self.node if self.index is None else f"{self.node}[{self.index}]"
 
-    def sort_key(self) -> tuple[str, int]:
-        return (self.node, -1 if self.index is None else self.index)
+    def sort_key(self) -> tuple[int, str, int]:
+        """The tasks of plain nodes first, by name; then the indexed ones, by node and index
+        (:func:`merge_key` puts sent items in the order sent)."""
+        if self.index is None:
+            return (0, self.node, -1)
+        return (1, self.node, self.index)
+
+
+def merge_key(graph: Graph, task: Task) -> tuple[int, str, int]:
+    """The order a superstep's updates merge in, LangGraph's: tasks of nodes reached by an
+    edge or a branch by node name, then map items by node and index, then the tasks of items
+    sent (``Send``), in the order sent (LangGraph's ``PULL`` tasks by name, ``PUSH`` by
+    index)."""
+    if task.index is None:
+        return (0, task.node, -1)
+    if graph.nodes[task.node].map is not None:
+        return (1, task.node, task.index)
+    return (2, "", task.index)
 
 
 class WriteConflictError(ReducerError):
@@ -64,29 +92,47 @@ class Plan:
     iterating lists the tasks in merge order, as :func:`plan_tasks` does."""
 
     sizes: Mapping[str, int | None]
+    sends: tuple[Send, ...] = ()
+    """The items sent to this superstep, in the order sent: task ``Task(s.node, i)`` runs
+    ``sends[i]`` (on its payload alone). A node may run both ways in one superstep."""
 
     def __contains__(self, task: object) -> bool:
-        if not isinstance(task, Task) or task.node not in self.sizes:
+        if not isinstance(task, Task):
             return False
-        size = self.sizes[task.node]
-        if size is None:
-            return task.index is None
-        return task.index is not None and 0 <= task.index < size
+        size = self.sizes.get(task.node)
+        if size is not None:  # a map node: its items
+            return task.index is not None and 0 <= task.index < size
+        if task.index is None:
+            return task.node in self.sizes
+        return 0 <= task.index < len(self.sends) and self.sends[task.index].node == task.node
 
     def __len__(self) -> int:
-        return sum(1 if size is None else size for size in self.sizes.values())
+        return sum(1 if size is None else size for size in self.sizes.values()) + len(self.sends)
 
     def __iter__(self) -> Iterator[Task]:
-        for node in sorted(self.sizes):
+        nodes = sorted(self.sizes)
+        yield from (Task(node) for node in nodes if self.sizes[node] is None)
+        for node in nodes:
             size = self.sizes[node]
-            if size is None:
-                yield Task(node)
-            else:
+            if size is not None:
                 yield from (Task(node, i) for i in range(size))
+        yield from (Task(send.node, i) for i, send in enumerate(self.sends))
+
+    def payload(self, task: Task) -> Mapping[str, Any] | None:
+        """What a sent task runs on; ``None`` for a task that was not sent."""
+        if task.index is None or task not in self or self.sizes.get(task.node) is not None:
+            return None
+        return self.sends[task.index].payload
 
 
-def plan_of(graph: Graph, nodes: Iterable[str], state: Mapping[str, Any]) -> Plan:
-    """The plan that runs ``nodes`` on ``state``.
+def plan_of(
+    graph: Graph,
+    nodes: Iterable[str],
+    state: Mapping[str, Any],
+    sends: Iterable[Send | Mapping[str, Any]] = (),
+) -> Plan:
+    """The plan that runs ``nodes`` on ``state``, and the items ``sends`` (as the closing
+    superstep recorded them: :attr:`Closed.sends`, as objects or their ``to_dict`` form).
 
     A map node over an empty list has no task: like LangGraph's ``Send`` over nothing, that
     branch ends there. Raises :class:`ReducerError` if a map's key does not hold a list."""
@@ -103,20 +149,36 @@ def plan_of(graph: Graph, nodes: Iterable[str], state: Mapping[str, Any]) -> Pla
                                "not a list")  # fmt: skip
         if found:
             sizes[node] = len(found)
-    return Plan(MappingProxyType(sizes))
+    items = tuple(s if isinstance(s, Send) else Send.from_dict(s) for s in sends)
+    return Plan(MappingProxyType(sizes), items)
 
 
-def plan_tasks(graph: Graph, nodes: Iterable[str], state: Mapping[str, Any]) -> list[Task]:
-    """The tasks that run ``nodes`` on ``state``, in merge order (:func:`plan_of`)."""
-    return list(plan_of(graph, nodes, state))
+def plan_tasks(
+    graph: Graph,
+    nodes: Iterable[str],
+    state: Mapping[str, Any],
+    sends: Iterable[Send | Mapping[str, Any]] = (),
+) -> list[Task]:
+    """The tasks that run ``nodes`` and ``sends`` on ``state``, in merge order
+    (:func:`plan_of`)."""
+    return list(plan_of(graph, nodes, state, sends))
 
 
-def task_input(graph: Graph, task: Task, state: Mapping[str, Any]) -> Mapping[str, Any]:
-    """What the task's tool sees: the state, plus its item under the map's ``as`` name."""
+def task_input(
+    graph: Graph, task: Task, state: Mapping[str, Any], plan: Plan | None = None
+) -> Mapping[str, Any]:
+    """What the task's tool sees: the state, plus its item under the map's ``as`` name; a
+    task sent an item (``plan.sends``) sees that item's payload alone, as in LangGraph.
+    Raises :class:`ReducerError` for a sent task without the plan that sent it."""
     spec = graph.nodes[task.node].map
-    if spec is None or task.index is None:
+    if task.index is None:
         return MappingProxyType(state)
-    return MappingProxyType({**state, spec.as_: state[spec.over][task.index]})
+    if spec is not None:
+        return MappingProxyType({**state, spec.as_: state[spec.over][task.index]})
+    payload = plan.payload(task) if plan is not None else None
+    if payload is None:
+        raise ReducerError(f"task {task.key!r} was not sent in its superstep's plan")
+    return MappingProxyType(dict(payload))
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +191,8 @@ class TaskResult:
     targets: Targets
     duration_ms: float
     error: str | None = None
+    sends: tuple[Send, ...] = ()
+    """The items its router or Command sent to the next superstep, in order."""
 
     @property
     def ok(self) -> bool:
@@ -136,29 +200,94 @@ class TaskResult:
 
 
 def run_task(
-    graph: Graph, tools: Toolkit, task: Task, state: Mapping[str, Any], ctx: ToolContext
+    graph: Graph,
+    tools: Toolkit,
+    task: Task,
+    state: Mapping[str, Any],
+    ctx: ToolContext,
+    plan: Plan | None = None,
 ) -> TaskResult:
     """Run ``task`` on ``state`` and route it on the state its own updates leave (as
-    LangGraph routes a node: on its input updated with its own writes)."""
+    LangGraph routes a node: on its input updated with its own writes). ``plan``: its
+    superstep's, needed by a task that was sent an item (:func:`task_input`)."""
     node = graph.nodes[task.node]
     if node.settings:
         ctx = replace(ctx, settings=node.settings)
     started = time.perf_counter()
 
-    def result(updates: dict[str, Any], targets: Targets, error: str | None) -> TaskResult:
+    def result(
+        updates: dict[str, Any], targets: Targets, error: str | None, sends: tuple[Send, ...] = ()
+    ) -> TaskResult:
         ms = round((time.perf_counter() - started) * 1000, 3)
-        return TaskResult(task, node.tool, updates, targets, ms, error)
+        return TaskResult(task, node.tool, updates, targets, ms, error, sends)
 
     try:
-        updates = call_tool(tools.get(node.tool), task_input(graph, task, state), ctx) or {}
-    except (ToolError, UnknownToolError) as exc:
+        view = task_input(graph, task, state, plan)
+        updates, goto = call_tool_command(tools.get(node.tool), view, ctx)
+    except (ToolError, UnknownToolError, ReducerError) as exc:
         return result({}, (), str(exc))
     try:
         own = merge_updates(graph, state, [(task, updates)])
-        targets = graph.targets(task.node, own)
+        targets, sends = _routes(graph, tools, task.node, own, goto)
     except (ReducerError, ConditionEvaluationError, NoRouteError) as exc:
         return result(updates, (), f"routing after {task.key!r} failed: {exc}")
-    return result(updates, targets, None)
+    return result(updates, targets, None, sends)
+
+
+def _routes(
+    graph: Graph, tools: Toolkit, node: str, state: Mapping[str, Any], goto: Goto | None
+) -> tuple[Targets, tuple[Send, ...]]:
+    """Where a task goes: its node's edge or branch, its router, and its Command's goto."""
+    targets = list(graph.targets(node, state))
+    sends: list[Send] = []
+    branch = graph.branches.get(node)
+    if branch is not None and branch.router is not None:
+        try:
+            chosen = tools.get_router(branch.router)(state)
+        except UnknownToolError:
+            raise NoRouteError(f"router {branch.router!r} is not registered") from None
+        except Exception as exc:  # a router's failure is the task's, as a tool's is
+            told = f"router {branch.router!r} raised {type(exc).__name__}: {exc}"
+            raise NoRouteError(bounded_text(told)) from exc
+        _resolve(chosen, branch.to, f"router {branch.router!r}", targets, sends)
+    if goto is not None:
+        allowed = graph.nodes[node].goto
+        if not allowed:
+            raise NoRouteError(f'its tool returned a Command with a goto, and node {node!r} '
+                               'declares none: add "goto": [<the nodes it may go to>]')  # fmt: skip
+        _resolve(goto, allowed, f"the Command of node {node!r}", targets, sends)
+    return tuple(dict.fromkeys(targets)), tuple(sends)
+
+
+def _resolve(
+    chosen: Any, allowed: Targets, who: str, targets: list[str], sends: list[Send]
+) -> None:
+    """Check what a router or a Command chose against where it may go, into ``targets``
+    (nodes, END) and ``sends``."""
+    items = chosen if isinstance(chosen, list | tuple) else [chosen]
+    for item in items:
+        if isinstance(item, Send):
+            if item.node not in allowed or item.node == END:
+                raise NoRouteError(f"{who} sent to {item.node!r}, which is not among where it "
+                                   f"may go ({', '.join(allowed)})")  # fmt: skip
+            if not isinstance(item.payload, Mapping):
+                kind = type(item.payload).__name__
+                raise NoRouteError(f"{who} sent {kind} to {item.node!r}: a payload is an object")
+            try:  # it is recorded with the superstep, and rebuilt from that record
+                json.dumps(item.payload)
+            except (TypeError, ValueError) as exc:
+                raise NoRouteError(f"{who} sent {item.node!r} a payload that is not JSON: "
+                                   f"{exc}") from None  # fmt: skip
+            sends.append(Send(item.node, dict(item.payload)))
+        elif isinstance(item, str):
+            name = canonical_target(item)
+            if name not in allowed:
+                raise NoRouteError(f"{who} chose {name!r}, which is not among where it may go "
+                                   f"({', '.join(allowed)})")  # fmt: skip
+            targets.append(name)
+        else:
+            raise NoRouteError(f"{who} returned {type(item).__name__}: a node name, END, or a "
+                               "Send (or a list of them)")  # fmt: skip
 
 
 def merge_updates(
@@ -178,7 +307,7 @@ def merge_updates(
                     raise WriteConflictError(_conflict(key, first, task))
                 merged[key] = value
             else:
-                merged[key] = REDUCERS[name](merged.get(key), value)
+                merged[key] = graph.reducer(name)(merged.get(key), value)
     return merged
 
 
@@ -199,6 +328,12 @@ class Closed:
     joins: Joins = field(default_factory=lambda: NO_JOINS)
     end: RunEnd | None = None
     """Set when the superstep ends the run."""
+    sends: tuple[Send, ...] = ()
+    """The items the next superstep runs besides ``next_nodes`` (``plan_of(..., sends)``),
+    in the order sent; a durable run records them with the superstep that closes."""
+    deferred: tuple[str, ...] = ()
+    """Deferred nodes reached and waiting for nothing else to be left to run: pass them to
+    the next :func:`close_superstep`."""
 
 
 def close_superstep(
@@ -209,14 +344,18 @@ def close_superstep(
     superstep: int,
     max_supersteps: int,
     state_limit_bytes: int | None = None,
+    deferred: Iterable[str] = (),
 ) -> Closed:
-    """Merge ``results`` (any order: they are sorted) into ``state`` and route onwards.
+    """Merge ``results`` (any order: they are sorted, :func:`merge_key`) into ``state`` and
+    route onwards. ``deferred``: the previous close's :attr:`Closed.deferred`.
 
-    The run fails if a task failed, if two tasks wrote an unreduced key, or if the merged
-    state is over ``state_limit_bytes`` (each time keeping the state before the superstep),
-    or if the next superstep would pass ``max_supersteps``; it completes when no node is
-    left to run."""
-    ordered = sorted(results, key=lambda r: r.task.sort_key())
+    The run fails if a task failed, if two tasks wrote an unreduced key, if an item was sent
+    to a map node, or if the merged state is over ``state_limit_bytes`` (each time keeping
+    the state before the superstep), or if the next superstep would pass ``max_supersteps``.
+    When nothing else is left to run, the deferred nodes run; once not even they are, the
+    run completes, unless a join still waits for a node that was routed past and no task
+    chose END: then it fails, rather than end without the join."""
+    ordered = sorted(results, key=lambda r: merge_key(graph, r.task))
     failed = next((r for r in ordered if not r.ok), None)
     if failed is not None:
         return Closed(
@@ -233,16 +372,62 @@ def close_superstep(
             f"limit of {state_limit_bytes}; the last committed state is kept"
         )
         return Closed(state, (), joins, RunEnd("failed", reason))
-    nodes, joins = _next_nodes(graph, ordered, joins)
-    if not nodes:
-        return Closed(merged, (), joins, RunEnd("completed"))
+    sends = tuple(send for r in ordered for send in r.sends)
+    mapped = next((s.node for s in sends if graph.nodes[s.node].map is not None), None)
+    if mapped is not None:
+        reason = (f"an item was sent to {mapped!r}, a map node: it runs over its list; send "
+                  "to a plain node")  # fmt: skip
+        return Closed(state, (), joins, RunEnd("failed", reason))
+    targets, joins = _next_nodes(graph, ordered, joins)
+    nodes, waiting = _deferring(graph, (*targets, *deferred), bool(sends), merged)
+    if not nodes and not sends:
+        return Closed(merged, (), joins, _end(joins, ordered))
     if superstep + 1 >= max_supersteps:
+        names = ", ".join(map(repr, dict.fromkeys([*nodes, *(s.node for s in sends)])))
         reason = (
             f"step limit reached: {max_supersteps} supersteps ran without reaching END (next "
-            f"would have run {', '.join(map(repr, nodes))}); raise max_steps or check the loop"
+            f"would have run {names}); raise max_steps or check the loop"
         )
-        return Closed(merged, nodes, joins, RunEnd("failed", reason))
-    return Closed(merged, nodes, joins)
+        return Closed(merged, nodes, joins, RunEnd("failed", reason), sends, waiting)
+    return Closed(merged, nodes, joins, None, sends, waiting)
+
+
+def _deferring(
+    graph: Graph, candidates: Sequence[str], sending: bool, state: Mapping[str, Any]
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The nodes that run next, and the deferred ones that wait: these run, each once, when
+    nothing else would (LangGraph runs a deferred node when the run is about to end). A map
+    over an empty list runs nothing: that branch ends here, and the next superstep is
+    whatever else is left (so every runner plans the same)."""
+    unique = sorted(n for n in set(candidates) if _has_tasks(graph, n, state))
+    ready = tuple(n for n in unique if not graph.nodes[n].defer)
+    later = tuple(n for n in unique if graph.nodes[n].defer)
+    if ready or sending:
+        return ready, later
+    return later, ()
+
+
+def _has_tasks(graph: Graph, node: str, state: Mapping[str, Any]) -> bool:
+    """False for a map node over an empty list; a map over a non-list is kept, and its plan
+    fails the run saying so (:func:`plan_of`)."""
+    spec = graph.nodes[node].map
+    return spec is None or state.get(spec.over) != []
+
+
+def _end(joins: Joins, results: Sequence[TaskResult]) -> RunEnd:
+    """Nothing is left to run: the run completes, unless a join still waits and no task
+    chose END (a routed fan-out skipped one of its branches: it would never run)."""
+    chose_end = any(END in r.targets for r in results)
+    if not joins or chose_end:
+        return RunEnd("completed")
+    join, seen = sorted(joins.items())[0]
+    reason = (
+        f"nothing is left to run, and join {join!r} still waits (it has seen "
+        f"{', '.join(map(repr, sorted(seen)))}): a branch it waits for was routed past. "
+        f'Mark {join!r} "defer": true to run it once the others are done, whichever ran, '
+        "or route to END to finish without it"
+    )
+    return RunEnd("failed", reason)
 
 
 def _next_nodes(

@@ -15,7 +15,7 @@ import contextlib
 import importlib
 import inspect
 import threading
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, TypeAlias, TypeVar, overload
@@ -24,9 +24,14 @@ from engine.errors import HopgraphError, UnknownToolError
 
 State: TypeAlias = dict[str, Any]
 Updates: TypeAlias = dict[str, Any]
-ToolResult: TypeAlias = Updates | None
-ToolFn: TypeAlias = Callable[[Mapping[str, Any], "ToolContext"], ToolResult | Awaitable[ToolResult]]
+ToolResult: TypeAlias = "Updates | Command | None"
+"""What a tool returns: updates, a :class:`Command` (updates and where to go), or nothing."""
+ToolFn: TypeAlias = Callable[
+    [Mapping[str, Any], "ToolContext"], "ToolResult | Awaitable[ToolResult]"
+]
 F = TypeVar("F", bound=Callable[..., Any])
+RF = TypeVar("RF", bound=Callable[..., Any])
+RD = TypeVar("RD", bound=Callable[..., Any])
 
 MAX_ERROR_CHARS = 2_000
 """Longest error text a step records: a run's step log is stored item by item (a DynamoDB
@@ -35,6 +40,58 @@ write of it."""
 
 
 _NO_SETTINGS: Mapping[str, Any] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """A task for the next superstep with its own input (LangGraph's ``Send``): ``node``
+    runs on ``payload`` alone, not on the run's state; its updates merge into the state.
+
+    A router returns these, or a tool in a :class:`Command`'s ``goto``. The payload is a
+    JSON object: it is recorded with the superstep that sends it, so that a durable worker
+    rebuilds the task from the run's records rather than from the message that carries it."""
+
+    node: str
+    payload: Mapping[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"node": self.node, "payload": dict(self.payload)}
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> Send:
+        return cls(str(doc["node"]), dict(doc["payload"]))
+
+
+Goto: TypeAlias = str | Send | Sequence[str | Send]
+"""Where a router or a :class:`Command` sends the run: a node (or END), a :class:`Send`, or
+a list of them."""
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """What a tool returns to update the state *and* say where to go (LangGraph's
+    ``Command(update=..., goto=...)``). The ``goto`` targets run next, beside the node's own
+    edges; its node declares them (``"goto": [...]`` in the graph)."""
+
+    update: Mapping[str, Any] | None = None
+    goto: Goto = ()
+
+
+RouterFn: TypeAlias = Callable[[Mapping[str, Any]], Goto]
+"""A registered router: the state (with its node's updates) in, where to go out."""
+
+
+@dataclass(frozen=True, slots=True)
+class CustomReducer:
+    """A reducer a toolkit registers (``@toolkit.reducer``), named in a graph's ``state``:
+    ``(current, update) -> merged``, with ``current`` the key's empty value, or ``None`` when
+    it has none and the key is not set yet."""
+
+    name: str
+    fn: Callable[[Any, Any], Any]
+    empty: Callable[[], Any] | None = None
+    """Makes the value the key holds before any update (LangGraph's channel starts from its
+    type: ``list`` gives ``[]``); ``None``: the key is absent until first written."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +177,8 @@ class Toolkit:
 
     name: str = "tools"
     _tools: dict[str, Tool] = field(default_factory=dict)
+    _routers: dict[str, RouterFn] = field(default_factory=dict)
+    _reducers: dict[str, CustomReducer] = field(default_factory=dict)
 
     @overload
     def tool(self, fn: F, /) -> F: ...
@@ -169,9 +228,56 @@ class Toolkit:
     def add(self, tool: Tool) -> None:
         self._tools[tool.name] = tool
 
+    def router(self, fn: RF | None = None, /, *, name: str | None = None) -> Any:
+        """Register a router (``@tk.router`` or ``@tk.router(name=...)``): a function of the
+        state that returns a node, a list of nodes, or :class:`Send` items (LangGraph's path
+        function in ``add_conditional_edges``). A graph names it in a branch:
+        ``"branches": {"plan": {"router": "name", "to": ["a", "b"]}}``."""
+
+        def register(f: RF) -> RF:
+            self._routers[name or f.__name__] = f
+            return f
+
+        return register(fn) if fn is not None else register
+
+    def reducer(
+        self,
+        fn: RD | None = None,
+        /,
+        *,
+        name: str | None = None,
+        empty: Callable[[], Any] | None = None,
+    ) -> Any:
+        """Register a reducer (``@tk.reducer`` or ``@tk.reducer(name=..., empty=list)``):
+        ``(current, update) -> merged``, never mutating its arguments. A graph names it in
+        its ``state``: ``{"key": {"reducer": "name"}}``."""
+
+        def register(f: RD) -> RD:
+            reducer_name = name or f.__name__
+            self._reducers[reducer_name] = CustomReducer(reducer_name, f, empty)
+            return f
+
+        return register(fn) if fn is not None else register
+
+    def get_router(self, name: str) -> RouterFn:
+        try:
+            return self._routers[name]
+        except KeyError:
+            raise UnknownToolError(name) from None
+
+    def router_names(self) -> list[str]:
+        return sorted(self._routers)
+
+    def reducers(self) -> Mapping[str, CustomReducer]:
+        """The reducers this toolkit registers, by name."""
+        return MappingProxyType(self._reducers)
+
     def include(self, other: Toolkit) -> None:
-        """Add every tool of ``other``; a later toolkit wins on a name clash."""
+        """Add every tool, router and reducer of ``other``; a later toolkit wins on a name
+        clash."""
         self._tools.update(other._tools)
+        self._routers.update(other._routers)
+        self._reducers.update(other._reducers)
 
     def get(self, name: str) -> Tool:
         try:
@@ -222,7 +328,26 @@ def _run_coroutine(awaitable: Awaitable[ToolResult]) -> ToolResult:
 
 
 def call_tool(tool: Tool, state: Mapping[str, Any], ctx: ToolContext) -> Updates:
-    """Run a tool and return its updates; every failure becomes a :class:`ToolError`."""
+    """Run a tool and return its updates; every failure becomes a :class:`ToolError`.
+
+    A :class:`Command` without ``goto`` counts as its update; one with a ``goto`` needs
+    :func:`call_tool_command` (a node that declares ``goto`` runs through it)."""
+    updates, goto = call_tool_command(tool, state, ctx)
+    if goto is not None:
+        raise ToolError(
+            tool.name,
+            "TypeError",
+            "returned a Command with a goto, and its node "
+            'declares none: add "goto": [<the nodes it may go to>] to the node',
+        )
+    return updates
+
+
+def call_tool_command(
+    tool: Tool, state: Mapping[str, Any], ctx: ToolContext
+) -> tuple[Updates, Goto | None]:
+    """Run a tool and return its updates and, when it returned a :class:`Command` with a
+    ``goto``, where it goes; every failure becomes a :class:`ToolError`."""
     try:
         result = tool.fn(state, ctx)
         if tool.is_async or inspect.isawaitable(result):
@@ -230,9 +355,16 @@ def call_tool(tool: Tool, state: Mapping[str, Any], ctx: ToolContext) -> Updates
     except Exception as exc:  # a tool's failure is data for the step log, not a crash
         raise ToolError(tool.name, type(exc).__name__, _describe(exc)) from exc
     if result is None:
-        return {}
+        return {}, None
+    if isinstance(result, Command):
+        update = result.update if result.update is not None else {}
+        if not isinstance(update, Mapping):
+            raise ToolError(tool.name, "TypeError", "returned a Command whose update is "
+                            f"{type(update).__name__}, expected a dict or None")  # fmt: skip
+        empty = result.goto == () or result.goto == []
+        return dict(update), None if empty else result.goto
     if not isinstance(result, dict):
         raise ToolError(
             tool.name, "TypeError", f"returned {type(result).__name__}, expected a dict or None"
         )
-    return result
+    return result, None

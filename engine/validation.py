@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Collection, Iterable, Mapping
+from dataclasses import replace as dataclass_replace
 from types import MappingProxyType
 from typing import Any
 
@@ -28,6 +29,7 @@ from engine.graph import (
 )
 from engine.parallel_checks import check_parallel_writes
 from engine.reducers import REDUCERS
+from engine.tools import Toolkit
 
 MAX_STEPS_CEILING = 10_000
 MAX_CONCURRENCY_CEILING = 1_000
@@ -37,17 +39,23 @@ def build_graph(
     doc: Any,
     tools: Collection[str] | None = None,
     writes: Mapping[str, Collection[str]] | None = None,
+    *,
+    toolkit: Toolkit | None = None,
 ) -> Graph:
     """Validate ``doc`` (any accepted dialect) and return the immutable graph.
 
     ``tools``: the registered tool names; ``None`` skips the unknown-tool check.
     ``writes``: the state keys each tool declares it writes, where it does; two tasks that
     may run in one superstep and write the same key without a reducer are refused here.
+    ``toolkit``: the registry the graph runs with: its reducers are resolved into the graph,
+    and with ``tools`` (a graph being created) its router and reducer names are checked too.
+    Without ``tools`` (a stored graph read back), a router or reducer name is taken on trust:
+    one that no loaded toolkit registers fails the task or merge that needs it.
     """
     draft = read_draft(doc)
     if not isinstance(doc, dict):  # "not an object" says it all: no entry, nodes... to check
         raise GraphValidationError(draft.problems)
-    checker = _Checker(draft, tools)
+    checker = _Checker(draft, tools, toolkit)
     graph = checker.build()
     if graph is not None and writes is not None:
         checker.problems.extend(check_parallel_writes(graph, writes, checker.node_locs))
@@ -62,9 +70,12 @@ def _suggest(name: str, known: Iterable[str]) -> str:
 
 
 class _Checker:
-    def __init__(self, draft: Draft, tools: Collection[str] | None) -> None:
+    def __init__(
+        self, draft: Draft, tools: Collection[str] | None, toolkit: Toolkit | None = None
+    ) -> None:
         self.draft = draft
         self.tools = tools
+        self.toolkit = toolkit
         self.problems: list[Problem] = list(draft.problems)
         self.node_locs: dict[str, str] = {}
 
@@ -72,7 +83,7 @@ class _Checker:
         self.problems.append(Problem(loc, message))
 
     def build(self) -> Graph | None:
-        nodes = self._nodes()
+        nodes = self._gotos(self._nodes())
         entry = self._entry()
         edges, branches = self._routes()
         joins = self._joins()
@@ -92,6 +103,7 @@ class _Checker:
             max_steps=max_steps,
             reducers=MappingProxyType(reducers),
             joins=MappingProxyType(joins),
+            custom_reducers=self.toolkit.reducers() if self.toolkit is not None else {},
         )
 
     # -- nodes and entry -------------------------------------------------------------------
@@ -113,9 +125,23 @@ class _Checker:
             tool_ok = self._tool_ok(dn.tool, dn.tool_loc)
             settings_ok = self._settings_ok(dn.settings, dn.loc)
             spec = self._map(dn.map, f"{dn.loc}.map")
-            if tool_ok and settings_ok and (dn.map is None or spec is not None):
+            defer_ok = dn.defer is None or isinstance(dn.defer, bool)
+            if not defer_ok:
+                self.add(f"{dn.loc}.defer", "must be true or false")
+            if tool_ok and settings_ok and defer_ok and (dn.map is None or spec is not None):
                 settings = MappingProxyType(dict(dn.settings or {}))
-                nodes[dn.id] = Node(dn.id, dn.tool, settings, spec)
+                nodes[dn.id] = Node(dn.id, dn.tool, settings, spec, defer=bool(dn.defer))
+        return nodes
+
+    def _gotos(self, nodes: dict[str, Node]) -> dict[str, Node]:
+        """Each node's ``goto``: where its tool's Command may send the run (once every node
+        id is known)."""
+        for dn in self.draft.nodes:
+            if dn.goto is None or not isinstance(dn.id, str) or dn.id not in nodes:
+                continue
+            targets = self._destinations(dn.goto, f"{dn.loc}.goto")
+            if targets is not None:
+                nodes[dn.id] = dataclass_replace(nodes[dn.id], goto=targets)
         return nodes
 
     def _map(self, spec: Any, loc: str) -> MapSpec | None:
@@ -239,6 +265,19 @@ class _Checker:
             return None
         return targets
 
+    def _destinations(self, value: Any, loc: str) -> Targets | None:
+        """Where a router or a Command *may* go (it picks at run time): one target or a list,
+        END among them if it may end the run."""
+        items = value if isinstance(value, list) else [value]
+        if not items:
+            self.add(loc, "an empty list: name the nodes (or END) it may go to")
+            return None
+        found = [self._target(t, f"{loc}[{i}]" if isinstance(value, list) else loc)
+                 for i, t in enumerate(items)]  # fmt: skip
+        if any(t is None for t in found):
+            return None
+        return tuple(dict.fromkeys(t for t in found if t is not None))
+
     def _target(self, target: Any, loc: str) -> str | None:
         if target is None or target == "":
             self.add(loc, "missing target: name a node or END")
@@ -254,6 +293,8 @@ class _Checker:
         return name
 
     def _branch(self, route: DraftRoute) -> Branch | None:
+        if route.router is not None:
+            return self._router(route)
         if not route.cases:  # the reader reported why it has none
             return None
         cases: list[Case] = []
@@ -270,6 +311,27 @@ class _Checker:
             default = self._targets(route.default, route.default_loc, route.fan_locs)
             ok = ok and default is not None
         return Branch(tuple(cases), default) if ok else None
+
+    def _router(self, route: DraftRoute) -> Branch | None:
+        """A branch decided by a registered router, which may go to the nodes in ``to``."""
+        name, loc = route.router, f"{route.loc}.router"
+        ok = True
+        if not isinstance(name, str) or not name:
+            self.add(loc, "must name a registered router (a string)")
+            ok = False
+        elif (
+            self.tools is not None
+            and self.toolkit is not None
+            and name not in self.toolkit.router_names()
+        ):
+            hint = _suggest(name, self.toolkit.router_names())
+            self.add(loc, f"unknown router {name!r}{hint}")
+            ok = False
+        if route.router_to is None:
+            self.add(f"{route.loc}.to", "list where the router may go: a node, END, or several")
+            return None
+        to = self._destinations(route.router_to, f"{route.loc}.to")
+        return Branch((), None, router=str(name), to=to) if ok and to is not None else None
 
     def _condition(self, source: Any, loc: str) -> Any:
         if not isinstance(source, str):
@@ -324,10 +386,13 @@ class _Checker:
         for key, declared in spec.items():
             loc = f"state.{key}"
             name = declared.get("reducer") if isinstance(declared, Mapping) else None
-            if not isinstance(name, str) or name not in REDUCERS:
-                known = ", ".join(REDUCERS)
-                hint = _suggest(name, REDUCERS) if isinstance(name, str) else ""
-                self.add(f"{loc}.reducer", f"unknown reducer {name!r}{hint}; one of {known}")
+            custom = self.toolkit.reducers() if self.toolkit is not None else {}
+            trusted = self.tools is None and isinstance(name, str)
+            if not isinstance(name, str) or not (name in REDUCERS or name in custom or trusted):
+                names = [*REDUCERS, *custom]
+                hint = _suggest(name, names) if isinstance(name, str) else ""
+                self.add(f"{loc}.reducer", f"unknown reducer {name!r}{hint}; one of "
+                         f"{', '.join(names)} (or one a toolkit registers)")  # fmt: skip
                 continue
             reducers[key] = name  # "replace" too: declared, several writers may replace
         return reducers
@@ -337,6 +402,7 @@ class _Checker:
         routed = {r.source for r in self.draft.routes if isinstance(r.source, str)}
         routed.update(s for j in self.draft.joins if isinstance(j.sources, list)
                       for s in j.sources if isinstance(s, str))  # fmt: skip
+        routed.update(n.id for n in self.draft.nodes if isinstance(n.id, str) and n.goto)
         for node_id, loc in self.node_locs.items():
             if node_id not in routed:
                 self.add(loc, f"node {node_id!r} has no way out: add an edge (to END to finish)")
@@ -375,8 +441,12 @@ class _Checker:
         for route in self.draft.routes:
             if not isinstance(route.source, str) or route.source not in succ:
                 continue
-            targets = _flat([route.target, route.default, *(c.target for c in route.cases)])
+            targets = _flat([route.target, route.default, route.router_to,
+                             *(c.target for c in route.cases)])  # fmt: skip
             succ[route.source].update(canonical_target(t) for t in targets)
+        for node in self.draft.nodes:
+            if isinstance(node.id, str) and node.id in succ and node.goto is not None:
+                succ[node.id].update(canonical_target(t) for t in _flat([node.goto]))
         for join in self.draft.joins:
             if isinstance(join.sources, list) and isinstance(join.node, str):
                 for source in join.sources:

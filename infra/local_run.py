@@ -27,7 +27,7 @@ def run_local(
     completes, else 1 (2: bad input)."""
     try:
         tools = load_toolkits([t.strip() for t in toolkits if t.strip()])
-        graph = build_graph(doc, tools.names())
+        graph = build_graph(doc, tools.names(), toolkit=tools)
     except GraphValidationError as exc:
         console.print(f"[red]error:[/] {source} is not a valid graph:", highlight=False)
         for problem in exc.problems:

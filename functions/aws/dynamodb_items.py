@@ -15,7 +15,7 @@ Item shapes (``tests/contract/test_dynamodb_items.py`` snapshots each one)::
                    run_status, graph_id?, max_steps?, superstep? (next, joins, tasks, total?)
     task           PK=RUN#<id>     SK=TASK#000042#<index or ->#<node>   node, tool, status,
                    updates, targets, started_at, duration_ms, attempt, index?, error?,
-                   committed_by?            (a task of a superstep of several)
+                   committed_by?, sends?    (a task of a superstep of several)
     task count     PK=RUN#<id>     SK=FANIN#000042   done   (a superstep with many readers)
     connection     PK=CONN#<id>    SK=CONN         endpoint, expires_at (TTL), owner?, admin?
     subscription   PK=RUN#<run>    SK=SUB#<conn>   endpoint, expires_at (TTL), replayed_through?
@@ -325,11 +325,15 @@ def step_item(step: StepRecord) -> Item:
     _put_opt(item, "graph_id", step.graph_id or None)
     if step.max_steps:
         item["max_steps"] = num(step.max_steps)
-    if step.next_nodes or step.joins or step.tasks:  # a chain's item stays as it was
+    if step.next_nodes or step.joins or step.tasks or step.sends or step.deferred:
         superstep: dict[str, Any] = {"next": list(step.next_nodes), "joins": step.joins,
                                      "tasks": step.tasks}  # fmt: skip
         if step.tasks_total:
             superstep["total"] = step.tasks_total
+        if step.sends:  # a graph without routers' sends or deferred nodes stays as it was
+            superstep["sends"] = list(step.sends)
+        if step.deferred:
+            superstep["deferred"] = list(step.deferred)
         item["superstep"] = json_attr(superstep)
     return item
 
@@ -362,7 +366,9 @@ def _superstep_fields(item: Item) -> dict[str, Any]:
         return {}
     doc = json_value(item["superstep"])
     return {"next_nodes": tuple(doc["next"]), "joins": doc["joins"],
-            "tasks": tuple(doc["tasks"]), "tasks_total": doc.get("total", 0)}  # fmt: skip
+            "tasks": tuple(doc["tasks"]), "tasks_total": doc.get("total", 0),
+            "sends": tuple(doc.get("sends", ())),
+            "deferred": tuple(doc.get("deferred", ()))}  # fmt: skip
 
 
 # ---------------------------------------------------------------------------- tasks
@@ -384,6 +390,8 @@ def task_item(task: TaskRecord) -> Item:
         item["index"] = num(task.index)
     _put_opt(item, "error", task.error)
     _put_opt(item, "committed_by", task.committed_by or None)
+    if task.sends:
+        item["sends"] = json_attr(list(task.sends))
     return item
 
 
@@ -403,6 +411,7 @@ def task_from_item(item: Item) -> TaskRecord:
         error=_opt_str(item, "error"),
         attempt=int(item["attempt"]["N"]),
         committed_by=_opt_str(item, "committed_by") or "",
+        sends=tuple(json_value(item["sends"])) if "sends" in item else (),
     )
 
 

@@ -694,3 +694,18 @@ def test_a_cursor_of_non_ascii_digits_is_refused(store: RunStore, cursor: str) -
         store.list_runs(cursor=cursor)
     with pytest.raises(InvalidInputError):
         store.list_graphs(cursor=cursor)
+
+
+def test_items_sent_and_deferred_nodes_round_trip_in_steps_and_tasks(store: RunStore) -> None:
+    # Given a close that sent items and left a deferred node waiting, and a task that sent
+    store.create_run(run())
+    sends = ({"node": "w", "payload": {"section": "intro"}}, {"node": "w", "payload": {}})
+    closed = step(seq=0, next_node=None, next_nodes=(), sends=sends, deferred=("d",))
+    sent = task("b", sends=sends)
+    store.commit_step(closed)
+    store.commit_task(sent)
+    # Then both read back whole: a worker plans the next superstep from them
+    assert store.get_step("r1", 0) == closed
+    assert store.get_step("r1", 0).successors == ()  # type: ignore[union-attr]
+    assert store.get_task("r1", 1, "b", None) == sent
+    assert store.read_slot("r1", 1).previous == closed
