@@ -34,9 +34,9 @@ SHAPES: Mapping[str, Mapping[str, str | None]] = {
         "state": "{state_key}",
         "max_steps": None,
     },
-    "node": {"tool": None, "settings": None, "map": "map"},
+    "node": {"tool": None, "settings": None, "map": "map", "goto": None, "defer": None},
     "map": {"over": None, "as": None, "max_concurrency": None},
-    "branch": {"cases": "[case]", "default": None},
+    "branch": {"cases": "[case]", "default": None, "router": None, "to": None},
     "case": {"when": None, "to": None},
     "state_key": {"reducer": None},
     # -- dialect 1: nodes {id: {tool, next}}, entry in start_node ------------------------------

@@ -25,7 +25,7 @@ from engine.memory import MemoryRunStore
 from engine.ports import Audience, Clock, Hop, RunRecord, RunStatus, RunStore, StepRecord
 from engine.protocol import HopProtocol, ProtocolConfig
 from engine.reducers import ReducerError
-from engine.superstep import plan_of
+from engine.superstep import Task, merge_key, plan_of
 from engine.tools import Toolkit
 
 EventSink = Callable[[dict[str, Any]], None]
@@ -186,24 +186,21 @@ class InProcessRunner:
             raise notifier.error
         done = store.get_run(run_id)
         return RunResult(run_id, done.status, done.state, done.steps, done.error,
-                         execution_log(store, run_id, done.steps))  # fmt: skip
+                         execution_log(store, run_id, done.steps, graph))  # fmt: skip
 
 
-def execution_log(store: RunStore, run_id: str, steps: int) -> list[dict[str, Any]]:
+def execution_log(store: RunStore, run_id: str, steps: int, graph: Graph) -> list[dict[str, Any]]:
     """The run's log: each superstep of one task as its step's entry, each superstep of
-    several as one entry per task, in merge order."""
+    several as one entry per task, in merge order (:func:`engine.superstep.merge_key`)."""
     log: list[dict[str, Any]] = []
     for step in store.list_steps(run_id, limit=steps + 1).items:
         tasks = store.list_tasks(run_id, step.seq) if step.tasks or step.tasks_total else []
         if not tasks:
             log.append({**step.log_entry(), "task": step.node})
             continue
-        log.extend(_task_entry(step, t) for t in sorted(tasks, key=_merge_order))
+        order = sorted(tasks, key=lambda t: merge_key(graph, Task(t.node, t.index)))
+        log.extend(_task_entry(step, t) for t in order)
     return log
-
-
-def _merge_order(task: Any) -> tuple[str, int]:
-    return (task.node, -1 if task.index is None else task.index)
 
 
 def _task_entry(step: StepRecord, task: Any) -> dict[str, Any]:

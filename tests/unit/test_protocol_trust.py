@@ -261,9 +261,8 @@ def test_a_step_means_the_same_in_a_chain_and_in_a_graph_with_a_map() -> None:
     with_map = build_graph(WITH_MAP, tools.names())
     results = [InProcessRunner(tools).run(g, {"n": 1}) for g in (chain, with_map)]
     # Then both keep the state before the step, with the same error and the same log entry
-    assert [(r.status, r.state, r.error) for r in results[1:]] == [
-        (results[0].status, results[0].state, results[0].error)
-    ]
+    assert (results[1].status, results[1].error) == (results[0].status, results[0].error)
+    assert results[1].state == {**results[0].state, "graded": []}  # its reduced key starts empty
     assert results[0].state == {"n": 1} and "routing after 'count' failed" in str(results[0].error)
     assert results[0].log[0]["updates"] == results[1].log[0]["updates"] == {}
 

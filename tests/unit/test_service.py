@@ -479,7 +479,7 @@ def test_the_same_hop_under_two_delivery_ids_commits_once(world: World) -> None:
     assert world.deliver(hop, "m1") == "committed"
     # A second message with the same hop (a duplicate send) finds the slot taken at its slot
     # check and is dropped, before its tool runs
-    assert world.deliver(hop, "m2") == "stale"
+    assert world.deliver(hop, "m2") == "duplicate"
     assert calls == [(run.run_id, 0)]
     assert [h.seq for h in world.queue.hops] == [1]
     assert world.run(run.run_id).steps == 1
@@ -565,7 +565,7 @@ def test_a_hop_of_a_finished_step_is_a_duplicate(world: World) -> None:
     world.drain()
     final = world.run(run.run_id)
     assert world.deliver(replace(first, recheck=True)) == "duplicate"
-    assert world.deliver(first) == "stale"  # its run is no longer running
+    assert world.deliver(first) == "duplicate"  # its slot is another delivery's
     assert not world.queue.hops and world.run(run.run_id) == final
 
 
@@ -630,7 +630,7 @@ def test_fail_hop_marks_the_run_failed(world: World) -> None:
     assert world.notifier.events[-1]["reason"] == "hop dead-lettered after 5 receives"
     # And doing it again, or delivering the hop, changes nothing
     assert world.service.fail_hop(dead, "again") is False
-    assert world.deliver(dead) == "stale"
+    assert world.deliver(dead) == "duplicate"
     assert world.run(run.run_id) == failed
 
 
