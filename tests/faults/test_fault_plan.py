@@ -4,7 +4,8 @@ in-process runner's, every task committed once, every superstep closed once, sup
 published in order, no hop left, nothing dead-lettered, and the fault struck exactly once.
 
 Mutation proof: each break below was applied to a copy of the tree and the plan run on it
-(the 98 cases outside the map of 50); each turned the cases listed red, and the tree as
+(1-5: the 98 cases outside the map of 50, before the step kernel; 6-9: the cases of the
+faults and the shape they guard); each turned the cases listed red, and the tree as
 committed is green.
 
 1. The close without its condition: ``ConditionExpression=SLOT_FREE`` removed from both
@@ -33,6 +34,20 @@ committed is green.
 5. A counted superstep's count left behind: the count's ``Update`` dropped from the
    transaction of ``DynamoRunStore.commit_task(counted=True)``, so that tasks commit and
    the count never rises. All 14 cases of map_12_counted red, the run left "running".
+6. A hop believed about its graph: the ``graph_id != hop.graph_id`` comparison removed from
+   ``HopProtocol._origin`` (engine/protocol.py). 8 of the 11 forge@hop cases red: the forged
+   hop, naming a twin graph with the same node names, ran the twin's tool and committed
+   ("hijacked" in the final state).
+7. A dead letter believed: the lease check removed from ``HopProtocol.fail`` and the AWS mark
+   check from ``functions.deadletter.letters.fail_run``. All 11 forge@dead_letter cases red,
+   the run "failed" by a letter for its live task.
+8. A cancel that does not stop a superstep: ``Slot.taken`` ignored by ``_origin``. 18 cancel_map
+   cases red: "N tasks started after the cancel answered".
+9. No sweeper: ``HopProtocol.sweep`` returns at once. 11 of the 31 lose@... cases red, the
+   run left "running" (in the others a later hop of the same superstep, or the redelivery of
+   a batch's other hops, still sends what was lost).
+The wide map whose task summaries cannot fit in one item runs on the memory adapters
+(tests/unit/test_protocol_trust.py): with ``MAX_TASK_SUMMARIES`` unbounded, it goes red.
 """
 
 from __future__ import annotations
