@@ -87,6 +87,7 @@ from engine.ports import (
     Clock,
     Hop,
     Notifier,
+    NullNotifier,
     RunEnd,
     RunRecord,
     RunStore,
@@ -309,8 +310,8 @@ class HopProtocol:
         started: float, delivery_id: str, attempt: int, tasks: list[TaskRecord] | None = None,
     ) -> HopResult:  # fmt: skip
         closed = self._closed(graph, origin, results, hop.seq)
-        step = _close_record(hop, origin, closed, results, started, attempt, tasks)
-        return self._commit_close(graph, hop, replace(step, committed_by=delivery_id),
+        step = _close_record(hop, origin, closed, results, started, attempt, delivery_id, tasks)
+        return self._commit_close(graph, hop, step,
                                   closed.end, delivery_id, origin.audience)  # fmt: skip
 
     def _closed(self, graph: Graph, origin: Origin, results: list[TaskResult], seq: int) -> Closed:
@@ -506,6 +507,8 @@ class HopProtocol:
         """The step's events, to the subscribers read with its slot; a run's last step has no
         next publisher to make up for a subscriber that came meanwhile, so it reads them
         after its commit (:class:`~engine.ports.Audience`)."""
+        if isinstance(self.notifier, NullNotifier):  # nobody listens: build no events
+            return
         if end is not None:
             audience = audience.after_commit()
         now = self.clock()
@@ -648,7 +651,7 @@ def _origin_of_run(run: RunRecord | None, graph: Graph) -> _Found | None:
 
 def _close_record(
     hop: Hop, origin: Origin, closed: Closed, results: list[TaskResult], started: float,
-    attempt: int, tasks: list[TaskRecord] | None = None,
+    attempt: int, delivery_id: str, tasks: list[TaskRecord] | None = None,
 ) -> StepRecord:  # fmt: skip
     """The step record of a closed superstep, the same for one task or many: ``updates`` are
     the merged values of the keys its tasks wrote (none when it failed: it keeps the state
@@ -674,7 +677,7 @@ def _close_record(
         next_node=nodes[0] if single else (END if status == "completed" else None),
         started_at=started, duration_ms=sum(r.duration_ms for r in ordered),
         error=closed.end.error if closed.end is not None else None, attempt=attempt,
-        run_status=status, next_nodes=() if single else nodes,
+        committed_by=delivery_id, run_status=status, next_nodes=() if single else nodes,
         joins={k: sorted(v) for k, v in closed.joins.items()},
         tasks=summaries, graph_id=origin.graph_id, max_steps=origin.max_steps,
         tasks_total=total, sends=tuple(s.to_dict() for s in closed.sends),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -22,7 +23,17 @@ from engine.errors import GraphNotFound
 from engine.events import run_event
 from engine.graph import Graph
 from engine.memory import MemoryRunStore
-from engine.ports import Audience, Clock, Hop, RunRecord, RunStatus, RunStore, StepRecord
+from engine.ports import (
+    Audience,
+    Clock,
+    Hop,
+    Notifier,
+    NullNotifier,
+    RunRecord,
+    RunStatus,
+    RunStore,
+    StepRecord,
+)
 from engine.protocol import HopProtocol, ProtocolConfig
 from engine.reducers import ReducerError
 from engine.superstep import Task, merge_key, plan_of
@@ -49,7 +60,11 @@ class RunResult:
 class PoolQueue:
     """A :class:`~engine.ports.StepQueue` whose hops a thread pool applies as they are sent;
     :meth:`wait` returns once no hop is queued or running (and re-raises the first error a
-    hop raised: in process, a failure of the protocol itself is a bug to show)."""
+    hop raised: in process, a failure of the protocol itself is a bug to show).
+
+    A thread that applies a hop goes on with the first hop that hop sent, and hands the others
+    to the pool: a chain runs on one thread with no hand-over per step, and a fan-out's tasks
+    still run side by side."""
 
     def __init__(
         self,
@@ -63,17 +78,36 @@ class PoolQueue:
         self._pending = 0
         self._idle = threading.Condition()
         self._error: BaseException | None = None
+        self._sent = threading.local()
+        """The hops sent by the hop this thread applies (unset outside the pool)."""
 
     def dispatch(self, hop: Hop) -> None:
         with self._idle:
             self._pending += 1
-        self._pool.submit(self._run, hop)
+        sent: deque[Hop] | None = getattr(self._sent, "hops", None)
+        if sent is not None:
+            sent.append(hop)
+        else:
+            self._pool.submit(self._run, hop)
 
     def dispatch_batch(self, hops: list[Hop]) -> None:
         for hop in hops:
             self.dispatch(hop)
 
     def _run(self, hop: Hop) -> None:
+        sent: deque[Hop] = deque()
+        self._sent.hops = sent
+        current: Hop | None = hop
+        try:
+            while current is not None:
+                self._apply_one(current)
+                current = sent.popleft() if sent else None
+                while sent:
+                    self._pool.submit(self._run, sent.popleft())
+        finally:
+            self._sent.hops = None
+
+    def _apply_one(self, hop: Hop) -> None:
         try:
             if not self._stopped():
                 self._apply(hop)
@@ -156,6 +190,7 @@ class InProcessRunner:
         run_id = run_id or "r_" + uuid.uuid4().hex[:24]
         store = self.store if self.store is not None else MemoryRunStore()
         notifier = _SinkNotifier(self.on_event)
+        published: Notifier = notifier if self.on_event is not None else NullNotifier()
         delivery = iter(range(1, 1 << 62))
         queue = PoolQueue(lambda hop: protocol.process(hop, f"d{next(delivery)}"),
                           stopped=lambda: notifier.error is not None)  # fmt: skip
@@ -165,7 +200,7 @@ class InProcessRunner:
                 raise GraphNotFound(wanted)
             return graph
 
-        protocol = HopProtocol(store, queue, self.tools, notifier, self.clock, self.config, graphs)
+        protocol = HopProtocol(store, queue, self.tools, published, self.clock, self.config, graphs)
         now = self.clock()
         limit = max_steps or graph.max_steps or DEFAULT_MAX_STEPS
         state = graph.start_state(input or {})  # reduced keys start empty, as LangGraph's
