@@ -69,7 +69,7 @@ def screen_lines(raw: str) -> list[str]:
 
 def spawn(stack: StackProcess, *args: str) -> pexpect.spawn:
     command = str(HOPGRAPH) if HOPGRAPH.exists() else sys.executable
-    prefix = [] if HOPGRAPH.exists() else ["-m", "infra.cli"]
+    prefix = [] if HOPGRAPH.exists() else ["-m", "infra.cli.main"]
     env = {**stack_env(), "COLUMNS": str(COLUMNS), "LINES": str(LINES), "TERM": "xterm-256color"}
     env |= {"HOPGRAPH_API": stack.api, "HOPGRAPH_WS": stack.ws}
     return pexpect.spawn(
@@ -193,7 +193,7 @@ def test_runs_follow_replays_a_finished_run(stack: StackProcess, walkthrough: Wa
 
 def test_a_followed_run_piped_into_head_ends_quietly(stack: StackProcess) -> None:
     # Given the walkthrough's run, followed, its output piped into head, as a person types it
-    command = (f"{sys.executable} -m infra.cli run examples/code_review.json "
+    command = (f"{sys.executable} -m infra.cli.main run examples/code_review.json "
                "--set code=@examples/sample_code.py --follow | head -n 2")  # fmt: skip
     env = {**stack_env(), "HOPGRAPH_API": stack.api, "HOPGRAPH_WS": stack.ws}
     # When head has read its two lines and left

@@ -20,8 +20,8 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from infra.client import with_token
-from infra.token_issuer import DEFAULT_USER
+from infra.cli.client import with_token
+from infra.stack.token_issuer import DEFAULT_USER
 from tests.e2e.stack import REPO, StackProcess, launch, stack_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
@@ -159,7 +159,7 @@ def test_another_user_cannot_follow_a_run_over_the_websocket(strict: StackProces
 def hopgraph(stack: StackProcess, config: Path, *words: str) -> subprocess.CompletedProcess[str]:
     env = stack_env() | {"HOPGRAPH_CONFIG_DIR": str(config), "NO_PROXY": "127.0.0.1"}
     env.pop("HOPGRAPH_TOKEN", None)
-    command = [sys.executable, "-m", "infra.cli", "--api", stack.api, "--ws", stack.ws, *words]
+    command = [sys.executable, "-m", "infra.cli.main", "--api", stack.api, "--ws", stack.ws, *words]
     return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
 
 

@@ -24,7 +24,7 @@ import httpx
 import pytest
 from websockets.sync.client import connect
 
-from infra.token_issuer import DEFAULT_USER
+from infra.stack.token_issuer import DEFAULT_USER
 from tests.e2e.stack import REPO, StackProcess, free_ports, launch, stack_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
@@ -238,7 +238,7 @@ def wait_until_drained(sqs: Any, queue_url: str) -> None:
 # -- 5: the CLI against the stack -------------------------------------------------------------
 def hopgraph(stack: StackProcess, *args: str) -> subprocess.CompletedProcess[str]:
     """``hopgraph --api ... --ws ... ARGS``; never a traceback, whatever the exit code."""
-    command = [str(HOPGRAPH)] if HOPGRAPH.exists() else [sys.executable, "-m", "infra.cli"]
+    command = [str(HOPGRAPH)] if HOPGRAPH.exists() else [sys.executable, "-m", "infra.cli.main"]
     env = {**stack_env(), "COLUMNS": "200"}  # wide enough that tables never cut an id
     done = subprocess.run(
         [*command, "--api", stack.api, "--ws", stack.ws, *args],
@@ -383,7 +383,7 @@ def test_second_dev_on_a_taken_port_fails_fast(taken: str, sqs_stack: StackProce
     ports = {"port": port, "ws_port": ws_port, taken: getattr(sqs_stack, taken)}
     began = time.monotonic()
     done = subprocess.run(
-        [sys.executable, "-m", "infra.cli", "dev", "--port", str(ports["port"]),
+        [sys.executable, "-m", "infra.cli.main", "dev", "--port", str(ports["port"]),
          "--ws-port", str(ports["ws_port"])],
         cwd=REPO, env=stack_env(), capture_output=True, text=True, timeout=30,
     )  # fmt: skip

@@ -20,7 +20,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from infra.client import follow_events
+from infra.cli.client import follow_events
 from tests.e2e.stack import HOST, StackProcess, launch
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]

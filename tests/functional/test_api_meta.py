@@ -20,8 +20,8 @@ from functions import runtime
 from functions.api import __version__
 from functions.api.app import DOCS_ASSETS_PATH, create_app
 from functions.settings import get_settings
-from infra.lambda_context import LambdaContext
-from infra.template import load_template
+from infra.stack.lambda_context import LambdaContext
+from infra.template.reader import load_template
 from tests.functional.api_harness import ApiStack, api_stack, http_event, invoke
 
 ROOT = Path(__file__).resolve().parents[2]

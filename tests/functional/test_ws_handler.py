@@ -26,7 +26,7 @@ from functions import runtime
 from functions.aws import clients
 from functions.settings import get_settings
 from functions.websocket.handler import ROUTES, handler
-from infra.lambda_context import LambdaContext
+from infra.stack.lambda_context import LambdaContext
 from tests.events import load_event
 
 REGION = "us-east-1"
@@ -158,7 +158,7 @@ def store(request: pytest.FixtureRequest, ws_env: None) -> Iterator[RunStore]:
         yield MemoryRunStore()
         return
     from functions.aws.dynamodb_store import DynamoRunStore
-    from infra.template import create_table
+    from infra.template.reader import create_table
 
     client = request.getfixturevalue("moto_dynamodb")
     table = f"{TABLE}-{uuid.uuid4().hex[:8]}"
@@ -516,7 +516,7 @@ def test_an_event_that_is_not_from_a_websocket_api_is_refused(service: RunServic
 
 
 def test_the_handler_serves_every_route_template_yaml_declares() -> None:
-    from infra.template import websocket_routes
+    from infra.template.reader import websocket_routes
 
     assert sorted(ROUTES) == sorted(websocket_routes())
 

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from infra import cli
-from infra.cli import main
-from infra.cli_input import plural
-from infra.client import ApiTimedOut, HopgraphClient
-from infra.progress import RunProgress, fit_keys
+from infra.cli import main as cli
+from infra.cli.client import ApiTimedOut, HopgraphClient
+from infra.cli.inputs import plural
+from infra.cli.main import main
+from infra.cli.progress import RunProgress, fit_keys
 
 REPO = Path(__file__).resolve().parents[2]
 GRAPH = str(REPO / "examples" / "code_review.json")

@@ -22,7 +22,7 @@ def into_closed_pipe(*args: str) -> subprocess.CompletedProcess[str]:
     os.close(read_end)
     try:
         return subprocess.run(
-            [sys.executable, "-m", "infra.cli", *args],
+            [sys.executable, "-m", "infra.cli.main", *args],
             cwd=REPO,
             stdout=write_end,
             stderr=subprocess.PIPE,
@@ -46,7 +46,7 @@ def test_a_closed_pipe_ends_the_command_quietly(output: str) -> None:
 
 def test_head_reads_the_first_lines_and_the_command_ends_quietly() -> None:
     # Given a local run piped into head, through a shell, as a person types it
-    command = f"{sys.executable} -m infra.cli {' '.join(LOCAL_RUN)} | head -n 2"
+    command = f"{sys.executable} -m infra.cli.main {' '.join(LOCAL_RUN)} | head -n 2"
     # When head has read its two lines and left
     done = subprocess.run(
         ["bash", "-o", "pipefail", "-c", command],

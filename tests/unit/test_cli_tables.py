@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from infra.cli_tables import GRAPHS, RUNS, STEPS, TOOLS, Field, print_table
+from infra.cli.tables import GRAPHS, RUNS, STEPS, TOOLS, Field, print_table
 
 RUN_IDS = ["r_0f3c9a1b2c3d4e5f60718293", "r_a1b2c3d4e5f60718293a4b5c"]  # as RandomIds makes
 GRAPH_ID = "g_8d1e2f3a4b5c6d7e8f90"

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from infra.template import load_template
+from infra.template.reader import load_template
 
 sys.path.insert(0, str(Path(__file__).parent))
 from aws_calls import actions_of

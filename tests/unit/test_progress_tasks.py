@@ -11,7 +11,7 @@ from rich.console import Console
 from engine.runner import InProcessRunner
 from engine.toolkits.basics import toolkit as basics
 from engine.validation import build_graph
-from infra.progress import RunProgress
+from infra.cli.progress import RunProgress
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "parallel_research.json"
 

@@ -11,7 +11,7 @@ write may resize them ("dictionary changed size during iteration"). Emulator fid
 the store's code is the same on AWS.
 
 The local stack's moto process also passes the same lock to :func:`serialize_sqs`, so that
-its snapshots (infra/moto_persistence.py) see one instant of both services; there, too,
+its snapshots (infra/moto/persistence.py) see one instant of both services; there, too,
 SendMessageBatch keeps its entries' trace headers, which moto drops.
 """
 

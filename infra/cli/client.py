@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 import httpx
 
-from infra.step_order import StepOrder
+from infra.cli.step_order import StepOrder
 
 
 class ApiError(Exception):
@@ -205,7 +205,7 @@ def follow_events(
     Subscribes after connecting (API Gateway cannot post during ``$connect``); the
     subscription replays the steps committed after ``after``, then the run's status, then
     the new steps as they commit, so a run that already ended is reported at once and
-    nothing committed meanwhile is missed (infra/step_order.py puts replay and live events
+    nothing committed meanwhile is missed (infra/cli/step_order.py puts replay and live events
     together). A run status that counts steps that never came (a replay post that failed)
     is answered, after a short grace, by subscribing again from the gap."""
     from websockets.sync.client import connect

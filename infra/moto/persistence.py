@@ -1,13 +1,13 @@
 """The local stack's data on disk: moto's DynamoDB items and SQS messages, across restarts.
 
-moto keeps its state in the memory of the process that serves it (infra/moto_process.py).
+moto keeps its state in the memory of the process that serves it (infra/moto/process.py).
 This module works on that state directly, in that process, through moto's own backends:
 
 - every DynamoDB write (PutItem, UpdateItem, DeleteItem; BatchWriteItem and transactions go
   through them) marks its key dirty; every SQS change marks the queues dirty;
 - about every second, :meth:`Persistence.flush` takes the dirty items and, if they changed,
   every queue's messages, under the lock that every moto operation takes
-  (infra/moto_fidelity.py), so that a frame is one instant of both services; it appends the
+  (infra/moto/fidelity.py), so that a frame is one instant of both services; it appends the
   frame to a journal as one JSON line, outside the lock;
 - on start, :meth:`Persistence.restore` folds the journal into moto (items through the
   backend's PutItem, messages as moto's own ``Message`` objects), then compacts the journal.
@@ -277,7 +277,7 @@ class Persistence:
     @contextlib.contextmanager
     def tracking(self) -> Iterator[None]:
         """Inside the block, moto's writes mark what they change. Enter it before
-        infra/moto_fidelity.py's locks, so that they wrap these marks: a frame then never
+        infra/moto/fidelity.py's locks, so that they wrap these marks: a frame then never
         holds a queue change without the item change that came before it."""
         from moto.dynamodb.models import DynamoDBBackend
         from moto.sqs.models import SQSBackend

@@ -12,7 +12,7 @@ from engine.memory import MemoryRunStore
 from engine.runner import InProcessRunner
 from engine.tools import load_toolkits
 from engine.validation import build_graph
-from infra.progress import RunProgress
+from infra.cli.progress import RunProgress
 
 
 def run_local(

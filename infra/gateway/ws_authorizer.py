@@ -1,5 +1,5 @@
 """API Gateway's part in a WebSocket API's ``$connect`` Lambda REQUEST authorizer, for the
-local gateway (infra/ws_gateway.py).
+local gateway (infra/gateway/ws_gateway.py).
 
 What API Gateway does, as its WebSocket developer guide describes it and this reproduces:
 

@@ -24,7 +24,7 @@ Response semantics, as Lambda's: a handler that raises fails the whole batch; a 
 without ``batchItemFailures`` (or with an empty list) succeeds the whole batch; a failure
 entry naming no message of the batch fails the whole batch.
 
-Around the invocation, Lambda's own behaviours (:mod:`infra.invocations`), from the
+Around the invocation, Lambda's own behaviours (:mod:`infra.stack.invocations`), from the
 function's settings in template.yaml (:meth:`SqsEventSource.from_template`): a message whose
 ``AWSTraceHeader`` shows its chain has reached the recursive loop limit is not processed and
 returns to the queue, unless the function declares ``RecursiveLoop: Allow``; an invocation
@@ -40,8 +40,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from infra import template
-from infra.invocations import (
+from infra.stack.invocations import (
     FunctionSettings,
     Invocation,
     InvocationTimedOut,
@@ -49,6 +48,7 @@ from infra.invocations import (
     invoke,
     longest_chain,
 )
+from infra.template import reader as template
 
 Handler = Callable[[dict[str, Any], Any], Any]
 log = logging.getLogger("hopgraph.local.sqs")

@@ -9,7 +9,7 @@ benchmarks/local_load.py put that per-request machinery at about a third of the 
 time, more than most DynamoDB and SQS calls cost themselves.
 
 The stack's clients speak AWS's JSON protocol to both services: a POST to ``/`` whose
-``X-Amz-Target`` names the operation, unsigned (infra/local_clients.py: moto's application
+``X-Amz-Target`` names the operation, unsigned (infra/stack/local_clients.py: moto's application
 would not find the service of such a request) or with a SigV4 credential scope that names
 the service.
 Those requests are handed here to the same ``dispatch`` the Flask view calls, with the
@@ -63,7 +63,7 @@ class DirectApplication:
         service = _TARGETS.get(environ.get("HTTP_X_AMZ_TARGET", "").partition(".")[0])
         if service is None:
             return None
-        # Unsigned (the stack's clients, infra/local_clients.py): the target alone says the
+        # Unsigned (the stack's clients, infra/stack/local_clients.py): the target alone says the
         # service. Signed: the credential scope, as moto's application routes it.
         authorization = environ.get("HTTP_AUTHORIZATION")
         if authorization is not None and _signing_name(authorization) != service:

@@ -2,9 +2,9 @@
 
 The stack's handlers and moto each want a core: moto does most of the work per request
 (parsing, validating, serializing), so it runs in a child process, ``python -m
-infra.moto_process``, and its GIL is not the handlers' one. The child applies moto's speed-ups
-(infra/moto_speedups.py), the locks that keep its DynamoDB per-item atomic
-(infra/moto_fidelity.py) and the persistence (infra/moto_persistence.py), then serves.
+infra.moto.process``, and its GIL is not the handlers' one. The child applies moto's speed-ups
+(infra/moto/speedups.py), the locks that keep its DynamoDB per-item atomic
+(infra/moto/fidelity.py) and the persistence (infra/moto/persistence.py), then serves.
 
 The parent talks to it over the child's stdin and stdout, one line each way:
 
@@ -58,7 +58,7 @@ class MotoProcess:
     threads: int = 64
     """Requests moto serves at once: above the stack's pollers, which each hold one open."""
     local_socket: bool = False
-    """Also answer the stack's own calls on a Unix socket (infra/moto_socket.py)."""
+    """Also answer the stack's own calls on a Unix socket (infra/moto/socket.py)."""
     _process: subprocess.Popen[str] | None = None
     _socket_path: str = ""
 
@@ -78,7 +78,7 @@ class MotoProcess:
         return self._socket_path
 
     def start(self) -> None:
-        command = [sys.executable, "-m", "infra.moto_process", "--host", self.host,
+        command = [sys.executable, "-m", "infra.moto.process", "--host", self.host,
                    "--port", str(self.port), "--data", str(self.data),
                    "--redelivery-s", str(self.redelivery_s),
                    "--threads", str(self.threads)]  # fmt: skip
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None, commands: IO[str] = sys.stdin) -> int:
         logging.basicConfig(
             level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
-    from infra.moto_persistence import DataFolderInUse, Journal, Persistence
+    from infra.moto.persistence import DataFolderInUse, Journal, Persistence
 
     journal = Journal(args.data)
     try:
@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None, commands: IO[str] = sys.stdin) -> int:
     )  # fmt: skip
     with contextlib.ExitStack() as patches:
         _patch_moto(patches, persistence, lock)
-        from infra.moto_server import MotoServer
+        from infra.moto.server import MotoServer
 
         server = MotoServer(args.host, args.port, threads=args.threads, verbose=args.verbose)
         server.start()
@@ -194,10 +194,10 @@ def main(argv: list[str] | None = None, commands: IO[str] = sys.stdin) -> int:
 
 
 def _serve_socket(args: argparse.Namespace, app: Any, patches: contextlib.ExitStack) -> str:
-    """Answer the stack's calls on a Unix socket (infra/moto_socket.py) at ``args.socket``,
+    """Answer the stack's calls on a Unix socket (infra/moto/socket.py) at ``args.socket``,
     or, where that path cannot have one (over 107 bytes, a file system without sockets), in
     a temporary folder removed at the end. The socket's path."""
-    from infra.moto_socket import SocketServer
+    from infra.moto.socket import SocketServer
 
     names = {"server_name": args.host, "server_port": args.port}
 
@@ -217,9 +217,9 @@ def _serve_socket(args: argparse.Namespace, app: Any, patches: contextlib.ExitSt
 
 
 def _patch_moto(patches: contextlib.ExitStack, persistence: Any, lock: threading.RLock) -> None:
-    from infra.moto_fidelity import serialize_dynamodb_writes, serialize_sqs
-    from infra.moto_lookups import remembered_lookups
-    from infra.moto_speedups import (
+    from infra.moto.fidelity import serialize_dynamodb_writes, serialize_sqs
+    from infra.moto.lookups import remembered_lookups
+    from infra.moto.speedups import (
         cheaper_requests,
         faster_moto,
         faster_moto_server,
@@ -244,7 +244,7 @@ def _serve(commands: IO[str], persistence: Any) -> None:
     for line in commands:  # EOF: the parent is gone
         command = line.strip()
         if command == "restore":
-            from infra.moto_persistence import RestoreFailed
+            from infra.moto.persistence import RestoreFailed
 
             try:
                 _say(f"restored {json.dumps(persistence.restore())}")

@@ -96,7 +96,7 @@ class SocketServer:
 
     One thread does all the work because a thread per connection made moto's process a
     convoy: py-spy dumps under benchmarks/local_load.py showed 30 to 50 requests waiting for
-    the lock that keeps moto's writes atomic (infra/moto_fidelity.py), whose holder also
+    the lock that keeps moto's writes atomic (infra/moto/fidelity.py), whose holder also
     needs the GIL, while the process held the GIL only two thirds of the time. Calls answered
     one after another wait for no lock and hand the GIL to no one. A ReceiveMessage may wait
     up to its WaitTimeSeconds for a message, so it takes a thread.
@@ -121,7 +121,7 @@ class SocketServer:
             server = loop.run_until_complete(
                 asyncio.start_unix_server(self._serve, path=self.path, backlog=256)
             )
-        except BaseException:  # no socket here (infra/moto_process.py tries another place)
+        except BaseException:  # no socket here (infra/moto/process.py tries another place)
             loop.close()
             raise
         self._loop, self._server = loop, server

@@ -6,7 +6,7 @@ and moto starts a thread for it. Under benchmarks/local_load.py that was hundred
 connections a second (thousands of sockets in TIME-WAIT), and the kernel and thread work cost
 more than most requests' own. waitress keeps HTTP/1.1 connections open, as AWS's endpoints
 do, and answers from a fixed pool of threads; the application is moto's, with DynamoDB's
-and SQS's JSON calls taken to their response classes without Flask (infra/moto_wsgi.py).
+and SQS's JSON calls taken to their response classes without Flask (infra/moto/wsgi.py).
 
 The pool must hold every request that can wait at once: each SQS poller of the stack keeps a
 long-polling ReceiveMessage open in one thread, so ``threads`` is sized above the pollers.
@@ -33,13 +33,13 @@ class MotoServer:
         self._server: Any = None
         self._thread: threading.Thread | None = None
         self.app: WsgiApp | None = None
-        """The application served, once started (infra/moto_socket.py serves it too)."""
+        """The application served, once started (infra/moto/socket.py serves it too)."""
 
     def start(self) -> None:
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
         from waitress.server import create_server
 
-        from infra.moto_wsgi import DirectApplication
+        from infra.moto.wsgi import DirectApplication
 
         app: WsgiApp = DirectApplication(DomainDispatcherApplication(create_backend_app))
         if self.verbose:

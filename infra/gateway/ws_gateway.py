@@ -1,11 +1,11 @@
 """A local API Gateway WebSocket API: real sockets in front of the same Lambda handler.
 
 Clients connect to ``ws://host:port/{stage}`` (``?run_id=`` and all); each connection, frame
-and close becomes the API Gateway event the deployed handler gets (infra/ws_events.py), and
+and close becomes the API Gateway event the deployed handler gets (infra/gateway/ws_events.py), and
 the handler runs in a worker thread so the gateway keeps serving while it works. Like API
 Gateway, the gateway
 
-- runs the ``$connect`` Lambda authorizer first when given one (infra/ws_authorizer.py:
+- runs the ``$connect`` Lambda authorizer first when given one (infra/gateway/ws_authorizer.py:
   401 without a token, 403 for a denying policy);
 - answers the handshake only after ``$connect`` returned 2xx, and with the handler's status
   otherwise (the client sees e.g. HTTP 404 and no connection);
@@ -49,10 +49,17 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from infra.lambda_context import LambdaContext
-from infra.ws_authorizer import ConnectAuthorizer, Refused
-from infra.ws_connections import MAX_MESSAGE_BYTES, LiveConnection, ManagementApi
-from infra.ws_events import ConnectionInfo, Stage, body_of, internal_error, now_ms, status_of
+from infra.gateway.ws_authorizer import ConnectAuthorizer, Refused
+from infra.gateway.ws_connections import MAX_MESSAGE_BYTES, LiveConnection, ManagementApi
+from infra.gateway.ws_events import (
+    ConnectionInfo,
+    Stage,
+    body_of,
+    internal_error,
+    now_ms,
+    status_of,
+)
+from infra.stack.lambda_context import LambdaContext
 
 Handler = Callable[[dict[str, Any], Any], Any]
 _REMEMBERED_CLOSES = 1024

@@ -14,7 +14,7 @@ where each was about a twelfth of the process's time:
   noted when a receive gives it one; a handle not noted (one from before a restart, a wrong
   one) takes moto's walk, with moto's answer.
 
-Used by the moto process (infra/moto_process.py); tests/functional/test_moto_local.py checks
+Used by the moto process (infra/moto/process.py); tests/functional/test_moto_local.py checks
 the answers are moto's.
 """
 

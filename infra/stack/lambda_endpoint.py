@@ -3,7 +3,7 @@
 moto's Lambda runs functions in Docker, which the local stack does not need or assume.
 This serves ``POST /2015-03-31/functions/{name}/invocations`` for the functions the local
 stack registers, and runs them in-process, as the function's settings in template.yaml say
-(:class:`infra.invocations.FunctionSettings`):
+(:class:`infra.stack.invocations.FunctionSettings`):
 
 - ``Event`` invocations are queued and retried ``MaximumRetryAttempts`` times (default 2) on
   error or timeout, with the same request id, as Lambda's asynchronous invocation does; when
@@ -35,13 +35,13 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from infra import template
-from infra.invocations import (
+from infra.stack.invocations import (
     FunctionSettings,
     Invocation,
     InvocationTimedOut,
     invoke,
 )
+from infra.template import reader as template
 
 Handler = Callable[[Any, Any], Any]
 OnFailure = Callable[[dict[str, Any]], None]

@@ -8,7 +8,7 @@ from typing import Any
 from rich.console import Console
 from rich.status import Status
 
-from infra.cli_input import plural
+from infra.cli.inputs import plural
 
 _STATUS_STYLE = {"ok": "green", "failed": "red", "cancelled": "yellow"}
 _NAME_WIDTH = 30  # "node (tool)" of most graphs

@@ -1,8 +1,8 @@
 """Who calls the local stack: its token issuer, and its two modes.
 
-The local stack signs tokens with its own key (:class:`infra.token_issuer.LocalIssuer`, the
+The local stack signs tokens with its own key (:class:`infra.stack.token_issuer.LocalIssuer`, the
 key kept in the data folder, so tokens outlive a restart), and checks every request with the
-same code as on AWS: the HTTP API's JWT authorizer stand-in (infra/http_authorizer.py) in
+same code as on AWS: the HTTP API's JWT authorizer stand-in (infra/gateway/http_authorizer.py) in
 front of the app, and the WebSocket ``$connect`` authorizer function
 (functions/auth/authorizer.py) run by the local gateway as API Gateway runs it.
 
@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from infra.http_authorizer import HttpApiJwtAuthorizer, JwtAuthorizerMiddleware
-from infra.token_issuer import DEFAULT_USER, TOKEN_SECONDS, IssuerEndpoints, LocalIssuer
-from infra.ws_authorizer import ConnectAuthorizer, identity_sources
+from infra.gateway.http_authorizer import HttpApiJwtAuthorizer, JwtAuthorizerMiddleware
+from infra.gateway.ws_authorizer import ConnectAuthorizer, identity_sources
+from infra.stack.token_issuer import DEFAULT_USER, TOKEN_SECONDS, IssuerEndpoints, LocalIssuer
 
 DEV = "dev"
 STRICT = "strict"

@@ -41,8 +41,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from functions.aws import send_group
-from infra.lambda_context import LambdaContext
-from infra.template import FunctionDefinition
+from infra.stack.lambda_context import LambdaContext
+from infra.template.reader import FunctionDefinition
 
 LINEAGE_LIMIT = 16
 """Lambda stops a chain after about 16 invocations of the same function."""

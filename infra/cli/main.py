@@ -18,23 +18,23 @@ from rich.console import Console
 from rich.markup import escape
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
-from infra.cli_input import (
-    UsageError,
-    json_argument,
-    names_a_file,
-    read_file,
-    read_json_file,
-)
-from infra.cli_tables import GRAPHS, RUNS, STEPS, TOOLS, Field, print_table
-from infra.client import (
+from infra.cli.client import (
     ApiError,
     ApiUnreachable,
     HopgraphClient,
     follow_events,
     unreachable_reason,
 )
-from infra.credentials import LoginFailed
-from infra.progress import RunProgress
+from infra.cli.credentials import LoginFailed
+from infra.cli.inputs import (
+    UsageError,
+    json_argument,
+    names_a_file,
+    read_file,
+    read_json_file,
+)
+from infra.cli.progress import RunProgress
+from infra.cli.tables import GRAPHS, RUNS, STEPS, TOOLS, Field, print_table
 
 DEFAULT_API = "http://127.0.0.1:8000"
 DEFAULT_WS = "ws://127.0.0.1:8001"
@@ -474,7 +474,7 @@ def cmd_runs(args: argparse.Namespace, out: Output, client: HopgraphClient) -> i
 
 
 def cmd_login(args: argparse.Namespace, out: Output, client: HopgraphClient) -> int:
-    from infra import credentials
+    from infra.cli import credentials
 
     if args.token is not None:
         if args.admin:
@@ -539,7 +539,7 @@ def _graph_id(target: str, out: Output, client: HopgraphClient) -> str:
 
 
 def _run_local(args: argparse.Namespace, state: dict[str, Any], out: Output) -> int:
-    from infra.local_run import run_local
+    from infra.cli.local_run import run_local
 
     if not names_a_file(args.target):
         raise UsageError(f"--local runs a graph from a file, and there is no file {args.target}")
@@ -575,7 +575,7 @@ def follow(client: HopgraphClient, ws_url: str, run_id: str, out: Output, timeou
 
 def _stream(ws_url: str, run_id: str, out: Output, timeout: float, token: str | None) -> int:
     """Stream a run's steps: the subscription replays those already committed, then the new
-    ones come live, each once and in order (infra/client.py:follow_events)."""
+    ones come live, each once and in order (infra/cli/client.py:follow_events)."""
     out.say(f"following run [bold]{run_id}[/]")
     progress = RunProgress(out.console, show_state=not out.as_json)
     with progress:
@@ -655,7 +655,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "dev":
         from pathlib import Path
 
-        from infra.local_stack import StackConfig, serve
+        from infra.stack.local_stack import StackConfig, serve
 
         stack = {k: getattr(args, k) for k in ("host", "port", "ws_port", "moto_port")}
         return serve(
@@ -668,7 +668,7 @@ def main(argv: list[str] | None = None) -> int:
                 auth=args.auth,
             )
         )
-    from infra.credentials import token_for
+    from infra.cli.credentials import token_for
 
     out = Output(args.json)
     client = HopgraphClient(args.api, token=lambda: token_for(args.api))

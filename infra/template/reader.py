@@ -37,7 +37,7 @@ __all__ = [
     "websocket_routes",
 ]
 
-TEMPLATE_PATH = Path(__file__).resolve().parent.parent / "template.yaml"
+TEMPLATE_PATH = Path(__file__).resolve().parents[2] / "template.yaml"
 
 Template = Mapping[str, Any]
 

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 
 TOKENS_FILE = "tokens.json"
-LOCAL_TOKEN_PATH = "/local/token"  # infra/token_issuer.py:TOKEN_PATH (no server imports here)
+LOCAL_TOKEN_PATH = "/local/token"  # infra/stack/token_issuer.py:TOKEN_PATH (no server imports here)
 DEV_USER = "dev"
 
 

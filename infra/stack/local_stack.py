@@ -8,7 +8,7 @@
         queues created from template.yaml, kept in the data folder (.hopgraph/)
 
 The data folder keeps graphs, runs, steps and the hops in flight across a clean stop and a
-``kill -9`` (infra/moto_persistence.py); ``--reset`` starts empty.
+``kill -9`` (infra/moto/persistence.py); ``--reset`` starts empty.
 
 Nothing here is a second implementation: the handlers, adapters and boto3 clients are the
 ones deployed to AWS; only the endpoints they reach differ (``AWS_ENDPOINT_URL``).
@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from infra import template
+from infra.template import reader as template
 
 STACK_NAME = "hopgraph-local"
 REGION = "us-east-1"
@@ -66,7 +66,7 @@ class StackConfig:
     """The template the stack is built from (None: the repo's template.yaml)."""
     auth: str = "dev"
     """``dev``: a request without a token acts as the dev user; ``strict``: refused, as on
-    AWS (infra/local_auth.py)."""
+    AWS (infra/stack/local_auth.py)."""
 
 
 def ensure_free(host: str, port: int, what: str, option: str) -> None:
@@ -99,7 +99,7 @@ class LocalStack:
     """What the data folder gave back: items, messages, and those skipped."""
     template_doc: dict[str, Any] = field(default_factory=dict)
     auth: Any = None
-    """The token issuer and mode (infra/local_auth.py:LocalAuth), set by start()."""
+    """The token issuer and mode (infra/stack/local_auth.py:LocalAuth), set by start()."""
     _stop: threading.Event = field(default_factory=threading.Event)
     _parts: list[Any] = field(default_factory=list)
 
@@ -123,7 +123,7 @@ class LocalStack:
     # -- parts -----------------------------------------------------------------------------
     def _start_auth(self) -> None:
         """The token issuer (its key in the data folder) for the URL the API is served at."""
-        from infra.local_auth import LocalAuth
+        from infra.stack.local_auth import LocalAuth
 
         cfg = self.config
         issuer_url = f"http://{cfg.host}:{cfg.port}"
@@ -134,7 +134,7 @@ class LocalStack:
 
     def _start_moto(self) -> None:
         from functions.aws.dynamodb_items import connection_key
-        from infra.moto_process import MotoProcess, MotoProcessFailed
+        from infra.moto.process import MotoProcess, MotoProcessFailed
 
         cfg = self.config
         self._moto = MotoProcess(
@@ -147,7 +147,7 @@ class LocalStack:
             forget_prefix=connection_key("")["PK"]["S"],
             verbose=cfg.verbose,
             threads=cfg.workers * 2 + 32,  # long polls of every poller, and the calls beside
-            local_socket=True,  # the handlers' calls skip HTTP (infra/moto_socket.py)
+            local_socket=True,  # the handlers' calls skip HTTP (infra/moto/socket.py)
         )
         self._parts.append(self._moto)  # first started, last stopped: it writes the data
         try:
@@ -165,7 +165,7 @@ class LocalStack:
         os.environ.pop("AWS_PROFILE", None)
 
     def _restore(self) -> dict[str, int]:
-        from infra.moto_process import MotoProcessFailed
+        from infra.moto.process import MotoProcessFailed
 
         try:
             return self._moto.restore()
@@ -182,7 +182,7 @@ class LocalStack:
         self.queue_urls = template.create_queues(sqs, names, self.template_doc)
 
     def _start_gateway(self) -> None:
-        from infra.ws_gateway import LocalWebSocketGateway
+        from infra.gateway.ws_gateway import LocalWebSocketGateway
 
         gateway = LocalWebSocketGateway(
             host=self.config.host,
@@ -198,7 +198,7 @@ class LocalStack:
         import boto3
 
         from functions.worker.handler import handler as worker_handler
-        from infra.lambda_endpoint import LocalLambdaEndpoint, register_from_template
+        from infra.stack.lambda_endpoint import LocalLambdaEndpoint, register_from_template
 
         sqs = boto3.client("sqs", endpoint_url=self.moto_endpoint, region_name=REGION)
         endpoint = LocalLambdaEndpoint(self.config.host, 0, workers=self.config.workers * 2)
@@ -215,7 +215,7 @@ class LocalStack:
         from functions.aws import clients
         from functions.observability import logger
         from functions.settings import get_settings
-        from infra import console, local_clients
+        from infra.stack import console, local_clients
 
         os.environ.update(
             HOPGRAPH_TABLE=f"{STACK_NAME}-table",
@@ -246,12 +246,12 @@ class LocalStack:
         from functions.deadletter.handler import handler as dead_letter_handler
         from functions.starter.handler import handler as starter_handler
         from functions.worker.handler import handler as worker_handler
-        from infra import local_clients
-        from infra.event_source import SqsEventSource
-        from infra.invocations import instrument
+        from infra.stack import local_clients
+        from infra.stack.event_source import SqsEventSource
+        from infra.stack.invocations import instrument
 
         # The handlers' AWS calls carry their invocation's trace header and stop when it has
-        # timed out, as in Lambda (infra/invocations.py).
+        # timed out, as in Lambda (infra/stack/invocations.py).
         instrument(*(clients.client(s) for s in local_clients.SERVICES))
         sqs = local_clients.pooled(  # a connection per poller
             "sqs", self.config.workers * 2, REGION, self._moto.socket_path
@@ -326,7 +326,7 @@ def serve(config: StackConfig) -> int:
     """Run the stack until Ctrl-C; 1 with a one-line error if it cannot start."""
     import uvicorn
 
-    from infra import console
+    from infra.stack import console
 
     host, port = config.host, config.port
     console.configure(config.verbose)
@@ -341,7 +341,7 @@ def serve(config: StackConfig) -> int:
         from functions.api.app import create_app
 
         print(banner(stack), flush=True)
-        from infra.ws_compat import with_compat_websockets
+        from infra.gateway.ws_compat import with_compat_websockets
 
         # /ws and /ws/{run_id} on the HTTP port too, for clients of earlier engines; HTTP
         # requests pass the JWT authorizer as API Gateway's would (the issuer's routes first)

@@ -19,7 +19,7 @@ its time on work DynamoDB and SQS never do per request:
 - ReceiveMessage checks each message's retention by computing every attribute of its queue
   (several scans of all its messages); nothing here lives for the 4 days of retention.
 
-Used by the local stack's moto process (infra/moto_process.py), which runs for hours, by the
+Used by the local stack's moto process (infra/moto/process.py), which runs for hours, by the
 fault suite and by ``benchmarks/cost_per_step.py`` (whose Lambda durations would otherwise
 measure moto's growing overheads).
 """
@@ -299,7 +299,7 @@ def transactions_undo_their_own_writes() -> Iterator[None]:
     profiles). Here the transaction instead keeps the items it names, as they were, and a
     cancelled one puts back just those. Only correct while nothing else writes meanwhile:
     the local stack's moto process runs every DynamoDB write under one lock
-    (infra/moto_fidelity.py), inside which this runs."""
+    (infra/moto/fidelity.py), inside which this runs."""
     from moto.dynamodb.models import DynamoDBBackend
 
     saved = (Table.__dict__.get("__deepcopy__"), DynamoDBBackend.transact_write_items)

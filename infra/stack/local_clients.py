@@ -7,7 +7,7 @@ beyond the tenth opens a new connection, which costs more than the call itself. 
 stack builds the shared clients with a pool as large as the threads that can call at once,
 and installs them with :func:`functions.aws.clients.override`; otherwise they are configured
 as functions/aws/clients.py configures them. The clients of the services moto serves send
-over the moto process's Unix socket when the stack gives one (infra/moto_socket.py, which
+over the moto process's Unix socket when the stack gives one (infra/moto/socket.py, which
 keeps a connection per calling thread the same way).
 
 Their DynamoDB and SQS requests go unsigned: SigV4 signing is a tenth of the handlers'
@@ -16,7 +16,7 @@ things from a signed request's ``Authorization`` header: the region (without it,
 us-east-1) and the access key, which names an account only when moto's IAM has issued it
 (the stack's ``local`` does not: the default account either way). So a client of us-east-1
 is answered the same signed or not; a client of another region keeps signing. The moto
-process routes the stack's JSON calls by ``X-Amz-Target`` (infra/moto_wsgi.py);
+process routes the stack's JSON calls by ``X-Amz-Target`` (infra/moto/wsgi.py);
 tests/functional/test_moto_local.py checks the answers are the same.
 """
 
@@ -31,7 +31,7 @@ SERVICES = ("dynamodb", "sqs", "lambda")
 per endpoint, and the gateway answers it in process)."""
 
 MOTO_SERVICES = frozenset({"dynamodb", "sqs"})
-"""The services of the moto process (Lambda's Invoke goes to infra/lambda_endpoint.py)."""
+"""The services of the moto process (Lambda's Invoke goes to infra/stack/lambda_endpoint.py)."""
 UNSIGNED_SERVICES = MOTO_SERVICES
 """Served by the moto process, which answers them unsigned as it does signed."""
 MOTO_DEFAULT_REGION = "us-east-1"
@@ -57,7 +57,7 @@ def pooled(service: str, pool_size: int, region: str, moto_socket: str = "") -> 
     ``moto_socket``, a client of a service moto serves sends over that socket instead."""
     import boto3
 
-    from infra.moto_socket import SocketTransport
+    from infra.moto.socket import SocketTransport
 
     settings = config(service, pool_size, region)
     client = boto3.session.Session(region_name=region).client(service, config=settings)

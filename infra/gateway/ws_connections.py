@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.websockets import WebSocket
 
-from infra.ws_events import ConnectionInfo, now_ms
+from infra.gateway.ws_events import ConnectionInfo, now_ms
 
 MAX_MESSAGE_BYTES = 128 * 1024  # API Gateway's WebSocket message size quota
 HANDSHAKE_TIMEOUT_S = 10.0
