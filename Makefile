@@ -1,4 +1,5 @@
-# hopgraph: `make dev` runs the local stack, `make test` runs every check.
+# hopgraph: `make dev` runs the local stack, `make check` is the inner loop (lint, types, the
+# unit and contract tiers: about a minute), `make test` runs every check (the gate CI runs).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -6,7 +7,7 @@ PORT ?= 8000
 WS_PORT ?= 8001
 LAYER_LOCK := layers/deps/requirements.txt
 
-.PHONY: dev test lint typecheck unit bench clean
+.PHONY: dev check test lint typecheck unit fast-tests bench clean
 .PHONY: tools template-checks sam-validate cfn-lint sam-build lock
 .PHONY: build-DepsLayer build-EngineLayer build-ApiFunction build-WorkerFunction
 .PHONY: build-StarterFunction build-WebSocketFunction build-DeadLetterFunction
@@ -37,6 +38,12 @@ typecheck: $(VENV)/.installed
 
 unit: $(VENV)/.installed
 	$(BIN)/pytest
+
+# The tiers that answer in seconds, not the ones that start stacks or run the fault plan.
+fast-tests: $(VENV)/.installed
+	$(BIN)/pytest -m "(unit or contract) and not slow" tests/unit tests/contract
+
+check: lint typecheck fast-tests
 
 test: lint typecheck template-checks unit
 

@@ -145,7 +145,9 @@ def _decision(answer: Any, method_arn: str) -> dict[str, Any] | Refused:
     }  # fmt: skip
     if "Deny" in effects or "Allow" not in effects:
         return FORBIDDEN
-    context = answer.get("context") if isinstance(answer.get("context"), dict) else {}
+    context = answer.get("context")
+    if not isinstance(context, dict):
+        context = {}
     # The integration receives every context value as a string (true -> "true").
     rendered = {str(k): _rendered(v) for k, v in context.items()}
     return {**rendered, "principalId": str(answer.get("principalId", ""))}

@@ -259,7 +259,8 @@ class SocketTransport:
             status, headers, body = self._exchange(request)
         except OSError as exc:  # refused, reset, closed, timed out
             raise EndpointConnectionError(endpoint_url=request.url, error=exc) from exc
-        return AWSResponse(request.url, status, dict(headers), _Body(body))
+        # botocore reads the headers as a mapping only; building its HTTPHeaders costs a parse
+        return AWSResponse(request.url, status, dict(headers), _Body(body))  # type: ignore[arg-type]
 
     def _exchange(self, request: Any) -> tuple[int, list[tuple[str, str]], bytes]:
         url = urlsplit(request.url)

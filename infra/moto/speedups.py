@@ -74,7 +74,7 @@ def _snapshot(table: Table, memo: dict[int, Any]) -> Table:
 
 def _item_copy(item: Any) -> Any:
     copied = copy.copy(item)
-    attrs = type(item.attrs).__new__(type(item.attrs))
+    attrs = type(item.attrs).__new__(type(item.attrs))  # type: ignore[call-overload]  # a dict subclass
     dict.update(attrs, item.attrs)  # not one by one: moto re-sizes the whole item on each set
     copied.attrs = attrs
     return copied

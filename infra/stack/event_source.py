@@ -280,7 +280,7 @@ def _failed_ids(response: Any, ids: set[str]) -> set[str]:
     if not isinstance(response, dict) or not response.get("batchItemFailures"):
         return set()
     failures = response["batchItemFailures"]
-    named = [f.get("itemIdentifier") for f in failures if isinstance(f, dict)]
+    named = [str(f.get("itemIdentifier")) for f in failures if isinstance(f, dict)]
     if not isinstance(failures, list) or len(named) != len(failures) or not set(named) <= ids:
         log.error("invalid batchItemFailures %r: the whole batch fails", failures)
         return set(ids)

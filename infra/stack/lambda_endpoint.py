@@ -138,6 +138,8 @@ class LocalLambdaEndpoint:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
+        if isinstance(host, bytes):  # typeshed allows it; an AF_INET server has a str
+            host = host.decode()
         return f"http://{host}:{port}"
 
     def register(
@@ -171,8 +173,7 @@ class LocalLambdaEndpoint:
         chain = settings.chain_length(trace_header)
         if settings.stops(chain):
             log.error("recursive loop detected: event %s of %s is not run", request_id, name)
-            error = _recursion_error(name)
-            self._give_up(function, request_id, payload, error, attempts=0)
+            self._give_up(function, request_id, payload, _recursion_error(name), attempts=0)
             return
         attempts = settings.max_retry_attempts + 1
         error: dict[str, Any] = {}

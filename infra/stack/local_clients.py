@@ -60,7 +60,9 @@ def pooled(service: str, pool_size: int, region: str, moto_socket: str = "") -> 
     from infra.moto.socket import SocketTransport
 
     settings = config(service, pool_size, region)
-    client = boto3.session.Session(region_name=region).client(service, config=settings)
+    session = boto3.session.Session(region_name=region)
+    # boto3-stubs type client() per service name literal; any service is asked for here
+    client = session.client(service, config=settings)  # type: ignore[call-overload]
     if moto_socket and service in MOTO_SERVICES:
         SocketTransport(moto_socket).install(client)
     return client
