@@ -5,8 +5,9 @@
 in a file only its owner can read. A command sends, in this order: ``$HOPGRAPH_TOKEN``; the
 token stored for its API; else, against the local stack, a token of the default dev user
 that the stack's issuer signs when asked (``POST /local/token``), so nobody has to sign in
-on a laptop. A deployment has no such route, and then the command sends no token (the API's
-401 says to sign in).
+on a laptop. A deployment has no such route, and a stack started with ``--auth strict``
+signs only for whoever sends its login secret (``hopgraph login`` reads it from the stack's
+data folder): then the command sends no token, and the API's 401 says to sign in.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import httpx
 TOKENS_FILE = "tokens.json"
 LOCAL_TOKEN_PATH = "/local/token"  # infra/stack/token_issuer.py:TOKEN_PATH (no server imports here)
 DEV_USER = "dev"
+DEFAULT_SECRET_FILE = ".hopgraph/login-secret"
+"""Where ``hopgraph dev --auth strict`` keeps its login secret, with the default --data."""
 
 
 class LoginFailed(Exception):
@@ -77,19 +80,90 @@ def store_token(api: str, token: StoredToken) -> Path:
     path = folder / TOKENS_FILE
     tokens = _read_all(path)
     tokens[_key(api)] = {"token": token.token, "user": token.user, "expires_at": token.expires_at}
+    _write(path, tokens)
+    return path
+
+
+def _write(path: Path, tokens: dict[str, Any]) -> None:
     temporary = path.with_suffix(".tmp")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as stream:
         json.dump(tokens, stream, indent=2)
     os.replace(temporary, path)  # a reader never sees half a file
-    return path
 
 
-def local_token(api: str, user: str, admin: bool = False, timeout: float = 10.0) -> StoredToken:
-    """A token for ``user`` signed by the local stack's issuer at ``api``."""
-    url = _key(api) + LOCAL_TOKEN_PATH
+def login_secret(path: str | None) -> str | None:
+    """The login secret of a strict local stack: the file at ``path``; else
+    ``$HOPGRAPH_LOGIN_SECRET``; else the default data folder's file, if there is one."""
+    explicit = os.environ.get("HOPGRAPH_LOGIN_SECRET")
+    if path is None and explicit:
+        return explicit.strip()
+    file = Path(path or DEFAULT_SECRET_FILE)
     try:
-        reply = httpx.post(url, json={"user": user, "admin": admin}, timeout=timeout)
+        return file.read_text().strip()
+    except OSError as exc:
+        if path is None:
+            return None  # a dev-mode stack wants none
+        raise LoginFailed(f"cannot read the login secret {file}: {exc.strerror}") from None
+
+
+def forget_token(api: str) -> bool:
+    """Forget the token stored for ``api``; whether there was one."""
+    path = config_dir() / TOKENS_FILE
+    tokens = _read_all(path)
+    if tokens.pop(_key(api), None) is None:
+        return False
+    _write(path, tokens)
+    return True
+
+
+def whoami(api: str) -> dict[str, Any]:
+    """Who the commands act as on ``api``: the user, where the token comes from, its expiry."""
+    explicit = os.environ.get("HOPGRAPH_TOKEN")
+    if explicit:
+        token, source = explicit, "$HOPGRAPH_TOKEN"
+    else:
+        stored = stored_token(api)
+        if stored is None:
+            return {"user": None, "source": "none", "expires_at": None, "expired": False}
+        token, source = stored.token, str(config_dir() / TOKENS_FILE)
+    claims = _claims(token)
+    expires = claims.get("exp")
+    expires_at = expires if isinstance(expires, int) else None
+    return {
+        "user": claims.get("sub") if isinstance(claims.get("sub"), str) else None,
+        "source": source,
+        "expires_at": expires_at,
+        "expired": expires_at is not None and expires_at <= time.time(),
+    }
+
+
+def _claims(token: str) -> dict[str, Any]:
+    """A token's claims, read without checking it (the API checks it)."""
+    import jwt
+
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return {}
+    return claims if isinstance(claims, dict) else {}
+
+
+def local_token(
+    api: str,
+    user: str,
+    admin: bool = False,
+    timeout: float = 10.0,
+    secret: str | None = None,
+) -> StoredToken:
+    """A token for ``user`` signed by the local stack's issuer at ``api`` (``secret``: the
+    login secret a strict stack wants)."""
+    url = _key(api) + LOCAL_TOKEN_PATH
+    body: dict[str, Any] = {"user": user, "admin": admin}
+    if secret is not None:
+        body["secret"] = secret
+    try:
+        reply = httpx.post(url, json=body, timeout=timeout)
     except httpx.TransportError as exc:
         raise LoginFailed(f"nothing answers at {_key(api)} ({type(exc).__name__})") from None
     if reply.status_code == 404:

@@ -25,7 +25,7 @@ from infra.cli.client import (
     follow_events,
     unreachable_reason,
 )
-from infra.cli.credentials import LoginFailed
+from infra.cli.credentials import DEFAULT_SECRET_FILE, LoginFailed
 from infra.cli.inputs import (
     UsageError,
     json_argument,
@@ -219,6 +219,30 @@ def _add_login(sub: Subcommands[argparse.ArgumentParser]) -> None:
     who.add_argument("--token", metavar="JWT", help="a token from your identity provider")
     login.add_argument(
         "--admin", action="store_true", help="with --user: an admin, who sees every user's runs"
+    )
+    login.add_argument(
+        "--secret-file",
+        metavar="PATH",
+        help="with --user, on a stack started with --auth strict: the login secret it keeps "
+        f"(default: $HOPGRAPH_LOGIN_SECRET, else {DEFAULT_SECRET_FILE} if it exists)",
+    )
+    _parser(
+        sub,
+        "logout",
+        "forget the token stored for this API",
+        "Sign out: forget the token stored for this API (--api or $HOPGRAPH_API).",
+        "  hopgraph logout",
+        (_api_options(),),
+    )
+    _parser(
+        sub,
+        "whoami",
+        "say who the commands act as on this API",
+        "Say who the commands act as on this API, and where the token comes from:\n"
+        "$HOPGRAPH_TOKEN, a stored one (hopgraph login), or none (then the local stack's\n"
+        "dev mode acts as the user 'dev'; strict mode and a deployment refuse).",
+        "  hopgraph whoami\n  hopgraph --json whoami",
+        (_api_options(),),
     )
 
 
@@ -481,7 +505,8 @@ def cmd_login(args: argparse.Namespace, out: Output, client: HopgraphClient) -> 
             raise UsageError("--admin goes with --user; an admin's token says so itself")
         stored = credentials.StoredToken(args.token, "", _expiry(args.token))
     else:
-        stored = credentials.local_token(client.api, args.user, args.admin)
+        secret = credentials.login_secret(args.secret_file)
+        stored = credentials.local_token(client.api, args.user, args.admin, secret=secret)
     path = credentials.store_token(client.api, stored)
     if out.as_json:
         out.data({"api": client.api, "user": stored.user, "expires_at": stored.expires_at})
@@ -489,6 +514,48 @@ def cmd_login(args: argparse.Namespace, out: Output, client: HopgraphClient) -> 
         who = f"as {stored.user}" if stored.user else "with your token"
         out.say(f"signed in to {client.api} {who} (token kept in {path})")
     return 0
+
+
+def cmd_logout(args: argparse.Namespace, out: Output, client: HopgraphClient) -> int:
+    from infra.cli import credentials
+
+    forgot = credentials.forget_token(client.api)
+    if out.as_json:
+        out.data({"api": client.api, "signed_out": forgot})
+    elif forgot:
+        out.say(f"signed out of {client.api} (its stored token is forgotten)")
+    else:
+        out.say(f"no token was stored for {client.api}")
+    if os.environ.get("HOPGRAPH_TOKEN"):
+        _note("$HOPGRAPH_TOKEN is still set, and sent: unset it too")
+    return 0
+
+
+def cmd_whoami(args: argparse.Namespace, out: Output, client: HopgraphClient) -> int:
+    from infra.cli import credentials
+
+    who = credentials.whoami(client.api)
+    if out.as_json:
+        out.data({"api": client.api, **who})
+        return 0
+    if who["source"] == "none":
+        out.say(
+            f"not signed in to {client.api}: the local stack's dev mode acts as 'dev'; "
+            "sign in with 'hopgraph login --user NAME'"
+        )
+        return 0
+    user = who["user"] or "(the token names no user)"
+    expiry = who["expires_at"]
+    when = f", expires {_clock(expiry)}" if isinstance(expiry, int) else ""
+    state = " (expired: sign in again)" if who["expired"] else ""
+    out.say(f"{user} on {client.api}, token from {who['source']}{when}{state}")
+    return 0
+
+
+def _clock(epoch: int) -> str:
+    import datetime
+
+    return datetime.datetime.fromtimestamp(epoch).strftime("%Y-%m-%d %H:%M")
 
 
 def _expiry(token: str) -> int | None:
@@ -599,6 +666,8 @@ COMMANDS = {
     "tools": cmd_tools,
     "run": cmd_run,
     "login": cmd_login,
+    "logout": cmd_logout,
+    "whoami": cmd_whoami,
 }
 
 
@@ -651,7 +720,12 @@ def _quiet_stdout() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    words = sys.argv[1:] if argv is None else argv
+    if not words:  # bare `hopgraph`: what it does, not an error
+        parser.print_help()
+        return 0
+    args = parser.parse_args(words)
     if args.command == "dev":
         from pathlib import Path
 

@@ -32,6 +32,7 @@ ASGI denial-response extension that a refused ``$connect`` needs.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 import socket
@@ -231,7 +232,10 @@ class LocalWebSocketGateway:
         if scope["type"] == "websocket":
             await self._connection(WebSocket(scope, receive, send))
         elif scope["type"] == "http":
-            response = await self._management.respond(Request(scope, receive))
+            if not _from_this_machine(scope):  # the Management API posts to any connection
+                response: Response = JSONResponse({"message": "Forbidden"}, 403)
+            else:
+                response = await self._management.respond(Request(scope, receive))
             await response(scope, receive, send)
 
     async def _invoke(self, event: dict[str, Any]) -> Any:
@@ -362,3 +366,15 @@ def _module_routes(handler: Handler) -> Collection[str]:
     """The route keys the handler's module declares in ``ROUTES`` (template.yaml's routes)."""
     module = sys.modules.get(getattr(handler, "__module__", "") or "")
     return tuple(getattr(module, "ROUTES", ()))
+
+
+def _from_this_machine(scope: Scope) -> bool:
+    """The Management API answers this machine only, whatever address the gateway listens on:
+    on AWS it needs IAM credentials; here its caller is the stack itself."""
+    client = scope.get("client")
+    if not client:
+        return True  # an in-process caller (tests' ASGI transports)
+    try:
+        return ipaddress.ip_address(client[0]).is_loopback
+    except ValueError:
+        return False

@@ -114,7 +114,7 @@ class Journal:
         self._lock_file: TextIO | None = None
 
     def lock(self) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
+        private_folder(self.folder)
         self._lock_file = open(self.folder / "lock", "w")  # noqa: SIM115 (held until close)
         try:
             fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -180,6 +180,17 @@ class Journal:
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None
+
+
+def private_folder(folder: Path) -> None:
+    """``folder``, created if missing, readable by its owner only (0700), and every file in it
+    too (0600): it holds the graphs, the runs' states and the token signing key. A folder
+    made by an earlier version, with the umask's 0644 files, is made private here as well."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    folder.chmod(0o700)
+    for path in folder.iterdir():
+        if path.is_file():
+            path.chmod(0o600)
 
 
 def _generation(path: Path) -> int:

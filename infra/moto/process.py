@@ -143,6 +143,10 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+TERM_GRACE_S = 10
+"""How long a SIGTERM leaves the parent to stop this process in order (its own stop waits
+for the event sources' pollers, 5 s at most, first)."""
+
 _channel: IO[str] = sys.stdout
 """Where the parent reads this process's words; anything else printed goes to stderr."""
 
@@ -157,6 +161,7 @@ def main(argv: list[str] | None = None, commands: IO[str] = sys.stdin) -> int:
     # moto prints to stdout (its server's start, with --verbose), which is the parent's line
     _channel, sys.stdout = sys.stdout, sys.stderr
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    os.umask(0o077)  # every file this process writes is in the data folder: its owner's only
     if args.verbose:  # every request, and moto's own info lines
         logging.basicConfig(
             level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -237,8 +242,16 @@ def _patch_moto(patches: contextlib.ExitStack, persistence: Any, lock: threading
 
 
 def _serve(commands: IO[str], persistence: Any) -> None:
-    def on_term(signum: int, frame: Any) -> None:
+    def stop_now(signum: int, frame: Any) -> None:
         raise SystemExit(0)  # through main's finally: the last changes are written
+
+    def on_term(signum: int, frame: Any) -> None:
+        # SIGTERM to the stack's process group (systemd, timeout, CI) reaches the parent too,
+        # which stops this process in order ("stop", or its stdin's end) once its handlers
+        # are done with moto; stopping first would fail their calls. Alone, it stops soon.
+        signal.signal(signal.SIGTERM, stop_now)  # a second one stops at once
+        signal.signal(signal.SIGALRM, stop_now)
+        signal.alarm(TERM_GRACE_S)
 
     signal.signal(signal.SIGTERM, on_term)
     for line in commands:  # EOF: the parent is gone

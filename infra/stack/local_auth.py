@@ -11,7 +11,9 @@ Two modes, local only (there is no such choice on AWS):
 - ``dev`` (the default): a request or connection that carries no token at all acts as the
   default dev user, so curl, the README walkthrough and clients that send no token work
   unchanged; a token that is given is checked, and refused if bad;
-- ``strict``: no token, no entry: 401, exactly as API Gateway answers.
+- ``strict``: no token, no entry: 401, exactly as API Gateway answers; and the token route
+  signs only for a request that carries the login secret kept in the data folder
+  (``hopgraph login`` reads it there).
 """
 
 from __future__ import annotations
@@ -25,7 +27,14 @@ from typing import Any
 
 from infra.gateway.http_authorizer import HttpApiJwtAuthorizer, JwtAuthorizerMiddleware
 from infra.gateway.ws_authorizer import ConnectAuthorizer, identity_sources
-from infra.stack.token_issuer import DEFAULT_USER, TOKEN_SECONDS, IssuerEndpoints, LocalIssuer
+from infra.stack.token_issuer import (
+    DEFAULT_USER,
+    SECRET_FILE,
+    TOKEN_SECONDS,
+    IssuerEndpoints,
+    LocalIssuer,
+    login_secret,
+)
 
 DEV = "dev"
 STRICT = "strict"
@@ -57,12 +66,18 @@ class LocalAuth:
 
     issuer: LocalIssuer
     mode: str = DEV
+    secret: str | None = None
+    """The login secret the token route wants (strict mode only)."""
+    secret_path: Path | None = None
 
     @classmethod
     def in_folder(cls, data_dir: Path, issuer_url: str, mode: str = DEV) -> LocalAuth:
         if mode not in MODES:
             raise ValueError(f"unknown auth mode {mode!r}; choose one of {', '.join(MODES)}")
-        return cls(LocalIssuer.in_folder(data_dir, issuer_url), mode)
+        issuer = LocalIssuer.in_folder(data_dir, issuer_url)
+        if mode == STRICT:
+            return cls(issuer, mode, login_secret(data_dir), data_dir / SECRET_FILE)
+        return cls(issuer, mode)
 
     @property
     def dev_token(self) -> Callable[[], str] | None:
@@ -83,7 +98,7 @@ class LocalAuth:
         authorizer = HttpApiJwtAuthorizer(
             self.issuer.verifier(), open_routes, default_token=self.dev_token
         )
-        return IssuerEndpoints(JwtAuthorizerMiddleware(app, authorizer), self.issuer)
+        return IssuerEndpoints(JwtAuthorizerMiddleware(app, authorizer), self.issuer, self.secret)
 
     def connect_authorizer(self, template_doc: dict[str, Any]) -> ConnectAuthorizer:
         """The WebSocket ``$connect`` authorizer: the deployed function, handed this
@@ -100,4 +115,7 @@ class LocalAuth:
         """The banner's line: which mode is on, and what it means."""
         if self.mode == DEV:
             return f"dev (no token: user '{DEFAULT_USER}'; bad tokens refused; --auth strict)"
-        return "strict (every request needs a token: hopgraph login --user NAME)"
+        return (
+            "strict (every request needs a token: hopgraph login --user NAME; "
+            f"tokens are signed for who can read {self.secret_path})"
+        )

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import ipaddress
 import os
+import signal
 import socket
 import sys
 import threading
@@ -69,6 +71,32 @@ class StackConfig:
     AWS (infra/stack/local_auth.py)."""
 
 
+LOOPBACK = "127.0.0.1"
+"""Where moto listens whatever ``--host`` says: it answers any caller with no credentials."""
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(socket.gethostbyname(host)).is_loopback
+    except (OSError, ValueError):
+        return False
+
+
+def check_host(config: StackConfig) -> str | None:
+    """Refuse an open stack on a network; the warning for a strict one on a network."""
+    if is_loopback(config.host):
+        return None
+    if config.auth != "strict":
+        raise StackError(
+            f"--host {config.host} serves the stack beyond this machine, and --auth "
+            f"{config.auth} lets any request in as the user 'dev': add --auth strict"
+        )
+    return (
+        f"warning: --host {config.host}: the HTTP API and the WebSocket API answer other "
+        "machines (every request needs a token); moto and @connections stay on 127.0.0.1"
+    )
+
+
 def ensure_free(host: str, port: int, what: str, option: str) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -98,6 +126,8 @@ class LocalStack:
     restored: dict[str, int] = field(default_factory=dict)
     """What the data folder gave back: items, messages, and those skipped."""
     template_doc: dict[str, Any] = field(default_factory=dict)
+    warning: str | None = None
+    """What the banner says first: the stack answers beyond this machine."""
     auth: Any = None
     """The token issuer and mode (infra/stack/local_auth.py:LocalAuth), set by start()."""
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -105,10 +135,11 @@ class LocalStack:
 
     def start(self) -> None:
         cfg = self.config
+        self.warning = check_host(cfg)
         ensure_free(cfg.host, cfg.port, "HTTP API", "--port or PORT=")
         ensure_free(cfg.host, cfg.ws_port, "WebSocket", "--ws-port or WS_PORT=")
         if cfg.moto_port:
-            ensure_free(cfg.host, cfg.moto_port, "moto", "--moto-port or MOTO_PORT=")
+            ensure_free(LOOPBACK, cfg.moto_port, "moto", "--moto-port or MOTO_PORT=")
         self.template_doc = template.load_template(cfg.template_path)
         self._start_auth()
         self._start_moto()
@@ -138,8 +169,8 @@ class LocalStack:
 
         cfg = self.config
         self._moto = MotoProcess(
-            cfg.host,
-            cfg.moto_port or free_port(cfg.host),
+            LOOPBACK,
+            cfg.moto_port or free_port(LOOPBACK),
             cfg.data.resolve(),
             reset=cfg.reset,
             redelivery_s=43200 if cfg.failed_visibility is None else cfg.failed_visibility,
@@ -322,6 +353,10 @@ def _restored(counts: dict[str, int]) -> str:
     return f"{counts['items']} items and {counts['messages']} messages kept; --reset empties it"
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def serve(config: StackConfig) -> int:
     """Run the stack until Ctrl-C; 1 with a one-line error if it cannot start."""
     import uvicorn
@@ -340,6 +375,8 @@ def serve(config: StackConfig) -> int:
     try:
         from functions.api.app import create_app
 
+        if stack.warning:
+            print(stack.warning, file=sys.stderr, flush=True)
         print(banner(stack), flush=True)
         from infra.gateway.ws_compat import with_compat_websockets
 
@@ -348,7 +385,11 @@ def serve(config: StackConfig) -> int:
         api = stack.auth.http_app(create_app(), template.open_http_routes(stack.template_doc))
         app = with_compat_websockets(api, stack.ws_url)
         log_level = "info" if config.verbose else "warning"  # info: uvicorn's access log
-        uvicorn.run(app, host=host, port=port, log_level=log_level, ws="websockets-sansio")
+        # SIGTERM (systemd, timeout, CI runners) stops the stack as Ctrl-C does: uvicorn
+        # shuts down on either, then raises the signal again, here an interrupt for both.
+        signal.signal(signal.SIGTERM, _interrupt)
+        with contextlib.suppress(KeyboardInterrupt):
+            uvicorn.run(app, host=host, port=port, log_level=log_level, ws="websockets-sansio")
     finally:
         stack.stop()
     print("hopgraph local stack stopped", flush=True)

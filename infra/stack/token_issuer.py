@@ -11,13 +11,19 @@ HTTP surface, served in front of the API on its port::
     GET  /.well-known/openid-configuration   {"issuer", "jwks_uri", ...}
     GET  /.well-known/jwks.json              the public key
     POST /local/token  {"user": "alice", "admin": false}  ->  {"token", "expires_at", "user"}
+
+In strict mode the token route also wants ``"secret"``: the login secret the stack keeps in
+its data folder (``login-secret``, readable by its owner only), so that reaching the port is
+not enough to sign in as anyone, or as an admin.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import os
+import secrets
 import time
 import uuid
 from dataclasses import dataclass
@@ -40,6 +46,7 @@ DEFAULT_USER = "dev"
 """Who a request without a token acts as, in the local stack's default (permissive) mode."""
 TOKEN_SECONDS = 12 * 3600
 KEY_FILE = "signing-key.pem"
+SECRET_FILE = "login-secret"
 DISCOVERY_PATH = "/.well-known/openid-configuration"
 JWKS_PATH = "/.well-known/jwks.json"
 TOKEN_PATH = "/local/token"
@@ -65,7 +72,7 @@ class LocalIssuer:
                 raise ValueError(f"{path} does not hold an RSA private key")
             return cls(issuer, loaded)
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         pem = key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
@@ -124,12 +131,28 @@ class LocalIssuer:
         return TokenVerifier(self.issuer, [self.audience], StaticKeys(self.jwks()))
 
 
-class IssuerEndpoints:
-    """ASGI middleware serving the issuer's discovery, JWKS and token routes before ``app``."""
+def login_secret(data_dir: Path) -> str:
+    """The strict mode's login secret, ``data_dir/login-secret`` (created if missing, readable
+    by its owner only): whoever can read it may ask the token route for any user's token."""
+    path = data_dir / SECRET_FILE
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as stream:
+        stream.write(secret + "\n")
+    return secret
 
-    def __init__(self, app: ASGIApp, issuer: LocalIssuer) -> None:
+
+class IssuerEndpoints:
+    """ASGI middleware serving the issuer's discovery, JWKS and token routes before ``app``;
+    with ``secret``, the token route signs only for a request that carries it."""
+
+    def __init__(self, app: ASGIApp, issuer: LocalIssuer, secret: str | None = None) -> None:
         self.app = app
         self.issuer = issuer
+        self.secret = secret
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path, method = scope.get("path"), scope.get("method")
@@ -150,11 +173,33 @@ class IssuerEndpoints:
             doc = json.loads(await request.body() or b"{}")
         except ValueError:
             doc = None
+        if self.secret is not None:
+            given = doc.get("secret") if isinstance(doc, dict) else None
+            if not isinstance(given, str) or not hmac.compare_digest(
+                given.encode("utf-8", "replace"), self.secret.encode()
+            ):
+                message = (
+                    f'strict mode: send {{"user": NAME, "secret": SECRET}}, SECRET the '
+                    f"contents of {SECRET_FILE} in the stack's data folder (hopgraph login does)"
+                )
+                return JSONResponse({"message": message}, 403)
         user = doc.get("user", DEFAULT_USER) if isinstance(doc, dict) else None
-        if not isinstance(user, str) or not user.strip() or len(user) > MAX_USER_LENGTH:
+        if not isinstance(user, str) or not _a_name(user):
             message = f'send {{"user": NAME}}, NAME 1 to {MAX_USER_LENGTH} characters'
             return JSONResponse({"message": message}, 400)
         admin = bool(doc.get("admin", False)) if isinstance(doc, dict) else False
         token = self.issuer.issue(user, admin=admin)
         expires_at = jwt.decode(token, options={"verify_signature": False})["exp"]
         return JSONResponse({"token": token, "user": user, "expires_at": expires_at})
+
+
+def _a_name(user: str) -> bool:
+    """A user name a token can carry: text (no lone surrogate: JSON allows ``"\\ud800"``, UTF-8
+    does not), not blank, not too long."""
+    if not user.strip() or len(user) > MAX_USER_LENGTH:
+        return False
+    try:
+        user.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
