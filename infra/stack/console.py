@@ -125,3 +125,33 @@ def install(service: Any) -> RunEventConsole:
     console = RunEventConsole(service.notifier)
     service.notifier = console
     return console
+
+
+_RECORD_FIELDS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+
+
+class ReadableLines(logging.Formatter):
+    """The handlers' log lines on the console as sentences, not JSON: the time, the level
+    when it is not an error's, the message, then the record's own keys
+    (``20:17:28 malformed run request: no owner (message 7f3a...)``)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        extras = {
+            k: v for k, v in record.__dict__.items()
+            if k not in _RECORD_FIELDS and not k.startswith("_") and v not in (None, "")
+        }  # fmt: skip
+        reason = extras.pop("reason", None)
+        line = record.getMessage() + (f": {reason}" if reason else "")
+        if extras:
+            line += " (" + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in extras.items()) + ")"
+        if record.levelno < logging.ERROR:
+            line = f"{record.levelname.lower()}: {line}"
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return f"{time.strftime('%H:%M:%S')} {line}"
+
+
+def readable_logs(logger: Any) -> None:
+    """The Powertools logger of the handlers prints :class:`ReadableLines` on the console
+    (``--verbose`` keeps Lambda's JSON lines, as CloudWatch shows them)."""
+    logger.registered_handler.setFormatter(ReadableLines())

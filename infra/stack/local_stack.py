@@ -270,6 +270,7 @@ class LocalStack:
         console.install(runtime.service())  # one line per run event on the console
         if not self.config.verbose:
             console.silence_metrics()
+            console.readable_logs(logger)
 
     def _start_event_sources(self) -> None:
 
