@@ -22,6 +22,8 @@ import warnings
 from collections import OrderedDict
 from typing import Any, TextIO
 
+from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
+
 from engine.ports import Audience, Notifier
 
 _REMEMBERED = 10_000
@@ -130,10 +132,11 @@ def install(service: Any) -> RunEventConsole:
 _RECORD_FIELDS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
 
-class ReadableLines(logging.Formatter):
+class ReadableLines(LambdaPowertoolsFormatter):
     """The handlers' log lines on the console as sentences, not JSON: the time, the level
     when it is not an error's, the message, then the record's own keys
-    (``20:17:28 malformed run request: no owner (message 7f3a...)``)."""
+    (``20:17:28 malformed run request: no owner (message 7f3a...)``). A Powertools formatter
+    still (the logger keeps its keys in it), whose lines are words."""
 
     def format(self, record: logging.LogRecord) -> str:
         extras = {
