@@ -21,12 +21,18 @@ $(BIN)/activate:
 # that `sam build` ships; the project's install then keeps them (pip upgrades only what it must,
 # and tests/unit/test_layer_lock.py fails if it had to). Two steps: pip cannot hash-check an
 # editable install, and hashes in a constraints file would require them for it.
-$(VENV)/.installed: pyproject.toml $(LAYER_LOCK) | $(BIN)/activate
+# `make dev` installs what the stack needs (the `local` extra: moto, waitress); the checks
+# install the `test` extra on top (pytest, mypy, langgraph, schemathesis...).
+$(VENV)/.installed-local: pyproject.toml $(LAYER_LOCK) | $(BIN)/activate
 	$(BIN)/python -m pip install --quiet --require-hashes --only-binary=:all: -r $(LAYER_LOCK)
+	$(BIN)/python -m pip install --quiet -e '.[local]'
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.installed-local
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
-dev: $(VENV)/.installed
+dev: $(VENV)/.installed-local
 	$(BIN)/hopgraph dev --port $(PORT) --ws-port $(WS_PORT)
 
 lint: $(VENV)/.installed
