@@ -132,6 +132,15 @@ class HopgraphClient:
         result: dict[str, Any] = self._call("GET", f"/graphs/{graph_id}")
         return result
 
+    def websocket_url(self) -> str | None:
+        """Where this API says its WebSocket API is (``/health``); None if it does not say."""
+        try:
+            response = self._http.get("/health")
+            url = response.json().get("websocket") if response.status_code == 200 else None
+        except (httpx.HTTPError, ValueError, AttributeError):
+            return None
+        return url if isinstance(url, str) and url else None
+
     def mermaid(self, graph_id: str) -> str:
         return str(self._call("GET", f"/graphs/{graph_id}/mermaid"))
 

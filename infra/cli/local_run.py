@@ -25,7 +25,10 @@ def run_local(
     as_json: bool,
 ) -> int:
     """Run the graph ``doc`` (read from ``source``) to the end in-process; 0 when the run
-    completes, else 1 (2: bad input)."""
+    completes, else 1 (2: bad input). With ``as_json`` stdout is the result's JSON alone: the
+    steps and any error go to stderr."""
+    if as_json:
+        console = Console(stderr=True)
     try:
         tools = load_toolkits([t.strip() for t in toolkits if t.strip()])
         graph = build_graph(doc, tools.names())

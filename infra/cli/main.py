@@ -34,7 +34,7 @@ from infra.cli.inputs import (
     read_json_file,
 )
 from infra.cli.progress import RunProgress
-from infra.cli.tables import GRAPHS, RUNS, STEPS, TOOLS, Field, print_table
+from infra.cli.tables import GRAPHS, RUNS, STEPS, TOOLS, Field, first_sentence, print_table
 
 DEFAULT_API = "http://127.0.0.1:8000"
 DEFAULT_WS = "ws://127.0.0.1:8001"
@@ -86,7 +86,7 @@ def _api_options(ws: bool = False) -> argparse.ArgumentParser:
             "--ws",
             metavar="URL",
             default=argparse.SUPPRESS,
-            help=f"WebSocket API URL (default: $HOPGRAPH_WS or {DEFAULT_WS})",
+            help="WebSocket API URL (default: $HOPGRAPH_WS, else the API's own)",
         )
     group.add_argument(
         "--json", action="store_true", default=argparse.SUPPRESS, help="print JSON for scripts"
@@ -110,8 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--ws",
         metavar="URL",
-        default=os.environ.get("HOPGRAPH_WS", DEFAULT_WS),
-        help=f"WebSocket API URL (default: $HOPGRAPH_WS or {DEFAULT_WS})",
+        default=os.environ.get("HOPGRAPH_WS"),
+        help="WebSocket API URL (default: $HOPGRAPH_WS, else the one the API names in "
+        f"/health, else {DEFAULT_WS})",
     )
     parser.add_argument("--json", action="store_true", help="print JSON for scripts")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -369,7 +370,12 @@ def _add_runs(sub: Subcommands[argparse.ArgumentParser]) -> None:
         help="only the runs with this status",
     )
     actions = {
-        "show": ("show a run", "Show a run: its status, state, current node and times (JSON)."),
+        "show": (
+            "show a run",
+            "Show a run: its status, graph, times, steps, the node it runs next, its error,\n"
+            "and each key of its state with a short value. --state prints the whole state\n"
+            "(JSON), --json the whole run.",
+        ),
         "logs": ("show a run's steps", "Show a run's execution log: every committed step."),
         "cancel": ("cancel a running run", "Cancel a running run; its next step does not run."),
     }
@@ -383,6 +389,10 @@ def _add_runs(sub: Subcommands[argparse.ArgumentParser]) -> None:
             (_api_options(),),
         )
         parser.add_argument("run_id", metavar="RUN_ID", help="the run's id (r_...)")
+        if action == "show":
+            parser.add_argument(
+                "--state", action="store_true", help="print the whole state, as JSON"
+            )
     follow = _parser(
         runs,
         "follow",
@@ -482,12 +492,20 @@ def cmd_runs(args: argparse.Namespace, out: Output, client: HopgraphClient) -> i
     if args.action == "list":
         out.table(client.list_runs(args.graph_id, args.status), RUNS)
     elif args.action == "show":
-        out.data(client.get_run(args.run_id))
+        run = client.get_run(args.run_id)
+        if out.as_json:
+            out.data(run)
+        elif args.state:
+            out.console.print_json(json.dumps(run.get("state"), default=str))
+        else:
+            from infra.cli.run_view import show_run
+
+            show_run(out.console, run)
     elif args.action == "logs":
         out.table(client.steps(args.run_id), STEPS)
     elif args.action == "follow":
         client.get_run(args.run_id)  # an unknown run, or no stack, is said plainly first
-        return follow(client, args.ws, args.run_id, out, args.timeout)
+        return follow(client, ws_url(args, client), args.run_id, out, args.timeout)
     else:
         run = client.cancel(args.run_id)
         if out.as_json:
@@ -571,9 +589,10 @@ def _expiry(token: str) -> int | None:
 
 def cmd_tools(args: argparse.Namespace, out: Output, client: HopgraphClient) -> int:
     tools = client.tools()
-    if not out.as_json:  # descriptions are docstrings: their reST ``literals`` read as plain
-        tools = [
-            {**t, "description": str(t.get("description", "")).replace("``", "")} for t in tools
+    if not out.as_json:  # descriptions are docstrings: their reST ``literals`` read as plain,
+        tools = [  # and their first sentence is their summary (a table row is one line)
+            {**t, "description": first_sentence(str(t.get("description", "")).replace("``", ""))}
+            for t in tools
         ]
     out.table(tools, TOOLS)
     return 0
@@ -592,7 +611,7 @@ def cmd_run(args: argparse.Namespace, out: Output, client: HopgraphClient) -> in
         else:
             out.say(f"started run [bold]{run_id}[/] ({started.get('status')})")
         return 0
-    return follow(client, args.ws, run_id, out, args.timeout)
+    return follow(client, ws_url(args, client), run_id, out, args.timeout)
 
 
 def _graph_id(target: str, out: Output, client: HopgraphClient) -> str:
@@ -613,6 +632,14 @@ def _run_local(args: argparse.Namespace, state: dict[str, Any], out: Output) -> 
     doc = read_json_file(args.target)
     toolkits = args.toolkit or os.environ.get("HOPGRAPH_TOOLKITS", DEFAULT_TOOLKITS).split(",")
     return run_local(doc, args.target, state, toolkits, args.max_steps, out.console, out.as_json)
+
+
+def ws_url(args: argparse.Namespace, client: HopgraphClient) -> str:
+    """The WebSocket API: --ws or $HOPGRAPH_WS; else the one the API names (so that one
+    setting, the API's URL, finds both); else the local stack's default."""
+    if not args.ws:
+        args.ws = client.websocket_url() or DEFAULT_WS
+    return str(args.ws)
 
 
 def follow(client: HopgraphClient, ws_url: str, run_id: str, out: Output, timeout: float) -> int:
@@ -686,7 +713,7 @@ def _error(text: str, command: str | None = None) -> None:
 
 def _unreachable(exc: ApiUnreachable, args: argparse.Namespace) -> str:
     """What to do when nothing answers: start the stack, point elsewhere, or run locally."""
-    option = "--ws" if exc.url == args.ws.rstrip("/") else "--api"
+    option = "--ws" if args.ws and exc.url == args.ws.rstrip("/") else "--api"
     lines = [
         f"{exc}.",
         "Is the local stack running? Start it with 'make dev' (or 'hopgraph dev') in another "

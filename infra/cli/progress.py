@@ -127,8 +127,10 @@ def shorten(value: Any, text: int = 160, items: int = 5) -> Any:
     if isinstance(value, str) and len(value) > text:
         return f"{value[:text]}... ({len(value)} chars)"
     if isinstance(value, list):
+        if len(value) <= items + 1:  # "... 1 more" would take the line the item takes
+            return [shorten(v, text, items) for v in value]
         head = [shorten(v, text, items) for v in value[:items]]
-        return head + ([f"... {len(value) - items} more"] if len(value) > items else [])
+        return [*head, f"... {len(value) - items} more"]
     if isinstance(value, dict):
         return {k: shorten(v, text, items) for k, v in value.items()}
     return value

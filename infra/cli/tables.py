@@ -1,10 +1,12 @@
-"""The command line's tables: ids are copied from them, so an id is never wrapped or cut.
+"""The command line's tables: one line per row at any width, and ids never cut.
 
-Each column says what it holds. An id column is as wide as its longest id and never wraps;
-a time is shown to the second (UTC) and may wrap between date and time; text wraps. When
-the terminal is too narrow for the ids and the other columns at their narrowest, optional
-columns are left out, last first (``--json`` always has every field). A terminal narrower
-than the ids alone gets lines longer than itself rather than a cut id.
+Each column says what it holds. An id column is as wide as its longest id; a time is shown
+to the second (UTC), or to the minute without the year when that makes the row fit; text is
+cut with an ellipsis, never wrapped (a row that spills onto a second line reads as two rows,
+and ``| head`` cuts it in half). When the terminal is too narrow for the ids and the other
+columns at their narrowest, optional columns are left out, last first (``--json`` always has
+every field). A terminal narrower than the ids alone gets lines longer than itself rather
+than a cut id.
 """
 
 from __future__ import annotations
@@ -19,11 +21,10 @@ from rich.console import Console
 from rich.table import Table
 
 Kind = Literal["id", "word", "number", "time", "text"]
-"""id: copied by people, never wrapped; word, number: short, never wrapped; time: wraps
-between date and time at most; text: wraps anywhere."""
+"""id: copied by people, never cut; word, number: short, never cut; time: to the second, or
+to the minute without the year; text: cut with an ellipsis."""
 
-_WHOLE = ("id", "word", "number")
-_NARROWEST = {"time": len("2025-01-15"), "text": 12}  # a time wraps between date and time
+_TEXT_NARROWEST = 12
 _GAP = 3  # between two cells: the padding on each side and the (blank) column rule
 
 
@@ -40,92 +41,128 @@ class Field:
 
 RUNS = (
     Field("run_id", "run", "id"),
-    Field("graph_id", "graph", "id"),
+    Field("graph_id", "graph", "id", optional=True),  # runs list --graph-id filters by it
     Field("status", "status", "word"),
-    Field("created_at", "created (UTC)", "time"),
-    Field("updated_at", "updated (UTC)", "time", optional=True),
+    Field("created_at", "created UTC", "time"),
+    Field("updated_at", "updated UTC", "time", optional=True),
     Field("error", "error", optional=True),
 )
 GRAPHS = (
     Field("graph_id", "graph", "id"),
     Field("name", "name"),
-    Field("created_at", "created (UTC)", "time"),
+    Field("created_at", "created UTC", "time"),
 )
 STEPS = (
     Field("seq", "step", "number"),
     Field("node", "node", "id"),  # node and tool names are identifiers too
-    Field("tool", "tool", "id"),
+    Field("tool", "tool", "id", optional=True),  # the graph names it for each node
     Field("status", "status", "word"),
     Field("duration_ms", "ms", "number"),
-    Field("next", "next", "id"),
+    Field("next", "next", "id", optional=True),
     Field("error", "error", optional=True),
 )
 TOOLS = (Field("name", "tool", "id"), Field("description", "description"))
 
 
-def cell(value: Any, kind: Kind = "text") -> str:
-    """A value as the table shows it: ``-`` for nothing, times to the second."""
+def cell(value: Any, kind: Kind = "text", short: bool = False) -> str:
+    """A value as the table shows it: ``-`` for nothing, times to the second (``short``: to
+    the minute, without the year), text on one line."""
     if value is None:
         return "-"
     if kind == "time" and isinstance(value, str) and "T" in value:
-        return value.replace("T", " ").rstrip("Z").split(".")[0]
+        whole = value.replace("T", " ").rstrip("Z").split(".")[0]
+        return whole[5:16] if short and len(whole) >= 16 else whole
     if kind == "number" and isinstance(value, float):
         return f"{value:.1f}"
-    return value if isinstance(value, str) else json.dumps(value, default=str)
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return " ".join(text.split()) if kind == "text" else text
+
+
+def first_sentence(text: str) -> str:
+    """``text`` up to the end of its first sentence (a description's summary line)."""
+    flat = " ".join(text.split())
+    for end in (". ", ".\n"):
+        cut = flat.find(end)
+        if cut >= 0:
+            return flat[: cut + 1]
+    return flat
+
+
+@dataclass(frozen=True)
+class _Layout:
+    shown: list[int]
+    short_times: bool
+    widths: list[int]
+    """Each shown column's width (text: what is left for it, at least its narrowest)."""
+
+    @property
+    def total(self) -> int:
+        return sum(self.widths) + _GAP * (len(self.widths) - 1)
 
 
 def table(rows: Sequence[dict[str, Any]], fields: Sequence[Field], width: int) -> Table:
-    """``rows`` as a table that fits ``width`` columns if it can without touching an id;
-    its ``min_width`` is what it needs when it cannot."""
-    cells = [[cell(row.get(f.key), f.kind) for f in fields] for row in rows]
-    widths = [max([len(f.heading)] + [len(r[i]) for r in cells]) for i, f in enumerate(fields)]
-    # Times whole if leaving out optional columns makes room; wrapped only if nothing else does.
-    shown, narrowest = _layout(fields, widths, width, wrap_times=False)
-    if _width(narrowest, shown) > width:
-        shown, narrowest = _layout(fields, widths, width, wrap_times=True)
+    """``rows`` as a table of one line per row that fits ``width`` columns if it can without
+    cutting an id; its ``min_width`` is what it needs when it cannot."""
+    layout = _layout(rows, fields, width)
+    cells = [
+        [cell(row.get(fields[i].key), fields[i].kind, layout.short_times) for i in layout.shown]
+        for row in rows
+    ]
     grid = Table(
         box=box.SIMPLE_HEAD,
         show_edge=False,
         pad_edge=False,
         header_style="bold",
-        min_width=_width(narrowest, shown),
+        min_width=layout.total,
     )
-    for i in shown:
+    for i, column_width in zip(layout.shown, layout.widths, strict=True):
         field = fields[i]
-        whole = field.kind in _WHOLE or narrowest[i] == widths[i]
-        if field.kind == "number":  # rich does not right-justify an "ignore" overflow
-            grid.add_column(field.heading, justify="right", no_wrap=True, min_width=widths[i])
-            continue
         grid.add_column(
             field.heading,
-            no_wrap=whole,
-            overflow="ignore" if whole else "fold",  # whole: never cut, even if rich ran short
-            min_width=narrowest[i],
+            justify="right" if field.kind == "number" else "left",
+            no_wrap=True,
+            overflow="ellipsis" if field.kind == "text" else "ignore",  # ids: never cut
+            width=column_width,
         )
     for row in cells:
-        grid.add_row(*(row[i] for i in shown))
+        grid.add_row(*row)
     return grid
 
 
-def _layout(
-    fields: Sequence[Field], widths: list[int], width: int, wrap_times: bool
-) -> tuple[list[int], list[int]]:
-    """The columns to show (optional ones left out, last first, until the rest fits) and
-    each column's narrowest width."""
-    wraps = ("text", "time") if wrap_times else ("text",)
-    narrowest = [
-        min(w, _NARROWEST[f.kind]) if f.kind in wraps else w
-        for f, w in zip(fields, widths, strict=True)
-    ]
+def _layout(rows: Sequence[dict[str, Any]], fields: Sequence[Field], width: int) -> _Layout:
+    """The columns to show and their widths: every column, times to the second, if they
+    fit; else times to the minute; else the optional columns left out, last first, trying
+    both again each time."""
     shown = list(range(len(fields)))
     optional = [i for i in shown if fields[i].optional]
-    while optional and _width(narrowest, shown) > width:
+    while True:
+        for short in (False, True):
+            layout = _fit(rows, fields, shown, short, width)
+            if layout.total <= width or (not optional and short):
+                return layout
         shown.remove(optional.pop())
-    return shown, narrowest
 
 
-def _width(narrowest: list[int], shown: list[int]) -> int:
-    return sum(narrowest[i] for i in shown) + _GAP * (len(shown) - 1)
+def _fit(
+    rows: Sequence[dict[str, Any]],
+    fields: Sequence[Field],
+    shown: list[int],
+    short: bool,
+    width: int,
+) -> _Layout:
+    natural = [
+        max([len(fields[i].heading)] + [len(cell(r.get(fields[i].key), fields[i].kind, short))
+                                        for r in rows])
+        for i in shown
+    ]  # fmt: skip
+    texts = [n for n, i in enumerate(shown) if fields[i].kind == "text"]
+    widths = [min(w, _TEXT_NARROWEST) if n in texts else w for n, w in enumerate(natural)]
+    spare = width - (sum(widths) + _GAP * (len(widths) - 1))
+    for n in texts:  # what is left goes to the text columns, in order, up to their natural width
+        grow = max(0, min(spare, natural[n] - widths[n]))
+        widths[n] += grow
+        spare -= grow
+    return _Layout(shown, short, widths)
 
 
 def print_table(console: Console, rows: Sequence[dict[str, Any]], fields: Sequence[Field]) -> None:

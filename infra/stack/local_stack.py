@@ -342,16 +342,30 @@ def banner(stack: LocalStack) -> str:
             f"  dispatch   {cfg.dispatch}",
             f"  auth       {stack.auth.describe()}",
             f"  issuer     {stack.auth.issuer.issuer}   (hopgraph login --user NAME for a token)",
-            "Try: hopgraph run examples/code_review.json --set code=@examples/sample_code.py -f",
+            f"Try: {_api_setting(cfg)}hopgraph run examples/code_review.json "
+            "--set code=@examples/sample_code.py -f",
             "Ctrl-C stops everything.",
         ]
     )
 
 
+def _api_setting(cfg: StackConfig) -> str:
+    """What a command needs to find this stack: nothing on the default address; else its
+    API's URL (the API names its WebSocket URL itself)."""
+    if (cfg.host, cfg.port) == ("127.0.0.1", 8000):
+        return ""
+    return f"HOPGRAPH_API=http://{cfg.host}:{cfg.port} "
+
+
+def plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
 def _restored(counts: dict[str, int]) -> str:
     if not counts.get("items") and not counts.get("messages"):
         return "empty"
-    return f"{counts['items']} items and {counts['messages']} messages kept; --reset empties it"
+    items, messages = plural(counts["items"], "item"), plural(counts["messages"], "message")
+    return f"{items} and {messages} kept; --reset empties it"
 
 
 def _interrupt(signum: int, frame: Any) -> None:

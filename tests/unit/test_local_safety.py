@@ -33,3 +33,12 @@ def test_a_network_host_is_refused_open_and_warned_of_strict(host: str) -> None:
 )
 def test_the_management_api_answers_this_machine_only(client: Any, answered: bool) -> None:
     assert _from_this_machine({"type": "http", "client": client}) is answered
+
+
+def test_the_banner_counts_in_words_and_names_a_non_default_api() -> None:
+    from infra.stack.local_stack import _api_setting, _restored
+
+    assert _restored({"items": 1, "messages": 1}).startswith("1 item and 1 message kept")
+    assert _restored({"items": 2, "messages": 0}).startswith("2 items and 0 messages kept")
+    assert _api_setting(StackConfig()) == ""
+    assert _api_setting(StackConfig(port=9000)) == "HOPGRAPH_API=http://127.0.0.1:9000 "

@@ -288,7 +288,7 @@ def test_http_api_routes_everything_to_the_api_function() -> None:
     functions = function_definitions()
     assert functions["ApiFunction"]["http_routes"] == [
         "ANY /{proxy+}",
-        "ANY /",
+        "GET /",
         "GET /health",
         "GET /openapi.json",
         "GET /docs",
