@@ -4,8 +4,17 @@ engines of this kind stream a run's progress from.
 They are the same WebSocket routes as the local gateway's: each connection is relayed to the
 gateway, ``/ws/{run_id}`` as ``?run_id={run_id}`` (subscribed at ``$connect``), so the same
 handler answers with the same events, limits and errors, and a refused ``$connect`` refuses
-this handshake with the same status and body. Only the local stack serves these paths; the
-deployed HTTP API has no WebSocket, and clients there use the WebSocket API's URL.
+this handshake with the same status and body.
+
+A client of ``/ws/{run_id}`` sends nothing, and API Gateway cannot post to a connection from
+its ``$connect`` (the local gateway refuses such posts as it does: 410): so once the
+connection is up, the relay sends the ``subscribe`` action on the client's behalf
+(``?after=`` passed on). The client then gets what every subscriber gets: the committed steps
+replayed from the log, then the run's status (a finished run's final event at once), then
+the live steps; events may repeat, and clients dedupe by ``seq``.
+
+Only the local stack serves these paths; the deployed HTTP API has no WebSocket, and clients
+there use the WebSocket API's URL.
 
 Why a relay rather than the gateway's own code: a gateway connection is served on the
 gateway's event loop, where its ``@connections`` API sends on it; the HTTP API is served by
@@ -16,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode
 
@@ -48,7 +58,7 @@ def with_compat_websockets(app: ASGIApp, gateway_url: str) -> ASGIApp:
         if target is None:
             await app(scope, receive, send)
             return
-        await relay(WebSocket(scope, receive, send), target)
+        await relay(WebSocket(scope, receive, send), target, subscription(scope))
 
     return asgi
 
@@ -68,9 +78,23 @@ def upstream_url(gateway_url: str, scope: Scope) -> str | None:
     return gateway_url + (f"?{urlencode(query, quote_via=quote)}" if query else "")
 
 
-async def relay(client: WebSocket, target: str) -> None:
-    """Open ``target`` for ``client``, answer its handshake as the gateway answered, then
-    pass messages both ways until one side closes (its close code is passed on)."""
+def subscription(scope: Scope) -> str | None:
+    """The ``subscribe`` message a ``/ws/{run_id}`` connection sends once it is up (None for
+    ``/ws``, whose clients subscribe themselves)."""
+    path = str(scope.get("path", "")).rstrip("/")
+    if not path.startswith(PATH + "/"):
+        return None
+    message: dict[str, Any] = {"action": "subscribe", "run_id": path[len(PATH) + 1 :]}
+    query = dict(parse_qsl(bytes(scope.get("query_string", b"")).decode("latin-1")))
+    if query.get("after", "").lstrip("-").isdigit():
+        message["after"] = int(query["after"])
+    return json.dumps(message)
+
+
+async def relay(client: WebSocket, target: str, first: str | None = None) -> None:
+    """Open ``target`` for ``client``, answer its handshake as the gateway answered, send
+    ``first`` (if any) once the connection is up, then pass messages both ways until one side
+    closes (its close code is passed on)."""
     from websockets.asyncio.client import connect
     from websockets.exceptions import InvalidStatus
 
@@ -95,6 +119,8 @@ async def relay(client: WebSocket, target: str) -> None:
         return
     async with upstream:
         await client.accept(subprotocol=upstream.subprotocol)
+        if first is not None:
+            await upstream.send(first)
         await _pump(client, upstream)
 
 
