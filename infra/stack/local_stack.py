@@ -34,6 +34,7 @@ from infra.template import reader as template
 STACK_NAME = "hopgraph-local"
 REGION = "us-east-1"
 WORKER_FUNCTION = f"{STACK_NAME}-worker"
+WEBSOCKET_FUNCTION = f"{STACK_NAME}-websocket"
 
 
 class StackError(Exception):
@@ -146,8 +147,7 @@ class LocalStack:
         self._create_resources()
         self.restored = self._restore()
         self._start_gateway()
-        if cfg.dispatch == "lambda":
-            self._start_lambda_endpoint()
+        self._start_lambda_endpoint()
         self._configure_environment()
         self._start_event_sources()
 
@@ -226,17 +226,24 @@ class LocalStack:
         os.environ["HOPGRAPH_WS_ENDPOINT"] = gateway.management_endpoint
 
     def _start_lambda_endpoint(self) -> None:
+        """Invoke: the worker's self-invocations (``--dispatch lambda``), and the WebSocket
+        function's own (``$connect``'s replay, functions/websocket/routes.py)."""
         import boto3
 
+        from functions.websocket.handler import handler as websocket_handler
         from functions.worker.handler import handler as worker_handler
         from infra.stack.lambda_endpoint import LocalLambdaEndpoint, register_from_template
 
         sqs = boto3.client("sqs", endpoint_url=self.moto_endpoint, region_name=REGION)
-        endpoint = LocalLambdaEndpoint(self.config.host, 0, workers=self.config.workers * 2)
-        register_from_template(
-            endpoint, "WorkerFunction", WORKER_FUNCTION, worker_handler,
-            sqs=sqs, queue_urls=self.queue_urls, template_doc=self.template_doc,
-        )  # fmt: skip
+        endpoint = LocalLambdaEndpoint(LOOPBACK, 0, workers=self.config.workers * 2)
+        functions = [("WebSocketFunction", WEBSOCKET_FUNCTION, websocket_handler)]
+        if self.config.dispatch == "lambda":
+            functions.append(("WorkerFunction", WORKER_FUNCTION, worker_handler))
+        for function_id, name, handler in functions:
+            register_from_template(
+                endpoint, function_id, name, handler,
+                sqs=sqs, queue_urls=self.queue_urls, template_doc=self.template_doc,
+            )  # fmt: skip
         endpoint.start()
         self._parts.append(endpoint)
         os.environ["AWS_ENDPOINT_URL_LAMBDA"] = endpoint.url
@@ -254,6 +261,7 @@ class LocalStack:
             HOPGRAPH_RUN_REQUESTS_DLQ_URL=self.queue_urls["RunRequestsDLQ"],
             HOPGRAPH_DISPATCH=self.config.dispatch,
             HOPGRAPH_WORKER_FUNCTION=WORKER_FUNCTION,
+            HOPGRAPH_WEBSOCKET_FUNCTION=WEBSOCKET_FUNCTION,
             HOPGRAPH_TOOLKITS=self.config.toolkits,
             POWERTOOLS_SERVICE_NAME="hopgraph",
             POWERTOOLS_METRICS_NAMESPACE="Hopgraph",

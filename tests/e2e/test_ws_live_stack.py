@@ -196,3 +196,20 @@ def test_ws_on_the_http_port_refuses_an_unknown_run_as_the_gateway_does(
     assert refused.value.response.status_code == 404
     refusal = json.loads(refused.value.response.body)
     assert (refusal["type"], refusal["message"]) == ("error", "run 'r_nope' not found")
+
+
+@pytest.mark.parametrize("after", [None, 1])
+def test_run_id_on_the_gateway_replays_once_the_connection_is_up(
+    stack: StackProcess, api: httpx.Client, after: int | None
+) -> None:
+    # Given a finished run of three steps
+    graph_id = create_graph(api, slow_chain("finished-gateway", [1, 1, 1]))
+    run_id = start_run(api, graph_id)
+    assert list(follow_events(stack.ws, run_id, DEADLINE))[-1]["status"] == "completed"
+    # When a client connects to the WebSocket API with ?run_id= (and ?after=) and sends nothing
+    query = f"?run_id={run_id}" + ("" if after is None else f"&after={after}")
+    with connect(stack.ws + query, open_timeout=10) as socket:
+        events = until_the_end(socket)
+    # Then $connect's replay, run once the connection opened, sends the logged steps and the end
+    first = 0 if after is None else after + 1
+    assert events == [("step", seq) for seq in range(first, 3)] + [("run", "completed")]
