@@ -6,12 +6,11 @@ gateway, ``/ws/{run_id}`` as ``?run_id={run_id}`` (subscribed at ``$connect``), 
 handler answers with the same events, limits and errors, and a refused ``$connect`` refuses
 this handshake with the same status and body.
 
-A client of ``/ws/{run_id}`` sends nothing, and API Gateway cannot post to a connection from
-its ``$connect`` (the local gateway refuses such posts as it does: 410): so once the
-connection is up, the relay sends the ``subscribe`` action on the client's behalf
-(``?after=`` passed on). The client then gets what every subscriber gets: the committed steps
-replayed from the log, then the run's status (a finished run's final event at once), then
-the live steps; events may repeat, and clients dedupe by ``seq``.
+A client of ``/ws/{run_id}`` sends nothing: its ``$connect`` (``?run_id=``, and ``?after=``
+passed on) has the run replayed once the connection is up (functions/websocket/routes.py),
+so it gets what every subscriber gets: the committed steps from the log, then the run's
+status (a finished run's final event at once), then the live steps; events may repeat, and
+clients dedupe by ``seq``.
 
 Only the local stack serves these paths; the deployed HTTP API has no WebSocket, and clients
 there use the WebSocket API's URL.
@@ -25,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode
 
@@ -58,7 +56,7 @@ def with_compat_websockets(app: ASGIApp, gateway_url: str) -> ASGIApp:
         if target is None:
             await app(scope, receive, send)
             return
-        await relay(WebSocket(scope, receive, send), target, subscription(scope))
+        await relay(WebSocket(scope, receive, send), target)
 
     return asgi
 
@@ -78,23 +76,9 @@ def upstream_url(gateway_url: str, scope: Scope) -> str | None:
     return gateway_url + (f"?{urlencode(query, quote_via=quote)}" if query else "")
 
 
-def subscription(scope: Scope) -> str | None:
-    """The ``subscribe`` message a ``/ws/{run_id}`` connection sends once it is up (None for
-    ``/ws``, whose clients subscribe themselves)."""
-    path = str(scope.get("path", "")).rstrip("/")
-    if not path.startswith(PATH + "/"):
-        return None
-    message: dict[str, Any] = {"action": "subscribe", "run_id": path[len(PATH) + 1 :]}
-    query = dict(parse_qsl(bytes(scope.get("query_string", b"")).decode("latin-1")))
-    if query.get("after", "").lstrip("-").isdigit():
-        message["after"] = int(query["after"])
-    return json.dumps(message)
-
-
-async def relay(client: WebSocket, target: str, first: str | None = None) -> None:
-    """Open ``target`` for ``client``, answer its handshake as the gateway answered, send
-    ``first`` (if any) once the connection is up, then pass messages both ways until one side
-    closes (its close code is passed on)."""
+async def relay(client: WebSocket, target: str) -> None:
+    """Open ``target`` for ``client``, answer its handshake as the gateway answered, then
+    pass messages both ways until one side closes (its close code is passed on)."""
     from websockets.asyncio.client import connect
     from websockets.exceptions import InvalidStatus
 
@@ -119,8 +103,6 @@ async def relay(client: WebSocket, target: str, first: str | None = None) -> Non
         return
     async with upstream:
         await client.accept(subprotocol=upstream.subprotocol)
-        if first is not None:
-            await upstream.send(first)
         await _pump(client, upstream)
 
 
