@@ -318,6 +318,20 @@ class LocalStack:
             thread.start()
             self._parts.append(thread)
 
+    def resumed_runs(self, limit: int = 20) -> list[str]:
+        """The runs the data folder gave back still running, the newest ``limit`` (then
+        "more"): each goes on from its last committed step."""
+        if not self.restored.get("items"):
+            return []
+        from functions import runtime
+
+        try:
+            page = runtime.store().list_runs(status="running", limit=limit + 1)
+        except Exception:  # a listing is a courtesy: the stack serves without it
+            return []
+        ids = [run.run_id for run in page.items]
+        return ids[:limit] + (["more"] if len(ids) > limit or page.cursor else [])
+
     def stop(self) -> None:
         self._stop.set()
         for part in reversed(self._parts):
@@ -401,6 +415,9 @@ def serve(config: StackConfig) -> int:
         if stack.warning:
             print(stack.warning, file=sys.stderr, flush=True)
         print(banner(stack), flush=True)
+        resumed = stack.resumed_runs()
+        if resumed:  # what a restart took up, so a kill's effect on each run can be looked at
+            print(f"resumed {plural(len(resumed), 'run')}: {', '.join(resumed)}", flush=True)
         from infra.gateway.ws_compat import with_compat_websockets
 
         # /ws and /ws/{run_id} on the HTTP port too, for clients of earlier engines; HTTP

@@ -7,6 +7,7 @@ Each test starts its own stack (a data folder per test); every wait has a deadli
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -114,6 +115,10 @@ def test_clean_stop_keeps_graphs_and_runs_in_flight(stack: StackProcess) -> None
 
         # And the graph is there, and every run completes with each step once
         assert_completed_once_each(again.api, graph_id, run_ids)
+        # And the restart named the runs it took up (those a 2 s chain had not finished)
+        resumed = re.search(r"^resumed \d+ runs?: (.+)$", again.stdout, re.MULTILINE)
+        assert resumed, again.stdout
+        assert set(resumed.group(1).split(", ")) <= set(run_ids), resumed.group(0)
     finally:
         again.kill()
 
