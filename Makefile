@@ -1,4 +1,5 @@
-# hopgraph: `make dev` runs the local stack, `make test` runs every check.
+# hopgraph: `make dev` runs the local stack, `make check` is the inner loop (lint, types, the
+# unit and contract tiers: about a minute), `make test` runs every check (the gate CI runs).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -6,7 +7,7 @@ PORT ?= 8000
 WS_PORT ?= 8001
 LAYER_LOCK := layers/deps/requirements.txt
 
-.PHONY: dev test lint typecheck unit bench clean dashboard chromium
+.PHONY: dev check test lint typecheck unit fast-tests bench clean dashboard chromium
 .PHONY: tools template-checks sam-validate cfn-lint sam-build lock
 .PHONY: build-DepsLayer build-EngineLayer build-ApiFunction build-WorkerFunction
 .PHONY: build-StarterFunction build-WebSocketFunction build-DeadLetterFunction build-SweeperFunction
@@ -20,8 +21,14 @@ $(BIN)/activate:
 # that `sam build` ships; the project's install then keeps them (pip upgrades only what it must,
 # and tests/unit/test_layer_lock.py fails if it had to). Two steps: pip cannot hash-check an
 # editable install, and hashes in a constraints file would require them for it.
-$(VENV)/.installed: pyproject.toml $(LAYER_LOCK) | $(BIN)/activate
+# `make dev` installs what the stack needs (the `local` extra: moto, waitress); the checks
+# install the `test` extra on top (pytest, mypy, langgraph, schemathesis...).
+$(VENV)/.installed-local: pyproject.toml $(LAYER_LOCK) | $(BIN)/activate
 	$(BIN)/python -m pip install --quiet --require-hashes --only-binary=:all: -r $(LAYER_LOCK)
+	$(BIN)/python -m pip install --quiet -e '.[local]'
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.installed-local
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
@@ -53,7 +60,7 @@ chromium:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
 	fi
 
-dev: $(VENV)/.installed dashboard
+dev: $(VENV)/.installed-local dashboard
 	$(BIN)/hopgraph dev --port $(PORT) --ws-port $(WS_PORT)
 
 lint: $(VENV)/.installed
@@ -65,6 +72,12 @@ typecheck: $(VENV)/.installed
 
 unit: $(VENV)/.installed dashboard chromium
 	$(BIN)/pytest
+
+# The tiers that answer in seconds, not the ones that start stacks or run the fault plan.
+fast-tests: $(VENV)/.installed
+	$(BIN)/pytest -m "(unit or contract) and not slow" tests/unit tests/contract
+
+check: lint typecheck fast-tests
 
 test: lint typecheck template-checks unit
 

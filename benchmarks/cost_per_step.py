@@ -2,7 +2,7 @@
 
 Runs many runs at once through the REAL worker handler, on moto in-process, with the
 resources of template.yaml: in SQS mode the step queue feeds the worker through
-``infra.event_source`` (batches of 10, as Lambda's event source takes them); in self-invoke
+``infra.stack.event_source`` (batches of 10, as Lambda's event source takes them); in self-invoke
 mode every Lambda ``Invoke`` the worker makes is answered here and the invocation run
 in-process. botocore event hooks count every AWS request by service and operation
 (``before-parameter-build`` keeps the call's parameters, ``before-call`` counts it,
@@ -323,7 +323,7 @@ class Result:
 
 
 def memory_size_mb() -> int:
-    from infra.template import function_definitions, load_template
+    from infra.template.reader import function_definitions, load_template
 
     template = load_template()
     worker = template["Resources"]["WorkerFunction"]["Properties"]
@@ -405,9 +405,9 @@ def run_scenario(mode: str, state_kb: int, runs: int, shape: str = "chain") -> R
     from functions.aws import clients
     from functions.settings import get_settings
     from functions.worker.handler import handler
-    from infra.event_source import SqsEventSource
-    from infra.lambda_context import LambdaContext
-    from infra.template import create_queues, create_table
+    from infra.stack.event_source import SqsEventSource
+    from infra.stack.lambda_context import LambdaContext
+    from infra.template.reader import create_queues, create_table
     from tests.faults.moto_speedups import faster_moto
 
     with mock_aws(), faster_moto():

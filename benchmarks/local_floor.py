@@ -5,7 +5,7 @@ ten), the slot check's Query, the commit's conditional PutItem, a tenth of a
 SendMessageBatch (the next hops of a batch) and a tenth of a DeleteMessageBatch. This script
 makes exactly those calls, of the same shapes, for ``--runs`` chains of ``--steps`` steps, to
 the moto process the stack uses, through the same clients (botocore over the Unix socket,
-infra/moto_socket.py) from ``--pollers`` threads that each receive a batch and then make its
+infra/moto/socket.py) from ``--pollers`` threads that each receive a batch and then make its
 calls one after another. No tool, no engine, no run service, no events: what is left is
 what botocore and moto cost per step on this machine, a floor under the stack's own CPU per
 step and above its throughput.
@@ -40,9 +40,10 @@ from benchmarks.local_load import percentile, tree_cpu_seconds  # noqa: E402
 from engine.ports import StepRecord  # noqa: E402
 from functions.aws import dynamodb_items as items  # noqa: E402
 from functions.aws.dynamodb_store import SLOT_FREE  # noqa: E402
-from infra import local_clients, template  # noqa: E402
-from infra.local_stack import free_port  # noqa: E402
-from infra.moto_process import MotoProcess  # noqa: E402
+from infra.moto.process import MotoProcess  # noqa: E402
+from infra.stack import local_clients  # noqa: E402
+from infra.stack.local_stack import free_port  # noqa: E402
+from infra.template import reader as template  # noqa: E402
 
 REGION = "us-east-1"
 WAIT_S = 1
@@ -203,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pollers", type=int, default=16, help="threads of the bare chains")
     args = parser.parse_args(argv)
     cores = os.cpu_count() or 1
-    # the stack's credentials for moto (infra/local_stack.py), for this process's clients
+    # the stack's credentials for moto (infra/stack/local_stack.py), for this process's clients
     os.environ.update(AWS_ACCESS_KEY_ID="local", AWS_SECRET_ACCESS_KEY="local")
 
     print(f"{args.runs} runs of {args.steps} steps, {cores} cores: the bare calls, then the stack")

@@ -24,6 +24,9 @@ class Settings(BaseModel):
     step_queue_url: str = Field(default="", description="SQS queue of step hops")
     dispatch: Literal["sqs", "lambda"] = Field(default="sqs", description="how hops travel")
     worker_function: str = Field(default="", description="worker Lambda name, for self-invoke")
+    websocket_function: str = Field(
+        default="", description="the WebSocket Lambda's name: $connect's replay runs there"
+    )
     ws_endpoint: str = Field(default="", description="API Gateway Management API endpoint")
     ws_url: str = Field(default="", description="the WebSocket API's URL, as clients connect")
     toolkits: str = Field(

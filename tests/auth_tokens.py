@@ -11,7 +11,7 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from infra.token_issuer import LocalIssuer
+from infra.stack.token_issuer import LocalIssuer
 
 ISSUER = "https://issuer.hopgraph.test"
 DEFAULT_USER = "tester"

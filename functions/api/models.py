@@ -391,7 +391,18 @@ class Me(BaseModel):
 
 
 class Health(BaseModel):
-    model_config = _examples({"status": "ok", "version": "0.1.0"})
+    model_config = _examples(
+        {
+            "status": "ok",
+            "version": "0.1.0",
+            "websocket": "wss://abc123.execute-api.eu-west-1.amazonaws.com/prod",
+        }
+    )
 
     status: Literal["ok"]
     version: str
+    websocket: str | None = Field(
+        default=None,
+        description="Where clients follow runs: this deployment's WebSocket API "
+        "(so that one setting, the API's URL, finds the rest).",
+    )

@@ -1,8 +1,9 @@
-"""``/tools``, ``/me`` and ``/health``."""
+"""``/tools``, ``/me``, ``/health``, and ``/`` pointing to the docs."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
+from fastapi.responses import RedirectResponse
 
 from functions.api import __version__
 from functions.api.deps import CurrentCaller, Service
@@ -28,5 +29,26 @@ def me(caller: CurrentCaller) -> Me:
 
 @router.get("/health", response_model=Health, summary="Liveness")
 def health() -> Health:
-    """Answers without touching AWS or building the run service."""
-    return Health(status="ok", version=__version__)
+    """Answers without touching AWS or building the run service; says where the WebSocket
+    API is, when this deployment has one."""
+    return Health(status="ok", version=__version__, websocket=websocket_url())
+
+
+@router.get("/", include_in_schema=False)
+def root() -> RedirectResponse:
+    """A person who opens the API's address finds its documentation."""
+    return RedirectResponse("docs", status_code=307)
+
+
+def websocket_url() -> str | None:
+    """The WebSocket API's address for clients: its Management API endpoint (``https://``,
+    or ``http://`` locally) in the client's scheme."""
+    from functions.settings import SettingsError, get_settings
+
+    try:
+        endpoint = get_settings().ws_endpoint
+    except SettingsError:
+        return None
+    if not endpoint:
+        return None
+    return "ws" + endpoint.removeprefix("http") if endpoint.startswith("http") else endpoint

@@ -12,13 +12,15 @@ from typing import Any
 
 from functions.websocket.replies import Response
 from functions.websocket.request import WsRequest
-from functions.websocket.routes import BY_ROUTE_KEY, DEFAULT
+from functions.websocket.routes import BY_ROUTE_KEY, DEFAULT, REPLAY, replay_once_open
 
 ROUTES: tuple[str, ...] = tuple(BY_ROUTE_KEY)
 """The route keys this handler serves; template.yaml declares one route for each."""
 
 
 def handler(event: dict[str, Any], context: Any) -> Response:
+    if isinstance(event, dict) and isinstance(event.get(REPLAY), dict):  # from our $connect
+        return replay_once_open(event[REPLAY])
     try:
         request = WsRequest.from_event(event)
     except Exception as exc:  # not a WebSocket event: no connection to answer on

@@ -7,6 +7,7 @@ to :func:`functions.websocket.replies.errors_as_replies`.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from typing import Any
 
@@ -23,7 +24,9 @@ from functions.websocket.replies import (
     ok,
     reply,
 )
-from functions.websocket.request import WsRequest, checked_run_id
+from functions.websocket.request import WsRequest, checked_after, checked_run_id
+
+log = logging.getLogger("hopgraph.websocket")
 
 SUBSCRIBE = "subscribe"
 UNSUBSCRIBE = "unsubscribe"
@@ -68,8 +71,10 @@ def connect(request: WsRequest) -> Response:
     not leave it behind for ever); ``?run_id=`` subscribes it at once, and an unknown run, or
     another owner's, refuses it (404).
 
-    A run's current status cannot be sent here (the connection is not open yet); a client
-    that needs it sends ``subscribe`` once connected (subscribing again is harmless)."""
+    Nothing can be posted here (API Gateway opens the connection once this route returns), so
+    for ``?run_id=`` it asks this function, asynchronously, to replay the run once the
+    connection is up (:func:`replay_once_open`): the committed steps (after ``?after=``),
+    then the run's status, as ``subscribe`` does."""
     caller = request.caller()
     if caller is None:
         return UNAUTHORIZED
@@ -86,7 +91,82 @@ def connect(request: WsRequest) -> Response:
     store.save_connection(connection)
     if run_id is not None:
         store.subscribe(request.connection_id, run_id)
+        _ask_for_replay(request, run_id, _after_of(request.query.get("after")))
     return ok()
+
+
+REPLAY = "hopgraph_replay"
+"""The key of the event ``$connect`` invokes this function with, for a replay."""
+OPEN_WAIT_S = 10.0
+"""How long a replay waits for its connection to open (API Gateway opens it once ``$connect``
+has returned: milliseconds, unless the client went away)."""
+
+
+def _after_of(value: str | None) -> int:
+    """``?after=``: the ``seq`` the replay starts after (-1, every step, when absent)."""
+    if value is None or not value.lstrip("-").isdigit():
+        return -1
+    return checked_after(int(value))
+
+
+def _ask_for_replay(request: WsRequest, run_id: str, after: int) -> None:
+    """Invoke this function (InvocationType=Event) to replay ``run_id`` to the connection once
+    it is open. Not fatal when it fails: the subscription stands, live events come, and the
+    client may still send ``subscribe``."""
+    name = _settings().websocket_function
+    if not name:
+        log.warning("HOPGRAPH_WEBSOCKET_FUNCTION is unset: no replay for %s", request.connection_id)
+        return
+    spec = {
+        "connection_id": request.connection_id,
+        "domain_name": request.domain_name,
+        "stage": request.stage,
+        "run_id": run_id,
+        "after": after,
+    }
+    try:
+        from functions.aws import clients
+
+        clients.client("lambda").invoke(
+            FunctionName=name,
+            InvocationType="Event",
+            Payload=json.dumps({REPLAY: spec}).encode(),
+        )
+    except Exception as exc:
+        log.warning("no replay for %s: Invoke failed (%s)", request.connection_id, exc)
+
+
+def replay_once_open(spec: dict[str, Any]) -> Response:
+    """The replay ``$connect`` asked for: once the connection is open, what ``subscribe``
+    does (the committed steps, then the run's status; a finished run's final event)."""
+    message = {"action": SUBSCRIBE, "run_id": spec.get("run_id"), "after": spec.get("after", -1)}
+    request = WsRequest(
+        route_key=SUBSCRIBE,
+        connection_id=str(spec.get("connection_id", "")),
+        domain_name=str(spec.get("domain_name", "")),
+        stage=str(spec.get("stage", "")),
+        body=json.dumps(message),
+    )
+    if not _opened(request):
+        return ok()  # the client went away before the connection opened
+    return subscribe(request)
+
+
+def _opened(request: WsRequest) -> bool:
+    """Wait until the connection answers GetConnection (410 until API Gateway opens it)."""
+    from functions.aws.notifier import error_code, management_client
+
+    endpoint = request.endpoint(_settings().ws_endpoint)
+    deadline = time.monotonic() + OPEN_WAIT_S
+    while True:
+        try:
+            management_client(endpoint).get_connection(ConnectionId=request.connection_id)
+            return True
+        except Exception as exc:
+            if error_code(exc) != "GoneException" or time.monotonic() > deadline:
+                log.info("no replay for %s: %s", request.connection_id, error_code(exc) or exc)
+                return False
+        time.sleep(0.05)
 
 
 @errors_as_replies

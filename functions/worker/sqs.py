@@ -16,7 +16,7 @@ batch response naming exactly the records that raised) whose ``process`` hands t
 to a thread pool instead of looping over them. Each record runs in its own copy of the
 calling thread's context variables, as ``asyncio.to_thread`` would run it, so per-record log
 keys (:func:`functions.observability.log_keys`) stay apart and what the caller put there (the
-local stack's current invocation, infra/invocations.py) is seen by every record.
+local stack's current invocation, infra/stack/invocations.py) is seen by every record.
 
 Why not Powertools' ``AsyncBatchProcessor`` with the record handler in ``asyncio.to_thread``:
 outside Lambda, ``async_process_partial_response`` runs its loop with ``asyncio.run``, which

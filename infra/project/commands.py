@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from infra.cli_input import UsageError
-from infra.client import HopgraphClient
+from infra.cli.client import HopgraphClient
+from infra.cli.inputs import UsageError
 from infra.project.graphs import load_graph
 from infra.project.settings import Project
 

@@ -8,7 +8,7 @@ import re
 from typing import Any
 
 from engine.builder import graph_document
-from infra.cli_input import UsageError, names_a_file, read_json_file
+from infra.cli.inputs import UsageError, names_a_file, read_json_file
 
 _REFERENCE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 

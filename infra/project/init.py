@@ -13,7 +13,7 @@ import re
 from importlib import resources
 from pathlib import Path
 
-from infra.cli_input import UsageError
+from infra.cli.inputs import UsageError
 from infra.project.settings import BUILTIN_TOOLKITS
 
 _FILES = {  # scaffold file -> where it goes ({package}: the Python package)

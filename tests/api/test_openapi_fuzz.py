@@ -30,7 +30,7 @@ from engine.validation import build_graph
 from functions import runtime
 from functions.api.app import create_app
 from functions.api.examples import CANONICAL, EXAMPLE_GRAPH_ID, EXAMPLE_RUN_ID
-from infra.http_authorizer import JwtAuthorizerMiddleware
+from infra.gateway.http_authorizer import JwtAuthorizerMiddleware
 from tests import auth_tokens
 from tests.functional.api_harness import gateway_authorizer
 

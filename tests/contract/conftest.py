@@ -1,7 +1,7 @@
 """Fixtures of the contract tier: every RunStore implementation, on a pinned clock.
 
 The DynamoDB store runs on moto (``mock_aws``, in process) against a table created from
-template.yaml by ``infra.template.create_table``: the schema is never repeated here.
+template.yaml by ``infra.template.reader.create_table``: the schema is never repeated here.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from moto import mock_aws
 from engine.memory import MemoryRunStore
 from engine.ports import RunStore
 from functions.aws.dynamodb_store import DynamoRunStore
-from infra.moto_fidelity import serialize_dynamodb_writes
-from infra.template import create_table, load_template
+from infra.moto.fidelity import serialize_dynamodb_writes
+from infra.template.reader import create_table, load_template
 
 TABLE = "hopgraph-contract"
 REGION = "us-east-1"
@@ -51,7 +51,7 @@ def dynamodb(
     """A DynamoDB client on moto, with the project's table created from template.yaml."""
     for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_PROFILE"):
         monkeypatch.delenv(name, raising=False)
-    # moto's writes one at a time, as DynamoDB's are per item (infra/moto_fidelity.py): the
+    # moto's writes one at a time, as DynamoDB's are per item (infra/moto/fidelity.py): the
     # 8-thread race otherwise loses a winner now and then
     with mock_aws(), serialize_dynamodb_writes():
         client = aws_session.client("dynamodb")

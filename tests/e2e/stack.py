@@ -1,4 +1,4 @@
-"""The local stack as a subprocess (``python -m infra.cli dev``) on free ports, for tests and
+"""The local stack as a subprocess (``python -m infra.cli.main dev``) on free ports, for tests and
 benchmarks that talk to it over real sockets only.
 
 :func:`launch` starts one and returns when ``/health`` answers and the banner has named the
@@ -33,7 +33,7 @@ import httpx
 
 REPO = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
-# The banner is for people; these are its only lines read here (infra/local_stack.py:banner).
+# The banner is for people; these are its only lines read here (infra/stack/local_stack.py:banner).
 _MOTO_LINE = re.compile(r"^\s*moto\s+(http://\S+)", re.MULTILINE)
 _QUEUE_LINE = re.compile(r"^\s*run requests queue\s+(http://\S+)", re.MULTILINE)
 _PORT_TAKEN = "already in use"
@@ -125,7 +125,7 @@ class StackProcess:
         given), with more ``hopgraph dev`` options; run by ``python`` in the folder ``cwd``."""
         port, ws_port, moto_port = ports or free_ports(3)
         data = data or temporary_data_folder()
-        command = [python, "-m", "infra.cli", "dev", "--host", HOST]
+        command = [python, "-m", "infra.cli.main", "dev", "--host", HOST]
         command += ["--port", str(port), "--ws-port", str(ws_port), "--dispatch", dispatch]
         command += ["--moto-port", str(moto_port), "--data", str(data), *options]
         process = subprocess.Popen(

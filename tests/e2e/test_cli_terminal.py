@@ -1,7 +1,8 @@
 """The README walkthrough, typed into a real terminal: each ``hopgraph`` command runs in a
-pseudo-terminal of 80 columns by 24 lines (pexpect), against the local stack, and what a
-person would see is checked: every step, ids whole on one line, no line wider than the
-terminal, no traceback, and Ctrl-C of a follow saying how to follow again."""
+pseudo-terminal of 80 (or 60) columns by 24 lines (pexpect), against the local stack, and what
+a person would see is checked: every step, ids whole on one line, one line per table row, no
+line wider than the terminal, no traceback, and Ctrl-C of a follow saying how to follow
+again. The commands are given the API's URL alone: it names its WebSocket URL itself."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pexpect
 import pytest
 
@@ -67,25 +69,25 @@ def screen_lines(raw: str) -> list[str]:
     return lines
 
 
-def spawn(stack: StackProcess, *args: str) -> pexpect.spawn:
+def spawn(stack: StackProcess, *args: str, columns: int = COLUMNS) -> pexpect.spawn:
     command = str(HOPGRAPH) if HOPGRAPH.exists() else sys.executable
-    prefix = [] if HOPGRAPH.exists() else ["-m", "infra.cli"]
-    env = {**stack_env(), "COLUMNS": str(COLUMNS), "LINES": str(LINES), "TERM": "xterm-256color"}
-    env |= {"HOPGRAPH_API": stack.api, "HOPGRAPH_WS": stack.ws}
+    prefix = [] if HOPGRAPH.exists() else ["-m", "infra.cli.main"]
+    env = {**stack_env(), "COLUMNS": str(columns), "LINES": str(LINES), "TERM": "xterm-256color"}
+    env |= {"HOPGRAPH_API": stack.api}  # the API's URL alone: it names the WebSocket's
     return pexpect.spawn(
         command,
         [*prefix, *args],
         cwd=str(REPO),
         env=env,
-        dimensions=(LINES, COLUMNS),
+        dimensions=(LINES, columns),
         encoding="utf-8",
         timeout=DEADLINE,
     )
 
 
-def terminal(stack: StackProcess, *args: str) -> Screen:
-    """Run ``hopgraph ARGS`` in an 80x24 terminal to its end."""
-    child = spawn(stack, *args)
+def terminal(stack: StackProcess, *args: str, columns: int = COLUMNS) -> Screen:
+    """Run ``hopgraph ARGS`` in a terminal of ``columns`` x 24 to its end."""
+    child = spawn(stack, *args, columns=columns)
     raw = child.read()
     child.close()
     screen = Screen(screen_lines(raw), child.exitstatus)
@@ -93,9 +95,18 @@ def terminal(stack: StackProcess, *args: str) -> Screen:
     return screen
 
 
-def fits(screen: Screen) -> None:
-    wide = [line for line in screen.lines if len(line) > COLUMNS]
+def fits(screen: Screen, columns: int = COLUMNS) -> None:
+    wide = [line for line in screen.lines if len(line) > columns]
     assert not wide, "\n".join(wide)
+
+
+def one_line_per_row(screen: Screen) -> list[str]:
+    """The table's rows (after its heading rule), each on one line: none continues below."""
+    lines = [line for line in screen.lines if line.strip()]
+    rule = next(i for i, line in enumerate(lines) if set(line.strip()) == {"─"})
+    rows = lines[rule + 1 :]
+    assert all(not line.startswith(" ") for line in rows), "\n".join(lines)
+    return rows
 
 
 def whole_on_a_line(ident: str, screen: Screen) -> None:
@@ -141,29 +152,70 @@ def test_run_follow_shows_every_step_and_the_final_state(walkthrough: Walkthroug
     fits(screen)
 
 
-def test_runs_list_at_80_columns(stack: StackProcess, walkthrough: Walkthrough) -> None:
-    screen = terminal(stack, "runs", "list")
+@pytest.mark.parametrize("columns", [80, 60])
+def test_runs_list_one_line_per_run(
+    stack: StackProcess, walkthrough: Walkthrough, columns: int
+) -> None:
+    screen = terminal(stack, "runs", "list", columns=columns)
     assert screen.code == 0, screen.text
-    row = next(line for line in screen.lines if walkthrough.run_id in line)
-    assert row.split()[:3] == [walkthrough.run_id, walkthrough.graph_id, "completed"]
-    fits(screen)
+    rows = one_line_per_row(screen)
+    row = next(line for line in rows if walkthrough.run_id in line)
+    assert row.split()[0] == walkthrough.run_id and "completed" in row.split()
+    assert all(RUN_ID.match(line) for line in rows), screen.text
+    fits(screen, columns)
 
 
-def test_graphs_list_at_80_columns(stack: StackProcess, walkthrough: Walkthrough) -> None:
-    screen = terminal(stack, "graphs", "list")
+@pytest.mark.parametrize("columns", [80, 60])
+def test_graphs_list_one_line_per_graph(
+    stack: StackProcess, walkthrough: Walkthrough, columns: int
+) -> None:
+    screen = terminal(stack, "graphs", "list", columns=columns)
     assert screen.code == 0, screen.text
-    rows = [line for line in screen.lines if walkthrough.graph_id in line]
+    rows = [line for line in one_line_per_row(screen) if walkthrough.graph_id in line]
     assert len(rows) == 1 and "code_review" in rows[0], screen.text  # one graph, not a copy
-    fits(screen)
+    fits(screen, columns)
 
 
-def test_runs_logs_at_80_columns(stack: StackProcess, walkthrough: Walkthrough) -> None:
-    screen = terminal(stack, "runs", "logs", walkthrough.run_id)
+@pytest.mark.parametrize("columns", [80, 60])
+def test_runs_logs_one_line_per_step(
+    stack: StackProcess, walkthrough: Walkthrough, columns: int
+) -> None:
+    screen = terminal(stack, "runs", "logs", walkthrough.run_id, columns=columns)
     assert screen.code == 0, screen.text
-    rows = [line.split() for line in screen.lines if re.match(r"^\s*\d+\s", line)]
+    rows = [line.split() for line in one_line_per_row(screen)]
     assert [int(r[0]) for r in rows] == list(range(walkthrough.steps))
     assert rows[0][1:4] == ["extract", "extract_functions", "ok"], rows[0]
-    fits(screen)
+    fits(screen, columns)
+
+
+@pytest.mark.parametrize("columns", [80, 60])
+def test_tools_one_line_per_tool(stack: StackProcess, columns: int) -> None:
+    screen = terminal(stack, "tools", columns=columns)
+    assert screen.code == 0, screen.text
+    rows = one_line_per_row(screen)
+    assert any(line.startswith("extract_functions ") for line in rows), screen.text
+    fits(screen, columns)
+
+
+@pytest.mark.parametrize("columns", [80, 60])
+def test_runs_show_is_a_summary_for_people(
+    stack: StackProcess, walkthrough: Walkthrough, columns: int
+) -> None:
+    screen = terminal(stack, "runs", "show", walkthrough.run_id, columns=columns)
+    assert screen.code == 0, screen.text
+    assert screen.lines[0].split() == ["run", walkthrough.run_id, "completed"]
+    assert f"graph    {walkthrough.graph_id}" in screen.text
+    assert f"{walkthrough.steps} steps" in screen.text
+    assert re.search(r"^  quality_score\s+\d", screen.text, re.MULTILINE), screen.text
+    fits(screen, columns)
+    state = terminal(stack, "runs", "show", walkthrough.run_id, "--state", columns=columns)
+    assert '"quality_score":' in state.text
+
+
+def test_the_api_root_points_to_its_docs(stack: StackProcess) -> None:
+    reply = httpx.get(f"{stack.api}/", follow_redirects=False)
+    assert reply.status_code == 307 and reply.headers["location"].endswith("docs")
+    assert httpx.get(f"{stack.api}/", follow_redirects=True).status_code == 200
 
 
 def test_runs_show_json_and_mermaid_and_tools(
@@ -193,7 +245,7 @@ def test_runs_follow_replays_a_finished_run(stack: StackProcess, walkthrough: Wa
 
 def test_a_followed_run_piped_into_head_ends_quietly(stack: StackProcess) -> None:
     # Given the walkthrough's run, followed, its output piped into head, as a person types it
-    command = (f"{sys.executable} -m infra.cli run examples/code_review.json "
+    command = (f"{sys.executable} -m infra.cli.main run examples/code_review.json "
                "--set code=@examples/sample_code.py --follow | head -n 2")  # fmt: skip
     env = {**stack_env(), "HOPGRAPH_API": stack.api, "HOPGRAPH_WS": stack.ws}
     # When head has read its two lines and left

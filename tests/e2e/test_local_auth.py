@@ -20,8 +20,8 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from infra.client import with_token
-from infra.token_issuer import DEFAULT_USER
+from infra.cli.client import with_token
+from infra.stack.token_issuer import DEFAULT_USER
 from tests.e2e.stack import REPO, StackProcess, launch, stack_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
@@ -54,8 +54,16 @@ def dev(stacks: dict[str, StackProcess]) -> StackProcess:
     return stacks["dev"]
 
 
+def secret_of(stack: StackProcess) -> Path:
+    """The login secret a strict stack keeps (a dev stack has none)."""
+    return stack.data / "login-secret"
+
+
 def token(stack: StackProcess, user: str, admin: bool = False) -> str:
-    reply = httpx.post(f"{stack.api}/local/token", json={"user": user, "admin": admin})
+    body: dict[str, object] = {"user": user, "admin": admin}
+    if secret_of(stack).exists():
+        body["secret"] = secret_of(stack).read_text().strip()
+    reply = httpx.post(f"{stack.api}/local/token", json=body)
     assert reply.status_code == 200, reply.text
     return str(reply.json()["token"])
 
@@ -159,7 +167,7 @@ def test_another_user_cannot_follow_a_run_over_the_websocket(strict: StackProces
 def hopgraph(stack: StackProcess, config: Path, *words: str) -> subprocess.CompletedProcess[str]:
     env = stack_env() | {"HOPGRAPH_CONFIG_DIR": str(config), "NO_PROXY": "127.0.0.1"}
     env.pop("HOPGRAPH_TOKEN", None)
-    command = [sys.executable, "-m", "infra.cli", "--api", stack.api, "--ws", stack.ws, *words]
+    command = [sys.executable, "-m", "infra.cli.main", "--api", stack.api, "--ws", stack.ws, *words]
     return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
 
 
@@ -169,8 +177,9 @@ def test_hopgraph_login_stores_a_token_that_the_cli_sends(
     # Given alice's graph
     with api(strict, token(strict, "alice")) as client:
         graph_id = client.post("/graphs", json=GRAPH).json()["graph_id"]
-    # When the CLI signs in as alice, in strict mode
-    login = hopgraph(strict, tmp_path, "login", "--user", "alice")
+    # When the CLI signs in as alice, in strict mode, with the stack's login secret
+    secret = str(secret_of(strict))
+    login = hopgraph(strict, tmp_path, "login", "--user", "alice", "--secret-file", secret)
     assert login.returncode == 0, login.stderr
     assert "signed in" in login.stdout and "alice" in login.stdout
     # Then the token is kept for the owner's eyes only, and sent: alice's graph is listed
@@ -179,17 +188,58 @@ def test_hopgraph_login_stores_a_token_that_the_cli_sends(
     listed = hopgraph(strict, tmp_path, "graphs", "list", "--json")
     assert listed.returncode == 0, listed.stderr
     assert graph_id in [g["graph_id"] for g in json.loads(listed.stdout)]
+    # And whoami says who, until logout forgets the token
+    who = hopgraph(strict, tmp_path, "--json", "whoami")
+    assert json.loads(who.stdout)["user"] == "alice", who.stderr
+    assert hopgraph(strict, tmp_path, "logout").returncode == 0
+    who = hopgraph(strict, tmp_path, "--json", "whoami")
+    assert json.loads(who.stdout)["source"] == "none", who.stdout
 
 
-def test_without_login_the_cli_signs_in_as_the_dev_user(
+def test_without_login_the_cli_is_refused_by_a_strict_stack(
     strict: StackProcess, tmp_path: Path
 ) -> None:
     # Given no stored token, against a strict stack
     # When a command runs
     listed = hopgraph(strict, tmp_path, "graphs", "list", "--json")
-    # Then it was signed in as the dev user by the local issuer, without being asked
-    assert listed.returncode == 0, listed.stderr
-    assert not any(tmp_path.iterdir())  # nothing stored: asked again next time
+    # Then it is refused, and told to sign in: nobody is signed in without being asked
+    assert listed.returncode == 2
+    assert "HTTP 401" in listed.stderr and "hopgraph login --user NAME" in listed.stderr
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_strict_stack_signs_tokens_only_for_its_login_secret(strict: StackProcess) -> None:
+    # Given a strict stack, whose secret is in its data folder for its owner's eyes only
+    assert secret_of(strict).stat().st_mode & 0o077 == 0
+    # When a token is asked for without the secret, or with a wrong one, even an admin's
+    for body in ({"user": "mallory", "admin": True}, {"user": "mallory", "secret": "guess"}):
+        reply = httpx.post(f"{strict.api}/local/token", json=body)
+        # Then it is refused, and says what it wants
+        assert reply.status_code == 403, reply.text
+        assert "login-secret" in reply.json()["message"]
+    # And with the secret, it is signed
+    assert token(strict, "alice")
+
+
+def test_a_user_name_that_is_not_text_is_refused_not_a_server_error(dev: StackProcess) -> None:
+    # When the token route is asked for a user named by a lone surrogate (valid JSON, no UTF-8)
+    reply = httpx.post(
+        f"{dev.api}/local/token",
+        content=b'{"user": "\\ud800"}',
+        headers={"content-type": "application/json"},
+    )
+    # Then it is the caller's mistake, said as one
+    assert reply.status_code == 400, reply.text
+    assert "NAME" in reply.json()["message"]
+
+
+def test_the_data_folder_is_its_owners_alone(stacks: dict[str, StackProcess]) -> None:
+    # Given running stacks, with their data written
+    for stack in stacks.values():
+        # Then the folder is 0700 and every file in it 0600 (the key, the journal, the lock)
+        assert stack.data.stat().st_mode & 0o777 == 0o700
+        files = [p for p in stack.data.iterdir() if p.is_file()]
+        assert files and all(p.stat().st_mode & 0o077 == 0 for p in files), files
 
 
 def test_an_expired_or_foreign_token_is_said_plainly_by_the_cli(

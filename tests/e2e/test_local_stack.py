@@ -24,7 +24,7 @@ import httpx
 import pytest
 from websockets.sync.client import connect
 
-from infra.token_issuer import DEFAULT_USER
+from infra.stack.token_issuer import DEFAULT_USER
 from tests.e2e.stack import REPO, StackProcess, free_ports, launch, stack_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
@@ -238,7 +238,7 @@ def wait_until_drained(sqs: Any, queue_url: str) -> None:
 # -- 5: the CLI against the stack -------------------------------------------------------------
 def hopgraph(stack: StackProcess, *args: str) -> subprocess.CompletedProcess[str]:
     """``hopgraph --api ... --ws ... ARGS``; never a traceback, whatever the exit code."""
-    command = [str(HOPGRAPH)] if HOPGRAPH.exists() else [sys.executable, "-m", "infra.cli"]
+    command = [str(HOPGRAPH)] if HOPGRAPH.exists() else [sys.executable, "-m", "infra.cli.main"]
     env = {**stack_env(), "COLUMNS": "200"}  # wide enough that tables never cut an id
     done = subprocess.run(
         [*command, "--api", stack.api, "--ws", stack.ws, *args],
@@ -381,14 +381,14 @@ def test_cli_usage_errors_exit_2(sqs_stack: StackProcess, tmp_path: Path) -> Non
 def test_second_dev_on_a_taken_port_fails_fast(taken: str, sqs_stack: StackProcess) -> None:
     port, ws_port = free_ports(2)
     ports = {"port": port, "ws_port": ws_port, taken: getattr(sqs_stack, taken)}
-    began = time.monotonic()
     done = subprocess.run(
-        [sys.executable, "-m", "infra.cli", "dev", "--port", str(ports["port"]),
+        [sys.executable, "-m", "infra.cli.main", "dev", "--port", str(ports["port"]),
          "--ws-port", str(ports["ws_port"])],
         cwd=REPO, env=stack_env(), capture_output=True, text=True, timeout=30,
     )  # fmt: skip
+    # Then it stops before moto, the gateway or uvicorn start: one line, and no banner
     assert done.returncode == 1, done.stdout + done.stderr
-    assert time.monotonic() - began < 15  # before moto, the gateway or uvicorn start
+    assert "is up" not in done.stdout
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith("error: port") and str(ports[taken]) in lines[0]
@@ -397,11 +397,9 @@ def test_second_dev_on_a_taken_port_fails_fast(taken: str, sqs_stack: StackProce
 
 # -- Ctrl-C; runs last in this module, the fixture kills whatever is left -----------------------
 def test_ctrl_c_stops_each_stack_cleanly(stacks: dict[str, StackProcess]) -> None:
-    began = time.monotonic()
-    with ThreadPoolExecutor(len(stacks)) as pool:
+    with ThreadPoolExecutor(len(stacks)) as pool:  # each stop is bounded by its timeout
         stopped = pool.map(lambda stack: stack.stop(timeout=10), stacks.values())
         codes = dict(zip(stacks, stopped, strict=True))
-    assert time.monotonic() - began < 10
     for mode, stack in stacks.items():
         assert codes[mode] == 0, stack.describe(f"exited with {codes[mode]}")
         assert "hopgraph local stack stopped" in stack.stdout, mode

@@ -1,6 +1,6 @@
-"""The moto process's Unix socket (infra/moto_socket.py), where the stack's own calls go: in
+"""The moto process's Unix socket (infra/moto/socket.py), where the stack's own calls go: in
 the data folder, or in a temporary folder when the data folder's path cannot hold one, and
-gone when the process stops. Each test starts the real child process (infra/moto_process.py)."""
+gone when the process stops. Each test starts the real child process (infra/moto/process.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from infra import local_clients
-from infra.moto_process import MotoProcess
+from infra.moto.process import MotoProcess
+from infra.stack import local_clients
 from tests.e2e.stack import free_ports
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.template import load_template
+from infra.template.reader import load_template
 from tests.e2e.stack import REPO, StackProcess, stack_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

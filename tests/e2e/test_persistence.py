@@ -7,6 +7,7 @@ Each test starts its own stack (a data folder per test); every wait has a deadli
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -73,6 +74,21 @@ def in_flight(api: str, run_ids: list[str]) -> None:
     assert all(run["status"] == "running" for run in runs.values()), runs
 
 
+def journal_frames(data: Path) -> int:
+    """How many frames the data folder's journals hold (one JSON line each)."""
+    return sum(path.read_bytes().count(b"\n") for path in data.glob("changes-*.jsonl"))
+
+
+def frames_written(data: Path, how_many: int) -> None:
+    """Return once ``how_many`` more frames are in the journal: the last of them was taken
+    after this call began, so everything committed before it is on disk."""
+    wanted = journal_frames(data) + how_many
+    deadline = time.monotonic() + DEADLINE
+    while journal_frames(data) < wanted:
+        assert time.monotonic() < deadline, f"no {how_many} frames written in {DEADLINE} s"
+        time.sleep(0.1)
+
+
 def assert_completed_once_each(api: str, graph_id: str, run_ids: list[str]) -> None:
     runs = wait_for(api, run_ids, lambda run: run["status"] != "running", "ended")
     assert {run["status"] for run in runs.values()} == {"completed"}, runs
@@ -99,6 +115,10 @@ def test_clean_stop_keeps_graphs_and_runs_in_flight(stack: StackProcess) -> None
 
         # And the graph is there, and every run completes with each step once
         assert_completed_once_each(again.api, graph_id, run_ids)
+        # And the restart named the runs it took up (those a 2 s chain had not finished)
+        resumed = re.search(r"^resumed \d+ runs?: (.+)$", again.stdout, re.MULTILINE)
+        assert resumed, again.stdout
+        assert set(resumed.group(1).split(", ")) <= set(run_ids), resumed.group(0)
     finally:
         again.kill()
 
@@ -107,7 +127,7 @@ def test_kill_9_loses_no_run_older_than_a_second(stack: StackProcess) -> None:
     # Given runs in flight, started more than a second ago
     graph_id, run_ids = start_runs(stack.api)
     in_flight(stack.api, run_ids)
-    time.sleep(1.5)  # the data is written about every second: let one write pass
+    frames_written(stack.data, 2)  # the first may have been taken before in_flight returned
 
     # When the stack and its moto process die at once, and the stack starts again
     stack.kill_all()

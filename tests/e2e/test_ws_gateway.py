@@ -18,7 +18,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from infra.ws_gateway import LocalWebSocketGateway
+from infra.gateway.ws_gateway import LocalWebSocketGateway
 
 pytestmark = pytest.mark.e2e
 TIMEOUT = 5.0

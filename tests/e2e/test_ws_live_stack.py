@@ -20,7 +20,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from infra.client import follow_events
+from infra.cli.client import follow_events
 from tests.e2e.stack import HOST, StackProcess, launch
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
@@ -134,17 +134,39 @@ def test_ws_run_id_on_the_http_port_streams_a_run(stack: StackProcess, api: http
     run_id = start_run(api, graph_id)
     with connect(f"ws://{HOST}:{stack.port}/ws/{run_id}", open_timeout=10) as socket:
         # When the run goes on (the client sends nothing: it subscribed by connecting)
-        events = []
-        while not events or events[-1]["type"] != "run":
-            events.append(json.loads(socket.recv(timeout=DEADLINE)))
-    # Then it streamed each step as it committed, then the end
-    assert [(e["type"], e.get("seq")) for e in events] == [
-        ("step", 0),
-        ("step", 1),
-        ("step", 2),
-        ("run", None),
-    ]
-    assert events[-1]["status"] == "completed" and events[-1]["run_id"] == run_id
+        events = until_the_end(socket)
+    # Then it was told where the run stood, then streamed each step, then the end
+    assert events[0] == ("run", "running"), events
+    assert [e for e in events if e[0] == "step"] == [("step", 0), ("step", 1), ("step", 2)]
+    assert events[-1] == ("run", "completed")
+
+
+def until_the_end(socket: ClientConnection) -> list[tuple[str, Any]]:
+    """(type, seq or status) of each event up to the run's final one, each step once."""
+    events: list[tuple[str, Any]] = []
+    while not events or events[-1][0] != "run" or events[-1][1] == "running":
+        event = json.loads(socket.recv(timeout=DEADLINE))
+        seen = (event["type"], event.get("seq", event.get("status")))
+        if seen not in events:  # replay and live may both carry a step: dedupe by seq
+            events.append(seen)
+    return events
+
+
+@pytest.mark.parametrize("after", [None, 0])
+def test_ws_run_id_of_a_finished_run_replays_it_at_once(
+    stack: StackProcess, api: httpx.Client, after: int | None
+) -> None:
+    # Given a finished run of three steps
+    graph_id = create_graph(api, slow_chain("finished", [1, 1, 1]))
+    run_id = start_run(api, graph_id)
+    assert list(follow_events(stack.ws, run_id, DEADLINE))[-1]["status"] == "completed"
+    # When a client connects to /ws/{run_id} (from a step on, with ?after=) and sends nothing
+    query = "" if after is None else f"?after={after}"
+    with connect(f"ws://{HOST}:{stack.port}/ws/{run_id}{query}", open_timeout=10) as socket:
+        events = until_the_end(socket)
+    # Then it gets the committed steps from the log, then the final event, without waiting
+    first = 0 if after is None else after + 1
+    assert events == [("step", seq) for seq in range(first, 3)] + [("run", "completed")]
 
 
 def test_ws_on_the_http_port_takes_the_same_actions(stack: StackProcess, api: httpx.Client) -> None:
@@ -174,3 +196,20 @@ def test_ws_on_the_http_port_refuses_an_unknown_run_as_the_gateway_does(
     assert refused.value.response.status_code == 404
     refusal = json.loads(refused.value.response.body)
     assert (refusal["type"], refusal["message"]) == ("error", "run 'r_nope' not found")
+
+
+@pytest.mark.parametrize("after", [None, 1])
+def test_run_id_on_the_gateway_replays_once_the_connection_is_up(
+    stack: StackProcess, api: httpx.Client, after: int | None
+) -> None:
+    # Given a finished run of three steps
+    graph_id = create_graph(api, slow_chain("finished-gateway", [1, 1, 1]))
+    run_id = start_run(api, graph_id)
+    assert list(follow_events(stack.ws, run_id, DEADLINE))[-1]["status"] == "completed"
+    # When a client connects to the WebSocket API with ?run_id= (and ?after=) and sends nothing
+    query = f"?run_id={run_id}" + ("" if after is None else f"&after={after}")
+    with connect(stack.ws + query, open_timeout=10) as socket:
+        events = until_the_end(socket)
+    # Then $connect's replay, run once the connection opened, sends the logged steps and the end
+    first = 0 if after is None else after + 1
+    assert events == [("step", seq) for seq in range(first, 3)] + [("run", "completed")]

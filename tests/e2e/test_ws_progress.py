@@ -27,10 +27,10 @@ from functions.auth import authorizer
 from functions.aws import clients
 from functions.aws.notifier import ApiGatewayNotifier
 from functions.settings import get_settings
-from infra.client import with_token
-from infra.template import load_template
-from infra.ws_authorizer import ConnectAuthorizer, identity_sources
-from infra.ws_gateway import LocalWebSocketGateway
+from infra.cli.client import with_token
+from infra.gateway.ws_authorizer import ConnectAuthorizer, identity_sources
+from infra.gateway.ws_gateway import LocalWebSocketGateway
+from infra.template.reader import load_template
 from tests import auth_tokens
 
 pytestmark = pytest.mark.e2e

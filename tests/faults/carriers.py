@@ -17,8 +17,8 @@ from collections import deque
 from typing import Any
 
 from functions.worker.handler import handler as worker_handler
-from infra.event_source import SqsEventSource
-from infra.lambda_context import LambdaContext
+from infra.stack.event_source import SqsEventSource
+from infra.stack.lambda_context import LambdaContext
 from tests.faults.injection import Injector, InTestInvoke, SimulatedCrash, SimulatedLoss
 
 WORKER = "hopgraph-worker"
@@ -71,7 +71,7 @@ def context(request_id: str | None = None) -> LambdaContext:
 
 
 class SqsCarrier:
-    """The step queue on moto, polled by ``infra.event_source`` in batches of ten."""
+    """The step queue on moto, polled by ``infra.stack.event_source`` in batches of ten."""
 
     def __init__(self, sqs: Any, queue_url: str, faults: Injector) -> None:
         self.sqs = sqs

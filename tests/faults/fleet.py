@@ -26,7 +26,7 @@ from functions.aws.dispatch import SELF_INVOKE_MARKER, SqsStepQueue
 from functions.aws.dynamodb_store import DynamoRunStore
 from functions.deadletter.handler import handle_batch
 from functions.settings import get_settings
-from infra.event_source import SqsEventSource
+from infra.stack.event_source import SqsEventSource
 from tests.faults.carriers import WORKER, SelfInvokeCarrier, SqsCarrier
 from tests.faults.injection import (
     FaultySqsDispatch,

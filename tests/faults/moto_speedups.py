@@ -1,5 +1,5 @@
 """The fault suite's moto speed-ups live with the local stack, which applies them too."""
 
-from infra.moto_speedups import faster_moto
+from infra.moto.speedups import faster_moto
 
 __all__ = ["faster_moto"]

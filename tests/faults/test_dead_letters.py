@@ -1,6 +1,6 @@
 """Hops AWS gives up on: the run fails with the dead-letter reason, and no run hangs.
 
-The local stack's parts, wired as infra/local_stack.py wires them but on in-process moto: the
+The local stack's parts, wired as infra/stack/local_stack.py wires them but on in-process moto: the
 worker and the dead-letter consumer behind event sources built from a template (and, with
 ``Dispatch=lambda``, the worker behind the local Invoke endpoint with its OnFailure
 destination), so Lambda's behaviours come from what the template declares:
@@ -30,10 +30,10 @@ from functions import runtime
 from functions.aws import clients
 from functions.deadletter.handler import handler as dead_letter_handler
 from functions.worker.handler import handler as worker_handler
-from infra.event_source import SqsEventSource
-from infra.invocations import instrument
-from infra.lambda_endpoint import LocalLambdaEndpoint, register_from_template
-from infra.template import TEMPLATE_PATH, load_template
+from infra.stack.event_source import SqsEventSource
+from infra.stack.invocations import instrument
+from infra.stack.lambda_endpoint import LocalLambdaEndpoint, register_from_template
+from infra.template.reader import TEMPLATE_PATH, load_template
 from tests.functional.aws_stack import AwsStack, aws_stack
 
 WORKER = "hopgraph-worker"

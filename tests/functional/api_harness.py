@@ -27,9 +27,9 @@ import pytest
 from engine.ports import Hop
 from engine.service import RunService
 from functions import runtime
-from infra.http_authorizer import HttpApiJwtAuthorizer, Refusal
-from infra.lambda_context import LambdaContext
-from infra.template import open_http_routes
+from infra.gateway.http_authorizer import HttpApiJwtAuthorizer, Refusal
+from infra.stack.lambda_context import LambdaContext
+from infra.template.reader import open_http_routes
 from tests import auth_tokens
 from tests.events import load_event
 from tests.functional.aws_stack import AwsStack, aws_stack

@@ -4,7 +4,7 @@ settings in the environment, and an emulated SQS event source feeding the real h
 ``aws_stack(monkeypatch)`` is a context manager yielding an :class:`AwsStack`; the service
 the handlers use is the one ``functions.runtime`` builds from the environment (DynamoDB
 store, SQS or Lambda dispatch), exactly as in a deployment. moto's DynamoDB and SQS take one
-lock per operation, as in the local stack (infra/moto_fidelity.py): the worker applies a
+lock per operation, as in the local stack (infra/moto/fidelity.py): the worker applies a
 batch's records in threads, and DynamoDB's conditional writes are atomic per item.
 """
 
@@ -28,11 +28,11 @@ from engine.service import RunService
 from functions import runtime
 from functions.aws import clients
 from functions.settings import get_settings
-from infra.event_source import SqsEventSource
-from infra.lambda_context import LambdaContext
-from infra.moto_dead_letters import dead_letters_marked
-from infra.moto_fidelity import serialize_dynamodb_writes, serialize_sqs
-from infra.template import create_queues, create_table
+from infra.moto.dead_letters import dead_letters_marked
+from infra.moto.fidelity import serialize_dynamodb_writes, serialize_sqs
+from infra.stack.event_source import SqsEventSource
+from infra.stack.lambda_context import LambdaContext
+from infra.template.reader import create_queues, create_table
 
 REGION = "us-east-1"
 TABLE = "hopgraph-functional"

@@ -70,7 +70,7 @@ def test_mermaid_is_served_gzipped_to_a_browser_and_fits_a_lambda_response(
     event["headers"]["accept-encoding"] = "gzip, deflate, br"
     # When the handler answers it
     from functions.api.handler import handler
-    from infra.lambda_context import LambdaContext
+    from infra.stack.lambda_context import LambdaContext
 
     result = handler(event, LambdaContext(function_name="hopgraph-api"))  # type: ignore[arg-type]
     # Then it is the pinned bundle, gzipped, in a response under Lambda's 6 MB limit

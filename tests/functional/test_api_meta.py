@@ -20,8 +20,8 @@ from functions import runtime
 from functions.api import __version__
 from functions.api.app import DOCS_ASSETS_PATH, create_app
 from functions.settings import get_settings
-from infra.lambda_context import LambdaContext
-from infra.template import load_template
+from infra.stack.lambda_context import LambdaContext
+from infra.template.reader import load_template
 from tests.functional.api_harness import ApiStack, api_stack, http_event, invoke
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,7 +53,7 @@ def test_health_answers_without_building_the_service(monkeypatch: pytest.MonkeyP
         reply = invoke(http_event("http_health"))
         # Then it answers, and nothing was built (building would need HOPGRAPH_TABLE)
         assert reply.status == 200
-        assert reply.json() == {"status": "ok", "version": __version__}
+        assert reply.json() == {"status": "ok", "version": __version__, "websocket": None}
         assert runtime._service is None
     finally:
         get_settings.cache_clear()
@@ -212,3 +212,17 @@ def test_an_unknown_route_is_404_in_the_error_shape(stack: ApiStack) -> None:
     reply = stack.call("http_health", path="/nowhere")
     assert reply.status == 404
     assert reply.error == {"type": "not_found", "message": "no route for GET /nowhere"}
+
+
+def test_health_says_where_the_websocket_api_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a deployment whose WebSocket API's Management endpoint is set (template.yaml)
+    endpoint = "https://abc123.execute-api.eu-west-1.amazonaws.com/prod"
+    monkeypatch.setenv("HOPGRAPH_WS_ENDPOINT", endpoint)
+    get_settings.cache_clear()
+    try:
+        # When /health is called
+        reply = invoke(http_event("http_health"))
+        # Then it names the WebSocket API in the clients' scheme
+        assert reply.json()["websocket"] == "wss://abc123.execute-api.eu-west-1.amazonaws.com/prod"
+    finally:
+        get_settings.cache_clear()

@@ -1,4 +1,4 @@
-"""``infra.event_source.SqsEventSource``: real-shaped events from a moto queue, Lambda's
+"""``infra.stack.event_source.SqsEventSource``: real-shaped events from a moto queue, Lambda's
 partial-batch semantics, and SQS's own redrive to the DLQ; plus ``SqsStepQueue``."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError
 
 from engine.ports import Hop
 from functions.aws.dispatch import SqsStepQueue
-from infra.event_source import SqsEventSource
+from infra.stack.event_source import SqsEventSource
 from tests.events import load_event
 from tests.functional.aws_stack import REGION, AwsStack, aws_stack
 

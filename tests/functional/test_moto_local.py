@@ -1,5 +1,5 @@
-"""The local stack's moto process, in this process: its persistence (infra/moto_persistence.py)
-brings back items and messages as they were, and its transactions (infra/moto_speedups.py)
+"""The local stack's moto process, in this process: its persistence (infra/moto/persistence.py)
+brings back items and messages as they were, and its transactions (infra/moto/speedups.py)
 roll back only what they wrote. moto stands in for DynamoDB and SQS, as in the stack."""
 
 from __future__ import annotations
@@ -23,18 +23,18 @@ from moto.moto_api._internal import mock_random
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
-from infra import local_clients
-from infra.moto_fidelity import serialize_dynamodb_writes, serialize_sqs
-from infra.moto_lookups import remembered_lookups
-from infra.moto_persistence import Journal, Persistence, RestoreFailed, Snapshot
-from infra.moto_socket import SocketServer, SocketTransport
-from infra.moto_speedups import (
+from infra.moto.fidelity import serialize_dynamodb_writes, serialize_sqs
+from infra.moto.lookups import remembered_lookups
+from infra.moto.persistence import Journal, Persistence, RestoreFailed, Snapshot
+from infra.moto.socket import SocketServer, SocketTransport
+from infra.moto.speedups import (
     cheaper_requests,
     faster_moto,
     faster_moto_server,
     transactions_undo_their_own_writes,
 )
-from infra.moto_wsgi import DirectApplication
+from infra.moto.wsgi import DirectApplication
+from infra.stack import local_clients
 
 TABLE = "t"
 REGION = "us-east-1"
@@ -42,7 +42,7 @@ REGION = "us-east-1"
 
 @contextlib.contextmanager
 def moto_as_in_the_stack(folder: Path) -> Iterator[Persistence]:
-    """moto patched as infra/moto_process.py patches it, with a journal in ``folder``."""
+    """moto patched as infra/moto/process.py patches it, with a journal in ``folder``."""
     lock = threading.RLock()
     journal = Journal(folder)
     journal.lock()
@@ -459,7 +459,7 @@ def test_the_direct_application_answers_as_motos_own_application() -> None:
 
 def test_the_stacks_unsigned_calls_are_answered_as_signed_ones() -> None:
     # Given signed clients that moto's own application answers, and the stack's clients
-    # (infra/local_clients.py) that the direct application answers
+    # (infra/stack/local_clients.py) that the direct application answers
     def stacks(service: str) -> Any:
         return local_clients.config(service, 2, REGION)
 
@@ -564,7 +564,7 @@ def test_new_items_are_sized_and_kept_as_moto_does() -> None:
 
 
 class ServedOverTheSocket(Served):
-    """The same clients, whose requests go over infra/moto_socket.py to ``app``."""
+    """The same clients, whose requests go over infra/moto/socket.py to ``app``."""
 
     def __init__(self, app: Any, path: str) -> None:
         super().__init__(app)

@@ -14,8 +14,8 @@ from moto import mock_aws
 
 from engine.ports import Hop
 from functions.aws.dispatch import SqsStepQueue, hop_body
-from infra.lambda_endpoint import ASYNC_PAYLOAD_LIMIT, LocalLambdaEndpoint
-from infra.template import SQS_DEFAULT_MAXIMUM_MESSAGE_SIZE, create_queues, load_template
+from infra.stack.lambda_endpoint import ASYNC_PAYLOAD_LIMIT, LocalLambdaEndpoint
+from infra.template.reader import SQS_DEFAULT_MAXIMUM_MESSAGE_SIZE, create_queues, load_template
 
 HOP = Hop("r_1", "g_1", 3, "inc")
 

@@ -1,6 +1,6 @@
 """The step worker handler, fed real-shaped SQS batches from the step queue on moto.
 
-Runs are driven hop by hop through SQS (``infra.event_source`` builds the events from the
+Runs are driven hop by hop through SQS (``infra.stack.event_source`` builds the events from the
 queue), committed to the DynamoDB store, and compared with the in-process runner.
 """
 

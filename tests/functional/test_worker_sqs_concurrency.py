@@ -129,17 +129,16 @@ def message_id_of(event: dict[str, Any], run_id: str) -> str:
     return str(found)
 
 
-def test_a_batch_of_waiting_hops_takes_about_the_time_of_one(stack: AwsStack, naps: Naps) -> None:
+def test_the_waiting_hops_of_a_batch_wait_side_by_side(stack: AwsStack, naps: Naps) -> None:
     # Given eight runs whose one step waits 0.4 s, their first hops on the step queue
     runs = start_nap_runs(stack, BATCH)
     # When the worker receives them in one batch
-    started = time.monotonic()
     result = stack.worker_source(batch_size=10).poll_once()
-    elapsed = time.monotonic() - started
-    # Then every hop was applied, the waits side by side: well under the 3.2 s of one by one
+    # Then every hop was applied, the waits side by side (counted, not timed: a loaded machine
+    # stretches any duration), each on a thread of the batch's pool
     assert (result.received, result.succeeded) == (BATCH, BATCH)
     assert naps.peak > 1
-    assert elapsed < BATCH * NAP_S / 2
+    assert len(naps.threads) > 1
     assert [stack.run(r.run_id).status for r in runs] == ["completed"] * BATCH
 
 

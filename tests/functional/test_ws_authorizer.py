@@ -1,5 +1,6 @@
-"""API Gateway's reading of a WebSocket ``$connect`` Lambda authorizer (infra/ws_authorizer.py):
-which status a refused handshake gets, and what ``$connect`` is handed when it is allowed."""
+"""API Gateway's reading of a WebSocket ``$connect`` Lambda authorizer
+(infra/gateway/ws_authorizer.py): which status a refused handshake gets, and what ``$connect``
+is handed when it is allowed."""
 
 from __future__ import annotations
 
@@ -7,8 +8,14 @@ from typing import Any
 
 import pytest
 
-from infra.template import load_template
-from infra.ws_authorizer import FAILED, FORBIDDEN, UNAUTHORIZED, ConnectAuthorizer, identity_sources
+from infra.gateway.ws_authorizer import (
+    FAILED,
+    FORBIDDEN,
+    UNAUTHORIZED,
+    ConnectAuthorizer,
+    identity_sources,
+)
+from infra.template.reader import load_template
 from tests.events import load_event
 
 

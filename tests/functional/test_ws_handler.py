@@ -26,7 +26,7 @@ from functions import runtime
 from functions.aws import clients
 from functions.settings import get_settings
 from functions.websocket.handler import ROUTES, handler
-from infra.lambda_context import LambdaContext
+from infra.stack.lambda_context import LambdaContext
 from tests.events import load_event
 
 REGION = "us-east-1"
@@ -158,7 +158,7 @@ def store(request: pytest.FixtureRequest, ws_env: None) -> Iterator[RunStore]:
         yield MemoryRunStore()
         return
     from functions.aws.dynamodb_store import DynamoRunStore
-    from infra.template import create_table
+    from infra.template.reader import create_table
 
     client = request.getfixturevalue("moto_dynamodb")
     table = f"{TABLE}-{uuid.uuid4().hex[:8]}"
@@ -516,7 +516,7 @@ def test_an_event_that_is_not_from_a_websocket_api_is_refused(service: RunServic
 
 
 def test_the_handler_serves_every_route_template_yaml_declares() -> None:
-    from infra.template import websocket_routes
+    from infra.template.reader import websocket_routes
 
     assert sorted(ROUTES) == sorted(websocket_routes())
 
@@ -560,3 +560,70 @@ def test_a_message_breaking_the_json_rule_gets_a_422_reply_saying_where(
     assert error["message"].startswith(location)
     assert "nested deeper than 64" in error["message"] or "not valid Unicode" in error["message"]
     assert service.store.subscribers(RUN_ID) == []
+
+
+# -- $connect's replay ---------------------------------------------------------------------------
+class LambdaStub:
+    """The Lambda client the WebSocket function invokes itself with: records each Invoke."""
+
+    def __init__(self) -> None:
+        self.client = boto3.client(
+            "lambda", region_name=REGION,
+            aws_access_key_id="testing", aws_secret_access_key="testing",
+        )  # fmt: skip
+        self.stubber = Stubber(self.client)
+        self.invoked: list[dict[str, Any]] = []
+        self.client.meta.events.register("before-parameter-build.lambda.Invoke", self._record)
+        clients.override("lambda", self.client)
+        self.stubber.activate()
+
+    def _record(self, params: dict[str, Any], **_: Any) -> None:
+        self.invoked.append(params)
+
+    def expect_invoke(self) -> None:
+        self.stubber.add_response("invoke", {"StatusCode": 202}, None)
+
+
+def test_connect_with_run_id_asks_for_the_replay_once_the_connection_is_up(
+    service: RunService, api: ManagementApiStub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a finished run, and the function's own name in its environment (template.yaml)
+    service.start_run("g_counter", {})
+    finish(service)
+    monkeypatch.setenv("HOPGRAPH_WEBSOCKET_FUNCTION", "stack-websocket")
+    get_settings.cache_clear()
+    lambda_api = LambdaStub()
+    lambda_api.expect_invoke()
+    # When a client connects with ?run_id= and ?after=0
+    result = connect({"run_id": RUN_ID, "after": "0"})
+    # Then nothing is posted yet, and the function invokes itself, asynchronously, for it
+    assert result["statusCode"] == 200 and api.posts == []
+    [invoked] = lambda_api.invoked
+    assert (invoked["FunctionName"], invoked["InvocationType"]) == ("stack-websocket", "Event")
+    replay = json.loads(invoked["Payload"])
+    assert replay["hopgraph_replay"]["run_id"] == RUN_ID
+    assert replay["hopgraph_replay"]["after"] == 0
+
+    # When that invocation runs, and the connection is not open at first (API Gateway: 410)
+    api.stubber.add_client_error("get_connection", "GoneException", http_status_code=410)
+    api.stubber.add_response("get_connection", {}, {"ConnectionId": CONNECTION_ID})
+    api.expect_posts(3)
+    assert handler(replay, LambdaContext())["statusCode"] == 200
+    # Then, once open, it gets the steps after 0 from the log, then the final event
+    *steps, final = api.messages()
+    assert [(e["type"], e["seq"]) for e in steps] == [("step", 1), ("step", 2)]
+    assert (final["type"], final["status"]) == ("run", "completed")
+
+
+def test_a_replay_for_a_connection_that_never_opens_gives_up(
+    service: RunService, api: ManagementApiStub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a replay whose client went away before its connection opened
+    service.start_run("g_counter", {})
+    connect({"run_id": RUN_ID})
+    monkeypatch.setattr("functions.websocket.routes.OPEN_WAIT_S", 0.0)
+    api.stubber.add_client_error("get_connection", "GoneException", http_status_code=410)
+    spec = {"connection_id": CONNECTION_ID, "domain_name": "", "stage": "prod", "run_id": RUN_ID}
+    # When it runs, it posts nothing and ends
+    assert handler({"hopgraph_replay": spec}, LambdaContext())["statusCode"] == 200
+    assert api.posts == []

@@ -1,6 +1,6 @@
 """Who sees what over the WebSocket API: ``$connect`` and every action, for every caller.
 
-Each connection goes through API Gateway's part first (infra/ws_authorizer.py: the identity
+Each connection goes through API Gateway's part first (infra/gateway/ws_authorizer.py: the identity
 source ``?token=`` must be there, then the deployed ``$connect`` authorizer function checks
 the token), then the WebSocket handler, on each store in turn. A run of the owner's has taken
 a step; the caller is the owner, another user, an admin, nobody, or someone with a spoiled
@@ -22,9 +22,9 @@ from engine.errors import NotFoundError
 from engine.memory import MemoryQueue
 from engine.service import RunService
 from functions.auth import authorizer
-from infra.lambda_context import LambdaContext
-from infra.template import load_template
-from infra.ws_authorizer import ConnectAuthorizer, Refused, identity_sources
+from infra.gateway.ws_authorizer import ConnectAuthorizer, Refused, identity_sources
+from infra.stack.lambda_context import LambdaContext
+from infra.template.reader import load_template
 from tests import auth_tokens
 from tests.events import load_event
 from tests.functional.test_ws_handler import (

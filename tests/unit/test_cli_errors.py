@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from infra import cli
-from infra.cli import main
-from infra.cli_input import plural
-from infra.client import ApiTimedOut, HopgraphClient
-from infra.progress import RunProgress, fit_keys
+from infra.cli import main as cli
+from infra.cli.client import ApiTimedOut, HopgraphClient
+from infra.cli.inputs import plural
+from infra.cli.main import main
+from infra.cli.progress import RunProgress, fit_keys
 
 REPO = Path(__file__).resolve().parents[2]
 GRAPH = str(REPO / "examples" / "code_review.json")
@@ -204,8 +204,10 @@ def silent_api() -> Iterator[str]:
 def test_a_stack_too_busy_to_answer_is_not_said_to_be_down(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, silent_api: str
 ) -> None:
-    # Given a stack that takes the request and does not answer within the client's timeout
+    # Given a stack that takes the request and does not answer within the client's timeout,
+    # and a signed-in user (no token is asked of the silent stack first)
     monkeypatch.setenv("HOPGRAPH_API", silent_api)
+    monkeypatch.setenv("HOPGRAPH_TOKEN", "a.signed.token")
     monkeypatch.setattr(cli, "HopgraphClient", functools.partial(HopgraphClient, timeout=0.3))
     # When a run is started on it
     code, err = hopgraph(capsys, "run", "g_1")

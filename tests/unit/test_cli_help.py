@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from infra.cli import build_parser
+from infra.cli.main import build_parser
 
 
 def every_parser(

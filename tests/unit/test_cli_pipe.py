@@ -3,6 +3,7 @@ as Unix tools do (no ``BrokenPipeError`` traceback, no "Exception ignored" at ex
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -22,7 +23,7 @@ def into_closed_pipe(*args: str) -> subprocess.CompletedProcess[str]:
     os.close(read_end)
     try:
         return subprocess.run(
-            [sys.executable, "-m", "infra.cli", *args],
+            [sys.executable, "-m", "infra.cli.main", *args],
             cwd=REPO,
             stdout=write_end,
             stderr=subprocess.PIPE,
@@ -39,14 +40,31 @@ def test_a_closed_pipe_ends_the_command_quietly(output: str) -> None:
     args = [*LOCAL_RUN, "--json"] if output == "json" else LOCAL_RUN
     # When it writes its first line
     done = into_closed_pipe(*args)
-    # Then it stops there, says nothing, and exits as a process ended by SIGPIPE would
-    assert done.stderr == ""
+    # Then it stops there, says nothing (--json: its steps go to stderr, and nothing else),
+    # and exits as a process ended by SIGPIPE would
+    if output == "text":
+        assert done.stderr == ""
+    assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr
+    assert "error" not in done.stderr
     assert done.returncode == 141
+
+
+def test_a_local_run_with_json_prints_json_alone_on_stdout() -> None:
+    # When a local run is asked for JSON
+    done = subprocess.run(
+        [sys.executable, "-m", "infra.cli.main", *LOCAL_RUN, "--json"],
+        cwd=REPO, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    # Then stdout is one JSON document, the result; the steps went to stderr
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["status"] == "completed" and result["steps"] == len(result["log"])
+    assert "step" in done.stderr
 
 
 def test_head_reads_the_first_lines_and_the_command_ends_quietly() -> None:
     # Given a local run piped into head, through a shell, as a person types it
-    command = f"{sys.executable} -m infra.cli {' '.join(LOCAL_RUN)} | head -n 2"
+    command = f"{sys.executable} -m infra.cli.main {' '.join(LOCAL_RUN)} | head -n 2"
     # When head has read its two lines and left
     done = subprocess.run(
         ["bash", "-o", "pipefail", "-c", command],

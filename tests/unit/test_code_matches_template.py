@@ -1,4 +1,4 @@
-"""The code agrees with template.yaml (read through infra.template), from the code's side.
+"""The code agrees with template.yaml (read through infra.template.reader), from the code's side.
 
 tests/unit/test_template.py checks the template's own structure; this module checks what the
 code assumes of it: the key and index names the DynamoDB store uses, the settings each
@@ -19,7 +19,7 @@ import pytest
 from engine.ports import Connection, GraphRecord, RunRecord, StepRecord
 from functions.aws import dynamodb_items as items
 from functions.settings import Settings, env_var
-from infra.template import (
+from infra.template.reader import (
     function_definitions,
     load_template,
     queue_definitions,

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from infra.template import load_template
+from infra.template.reader import load_template
 
 sys.path.insert(0, str(Path(__file__).parent))
 from aws_calls import actions_of
@@ -28,6 +28,11 @@ FUNCTIONS = {
 }
 DISPATCH = {"sqs:SendMessage": "DispatchBySqs", "lambda:InvokeFunction": "DispatchByLambda"}
 STEP_QUEUE = {"Fn::GetAtt": ["StepQueue", "Arn"]}
+WEBSOCKET_SELF = {
+    "Fn::Sub": "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:"
+    "${AWS::StackName}-websocket"
+}
+"""The WebSocket function invokes itself ($connect's replay): not a hop, in every mode."""
 
 
 def statements(policies: list[Any]) -> Iterator[tuple[dict[str, Any], str | None]]:
@@ -76,17 +81,20 @@ def test_dispatch_permissions_follow_the_dispatch_parameter(function: str) -> No
     # that uses them (the run-requests DLQ, where the starter parks requests, is not a hop).
     for statement, condition in statements(FUNCTIONS[function].get("Policies", [])):
         for action in actions(statement) & DISPATCH.keys():
-            if statement["Resource"] == STEP_QUEUE or action == "lambda:InvokeFunction":
+            if statement["Resource"] == WEBSOCKET_SELF and function == "WebSocketFunction":
+                assert condition is None, (function, statement)
+            elif statement["Resource"] == STEP_QUEUE or action == "lambda:InvokeFunction":
                 assert condition == DISPATCH[action], (function, statement)
             else:
                 assert condition is None and action == "sqs:SendMessage", (function, statement)
 
 
 def test_the_scan_sees_the_calls_it_is_meant_to_see() -> None:
-    # The scan itself: the WebSocket function stores connections and posts replies, but never
-    # dispatches; the worker does both; the authorizer calls no AWS API at all.
+    # The scan itself: the WebSocket function stores connections, posts replies and invokes
+    # itself (a replay), but never sends hops; the worker does both; the authorizer calls no
+    # AWS API at all.
     websocket = actions_of("functions.websocket.handler.handler")
     assert {"dynamodb:Query", "execute-api:ManageConnections"} <= websocket
-    assert not websocket & DISPATCH.keys()
+    assert websocket & DISPATCH.keys() == {"lambda:InvokeFunction"}
     assert DISPATCH.keys() <= actions_of("functions.worker.handler.handler")
     assert actions_of("functions.auth.authorizer.handler") == set()

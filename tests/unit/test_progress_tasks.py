@@ -11,7 +11,7 @@ from rich.console import Console
 from engine.runner import InProcessRunner
 from engine.toolkits.basics import toolkit as basics
 from engine.validation import build_graph
-from infra.progress import RunProgress
+from infra.cli.progress import RunProgress
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "parallel_research.json"
 
@@ -46,3 +46,12 @@ def test_a_durable_superstep_lists_its_tasks() -> None:
     text = rendered([step])
     assert "grade[0] (fill)" in text and "grade[7] (fill)" in text
     assert "grade[8]" not in text and "... and 2 more tasks" in text
+
+
+def test_the_final_state_shortens_lists_only_when_that_saves_lines() -> None:
+    from infra.cli.progress import shorten
+
+    # A list of six is shown whole: "... 1 more" would take the line the sixth item takes
+    assert shorten(list(range(6))) == list(range(6))
+    # A longer one shows its first five, then how many more
+    assert shorten(list(range(9))) == [0, 1, 2, 3, 4, "... 4 more"]

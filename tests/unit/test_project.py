@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from infra.cli import main
-from infra.cli_input import UsageError
+from infra.cli.inputs import UsageError
 from infra.project.init import init_project, package_name, project_template
 from infra.project.settings import (
     BUILTIN_TOOLKITS,
@@ -20,7 +20,7 @@ from infra.project.settings import (
     find_project,
     toolkit_modules,
 )
-from infra.template import load_template
+from infra.template.reader import load_template
 
 
 @pytest.fixture
@@ -172,10 +172,12 @@ def test_dev_loads_the_builtins_the_project_and_each_toolkit_option(
     project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given `hopgraph dev --toolkit extra.tools` in the project, with $HOPGRAPH_TOOLKITS set
-    import infra.local_stack
+    import infra.stack.local_stack
 
     started: list[Any] = []
-    monkeypatch.setattr(infra.local_stack, "serve", lambda config: started.append(config) or 0)
+    monkeypatch.setattr(
+        infra.stack.local_stack, "serve", lambda config: started.append(config) or 0
+    )
     monkeypatch.setenv("HOPGRAPH_TOOLKITS", "env.tools")
     # When it starts
     assert main(["dev", "--toolkit", "extra.tools", "--data", str(project / ".hopgraph")]) == 0

@@ -1,10 +1,11 @@
-"""Putting a run's replayed and live WebSocket events back in step order (infra/step_order.py)."""
+"""Putting a run's replayed and live WebSocket events back in step order
+(infra/cli/step_order.py)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from infra.step_order import StepOrder
+from infra.cli.step_order import StepOrder
 
 
 def step(seq: int) -> dict[str, Any]:

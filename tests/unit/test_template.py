@@ -1,4 +1,4 @@
-"""template.yaml's structure, read through infra.template, and its resources built on moto."""
+"""template.yaml's structure, read through infra.template.reader, and its resources on moto."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import yaml
 from moto import mock_aws
 
 from functions.settings import Settings, env_var, read_settings
-from infra.template import (
+from infra.template.reader import (
     TEMPLATE_PATH,
     CfnLoader,
     create_queues,
@@ -289,7 +289,7 @@ def test_http_api_routes_everything_to_the_api_function() -> None:
     functions = function_definitions()
     assert functions["ApiFunction"]["http_routes"] == [
         "ANY /{proxy+}",
-        "ANY /",
+        "GET /",
         "GET /health",
         "GET /openapi.json",
         "GET /docs",

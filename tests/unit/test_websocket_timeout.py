@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from infra.template import function_definitions, load_template
+from infra.template.reader import function_definitions, load_template
 
 WEBSOCKET_INTEGRATION_LIMIT_MS = 29_000
 

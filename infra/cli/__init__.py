@@ -1,0 +1,1 @@
+"""The command line: ``hopgraph`` and its client of the HTTP and WebSocket APIs."""

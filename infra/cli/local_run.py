@@ -1,0 +1,60 @@
+"""``hopgraph run FILE --local``: a graph run in this process, no stack, no AWS."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich.console import Console
+
+from engine.errors import GraphValidationError, HopgraphError
+from engine.runner import InProcessRunner
+from engine.tools import load_toolkits
+from engine.validation import build_graph
+from infra.cli.progress import RunProgress
+
+
+def run_local(
+    doc: Any,
+    source: str,
+    state: dict[str, Any],
+    toolkits: list[str],
+    max_steps: int | None,
+    console: Console,
+    as_json: bool,
+) -> int:
+    """Run the graph ``doc`` (read from ``source``) to the end in-process; 0 when the run
+    completes, else 1 (2: bad input). With ``as_json`` stdout is the result's JSON alone: the
+    steps and any error go to stderr."""
+    if as_json:
+        console = Console(stderr=True)
+    try:
+        tools = load_toolkits([t.strip() for t in toolkits if t.strip()])
+        graph = build_graph(doc, tools.names(), toolkit=tools)
+    except GraphValidationError as exc:
+        console.print(f"[red]error:[/] {source} is not a valid graph:", highlight=False)
+        for problem in exc.problems:
+            console.print(f"  {problem.location}: {problem.message}", highlight=False)
+        return 2
+    except (ValueError, HopgraphError, ImportError) as exc:
+        console.print(f"[red]error:[/] {exc}", highlight=False)
+        return 2
+    progress = RunProgress(console, show_state=not as_json)
+    runner = InProcessRunner(tools, on_event=progress.event)
+    with progress:
+        result = runner.run(graph, state, max_steps=max_steps)
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "run_id": result.run_id,
+                    "status": result.status,
+                    "state": result.state,
+                    "steps": result.steps,
+                    "error": result.error,
+                    "log": result.log,
+                },
+                default=str,
+            )
+        )
+    return 0 if result.status == "completed" else 1

@@ -1,0 +1,1 @@
+"""The local API Gateway: the WebSocket API, @connections, and both APIs' authorizers."""
