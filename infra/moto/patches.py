@@ -217,4 +217,16 @@ PATCHES: tuple[Patch, ...] = (
         "notes each receipt handle, so a delete finds its message directly",
         ("self", "visibility_timeout"),
     ),
+    Patch(
+        "moto.sqs.models:Queue.add_message",
+        "dead_letters.dead_letters_marked",
+        "marks a message moved to a dead-letter queue with DeadLetterQueueSourceArn, as SQS does",
+        ("self", "message"),
+    ),
+    Patch(
+        "moto.sqs.responses:SQSResponse.receive_message",
+        "dead_letters.dead_letters_marked",
+        "returns DeadLetterQueueSourceArn, which moto's response leaves out",
+        ("self",),
+    ),
 )
