@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from infra.cli import main
+from infra.cli.main import main
 from infra.cli.inputs import UsageError
 from infra.project.init import init_project, package_name, project_template
 from infra.project.settings import (
