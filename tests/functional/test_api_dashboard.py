@@ -96,7 +96,8 @@ def test_a_step_reads_with_its_state_and_each_task_s_own_updates(stack: ApiStack
     step = reply.json()
     # Then it has the merged updates, the state after it, and each task's own updates
     assert step["seq"] == 1 and step["task_count"] == 4
-    assert step["state"]["notes"] == ["plan", "graded a", "graded b", "graded c", "search"]
+    # (LangGraph's merge order: the edge-triggered task first, then the map's items)
+    assert step["state"]["notes"] == ["plan", "search", "graded a", "graded b", "graded c"]
     tasks = {t["task"]: t["updates"] for t in step["task_details"]}
     assert tasks == {
         "grade[0]": {"notes": "graded a"},
