@@ -219,7 +219,8 @@ class RecordTooLargeError(HopgraphError):
 
 
 class RetryLater(HopgraphError):
-    """A hop arrived before its predecessor was committed; deliver it again later."""
+    """A message came before it can be acted on (a hop before its predecessor's commit, a
+    dead letter before its task's lease ran out); deliver it again later."""
 
     transport = Transport(503, "unavailable", "retry")
 

@@ -78,7 +78,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from engine.errors import ConflictError, GraphNotFound, RunNotFound, StepConflict
+from engine.errors import ConflictError, GraphNotFound, RetryLater, RunNotFound, StepConflict
 from engine.events import run_event, step_event
 from engine.graph import END, Graph
 from engine.lifecycle import accepts_hops
@@ -532,16 +532,20 @@ class HopProtocol:
         A letter is a request too: it fails the run only if its task is the live one (the
         run is at that slot, and the plan holds the task), has not committed, and has had
         time to die: its slot has been open for longer than the lease, since AWS gives up on
-        a hop only after its receives or retries ran out. ``by_worker``: the worker that just
-        failed the task's last allowed delivery, which knows it stopped."""
+        a hop only after its receives or retries ran out. A letter that comes earlier raises
+        RetryLater, so that it is looked at again once the lease has passed. ``by_worker``:
+        the worker that just failed the task's last allowed delivery, which knows it
+        stopped."""
         graph = self._graph_of(hop)
         origin = self._origin(hop, graph) if graph is not None else None
         if graph is None or origin is None:
             return False
-        if not by_worker and self.clock() - origin.opened_at < self.config.lease_s:
-            return False
         if hop.parallel and self.store.get_task(hop.run_id, hop.seq, hop.node, hop.index):
             return False
+        if not by_worker and self.clock() - origin.opened_at < self.config.lease_s:
+            # Too early to tell: its task may still run. The letter comes back later (the
+            # consumer reports it failed); by then the task committed, or it really stopped.
+            raise RetryLater(f"step {hop.seq} may still run: its slot is younger than the lease")
         step = StepRecord(
             run_id=hop.run_id, seq=hop.seq, node=hop.task_key, tool=graph.nodes[hop.node].tool,
             status="failed", updates={}, state=origin.state, next_node=None,

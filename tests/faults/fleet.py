@@ -118,6 +118,9 @@ class CaseFleet:
                 break
             self.service.sweep()
             self.carrier.drive()
+        if self.case.fault.kind == "forge":  # a letter retried after the run: acknowledged
+            while self._letters().poll_once().received:
+                pass
 
     def _forge(self, hop: dict[str, Any], sqs_record: bool) -> None:
         """A forger with send rights: a dead letter for the hop being delivered, on the
@@ -130,8 +133,14 @@ class CaseFleet:
                       "responsePayload": {"errorType": "Sandbox.Timedout"}}  # fmt: skip
         dlq = self.stack.urls["StepDLQ"]
         self.stack.sqs.send_message(QueueUrl=dlq, MessageBody=json.dumps(letter))
-        source = SqsEventSource(self.stack.sqs, dlq, self._consume_letters, batch_size=10)
-        source.poll_once()
+        self._letters().poll_once()
+
+    def _letters(self) -> SqsEventSource:
+        """The dead-letter consumer on StepDLQ; a letter it cannot act on yet comes back at
+        once (as after its visibility timeout)."""
+        dlq = self.stack.urls["StepDLQ"]
+        return SqsEventSource(self.stack.sqs, dlq, self._consume_letters, batch_size=10,
+                              failed_visibility=0)  # fmt: skip
 
     def _consume_letters(self, event: Any, context: Any) -> Any:
         return handle_batch(event, context, self.service)

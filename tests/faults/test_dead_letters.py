@@ -122,7 +122,9 @@ def dispatch(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def stack(monkeypatch: pytest.MonkeyPatch, dispatch: str) -> Iterator[AwsStack]:
-    with aws_stack(monkeypatch, dispatch=dispatch) as s:
+    # A lease of 2 s stands for the minutes AWS takes to give up on a hop: a letter that comes
+    # earlier is retried until it has passed (HopProtocol.fail)
+    with aws_stack(monkeypatch, dispatch=dispatch, lease_seconds="2") as s:
         yield s
 
 

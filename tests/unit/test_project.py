@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from infra.cli.main import main
 from infra.cli.inputs import UsageError
+from infra.cli.main import main
 from infra.project.init import init_project, package_name, project_template
 from infra.project.settings import (
     BUILTIN_TOOLKITS,

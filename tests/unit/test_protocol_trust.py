@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from engine.errors import RetryLater
 from engine.memory import MemoryQueue, MemoryRunStore, RecordingNotifier
 from engine.ports import Hop
 from engine.protocol import MAX_TASK_SUMMARIES
@@ -131,8 +132,9 @@ def test_a_dead_letter_for_a_live_or_committed_task_changes_nothing() -> None:
     world.deliver(world.queue.hops.popleft())
     first, second = world.queue.hops.popleft(), world.queue.hops.popleft()
     assert world.deliver(first) == "committed"
-    # A letter while the slot is young: its task may be running
-    assert world.service.fail_hop(second, "forged") is False
+    # A letter while the slot is young: its task may be running; it is looked at again later
+    with pytest.raises(RetryLater):
+        world.service.fail_hop(second, "forged")
     # A letter for a task that committed, even once the lease has passed
     world.clock.now += 61
     assert world.service.fail_hop(first, "a duplicate letter") is False

@@ -19,6 +19,7 @@ from engine.errors import (
     GraphValidationError,
     IdempotencyConflict,
     InvalidInputError,
+    RetryLater,
     RunNotFound,
     StateTooLargeError,
 )
@@ -611,7 +612,8 @@ def test_fail_hop_marks_the_run_failed(world: World) -> None:
     world.deliver(world.pop())
     dead = world.pop()
     # Given a letter for the hop of step 1 while it may still run (its slot opened just now)
-    assert world.service.fail_hop(dead, "forged, or early") is False
+    with pytest.raises(RetryLater):  # looked at again later, when its task cannot run
+        world.service.fail_hop(dead, "forged, or early")
     assert world.run(run.run_id).status == "running"
     # When the hop of step 1 is dead-lettered once the lease has passed
     world.clock.later(EngineConfig().lease_s)
