@@ -120,7 +120,8 @@ def stack(venv: Path, project: Path) -> Iterator[StackProcess]:
 def test_its_graphs_run_on_the_local_stack(venv: Path, project: Path, stack: StackProcess) -> None:
     api = ["--api", stack.api]
     # Given the stack started in the project's folder, and a user signed in to it
-    run(venv, project, "hopgraph", "login", "--user", "alice", *api)
+    secret = ["--secret-file", str(stack.data / "login-secret")]  # strict: the stack's secret
+    run(venv, project, "hopgraph", "login", "--user", "alice", *secret, *api)
     # Then the project's tools are there, beside the built-in ones
     tools = run(venv, project, "hopgraph", "--json", "tools", *api)
     names = {tool["name"] for tool in json.loads(tools.stdout)}
