@@ -395,8 +395,20 @@ class Hop:
             )
         except (KeyError, TypeError) as exc:
             raise InvalidInputError(f"not a hop message: missing {exc}") from None
-        if not (isinstance(hop.run_id, str) and isinstance(hop.seq, int) and hop.seq >= 0):
-            raise InvalidInputError("not a hop message: bad run_id or seq")
+        # Every field by its type, here: a list or an object as a node name would otherwise
+        # end as a TypeError deep in the worker, retried as a crash until the dead letters.
+        texts = {"run_id": hop.run_id, "graph_id": hop.graph_id, "node": hop.node}
+        for name, value in texts.items():
+            if not isinstance(value, str):
+                raise InvalidInputError(f"not a hop message: {name} is not a string")
+        for name, number in {"seq": hop.seq, "max_steps": hop.max_steps}.items():
+            if isinstance(number, bool) or not isinstance(number, int) or number < 0:
+                raise InvalidInputError(f"not a hop message: bad {name}")
+        if hop.state is not None and not isinstance(hop.state, dict):
+            raise InvalidInputError("not a hop message: state is not an object")
+        flags = {"recheck": doc.get("recheck", False), "parallel": doc.get("parallel", False)}
+        if any(not isinstance(flag, bool) for flag in flags.values()):
+            raise InvalidInputError("not a hop message: recheck and parallel are booleans")
         if hop.index is not None and (isinstance(hop.index, bool) or not isinstance(hop.index, int)
                                       or hop.index < 0):  # fmt: skip
             raise InvalidInputError("not a hop message: bad index")

@@ -92,7 +92,8 @@ class HttpApiJwtAuthorizer:
             return Refusal(
                 401, f'Bearer scope="" error="invalid_token" error_description="{description}"'
             )
-        scopes = claim_values(claims.get("scope", claims.get("scp"))) or None
+        scope = claims.get("scope", claims.get("scp"))
+        scopes = claim_values(scope, space_separated=True) or None
         return {"jwt": {"claims": event_claims(claims), "scopes": scopes}}
 
 
