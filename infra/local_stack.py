@@ -222,7 +222,7 @@ class LocalStack:
             HOPGRAPH_STEP_QUEUE_URL=self.queue_urls["StepQueue"],
             HOPGRAPH_RUN_REQUESTS_DLQ_URL=self.queue_urls["RunRequestsDLQ"],
             HOPGRAPH_DISPATCH=self.config.dispatch,
-            HOPGRAPH_WORKER_FUNCTION=WORKER_FUNCTION,
+            HOPGRAPH_WORKER_FUNCTION=_qualified(WORKER_FUNCTION, self.template_doc),
             HOPGRAPH_TOOLKITS=self.config.toolkits,
             POWERTOOLS_SERVICE_NAME="hopgraph",
             POWERTOOLS_METRICS_NAMESPACE="Hopgraph",
@@ -288,6 +288,12 @@ class LocalStack:
 
 
 @dataclass
+def _qualified(name: str, template_doc: template.Template) -> str:
+    """The worker's name as the deployment's self-invocation names it: through its alias."""
+    alias = template.function_alias(template_doc)
+    return name if alias is None else f"{name}:{alias}"
+
+
 class _Closing:
     """Adapts a part whose shutdown method is ``close`` to the stack's ``stop``."""
 

@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException
 from engine.errors import ConflictError, GraphNotFound, RunNotFound
 from engine.ports import GraphRecord, RunRecord
 from engine.service import RunService
-from functions import runtime
+from functions import quotas, runtime
 from functions.auth.caller import (
     AdminRule,
     Caller,
@@ -99,11 +99,20 @@ def current_caller(request: Request, _token: Annotated[Any, Depends(bearer)]) ->
     anonymously."""
     try:
         rule = _admin_rule()
-        return caller_from_claims(token_claims(request.scope.get("aws.event"), rule), rule)
+        caller = caller_from_claims(token_claims(request.scope.get("aws.event"), rule), rule)
     except Unauthenticated:
         raise HTTPException(
             401, "sign in: this route needs a valid bearer token", {"WWW-Authenticate": "Bearer"}
         ) from None
+    from functions.settings import get_settings
+
+    settings = get_settings()
+    # What starts or changes work counts against the owner's quota (0: off, no write)
+    if request.method == "POST" and settings.quota_requests_per_second > 0:
+        from functions.aws import clients
+
+        quotas.count_request(clients.client("dynamodb"), caller.sub, settings)
+    return caller
 
 
 CurrentCaller = Annotated[Caller, Depends(current_caller)]
@@ -138,6 +147,9 @@ def start_owned_run(
     the client). A key that already named someone else's run of the graph (an admin's run
     of the caller's graph) is a conflict that names nobody."""
     visible_graph(service, caller, graph_id)
+    from functions.settings import get_settings
+
+    quotas.check_runs_in_flight(service, caller.sub, get_settings())
     run, created = service.start_run(
         graph_id, input, idempotency_key=idempotency_key, max_steps=max_steps, owner=caller.sub
     )
