@@ -329,3 +329,12 @@ def test_readme_documents_operations() -> None:
     assert len(section) == 2, "README has no 'Operating hopgraph' section"
     for topic in ("### Alarms", "### Quotas", "### Backups", "### Deploys", "### Costs"):
         assert topic in section[1], topic
+
+
+def test_deploys_may_expand_the_language_extensions_transform(template: dict[str, Any]) -> None:
+    # A template that names AWS::LanguageExtensions deploys only with CAPABILITY_AUTO_EXPAND
+    assert "AWS::LanguageExtensions" in template["Transform"]
+    config = (ROOT / "samconfig.toml").read_text(encoding="utf-8")
+    capabilities = re.search(r'^capabilities = "([^"]+)"', config, re.M)
+    assert capabilities is not None
+    assert set(capabilities.group(1).split()) >= {"CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"}
