@@ -287,13 +287,13 @@ class LocalStack:
                     stopper(timeout=5) if isinstance(part, threading.Thread) else stopper()
 
 
-@dataclass
 def _qualified(name: str, template_doc: template.Template) -> str:
     """The worker's name as the deployment's self-invocation names it: through its alias."""
     alias = template.function_alias(template_doc)
     return name if alias is None else f"{name}:{alias}"
 
 
+@dataclass
 class _Closing:
     """Adapts a part whose shutdown method is ``close`` to the stack's ``stop``."""
 
