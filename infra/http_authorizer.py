@@ -124,5 +124,12 @@ class JwtAuthorizerMiddleware:
             await send({"type": "http.response.body", "body": UNAUTHORIZED_BODY})
             return
         if decision is not None:
-            scope = {**scope, "aws.event": {"requestContext": {"authorizer": decision}}}
+            # The event API Gateway builds: the request's headers (the app reads the verified
+            # token's claims from its Authorization header) and the authorizer's rendering.
+            authorization = headers.get("authorization")
+            if authorization is None and self.authorizer.default_token is not None:
+                authorization = f"Bearer {self.authorizer.default_token()}"  # dev mode
+            event_headers = {"authorization": authorization} if authorization else {}
+            event = {"headers": event_headers, "requestContext": {"authorizer": decision}}
+            scope = {**scope, "aws.event": event}
         await self.app(scope, receive, send)
