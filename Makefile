@@ -114,7 +114,7 @@ sam-validate: $(TOOLS_STAMP)
 	$(SAM_ENV) $(TOOLS)/bin/sam validate --lint --template template.yaml
 
 cfn-lint: $(TOOLS_STAMP)
-	$(SAM_ENV) $(TOOLS)/bin/cfn-lint template.yaml
+	$(SAM_ENV) $(TOOLS)/bin/cfn-lint --include-checks I -- template.yaml
 
 # Leaves .aws-sam/ (gitignored) for `sam deploy`; build options come from samconfig.toml.
 sam-build: $(TOOLS_STAMP)
@@ -140,13 +140,14 @@ $(UV_STAMP):
 
 lock: $(UV_STAMP)
 	$(UV_TOOLS)/bin/uv pip compile --quiet layers/deps/requirements.in --output-file $(LAYER_LOCK) \
-		--generate-hashes --python-version 3.11 --python-platform x86_64-manylinux2014 \
+		--generate-hashes --python-version 3.13 --python-platform aarch64-manylinux2014 \
 		--only-binary :all: --custom-compile-command 'make lock' $(if $(UPGRADE),--upgrade)
 
 # ---------------------------------------------------------------- sam build targets
 # Called by `sam build` (BuildMethod: makefile in template.yaml) with ARTIFACTS_DIR set and the
 # repo root as working directory; each copies only what its artifact needs.
-LAMBDA_PIP_TARGET := --platform manylinux2014_x86_64 --implementation cp --python-version 3.11 \
+LAMBDA_PYTHON ?= python3.13
+LAMBDA_PIP_TARGET := --platform manylinux2014_aarch64 --implementation cp --python-version 3.13 \
 	--only-binary=:all:
 # Installed as dependencies of aws-xray-sdk, but the runtime provides them: a second, different
 # botocore in /opt/python would shadow the runtime's and mismatch its boto3.
@@ -160,8 +161,11 @@ define copy-package
 	mkdir -p $(2)
 	cp -R $(1) $(2)/
 	find $(2) -name __pycache__ -type d -prune -exec rm -rf {} +
-	# ship bytecode so a cold start does not compile every module (unchecked: zip mtimes vary)
-	$(PYTHON) -m compileall -q --invalidation-mode unchecked-hash $(2)/$(notdir $(1))
+	# ship bytecode so a cold start does not compile every module (unchecked: zip mtimes vary),
+	# compiled by the runtime's own minor version: a .pyc of another version is never read
+	if command -v $(LAMBDA_PYTHON) >/dev/null; then \
+		$(LAMBDA_PYTHON) -m compileall -q --invalidation-mode unchecked-hash $(2)/$(notdir $(1)); \
+	else echo "$(LAMBDA_PYTHON) not found: $(1) ships without bytecode"; fi
 endef
 
 build-DepsLayer:

@@ -45,6 +45,25 @@ Tasks are counted from the runs' committed logs. The table gives, per task, ever
 request (all services and operations, acknowledgements included) and USD per million tasks
 against the target of 2.00 (1 KB states), and says when a figure misses it.
 
+The requests are not the whole bill. The last table adds, per task, what they leave out,
+and prints the all-in figure beside today's, against the all-in targets (1 KB states, at the
+benchmark's traffic: a chain's step at most 2.00 USD per million, a branch or map item at most
+2.50):
+
+- index writes: each write of an item that a global secondary index holds (the run header)
+  is written to the index too, per KB of the item (a key change: a delete and a put); the
+  items are read before and after each write, uncounted, to size them;
+- log ingestion: every byte the handlers write at INFO (the template's default LogLevel),
+  JSON lines and EMF metric lines alike, at 0.50 USD per GB (Lambda logs' first tier);
+  Lambda's START/END/REPORT lines are INFO system logs, kept out by SystemLogLevel WARN;
+- the HTTP API request that starts each run (1.00 USD per million).
+
+Not counted: X-Ray traces (Tracing: Active samples invocations; its price was not looked
+up), WebSocket messages to subscribers (1.00 USD per million 32 KB frames, per subscriber
+per step), and the SQS event source's idle polling (a fixed cost per month, not per step).
+The same shapes run again with 1 run in flight, where each SQS batch carries one hop, and
+the report says which dispatch mode costs less there.
+
 Run: ``.venv/bin/python benchmarks/cost_per_step.py [--runs N]``.
 """
 
@@ -76,6 +95,12 @@ PRICE_SQS_REQUEST = 0.40 / 1e6
 PRICE_WRU = 0.625 / 1e6
 PRICE_RRU = 0.125 / 1e6
 PRICE_SFN_TRANSITION = 25.0 / 1e6
+PRICE_SFN_EXPRESS_REQUEST = 1.00 / 1e6
+PRICE_SFN_EXPRESS_GB_S = 0.00001667  # per GB-second, 64 MB minimum, 100 ms increments
+PRICE_DURABLE_OPERATION = 8.00 / 1e6
+PRICE_LOGS_GB = 0.50  # CloudWatch Logs ingestion, Lambda logs' first tier (us-east-1)
+PRICE_HTTP_API_REQUEST = 1.00 / 1e6
+PRICE_WS_MESSAGE = 1.00 / 1e6  # per 32 KB frame posted to a WebSocket subscriber
 SQS_CHUNK = 64 * 1024
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script: make tests.faults.moto_speedups importable
@@ -84,7 +109,10 @@ TABLE = "hopgraph-bench"
 RUN_ID = re.compile(r"r_[0-9a-f]{24}")
 COMMITS = ("PutItem", "TransactWriteItems")
 TASK_TARGET_USD_PER_MILLION = 2.00
-"""Target for parallel work with 1 KB states, in USD per million tasks."""
+"""Target for parallel work with 1 KB states, in USD per million tasks (requests only)."""
+ALL_IN_TARGETS = {"chain": 2.00, "fanout-10": 2.50, "map-100": 2.50}
+"""All-in targets, USD per million tasks with 1 KB states at 50 runs in flight: a chain's
+step at most 2.00, a fan-out branch or a map item at most 2.50."""
 
 
 # ---------------------------------------------------------------------------- item sizes
@@ -135,6 +163,12 @@ class Meter:
     wru: float = 0.0
     rru: float = 0.0
     invokes: list[dict[str, Any]] = field(default_factory=list)
+    index_wru: float = 0.0
+    """Write units of the table's global secondary indexes: every write of an item an index
+    holds is written to that index too (a key change deletes and puts), billed per KB of the
+    item as the index projects it."""
+    indexes: list[tuple[str, str]] = field(default_factory=list)
+    """(partition key, sort key) attribute names of each index (template.yaml)."""
     path: list[int] = field(default_factory=list)
     beside_tool: int = 0
     """Requests made on the slot check's thread, while the tool runs (off the path)."""
@@ -160,6 +194,8 @@ class Meter:
     def _before(self, model: Any, context: dict[str, Any], **_: Any) -> Any:
         service, op = model.service_model.service_name, model.name
         params = context.get("bench_params", {})
+        if service == "dynamodb" and self.indexes:
+            context["bench_old"] = self._items_before(op, params)
         context["bench_started"] = time.perf_counter()
         with self._lock:
             self.requests[f"{service}.{op}"] += 1
@@ -186,6 +222,8 @@ class Meter:
                 self.aws_seconds += elapsed
             if service == "dynamodb":
                 self.rru += _read_units(op, params, parsed)
+                if "Error" not in parsed and context.get("bench_old"):
+                    self.index_wru += self._index_units(op, params, context["bench_old"])
                 if op == "TransactWriteItems":
                     self.wru += self._updated_item_units(params)
             if service == "sqs" and op == "ReceiveMessage":
@@ -220,6 +258,52 @@ class Meter:
             return sum(wru(item_size(r["PutRequest"]["Item"])) if "PutRequest" in r else 1
                        for r in requests)  # fmt: skip
         return 0
+
+    @staticmethod
+    def _written_keys(op: str, params: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+        """(table, key) of every item a write request writes."""
+        if op == "PutItem":
+            item = params["Item"]
+            return [(params["TableName"], {"PK": item["PK"], "SK": item["SK"]})]
+        if op in ("UpdateItem", "DeleteItem"):
+            return [(params["TableName"], params["Key"])]
+        if op == "TransactWriteItems":
+            found = []
+            for action in params["TransactItems"]:
+                for kind in ("Put", "Update", "Delete"):
+                    if kind in action:
+                        body = action[kind]
+                        key = body.get("Key") or {
+                            "PK": body["Item"]["PK"],
+                            "SK": body["Item"]["SK"],
+                        }
+                        found.append((body["TableName"], key))
+            return found
+        return []
+
+    def _items_before(self, op: str, params: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        """The items a write is about to change, read without being counted."""
+        return {
+            json.dumps(key, sort_keys=True): self.lookup.get_item(TableName=table, Key=key).get(
+                "Item", {}
+            )
+            for table, key in self._written_keys(op, params)
+        }
+
+    def _index_units(self, op: str, params: dict[str, Any], before: dict[str, Any]) -> float:
+        units = 0.0
+        for table, key in self._written_keys(op, params):
+            after = self.lookup.get_item(TableName=table, Key=key).get("Item", {})
+            old = before.get(json.dumps(key, sort_keys=True), {})
+            for pk, sk in self.indexes:
+                was = (old.get(pk), old.get(sk)) if pk in old and sk in old else None
+                now = (after.get(pk), after.get(sk)) if pk in after and sk in after else None
+                if was is not None and now is not None and was == now:
+                    units += wru(item_size(after)) if old != after else 0
+                    continue
+                units += wru(item_size(old)) if was is not None else 0  # deleted from it
+                units += wru(item_size(after)) if now is not None else 0  # put into it
+        return units
 
     def _updated_item_units(self, params: dict[str, Any]) -> float:
         units = 0.0
@@ -290,6 +374,8 @@ class Result:
     runs: int = 0
     tasks: int = 0
     """Node runs (a map item is one); a chain's equal its steps."""
+    log_bytes: int = 0
+    """Bytes the handlers wrote to their logs (JSON lines and metric lines), at INFO."""
 
     def per_step(self, value: float) -> float:
         return value / self.steps
@@ -316,6 +402,24 @@ class Result:
     @property
     def usd_per_million(self) -> float:
         return sum(self.usd_per_million_by_service().values())
+
+    def usd_per_million_uncounted(self) -> dict[str, float]:
+        """What the requests leave out, USD per million steps: index writes, log ingestion
+        (the bytes the functions wrote, measured), and the HTTP API request that starts each
+        run."""
+        usd = {
+            "index writes": self.meter.index_wru * PRICE_WRU,
+            "log ingestion": self.log_bytes / 1e9 * PRICE_LOGS_GB,
+            "api requests": self.runs * PRICE_HTTP_API_REQUEST,
+        }
+        return {name: self.per_step(value) * 1e6 for name, value in usd.items()}
+
+    @property
+    def usd_per_million_all_in(self) -> float:
+        return self.usd_per_million + sum(self.usd_per_million_uncounted().values())
+
+    def per_task(self, usd_per_million_steps: float) -> float:
+        return usd_per_million_steps * self.steps / self.tasks
 
     @property
     def critical_path(self) -> float:
@@ -403,11 +507,12 @@ def run_scenario(mode: str, state_kb: int, runs: int, shape: str = "chain") -> R
 
     from functions import runtime
     from functions.aws import clients
+    from functions.observability import logger
     from functions.settings import get_settings
     from functions.worker.handler import handler
     from infra.stack.event_source import SqsEventSource
     from infra.stack.lambda_context import LambdaContext
-    from infra.template.reader import create_queues, create_table
+    from infra.template.reader import create_queues, create_table, table_definition
     from tests.faults.moto_speedups import faster_moto
 
     with mock_aws(), faster_moto():
@@ -415,6 +520,10 @@ def run_scenario(mode: str, state_kb: int, runs: int, shape: str = "chain") -> R
         lookup = session.client("dynamodb")
         meter = Meter(lookup)
         create_table(lookup, TABLE)
+        meter.indexes = [
+            (gsi["KeySchema"][0]["AttributeName"], gsi["KeySchema"][1]["AttributeName"])
+            for gsi in table_definition().get("GlobalSecondaryIndexes", [])
+        ]
         urls = create_queues(session.client("sqs"), {})
         os.environ.update(
             HOPGRAPH_TABLE=TABLE,
@@ -436,21 +545,45 @@ def run_scenario(mode: str, state_kb: int, runs: int, shape: str = "chain") -> R
         graph = svc.create_graph(doc)[0]
         state = sized_state(state_kb, fields)
         meter.requests.clear()
-        meter.wru = meter.rru = 0.0
+        meter.wru = meter.rru = meter.index_wru = 0.0
         meter.sqs_billed = 0
-        run_ids = [svc.start_run(graph.graph_id, state)[0].run_id for _ in range(runs)]
-        source = SqsEventSource(clients.client("sqs"), urls["StepQueue"], None, batch_size=10)
-        invocations, billed_ms = drive(mode, meter, handler, source, LambdaContext)
+        # Every line the functions log (Powertools JSON lines, EMF metric lines) is counted;
+        # Lambda's own START/END/REPORT lines are INFO system logs, which the template's
+        # SystemLogLevel WARN keeps out.
+        logged = CountingStream()
+        logger.registered_handler.setStream(logged)
+        with contextlib.redirect_stdout(logged):
+            run_ids = [svc.start_run(graph.graph_id, state)[0].run_id for _ in range(runs)]
+            # A delivery that fails (a hop that came before its predecessor's commit) is
+            # visible again at once, so that draining the queue finishes every run; its
+            # requests are counted like any other.
+            source = SqsEventSource(
+                clients.client("sqs"), urls["StepQueue"], None, batch_size=10, failed_visibility=0
+            )
+            invocations, billed_ms = drive(mode, meter, handler, source, LambdaContext)
         runs_after = [svc.store.get_run(run_id) for run_id in run_ids]
-        assert all(r.status == "completed" for r in runs_after), "a benchmark run did not complete"
+        unfinished = [(r.status, r.error) for r in runs_after if r.status != "completed"]
+        assert not unfinished, f"{shape} {mode}: runs did not complete: {unfinished[:3]}"
         assert all(r.state[key] == expected for r in runs_after), f"{shape}: a task is missing"
         steps = sum(r.steps for r in runs_after)
         tasks = sum(count_tasks(svc.store, run_id) for run_id in run_ids)
         runtime.install(None)
         aws_ms = meter.aws_seconds * 1000
         return Result(
-            mode, state_kb, steps, meter, invocations, billed_ms, aws_ms, shape, runs, tasks
-        )
+            mode, state_kb, steps, meter, invocations, billed_ms, aws_ms, shape, runs, tasks,
+            logged.bytes,
+        )  # fmt: skip
+
+
+class CountingStream(io.TextIOBase):
+    """A text stream that keeps only how many bytes were written to it."""
+
+    def __init__(self) -> None:
+        self.bytes = 0
+
+    def write(self, text: str) -> int:
+        self.bytes += len(text.encode())
+        return len(text)
 
 
 def drive(mode: str, meter: Meter, handler: Any, source: Any, context_type: Any
@@ -529,6 +662,40 @@ def report_tasks(results: list[Result]) -> None:
         print(f"  {r.shape} {r.mode}: {ops}\n  {' ' * (len(r.shape) + len(r.mode) + 2)} {usd}")
 
 
+def report_all_in(results: list[Result], lone: list[Result]) -> None:
+    """Today's figure (the requests above) beside the all-in one, per task, 1 KB states."""
+    print(
+        "\nall-in, USD per million tasks (1 KB states): requests (today's figure), then what "
+        "they left out\n(index writes; log ingestion at INFO, by the bytes measured; the "
+        "HTTP API request that starts a run;\nnot counted: X-Ray traces with Tracing: Active, "
+        "WebSocket messages to subscribers, idle SQS polling)"
+    )
+    print(f"{'in flight':>9} {'shape':<10}{'dispatch':<9}{'requests':>9}{'+index':>8}"
+          f"{'+logs':>7}{'+api':>7}{'all-in':>8}{'log B/task':>11}  target")  # fmt: skip
+    for r in results + lone:
+        if r.state_kb != 1:
+            continue
+        extra = {k: r.per_task(v) for k, v in r.usd_per_million_uncounted().items()}
+        all_in = r.per_task(r.usd_per_million_all_in)
+        target = ALL_IN_TARGETS[r.shape]
+        verdict = "-" if r in lone else ("met" if all_in <= target else "MISSED")
+        print(
+            f"{r.runs:>9} {r.shape:<10}{r.mode:<9}{r.usd_per_million_tasks:>9.2f}"
+            f"{extra['index writes']:>8.2f}{extra['log ingestion']:>7.2f}"
+            f"{extra['api requests']:>7.2f}{all_in:>8.2f}{r.log_bytes / r.tasks:>11.0f}"
+            f"  {verdict} (<= {target:.2f})"
+        )
+    chains = {r.mode: r for r in lone if r.shape == "chain"}
+    if len(chains) == 2:
+        cheaper = min(chains.values(), key=lambda r: r.usd_per_million_all_in)
+        print(
+            "\nat 1 run in flight (each SQS batch carries one hop) a chain step costs "
+            + ", ".join(f"{m} {r.usd_per_million_all_in:.2f}" for m, r in chains.items())
+            + f" USD per million all-in: a low-traffic deployment should choose "
+            f"Dispatch={cheaper.mode}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=50, help="runs in flight per scenario")
@@ -538,7 +705,7 @@ def main() -> None:
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": REGION,
-        "POWERTOOLS_LOG_LEVEL": "WARNING",
+        "POWERTOOLS_LOG_LEVEL": "INFO",  # the template's default: its log bytes are priced
         "POWERTOOLS_METRICS_NAMESPACE": "HopgraphBench",
     }.items():
         os.environ.setdefault(name, value)
@@ -552,7 +719,13 @@ def main() -> None:
             for shape, runs in (("fanout-10", args.runs), ("map-100", args.map_runs))
             for mode in ("sqs", "lambda")
         ]
+        lone = [
+            run_scenario(mode, 1, 1, shape)
+            for shape in ("chain", "fanout-10", "map-100")
+            for mode in ("sqs", "lambda")
+        ]
     report(results)
+    report_all_in(results, lone)
     default = results[0]
     print(
         f"usd_per_million_steps {default.usd_per_million:.2f} "

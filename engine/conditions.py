@@ -30,6 +30,7 @@ at most the literal's size and are not instrumented, so common conditions run as
 from __future__ import annotations
 
 import ast
+import re
 import warnings
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
@@ -311,6 +312,29 @@ def _name(name: str) -> str:
     return name
 
 
+def _names_as_written(source: str, tree: ast.AST) -> None:
+    """Refuse a name that Python would read as another one.
+
+    Python normalizes identifiers (NFKC, PEP 3131): ``\ufb01le`` (a ligature) is read as
+    ``file``, a full-width ``\uff58`` as ``x``, a decomposed ``e\u0301`` (e + combining
+    accent) as the composed one. The condition would then read another state key than the one
+    its author wrote, while ``get("\ufb01le")`` and every JSON key are compared as written.
+    Each name is compared with its text in the source (the parser's offsets count UTF-8
+    bytes)."""
+    if source.isascii():
+        return
+    lines = [line.encode() for line in re.split(r"\r\n|\r|\n", source)]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and node.end_col_offset is not None:
+            line = lines[node.lineno - 1]
+            written = line[node.col_offset : node.end_col_offset].decode(errors="replace")
+            if written != node.id:
+                raise _Invalid(
+                    f"name {written!r} would be read as {node.id!r} (Python normalizes "
+                    f'names): write {node.id!r}, or get("{written}") for that exact key'
+                )
+
+
 def _constant(value: object) -> None:
     if isinstance(value, int) and value.bit_length() > MAX_INT_DIGITS * 10 // 3:
         raise _Invalid(f"integer literal is too large (more than {MAX_INT_DIGITS} digits)")
@@ -498,6 +522,7 @@ def compile_condition(source: str) -> Condition:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # invalid escape sequences and the like
                 tree = ast.parse(source, mode="eval")
+            _names_as_written(source, tree)
             checker = _Checker()
             checker.visit(tree.body, 1)
             rewriter = _Rewriter(min(MAX_ITEMS, MAX_TOTAL_ITEMS // max(1, checker.builders)))

@@ -18,6 +18,7 @@ queue consumer does with a message that failed with it. Transports look it up wi
 | IdempotencyConflict           | 409    | idempotency_conflict  | park   |
 | StateTooLargeError            | 413    | payload_too_large     | park   |
 | RecordTooLargeError           | 413    | payload_too_large     | park   |
+| QuotaExceeded                 | 429    | quota_exceeded        | retry  |
 | RetryLater                    | 503    | unavailable           | retry  |
 | TransientStoreError           | 503    | unavailable           | retry  |
 | anything else (not ours)      | 500    | internal              | retry  |
@@ -215,6 +216,22 @@ class RecordTooLargeError(HopgraphError):
         super().__init__(
             f"the {what} takes {size} bytes as stored, above the store's limit of {limit} "
             f"bytes per record"
+        )
+
+
+class QuotaExceeded(HopgraphError):
+    """An owner reached one of their quotas (runs in flight, requests per second): the request
+    may succeed later, once runs end or the second has passed."""
+
+    transport = Transport(429, "quota_exceeded", "retry")
+
+    def __init__(self, quota: str, limit: int, setting: str) -> None:
+        self.quota = quota
+        self.limit = limit
+        self.setting = setting
+        super().__init__(
+            f"quota {quota} exceeded: at most {limit} for one owner (the deployment's "
+            f"{setting}); try again later"
         )
 
 

@@ -21,16 +21,23 @@ _KEYWORDS = frozenset(
 )  # fmt: skip
 
 
+# Characters that end a Mermaid statement or a line, or hide text (controls, line and
+# paragraph separators, bidi overrides): written as entity codes, so a node id, tool name or
+# condition can never start a statement of its own (`a\nclick a href "..."`).
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069]")
+
+
 def _label(text: str) -> str:
     # Mermaid has no backslash escapes; it takes HTML entity codes inside quoted labels.
     # "#" first, since the codes start with it; "<" could open an HTML tag (`x <y`).
-    return (
+    text = (
         text.replace("#", "#35;")
         .replace("&", "#amp;")
         .replace('"', "#quot;")
         .replace("|", "#124;")
         .replace("<", "#lt;")
     )
+    return _UNSAFE.sub(lambda m: f"#{ord(m.group())};", text)
 
 
 def mermaid_ids(graph: Graph) -> dict[str, str]:

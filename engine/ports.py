@@ -406,6 +406,9 @@ class Hop:
             )
         except KeyError as exc:
             raise InvalidInputError(f"not a hop message: missing {exc}") from None
+        flags = {"recheck": doc.get("recheck", False), "parallel": doc.get("parallel", False)}
+        if any(not isinstance(flag, bool) for flag in flags.values()):
+            raise InvalidInputError("not a hop message: recheck and parallel are booleans")
         _check_fields(hop)
         return hop
 

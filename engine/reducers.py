@@ -80,11 +80,14 @@ def _ordered(pick: Callable[[Any, Any], Any], name: str) -> Reducer:
 
 def messages(current: Any, update: Any) -> list[Any]:
     """A message list (LangGraph's ``add_messages``): an update whose ``id`` is already in the
-    list replaces that message in place; any other is appended. Lists append in order."""
+    list replaces that message in place; any other is appended. Lists append in order.
+
+    An ``id`` is a string or a number: a list or an object as an id is a ReducerError (the
+    run fails with the reason), not a TypeError that would be retried as a crash."""
     base = list(_list(current, "messages"))
-    where = {m["id"]: i for i, m in enumerate(base) if isinstance(m, Mapping) and "id" in m}
+    where = {_message_id(m): i for i, m in enumerate(base) if isinstance(m, Mapping) and "id" in m}
     for message in update if isinstance(update, list) else [update]:
-        ident = message.get("id") if isinstance(message, Mapping) else None
+        ident = _message_id(message) if isinstance(message, Mapping) else None
         if ident is not None and ident in where:
             base[where[ident]] = message
         else:
@@ -92,6 +95,15 @@ def messages(current: Any, update: Any) -> list[Any]:
                 where[ident] = len(base)
             base.append(message)
     return base
+
+
+def _message_id(message: Mapping[str, Any]) -> Any:
+    ident = message.get("id")
+    if ident is not None and not isinstance(ident, str | int | float):
+        raise ReducerError(
+            f"messages: a message id must be a string or a number, got {type(ident).__name__}"
+        )
+    return ident
 
 
 def _list(current: Any, name: str) -> list[Any]:

@@ -48,6 +48,12 @@ class Settings(BaseModel):
         default="cognito:groups", description="claim whose value makes a caller an admin"
     )
     admin_value: str = Field(default="hopgraph-admin", description="that value (group, scope)")
+    quota_runs_in_flight: int = Field(
+        default=0, ge=0, description="runs one owner may have running at once (0: no limit)"
+    )
+    quota_requests_per_second: int = Field(
+        default=0, ge=0, description="POST requests one owner may make per second (0: no limit)"
+    )
 
     @property
     def toolkit_modules(self) -> list[str]:

@@ -3,6 +3,9 @@ caller with what it may see."""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -12,8 +15,14 @@ from starlette.exceptions import HTTPException
 from engine.errors import ConflictError, GraphNotFound, RunNotFound
 from engine.ports import GraphRecord, RunRecord
 from engine.service import RunService
-from functions import runtime
-from functions.auth.caller import AdminRule, Caller, Unauthenticated, caller_from_claims
+from functions import quotas, runtime
+from functions.auth.caller import (
+    AdminRule,
+    Caller,
+    Unauthenticated,
+    caller_from_claims,
+    render_claim,
+)
 
 
 def current_service() -> RunService:
@@ -37,6 +46,45 @@ def jwt_claims(event: Any) -> dict[str, Any] | None:
     return claims if isinstance(claims, dict) else None
 
 
+def token_claims(event: Any, rule: AdminRule) -> dict[str, Any] | None:
+    """The verified caller's claims with their real JSON types.
+
+    API Gateway's JWT authorizer verified the bearer token of this very request, then
+    rendered its claims into the event as strings (a list as ``[a b]``, which cannot be read
+    back: a group named ``hopgraph-admin wannabes`` and two groups look alike). So the claims
+    are read from the token's payload, once its subject and the admin claim agree with what
+    the authorizer rendered; if they do not (or the token cannot be read), the caller is
+    only the verified subject, never an admin."""
+    verified = jwt_claims(event)
+    if verified is None:
+        return None
+    identity_only = {"sub": verified.get("sub")}
+    decoded = _bearer_payload(event.get("headers") if isinstance(event, dict) else None)
+    if decoded is None:
+        return identity_only
+    for name in ("sub", rule.claim):
+        present = name in decoded or name in verified
+        if present and (name not in decoded or render_claim(decoded[name]) != verified.get(name)):
+            return identity_only
+    return decoded
+
+
+def _bearer_payload(headers: Any) -> dict[str, Any] | None:
+    """The payload of the request's bearer JWT, not verified here (see token_claims)."""
+    if not isinstance(headers, dict):
+        return None
+    value = next((v for k, v in headers.items() if str(k).lower() == "authorization"), None)
+    scheme, _, token = str(value or "").partition(" ")
+    parts = token.strip().split(".")
+    if scheme.lower() != "bearer" or len(parts) != 3:
+        return None
+    try:
+        payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (ValueError, binascii.Error):
+        return None
+    return payload if isinstance(payload, dict) else None
+
+
 def _admin_rule() -> AdminRule:
     from functions.settings import get_settings
 
@@ -45,15 +93,26 @@ def _admin_rule() -> AdminRule:
 
 
 def current_caller(request: Request, _token: Annotated[Any, Depends(bearer)]) -> Caller:
-    """Who calls, from the verified claims in the Lambda event (Mangum keeps the event as
-    ``scope["aws.event"]``; the local stack puts the same there). No claims means the route
-    was reached without the authorizer: refused, never served anonymously."""
+    """Who calls, from the verified claims of the Lambda event (:func:`token_claims`; Mangum
+    keeps the event as ``scope["aws.event"]``; the local stack puts the same there). No
+    claims means the route was reached without the authorizer: refused, never served
+    anonymously."""
     try:
-        return caller_from_claims(jwt_claims(request.scope.get("aws.event")), _admin_rule())
+        rule = _admin_rule()
+        caller = caller_from_claims(token_claims(request.scope.get("aws.event"), rule), rule)
     except Unauthenticated:
         raise HTTPException(
             401, "sign in: this route needs a valid bearer token", {"WWW-Authenticate": "Bearer"}
         ) from None
+    from functions.settings import get_settings
+
+    settings = get_settings()
+    # What starts or changes work counts against the owner's quota (0: off, no write)
+    if request.method == "POST" and settings.quota_requests_per_second > 0:
+        from functions.aws import clients
+
+        quotas.count_request(clients.client("dynamodb"), caller.sub, settings)
+    return caller
 
 
 CurrentCaller = Annotated[Caller, Depends(current_caller)]
@@ -88,6 +147,9 @@ def start_owned_run(
     the client). A key that already named someone else's run of the graph (an admin's run
     of the caller's graph) is a conflict that names nobody."""
     visible_graph(service, caller, graph_id)
+    from functions.settings import get_settings
+
+    quotas.check_runs_in_flight(service, caller.sub, get_settings())
     run, created = service.start_run(
         graph_id, input, idempotency_key=idempotency_key, max_steps=max_steps, owner=caller.sub
     )

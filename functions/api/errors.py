@@ -38,6 +38,7 @@ from engine.errors import (
     HopgraphError,
     IdempotencyConflict,
     JsonRuleError,
+    QuotaExceeded,
     client_message,
     transport_of,
 )
@@ -65,6 +66,12 @@ class ErrorBody(BaseModel):
         default=None,
         description="`idempotency_conflict` only: the run the idempotency key already names.",
     )
+    quota: str | None = Field(
+        default=None,
+        description="`quota_exceeded` only: the quota reached (`runs_in_flight`, "
+        "`requests_per_second`).",
+    )
+    limit: int | None = Field(default=None, description="`quota_exceeded` only: its limit.")
     differs: list[str] | None = Field(
         default=None,
         description="`idempotency_conflict` only: what differs from that run's request "
@@ -218,11 +225,13 @@ def engine_error_reply(exc: HopgraphError) -> JSONResponse:
     if row.status == 500:
         # An engine error with no HTTP meaning of its own is a bug on our side.
         logger.error("unmapped engine error", exc_info=exc)
-    headers = {"Retry-After": "1"} if row.status == 503 else None
+    headers = {"Retry-After": "1"} if row.status in (429, 503) else None
     message = client_message(exc)
     problems: list[tuple[str, str]] | None = None
     extra: dict[str, Any] = {}
-    if isinstance(exc, GraphValidationError):
+    if isinstance(exc, QuotaExceeded):
+        extra = {"quota": exc.quota, "limit": exc.limit}
+    elif isinstance(exc, GraphValidationError):
         problems = [(p.location, p.message) for p in exc.problems]
         message = f"the graph definition has {_plural(len(problems), 'problem')}"
     elif isinstance(exc, JsonRuleError):

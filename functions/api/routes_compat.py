@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from engine.errors import InvalidInputError
 from engine.ports import RunStatus
 from engine.service import RunService
+from engine.validation import MAX_STEPS_CEILING
 from functions.api.deps import CurrentCaller, Service, start_owned_run, visible_run
 from functions.api.errors import error_responses
 from functions.api.examples import (
@@ -36,6 +37,7 @@ from functions.api.json_body import JsonRulesRoute
 from functions.api.models import Id, LogEntry, RunSummary, State, StepLimit
 from functions.api.routes_graphs import GraphDocument
 from functions.api.routes_runs import RunId
+from functions.api.step_pages import bounded_steps
 
 router = APIRouter(prefix="/graph", tags=["compatibility"], route_class=JsonRulesRoute)
 
@@ -160,22 +162,12 @@ class BoundedLog:
 
 def bounded_log(service: RunService, run_id: str, budget: int = LOG_BUDGET_BYTES) -> BoundedLog:
     """The run's log from its first step, as many whole entries as fit in ``budget`` bytes of
-    JSON; pages are read only until the budget is spent."""
-    entries: list[LogEntry] = []
-    used = 0
-    after = -1
-    while True:
-        page = service.store.list_steps(run_id, after=after, limit=100)
-        for step in page.items:
-            entry = LogEntry.from_record(step)
-            used += len(entry.model_dump_json())
-            if used > budget:
-                last = entries[-1].seq if entries else -1
-                return BoundedLog(entries, True, f"/runs/{run_id}/steps?after={last}")
-            entries.append(entry)
-        if page.cursor is None or not page.items:
-            return BoundedLog(entries)
-        after = page.items[-1].seq
+    JSON; pages are read only until the budget is spent (:func:`bounded_steps`)."""
+    page = bounded_steps(service, run_id, -1, MAX_STEPS_CEILING + 1, budget)
+    if page.next_after is None:
+        return BoundedLog(page.entries)
+    # `next` continues where this log stops, in pages bounded the same way
+    return BoundedLog(page.entries, True, f"/runs/{run_id}/steps?after={page.next_after}")
 
 
 @router.post(

@@ -13,7 +13,6 @@ from functions.api.errors import error_responses
 from functions.api.examples import EXAMPLE_RUN_ID, RUN_REQUEST_EXAMPLES
 from functions.api.json_body import JsonRulesRoute
 from functions.api.models import (
-    LogEntry,
     RunAccepted,
     RunPage,
     RunResource,
@@ -23,6 +22,7 @@ from functions.api.models import (
     StepPage,
 )
 from functions.api.routes_graphs import Cursor, Limit
+from functions.api.step_pages import bounded_steps
 
 router = APIRouter(prefix="/runs", tags=["runs"], route_class=JsonRulesRoute)
 
@@ -116,13 +116,13 @@ def list_steps(
     after: Annotated[int, Query(ge=-1, description="Steps with a greater `seq`")] = -1,
     limit: Annotated[int, Query(ge=1, le=500, description="Page size")] = 100,
 ) -> StepPage:
-    """Committed steps in order; pass `next_after` back as `after` for the next page."""
+    """Committed steps in order; pass `next_after` back as `after` for the next page. A page
+    holds `limit` steps at most, and fewer when they would pass 1 MB of JSON (the Lambda
+    response limit is 6 MB): keep reading while `next_after` is not null."""
     visible_run(service, caller, run_id)
-    page = service.store.list_steps(run_id, after=after, limit=limit)
-    items = [LogEntry.from_record(step) for step in page.items]
     # The store's cursor is opaque; the API pages by seq, which callers can reason about.
-    next_after = items[-1].seq if page.cursor is not None and items else None
-    return StepPage(items=items, next_after=next_after)
+    page = bounded_steps(service, run_id, after, limit)
+    return StepPage(items=page.entries, next_after=page.next_after)
 
 
 @router.get(

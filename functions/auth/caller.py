@@ -43,27 +43,38 @@ class AdminRule:
     value: str = DEFAULT_ADMIN_VALUE
 
     def applies(self, claims: Mapping[str, Any]) -> bool:
-        return bool(self.value) and self.value in claim_values(claims.get(self.claim))
+        return bool(self.value) and self.value in claim_values(
+            claims.get(self.claim), space_separated=self.claim in SPACE_SEPARATED_CLAIMS
+        )
 
 
-def claim_values(value: Any) -> list[str]:
-    """A claim as a list of strings, however it travelled.
+SPACE_SEPARATED_CLAIMS = frozenset({"scope", "scp"})
+"""Claims that OAuth 2.0 (RFC 6749 section 3.3; Entra ID's ``scp``) defines as one string of
+space-separated values. Every other claim is read as its JSON type says."""
 
-    In a token a list claim is a JSON array (``cognito:groups``) and OAuth scopes are one
-    space-separated string; in an HTTP API event API Gateway renders every claim as a string,
-    a list as ``[a b]``. Hand-written because no library reads API Gateway's rendering."""
-    if value is None:
-        return []
+
+def claim_values(value: Any, *, space_separated: bool = False) -> list[str]:
+    """A claim's values, read by the claim's real type (never by guessing at its text).
+
+    - a JSON array (Cognito's ``cognito:groups``, Auth0's and Entra ID's ``roles`` and
+      ``groups``): its string elements, each whole (``"hopgraph-admin wannabes"`` is one
+      group); other elements are ignored;
+    - a string: one value, whole, unless the claim is space-separated (``scope``, ``scp``);
+    - a boolean: ``"true"`` if it is ``true``, nothing if ``false`` (a claim
+      ``"admin": true`` matches the value ``true``; ``"admin": "false"`` is the string
+      ``false`` and matches only ``false``);
+    - anything else (a number, an object, null): nothing.
+
+    API Gateway renders every claim of an HTTP API event as a string (a list as ``[a b]``,
+    which cannot be read back: ``[a b]`` is one group or two), so the API reads the claims
+    from the verified token itself (:func:`functions.api.deps.token_claims`)."""
+    if isinstance(value, bool):
+        return ["true"] if value else []
     if isinstance(value, list | tuple):
-        return [str(v) for v in value]
-    text = str(value).strip()
-    if text.startswith("["):
-        try:
-            parsed = json.loads(text)
-        except ValueError:
-            return text.strip("[]").split()
-        return [str(v) for v in parsed] if isinstance(parsed, list) else [str(parsed)]
-    return text.split()
+        return [v for v in value if isinstance(v, str)]
+    if isinstance(value, str):
+        return [v for v in value.split(" ") if v] if space_separated else [value]
+    return []
 
 
 def caller_from_claims(claims: Mapping[str, Any] | None, rule: AdminRule) -> Caller:
@@ -76,17 +87,19 @@ def caller_from_claims(claims: Mapping[str, Any] | None, rule: AdminRule) -> Cal
     return Caller(sub, admin=rule.applies(claims))
 
 
+def render_claim(value: Any) -> str:
+    """One claim as API Gateway renders it into an HTTP API (payload 2.0) event: a string,
+    a list as ``[a b]``, a boolean in lower case."""
+    if isinstance(value, list | tuple):
+        return "[" + " ".join(render_claim(v) for v in value) + "]"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, dict):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
+
+
 def event_claims(claims: Mapping[str, Any]) -> dict[str, str]:
     """Claims as an HTTP API (payload 2.0) event carries them: every value a string, a list
     as ``[a b]``, so that the local stack hands the app exactly what API Gateway does."""
-
-    def render(value: Any) -> str:
-        if isinstance(value, list | tuple):
-            return "[" + " ".join(render(v) for v in value) + "]"
-        if isinstance(value, bool):
-            return str(value).lower()
-        if isinstance(value, dict):
-            return json.dumps(value, separators=(",", ":"))
-        return str(value)
-
-    return {name: render(value) for name, value in claims.items()}
+    return {name: render_claim(value) for name, value in claims.items()}

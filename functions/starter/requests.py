@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, Validat
 from engine import json_rules
 from engine.errors import GraphNotFound, InvalidJsonError, JsonRuleError, transport_of
 from engine.validation import MAX_STEPS_CEILING
-from functions import runtime
+from functions import quotas, runtime
 from functions.aws import clients
 from functions.observability import count, log_keys, logger
 from functions.settings import get_settings
@@ -109,6 +109,8 @@ def _start(request: RunRequest, message_id: str) -> str:
     service = runtime.service()
     if service.store.get_graph(request.graph_id).owner != request.owner:
         raise GraphNotFound(request.graph_id)  # another owner's graph does not exist for them
+    # At the quota the request is retried (QuotaExceeded: "retry"), so it starts once runs end.
+    quotas.check_runs_in_flight(service, request.owner, get_settings())
     run, created = service.start_run(
         request.graph_id,
         request.input,

@@ -92,7 +92,8 @@ class HttpApiJwtAuthorizer:
             return Refusal(
                 401, f'Bearer scope="" error="invalid_token" error_description="{description}"'
             )
-        scopes = claim_values(claims.get("scope", claims.get("scp"))) or None
+        scope = claims.get("scope", claims.get("scp"))
+        scopes = claim_values(scope, space_separated=True) or None
         return {"jwt": {"claims": event_claims(claims), "scopes": scopes}}
 
 
@@ -123,5 +124,12 @@ class JwtAuthorizerMiddleware:
             await send({"type": "http.response.body", "body": UNAUTHORIZED_BODY})
             return
         if decision is not None:
-            scope = {**scope, "aws.event": {"requestContext": {"authorizer": decision}}}
+            # The event API Gateway builds: the request's headers (the app reads the verified
+            # token's claims from its Authorization header) and the authorizer's rendering.
+            authorization = headers.get("authorization")
+            if authorization is None and self.authorizer.default_token is not None:
+                authorization = f"Bearer {self.authorizer.default_token()}"  # dev mode
+            event_headers = {"authorization": authorization} if authorization else {}
+            event = {"headers": event_headers, "requestContext": {"authorizer": decision}}
+            scope = {**scope, "aws.event": event}
         await self.app(scope, receive, send)

@@ -348,9 +348,12 @@ class _SpuriousDenialError(logging.Filter):
 
 
 def _quiet_denials() -> None:
+    from infra.stack.console import redact_tokens_in_logs
+
     uvicorn_errors = logging.getLogger("uvicorn.error")
     if not any(isinstance(f, _SpuriousDenialError) for f in uvicorn_errors.filters):
         uvicorn_errors.addFilter(_SpuriousDenialError())
+    redact_tokens_in_logs()  # its handshake lines carry ?token=<JWT>
 
 
 def _subprotocol(result: Any) -> str | None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 import threading
 import time
@@ -94,12 +95,48 @@ def quiet_environment(verbose: bool) -> dict[str, str]:
     }
 
 
+_TOKENS = re.compile(
+    r"(?i)(?P<key>(?:token|access_token|id_token)=)[^&\s\"']+"
+    r"|(?P<bearer>bearer\s+)[\w.~+/=-]+"
+    r"|eyJ[\w-]*\.[\w-]*\.[\w-]*"
+)
+
+
+def redact_tokens(text: str) -> str:
+    """``text`` with every bearer token, ``token=`` query value and JWT replaced."""
+    return _TOKENS.sub(lambda m: f"{m.group('key') or m.group('bearer') or ''}<redacted>", text)
+
+
+class RedactTokens(logging.Filter):
+    """Rewrites a record whose message holds a token (uvicorn logs every WebSocket handshake
+    with its query string, and a browser's handshake carries its JWT as ``?token=``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = redact_tokens(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
+def redact_tokens_in_logs() -> None:
+    """Install :class:`RedactTokens` on the handlers of the root logger and on the loggers
+    that write request lines (a logger's filter misses its children's records; a handler's
+    sees them all)."""
+    targets: list[logging.Filterer] = [*logging.getLogger().handlers]
+    targets += [logging.getLogger(name) for name in ("uvicorn.error", "uvicorn.access")]
+    for target in targets:
+        if not any(isinstance(f, RedactTokens) for f in target.filters):
+            target.addFilter(RedactTokens())
+
+
 def configure(verbose: bool) -> None:
     """Python logging and warnings for the stack's process (moto's has its own switch)."""
     if verbose:
         logging.basicConfig(
             level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
+        redact_tokens_in_logs()
         warnings.simplefilter("default")
         return
     # Errors still print: logging's last-resort handler shows WARNING and above.

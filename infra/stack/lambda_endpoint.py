@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import unquote
 
 from infra.stack.invocations import (
     FunctionSettings,
@@ -123,6 +124,11 @@ def register_from_template(
     queue = definition["on_failure"]
     on_failure = SqsDestination(sqs, queue_urls[queue]) if queue is not None else None
     endpoint.register(name, handler, FunctionSettings.from_template(name, definition), on_failure)
+    alias = template.function_alias(template_doc)
+    if alias is not None:  # invoked through its alias too (`name:live`), as on AWS
+        qualified = f"{name}:{alias}"
+        settings = FunctionSettings.from_template(qualified, definition)
+        endpoint.register(qualified, handler, settings, on_failure)
 
 
 class LocalLambdaEndpoint:
@@ -218,7 +224,7 @@ class LocalLambdaEndpoint:
         class InvokeHandler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 match = _PATH.match(self.path.split("?")[0])
-                name = match.group(1) if match else ""
+                name = unquote(match.group(1)) if match else ""  # a qualifier's ":" is %3A
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b"{}"
                 if name not in endpoint.functions:

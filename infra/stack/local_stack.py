@@ -261,7 +261,7 @@ class LocalStack:
             HOPGRAPH_STEP_QUEUE_URL=self.queue_urls["StepQueue"],
             HOPGRAPH_RUN_REQUESTS_DLQ_URL=self.queue_urls["RunRequestsDLQ"],
             HOPGRAPH_DISPATCH=self.config.dispatch,
-            HOPGRAPH_WORKER_FUNCTION=WORKER_FUNCTION,
+            HOPGRAPH_WORKER_FUNCTION=_qualified(WORKER_FUNCTION, self.template_doc),
             HOPGRAPH_WS_URL=self.ws_url,
             HOPGRAPH_WEBSOCKET_FUNCTION=WEBSOCKET_FUNCTION,
             HOPGRAPH_TOOLKITS=self.config.toolkits,
@@ -359,6 +359,12 @@ class LocalStack:
             if stopper is not None:
                 with contextlib.suppress(Exception):
                     stopper(timeout=5) if isinstance(part, threading.Thread) else stopper()
+
+
+def _qualified(name: str, template_doc: template.Template) -> str:
+    """The worker's name as the deployment's self-invocation names it: through its alias."""
+    alias = template.function_alias(template_doc)
+    return name if alias is None else f"{name}:{alias}"
 
 
 @dataclass

@@ -187,7 +187,9 @@ class IssuerEndpoints:
         if not isinstance(user, str) or not _a_name(user):
             message = f'send {{"user": NAME}}, NAME 1 to {MAX_USER_LENGTH} characters'
             return JSONResponse({"message": message}, 400)
-        admin = bool(doc.get("admin", False)) if isinstance(doc, dict) else False
+        admin = doc.get("admin", False) if isinstance(doc, dict) else False
+        if not isinstance(admin, bool):  # "false" is a string, and bool("false") is True
+            return JSONResponse({"message": 'send "admin": true or false (a JSON boolean)'}, 400)
         token = self.issuer.issue(user, admin=admin)
         expires_at = jwt.decode(token, options={"verify_signature": False})["exp"]
         return JSONResponse({"token": token, "user": user, "expires_at": expires_at})

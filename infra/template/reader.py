@@ -28,6 +28,7 @@ __all__ = [
     "SqsEventSource",
     "create_queues",
     "create_table",
+    "function_alias",
     "function_definitions",
     "load_template",
     "open_http_routes",
@@ -388,17 +389,37 @@ def _websocket_routes_by_function(template: Template) -> dict[str, list[str]]:
         logical_id: _referenced_ids(props.get("IntegrationUri"))
         for logical_id, props in _resources(template, "AWS::ApiGatewayV2::Integration")
     }
-    functions = {
-        logical_id
-        for logical_id, resource in template["Resources"].items()
-        if resource.get("Type") in ("AWS::Serverless::Function", "AWS::Lambda::Function")
-    }
+    functions = _function_ids(template)
     served: dict[str, list[str]] = {}
     for _, props in _resources(template, "AWS::ApiGatewayV2::Route"):
         for integration in _referenced_ids(props.get("Target")) & integrations.keys():
-            for function in integrations[integration] & functions:
-                served.setdefault(function, []).append(str(props["RouteKey"]))
+            for target in integrations[integration] & functions.keys():
+                served.setdefault(functions[target], []).append(str(props["RouteKey"]))
     return served
+
+
+def _function_ids(template: Template) -> dict[str, str]:
+    """Function logical ids by every id that names them: their own, and that of the alias
+    SAM generates for ``AutoPublishAlias: live`` (``<Function>Aliaslive``), which an
+    integration or a permission refers to so that the alias's version is invoked."""
+    globals_ = (template.get("Globals") or {}).get("Function") or {}
+    ids: dict[str, str] = {}
+    for logical_id, resource in template["Resources"].items():
+        if resource.get("Type") in ("AWS::Serverless::Function", "AWS::Lambda::Function"):
+            ids[logical_id] = logical_id
+            props = resource.get("Properties") or {}
+            alias = props.get("AutoPublishAlias", globals_.get("AutoPublishAlias"))
+            if isinstance(alias, str) and resource["Type"] == "AWS::Serverless::Function":
+                ids[f"{logical_id}Alias{alias}"] = logical_id
+    return ids
+
+
+def function_alias(template: Template | None = None) -> str | None:
+    """The alias every function is published under (Globals' ``AutoPublishAlias``), if any:
+    what the triggers and the worker's self-invocation call."""
+    globals_ = (_template(template).get("Globals") or {}).get("Function") or {}
+    alias = globals_.get("AutoPublishAlias")
+    return alias if isinstance(alias, str) else None
 
 
 LAMBDA_DEFAULT_TIMEOUT = 3

@@ -172,3 +172,17 @@ def test_the_log_of_a_long_run_with_large_updates_is_capped_with_a_pointer(
         "http_run_steps", path=f"/runs/{run_id}/steps", query={"after": after, "limit": 2}
     )
     assert [e["seq"] for e in page.json()["items"]] == [after + 1, after + 2]
+    # And with the largest page size, each page of /steps is bounded by bytes too (before,
+    # `limit=500` answered 30 MB, past Lambda's 6 MB), and the pages read the whole log once
+    from functions.api.step_pages import PAGE_BUDGET_BYTES
+
+    seen, next_after, pages = [e["seq"] for e in log], after, 0
+    while next_after is not None:
+        query = {"after": next_after, "limit": 500}
+        reply = stack.call("http_run_steps", path=f"/runs/{run_id}/steps", query=query)
+        assert reply.status == 200
+        assert len(reply.text.encode()) < PAGE_BUDGET_BYTES + 1_000
+        seen += [e["seq"] for e in reply.json()["items"]]
+        next_after, pages = reply.json()["next_after"], pages + 1
+    assert seen == list(range(200))
+    assert pages > 1

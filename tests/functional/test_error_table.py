@@ -21,6 +21,7 @@ from engine.errors import (
     JsonRuleError,
     NotFoundError,
     Problem,
+    QuotaExceeded,
     RecordTooLargeError,
     StateTooLargeError,
     StepConflict,
@@ -44,6 +45,7 @@ SAMPLES: dict[type[HopgraphError], Callable[[], HopgraphError]] = {
     JsonRuleError: lambda: JsonRuleError(("input", "a"), "nested too deep"),
     StateTooLargeError: lambda: StateTooLargeError(500_000, 350_000),
     RecordTooLargeError: lambda: RecordTooLargeError("graph", 500_000, 409_600),
+    QuotaExceeded: lambda: QuotaExceeded("runs_in_flight", 100, "OwnerRunsInFlight"),
     engine.tools.ToolError: lambda: engine.tools.ToolError("t", "ValueError", "boom"),
 }
 

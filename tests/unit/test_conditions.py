@@ -425,3 +425,30 @@ def test_token_soup_compiles_or_is_refused_and_evaluates_safely(source: str) -> 
 def test_errors_share_one_base() -> None:
     assert issubclass(ConditionSyntaxError, ConditionError)
     assert issubclass(ConditionEvaluationError, ConditionError)
+
+
+# -- names are compared as written -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("written", "read_as"),
+    [
+        ("\ufb01le", "file"),  # the ligature fi
+        ("\uff58", "x"),  # full-width x
+        ("cafe\u0301", "caf\u00e9"),  # e + combining acute accent
+        ("\u210cx", "Hx"),  # black-letter capital H
+    ],
+)
+def test_a_name_python_would_read_as_another_is_refused(written: str, read_as: str) -> None:
+    # Given a state holding both the key as written and the key Python would read instead
+    state = {written: 1, read_as: 2}
+    assert compile_condition(f"get({written!r}) == 1")(state) is True  # strings: as written
+    # When a condition names the key bare, then it is refused, saying which key it would read
+    with pytest.raises(ConditionSyntaxError, match="would be read as") as refused:
+        compile_condition(f"{written} == 1")
+    assert repr(read_as) in str(refused.value)
+
+
+def test_names_already_normal_are_kept() -> None:
+    assert compile_condition("caf\u00e9 == 1 and \u00fcber > 0")({"caf\u00e9": 1, "\u00fcber": 1})
+    assert compile_condition("'\ufb01' == x")({"x": "\ufb01"})  # in a string: no name

@@ -115,3 +115,25 @@ def test_every_edge_of_a_graph_is_drawn_once() -> None:
     graph = graph_of({"entry": "step0", "nodes": {n: {"tool": "t"} for n in names}, "edges": edges})
     arrows = [line for line in to_mermaid(graph).splitlines() if "-->" in line]
     assert len(arrows) == len(names) + 1  # the start arrow and one per edge
+
+
+def test_a_newline_in_a_node_id_or_condition_starts_no_statement() -> None:
+    # Given a node id, a tool name and a condition holding line breaks and statements
+    evil = 'a\nclick a href "https://evil.example"\r\n\u2028style a fill:red'
+    graph = graph_of(
+        {
+            "entry": evil,
+            "nodes": {evil: {"tool": "t\nclass a b"}},
+            "branches": {evil: {"cases": [{"when": "(x\n== 1)", "to": "END"}], "default": evil}},
+        }
+    )
+    # When it is rendered
+    text = to_mermaid(graph)
+    lines = text.splitlines()
+    # Then every line is one of the statements the renderer writes, nothing more
+    assert len(lines) == 7
+    assert all(line.startswith("    ") for line in lines[1:])
+    assert not any(line.lstrip().startswith(("click", "style", "class")) for line in lines)
+    assert "\u2028" not in text and "\r" not in text
+    # And the id stays readable in its label, each break as an entity code
+    assert "a#10;click a href #quot;https://evil.example#quot;#13;#10;#8232;style" in text

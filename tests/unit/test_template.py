@@ -20,6 +20,7 @@ from infra.template.reader import (
     CfnLoader,
     create_queues,
     create_table,
+    function_alias,
     function_definitions,
     load_template,
     queue_definitions,
@@ -30,7 +31,7 @@ from infra.template.reader import (
 
 ROOT = TEMPLATE_PATH.parent
 WEBSOCKET_ROUTES = ["$connect", "$disconnect", "subscribe", "unsubscribe", "$default"]
-WORKER_NAME = {"Fn::Sub": "${AWS::StackName}-worker"}
+WORKER_NAME = {"Fn::Sub": "${AWS::StackName}-worker:live"}
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +55,7 @@ def _policies(resources: dict[str, Any], function: str) -> list[Any]:
 
 WORKER_ARN = {
     "Fn::Sub": "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:"
-    "${AWS::StackName}-worker"
+    "${AWS::StackName}-worker:live"
 }
 
 
@@ -121,7 +122,8 @@ def test_loader_stays_safe() -> None:
 
 
 def test_template_is_sam(template: dict[str, Any]) -> None:
-    assert template["Transform"] == "AWS::Serverless-2016-10-31"
+    # LanguageExtensions first: it resolves the !If of DeletionPolicy before SAM's transform
+    assert template["Transform"] == ["AWS::LanguageExtensions", "AWS::Serverless-2016-10-31"]
 
 
 # ---------------------------------------------------------------------------- functions
@@ -129,8 +131,8 @@ def test_template_is_sam(template: dict[str, Any]) -> None:
 
 def test_globals_hold_the_shared_function_settings(template: dict[str, Any]) -> None:
     function_globals = template["Globals"]["Function"]
-    assert function_globals["Runtime"] == "python3.11"
-    assert function_globals["Architectures"] == ["x86_64"]
+    assert function_globals["Runtime"] == "python3.13"
+    assert function_globals["Architectures"] == ["arm64"]
     assert function_globals["Timeout"] == 30
     assert function_globals["MemorySize"] == 256
     assert function_globals["Tracing"] == "Active"
@@ -224,9 +226,11 @@ def test_worker_is_named_for_self_invocation(
     resources: dict[str, Any], global_env: dict[str, Any]
 ) -> None:
     worker = resources["WorkerFunction"]["Properties"]
-    # Given the worker's name is derived from the stack name, not !Ref WorkerFunction
-    assert worker["FunctionName"] == WORKER_NAME
+    # Given the worker's name is derived from the stack name, not !Ref WorkerFunction, and
+    # self-invocation names its alias, which the triggers invoke too
+    assert worker["FunctionName"] == {"Fn::Sub": "${AWS::StackName}-worker"}
     assert global_env["HOPGRAPH_WORKER_FUNCTION"] == WORKER_NAME
+    assert function_alias() == "live"
     # Then every function that dispatches may invoke it under that name, in that mode
     for function in ("ApiFunction", "WorkerFunction", "StarterFunction"):
         grant = ("lambda:InvokeFunction", WORKER_ARN, "DispatchByLambda")
@@ -318,18 +322,30 @@ def test_websocket_routes_are_exactly_the_protocol_routes() -> None:
     }
 
 
-def test_websocket_api_is_deployed_after_its_routes(resources: dict[str, Any]) -> None:
+def test_websocket_stage_deploys_every_change_after_its_routes(resources: dict[str, Any]) -> None:
     api = resources["WebSocketApi"]["Properties"]
     assert api["ProtocolType"] == "WEBSOCKET"
     assert api["RouteSelectionExpression"] == "$request.body.action"
+    # Given the stage: created after every route, then deploying itself on each change of a
+    # route, integration or authorizer (no Deployment of fixed logical id, made only once)
     routes = {n for n, r in resources.items() if r["Type"] == "AWS::ApiGatewayV2::Route"}
-    assert set(resources["WebSocketDeployment"]["DependsOn"]) == routes
-    assert resources["WebSocketStage"]["Properties"]["DeploymentId"] == {
-        "Ref": "WebSocketDeployment"
-    }
+    stage = resources["WebSocketStage"]
+    assert set(stage["DependsOn"]) == routes
+    assert stage["Properties"]["AutoDeploy"] is True
+    assert "DeploymentId" not in stage["Properties"]
+    assert not [n for n, r in resources.items() if r["Type"] == "AWS::ApiGatewayV2::Deployment"]
+    # And API Gateway invokes the functions' alias, never $LATEST
     permission = resources["WebSocketPermission"]["Properties"]
-    assert permission["FunctionName"] == {"Ref": "WebSocketFunction"}
+    assert permission["FunctionName"] == {"Ref": "WebSocketFunctionAliaslive"}
     assert permission["Principal"] == "apigateway.amazonaws.com"
+    authorizer = resources["WebSocketAuthorizerPermission"]["Properties"]
+    assert authorizer["FunctionName"] == {"Ref": "WebSocketAuthorizerFunctionAliaslive"}
+    for name, target in (
+        ("WebSocketIntegration", "IntegrationUri"),
+        ("WebSocketAuthorizer", "AuthorizerUri"),
+    ):
+        uri = resources[name]["Properties"][target]["Fn::Sub"]
+        assert "Aliaslive}/invocations" in uri, name
 
 
 # ---------------------------------------------------------------------------- environment
@@ -560,6 +576,8 @@ def test_outputs(template: dict[str, Any]) -> None:
         "StepQueueUrl",
         "RunRequestsQueueUrl",
         "TokenIssuer",
+        "AlarmTopicArn",
+        "DashboardUrl",
         "UserPoolId",
         "UserPoolClientId",
     }
