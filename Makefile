@@ -163,7 +163,7 @@ define copy-package
 	find $(2) -name __pycache__ -type d -prune -exec rm -rf {} +
 	# ship bytecode so a cold start does not compile every module (unchecked: zip mtimes vary),
 	# compiled by the runtime's own minor version: a .pyc of another version is never read
-	if command -v $(LAMBDA_PYTHON) >/dev/null; then \
+	if $(LAMBDA_PYTHON) -c "" >/dev/null 2>&1; then \
 		$(LAMBDA_PYTHON) -m compileall -q --invalidation-mode unchecked-hash $(2)/$(notdir $(1)); \
 	else echo "$(LAMBDA_PYTHON) not found: $(1) ships without bytecode"; fi
 endef
