@@ -591,3 +591,16 @@ def test_load_template_accepts_a_path(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text("just: text\n", encoding="utf-8")
     with pytest.raises(ValueError, match="not a CloudFormation template"):
         load_template(tmp_path / "bad.yaml")
+
+
+def test_every_makefile_build_runs_make_in_the_repo_root() -> None:
+    # `sam build` runs each build-<LogicalId> target; without WorkingDirectory it runs make in
+    # a scratch folder where functions/ and engine/ do not exist
+    resources = load_template()["Resources"]
+    built = {
+        name: resource.get("Metadata", {})
+        for name, resource in resources.items()
+        if resource.get("Metadata", {}).get("BuildMethod") == "makefile"
+    }
+    assert "SweeperFunction" in built
+    assert {n: m.get("WorkingDirectory") for n, m in built.items()} == dict.fromkeys(built, ".")
