@@ -276,15 +276,21 @@ class LogEntry(BaseModel):
     attempt: int
     run_status: RunStatus
     tasks: list[TaskSummary] | None = Field(
-        default=None, description="A superstep of several tasks: each task, in merge order."
+        default=None,
+        description="A superstep of several tasks: each task (at most 100, failed ones first, "
+        "for a wide one: every task has its own record, GET /runs/{id}/steps/{seq}).",
+    )
+    tasks_total: int | None = Field(
+        default=None, description="How many tasks a superstep ran when tasks lists only some."
     )
 
     @model_serializer(mode="wrap")
     def _without_empty_tasks(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         # A chain's steps keep the shape they always had: no "tasks": null on each.
         data: dict[str, Any] = handler(self)
-        if data.get("tasks") is None:
-            data.pop("tasks", None)
+        for key in ("tasks", "tasks_total"):
+            if data.get(key) is None:
+                data.pop(key, None)
         return data
 
     @classmethod
@@ -319,7 +325,9 @@ class StepDetail(LogEntry):
     ) -> StepDetail:
         entry = LogEntry.from_record(step).model_dump()
         by_key = {t.key: t for t in tasks}
-        order = [t["task"] for t in step.tasks] or sorted(by_key)
+        # a wide superstep's record names only some of its tasks: page over them all then
+        named = [t["task"] for t in step.tasks]
+        order = named if not step.tasks_total else sorted(by_key, key=_task_order)
         details = [
             TaskDetail(
                 **task.summary(),
@@ -330,8 +338,14 @@ class StepDetail(LogEntry):
             for key in order[offset : offset + limit]
             if (task := by_key.get(key)) is not None
         ]
-        count = len(step.tasks) or 1
+        count = step.tasks_total or len(step.tasks) or 1
         return cls(**entry, state=step.state, task_details=details, task_count=count)
+
+
+def _task_order(key: str) -> tuple[str, int]:
+    """``grade[12]`` after ``grade[2]``: by node, then by item index."""
+    node, _, index = key.partition("[")
+    return (node, int(index.rstrip("]")) if index else -1)
 
 
 class StepPage(BaseModel):

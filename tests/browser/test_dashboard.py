@@ -269,7 +269,9 @@ def test_signing_in_under_strict_auth(page: Page) -> None:
         expect(page.locator("textarea[name=token]")).to_be_visible()
         screenshot(page, "sign-in")
         # And once signed in as alice, it shows alice's (empty) runs
+        secret = (strict.data / "login-secret").read_text().strip()
         form.locator("input[name=user]").fill("alice")
+        form.locator("input[name=secret]").fill(secret)
         form.locator("button[type=submit]").click()
         expect(page.locator("#user")).to_have_text("alice")
         expect(page.locator("h2")).to_have_text("Runs")
@@ -291,6 +293,7 @@ def test_signing_in_under_strict_auth(page: Page) -> None:
         expect(page.locator("#local-signin")).to_be_visible()
         # And an admin sees everyone's runs, with their owners
         form.locator("input[name=user]").fill("ops")
+        form.locator("input[name=secret]").fill(secret)
         form.locator("input[name=admin]").check()
         form.locator("button[type=submit]").click()
         expect(page.locator("#user")).to_have_text("ops (admin)")

@@ -145,8 +145,10 @@ async function signIn(reason) {
       event.preventDefault();
       const form = event.target;
       try {
-        const reply = await api("/local/token", { method: "POST", signingIn: true,
-          json: { user: form.user.value.trim(), admin: form.admin.checked } });
+        const ask = { user: form.user.value.trim(), admin: form.admin.checked };
+        // Under --auth strict the issuer signs only for the stack's login secret
+        if (form.secret.value) ask.secret = form.secret.value;
+        const reply = await api("/local/token", { method: "POST", signingIn: true, json: ask });
         await useToken(reply.token);
       } catch (error) {
         message.textContent = error.message;
@@ -154,6 +156,8 @@ async function signIn(reason) {
     } }, el("h3", {}, "The local stack's issuer"),
     el("label", {}, "User ", el("input", { name: "user", value: "dev", required: true })),
     el("label", {}, el("input", { type: "checkbox", name: "admin" }), " admin"),
+    el("label", {}, "Login secret (--auth strict: the stack's data folder, login-secret) ",
+      el("input", { name: "secret", type: "password", autocomplete: "off" })),
     el("button", { type: "submit" }, "Sign in")));
   }
   forms.append(pasted);
@@ -439,11 +443,13 @@ async function runPage(runId, show) {
   step.attempt > 1 ? ` ×${step.attempt}` : "");
   const timelineRow = (step, top) => {
     const tasks = stepTasks(step);
-    const wide = tasks.length > LANES_SHOWN; // a wide map's lanes show their item's index
+    // a wide superstep's record names some of its tasks (failed ones first) and counts all
+    const total = Math.max(step.tasks_total || 0, tasks.length);
+    const wide = total > LANES_SHOWN; // a wide map's lanes show their item's index
     const shown = tasks.slice(0, LANES_SHOWN).map((t) => lane(t, step, wide));
-    if (tasks.length > LANES_SHOWN) {
+    if (total > LANES_SHOWN) {
       const failedCount = tasks.filter((t) => t.status === "failed").length;
-      shown.push(el("span", { class: "lane-summary" }, `+${tasks.length - LANES_SHOWN} more`,
+      shown.push(el("span", { class: "lane-summary" }, `+${total - LANES_SHOWN} more`,
         failedCount ? `, ${failedCount} failed` : ""));
     }
     return el("div", { class: `row${step.seq === selected ? " selected" : ""}`,
