@@ -407,15 +407,9 @@ class HopProtocol:
         return len(hops)
 
     def _first_chunk(self, graph: Graph, planned: Plan) -> Iterable[Task]:
-        """The plan's tasks that start at once: every plain node, a map's first window."""
-        for node in sorted(planned.sizes):
-            size = planned.sizes[node]
-            if size is None:
-                yield Task(node)
-                continue
-            window = self._window(graph, node) or size
-            yield from (Task(node, i) for i in range(min(size, window)))
-        yield from (Task(send.node, i) for i, send in enumerate(planned.sends))
+        """The plan's tasks that start at once: every plain node, a map's first window (the
+        tasks due before any has committed, :meth:`_due`)."""
+        return self._due(graph, planned, [])
 
     def _window(self, graph: Graph, node: str) -> int | None:
         """A map node's items in flight at once (``None`` for a plain node)."""
