@@ -206,9 +206,11 @@ class MemoryRunStore:
             self._subscriptions.get(run_id, {}).pop(connection_id, None)
 
     def subscribers(self, run_id: str) -> list[Connection]:
-        now = self._clock() if self._clock else 0.0
         with self._lock:
             replayed = dict(self._subscriptions.get(run_id, {}))
+        if not replayed:  # the common case, asked at every hop: no clock read
+            return []
+        now = self._clock() if self._clock else 0.0
         conns = [
             replace(self._connections[c], replayed_through=replayed[c])
             for c in sorted(replayed)

@@ -309,31 +309,33 @@ class HopProtocol:
         self, results: list[TaskResult], graph: Graph, hop: Hop, origin: Origin,
         started: float, delivery_id: str, attempt: int, tasks: list[TaskRecord] | None = None,
     ) -> HopResult:  # fmt: skip
-        closed = self._closed(graph, origin, results, hop.seq)
+        closed, planned = self._closed(graph, origin, results, hop.seq)
         step = _close_record(hop, origin, closed, results, started, attempt, delivery_id, tasks)
-        return self._commit_close(graph, hop, step,
-                                  closed.end, delivery_id, origin.audience)  # fmt: skip
+        return self._commit_close(graph, hop, step, closed.end, delivery_id, origin.audience,
+                                  planned)  # fmt: skip
 
-    def _closed(self, graph: Graph, origin: Origin, results: list[TaskResult], seq: int) -> Closed:
-        """The superstep closed, with the next one planned; planning problems (a map over a
-        non-list) and an empty plan end the run here."""
+    def _closed(
+        self, graph: Graph, origin: Origin, results: list[TaskResult], seq: int
+    ) -> tuple[Closed, Plan | None]:
+        """The superstep closed, with the next one planned (``None`` when the run ends);
+        planning problems (a map over a non-list) and an empty plan end the run here."""
         closed = close_superstep(
             graph, origin.state, origin.joins, results, seq, origin.max_steps,
             self.config.state_limit_bytes, origin.deferred,
         )  # fmt: skip
         if closed.end is not None:
-            return closed
+            return closed, None
         try:
             planned = plan_of(graph, closed.next_nodes, closed.state, closed.sends)
         except ReducerError as exc:
-            return replace(closed, next_nodes=(), end=RunEnd("failed", str(exc)))
+            return replace(closed, next_nodes=(), end=RunEnd("failed", str(exc))), None
         if not planned:
-            return replace(closed, next_nodes=(), end=RunEnd("completed"))
-        return closed
+            return replace(closed, next_nodes=(), end=RunEnd("completed")), None
+        return closed, planned
 
     def _commit_close(
         self, graph: Graph, hop: Hop, step: StepRecord, end: RunEnd | None, delivery_id: str,
-        audience: Audience,
+        audience: Audience, planned: Plan | None,
     ) -> HopResult:  # fmt: skip
         if audience.subscribers:
             step = replace(step, notified=tuple(c.connection_id for c in audience.subscribers))
@@ -346,7 +348,7 @@ class HopProtocol:
             return self._after_conflict(graph, hop, taken, delivery_id)
         self._publish(step, end, audience)
         if end is None:
-            self._dispatch_after(graph, hop.run_id, step, recheck=False)
+            self._dispatch_after(graph, hop.run_id, step, recheck=False, planned=planned)
         return "finished" if end is not None else "committed"
 
     def _after_conflict(
@@ -381,10 +383,13 @@ class HopProtocol:
 
     # -- dispatching (the outbox) ------------------------------------------------------------
     def _dispatch_after(
-        self, graph: Graph, run_id: str, step: StepRecord, *, recheck: bool
-    ) -> None:
-        """Dispatch the first chunk of the superstep after ``step`` (its outbox)."""
-        planned = plan_of(graph, step.successors, step.state, step.sends)
+        self, graph: Graph, run_id: str, step: StepRecord, *, recheck: bool,
+        planned: Plan | None = None,
+    ) -> None:  # fmt: skip
+        """Dispatch the first chunk of the superstep after ``step`` (its outbox); ``planned``
+        is that superstep's plan when the caller has just made it from the same record."""
+        if planned is None:
+            planned = plan_of(graph, step.successors, step.state, step.sends)
         graph_id = step.graph_id or self.store.get_run(run_id).graph_id
         self._dispatch(run_id, graph_id, step.seq + 1, graph, planned, recheck=recheck)
 

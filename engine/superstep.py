@@ -106,8 +106,15 @@ class Plan:
             return task.node in self.sizes
         return 0 <= task.index < len(self.sends) and self.sends[task.index].node == task.node
 
+    count: int = field(init=False, compare=False, repr=False)
+    """How many tasks: counted once, since every hop asks (the slot check, the close)."""
+
+    def __post_init__(self) -> None:
+        count = sum(1 if size is None else size for size in self.sizes.values())
+        object.__setattr__(self, "count", count + len(self.sends))
+
     def __len__(self) -> int:
-        return sum(1 if size is None else size for size in self.sizes.values()) + len(self.sends)
+        return self.count
 
     def __iter__(self) -> Iterator[Task]:
         nodes = sorted(self.sizes)
@@ -193,6 +200,9 @@ class TaskResult:
     error: str | None = None
     sends: tuple[Send, ...] = ()
     """The items its router or Command sent to the next superstep, in order."""
+    merged: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+    """The state it ran on with its own updates merged (what it routed on): the state after
+    its superstep when it is the superstep's only task, so the close need not merge again."""
 
     @property
     def ok(self) -> bool:
@@ -219,7 +229,9 @@ def run_task(
         updates: dict[str, Any], targets: Targets, error: str | None, sends: tuple[Send, ...] = ()
     ) -> TaskResult:
         ms = round((time.perf_counter() - started) * 1000, 3)
-        return TaskResult(task, node.tool, updates, targets, ms, error, sends)
+        return TaskResult(task, node.tool, updates, targets, ms, error, sends, merged)
+
+    merged: dict[str, Any] | None = None
 
     try:
         view = task_input(graph, task, state, plan)
@@ -227,8 +239,8 @@ def run_task(
     except (ToolError, UnknownToolError, ReducerError) as exc:
         return result({}, (), str(exc))
     try:
-        own = merge_updates(graph, state, [(task, updates)])
-        targets, sends = _routes(graph, tools, task.node, own, goto)
+        merged = merge_updates(graph, state, [(task, updates)])
+        targets, sends = _routes(graph, tools, task.node, merged, goto)
     except (ReducerError, ConditionEvaluationError, NoRouteError) as exc:
         return result(updates, (), f"routing after {task.key!r} failed: {exc}")
     return result(updates, targets, None, sends)
@@ -362,7 +374,7 @@ def close_superstep(
             state, (), joins, RunEnd("failed", f"task {failed.task.key!r}: {failed.error}")
         )
     try:
-        merged = merge_updates(graph, state, [(r.task, r.updates) for r in ordered])
+        merged = _merged(graph, state, ordered)
     except ReducerError as exc:
         return Closed(state, (), joins, RunEnd("failed", str(exc)))
     size = state_size(merged) if state_limit_bytes is not None else 0
@@ -390,6 +402,14 @@ def close_superstep(
         )
         return Closed(merged, nodes, joins, RunEnd("failed", reason), sends, waiting)
     return Closed(merged, nodes, joins, None, sends, waiting)
+
+
+def _merged(graph: Graph, state: dict[str, Any], ordered: Sequence[TaskResult]) -> dict[str, Any]:
+    """The state after the superstep: a lone task already merged its updates into it to
+    route (:func:`run_task`); several merge in order."""
+    if len(ordered) == 1 and ordered[0].merged is not None:
+        return ordered[0].merged
+    return merge_updates(graph, state, [(r.task, r.updates) for r in ordered])
 
 
 def _deferring(
