@@ -126,10 +126,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stack-items", type=int, nargs="*", default=[START_ITEMS])
     parser.add_argument("--in-process-items", type=int, nargs="*", default=[10_000, 100_000])
     args = parser.parse_args(argv)
-    wide_ms, one_ms, stack_done = on_the_stack(args.stack_items)
+    wide_ms, one_ms, alone_s, beside_s, stack_done = on_the_stack(args.stack_items)
     print(
         f"POST /runs, map of {START_ITEMS:,} items: {wide_ms:8.1f} ms   "
         f"(one item: {one_ms:.1f} ms; ratio {wide_ms / one_ms:.2f}; target < 1,000 ms)"
+    )
+    print(
+        f"a one-item run beside a {START_ITEMS:,}-item map: {beside_s:6.2f} s   "
+        f"(alone: {alone_s:.2f} s; ratio {beside_s / alone_s:.1f})"
     )
     in_process = {n: in_process_seconds(n) for n in args.in_process_items}
     for items, seconds in in_process.items():

@@ -11,6 +11,8 @@ while the CloudFormation short tags only need turning into their long, JSON form
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 import os
 import re
@@ -71,7 +73,13 @@ _SHORT_TAGS: dict[str, str] = {
 }
 
 
-class CfnLoader(yaml.SafeLoader):
+# libyaml's parser when PyYAML was built with it (the wheels are): the template is read by
+# every handler start and test that asks for a route or a setting, and the pure-Python parser
+# takes seconds on a loaded machine.
+_SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class CfnLoader(_SafeLoader):  # type: ignore[valid-type,misc]
     """A safe YAML loader that reads CloudFormation short tags as their long forms.
 
     ``!Ref Table`` becomes ``{"Ref": "Table"}``, ``!Sub "x-${A}"`` becomes
@@ -104,11 +112,18 @@ CfnLoader.add_multi_constructor("!", _construct_short_tag)
 
 
 def load_template(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
-    """Parse a CloudFormation/SAM template (default: the repo's template.yaml)."""
-    with open(TEMPLATE_PATH if path is None else path, encoding="utf-8") as stream:
+    """Parse a CloudFormation/SAM template (default: the repo's template.yaml). Each caller
+    gets its own copy; the parse is kept while the file is unchanged."""
+    where = os.path.abspath(TEMPLATE_PATH if path is None else path)
+    return copy.deepcopy(_parsed(where, os.stat(where).st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=8)
+def _parsed(path: str, mtime_ns: int) -> dict[str, Any]:
+    with open(path, encoding="utf-8") as stream:
         loaded = yaml.load(stream, Loader=CfnLoader)  # CfnLoader is a SafeLoader
     if not isinstance(loaded, dict) or "Resources" not in loaded:
-        raise ValueError(f"{path or TEMPLATE_PATH} is not a CloudFormation template")
+        raise ValueError(f"{path} is not a CloudFormation template")
     return loaded
 
 
