@@ -14,7 +14,9 @@ asks.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from engine.ports import Hop
 from functions.aws.send_group import BATCH_BYTES, BATCH_ENTRIES, SendGroup
@@ -51,6 +53,31 @@ def self_invoke_payload(
     return payload
 
 
+SENDS_AT_ONCE = 8
+"""Calls one dispatch makes at once. A map's first window is 100 hops: ten SendMessageBatch
+calls, or a hundred asynchronous Invokes, one after the other would hold the request that
+starts the run for ten (or a hundred) round trips. Within botocore's default pool of 10
+connections per client."""
+
+_Part = TypeVar("_Part")
+
+
+def send_all(
+    send: Callable[[_Part], None], parts: Sequence[_Part], at_once: int = SENDS_AT_ONCE
+) -> None:
+    """``send`` each part, up to ``at_once`` at a time (1: in order); raises the first error
+    once every send has returned (the caller's message is retried, and every hop sent again
+    is one the slot checks make harmless). A client of boto3 may be shared by threads."""
+    if len(parts) <= 1 or at_once <= 1:
+        for part in parts:
+            send(part)
+        return
+    with ThreadPoolExecutor(min(at_once, len(parts)), "dispatch") as pool:
+        futures = [pool.submit(send, part) for part in parts]
+    for future in futures:
+        future.result()
+
+
 SQS_BATCH_ENTRIES = BATCH_ENTRIES
 SQS_BATCH_BYTES = BATCH_BYTES
 
@@ -80,11 +107,14 @@ class SqsStepQueue:
     """Sends each hop as one SQS message on the step queue; hops that threads send at the
     same time share SendMessageBatch calls (functions/aws/send_group.py)."""
 
-    def __init__(self, queue_url: str, client: SQSClient) -> None:
+    def __init__(
+        self, queue_url: str, client: SQSClient, sends_at_once: int = SENDS_AT_ONCE
+    ) -> None:
         if not queue_url:
             raise ValueError("SqsStepQueue needs the step queue URL (HOPGRAPH_STEP_QUEUE_URL)")
         self.queue_url = queue_url
         self.client = client
+        self.sends_at_once = sends_at_once
         self._group = SendGroup(self._send_bodies)
 
     def dispatch(self, hop: Hop) -> None:
@@ -108,12 +138,14 @@ class SqsStepQueue:
         per request in all: a batch is cut early when its bodies would pass that). Raises if
         any entry failed: the caller's message is retried and its hops sent again, which
         the protocol's slot checks make harmless."""
-        for batch in _batches([hop_body(h) for h in hops]):
-            entries = _entries(batch)
-            response = self.client.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
-            failed = response.get("Failed") or []
-            if failed:
-                raise RuntimeError(f"SQS refused {len(failed)} of {len(entries)} hops: {failed[0]}")
+        send_all(self._send_batch, _batches([hop_body(h) for h in hops]), self.sends_at_once)
+
+    def _send_batch(self, batch: list[str]) -> None:
+        entries = _entries(batch)
+        response = self.client.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
+        failed = response.get("Failed") or []
+        if failed:
+            raise RuntimeError(f"SQS refused {len(failed)} of {len(entries)} hops: {failed[0]}")
 
 
 class LambdaStepQueue:
@@ -130,9 +162,12 @@ class LambdaStepQueue:
         self.invoke(self_invoke_payload(hop))
 
     def dispatch_batch(self, hops: list[Hop]) -> None:
-        """One asynchronous Invoke per hop: the Invoke API has no batch form."""
-        for hop in hops:
-            self.dispatch(hop)
+        """One asynchronous Invoke per hop (the Invoke API has no batch form), several at
+        once."""
+        send_all(self._invoke_hop, hops)
+
+    def _invoke_hop(self, hop: Hop) -> None:
+        self.invoke(self_invoke_payload(hop))
 
     def redeliver(
         self, hop: Hop, delivery_id: str, attempt: int, reason: str | None = None

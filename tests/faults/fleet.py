@@ -64,8 +64,9 @@ class CaseFleet:
         self.notifier = RecordingNotifier()
         queue: Any
         if case.carrier == "sqs":
-            queue = FaultySqsDispatch(SqsStepQueue(stack.urls["StepQueue"], stack.sqs),
-                                      self.faults)  # fmt: skip
+            # Sent in order, so that each case replays the same way.
+            sqs = SqsStepQueue(stack.urls["StepQueue"], stack.sqs, sends_at_once=1)
+            queue = FaultySqsDispatch(sqs, self.faults)
             self.carrier: Any = SqsCarrier(stack.sqs, stack.urls["StepQueue"], self.faults)
         else:
             queue = InTestInvoke(self.faults, WORKER)

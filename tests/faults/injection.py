@@ -17,7 +17,7 @@ from typing import Any
 from botocore.awsrequest import AWSResponse
 
 from engine.ports import Audience, Hop, RunStore, StepQueue
-from functions.aws.dispatch import LambdaStepQueue
+from functions.aws.dispatch import LambdaStepQueue, self_invoke_payload
 from functions.aws.dynamodb_items import FANIN_PREFIX
 from functions.aws.dynamodb_store import DynamoRunStore
 from tests.faults.plan import Fault
@@ -215,7 +215,13 @@ class InTestInvoke(LambdaStepQueue):
         _around_dispatch(self.faults, super().dispatch, hop)
 
     def dispatch_batch(self, hops: list[Hop]) -> None:
-        _around_dispatch(self.faults, super().dispatch_batch, hops)
+        # One after the other, not several at once as over boto3: the queue of payloads keeps
+        # the order sent, so each case of the plan replays the same way.
+        _around_dispatch(self.faults, self._invoke_each, hops)
+
+    def _invoke_each(self, hops: list[Hop]) -> None:
+        for hop in hops:
+            self.invoke(self_invoke_payload(hop))
 
     def invoke(self, payload: dict[str, Any]) -> None:
         with self._lock:
