@@ -39,6 +39,23 @@ SHAPES: Mapping[str, Mapping[str, str | None]] = {
     "branch": {"cases": "[case]", "default": None, "router": None, "to": None},
     "case": {"when": None, "to": None},
     "state_key": {"reducer": None},
+    # a model node's settings ({"llm": {...}} or {"agent": {...}}: engine/agents.py)
+    "llm": {
+        "provider": None,
+        "model": None,
+        "system": None,
+        "messages": None,
+        "tools": None,
+        "inference": "inference",
+        "output": None,
+        "schema": None,
+        "stream": None,
+        "responses": None,
+        "responses_file": None,
+        "prompt": None,
+        "tool_settings": None,
+    },
+    "inference": {"max_tokens": None, "temperature": None, "top_p": None, "stop": None},
     # -- dialect 1: nodes {id: {tool, next}}, entry in start_node ------------------------------
     "dialect1": {
         "name": None,

@@ -370,6 +370,10 @@ class ToolDescription(BaseModel):
     description: str
     parameters: ToolParameters
     is_async: bool = Field(alias="async")
+    input_schema: dict[str, Any] | None = Field(
+        default=None,
+        description="The JSON schema of a model's call to this tool (absent: a node tool only)",
+    )
 
 
 class ToolList(BaseModel):
