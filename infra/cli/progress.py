@@ -111,6 +111,11 @@ class RunProgress:
             if event.get("truncated"):  # cut to fit one WebSocket message (128 KB)
                 where = event.get("fetch", "GET /runs/{id}")
                 self.console.print(f"[dim]the whole state: {where}[/]", highlight=False)
+        if event.get("state") is not None:  # a model's answer, in full
+            from infra.cli.answers import last_answers
+
+            for key, text in last_answers(event["state"]):
+                self.console.print(f"[bold]answer[/] ({key}): {text}", highlight=False)
 
 
 def fit_keys(keys: list[str], width: int) -> str:

@@ -319,3 +319,33 @@ def test_langgraphs_react_agent_makes_the_same_calls_and_messages(tools: Toolkit
     ours = InProcessRunner(tools).run(build(copy.deepcopy(doc), tools), {})
     assert ours.status == "completed", ours.error
     assert _ours(ours.state["messages"]) == _langgraph_react(doc, tools)
+
+
+# -- the command line --------------------------------------------------------------------------
+def test_the_command_line_prints_the_research_agents_answer_offline() -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "HOPGRAPH_LLM")}
+    env["COLUMNS"] = "400"  # the answer on one line
+    command = [str(Path(sys.executable).parent / "hopgraph"), "run", str(EXAMPLE), "--local"]
+    done = subprocess.run(
+        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "run completed after 5 steps" in done.stdout
+    assert (
+        "answer (messages): A Lambda function runs for at most 15 minutes, so its SQS event "
+        "source queue needs a visibility timeout of at least 90 minutes"
+    ) in done.stdout
+    refused = subprocess.run(
+        [*command, "--llm", "claude"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert refused.returncode == 2 and "scripted, bedrock or openai=URL" in refused.stderr
