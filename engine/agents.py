@@ -5,9 +5,10 @@ Two node kinds a graph may write (the canonical dialect), expanded before valida
 - ``{"llm": {...}}``: a node whose tool is :data:`LLM_TOOL`. It reads the message list under
   ``messages`` (a key with the ``messages`` reducer, LangGraph's ``add_messages``), calls the
   model with the tools it names, and appends the assistant's message with a stable id (the
-  task's idempotency key: a task delivered twice replaces its message, never adds one). With
+  task's superstep and name: a task delivered twice replaces its message, never adds one). With
   ``schema`` the model answers through a forced tool and the answer goes under ``output``;
-  without ``schema``, ``output`` receives the final text.
+  without ``schema``, ``output`` receives the final text. ``prompt``: the user's message the
+  node starts the conversation with when the list holds none.
 - ``{"agent": {...}}``: the same model node, plus a tool node ``<id>_tools`` and the loop
   between them (LangGraph's ``create_react_agent``: a model node, a ``ToolNode`` and
   ``tools_condition``). When the model asks for tools, its task sends one item per call to
@@ -225,12 +226,21 @@ def _check_tools(
 def model_toolkit(registry: Toolkit, resolve: ModelResolver, streams: Any = None) -> Toolkit:
     """The tools of model nodes (:data:`LLM_TOOL`) and of agents' tool nodes
     (:data:`CALL_TOOL`), calling the tools of ``registry`` and the providers ``resolve``
-    gives. ``streams``: ``(ctx) -> TokenSink | None``, where a streaming node's text goes."""
+    gives. ``streams``: ``(ctx) -> TokenBatcher | None``, where a streaming node's text goes
+    (:data:`engine.streams.channel`'s ``sink`` by default)."""
+    if streams is None:
+        from engine.streams import channel
+
+        streams = channel.sink
     toolkit = Toolkit("models")
 
     def llm(state: Mapping[str, Any], ctx: ToolContext) -> dict[str, Any] | Command:
-        sink = streams(ctx) if streams is not None and ctx.settings.get("stream") else None
-        return run_model(state, ctx, registry, resolve, sink)
+        sink = streams(ctx) if ctx.settings.get("stream") else None
+        try:
+            return run_model(state, ctx, registry, resolve, sink)
+        finally:
+            if sink is not None:
+                sink.flush()  # the rest of the text, before the step commits
 
     def tool_call(state: Mapping[str, Any], ctx: ToolContext) -> dict[str, Any]:
         return run_tool_call(state, ctx, registry)
@@ -261,7 +271,7 @@ def run_model(
     history = [normalize(m, f"{key}[{i}]") for i, m in enumerate(state.get(key) or [])]
     added: list[dict[str, Any]] = []
     if spec.get("prompt") and not any(m["role"] == "user" for m in history):
-        added.append(text_message("user", spec["prompt"], f"{ctx.run_id}:{ctx.node}:prompt"))
+        added.append(text_message("user", spec["prompt"], f"{ctx.node}:prompt"))
         history.append(added[0])
     offered = []
     for name in spec.get("tools", []):
@@ -285,7 +295,7 @@ def run_model(
     response = resolve(spec).converse(request, sink)
     message = {
         **response.message,
-        "id": ctx.idempotency_key,
+        "id": message_id(ctx),
         "metadata": usage_entry(response),
     }
     updates: dict[str, Any] = {key: [*added, message]}
@@ -305,6 +315,13 @@ def run_model(
     if calls:
         return Command(updates, [Send(tool_node, {"call": c}) for c in calls])
     return Command(updates, spec.get("then", END))
+
+
+def message_id(ctx: ToolContext) -> str:
+    """A model task's message id: its superstep and task, unique within the run and the same
+    however often the task is delivered (the ``messages`` reducer then replaces, never adds).
+    It names no run, so a run and its in-process twin hold the same state."""
+    return f"{ctx.step}:{ctx.task}"
 
 
 def usage_entry(response: Any) -> dict[str, Any]:
