@@ -53,6 +53,18 @@ class ModelError(HopgraphError):
         super().__init__(f"{provider} model error ({code or 'error'}, {kind}): {message}")
 
 
+def retryable(exc: BaseException | None) -> bool:
+    """Whether a task's failure is a model error worth retrying (throttling, a 5xx, a
+    timeout), found through the exception's causes (a tool's failure wraps it): the one
+    question a retry policy asks of a model node."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, ModelError):
+            return exc.retryable
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
 # -- building and reading messages -----------------------------------------------------------
 def text_message(role: Role, text: str, ident: str | None = None) -> Message:
     message: Message = {"role": role, "content": [{"text": text}]}

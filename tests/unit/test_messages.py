@@ -9,6 +9,7 @@ from engine.messages import (
     MessageError,
     ModelError,
     normalize,
+    retryable,
     text_message,
     text_of,
     tool_result_message,
@@ -105,3 +106,20 @@ def test_model_errors_say_whether_they_are_worth_retrying() -> None:
     assert throttled.retryable and "retryable" in str(throttled)
     bad = ModelError("openai", "bad request", retryable=False, code="400")
     assert not bad.retryable and "not retryable" in str(bad)
+
+
+def test_a_tools_failure_is_retryable_only_for_a_retryable_model_error() -> None:
+    from engine.tools import Tool, ToolContext, ToolError, call_tool
+
+    def throttled(state: object, ctx: object) -> None:
+        raise ModelError("bedrock", "slow down", retryable=True, code="ThrottlingException")
+
+    def refused(state: object, ctx: object) -> None:
+        raise ModelError("bedrock", "no access", retryable=False, code="AccessDenied")
+
+    ctx = ToolContext("r", "n", 0)
+    for fn, want in ((throttled, True), (refused, False)):
+        with pytest.raises(ToolError) as failed:
+            call_tool(Tool("llm", fn), {}, ctx)
+        assert retryable(failed.value) is want
+    assert not retryable(ValueError("bug")) and not retryable(None)
