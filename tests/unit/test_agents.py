@@ -349,3 +349,10 @@ def test_the_command_line_prints_the_research_agents_answer_offline() -> None:
         check=False,
     )
     assert refused.returncode == 2 and "scripted, bedrock or openai=URL" in refused.stderr
+
+
+def test_approving_tool_calls_is_refused_saying_why(tools: Toolkit) -> None:
+    doc = example()
+    doc["nodes"]["researcher"]["agent"]["approve_tools"] = ["calculator"]
+    found = problems(doc, tools)
+    assert "needs interrupts" in found["nodes.researcher.agent.approve_tools"]
