@@ -179,7 +179,15 @@ def _check_spec(
     if not isinstance(inference, dict):
         problems.append(Problem(f"{loc}.inference", "must be an object"))
     schema = spec.get("schema")
-    if schema is not None:
+    if schema is not None and kind == "agent":
+        problems.append(
+            Problem(
+                f"{loc}.schema",
+                "an agent's model must be free to call its "
+                "tools: structure its answer with an llm node after it",
+            )
+        )
+    elif schema is not None:
         if not (isinstance(schema, dict) and schema.get("type") == "object"):
             problems.append(
                 Problem(

@@ -356,3 +356,9 @@ def test_approving_tool_calls_is_refused_saying_why(tools: Toolkit) -> None:
     doc["nodes"]["researcher"]["agent"]["approve_tools"] = ["calculator"]
     found = problems(doc, tools)
     assert "needs interrupts" in found["nodes.researcher.agent.approve_tools"]
+
+
+def test_an_agents_answer_is_structured_by_a_node_after_it(tools: Toolkit) -> None:
+    doc = example()
+    doc["nodes"]["researcher"]["agent"]["schema"] = {"type": "object"}
+    assert "an llm node after it" in problems(doc, tools)["nodes.researcher.agent.schema"]
