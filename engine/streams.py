@@ -19,10 +19,15 @@ from collections.abc import Callable
 from typing import Any
 
 from engine.events import iso
+from engine.ports import Audience
 from engine.tools import ToolContext
 
-Publish = Callable[[str, list[dict[str, Any]]], None]
-"""``(run_id, events)``: a notifier's ``publish``."""
+Publish = Callable[..., None]
+"""``(run_id, events, audience)``: a notifier's ``publish``."""
+Subscribers = Callable[[str], Any]
+"""``run_id -> connections``: the store's ``subscribers``, read at most every
+:data:`AUDIENCE_TTL_S` by a streaming node rather than once per batch."""
+AUDIENCE_TTL_S = 2.0
 
 MAX_INTERVAL_S = 0.1
 MAX_BYTES = 1024
@@ -39,12 +44,27 @@ class TokenBatcher:
         ctx: ToolContext,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
+        subscribers: Subscribers | None = None,
     ) -> None:
         self.publish, self.ctx, self.clock, self.wall = publish, ctx, clock, wall
+        self.subscribers = subscribers
         self.pending: list[str] = []
         self.size = 0
         self.part = 0
         self.last = clock()
+        self._audience: Audience | None = None
+        self._read_at = 0.0
+
+    def audience(self) -> Audience | None:
+        """Who gets the next batch: the subscribers read again once they are
+        :data:`AUDIENCE_TTL_S` old (one who subscribes meanwhile sees the committed step)."""
+        if self.subscribers is None:
+            return None
+        now = self.clock()
+        if self._audience is None or now - self._read_at >= AUDIENCE_TTL_S:
+            self._audience = Audience(subscribers=tuple(self.subscribers(self.ctx.run_id)))
+            self._read_at = now
+        return self._audience
 
     def __call__(self, text: str) -> None:
         self.pending.append(text)
@@ -67,7 +87,7 @@ class TokenBatcher:
                 "text": text[start : start + MAX_EVENT_TEXT],
             }
             self.part += 1
-            self.publish(self.ctx.run_id, [event])
+            self.publish(self.ctx.run_id, [event], self.audience())
 
 
 class TokenChannel:
@@ -75,15 +95,21 @@ class TokenChannel:
 
     def __init__(self) -> None:
         self._publish: Publish | None = None
+        self._subscribers: Subscribers | None = None
         self._lock = threading.Lock()
 
-    def bind(self, publish: Publish | None) -> None:
+    def bind(self, publish: Publish | None, subscribers: Subscribers | None = None) -> None:
+        """Send tokens to ``publish`` (``None``: nowhere); ``subscribers``: read them here,
+        at most every :data:`AUDIENCE_TTL_S`, rather than let ``publish`` read them for every
+        batch."""
         with self._lock:
-            self._publish = publish
+            self._publish, self._subscribers = publish, subscribers
 
     def sink(self, ctx: ToolContext) -> TokenBatcher | None:
-        publish = self._publish
-        return None if publish is None else TokenBatcher(publish, ctx)
+        publish, subscribers = self._publish, self._subscribers
+        if publish is None:
+            return None
+        return TokenBatcher(publish, ctx, subscribers=subscribers)
 
 
 channel = TokenChannel()

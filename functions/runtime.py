@@ -97,7 +97,8 @@ def build_service(settings: Settings) -> RunService:
 
     store = build_store(settings)
     notifier = build_notifier(settings, store)
-    channel.bind(notifier.publish)  # a streaming model node's tokens, to the run's subscribers
+    # a streaming model node's tokens, to the run's subscribers (read every few seconds)
+    channel.bind(notifier.publish, store.subscribers)
     return RunService(
         store,
         build_queue(settings),

@@ -43,7 +43,7 @@ def run_local(
 
     progress = RunProgress(console, show_state=not as_json)
 
-    def tokens(_run: str, events: list[dict[str, Any]]) -> None:
+    def tokens(_run: str, events: list[dict[str, Any]], _audience: Any = None) -> None:
         for event in events:
             progress.event(event)
 

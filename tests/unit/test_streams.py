@@ -32,7 +32,9 @@ def test_tokens_are_batched_by_time_and_by_size() -> None:
     sent: list[dict[str, Any]] = []
     clock = Clock()
     ctx = ToolContext("r1", "agent", 4)
-    batcher = TokenBatcher(lambda run, events: sent.extend(events), ctx, clock, lambda: 0.0)
+    batcher = TokenBatcher(
+        lambda run, events, audience: sent.extend(events), ctx, clock, lambda: 0.0
+    )
     batcher("Hel")
     batcher("lo")
     assert sent == []  # neither 100 ms nor 1 KB yet
@@ -51,7 +53,9 @@ def test_tokens_are_batched_by_time_and_by_size() -> None:
 
 def test_a_huge_piece_is_cut_to_fit_a_websocket_message() -> None:
     sent: list[dict[str, Any]] = []
-    batcher = TokenBatcher(lambda run, events: sent.extend(events), ToolContext("r", "n", 0))
+    batcher = TokenBatcher(
+        lambda run, events, audience: sent.extend(events), ToolContext("r", "n", 0)
+    )
     batcher("y" * (300 * 1024))
     batcher.flush()
     assert "".join(e["text"] for e in sent) == "y" * (300 * 1024)
@@ -61,7 +65,7 @@ def test_a_huge_piece_is_cut_to_fit_a_websocket_message() -> None:
 @pytest.fixture()
 def bound() -> Iterator[list[dict[str, Any]]]:
     events: list[dict[str, Any]] = []
-    channel.bind(lambda run, batch: events.extend(batch))
+    channel.bind(lambda run, batch, audience: events.extend(batch))
     yield events
     channel.bind(None)
 
@@ -117,3 +121,26 @@ def test_the_cli_prints_tokens_as_they_come() -> None:
     lines = out.getvalue().splitlines()
     assert lines[0] == "ask: The answer is 42."
     assert lines[1].startswith("step   0  ask (llm)")
+
+
+def test_the_subscribers_are_read_every_few_seconds_not_every_batch() -> None:
+    clock = Clock()
+    reads: list[str] = []
+    audiences: list[Any] = []
+
+    def subscribers(run_id: str) -> list[str]:
+        reads.append(run_id)
+        return [f"c{len(reads)}"]
+
+    batcher = TokenBatcher(
+        lambda run, events, audience: audiences.append(audience),
+        ToolContext("r9", "n", 0),
+        clock,
+        lambda: 0.0,
+        subscribers,
+    )
+    for step in range(30):  # three seconds of batches, one every 100 ms
+        clock.now = step * 0.1
+        batcher("x")
+    assert reads == ["r9", "r9"] and len(audiences) > 10  # many batches, two reads
+    assert audiences[0].subscribers == ("c1",) and audiences[-1].subscribers == ("c2",)
