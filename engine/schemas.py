@@ -65,7 +65,7 @@ def _first_hint(fn: Any) -> Any:
     try:
         params = list(inspect.signature(fn).parameters.values())
         hints = typing.get_type_hints(fn)
-    except (TypeError, ValueError, NameError):
+    except (TypeError, ValueError, NameError, AttributeError):  # hints it cannot resolve
         return None
     if not params:
         return None
