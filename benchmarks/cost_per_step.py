@@ -467,12 +467,21 @@ MAP = {
     },
     "edges": {"grade": "END"},
 }
+AGENT = json.loads((Path(__file__).resolve().parents[1] / "examples" / "research_agent.json")
+                   .read_text())  # fmt: skip
+AGENT_ANSWER = AGENT["nodes"]["researcher"]["agent"]["responses"][-1]
 # Each task adds 1 to a key with the "add" reducer: the state stays at its size (1 KB) while
-# the run's end state still proves every task ran (checked after each scenario).
-SHAPES: dict[str, tuple[dict[str, Any], dict[str, Any], tuple[str, int]]] = {
+# the run's end state still proves every task ran (checked after each scenario). The agent
+# (examples/research_agent.json, its scripted model) proves it by its answer; its model
+# calls are priced apart (tokens x the model's price: GET /runs/{id} totals them).
+SHAPES: dict[str, tuple[dict[str, Any], dict[str, Any], tuple[str, Any]]] = {
     "chain": (LOOP, {}, ("count", 20)),
     "fanout-10": (FANOUT, {}, ("done", 10)),
     "map-100": (MAP, {"docs": list(range(100))}, ("graded", 100)),
+    "agent": (AGENT, {}, ("answer", AGENT_ANSWER)),
+}
+SHAPE_TOOLKITS = {
+    "agent": "engine.toolkits.basics,engine.toolkits.research,functions.models.toolkit"
 }
 
 
@@ -531,7 +540,7 @@ def run_scenario(mode: str, state_kb: int, runs: int, shape: str = "chain") -> R
             HOPGRAPH_DISPATCH=mode,
             HOPGRAPH_WORKER_FUNCTION="hopgraph-worker",
             HOPGRAPH_WS_ENDPOINT="https://ws.execute-api.us-east-1.amazonaws.com/prod",
-            HOPGRAPH_TOOLKITS="engine.toolkits.basics",
+            HOPGRAPH_TOOLKITS=SHAPE_TOOLKITS.get(shape, "engine.toolkits.basics"),
         )
         get_settings.cache_clear()
         clients.reset()
@@ -696,10 +705,26 @@ def report_all_in(results: list[Result], lone: list[Result]) -> None:
         )
 
 
+def report_agent(runs: int) -> None:
+    """An agent's step (a model call, or one tool call) in requests and USD per million, the
+    model's own price apart: its tokens are totalled per run by GET /runs/{id}."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        results = [run_scenario(mode, 1, runs, "agent") for mode in ("sqs", "lambda")]
+    report_tasks(results)
+    calls = len(AGENT["nodes"]["researcher"]["agent"]["responses"])
+    supersteps = results[0].steps // runs
+    print(f"\nper run of the research agent: {calls} model calls in {supersteps} supersteps; "
+          "the model's price comes on top, per token (HOPGRAPH_MODEL_PRICES)")  # fmt: skip
+    for r in results:
+        print(f"agent_usd_per_million_tasks {r.mode} {r.usd_per_million_tasks:.2f} "
+              f"requests_per_task {r.requests / r.tasks:.2f}")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=50, help="runs in flight per scenario")
     parser.add_argument("--map-runs", type=int, default=5, help="runs of the map of 100")
+    parser.add_argument("--agent", action="store_true", help="only the research agent's steps")
     args = parser.parse_args()
     for name, value in {
         "AWS_ACCESS_KEY_ID": "testing",
@@ -709,6 +734,9 @@ def main() -> None:
         "POWERTOOLS_METRICS_NAMESPACE": "HopgraphBench",
     }.items():
         os.environ.setdefault(name, value)
+    if args.agent:
+        report_agent(args.runs)
+        return
     # The handlers print their EMF metric lines to stdout, as on Lambda; keep them out of the table.
     with contextlib.redirect_stdout(io.StringIO()):
         results = [

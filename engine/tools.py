@@ -129,14 +129,23 @@ class Tool:
     reads: tuple[str, ...] = ()
     writes: tuple[str, ...] = ()
     is_async: bool = False
+    input_schema: Mapping[str, Any] | None = None
+    """The JSON schema of what a model passes when it calls this tool (``input=``, or the
+    type hint of the tool's first parameter): :mod:`engine.schemas`. ``None``: a node tool
+    only, never offered to a model."""
+    input_model: Any = None
+    """The pydantic model the input is validated with, when the schema came from one."""
 
     def describe(self) -> dict[str, Any]:
-        return {
+        doc = {
             "name": self.name,
             "description": self.description,
             "parameters": {"reads": list(self.reads), "writes": list(self.writes)},
             "async": self.is_async,
         }
+        if self.input_schema is not None:
+            doc["input_schema"] = dict(self.input_schema)
+        return doc
 
 
 class ToolError(HopgraphError):
@@ -193,6 +202,7 @@ class Toolkit:
         aliases: Iterable[str] = (),
         reads: Iterable[str] = (),
         writes: Iterable[str] = (),
+        input: Any = None,
     ) -> Callable[[F], F]: ...
 
     def tool(
@@ -204,10 +214,18 @@ class Toolkit:
         aliases: Iterable[str] = (),
         reads: Iterable[str] = (),
         writes: Iterable[str] = (),
+        input: Any = None,
     ) -> F | Callable[[F], F]:
-        """Register a tool; usable as ``@tk.tool`` or ``@tk.tool(name=..., reads=...)``."""
+        """Register a tool; usable as ``@tk.tool`` or ``@tk.tool(name=..., reads=...)``.
+
+        ``input``: what a model passes when it calls the tool (a pydantic model, a TypedDict,
+        a dataclass or a JSON schema); without it, the type hint of the tool's first
+        parameter, when that is one of these (:func:`engine.schemas.input_schema`)."""
 
         def register(f: F) -> F:
+            from engine.schemas import input_schema
+
+            schema, model = input_schema(f, input)
             for tool_name in (name or f.__name__, *aliases):
                 self.add(
                     Tool(
@@ -217,6 +235,8 @@ class Toolkit:
                         reads=tuple(reads),
                         writes=tuple(writes),
                         is_async=inspect.iscoroutinefunction(f),
+                        input_schema=schema,
+                        input_model=model,
                     )
                 )
             with contextlib.suppress(AttributeError, TypeError):  # a builtin takes no attributes
@@ -296,14 +316,17 @@ class Toolkit:
 
 
 def load_toolkits(module_names: Iterable[str], into: Toolkit | None = None) -> Toolkit:
-    """Import each module and merge its ``toolkit`` into one registry."""
+    """Import each module and merge its ``toolkit`` into one registry. A module with a
+    ``make_toolkit(registry)`` function instead gives the toolkit that function returns (the
+    model nodes' tools call the tools of the registry they are loaded into)."""
     registry = into if into is not None else Toolkit("registry")
     for module_name in module_names:
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:
             raise HopgraphError(f"cannot load toolkit {module_name!r}: {exc}") from exc
-        toolkit = getattr(module, "toolkit", None)
+        make = getattr(module, "make_toolkit", None)  # a toolkit bound to the registry
+        toolkit = make(registry) if callable(make) else getattr(module, "toolkit", None)
         if not isinstance(toolkit, Toolkit):
             raise HopgraphError(f"module {module_name!r} has no module-level `toolkit`")
         registry.include(toolkit)

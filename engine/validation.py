@@ -13,6 +13,7 @@ from dataclasses import replace as dataclass_replace
 from types import MappingProxyType
 from typing import Any
 
+from engine.agents import expand_model_nodes
 from engine.conditions import compile_condition
 from engine.dialects import Draft, DraftRoute, read_draft
 from engine.errors import ConditionSyntaxError, GraphValidationError, Problem
@@ -52,7 +53,9 @@ def build_graph(
     Without ``tools`` (a stored graph read back), a router or reducer name is taken on trust:
     one that no loaded toolkit registers fails the task or merge that needs it.
     """
+    doc, model_problems = expand_model_nodes(doc, toolkit, tools)  # llm and agent nodes
     draft = read_draft(doc)
+    draft.problems.extend(model_problems)
     if not isinstance(doc, dict):  # "not an object" says it all: no entry, nodes... to check
         raise GraphValidationError(draft.problems)
     checker = _Checker(draft, tools, toolkit)

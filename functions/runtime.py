@@ -93,12 +93,16 @@ def engine_config(settings: Settings) -> EngineConfig:
 
 def build_service(settings: Settings) -> RunService:
     from engine.service import RunService
+    from engine.streams import channel
 
     store = build_store(settings)
+    notifier = build_notifier(settings, store)
+    # a streaming model node's tokens, to the run's subscribers (read every few seconds)
+    channel.bind(notifier.publish, store.subscribers)
     return RunService(
         store,
         build_queue(settings),
         build_tools(settings),
-        notifier=build_notifier(settings, store),
+        notifier=notifier,
         config=engine_config(settings),
     )

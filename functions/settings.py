@@ -30,7 +30,8 @@ class Settings(BaseModel):
     ws_endpoint: str = Field(default="", description="API Gateway Management API endpoint")
     ws_url: str = Field(default="", description="the WebSocket API's URL, as clients connect")
     toolkits: str = Field(
-        default="engine.toolkits.code_review,engine.toolkits.basics",
+        default="engine.toolkits.code_review,engine.toolkits.basics,engine.toolkits.research,"
+        "functions.models.toolkit",
         description="comma-separated toolkit modules",
     )
     state_limit_bytes: int = Field(default=350_000, gt=0, le=380_000)

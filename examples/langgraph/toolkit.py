@@ -9,7 +9,7 @@ basics: ``hopgraph dev --toolkit engine.toolkits.basics --toolkit examples.langg
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 from engine.tools import Command, Send, ToolContext, Toolkit
 
@@ -87,6 +87,19 @@ def add_letter(state: Mapping[str, Any], ctx: ToolContext) -> dict[str, Any]:
 def cast_votes(state: Mapping[str, Any], ctx: ToolContext) -> dict[str, Any]:
     """Writes ``settings.votes`` (a count per choice) to ``votes``."""
     return {"votes": dict(ctx.settings["votes"])}
+
+
+class WeatherInput(TypedDict):
+    city: Literal["nyc", "sf"]
+
+
+@toolkit.tool
+def get_weather(args: WeatherInput, ctx: ToolContext) -> dict[str, Any]:
+    """Use this to get weather information."""
+    # LangGraph's prebuilt ReAct agent how-to's tool, as a model calls it (its input typed)
+    if args["city"] == "nyc":
+        return {"text": "It might be cloudy in nyc"}
+    return {"text": "It's always sunny in sf"}
 
 
 # -- reducers ----------------------------------------------------------------------------------

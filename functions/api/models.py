@@ -219,9 +219,17 @@ class RunResource(RunSummary):
     steps: int = Field(description="Committed steps.")
     max_steps: int
     idempotency_key: str | None
+    usage: dict[str, Any] | None = Field(
+        default=None,
+        description="Its model calls totalled (tokens, latency, per model) and their estimated "
+        "cost from the configured price table; null when no model ran.",
+    )
 
     @classmethod
     def from_record(cls, run: RunRecord) -> RunResource:
+        from engine.usage import run_usage
+        from functions.models.prices import configured_prices
+
         return cls(
             **RunSummary.from_record(run).model_dump(),
             input=run.input,
@@ -230,6 +238,7 @@ class RunResource(RunSummary):
             steps=run.steps,
             max_steps=run.max_steps,
             idempotency_key=run.idempotency_key,
+            usage=run_usage(run.state, configured_prices()),
         )
 
 
@@ -370,6 +379,10 @@ class ToolDescription(BaseModel):
     description: str
     parameters: ToolParameters
     is_async: bool = Field(alias="async")
+    input_schema: dict[str, Any] | None = Field(
+        default=None,
+        description="The JSON schema of a model's call to this tool (absent: a node tool only)",
+    )
 
 
 class ToolList(BaseModel):

@@ -39,7 +39,15 @@ def run_local(
     except (ValueError, HopgraphError, ImportError) as exc:
         console.print(f"[red]error:[/] {exc}", highlight=False)
         return 2
+    from engine.streams import channel
+
     progress = RunProgress(console, show_state=not as_json)
+
+    def tokens(_run: str, events: list[dict[str, Any]], _audience: Any = None) -> None:
+        for event in events:
+            progress.event(event)
+
+    channel.bind(tokens)  # a streaming model node's text, as it writes
     runner = InProcessRunner(tools, on_event=progress.event)
     with progress:
         result = runner.run(graph, state, max_steps=max_steps)

@@ -205,8 +205,14 @@ def _add_dev(sub: Subcommands[argparse.ArgumentParser]) -> None:
     )
     dev.add_argument("--verbose", action="store_true", help="print every log line")
     dev.add_argument("--toolkit", action="append", default=[], metavar="MODULE", help=TOOLKIT_HELP)
+    dev.add_argument("--llm", metavar="PROVIDER", help=LLM_HELP)
 
 
+LLM_HELP = (
+    "the model provider of every model node: scripted, bedrock or openai=URL (an "
+    "OpenAI-compatible endpoint, e.g. openai=http://localhost:11434/v1); default: each "
+    "node's own, or $HOPGRAPH_LLM"
+)
 TOOLKIT_HELP = (
     "one more toolkit module to load (repeatable), beside the built-in toolkits, "
     "$HOPGRAPH_TOOLKITS and the project's [tool.hopgraph] toolkits"
@@ -390,6 +396,7 @@ def _add_run(sub: Subcommands[argparse.ArgumentParser]) -> None:
         default=[],
         help=f"with --local: {TOOLKIT_HELP}",
     )
+    local.add_argument("--llm", metavar="PROVIDER", help=f"with --local: {LLM_HELP}")
 
 
 def _add_runs(sub: Subcommands[argparse.ArgumentParser]) -> None:
@@ -684,6 +691,23 @@ def _run_local(args: argparse.Namespace, state: dict[str, Any], out: Output) -> 
     return run_local(doc, args.target, state, toolkits, args.max_steps, out.console, out.as_json)
 
 
+def _choose_llm(args: argparse.Namespace) -> bool:
+    """``--llm``: every model node's provider, for the toolkits this process loads (the
+    local stack's handlers and ``run --local`` read it from the environment); False when
+    it names none."""
+    if not getattr(args, "llm", None):
+        return True
+    from functions.models import LLM_ENV, LlmConfig
+
+    try:
+        LlmConfig.parse(args.llm)
+    except ValueError as exc:
+        _error(str(exc))
+        return False
+    os.environ[LLM_ENV] = args.llm
+    return True
+
+
 def ws_url(args: argparse.Namespace, client: HopgraphClient) -> str:
     """The WebSocket API: --ws or $HOPGRAPH_WS; else the one the API names (so that one
     setting, the API's URL, finds both); else the local stack's default."""
@@ -823,6 +847,8 @@ def main(argv: list[str] | None = None) -> int:
         from infra.project.init import cmd_init
 
         return cmd_init(args)
+    if not _choose_llm(args):
+        return 2
     if args.command == "dev":
         from pathlib import Path
 

@@ -24,6 +24,7 @@ class RunProgress:
         self.final: dict[str, Any] | None = None
         self._seen: set[tuple[int, str | None]] = set()
         self._spinner: Status | None = None
+        self._streaming = False
 
     def __enter__(self) -> RunProgress:
         if self.console.is_terminal:
@@ -52,9 +53,21 @@ class RunProgress:
         if not self.record(event):  # events are at-least-once; a backfilled step may repeat
             return
         if event.get("type") == "step":
+            self._tokens_end()
             self._step(event)
         elif event.get("type") == "run":
+            self._tokens_end()
             self._run(event)
+        elif event.get("type") == "token":  # a streaming model's text, as it writes
+            if not self._streaming:
+                self.console.print(f"[dim]{event.get('task')}:[/] ", end="", highlight=False)
+                self._streaming = True
+            self.console.print(str(event.get("text", "")), end="", markup=False, highlight=False)
+
+    def _tokens_end(self) -> None:
+        if self._streaming:
+            self.console.print()
+            self._streaming = False
 
     def _step(self, event: dict[str, Any]) -> None:
         seq = int(event.get("seq", -1))
@@ -111,6 +124,11 @@ class RunProgress:
             if event.get("truncated"):  # cut to fit one WebSocket message (128 KB)
                 where = event.get("fetch", "GET /runs/{id}")
                 self.console.print(f"[dim]the whole state: {where}[/]", highlight=False)
+        if event.get("state") is not None:  # a model's answer, in full
+            from infra.cli.answers import last_answers
+
+            for key, text in last_answers(event["state"]):
+                self.console.print(f"[bold]answer[/] ({key}): {text}", highlight=False)
 
 
 def fit_keys(keys: list[str], width: int) -> str:

@@ -22,7 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-BUILTIN_TOOLKITS = ("engine.toolkits.code_review", "engine.toolkits.basics")
+BUILTIN_TOOLKITS = (
+    "engine.toolkits.code_review",
+    "engine.toolkits.basics",
+    "engine.toolkits.research",
+    "functions.models.toolkit",
+)
 """Loaded by every local run and the local stack; a project's and ``--toolkit``'s add to them."""
 
 KEYS = {"toolkits", "graphs", "api", "ws"}

@@ -258,6 +258,21 @@ the older default; moto's default is 1 MiB). The local stack creates queues with
 message SQS would refuse is refused locally too (moto checks the body against it)."""
 
 
+def default_value(template: Template, value: Any) -> Any:
+    """``value`` as a stack deployed with every parameter at its default sees it: a ``Ref``
+    to a parameter and a ``FindInMap`` resolved (``WorkerTimeout`` and what follows it);
+    any other value as written."""
+    if isinstance(value, Mapping) and len(value) == 1:
+        ((key, arg),) = value.items()
+        parameters = template.get("Parameters") or {}
+        if key == "Ref" and isinstance(arg, str) and arg in parameters:
+            return parameters[arg].get("Default")
+        if key == "Fn::FindInMap" and isinstance(arg, list) and len(arg) == 3:
+            mapping, top, second = (default_value(template, a) for a in arg)
+            return template["Mappings"][str(mapping)][str(top)][str(second)]
+    return value
+
+
 def _attribute_value(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
@@ -265,13 +280,14 @@ def _attribute_value(value: Any) -> str:
 def queue_definitions(template: Template | None = None) -> dict[str, QueueDefinition]:
     """Every SQS queue by logical id, in template order."""
     queues: dict[str, QueueDefinition] = {}
-    for logical_id, props in _resources(_template(template), "AWS::SQS::Queue"):
+    template = _template(template)
+    for logical_id, props in _resources(template, "AWS::SQS::Queue"):
         redrive = props.get("RedrivePolicy") or {}
         queues[logical_id] = {
             "attributes": {
                 "MaximumMessageSize": str(SQS_DEFAULT_MAXIMUM_MESSAGE_SIZE),
                 **{
-                    name: _attribute_value(value)
+                    name: _attribute_value(default_value(template, value))
                     for name, value in props.items()
                     if name in _QUEUE_ATTRIBUTES
                 },
@@ -465,7 +481,11 @@ def function_definitions(template: Template | None = None) -> dict[str, Function
         invoke_config = props.get("EventInvokeConfig") or {}
         definitions[logical_id] = {
             "handler": str(props.get("Handler", globals_.get("Handler", ""))),
-            "timeout": int(props.get("Timeout", globals_.get("Timeout", LAMBDA_DEFAULT_TIMEOUT))),
+            "timeout": int(
+                default_value(
+                    template, props.get("Timeout", globals_.get("Timeout", LAMBDA_DEFAULT_TIMEOUT))
+                )
+            ),
             "memory_size": int(
                 props.get("MemorySize", globals_.get("MemorySize", LAMBDA_DEFAULT_MEMORY))
             ),

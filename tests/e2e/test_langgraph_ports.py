@@ -23,6 +23,7 @@ from engine.toolkits.basics import toolkit as basics
 from engine.tools import Toolkit
 from engine.validation import build_graph
 from examples.langgraph.toolkit import toolkit as ports
+from functions.models import make_toolkit
 from tests.e2e.stack import StackProcess, launch
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
@@ -40,6 +41,7 @@ INPUTS: dict[str, list[dict[str, Any]]] = {
     "command_goto": [{"pick": "a"}, {"pick": "b"}],
     "custom_reducer": [{}],
     "deferred": [{"route": ["b", "c"]}, {"route": ["b"]}, {"route": ["c"]}],
+    "react_agent": [{"messages": ["what is the weather in sf, then in nyc"]}],
 }
 
 
@@ -62,6 +64,7 @@ def test_every_port_ends_on_the_local_stack_as_in_process(stack: StackProcess) -
     tools = Toolkit("ports")
     tools.include(basics)
     tools.include(ports)
+    tools.include(make_toolkit(tools))  # the model nodes' tools, as the stack loads them
     with httpx.Client(base_url=stack.api, timeout=10.0) as client:
         # When each is created over HTTP and run on every input, all at once
         started: list[tuple[str, dict[str, Any], str]] = []

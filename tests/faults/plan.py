@@ -52,7 +52,8 @@ Shapes: a chain (a loop of single-task supersteps), a fan-out, a map of 50 items
 at a time joined with a branch of its own (and the same, cancelled as its first item
 commits: no item may start after the cancel), the same map uncapped over 12 items with its
 fan-in counted (as a superstep with hundreds of readers counts it: engine/protocol.py), a
-join of branches of unequal length, and a fan-out cancelled after the first task of
+join of branches of unequal length, a tool-calling agent (a model step, then a superstep of
+one sent task per tool call, three rounds), and a fan-out cancelled after the first task of
 superstep 1 committed. A fault whose window a shape
 never reaches (a task commit in a chain) is not planned for it.
 
@@ -147,6 +148,16 @@ MAP_50_JOINED = {
     "joins": {"done": ["grade", "count"]},
 }  # fmt: skip
 
+
+def _agent() -> dict[str, Any]:
+    """The research agent (examples/research_agent.json) in its canonical form: a model node,
+    its tool node, and the loop; a round of two tool calls is a superstep of two sent tasks."""
+    from engine.validation import build_graph
+
+    doc = json.loads((EXAMPLES / "research_agent.json").read_text())
+    return build_graph(doc).to_dict()
+
+
 MAP_12_COUNTED = {
     **MAP_50_JOINED,
     "nodes": {
@@ -171,6 +182,9 @@ SHAPES = (
         counted_fan_in_above=4,
     ),
     Shape("join_unequal", _example("join_unequal.json"), {"aggregate": []}),
+    # A model step and its tool-call tasks (sent, one per call) delivered twice, crashing
+    # after their commit...: each message is appended once (its id is its task's).
+    Shape("agent", _agent(), {}, every_carrier=False),
     # Cancelled once b (or c) of superstep 1 committed: its only close by a worker is
     # superstep 0's, and only that close dispatches.
     # Cancelled as the first item of its capped map commits (superstep 1): the items queued

@@ -37,7 +37,10 @@ from infra.template.reader import create_queues, create_table
 REGION = "us-east-1"
 TABLE = "hopgraph-functional"
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-TOOLKITS = "engine.toolkits.code_review,engine.toolkits.basics"
+TOOLKITS = (
+    "engine.toolkits.code_review,engine.toolkits.basics,engine.toolkits.research,"
+    "functions.models.toolkit"
+)
 
 
 def code_review_graph() -> dict[str, Any]:

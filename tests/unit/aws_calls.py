@@ -31,6 +31,7 @@ SERVICES = {
     "lambda": ("lambda", None),
     # PostToConnection, GetConnection and DeleteConnection are all one IAM action.
     "apigatewaymanagementapi": ("execute-api", "ManageConnections"),
+    "bedrock-runtime": ("bedrock", None),
 }
 CLIENT_RECEIVERS = ("client", "_client")
 """Attribute names that hold a boto3 client in this code base (``self.client``...)."""
@@ -50,6 +51,10 @@ def operations() -> dict[str, set[str]]:
             found.setdefault(xform_name(name), set()).add(f"{prefix}:{single or name}")
     found["send_message_batch"] = {"sqs:SendMessage"}  # IAM has no SendMessageBatch action
     found["invoke"] = {"lambda:InvokeFunction"}  # the Invoke operation's IAM action
+    # Converse and ConverseStream are authorized as the model invocations they make (Bedrock
+    # user guide, "Carry out a conversation with the Converse API operations")
+    found["converse"] = {"bedrock:InvokeModel"}
+    found["converse_stream"] = {"bedrock:InvokeModelWithResponseStream"}
     return found
 
 
@@ -221,3 +226,13 @@ def actions_of(handler: str) -> set[str]:
         calls.discard(TRANSACTION)
         calls.update(TRANSACTION_ITEMS[kind] for kind in scan.transaction_items)
     return calls
+
+
+def actions_of_toolkits(modules: list[str]) -> set[str]:
+    """The IAM actions the toolkit modules a function loads by configuration need (their
+    ``make_toolkit`` and their top level): the worker runs their tools."""
+    scan = Scan()
+    for module in modules:
+        scan.reach(module)
+        scan.reach(module, "make_toolkit")
+    return set(scan.calls)

@@ -18,7 +18,7 @@ import pytest
 from infra.template.reader import load_template
 
 sys.path.insert(0, str(Path(__file__).parent))
-from aws_calls import actions_of
+from aws_calls import actions_of, actions_of_toolkits
 
 TEMPLATE = load_template()
 FUNCTIONS = {
@@ -26,6 +26,8 @@ FUNCTIONS = {
     for name, resource in TEMPLATE["Resources"].items()
     if resource["Type"] == "AWS::Serverless::Function"
 }
+TOOLKITS = str(TEMPLATE["Parameters"]["Toolkits"]["Default"]).split(",")
+BEDROCK = {"bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"}
 DISPATCH = {"sqs:SendMessage": "DispatchBySqs", "lambda:InvokeFunction": "DispatchByLambda"}
 STEP_QUEUE = {"Fn::GetAtt": ["StepQueue", "Arn"]}
 WEBSOCKET_SELF = {
@@ -58,6 +60,8 @@ def test_a_function_is_granted_exactly_the_calls_its_code_makes(function: str) -
     # Given a function of the template, and the AWS calls its code can make
     properties = FUNCTIONS[function]
     needed = actions_of(properties["Handler"])
+    if function == "WorkerFunction":  # it runs the tools of the configured toolkits
+        needed |= actions_of_toolkits(TOOLKITS)
     # When its policies are read
     granted = {a for s, _ in statements(properties.get("Policies", [])) for a in actions(s)}
     # Then they grant those calls, and nothing else
@@ -98,3 +102,17 @@ def test_the_scan_sees_the_calls_it_is_meant_to_see() -> None:
     assert websocket & DISPATCH.keys() == {"lambda:InvokeFunction"}
     assert DISPATCH.keys() <= actions_of("functions.worker.handler.handler")
     assert actions_of("functions.auth.authorizer.handler") == set()
+    # the model nodes' toolkit calls Bedrock (Converse, ConverseStream) and nothing else
+    assert actions_of_toolkits(["functions.models.toolkit"]) == BEDROCK
+
+
+def test_bedrock_is_granted_only_on_the_named_models() -> None:
+    worker = FUNCTIONS["WorkerFunction"]
+    grants = [(s, c) for s, c in statements(worker["Policies"]) if actions(s) & BEDROCK]
+    assert len(grants) == 1
+    statement, condition = grants[0]
+    assert condition == "CallsBedrock" and actions(statement) == BEDROCK
+    assert statement["Resource"]["Fn::Split"][0] == ","
+    arns = statement["Resource"]["Fn::Split"][1]["Fn::Sub"]
+    assert "foundation-model/${Ids}" in arns[0]
+    assert arns[1]["Ids"]["Fn::Join"][1] == {"Ref": "BedrockModelIds"}

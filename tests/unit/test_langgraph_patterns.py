@@ -487,3 +487,72 @@ def test_the_ports_run_with_the_command_line_from_the_repository() -> None:
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.splitlines()[-1])  # progress lines, then the result
     assert result["state"] == langgraph_command("b")
+
+
+# -- the prebuilt ReAct agent -------------------------------------------------------------------
+def test_the_react_agent_makes_the_calls_and_messages_langgraphs_prebuilt_one_does() -> None:
+    import warnings
+
+    from langchain_core.language_models.fake_chat_models import FakeMessagesListChatModel
+    from langchain_core.messages import AIMessage
+    from langchain_core.tools import tool
+    from langgraph.prebuilt import create_react_agent
+
+    from engine.messages import normalize, text_of, tool_uses
+    from engine.tools import load_toolkits
+
+    doc = example("react_agent")
+    spec = doc["nodes"]["agent"]["agent"]
+    question = {"role": "user", "content": "what is the weather in sf, then in nyc"}
+    # Given the port, its scripted model and its tool
+    tools = load_toolkits(
+        ["engine.toolkits.basics", "examples.langgraph.toolkit", "functions.models.toolkit"]
+    )
+    result = InProcessRunner(tools).run(graph_of(doc, tools), {"messages": [question]})
+    assert result.status == "completed", result.error
+    ours = []
+    for m in map(normalize, result.state["messages"]):  # the input, as given: content a string
+        for block in m["content"]:
+            if "toolResult" in block:
+                r = block["toolResult"]
+                ours.append(("tool", r["toolUseId"], r["content"][0]["text"]))
+        if not any("toolResult" in b for b in m["content"]):
+            calls = [(c["toolUseId"], c["name"], c["input"]) for c in tool_uses(m)]
+            ours.append((m["role"], text_of(m), calls))
+
+    # And LangGraph's prebuilt agent on the same answers and the same tool
+    @tool
+    def get_weather(city: Literal["nyc", "sf"]) -> str:
+        """Use this to get weather information."""
+        return str(ports.get("get_weather").fn({"city": city}, None)["text"])  # type: ignore[arg-type]
+
+    script = [
+        AIMessage(
+            content=r.get("text", ""),
+            tool_calls=[
+                {"id": c["id"], "name": c["name"], "args": c["input"]} for c in r["tool_calls"]
+            ],
+        )
+        if isinstance(r, dict)
+        else AIMessage(content=r)
+        for r in spec["responses"]
+    ]
+
+    class Scripted(FakeMessagesListChatModel):
+        def bind_tools(self, tools: Any, **kwargs: Any) -> Any:
+            return self
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # create_react_agent moved to langchain.agents in 1.0
+        agent = create_react_agent(Scripted(responses=script), [get_weather], prompt=spec["system"])
+    final = agent.invoke({"messages": [("user", question["content"])]})
+    theirs = []
+    for m in final["messages"]:
+        if m.type == "tool":
+            theirs.append(("tool", m.tool_call_id, m.content))
+        else:
+            calls = [(c["id"], c["name"], c["args"]) for c in getattr(m, "tool_calls", [])]
+            theirs.append(("user" if m.type == "human" else "assistant", m.content, calls))
+    # Then both make the same tool calls and end with the same messages
+    assert ours == theirs
+    assert ours[-1] == ("assistant", "It's always sunny in sf, and it might be cloudy in nyc.", [])

@@ -20,6 +20,7 @@ from infra.template.reader import (
     CfnLoader,
     create_queues,
     create_table,
+    default_value,
     function_alias,
     function_definitions,
     load_template,
@@ -351,6 +352,11 @@ def test_websocket_stage_deploys_every_change_after_its_routes(resources: dict[s
 # ---------------------------------------------------------------------------- environment
 
 
+def _scalar(value: Any) -> Any:
+    """A number a parameter or a mapping gives, as the environment string it becomes."""
+    return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+
+
 def _placeholder(value: Any) -> str:
     """A template value as a Lambda would see it; intrinsics become a stand-in string."""
     return value if isinstance(value, str) else "resolved-at-deploy"
@@ -385,14 +391,20 @@ def test_environment_values_pass_settings_validation(
     environ = {
         name: str(parameters[value["Ref"]]["Default"])
         if isinstance(value, dict) and value.get("Ref") in parameters
-        else _placeholder(value)
+        else _placeholder(_scalar(default_value(template, value)))
         for name, value in global_env.items()
     }
     # When the handlers' settings read them
     settings = read_settings(environ)
     # Then they validate, with the values the template means
     assert settings.dispatch == "sqs"
-    assert settings.toolkit_modules == ["engine.toolkits.code_review", "engine.toolkits.basics"]
+    assert settings.toolkit_modules == [
+        "engine.toolkits.code_review",
+        "engine.toolkits.basics",
+        "engine.toolkits.research",
+        "functions.models.toolkit",
+    ]
+    assert settings.lease_seconds == 2 * parameters["WorkerTimeout"]["Default"]
     assert (settings.state_limit_bytes, settings.max_steps) == (350_000, 100)
     assert settings.connection_ttl_seconds == 7_200
 
@@ -506,7 +518,7 @@ def test_queue_definitions_create_working_queues_with_redrive() -> None:
     dlq_arn = sqs.get_queue_attributes(QueueUrl=urls["StepDLQ"], AttributeNames=["QueueArn"])[
         "Attributes"
     ]["QueueArn"]
-    assert attributes["VisibilityTimeout"] == "180"
+    assert attributes["VisibilityTimeout"] == "720"  # 6x WorkerTimeout's default
     assert json.loads(attributes["RedrivePolicy"]) == {
         "deadLetterTargetArn": dlq_arn,
         "maxReceiveCount": 5,
