@@ -193,6 +193,8 @@ class TaskResult:
     error: str | None = None
     sends: tuple[Send, ...] = ()
     """The items its router or Command sent to the next superstep, in order."""
+    child_run_id: str | None = None
+    """A subgraph node's task: the child run that did its work (:mod:`engine.subgraphs`)."""
 
     @property
     def ok(self) -> bool:
@@ -232,6 +234,28 @@ def run_task(
     except (ReducerError, ConditionEvaluationError, NoRouteError) as exc:
         return result(updates, (), f"routing after {task.key!r} failed: {exc}")
     return result(updates, targets, None, sends)
+
+
+def routed(
+    graph: Graph,
+    tools: Toolkit,
+    task: Task,
+    state: Mapping[str, Any],
+    updates: dict[str, Any],
+    duration_ms: float,
+    child_run_id: str | None = None,
+) -> TaskResult:
+    """The result of a task whose work was done elsewhere (a subgraph node's child run),
+    routed as :func:`run_task` routes a tool's updates."""
+    node = graph.nodes[task.node]
+    try:
+        own = merge_updates(graph, state, [(task, updates)])
+        targets, sends = _routes(graph, tools, task.node, own, None)
+    except (ReducerError, ConditionEvaluationError, NoRouteError) as exc:
+        error = f"routing after {task.key!r} failed: {exc}"
+        return TaskResult(task, node.tool, updates, (), duration_ms, error,
+                          child_run_id=child_run_id)  # fmt: skip
+    return TaskResult(task, node.tool, updates, targets, duration_ms, None, sends, child_run_id)
 
 
 def _routes(
