@@ -218,7 +218,7 @@ def test_a_subgraph_node_is_validated_with_locations(
 ) -> None:
     with pytest.raises(GraphValidationError) as caught:
         graph_of({"entry": "a", "nodes": {"a": node}, "edges": {"a": "END"}})
-    assert any(p.loc == where and says in p.message for p in caught.value.problems)
+    assert any(p.location == where and says in p.message for p in caught.value.problems)
 
 
 def test_a_graph_containing_itself_is_refused_in_process() -> None:
@@ -425,7 +425,7 @@ def test_a_reference_to_a_graph_its_owner_cannot_read_is_refused(owner: str) -> 
         service.create_graph(doc, owner="alice" if owner == "alice" else "bob")
     assert caught.value.transport.status == 422
     (problem,) = caught.value.problems
-    assert problem.loc == "nodes.node_2.graph"
+    assert problem.location == "nodes.node_2.graph"
     assert "that you can read" in problem.message
 
 
