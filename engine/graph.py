@@ -251,9 +251,10 @@ def _branching(node_id: str, branch: Branch) -> Router:
 
 
 def _node_doc(node: Node) -> dict[str, Any]:
-    doc: dict[str, Any] = (
-        {"tool": node.tool} if node.subgraph is None else node.subgraph.to_dict()
-    )
+    if node.subgraph is not None:
+        doc: dict[str, Any] = node.subgraph.to_dict()
+    else:
+        doc = {"tool": node.tool}
     if node.settings:
         doc["settings"] = dict(node.settings)
     if node.map is not None:

@@ -168,7 +168,8 @@ class Subgraphs:
 
     def _announce(self, child: RunRecord) -> None:
         try:
-            self.protocol.notifier.publish(child.run_id, [run_status_event(child, child.created_at)])
+            event = run_status_event(child, child.created_at)
+            self.protocol.notifier.publish(child.run_id, [event])
         except Exception:  # progress is best effort
             return
 
@@ -264,7 +265,8 @@ class Subgraphs:
             return
         for task in planned:
             if graph.nodes[task.node].subgraph is not None:
-                self._cancel(child_run_id(run.run_id, seq, task.key), "its parent run was cancelled")
+                child_id = child_run_id(run.run_id, seq, task.key)
+                self._cancel(child_id, "its parent run was cancelled")
 
     def _cancel(self, run_id: str, reason: str) -> None:
         store, now = self.protocol.store, self.protocol.clock()

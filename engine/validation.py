@@ -19,10 +19,10 @@ from engine.errors import ConditionSyntaxError, GraphValidationError, Problem
 from engine.graph import (
     END,
     END_ALIASES,
+    SUBGRAPH_TOOL,
     Branch,
     Case,
     Graph,
-    SUBGRAPH_TOOL,
     MapSpec,
     Node,
     SubgraphSpec,

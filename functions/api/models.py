@@ -244,11 +244,12 @@ class RunResource(RunSummary):
             steps=run.steps,
             max_steps=run.max_steps,
             idempotency_key=run.idempotency_key,
-            parent=None if parent is None else ParentRef(
+            parent=None
+            if parent is None
+            else ParentRef(
                 run_id=parent["run_id"], seq=parent["seq"], task=parent.get("task", parent["node"])
             ),
         )
-
 
 
 class RunPage(BaseModel):
@@ -312,7 +313,8 @@ class LogEntry(BaseModel):
         default=None, description="How many tasks a superstep ran when tasks lists only some."
     )
     child_run_id: str | None = Field(
-        default=None, description="A superstep of one subgraph task: the child run that did "
+        default=None,
+        description="A superstep of one subgraph task: the child run that did "
         "its work (GET /runs/{child_run_id}).",
     )
 

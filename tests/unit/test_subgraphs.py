@@ -325,7 +325,8 @@ def test_a_parent_whose_child_ended_untold_is_finished_by_the_sweeper() -> None:
     deliver(service, queue, random.Random(1), 0.0)
     # Then the parent is told, and ends as in process
     final = store.get_run(run_id)
-    assert (final.status, final.state) == ("completed", run("subgraph_map", {"subjects": ["a", "b"]}).state)
+    expected = run("subgraph_map", {"subjects": ["a", "b"]})
+    assert (final.status, final.state) == ("completed", expected.state)
 
 
 def test_the_sweeper_leaves_a_parent_waiting_on_a_live_child_alone() -> None:
@@ -400,7 +401,7 @@ def test_an_orphaned_child_is_cancelled_by_its_own_sweep() -> None:
 
 # -- owners, references, nesting ------------------------------------------------------------------
 def test_a_subgraph_reference_resolves_to_a_graph_id_its_owner_can_read() -> None:
-    service, store, _, _ = durable()
+    service, _, _, _ = durable()
     child_id = service.find_or_create_graph(example("subgraph_shared_child"), owner="alice")[0]
     record, graph, _ = service.find_or_create_graph(example("subgraph_shared"), owner="alice")
     # By name, stored as the id it named then
