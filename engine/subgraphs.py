@@ -105,8 +105,13 @@ class ParentLink:
                    doc.get("index"), bool(doc.get("parallel")))  # fmt: skip
 
 
-def input_of(spec: SubgraphSpec, view: Mapping[str, Any]) -> dict[str, Any]:
-    """The child's input: the task's view, or its keys renamed by ``input`` (parent -> child)."""
+def input_of(spec: SubgraphSpec, view: Mapping[str, Any], node: Node) -> dict[str, Any]:
+    """The child's input: the task's keys renamed by ``input`` (parent -> child), or without
+    it, the task's view; a map item's child starts from its item alone (``{as: item}``, as
+    LangGraph's ``Send`` of that item would), so that it gives back none of the parent's
+    keys it was never meant to write (each item would write them again)."""
+    if spec.input is None and node.map is not None:
+        return {node.map.as_: view[node.map.as_]}
     if spec.input is None:
         return dict(view)
     return {child: view[parent] for parent, child in spec.input.items() if parent in view}
@@ -143,7 +148,7 @@ class Subgraphs:
         try:
             child_graph = self.protocol.graphs(spec.graph)
             view = task_input(graph, task, origin.state, origin.planned)
-            state = child_graph.start_state(input_of(spec, view))
+            state = child_graph.start_state(input_of(spec, view, node))
             plan_of(child_graph, (child_graph.entry,), state)
             parent = store.get_run(hop.run_id)
         except RunNotFound:

@@ -450,3 +450,21 @@ def test_nesting_deeper_than_the_limit_is_refused() -> None:
         service.create_graph({"name": "deep", "entry": "a",
                               "nodes": {"a": {"graph": f"g{MAX_SUBGRAPH_DEPTH - 1}"}},
                               "edges": {"a": "END"}}, owner="alice")  # fmt: skip
+
+
+def test_a_map_item_without_mappings_starts_its_child_from_the_item_alone() -> None:
+    # Given the map port without its input and output mappings, after a map of its own
+    doc = example("subgraph_map")
+    node = doc["nodes"]["generate_joke"]
+    del node["input"], node["output"]
+    doc["nodes"]["tag"] = {"tool": "fill", "settings": {"key": "tags", "template": "#$s"},
+                           "map": {"over": "subjects", "as": "s"}}  # fmt: skip
+    doc["entry"], doc["edges"] = "tag", {"tag": "generate_joke", "generate_joke": "END"}
+    doc["state"]["tags"] = {"reducer": "append"}
+    named = {"joke subgraph": graph_of(example("subgraph_joke"))}
+    # When two maps run in a row, the second's items each a child run
+    result = InProcessRunner(TOOLS, subgraphs=named).run(graph_of(doc), {"subjects": ["a", "b"]})
+    # Then each child gave back its own joke only (the parent's keys stay the parent's), as
+    # LangGraph's Send of each subject to the compiled subgraph does
+    assert result.status == "completed", result.error
+    assert result.state == {**langgraph_jokes(["a", "b"]), "tags": ["#a", "#b"]}
