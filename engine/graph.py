@@ -62,9 +62,10 @@ SUBGRAPH_TOOL = "graph:"
 class SubgraphSpec:
     """A node that runs another graph as a child run (LangGraph's compiled graph added as a
     node): ``graph`` names it (a graph id once stored), ``input`` maps parent keys to the
-    child's input keys and ``output`` child keys to parent keys; without a mapping, the child
-    gets the task's whole view and gives back the keys of its final state that the parent's
-    state has (LangGraph's shared keys). :mod:`engine.subgraphs` runs it."""
+    child's input keys and ``output`` child keys to parent keys; without them, the child gets
+    the task's view (a map item's child: its item alone) and gives back the keys of its final
+    state that the parent's state has (LangGraph's shared keys). :mod:`engine.subgraphs` runs
+    it."""
 
     graph: str
     input: Mapping[str, str] | None = None

@@ -468,3 +468,32 @@ def test_a_map_item_without_mappings_starts_its_child_from_the_item_alone() -> N
     # LangGraph's Send of each subject to the compiled subgraph does
     assert result.status == "completed", result.error
     assert result.state == {**langgraph_jokes(["a", "b"]), "tags": ["#a", "#b"]}
+
+
+def test_the_builder_adds_a_subgraph_node_as_langgraph_adds_a_compiled_graph() -> None:
+    from engine.builder import END, START, StateGraph
+
+    # Given the child written in Python, and a parent that adds it as a node
+    child = StateGraph("different-state subgraph")
+    child.add_node("subgraph_node_1", "emit", settings={"key": "baz", "value": "baz"})
+    child.add_node("subgraph_node_2", "fill", settings={"key": "bar", "template": "$bar$baz"})
+    child.add_edge(START, "subgraph_node_1")
+    child.add_edge("subgraph_node_1", "subgraph_node_2")
+    child.add_edge("subgraph_node_2", END)
+    parent = StateGraph("a subgraph with its own state keys, mapped in and out")
+    parent.add_node("node_1", "fill", settings={"key": "foo", "template": "hi! $foo"})
+    parent.add_node("node_2", child, input={"foo": "bar"}, output={"bar": "foo"})
+    parent.add_edge(START, "node_1")
+    parent.add_edge("node_1", "node_2")
+    parent.add_edge("node_2", END)
+    # Then it writes the port's JSON, and a compiled child, or a reference, does the same
+    assert parent.compile() == graph_of(example("subgraph_mapped"))
+    assert child.compile() == graph_of(example("subgraph_mapped_child"))
+    again = StateGraph("a subgraph with its own state keys, mapped in and out")
+    again.add_node("node_1", "fill", settings={"key": "foo", "template": "hi! $foo"})
+    again.add_node("node_2", graph="different-state subgraph", input={"foo": "bar"},
+                   output={"bar": "foo"})  # fmt: skip
+    again.add_edge(START, "node_1")
+    again.add_edge("node_1", "node_2")
+    again.add_edge("node_2", END)
+    assert again.to_dict() == parent.to_dict()
