@@ -566,6 +566,8 @@ class HopProtocol:
             return False
         if hop.parallel and self.store.get_task(hop.run_id, hop.seq, hop.node, hop.index):
             return False
+        if self.subgraphs.has_child(graph, hop):  # its task waits on a child run: not dead
+            return False
         if not by_worker and self.clock() - origin.opened_at < self.config.lease_s:
             # Too early to tell: its task may still run. The letter comes back later (the
             # consumer reports it failed); by then the task committed, or it really stopped.

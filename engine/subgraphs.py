@@ -235,6 +235,21 @@ class Subgraphs:
 
         return skip
 
+    def has_child(self, graph: Graph, hop: Hop) -> bool:
+        """For a dead letter: whether the hop's task has a child run, so that it is waiting,
+        not dead (a child that ended without telling the parent tells it now)."""
+        if graph.nodes[hop.node].subgraph is None:
+            return False
+        try:
+            child = self.protocol.store.get_run(
+                child_run_id(hop.run_id, hop.seq, Task(hop.node, hop.index).key)
+            )
+        except RunNotFound:
+            return False
+        if child.is_final:
+            self.tell_parent(child)
+        return True
+
     def orphaned(self, run: RunRecord) -> bool:
         """For the sweeper: a running child whose parent already ended (a cancel that died
         before reaching it) is cancelled; True if it was."""

@@ -497,3 +497,21 @@ def test_the_builder_adds_a_subgraph_node_as_langgraph_adds_a_compiled_graph() -
     again.add_edge("node_1", "node_2")
     again.add_edge("node_2", END)
     assert again.to_dict() == parent.to_dict()
+
+
+def test_a_dead_letter_for_a_task_waiting_on_its_child_changes_nothing() -> None:
+    # Given a parent whose task started its child, long ago (past the lease)
+    service, store, queue, clock = durable()
+    run_id = service.start_run(create(service, "subgraph_shared"), {"foo": "foo"},
+                               owner="alice")[0].run_id  # fmt: skip
+    service.process_hop(queue.hops.popleft(), "m1")
+    parent_hop = queue.hops.popleft()
+    assert service.process_hop(parent_hop, "m2") == "waiting"
+    clock.now += 600
+    # When a dead letter for that task comes (forged, or a very late copy)
+    ended = service.fail_hop(parent_hop, "gave up")
+    # Then the run is not failed: its task is waiting, not dead, and ends when its child does
+    assert not ended
+    assert store.get_run(run_id).status == "running"
+    deliver(service, queue, random.Random(0), 0.0)
+    assert store.get_run(run_id).state == {"foo": "hi! foobar"}
