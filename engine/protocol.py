@@ -67,6 +67,12 @@ has its own record), so a superstep of 100,000 tasks closes in one item.
 **Cancel** commits a ``cancelled`` step into the open slot k: every later task of superstep k
 finds STEP#k written in its slot check and starts nothing.
 
+**Subgraphs.** A subgraph node's hop starts the task's child run and commits nothing
+(``waiting``); the child's end commits the task from outside through :meth:`finish_task`, the
+same conditional commit and close. The hooks (``self.subgraphs``: entering a child, telling a
+parent when a run ends, the sweeper's and the dead letters' view of a waiting task) are
+:mod:`engine.subgraphs`.
+
 **Dead letters** fail a run only for the live task of a live slot, once that task has had
 time to die (the slot open for longer than the lease) and has not committed: a forged or
 duplicate letter for a task that runs or ran changes nothing (:meth:`HopProtocol.fail`).
