@@ -515,3 +515,28 @@ def test_a_dead_letter_for_a_task_waiting_on_its_child_changes_nothing() -> None
     assert store.get_run(run_id).status == "running"
     deliver(service, queue, random.Random(0), 0.0)
     assert store.get_run(run_id).state == {"foo": "hi! foobar"}
+
+
+def test_the_command_line_runs_a_subgraph_port_locally_with_its_child_file() -> None:
+    import os
+    import subprocess
+    import sys
+
+    toolkits = ["--toolkit", "engine.toolkits.basics", "--toolkit", "examples.langgraph.toolkit"]
+    hopgraph = str(Path(sys.executable).parent / "hopgraph")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+    def run_cli(*extra: str) -> subprocess.CompletedProcess[str]:
+        command = [hopgraph, "run", "--local", "--json", str(EXAMPLES / "subgraph_shared.json"),
+                   "--set", "foo=foo", *toolkits, *extra]  # fmt: skip
+        return subprocess.run(command, cwd=EXAMPLES.parents[1], env=env, capture_output=True,
+                              text=True, timeout=60, check=False)  # fmt: skip
+
+    # Given the child's file, the port ends as LangGraph's does
+    done = run_cli("--subgraph", str(EXAMPLES / "subgraph_shared_child.json"))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1])["state"] == langgraph_shared()
+    # Without it, the run is refused, naming the graph it lacks
+    missing = run_cli()
+    assert missing.returncode == 2
+    assert "graph 'shared-state subgraph' not found" in missing.stderr
