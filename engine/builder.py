@@ -77,14 +77,24 @@ class StateGraph:
         """Add a node that calls a tool: ``add_node("name", tool)``, or ``add_node(tool)``
         named after its tool. ``tool`` is a function registered in a toolkit, or a tool's name.
         ``map``: ``{"over": "docs", "as": "doc", "max_concurrency": 20}``. Any other keyword
-        becomes a key of the node's JSON, checked as the JSON is."""
-        if action is None:
+        becomes a key of the node's JSON, checked as the JSON is.
+
+        A node that runs another graph (a subgraph, LangGraph's compiled graph as a node):
+        ``add_node("name", other)`` with ``other`` a :class:`StateGraph` or a compiled
+        :class:`~engine.graph.Graph` (named by its name), or ``add_node("name",
+        graph="name or id")``; ``input={"parent key": "child key"}`` and ``output={"child
+        key": "parent key"}`` map keys (:mod:`engine.subgraphs`)."""
+        if action is None and "graph" not in options:
             action, node = node, _tool_name(node)
         if not isinstance(node, str):
             raise TypeError(f"a node's name is a string, not {type(node).__name__}")
         if node in self.nodes:
             raise ValueError(f"node {node!r} is already present")
-        spec: dict[str, Any] = {"tool": _tool_name(action)}
+        spec: dict[str, Any] = {}
+        if isinstance(action, StateGraph | Graph):
+            spec["graph"] = action.name
+        elif action is not None:
+            spec["tool"] = _tool_name(action)
         if settings:
             spec["settings"] = dict(settings)
         if map is not None:

@@ -4,7 +4,8 @@ Four shapes are accepted; each becomes a :class:`Draft` whose parts remember whe
 client's document they came from, so validation can say ``nodes.evaluate.next.condition``
 rather than pointing into a form the client never wrote.
 
-- canonical: ``entry``, ``nodes`` {id: {tool, settings?, map?, defer?, goto?}}, ``edges``
+- canonical: ``entry``, ``nodes`` {id: {tool, settings?, map?, defer?, goto?} or {graph, input?,
+  output?, map?, defer?}}, ``edges``
   {from: to}, ``branches`` {from: {cases: [{when, to}], default?} or {router, to}},
   ``joins`` {node: [waits for...]}, ``state`` {key: {reducer}}, ``max_steps``; every ``to``
   may be a list (a fan-out);
@@ -44,6 +45,8 @@ class DraftNode:
     map: Any = None
     defer: Any = None
     goto: Any = None
+    subgraph: Any = None
+    """A subgraph node's ``{"graph", "input"?, "output"?}`` as written (``None``: a tool)."""
 
 
 @dataclass
@@ -136,9 +139,12 @@ def read_draft(doc: Any) -> Draft:
 def _node_from_spec(node_id: str, spec: Any, loc: str) -> DraftNode:
     if not isinstance(spec, dict):
         return DraftNode(node_id, None, loc, f"{loc}.tool")
+    subgraph = None
+    if "graph" in spec:
+        subgraph = {k: spec[k] for k in ("graph", "input", "output") if k in spec}
     return DraftNode(
         node_id, spec.get("tool"), loc, f"{loc}.tool", spec.get("settings"), spec.get("map"),
-        spec.get("defer"), spec.get("goto"),
+        spec.get("defer"), spec.get("goto"), subgraph,
     )  # fmt: skip
 
 

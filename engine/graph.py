@@ -54,6 +54,32 @@ class MapSpec:
         return doc
 
 
+SUBGRAPH_TOOL = "graph:"
+"""A subgraph node's ``tool`` is this prefix and the graph it runs (as logs show it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SubgraphSpec:
+    """A node that runs another graph as a child run (LangGraph's compiled graph added as a
+    node): ``graph`` names it (a graph id once stored), ``input`` maps parent keys to the
+    child's input keys and ``output`` child keys to parent keys; without them, the child gets
+    the task's view (a map item's child: its item alone) and gives back the keys of its final
+    state that the parent's state has (LangGraph's shared keys). :mod:`engine.subgraphs` runs
+    it."""
+
+    graph: str
+    input: Mapping[str, str] | None = None
+    output: Mapping[str, str] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"graph": self.graph}
+        if self.input is not None:
+            doc["input"] = dict(self.input)
+        if self.output is not None:
+            doc["output"] = dict(self.output)
+        return doc
+
+
 @dataclass(frozen=True, slots=True)
 class Node:
     id: str
@@ -66,6 +92,8 @@ class Node:
     goto: Targets = ()
     """Where its tool may send the run with a :class:`~engine.tools.Command` (besides its
     edges): LangGraph's ``Command[Literal[...]]`` annotation."""
+    subgraph: SubgraphSpec | None = None
+    """Set for a node that runs another graph (its ``tool`` is ``graph:<id>``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,7 +252,10 @@ def _branching(node_id: str, branch: Branch) -> Router:
 
 
 def _node_doc(node: Node) -> dict[str, Any]:
-    doc: dict[str, Any] = {"tool": node.tool}
+    if node.subgraph is not None:
+        doc: dict[str, Any] = node.subgraph.to_dict()
+    else:
+        doc = {"tool": node.tool}
     if node.settings:
         doc["settings"] = dict(node.settings)
     if node.map is not None:

@@ -91,6 +91,8 @@ class StepRecord:
     order sent): the next superstep's plan is this record's state, nodes and sends."""
     deferred: tuple[str, ...] = ()
     """Deferred nodes reached and still waiting for nothing else to be left to run."""
+    child_run_id: str | None = None
+    """A superstep of one subgraph task: the child run that did its work."""
 
     @property
     def ended_at(self) -> float:
@@ -125,6 +127,8 @@ class StepRecord:
             entry["tasks"] = [dict(t) for t in self.tasks]
         if self.tasks_total:
             entry["tasks_total"] = self.tasks_total
+        if self.child_run_id is not None:
+            entry["child_run_id"] = self.child_run_id
         return entry
 
 
@@ -152,6 +156,8 @@ class TaskRecord:
     committed_by: str = ""
     sends: tuple[dict[str, Any], ...] = ()
     """The items its router or Command sent (``{"node", "payload"}``), in order."""
+    child_run_id: str | None = None
+    """A subgraph node's task: the child run that did its work."""
 
     @property
     def key(self) -> str:
@@ -165,6 +171,8 @@ class TaskRecord:
             doc["index"] = self.index
         if self.error is not None:
             doc["error"] = self.error
+        if self.child_run_id is not None:
+            doc["child_run_id"] = self.child_run_id
         return doc
 
 
@@ -192,6 +200,9 @@ class RunRecord:
     """A digest of ``input`` (:func:`engine.idempotency.input_digest`), kept on runs started
     with an idempotency key: a second start with the key compares it without reading the
     input back."""
+    parent: dict[str, Any] | None = None
+    """A child run (a subgraph node's work): its parent's run, superstep and task
+    (:class:`engine.subgraphs.ParentLink`), where its end is reported."""
 
     @property
     def is_final(self) -> bool:

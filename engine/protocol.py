@@ -67,6 +67,12 @@ has its own record), so a superstep of 100,000 tasks closes in one item.
 **Cancel** commits a ``cancelled`` step into the open slot k: every later task of superstep k
 finds STEP#k written in its slot check and starts nothing.
 
+**Subgraphs.** A subgraph node's hop starts the task's child run and commits nothing
+(``waiting``); the child's end commits the task from outside through :meth:`finish_task`, the
+same conditional commit and close. The hooks (``self.subgraphs``: entering a child, telling a
+parent when a run ends, the sweeper's and the dead letters' view of a waiting task) are
+:mod:`engine.subgraphs`.
+
 **Dead letters** fail a run only for the live task of a live slot, once that task has had
 time to die (the slot open for longer than the lease) and has not committed: a forged or
 duplicate letter for a task that runs or ran changes nothing (:meth:`HopProtocol.fail`).
@@ -96,6 +102,7 @@ from engine.ports import (
     TaskRecord,
 )
 from engine.reducers import ReducerError
+from engine.subgraphs import Subgraphs
 from engine.superstep import (
     NO_JOINS,
     Closed,
@@ -127,7 +134,8 @@ MAX_TASK_SUMMARIES = 100
 """Task summaries a step record keeps (failed ones first): 100,000 would pass DynamoDB's
 400 KB item limit, and every task has its own record anyway."""
 
-HopResult = Literal["committed", "finished", "duplicate", "recovered", "stale"]
+HopResult = Literal["committed", "finished", "duplicate", "recovered", "stale", "waiting"]
+"""``waiting``: the hop started a subgraph's child run; the child's end commits its task."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +195,7 @@ class HopProtocol:
         self.clock = clock
         self.config = config
         self.graphs = graphs
+        self.subgraphs = Subgraphs(self)
 
     # -- starting ----------------------------------------------------------------------------
     def start(self, run: RunRecord, *, recheck: bool) -> None:
@@ -211,6 +220,7 @@ class HopProtocol:
         except (StepConflict, ConflictError):
             return
         self._publish(step, RunEnd("completed"), NOBODY_YET)
+        self.subgraphs.ended(run.run_id)
 
     # -- one hop -----------------------------------------------------------------------------
     def process(self, hop: Hop, delivery_id: str, attempt: int = 1) -> HopResult:
@@ -231,11 +241,34 @@ class HopProtocol:
             if taken is not None:
                 return self._after_conflict(graph, hop, taken, delivery_id)
             return "stale"
+        if graph.nodes[hop.node].subgraph is not None:  # its child run does the work
+            return self.subgraphs.enter(graph, hop, origin)
         started = self.clock()
         result = self._run(graph, hop, origin, attempt)
         if not origin.parallel:
             return self._close([result], graph, hop, origin, started, delivery_id, attempt)
         return self._commit_task(graph, hop, origin, result, started, delivery_id, attempt)
+
+    def finish_task(
+        self, hop: Hop, result_of: Callable[[Graph, Origin], TaskResult], delivery_id: str
+    ) -> HopResult:
+        """Commit a task whose work was done outside a hop (a subgraph's child run), as its
+        hop would: slot check, one conditional commit, close, route on. A second call with
+        the same ``delivery_id`` commits nothing and finishes what the first left undone."""
+        graph = self._graph_of(hop)
+        if graph is None:
+            return "stale"
+        taken = self._taken_by(hop)
+        if taken is not None:
+            return self._after_conflict(graph, hop, taken, delivery_id)
+        origin = self._origin(hop, graph)
+        if origin is None:
+            return "stale"
+        started = self.clock()
+        result = result_of(graph, origin)
+        if not origin.parallel:
+            return self._close([result], graph, hop, origin, started, delivery_id, 1)
+        return self._commit_task(graph, hop, origin, result, started, delivery_id, 1)
 
     def _run(self, graph: Graph, hop: Hop, origin: Origin, attempt: int) -> TaskResult:
         ctx = ToolContext(hop.run_id, hop.node, hop.seq, attempt, index=hop.index)
@@ -257,7 +290,7 @@ class HopProtocol:
             status="ok" if result.ok else "failed", updates=result.updates,
             targets=result.targets, started_at=started, duration_ms=result.duration_ms,
             error=result.error, attempt=attempt, committed_by=delivery_id,
-            sends=tuple(s.to_dict() for s in result.sends),
+            sends=tuple(s.to_dict() for s in result.sends), child_run_id=result.child_run_id,
         )  # fmt: skip
         try:
             self.store.commit_task(record, counted=self._counted(graph, origin))
@@ -349,7 +382,9 @@ class HopProtocol:
         self._publish(step, end, audience)
         if end is None:
             self._dispatch_after(graph, hop.run_id, step, recheck=False, planned=planned)
-        return "finished" if end is not None else "committed"
+            return "committed"
+        self.subgraphs.ended(hop.run_id)
+        return "finished"
 
     def _after_conflict(
         self, graph: Graph, hop: Hop, taken: StepRecord | TaskRecord, delivery_id: str
@@ -372,6 +407,7 @@ class HopProtocol:
         if taken.run_status != "running":
             end = RunEnd(taken.run_status, self.store.get_run(hop.run_id).error)
             self._publish(taken, end, audience)
+            self.subgraphs.ended(hop.run_id)
             return "recovered"
         self._publish(taken, None, audience)
         self._dispatch_after(graph, hop.run_id, taken, recheck=True)
@@ -541,6 +577,8 @@ class HopProtocol:
             return False
         if hop.parallel and self.store.get_task(hop.run_id, hop.seq, hop.node, hop.index):
             return False
+        if self.subgraphs.has_child(graph, hop):  # its task waits on a child run: not dead
+            return False
         if not by_worker and self.clock() - origin.opened_at < self.config.lease_s:
             # Too early to tell: its task may still run. The letter comes back later (the
             # consumer reports it failed); by then the task committed, or it really stopped.
@@ -556,6 +594,7 @@ class HopProtocol:
         except (StepConflict, ConflictError):
             return False
         self._publish(step, RunEnd("failed", reason), origin.audience)  # read after it
+        self.subgraphs.ended(hop.run_id)
         return True
 
     def sweep(self, run_id: str) -> int:
@@ -564,7 +603,7 @@ class HopProtocol:
         hop was lost); returns how many were sent. Every hop goes out with ``recheck``: the
         ones that were alive after all find their slots taken and stop."""
         run = self.store.get_run(run_id)
-        if not accepts_hops(run.status):
+        if not accepts_hops(run.status) or self.subgraphs.orphaned(run):
             return 0
         graph = self.graphs(run.graph_id)
         seq = run.steps
@@ -581,7 +620,9 @@ class HopProtocol:
             if self.clock() - opened < self.config.lease_s:
                 return 0
             self._republish(previous)
-            return self._dispatch(run_id, run.graph_id, seq, graph, planned, recheck=True)
+            waiting = self.subgraphs.waiting(run_id, seq, graph)
+            return self._dispatch(run_id, run.graph_id, seq, graph, planned, recheck=True,
+                                  skip=waiting)  # fmt: skip
         return self._sweep_tasks(run, graph, seq, planned, opened, previous)
 
     def _republish(self, previous: StepRecord | None) -> None:
@@ -602,6 +643,8 @@ class HopProtocol:
             return self._sweep_close(run, graph, seq, tasks)
         done = {(t.node, t.index) for t in tasks}
         due = [t for t in self._due(graph, planned, tasks) if (t.node, t.index) not in done]
+        waiting = self.subgraphs.waiting(run.run_id, seq, graph)
+        due = [t for t in due if waiting is None or not waiting(t)]
         hops = [Hop(run.run_id, run.graph_id, seq, t.node, recheck=True, index=t.index,
                     parallel=True) for t in due]  # fmt: skip
         if not tasks:
@@ -685,6 +728,7 @@ def _close_record(
         tasks=summaries, graph_id=origin.graph_id, max_steps=origin.max_steps,
         tasks_total=total, sends=tuple(s.to_dict() for s in closed.sends),
         deferred=closed.deferred,
+        child_run_id=ordered[0].child_run_id if len(ordered) == 1 and not tasks else None,
     )  # fmt: skip
 
 

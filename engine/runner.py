@@ -14,7 +14,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +36,7 @@ from engine.ports import (
 )
 from engine.protocol import HopProtocol, ProtocolConfig
 from engine.reducers import ReducerError
+from engine.subgraphs import check_nesting
 from engine.superstep import Task, merge_key, plan_of
 from engine.tools import Toolkit
 
@@ -171,8 +172,11 @@ class InProcessRunner:
         clock: Clock = time.time,
         state_limit_bytes: int | None = None,
         config: ProtocolConfig | None = None,
+        subgraphs: Mapping[str, Graph] | None = None,
     ) -> None:
         self.tools = tools
+        self.subgraphs = dict(subgraphs or {})
+        """The graphs that subgraph nodes name, by name (:mod:`engine.subgraphs`)."""
         self.store = store
         self.on_event = on_event
         self.clock = clock
@@ -196,9 +200,12 @@ class InProcessRunner:
                           stopped=lambda: notifier.error is not None)  # fmt: skip
 
         def graphs(wanted: str) -> Graph:
-            if wanted != graph_id:
+            found = graph if wanted == graph_id else self.subgraphs.get(wanted)
+            if found is None:
                 raise GraphNotFound(wanted)
-            return graph
+            return found
+
+        check_nesting(graph, lambda ref: (ref, graphs(ref)))
 
         protocol = HopProtocol(store, queue, self.tools, published, self.clock, self.config, graphs)
         now = self.clock()
@@ -248,4 +255,6 @@ def _task_entry(step: StepRecord, task: Any) -> dict[str, Any]:
         entry["index"] = task.index
     if task.error is not None:
         entry["error"] = task.error
+    if task.child_run_id is not None:
+        entry["child_run_id"] = task.child_run_id
     return entry

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from engine.commands import cancel_run
 from engine.errors import (
     ConflictError,
+    GraphNotFound,
     InvalidInputError,
     StateTooLargeError,
 )
@@ -46,6 +47,7 @@ from engine.protocol import (
     ProtocolConfig,
 )
 from engine.reducers import ReducerError
+from engine.subgraphs import resolve_subgraphs
 from engine.superstep import plan_of, state_size
 from engine.tools import Toolkit
 from engine.validation import MAX_STEPS_CEILING, build_graph
@@ -144,7 +146,7 @@ class RunService:
     # -- graphs ----------------------------------------------------------------------------
     def create_graph(self, doc: Any, owner: str | None = None) -> tuple[GraphRecord, Graph]:
         """Validate a definition in any dialect and save its canonical form."""
-        graph = self._validated(doc)
+        graph = self._validated(doc, owner)
         record = GraphRecord(self.ids.graph_id(), graph.name, graph.to_dict(), self.clock(), owner)
         self.store.put_graph(record)
         self._remember(record.graph_id, graph)
@@ -157,7 +159,7 @@ class RunService:
 
         Its id is derived from the content, so "create unless exists" is one conditional
         write (as for a run's idempotency key) and finding it needs no index or scan."""
-        graph = self._validated(doc)
+        graph = self._validated(doc, owner)
         definition = graph.to_dict()
         graph_id = content_graph_id(definition, owner)
         record = GraphRecord(graph_id, graph.name, definition, self.clock(), owner)
@@ -171,11 +173,37 @@ class RunService:
         self._remember(graph_id, graph)
         return record, graph, created
 
-    def _validated(self, doc: Any) -> Graph:
-        """``doc`` checked against the registered tools (and the keys they declare writing)."""
-        return build_graph(
+    def _validated(self, doc: Any, owner: str | None = None) -> Graph:
+        """``doc`` checked against the registered tools (and the keys they declare writing),
+        its subgraph nodes' references resolved to graphs ``owner`` can read."""
+        graph = build_graph(
             doc, set(self.tools.names()), declared_writes(self.tools), toolkit=self.tools
         )
+        if not any(n.subgraph is not None for n in graph.nodes.values()):
+            return graph
+        return resolve_subgraphs(graph, lambda ref: self._readable(ref, owner))
+
+    def _readable(self, ref: str, owner: str | None) -> tuple[str, Graph]:
+        """The graph ``ref`` names for ``owner`` (its id, or the newest of its graphs with
+        that name); GraphNotFound if ``owner`` has none (another owner's graph included)."""
+        try:
+            record = self.store.get_graph(ref)
+        except GraphNotFound:
+            record = self._named(ref, owner)
+        if owner is not None and record.owner != owner:
+            raise GraphNotFound(ref)
+        return record.graph_id, self.graph(record.graph_id)
+
+    def _named(self, name: str, owner: str | None) -> GraphRecord:
+        cursor: str | None = None
+        while True:
+            page = self.store.list_graphs(limit=100, cursor=cursor, owner=owner)
+            found = next((g for g in page.items if g.name == name), None)
+            if found is not None:
+                return found
+            cursor = page.cursor
+            if cursor is None or not page.items:
+                raise GraphNotFound(name)
 
     def graph(self, graph_id: str) -> Graph:
         """The validated graph; cached, since graphs never change once created."""
@@ -259,6 +287,7 @@ class RunService:
         """Cancel a running run; ConflictError if it is already final."""
         run = cancel_run(self.store, run_id, self.clock(), reason)
         self.notifier.publish(run_id, [run_status_event(run, self.clock())], self._before(run))
+        self.protocol.subgraphs.after_cancel(run)
         return run
 
     def _before(self, cancelled: RunRecord) -> Audience | None:

@@ -200,6 +200,8 @@ class TaskResult:
     error: str | None = None
     sends: tuple[Send, ...] = ()
     """The items its router or Command sent to the next superstep, in order."""
+    child_run_id: str | None = None
+    """A subgraph node's task: the child run that did its work (:mod:`engine.subgraphs`)."""
     merged: dict[str, Any] | None = field(default=None, compare=False, repr=False)
     """The state it ran on with its own updates merged (what it routed on): the state after
     its superstep when it is the superstep's only task, so the close need not merge again."""
@@ -229,7 +231,7 @@ def run_task(
         updates: dict[str, Any], targets: Targets, error: str | None, sends: tuple[Send, ...] = ()
     ) -> TaskResult:
         ms = round((time.perf_counter() - started) * 1000, 3)
-        return TaskResult(task, node.tool, updates, targets, ms, error, sends, merged)
+        return TaskResult(task, node.tool, updates, targets, ms, error, sends, merged=merged)
 
     merged: dict[str, Any] | None = None
 
@@ -244,6 +246,28 @@ def run_task(
     except (ReducerError, ConditionEvaluationError, NoRouteError) as exc:
         return result(updates, (), f"routing after {task.key!r} failed: {exc}")
     return result(updates, targets, None, sends)
+
+
+def routed(
+    graph: Graph,
+    tools: Toolkit,
+    task: Task,
+    state: Mapping[str, Any],
+    updates: dict[str, Any],
+    duration_ms: float,
+    child_run_id: str | None = None,
+) -> TaskResult:
+    """The result of a task whose work was done elsewhere (a subgraph node's child run),
+    routed as :func:`run_task` routes a tool's updates."""
+    node = graph.nodes[task.node]
+    try:
+        own = merge_updates(graph, state, [(task, updates)])
+        targets, sends = _routes(graph, tools, task.node, own, None)
+    except (ReducerError, ConditionEvaluationError, NoRouteError) as exc:
+        error = f"routing after {task.key!r} failed: {exc}"
+        return TaskResult(task, node.tool, updates, (), duration_ms, error,
+                          child_run_id=child_run_id)  # fmt: skip
+    return TaskResult(task, node.tool, updates, targets, duration_ms, None, sends, child_run_id)
 
 
 def _routes(

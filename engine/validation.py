@@ -15,16 +15,18 @@ from typing import Any
 
 from engine.agents import expand_model_nodes
 from engine.conditions import compile_condition
-from engine.dialects import Draft, DraftRoute, read_draft
+from engine.dialects import Draft, DraftNode, DraftRoute, read_draft
 from engine.errors import ConditionSyntaxError, GraphValidationError, Problem
 from engine.graph import (
     END,
     END_ALIASES,
+    SUBGRAPH_TOOL,
     Branch,
     Case,
     Graph,
     MapSpec,
     Node,
+    SubgraphSpec,
     Targets,
     canonical_target,
 )
@@ -125,6 +127,9 @@ class _Checker:
                 self.add(dn.loc, f"duplicate node id {dn.id!r}")
                 continue
             self.node_locs[dn.id] = dn.loc
+            if dn.subgraph is not None:
+                self._subgraph_node(dn, nodes)
+                continue
             tool_ok = self._tool_ok(dn.tool, dn.tool_loc)
             settings_ok = self._settings_ok(dn.settings, dn.loc)
             spec = self._map(dn.map, f"{dn.loc}.map")
@@ -135,6 +140,43 @@ class _Checker:
                 settings = MappingProxyType(dict(dn.settings or {}))
                 nodes[dn.id] = Node(dn.id, dn.tool, settings, spec, defer=bool(dn.defer))
         return nodes
+
+    def _subgraph_node(self, dn: DraftNode, nodes: dict[str, Node]) -> None:
+        """A node that runs another graph: ``graph`` names it, ``input`` and ``output`` map
+        keys (parent -> child, child -> parent); it may map and defer, not name a tool."""
+        doc = dn.subgraph
+        ref = doc.get("graph")
+        ok = True
+        if not isinstance(ref, str) or not ref:
+            self.add(f"{dn.loc}.graph", "must name a graph (its name or id)")
+            ok = False
+        for name, value in (("tool", dn.tool), ("settings", dn.settings), ("goto", dn.goto)):
+            if value is not None:
+                self.add(f"{dn.loc}.{name}", f"a node that runs a graph has no {name}: its "
+                         "child run's own nodes do the work")  # fmt: skip
+                ok = False
+        mappings = {k: self._key_mapping(doc.get(k), f"{dn.loc}.{k}") for k in ("input", "output")}
+        spec = self._map(dn.map, f"{dn.loc}.map")
+        defer_ok = dn.defer is None or isinstance(dn.defer, bool)
+        if not defer_ok:
+            self.add(f"{dn.loc}.defer", "must be true or false")
+        if not ok or not defer_ok or (dn.map is not None and spec is None):
+            return
+        if any(doc.get(k) is not None and mappings[k] is None for k in mappings):
+            return
+        sub = SubgraphSpec(str(ref), mappings["input"], mappings["output"])
+        nodes[dn.id] = Node(dn.id, SUBGRAPH_TOOL + str(ref), map=spec, defer=bool(dn.defer),
+                            subgraph=sub)  # fmt: skip
+
+    def _key_mapping(self, value: Any, loc: str) -> Mapping[str, str] | None:
+        if value is None:
+            return None
+        if not isinstance(value, Mapping) or not all(
+            isinstance(k, str) and k and isinstance(v, str) and v for k, v in value.items()
+        ):
+            self.add(loc, 'must be an object of state keys: {"<from key>": "<to key>"}')
+            return None
+        return MappingProxyType(dict(value))
 
     def _gotos(self, nodes: dict[str, Node]) -> dict[str, Node]:
         """Each node's ``goto``: where its tool's Command may send the run (once every node

@@ -37,6 +37,13 @@ def assign_workers(state: Mapping[str, Any]) -> list[Send]:
 
 
 @toolkit.router
+def jokes_per_subject(state: Mapping[str, Any]) -> list[Send]:
+    """LangGraph's map-reduce with a compiled subgraph as the node sent to: one ``Send`` per
+    subject, each running the joke subgraph as a child run on its subject alone."""
+    return [Send("generate_joke", {"subject": s}) for s in state["subjects"]]
+
+
+@toolkit.router
 def interleave(state: Mapping[str, Any]) -> list[str | Send]:
     """A node, and items sent to two others, interleaved: the node's update merges first,
     then the items' in the order sent."""

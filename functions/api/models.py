@@ -198,6 +198,14 @@ _RUN_EXAMPLE: dict[str, Any] = {
 }
 
 
+class ParentRef(BaseModel):
+    """Where a child run's result goes."""
+
+    run_id: str
+    seq: int = Field(description="The parent's superstep.")
+    task: str = Field(description="The parent's task: its node, or `node[i]` for an item.")
+
+
 class RunResource(RunSummary):
     """A run with the view of its latest committed step."""
 
@@ -224,12 +232,18 @@ class RunResource(RunSummary):
         description="Its model calls totalled (tokens, latency, per model) and their estimated "
         "cost from the configured price table; null when no model ran.",
     )
+    parent: ParentRef | None = Field(
+        default=None,
+        description="A child run (a subgraph node's work): the parent run, superstep and task "
+        "whose result it gives. The parent's log names the child as `child_run_id`.",
+    )
 
     @classmethod
     def from_record(cls, run: RunRecord) -> RunResource:
         from engine.usage import run_usage
         from functions.models.prices import configured_prices
 
+        parent = run.parent
         return cls(
             **RunSummary.from_record(run).model_dump(),
             input=run.input,
@@ -239,6 +253,11 @@ class RunResource(RunSummary):
             max_steps=run.max_steps,
             idempotency_key=run.idempotency_key,
             usage=run_usage(run.state, configured_prices()),
+            parent=None
+            if parent is None
+            else ParentRef(
+                run_id=parent["run_id"], seq=parent["seq"], task=parent.get("task", parent["node"])
+            ),
         )
 
 
@@ -263,6 +282,16 @@ class TaskSummary(BaseModel):
     status: Literal["ok", "failed"]
     duration_ms: float
     error: str | None = None
+    child_run_id: str | None = Field(
+        default=None, description="A subgraph node's task: the child run that did its work."
+    )
+
+    @model_serializer(mode="wrap")
+    def _without_no_child(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if data.get("child_run_id") is None:
+            data.pop("child_run_id", None)
+        return data
 
 
 class LogEntry(BaseModel):
@@ -292,12 +321,17 @@ class LogEntry(BaseModel):
     tasks_total: int | None = Field(
         default=None, description="How many tasks a superstep ran when tasks lists only some."
     )
+    child_run_id: str | None = Field(
+        default=None,
+        description="A superstep of one subgraph task: the child run that did "
+        "its work (GET /runs/{child_run_id}).",
+    )
 
     @model_serializer(mode="wrap")
     def _without_empty_tasks(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         # A chain's steps keep the shape they always had: no "tasks": null on each.
         data: dict[str, Any] = handler(self)
-        for key in ("tasks", "tasks_total"):
+        for key in ("tasks", "tasks_total", "child_run_id"):
             if data.get(key) is None:
                 data.pop(key, None)
         return data

@@ -6,16 +6,18 @@ Item shapes (``tests/contract/test_dynamodb_items.py`` snapshots each one)::
                    GSI1PK=GRAPHS   GSI1SK=<created iso>#<id>            (graphs, newest first)
                    GSI3PK=OWNER#<owner>#GRAPHS  GSI3SK=<created iso>#<id>   (if owned)
     run header     PK=RUN#<id>     SK=RUN          graph_id, status, input, max_steps, node,
-                   created_at, updated_at, error?, idempotency_key?, input_digest?, owner?
+                   created_at, updated_at, error?, idempotency_key?, input_digest?, owner?,
+                   parent? (a child run: its parent's run, superstep and task)
                    GSI1PK=GRAPH#<graph id>  GSI1SK=<created iso>#<id>   (runs by graph)
                    GSI2PK=STATUS#<status>   GSI2SK=<created iso>#<id>   (runs by status)
                    GSI3PK=OWNER#<owner>#RUNS    GSI3SK=<created iso>#<id>   (if owned)
     step           PK=RUN#<id>     SK=STEP#000042  node, tool, status, updates, state,
                    next_node?, started_at, duration_ms, error?, attempt, committed_by?, notified?,
-                   run_status, graph_id?, max_steps?, superstep? (next, joins, tasks, total?)
+                   run_status, graph_id?, max_steps?, superstep? (next, joins, tasks, total?),
+                   child_run_id? (a superstep of one subgraph task)
     task           PK=RUN#<id>     SK=TASK#000042#<index or ->#<node>   node, tool, status,
                    updates, targets, started_at, duration_ms, attempt, index?, error?,
-                   committed_by?, sends?    (a task of a superstep of several)
+                   committed_by?, sends?, child_run_id?    (a task of a superstep of several)
     task count     PK=RUN#<id>     SK=FANIN#000042   done   (a superstep with many readers)
     connection     PK=CONN#<id>    SK=CONN         endpoint, expires_at (TTL), owner?, admin?
     subscription   PK=RUN#<run>    SK=SUB#<conn>   endpoint, expires_at (TTL), replayed_through?
@@ -269,6 +271,8 @@ def run_item(run: RunRecord) -> Item:
     _put_opt(item, "idempotency_key", run.idempotency_key)
     _put_opt(item, "input_digest", run.input_digest)
     _put_owner(item, run.owner, "RUNS", sort)
+    if run.parent is not None:  # a child run: where its end is reported (engine/subgraphs.py)
+        item["parent"] = json_attr(run.parent)
     return item
 
 
@@ -287,6 +291,7 @@ def run_from_item(item: Item) -> RunRecord:
         idempotency_key=_opt_str(item, "idempotency_key"),
         input_digest=_opt_str(item, "input_digest"),
         owner=_opt_str(item, "owner"),
+        parent=json_value(item["parent"]) if "parent" in item else None,
     )
 
 
@@ -318,6 +323,7 @@ def step_item(step: StepRecord) -> Item:
     _put_opt(item, "next_node", step.next_node)
     _put_opt(item, "error", step.error)
     _put_opt(item, "committed_by", step.committed_by or None)
+    _put_opt(item, "child_run_id", step.child_run_id)
     if step.notified:
         item["notified"] = {"SS": list(step.notified)}
     # The run's graph and step limit, copied down from the header step by step: the next
@@ -357,6 +363,7 @@ def step_from_item(item: Item) -> StepRecord:
         notified=tuple(sorted(item["notified"]["SS"])) if "notified" in item else (),
         graph_id=_opt_str(item, "graph_id") or "",
         max_steps=int(item["max_steps"]["N"]) if "max_steps" in item else 0,
+        child_run_id=_opt_str(item, "child_run_id"),
         **_superstep_fields(item),
     )
 
@@ -392,6 +399,7 @@ def task_item(task: TaskRecord) -> Item:
     _put_opt(item, "committed_by", task.committed_by or None)
     if task.sends:
         item["sends"] = json_attr(list(task.sends))
+    _put_opt(item, "child_run_id", task.child_run_id)
     return item
 
 
@@ -412,6 +420,7 @@ def task_from_item(item: Item) -> TaskRecord:
         attempt=int(item["attempt"]["N"]),
         committed_by=_opt_str(item, "committed_by") or "",
         sends=tuple(json_value(item["sends"])) if "sends" in item else (),
+        child_run_id=_opt_str(item, "child_run_id"),
     )
 
 

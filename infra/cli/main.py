@@ -397,6 +397,14 @@ def _add_run(sub: Subcommands[argparse.ArgumentParser]) -> None:
         help=f"with --local: {TOOLKIT_HELP}",
     )
     local.add_argument("--llm", metavar="PROVIDER", help=f"with --local: {LLM_HELP}")
+    local.add_argument(
+        "--subgraph",
+        action="append",
+        metavar="FILE",
+        default=[],
+        help="with --local: a graph file a subgraph node names (by the graph's name); "
+        "repeatable. A stack finds it among your stored graphs instead",
+    )
 
 
 def _add_runs(sub: Subcommands[argparse.ArgumentParser]) -> None:
@@ -659,6 +667,9 @@ def cmd_run(args: argparse.Namespace, out: Output, client: HopgraphClient) -> in
     state = _initial_state(args)
     if args.local:
         return _run_local(args, state, out)
+    if args.subgraph:
+        raise UsageError("--subgraph goes with --local: a stack finds the graph a subgraph node "
+                         "names among your stored graphs")  # fmt: skip
     graph_id = _graph_id(args.target, out, client)
     started = client.start_run(graph_id, state, args.max_steps, args.idempotency_key)
     run_id = started["run_id"]
@@ -688,7 +699,9 @@ def _run_local(args: argparse.Namespace, state: dict[str, Any], out: Output) -> 
         raise UsageError(f"--local runs a graph from a file, and there is no file {args.target}")
     doc = load_graph(args.target)
     toolkits = toolkit_modules(find_project(), args.toolkit, os.environ.get("HOPGRAPH_TOOLKITS"))
-    return run_local(doc, args.target, state, toolkits, args.max_steps, out.console, out.as_json)
+    subgraphs = {path: load_graph(path) for path in args.subgraph}
+    return run_local(doc, args.target, state, toolkits, args.max_steps, out.console, out.as_json,
+                     subgraphs)  # fmt: skip
 
 
 def _choose_llm(args: argparse.Namespace) -> bool:

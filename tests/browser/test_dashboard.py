@@ -361,3 +361,26 @@ def test_a_running_run_is_cancelled_from_its_page(
     expect(page.locator(".run-header .badge")).to_have_text("cancelled", timeout=LIVE)
     expect(page.locator("#cancel")).to_have_count(0)
     assert wait_until_over(api, run_id)["status"] == "cancelled"
+
+
+def test_a_child_run_and_its_parent_link_to_each_other(
+    stack: StackProcess, api: httpx.Client, page: Page
+) -> None:
+    # Given a finished run of a map whose items each ran the joke subgraph as a child run
+    ports = REPO / "examples" / "langgraph"
+    create(api, json.loads((ports / "subgraph_joke.json").read_text()))
+    graph_id = create(api, json.loads((ports / "subgraph_map.json").read_text()))
+    run_id = start(api, graph_id, {"subjects": ["cats", "dogs"]})
+    assert wait_until_over(api, run_id)["status"] == "completed"
+    # When its page is opened and its superstep chosen
+    page.goto(f"{stack.api}/ui#/runs/{run_id}")
+    page.locator('#timeline .row[data-seq="0"] .lane').first.click()
+    # Then each item's task links to its child run
+    children = page.locator("#step-detail table.tasks a.child-run")
+    expect(children).to_have_count(2)
+    # And the child's page links back to the parent's task
+    children.first.click()
+    parent = page.locator("#run-parent")
+    expect(parent).to_contain_text(run_id)
+    expect(parent).to_contain_text("task generate_joke[0] of step 0")
+    screenshot(page, "run-child")

@@ -709,3 +709,21 @@ def test_items_sent_and_deferred_nodes_round_trip_in_steps_and_tasks(store: RunS
     assert store.get_step("r1", 0).successors == ()  # type: ignore[union-attr]
     assert store.get_task("r1", 1, "b", None) == sent
     assert store.read_slot("r1", 1).previous == closed
+
+
+# ------------------------------------------------------------------------------- subgraphs
+def test_a_child_run_keeps_its_parent_link_and_the_parent_its_childs_id(store: RunStore) -> None:
+    # Given a parent run whose superstep 0 ran a subgraph task, as one step and as a task
+    link = {"run_id": "r1", "graph_id": "g1", "seq": 0, "node": "a", "index": 2,
+            "task": "a[2]", "parallel": True}  # fmt: skip
+    store.create_run(run())
+    store.create_run(run("rs_child", parent=link, owner="alice"))
+    store.commit_task(task("a", 2, child_run_id="rs_child"))
+    store.commit_step(step(child_run_id="rs_child"))
+    # Then each reads back the other's id
+    assert store.get_run("rs_child").parent == link
+    assert store.get_run("r1").parent is None
+    assert store.get_task("r1", 1, "a", 2) == task("a", 2, child_run_id="rs_child")
+    found = store.get_step("r1", 0)
+    assert found is not None and found.child_run_id == "rs_child"
+    assert found.log_entry()["child_run_id"] == "rs_child"

@@ -42,7 +42,16 @@ INPUTS: dict[str, list[dict[str, Any]]] = {
     "custom_reducer": [{}],
     "deferred": [{"route": ["b", "c"]}, {"route": ["b"]}, {"route": ["c"]}],
     "react_agent": [{"messages": ["what is the weather in sf, then in nyc"]}],
+    "subgraph_shared_child": [{"foo": "x"}],
+    "subgraph_shared": [{"foo": "foo"}],
+    "subgraph_mapped_child": [{"bar": "x"}],
+    "subgraph_mapped": [{"foo": "foo"}],
+    "subgraph_joke": [{"subject": "cats"}],
+    "subgraph_send": [{"subjects": ["cats", "dogs", "owls"]}, {"subjects": []}],
+    "subgraph_map": [{"subjects": ["cats", "dogs", "owls"]}],
 }
+CHILDREN = ("subgraph_shared_child", "subgraph_mapped_child", "subgraph_joke")
+"""Graphs that subgraph nodes name: created before the graphs that name them."""
 
 
 @pytest.fixture(scope="module")
@@ -61,17 +70,18 @@ def test_every_port_ends_on_the_local_stack_as_in_process(stack: StackProcess) -
     # Given every port of examples/langgraph/ (each has inputs here)
     names = sorted(p.stem for p in EXAMPLES.glob("*.json"))
     assert names == sorted(INPUTS)
+    names = [*CHILDREN, *(n for n in names if n not in CHILDREN)]
     tools = Toolkit("ports")
     tools.include(basics)
     tools.include(ports)
     tools.include(make_toolkit(tools))  # the model nodes' tools, as the stack loads them
+    docs = {name: json.loads((EXAMPLES / f"{name}.json").read_text()) for name in names}
+    named = {docs[c]["name"]: build_graph(docs[c], toolkit=tools) for c in CHILDREN}
     with httpx.Client(base_url=stack.api, timeout=10.0) as client:
         # When each is created over HTTP and run on every input, all at once
         started: list[tuple[str, dict[str, Any], str]] = []
         for name in names:
-            created = client.post(
-                "/graphs", json=json.loads((EXAMPLES / f"{name}.json").read_text())
-            )
+            created = client.post("/graphs", json=docs[name])
             assert created.status_code in (200, 201), created.text
             for given in INPUTS[name]:
                 reply = client.post("/runs", json={"graph_id": created.json()["graph_id"],
@@ -81,13 +91,19 @@ def test_every_port_ends_on_the_local_stack_as_in_process(stack: StackProcess) -
         # Then each ends as the in-process runner ends it
         for name, given, run_id in started:
             run = _ended(client, run_id)
-            doc = json.loads((EXAMPLES / f"{name}.json").read_text())
-            expected = InProcessRunner(tools).run(
-                build_graph(doc, tools.names(), toolkit=tools), given
+            expected = InProcessRunner(tools, subgraphs=named).run(
+                build_graph(docs[name], tools.names(), toolkit=tools), given
             )
             assert (run["status"], run["state"], run.get("error")) == (
                 expected.status, expected.state, expected.error,
             ), (name, given)  # fmt: skip
+        # And a child run and its parent name each other
+        parent_id = next(r for n, _, r in started if n == "subgraph_shared")
+        steps = client.get(f"/runs/{parent_id}/steps").raise_for_status().json()["items"]
+        child_id = steps[1]["child_run_id"]
+        child = client.get(f"/runs/{child_id}").raise_for_status().json()
+        assert child["parent"] == {"run_id": parent_id, "seq": 1, "task": "node_2"}
+        assert child["status"] == "completed"
 
 
 def _ended(client: httpx.Client, run_id: str) -> dict[str, Any]:

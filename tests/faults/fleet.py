@@ -20,6 +20,8 @@ from typing import Any
 from engine.ports import Connection
 from engine.runner import InProcessRunner, RunResult
 from engine.service import RunService
+from engine.subgraphs import CHILD_PREFIX
+from engine.tools import load_toolkits
 from engine.validation import build_graph
 from functions import runtime
 from functions.aws.dispatch import SELF_INVOKE_MARKER, SqsStepQueue
@@ -45,8 +47,9 @@ LATE = "late-subscriber="
 def twin(doc: dict[str, Any]) -> dict[str, Any]:
     """The same graph shape under other tools: every node sets ``hijacked``. A hop naming it
     for a run of ``doc`` is a forgery (its id differs, its node names do not)."""
+    mine = ("settings", "graph", "input", "output")
     nodes = {
-        name: {**{k: v for k, v in node.items() if k != "settings"}, "tool": "set_values",
+        name: {**{k: v for k, v in node.items() if k not in mine}, "tool": "set_values",
                "settings": {"values": {"hijacked": True}}}
         for name, node in doc["nodes"].items()
     }  # fmt: skip
@@ -59,7 +62,9 @@ class CaseFleet:
         self.case = case
         self.faults = Injector(case.fault, case.nth)
         settings = get_settings()
-        self.tools = runtime.build_tools(settings)
+        # The deployment's toolkits, and the LangGraph ports' routers and tools (the shapes
+        # with items sent and subgraphs are ports).
+        self.tools = load_toolkits([*settings.toolkit_modules, "examples.langgraph.toolkit"])
         self.store = FaultyStore(DynamoRunStore(TABLE, stack.dynamodb), self.faults)
         self.notifier = RecordingNotifier()
         queue: Any
@@ -81,6 +86,7 @@ class CaseFleet:
         )
         self.faults.on_subscribe = self._subscribe_late
         self.faults.on_forge = self._forge
+        self._tell_twice(self.service.protocol.subgraphs)
         self.started_at_cancel: int | None = None
         runtime.install(self.service)
         stack.dynamodb.meta.events.register("before-call.dynamodb", self.faults.throttle_hook)
@@ -98,7 +104,8 @@ class CaseFleet:
     def expected(self) -> RunResult:
         """The in-process runner's run; a cancelled shape: its state when the cancel came."""
         shape = self.case.shape
-        runner = InProcessRunner(self.tools)
+        named = {child["name"]: build_graph(child) for child in shape.children}
+        runner = InProcessRunner(self.tools, subgraphs=named)
         graph = build_graph(shape.doc)
         if shape.cancel_after_task_of is None:
             return runner.run(graph, shape.input)
@@ -108,9 +115,13 @@ class CaseFleet:
 
     def run(self) -> None:
         shape = self.case.shape
+        for child in shape.children:  # a subgraph node names a graph that exists
+            self.service.create_graph(child)
         record, _ = self.service.create_graph(shape.doc)
         self.faults.twin_graph = self.service.create_graph(twin(shape.doc))[0].graph_id
-        if shape.cancel_after_task_of is not None:
+        if shape.cancel_on_child_step:
+            self.store.on_step_commit = self._cancel_on_child_step
+        elif shape.cancel_after_task_of is not None:
             self.store.on_task_commit = self._cancel_at(shape.cancel_after_task_of)
         self.run_id = self.service.start_run(record.graph_id, shape.input)[0].run_id
         self.carrier.drive()
@@ -163,6 +174,24 @@ class CaseFleet:
 
         return cancel
 
+    def _cancel_on_child_step(self, step: Any) -> None:
+        """Cancel the parent as the first step of one of its children commits."""
+        if step.run_id.startswith(CHILD_PREFIX) and self.started_at_cancel is None:
+            self.service.cancel_run(self.run_id)
+            self.started_at_cancel = self.faulty_tools.started
+
+    def _tell_twice(self, subgraphs: Any) -> None:
+        """duplicate@child_completion: the nth child's end tells its parent twice."""
+        tell = subgraphs.tell_parent
+
+        def twice(child: Any) -> Any:
+            told = tell(child)
+            if self.faults.strikes("duplicate", "child_completion"):
+                tell(child)
+            return told
+
+        subgraphs.tell_parent = twice
+
     # -- the invariants --------------------------------------------------------------------
     def check(self) -> None:
         expected = self.expected()
@@ -186,6 +215,24 @@ class CaseFleet:
         assert self.stack.messages("StepDLQ") == [], "a hop was dead-lettered"
         assert not self.carrier.late, "deliveries left to retry"
         assert self.faults.struck == 1, f"{self.case.id}: the fault struck {self.faults.struck}x"
+        if self.case.shape.children:
+            self._check_children(run.status)
+
+    def _check_children(self, status: str) -> None:
+        """Every child run ended: completed with a completed parent, cancelled with a
+        cancelled one (none left running), each under the parent's link."""
+        runs = self.store.list_runs(limit=100).items
+        children = [r for r in runs if r.parent is not None and r.parent["run_id"] == self.run_id]
+        assert children, "no child run was created"
+        ended = {r.run_id: r.status for r in children}
+        want = "completed" if status == "completed" else "cancelled"
+        assert set(ended.values()) == {want}, f"children: {ended}"
+        tasks = sorted((r.parent["seq"], r.parent["task"]) for r in children)  # type: ignore[index]
+        assert len(set(tasks)) == len(tasks), f"a task ran two children: {tasks}"
+        if status == "completed":
+            want_tasks = sorted((e["seq"], e["task"]) for e in self.expected().log
+                                if "child_run_id" in e)  # fmt: skip
+            assert tasks == want_tasks, f"children of {tasks}, not {want_tasks}"
 
     def _check_closes(self, steps: int, *, cancelled: bool) -> None:
         """Slots 0..steps-1 hold one record each, and each was written by exactly one

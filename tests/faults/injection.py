@@ -17,6 +17,7 @@ from typing import Any
 from botocore.awsrequest import AWSResponse
 
 from engine.ports import Audience, Hop, RunStore, StepQueue
+from engine.subgraphs import CHILD_PREFIX
 from functions.aws.dispatch import LambdaStepQueue, self_invoke_payload
 from functions.aws.dynamodb_items import FANIN_PREFIX
 from functions.aws.dynamodb_store import DynamoRunStore
@@ -153,6 +154,8 @@ class FaultyStore:
         self.counted_commits = 0
         self.on_task_commit: Any = None
         """Called with each task committed (the cancel shape cancels from here)."""
+        self.on_step_commit: Any = None
+        """Called with each step committed (the cancelled subgraph shape cancels from here)."""
         self._lock = threading.Lock()
 
     def commit_step(self, step: Any, end: Any = None) -> None:
@@ -161,7 +164,11 @@ class FaultyStore:
         with self._lock:
             self.inner.commit_step(step, end)
             self.closes[(step.run_id, step.seq)] += 1
+        if self.on_step_commit is not None:
+            self.on_step_commit(step)
         self.faults.crash_at("after_close_commit")
+        if end is not None and step.run_id.startswith(CHILD_PREFIX):
+            self.faults.crash_at("after_child_close")  # a child ended; its parent not told
 
     def commit_task(self, task: Any, *, counted: bool = False) -> None:
         self.faults.crash_at("before_commit")

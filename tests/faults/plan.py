@@ -46,6 +46,13 @@ lose @ after_close_commit             the invocation dies just after a close and
                                       can send what the close recorded (its outbox)
 lose @ after_task_commit              ... just after a task commit: the sweeper re-sends
                                       the due items, or closes the superstep itself
+crash @ after_child_close             a child run's last close is written (the child ended)
+                                      and the invocation dies before telling the parent:
+                                      the child's redelivered hop must tell it
+lose @ after_child_close              ... and its event is gone for good: the parent's
+                                      sweeper must find the child ended and tell it
+duplicate @ child_completion          a child's end tells its parent twice: the parent's
+                                      task commits once
 ====================================  ==================================================
 
 Shapes: a chain (a loop of single-task supersteps), a fan-out, a map of 50 items capped at 5
@@ -54,8 +61,11 @@ commits: no item may start after the cancel), the same map uncapped over 12 item
 fan-in counted (as a superstep with hundreds of readers counts it: engine/protocol.py), a
 join of branches of unequal length, a tool-calling agent (a model step, then a superstep of
 one sent task per tool call, three rounds), and a fan-out cancelled after the first task of
-superstep 1 committed. A fault whose window a shape
-never reaches (a task commit in a chain) is not planned for it.
+superstep 1 committed; items sent by a router, each on its own payload (LangGraph's
+orchestrator-worker); items sent to a subgraph node, each a child run (LangGraph's ``Send`` to
+a compiled subgraph), and the same cancelled as a child's first step commits (the children
+must be cancelled too). A fault whose window a shape never reaches (a task commit in a
+chain, a child's close outside the subgraph shapes) is not planned for it.
 
 Adding a shape or a fault (a pause, a retry) is one entry in ``SHAPES`` or ``FAULTS``.
 """
@@ -74,6 +84,8 @@ CARRIERS = ("sqs", "self_invoke")
 PARALLEL_ONLY = frozenset({"after_task_commit", "sibling_hops", "fan_in_query"})
 LOSS_WINDOWS = frozenset({"after_close_commit", "after_task_commit"})
 """Windows only a superstep of several tasks has."""
+SUBGRAPH_ONLY = frozenset({"after_child_close", "child_completion"})
+"""Windows only a run with child runs has."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +114,13 @@ class Shape:
     reaches: tuple[tuple[str, int], ...] = ()
     """Windows this shape's run reaches fewer times than a fault's ``nth``, and how often:
     such a fault strikes at the last occurrence instead."""
+    children: tuple[dict[str, Any], ...] = ()
+    """The graphs its subgraph nodes name, created first (and run in process by name)."""
+    cancel_on_child_step: bool = False
+    """Cancel the run as the first step of one of its children commits (with
+    ``cancel_after_task_of`` naming the superstep the cancel stops)."""
+    faults: frozenset[str] | None = None
+    """Only these faults (``Fault.name`` without ``#nth``); None: every fault that applies."""
 
 
 @dataclass(frozen=True)
@@ -167,8 +186,34 @@ MAP_12_COUNTED = {
     },
 }  # fmt: skip
 
+SUBJECTS = {"subjects": ["cats", "dogs", "owls"]}
+CANCEL_SUBGRAPH_FAULTS = frozenset(
+    {"crash@before_tool", "crash@before_commit", "crash@after_publish", "duplicate@delivery",
+     "reorder@delivery"}
+)  # fmt: skip
+
 SHAPES = (
     Shape("chain", LOOP_6, {}, parallel=False),
+    Shape("sends", _example("orchestrator_worker.json"), {"topic": "tides"}, every_carrier=False),
+    # A router sends each subject to a subgraph node: three child runs of two steps each.
+    Shape(
+        "subgraph",
+        _example("subgraph_send.json"),
+        SUBJECTS,
+        every_carrier=False,
+        children=(_example("subgraph_joke.json"),),
+    ),
+    # Cancelled as a child's first step commits: the parent's superstep 1 waits on its
+    # children; the cancel takes its slot and must cancel every child.
+    Shape(
+        "cancel_subgraph",
+        _example("subgraph_send.json"),
+        SUBJECTS,
+        children=(_example("subgraph_joke.json"),),
+        cancel_after_task_of=1,
+        cancel_on_child_step=True,
+        faults=CANCEL_SUBGRAPH_FAULTS,
+    ),
     Shape("fan_out", _example("fanout_reducer.json"), {"aggregate": []}),
     # Each of the map's 51 task commits reads every task of its superstep (the fan-in), so
     # on moto a run costs seconds: each fault runs on it once, the carriers taking turns.
@@ -236,11 +281,18 @@ FAULTS = (
     Fault("forge", "dead_letter"),
     Fault("lose", "after_close_commit", nth=1),
     Fault("lose", "after_task_commit", nth=1),
+    Fault("crash", "after_child_close", nth=1),
+    Fault("lose", "after_child_close", nth=1),
+    Fault("duplicate", "child_completion", nth=1),
 )
 
 
 def applies(fault: Fault, carrier: str, shape: Shape) -> bool:
     if not shape.parallel and fault.window in PARALLEL_ONLY:
+        return False
+    if fault.window in SUBGRAPH_ONLY and not shape.children:
+        return False
+    if shape.faults is not None and f"{fault.kind}@{fault.window}" not in shape.faults:
         return False
     return shape.every_carrier or carrier == CARRIERS[FAULTS.index(fault) % len(CARRIERS)]
 

@@ -46,6 +46,27 @@ committed is green.
 9. No sweeper: ``HopProtocol.sweep`` returns at once. 11 of the 31 lose@... cases red, the
    run left "running" (in the others a later hop of the same superstep, or the redelivery of
    a batch's other hops, still sends what was lost).
+10. A child's end not told on recovery: ``self.subgraphs.ended`` removed from
+    ``_after_conflict`` (engine/protocol.py), so the redelivered hop of a child whose last
+    close committed does not tell the parent. crash@after_child_close red, the parent left
+    "running" (``('running', 1, None)``).
+11. The sweeper leaves a parent untold: ``Subgraphs.waiting`` (engine/subgraphs.py) skips a
+    task whose child ended without telling its parent. lose@after_child_close red, the parent
+    left "running".
+12. Cancel not propagated: ``subgraphs.after_cancel`` removed from ``RunService.cancel_run``.
+    All 10 cancel_subgraph cases red: "N tasks started after the cancel answered" (the
+    children ran on to their end).
+13. A child per delivery rather than per task: ``child_run_id`` random instead of derived
+    from the parent's run, superstep and task. 16 cases red: every cancel_subgraph case, and
+    on the subgraph shape crash@after_publish, duplicate@delivery, race@same_hop ("a task ran
+    two children") and lose@after_child_close.
+14. A child's completion told twice trusted: ``finish_task`` without its read of the slot and
+    ``DynamoRunStore.commit_task`` without its condition (either alone is enough: the other
+    catches the duplicate). duplicate@child_completion red, "a task committed twice".
+The sweeper leaving a waiting parent alone while its child runs (no hop re-sent for it: it
+would cost a hop per lease and change nothing) is proved on the memory adapters: with
+``Subgraphs.waiting`` returning ``None``, tests/unit/test_subgraphs.py
+``test_the_sweeper_leaves_a_parent_waiting_on_a_live_child_alone`` goes red.
 The wide map whose task summaries cannot fit in one item runs on the memory adapters
 (tests/unit/test_protocol_trust.py): with ``MAX_TASK_SUMMARIES`` unbounded, it goes red.
 """

@@ -396,6 +396,10 @@ async function runPage(runId, show) {
         el("dt", {}, "started"), el("dd", {}, when(run.created_at)),
         el("dt", {}, "duration"), el("dd", {}, runDuration(run, steps[steps.length - 1])),
         el("dt", {}, "steps"), el("dd", { id: "step-count" }, `${run.steps} of at most ${run.max_steps}`),
+        // a child run (a subgraph node's work): the parent's task it gives its result to
+        run.parent ? [el("dt", {}, "parent"), el("dd", { id: "run-parent" },
+          el("a", { href: `#/runs/${run.parent.run_id}` }, run.parent.run_id),
+          ` (task ${run.parent.task} of step ${run.parent.seq})`)] : null,
         session.me && session.me.admin ? [el("dt", {}, "owner"), el("dd", {}, run.owner || "")]
           : null),
       controls,
@@ -601,10 +605,13 @@ async function stepDetail(runId, run, seq) {
     el("p", {}, `${duration(step.duration_ms)}, attempt ${step.attempt}, started `,
       when(step.started_at), step.next ? ` → next: ${[].concat(step.next).join(", ")}` : "")];
   if (step.error) parts.push(el("div", { class: "error-box", role: "alert" }, el("pre", {}, step.error)));
+  const childLink = (id) => el("a", { class: "child-run", href: `#/runs/${id}` }, id);
+  if (step.child_run_id) parts.push(el("p", {}, "Ran as child run ", childLink(step.child_run_id)));
   if (step.task_details.length) {
     const list = el("tbody");
     const addTasks = (tasks) => list.append(...tasks.map((t) => el("tr", { class: `status-${t.status}` },
-      el("td", {}, t.task), el("td", {}, badge(t.status)), el("td", {}, duration(t.duration_ms)),
+      el("td", {}, t.task, t.child_run_id ? [" → ", childLink(t.child_run_id)] : null),
+      el("td", {}, badge(t.status)), el("td", {}, duration(t.duration_ms)),
       el("td", {}, t.attempt), el("td", {}, t.error ? el("code", { class: "error" }, t.error)
         : el("code", {}, clip(JSON.stringify(t.updates), 300))))));
     addTasks(step.task_details);
