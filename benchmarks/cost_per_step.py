@@ -610,13 +610,15 @@ class QueueWatch:
         counts = [int(attributes["Attributes"][name]) for name in names]
         return dict(zip(("visible", "in flight", "delayed"), counts, strict=True))
 
-    def progress(self, invocations: int) -> None:
+    def progress(self, invocations: int, invokes: int | None = None) -> None:
+        """``invokes``: in self-invoke mode, the invocations waiting (the queue is unused)."""
         now = time.monotonic()
         if now - self.shown >= PROGRESS_EVERY_S:
             self.shown = now
+            left = f"queue {self.left()}" if invokes is None else f"{invokes} invokes waiting"
             print(
                 f"{self.label}: {self.runs} runs, {invocations} invocations in "
-                f"{now - self.started:.0f} s, queue {self.left()}",
+                f"{now - self.started:.0f} s, {left}",
                 file=sys.stderr,
                 flush=True,
             )
@@ -668,7 +670,7 @@ def drive(mode: str, meter: Meter, handler: Any, source: Any, context_type: Any,
     else:
         while meter.invokes:
             timed(meter.invokes.pop(0), context_type("hopgraph-worker", str(uuid.uuid4())))
-            queue.progress(invocations)
+            queue.progress(invocations, len(meter.invokes))
     return invocations, billed
 
 
