@@ -569,7 +569,8 @@ def run_scenario(mode: str, state_kb: int, runs: int, shape: str = "chain") -> R
             source = SqsEventSource(
                 clients.client("sqs"), urls["StepQueue"], None, batch_size=10, failed_visibility=0
             )
-            invocations, billed_ms = drive(mode, meter, handler, source, LambdaContext)
+            queue = QueueWatch(session.client("sqs"), urls["StepQueue"], f"{shape} {mode}", runs)
+            invocations, billed_ms = drive(mode, meter, handler, source, LambdaContext, queue)
         runs_after = [svc.store.get_run(run_id) for run_id in run_ids]
         unfinished = [(r.status, r.error) for r in runs_after if r.status != "completed"]
         assert not unfinished, f"{shape} {mode}: runs did not complete: {unfinished[:3]}"
@@ -595,8 +596,69 @@ class CountingStream(io.TextIOBase):
         return len(text)
 
 
-def drive(mode: str, meter: Meter, handler: Any, source: Any, context_type: Any
-          ) -> tuple[int, float]:  # fmt: skip
+QUIET_LIMIT_S = 120.0
+"""How long the step queue may hold messages none of which can be received (in flight or
+delayed) before the benchmark gives up: a delivery that fails is visible again at once, so
+only a stalled run, or a machine too loaded to finish an invocation, comes near it."""
+PROGRESS_EVERY_S = 10.0
+
+
+class QueueWatch:
+    """The step queue as the benchmark waits on it: is anything left, received or not (on
+    a client of its own, so that its requests are not counted), with a line on stderr every
+    ``PROGRESS_EVERY_S`` of a long wait."""
+
+    def __init__(self, sqs: Any, url: str, label: str, runs: int) -> None:
+        self.sqs, self.url, self.label, self.runs = sqs, url, label, runs
+        self.started = self.shown = time.monotonic()
+
+    def left(self) -> dict[str, int]:
+        names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
+                 "ApproximateNumberOfMessagesDelayed"]  # fmt: skip
+        attributes = self.sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=names)
+        counts = [int(attributes["Attributes"][name]) for name in names]
+        return dict(zip(("visible", "in flight", "delayed"), counts, strict=True))
+
+    def progress(self, invocations: int, invokes: int | None = None) -> None:
+        """``invokes``: in self-invoke mode, the invocations waiting (the queue is unused)."""
+        now = time.monotonic()
+        if now - self.shown >= PROGRESS_EVERY_S:
+            self.shown = now
+            left = f"queue {self.left()}" if invokes is None else f"{invokes} invokes waiting"
+            print(
+                f"{self.label}: {self.runs} runs, {invocations} invocations in "
+                f"{now - self.started:.0f} s, {left}",
+                file=sys.stderr,
+                flush=True,
+            )
+
+
+def drain(source: Any, queue: QueueWatch, count: Any) -> None:
+    """Deliver batches until the queue holds nothing at all: an empty receive is not the
+    end while a message is in flight or delayed (it will be visible again); a queue that
+    holds only such messages for ``QUIET_LIMIT_S`` is an error that says what is left."""
+    quiet_since: float | None = None
+    while True:
+        if source.poll_once().received:
+            quiet_since = None
+            queue.progress(count())
+            continue
+        left = queue.left()
+        if not any(left.values()):
+            return
+        now = time.monotonic()
+        quiet_since = now if quiet_since is None else quiet_since
+        if now - quiet_since > QUIET_LIMIT_S:
+            raise RuntimeError(
+                f"{queue.label}: for {QUIET_LIMIT_S:.0f} s no message could be received, "
+                f"and the step queue still holds {left}"
+            )
+        queue.progress(count())
+        time.sleep(0.05)
+
+
+def drive(mode: str, meter: Meter, handler: Any, source: Any, context_type: Any,
+          queue: QueueWatch) -> tuple[int, float]:  # fmt: skip
     """Deliver every hop to the worker; returns (invocations, billed milliseconds)."""
     invocations, billed = 0, 0.0
 
@@ -613,11 +675,11 @@ def drive(mode: str, meter: Meter, handler: Any, source: Any, context_type: Any
 
     if mode == "sqs":
         source.handler = timed
-        while source.poll_once().received:
-            pass
+        drain(source, queue, lambda: invocations)
     else:
         while meter.invokes:
             timed(meter.invokes.pop(0), context_type("hopgraph-worker", str(uuid.uuid4())))
+            queue.progress(invocations, len(meter.invokes))
     return invocations, billed
 
 

@@ -19,6 +19,34 @@ thread until the session ends, and the in-process API harness (Mangum) then find
 loop is already running"."""
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    share_botocore_loaders()
+
+
+def share_botocore_loaders() -> None:
+    """Every botocore session of the test process reads the service models (JSON files of
+    megabytes) through one loader per data path, which caches them, instead of a loader of
+    its own: moto's ``mock_aws`` drops boto3's default session each time it starts, and the
+    handlers build a session per client, so each moto stack of a test read every model again
+    (about three quarters of a functional test's CPU). The loader only reads and caches
+    botocore's read-only data, as it does for all clients of one session."""
+    import botocore.loaders
+    import botocore.session
+
+    if getattr(botocore.session.create_loader, "shared", False):
+        return
+    loaders: dict[object, botocore.loaders.Loader] = {}
+    create = botocore.loaders.create_loader
+
+    def shared_loader(search_path_string: str | None = None) -> botocore.loaders.Loader:
+        if search_path_string not in loaders:
+            loaders[search_path_string] = create(search_path_string)
+        return loaders[search_path_string]
+
+    shared_loader.shared = True  # type: ignore[attr-defined]
+    botocore.session.create_loader = shared_loader
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         parts = Path(str(item.path)).resolve().relative_to(TESTS).parts

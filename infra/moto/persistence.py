@@ -5,10 +5,13 @@ This module works on that state directly, in that process, through moto's own ba
 
 - every DynamoDB write (PutItem, UpdateItem, DeleteItem; BatchWriteItem and transactions go
   through them) marks its key dirty; every SQS change marks the queues dirty;
-- about every second, :meth:`Persistence.flush` takes the dirty items and, if they changed,
-  every queue's messages, under the lock that every moto operation takes
-  (infra/moto/fidelity.py), so that a frame is one instant of both services; it appends the
-  frame to a journal as one JSON line, outside the lock;
+- a frame takes the dirty items and, if they changed, every queue's messages, under the lock
+  that every moto operation takes (infra/moto/fidelity.py), so that it is one instant of both
+  services, and appends it to a journal as one JSON line, still under the lock;
+- a frame is written at the end of every DynamoDB write (a whole transaction, once it has
+  committed or undone its writes), before the write is answered and before anyone can read
+  it (reads take the lock too), and about every second (:meth:`Persistence.flush`) for the
+  queue changes since;
 - on start, :meth:`Persistence.restore` folds the journal into moto (items through the
   backend's PutItem, messages as moto's own ``Message`` objects), then compacts the journal.
 
@@ -28,7 +31,15 @@ Files in the data folder::
     lock                 held (flock) while a stack uses the folder
 
 A frame holds the items that changed and, when any message changed, all queues' messages,
-so the last whole frame alone says what every queue held: a torn frame loses that second.
+so the last whole frame alone says what every queue held.
+
+What ``kill -9`` can undo: the queue operations (sends, receives, deletes) made after the last
+DynamoDB write and less than a second ago; never a DynamoDB write that was answered, so never
+a step anyone could have seen committed. The queues then come back as they were at that
+write: a hop whose step is on disk is delivered again with its id and recovers that step
+without running it (engine/protocol.py, ``_after_conflict``), and a hop whose send was undone
+is sent again by that recovery. The frames are in the operating system's hands when a write
+is answered (written, not fsynced): a crash of the machine, not of the stack, can lose more.
 
 Hand-written: moto has no persistence of its own (its recorder replays every request ever
 made, and pickling its backends would tie the files to one moto release); this keeps the
@@ -281,6 +292,10 @@ class Persistence:
         self.forget = forget
         self._dirty: set[tuple[Any, str, str]] = set()
         self._queues_dirty = False
+        self._writing = 0
+        """DynamoDB writes under way (a transaction's puts nest in it), under the lock."""
+        self._ahead = False
+        """Is the journal open, so that each DynamoDB write is written down as it ends?"""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -297,6 +312,7 @@ class Persistence:
             (DynamoDBBackend, name): self._track_item
             for name in ("put_item", "update_item", "delete_item")
         }
+        patches[(DynamoDBBackend, "transact_write_items")] = self._written_ahead
         for name in ("send_message", "delete_message", "change_message_visibility",
                      "purge_queue"):  # fmt: skip
             patches[(SQSBackend, name)] = self._track_queues
@@ -315,13 +331,38 @@ class Persistence:
         # key, ...): moto's responses and its transactions pass the second one by position.
         def tracked(backend: Any, table_name: str, *args: Any, **kwargs: Any) -> Any:
             with self.lock:
+                self._writing += 1
                 try:
                     return original(backend, table_name, *args, **kwargs)
                 finally:
                     key = args[0] if args else kwargs.get("item_attrs", kwargs.get("key"))
                     self._mark(backend, table_name, key)
+                    self._write_ended()
 
         return tracked
+
+    def _written_ahead(self, original: Any) -> Any:
+        """A transaction is written down once, whole, when it ends (its puts inside it do not
+        each write a frame: a kill between two would leave half of it on disk)."""
+
+        def tracked(*args: Any, **kwargs: Any) -> Any:
+            with self.lock:
+                self._writing += 1
+                try:
+                    return original(*args, **kwargs)
+                finally:
+                    self._write_ended()
+
+        return tracked
+
+    def _write_ended(self) -> None:
+        """Under the lock: the outermost write ends; write its frame before it is answered."""
+        self._writing -= 1
+        if self._writing == 0 and self._ahead:
+            try:
+                self._append(self._capture())
+            except Exception:  # a full disk: say so, answer the write, the timer tries again
+                log.exception("could not write the local stack's data")
 
     def _mark(self, backend: Any, table_name: str, key: Any) -> None:
         with contextlib.suppress(Exception):  # no such table, no key: nothing was written
@@ -359,9 +400,14 @@ class Persistence:
             queues_dirty, self._queues_dirty = self._queues_dirty, False
             if not dirty and not queues_dirty:
                 return None
-            frame: dict[str, Any] = {"items": [self._item_row(*entry) for entry in dirty]}
-            if queues_dirty:
-                frame["queues"] = self._queue_rows()
+            try:
+                frame: dict[str, Any] = {"items": [self._item_row(*entry) for entry in dirty]}
+                if queues_dirty:
+                    frame["queues"] = self._queue_rows()
+            except BaseException:  # taken again by the next frame
+                self._dirty |= dirty
+                self._queues_dirty |= queues_dirty
+                raise
         return frame
 
     @staticmethod
@@ -426,7 +472,9 @@ class Persistence:
                     _message(m, now_ms, self.redelivery_s * 1000) for m in messages
                 )
                 restored["messages"] += len(messages)
-        self.journal.compact(self._full_snapshot())
+        with self.lock:
+            self.journal.compact(self._full_snapshot())
+            self._ahead = True
         self._thread = threading.Thread(target=self._flush_loop, name="moto-persistence",
                                         daemon=True)  # fmt: skip
         self._thread.start()
@@ -448,10 +496,12 @@ class Persistence:
         return "items"
 
     def flush(self) -> None:
-        frame = self._capture()
-        if frame is None:
-            return
-        if self.journal.append(frame) > COMPACT_AFTER_BYTES:
+        """Write the changes not written yet (the queues' since the last DynamoDB write)."""
+        with self.lock:  # frames go to the journal in the order they were taken
+            self._append(self._capture())
+
+    def _append(self, frame: dict[str, Any] | None) -> None:
+        if frame is not None and self.journal.append(frame) > COMPACT_AFTER_BYTES:
             self.journal.compact(self._full_snapshot())
 
     def _flush_loop(self) -> None:
@@ -467,7 +517,9 @@ class Persistence:
         if self._thread is not None:
             self._thread.join(timeout=10)
             self.flush()
-        self.journal.close()
+        with self.lock:
+            self._ahead = False
+            self.journal.close()
 
 
 def _queue(account: str, region: str, name: str) -> Any:

@@ -139,6 +139,38 @@ def test_kill_9_loses_no_run_older_than_a_second(stack: StackProcess) -> None:
         again.kill()
 
 
+def committed_steps(api: str, run_ids: list[str]) -> dict[str, dict[int, tuple[Any, ...]]]:
+    """Each run's committed steps as a follower reads them: seq -> when it started and how
+    long it took (a step that ran again would have other values)."""
+    seen: dict[str, dict[int, tuple[Any, ...]]] = {}
+    with httpx.Client(base_url=api, timeout=10.0) as client:
+        for run_id in run_ids:
+            steps = client.get(f"/runs/{run_id}/steps", params={"after": -1}).json()["items"]
+            seen[run_id] = {s["seq"]: (s["started_at"], s["duration_ms"]) for s in steps}
+    return seen
+
+
+def test_kill_9_never_runs_again_a_step_a_follower_saw_committed(stack: StackProcess) -> None:
+    # Given runs in flight, and the steps a follower has just read as committed
+    graph_id, run_ids = start_runs(stack.api)
+    in_flight(stack.api, run_ids)
+    seen = committed_steps(stack.api, run_ids)
+
+    # When the stack and its moto process die at once, at once (no waiting for a flush)
+    stack.kill_all()
+    again = stack.restart()
+    try:
+        # Then every run completes with each step once
+        assert_completed_once_each(again.api, graph_id, run_ids)
+        # And every step the follower had seen is the one it saw: none of them ran again
+        after = committed_steps(again.api, run_ids)
+        for run_id, steps in seen.items():
+            assert steps, run_id
+            assert {seq: after[run_id][seq] for seq in steps} == steps, run_id
+    finally:
+        again.kill()
+
+
 def test_reset_starts_empty_and_a_data_folder_serves_one_stack(stack: StackProcess) -> None:
     # Given a stack that holds a graph
     graph_id, run_ids = start_runs(stack.api)

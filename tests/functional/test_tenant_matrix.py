@@ -78,15 +78,19 @@ def _name(route: Route) -> str:
     return f"{route.event}?{query}" if query else route.event
 
 
-@pytest.fixture
-def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[ApiStack]:
-    with api_stack(monkeypatch) as s:
+@pytest.fixture(scope="module")
+def stack() -> Iterator[ApiStack]:
+    """One deployment for the module: each test has a graph and run of its own (``owned``),
+    and no test's expectation depends on what other tests of Alice's or the admin's left
+    (listings are checked to include Alice's ids; Bob never writes anything)."""
+    with pytest.MonkeyPatch.context() as monkeypatch, api_stack(monkeypatch) as s:
         yield s
 
 
 @pytest.fixture
 def owned(stack: ApiStack) -> Owned:
-    """Alice's graph, and her run of it whose state holds a secret."""
+    """Alice's graph, and her run of it whose state holds a secret (new for each test: some
+    routes change them, a cancel for one)."""
     alice = auth_tokens.token(OWNER)
     graph = stack.call("http_create_graph", token=alice)
     assert graph.status == 201
