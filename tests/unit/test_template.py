@@ -14,6 +14,7 @@ import pytest
 import yaml
 from moto import mock_aws
 
+from functions.aws.dynamodb_items import LISTED_ATTRIBUTES
 from functions.settings import Settings, env_var, read_settings
 from infra.template.reader import (
     TEMPLATE_PATH,
@@ -438,7 +439,11 @@ def test_table_keys_and_indexes(template: dict[str, Any]) -> None:
             {"AttributeName": f"{name}PK", "KeyType": "HASH"},
             {"AttributeName": f"{name}SK", "KeyType": "RANGE"},
         ]
-        assert index["Projection"] == {"ProjectionType": "ALL"}
+        # Only what listings show is copied (never a run's input or a graph's definition)
+        assert index["Projection"] == {
+            "ProjectionType": "INCLUDE",
+            "NonKeyAttributes": list(LISTED_ATTRIBUTES),
+        }
     assert {a["AttributeName"]: a["AttributeType"] for a in definition["AttributeDefinitions"]} == {
         key: "S" for key in ("PK", "SK", "GSI1PK", "GSI1SK", "GSI2PK", "GSI2SK", "GSI3PK", "GSI3SK")
     }
