@@ -54,6 +54,9 @@ class Settings(BaseModel):
     quota_requests_per_second: int = Field(
         default=0, ge=0, description="POST requests one owner may make per second (0: no limit)"
     )
+    quota_map_width: int = Field(
+        default=0, ge=0, description="tasks one superstep of a run may have (0: no limit)"
+    )
 
     @property
     def toolkit_modules(self) -> list[str]:
