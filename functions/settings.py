@@ -41,6 +41,9 @@ class Settings(BaseModel):
     )
     map_window: int = Field(default=100, gt=0, le=10_000, description="a map's items in flight")
     run_requests_dlq_url: str = Field(default="", description="DLQ for malformed run requests")
+    run_requests_queue_url: str = Field(
+        default="", description="the run-requests queue (where a redrive sends parked requests)"
+    )
     connection_ttl_seconds: int = Field(default=7_200, gt=0)
     auth_issuer: str = Field(default="", description="issuer URL of the accepted JWTs")
     auth_audience: str = Field(default="", description="comma-separated accepted audiences")

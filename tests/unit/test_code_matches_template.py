@@ -37,7 +37,7 @@ STORE_MODULES = [
 QUEUE_CONSUMERS = {
     "functions.worker.handler.handler": ["StepQueue"],
     "functions.starter.handler.handler": ["RunRequestsQueue"],
-    "functions.deadletter.handler.handler": ["StepDLQ"],
+    "functions.deadletter.handler.handler": ["RunRequestsDLQ", "StepDLQ"],
 }
 
 

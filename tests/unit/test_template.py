@@ -186,15 +186,21 @@ def test_the_step_dlq_is_consumed_by_the_dead_letter_function(resources: dict[st
     assert worker["EventInvokeConfig"]["DestinationConfig"]["OnFailure"]["Destination"] == {
         "Fn::GetAtt": [step_dlq, "Arn"]
     }
-    # Then the dead-letter function consumes it, and may only read and write the table
+    # Then the dead-letter function consumes it, and the run-requests DLQ too (it keeps
+    # parked requests for a redrive), and may only read and write the table
     consumer = function_definitions()["DeadLetterFunction"]
+    requests_dlq = queue_definitions()["RunRequestsQueue"]["dlq"]
     assert consumer["sqs_event_sources"] == [
-        {"queue": step_dlq, "batch_size": 10, "report_batch_item_failures": True}
+        {"queue": step_dlq, "batch_size": 10, "report_batch_item_failures": True},
+        {"queue": requests_dlq, "batch_size": 10, "report_batch_item_failures": True},
     ]
     grants = _grants(resources, "DeadLetterFunction")
     assert ("dynamodb:UpdateItem", TABLE_RESOURCES, None) in grants
-    # (it may send hops only as its run service's step queue, in the deployment's mode)
-    assert not [g for g in grants if g[0].startswith(("sqs:", "lambda:")) and g[2] is None]
+    # (it may send hops only as its run service's step queue, in the deployment's mode, and
+    # a redrive's requests to the run-requests queue)
+    assert [g for g in grants if g[0].startswith(("sqs:", "lambda:")) and g[2] is None] == [
+        ("sqs:SendMessage", {"Fn::GetAtt": ["RunRequestsQueue", "Arn"]}, None)
+    ]
 
 
 def test_the_worker_allows_its_recursive_loop(resources: dict[str, Any]) -> None:
