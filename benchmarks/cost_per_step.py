@@ -51,8 +51,10 @@ benchmark's traffic: a chain's step at most 2.00 USD per million, a branch or ma
 2.50):
 
 - index writes: each write of an item that a global secondary index holds (the run header)
-  is written to the index too, per KB of the item (a key change: a delete and a put); the
-  items are read before and after each write, uncounted, to size them;
+  is written to the index too, per KB of the index entry (the keys and the attributes the
+  template projects; a key change: a delete and a put; an update that changes nothing the
+  index projects: no index write); the items are read before and after each write,
+  uncounted, to size them;
 - log ingestion: every byte the handlers write at INFO (the template's default LogLevel),
   JSON lines and EMF metric lines alike, at 0.50 USD per GB (Lambda logs' first tier);
   Lambda's START/END/REPORT lines are INFO system logs, kept out by SystemLogLevel WARN;
@@ -84,6 +86,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -142,6 +145,24 @@ def item_size(item: dict[str, Any]) -> int:
     return sum(len(name.encode()) + value_size(value) for name, value in item.items())
 
 
+def projection(
+    gsi: dict[str, Any], table_keys: list[dict[str, str]]
+) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """What of an item the index ``gsi`` holds, as template.yaml projects it: its keys and
+    the table's, plus every attribute (ALL) or the ones it names (INCLUDE). An index write is
+    billed per KB of that entry, not of the whole item."""
+    kind = gsi["Projection"]["ProjectionType"]
+    keys = {k["AttributeName"] for k in [*gsi["KeySchema"], *table_keys]}
+    kept = keys | set(gsi["Projection"].get("NonKeyAttributes", []))
+
+    def entry(item: dict[str, Any]) -> dict[str, Any]:
+        if kind == "ALL" or not item:
+            return item
+        return {name: value for name, value in item.items() if name in kept}
+
+    return entry
+
+
 def wru(size: int) -> int:
     return max(1, math.ceil(size / 1024))
 
@@ -167,8 +188,11 @@ class Meter:
     """Write units of the table's global secondary indexes: every write of an item an index
     holds is written to that index too (a key change deletes and puts), billed per KB of the
     item as the index projects it."""
-    indexes: list[tuple[str, str]] = field(default_factory=list)
-    """(partition key, sort key) attribute names of each index (template.yaml)."""
+    indexes: list[tuple[str, str, Callable[[dict[str, Any]], dict[str, Any]]]] = field(
+        default_factory=list
+    )
+    """(partition key, sort key) attribute names of each index (template.yaml), and what of
+    an item the index holds (its projection)."""
     path: list[int] = field(default_factory=list)
     beside_tool: int = 0
     """Requests made on the slot check's thread, while the tool runs (off the path)."""
@@ -295,14 +319,16 @@ class Meter:
         for table, key in self._written_keys(op, params):
             after = self.lookup.get_item(TableName=table, Key=key).get("Item", {})
             old = before.get(json.dumps(key, sort_keys=True), {})
-            for pk, sk in self.indexes:
+            for pk, sk, projected in self.indexes:
                 was = (old.get(pk), old.get(sk)) if pk in old and sk in old else None
                 now = (after.get(pk), after.get(sk)) if pk in after and sk in after else None
+                entry_was, entry_now = projected(old), projected(after)
                 if was is not None and now is not None and was == now:
-                    units += wru(item_size(after)) if old != after else 0
+                    # An update that changes no projected attribute leaves the index alone
+                    units += wru(item_size(entry_now)) if entry_was != entry_now else 0
                     continue
-                units += wru(item_size(old)) if was is not None else 0  # deleted from it
-                units += wru(item_size(after)) if now is not None else 0  # put into it
+                units += wru(item_size(entry_was)) if was is not None else 0  # deleted from it
+                units += wru(item_size(entry_now)) if now is not None else 0  # put into it
         return units
 
     def _updated_item_units(self, params: dict[str, Any]) -> float:
@@ -530,9 +556,10 @@ def run_scenario(mode: str, state_kb: int, runs: int, shape: str = "chain") -> R
         meter = Meter(lookup)
         create_table(lookup, TABLE)
         meter.indexes = [
-            (gsi["KeySchema"][0]["AttributeName"], gsi["KeySchema"][1]["AttributeName"])
+            (gsi["KeySchema"][0]["AttributeName"], gsi["KeySchema"][1]["AttributeName"],
+             projection(gsi, table_definition()["KeySchema"]))
             for gsi in table_definition().get("GlobalSecondaryIndexes", [])
-        ]
+        ]  # fmt: skip
         urls = create_queues(session.client("sqs"), {})
         os.environ.update(
             HOPGRAPH_TABLE=TABLE,

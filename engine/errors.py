@@ -19,6 +19,7 @@ queue consumer does with a message that failed with it. Transports look it up wi
 | StateTooLargeError            | 413    | payload_too_large     | park   |
 | RecordTooLargeError           | 413    | payload_too_large     | park   |
 | QuotaExceeded                 | 429    | quota_exceeded        | retry  |
+| MapTooWide                    | 429    | quota_exceeded        | park   |
 | RetryLater                    | 503    | unavailable           | retry  |
 | TransientStoreError           | 503    | unavailable           | retry  |
 | anything else (not ours)      | 500    | internal              | retry  |
@@ -233,6 +234,23 @@ class QuotaExceeded(HopgraphError):
             f"quota {quota} exceeded: at most {limit} for one owner (the deployment's "
             f"{setting}); try again later"
         )
+
+
+class MapTooWide(QuotaExceeded):
+    """A superstep of a run would have more tasks than the ``map_width`` quota (a map over
+    more items, or more items sent): the same request would be refused every time, so a
+    queued one is parked, not retried (:mod:`engine.map_quota`)."""
+
+    transport = Transport(429, "quota_exceeded", "park")
+
+    def __init__(self, width: int, limit: int, setting: str, widest: str) -> None:
+        self.width = width
+        HopgraphError.__init__(
+            self,
+            f"quota map_width exceeded: a superstep of {width} tasks ({widest}) is above the "
+            f"{limit} one run may have (the deployment's {setting})",
+        )
+        self.quota, self.limit, self.setting = "map_width", limit, setting
 
 
 class RetryLater(HopgraphError):

@@ -268,7 +268,8 @@ class RunStore(Protocol):
         self, limit: int = 50, cursor: str | None = None, owner: str | None = None
     ) -> Page[GraphRecord]:
         """Newest first; only ``owner``'s graphs unless ``owner`` is None (every graph).
-        Listing by owner reads an index, never the whole table."""
+        Listing by owner reads an index, never the whole table. A listed graph carries what
+        a listing shows (id, name, owner, created_at); its definition may be empty."""
 
     def create_run(self, run: RunRecord) -> tuple[RunRecord, bool]:
         """Atomically create ``run`` unless its id exists; return (the stored run, created)."""
@@ -284,8 +285,10 @@ class RunStore(Protocol):
         cursor: str | None = None,
         owner: str | None = None,
     ) -> Page[RunRecord]:
-        """Newest first, filtered by graph, status and/or owner (None: any). The view fields
-        may be empty. Listing by owner reads an index, never the whole table."""
+        """Newest first, filtered by graph, status and/or owner (None: any). A listed run
+        carries what a listing shows (ids, status, error, owner, created_at, updated_at);
+        its input, max_steps and view fields may be empty. Listing by owner reads an index,
+        never the whole table."""
 
     def commit_step(self, step: StepRecord, end: RunEnd | None = None) -> None:
         """The exactly-once commit, and the one primitive that moves a run through its

@@ -84,10 +84,18 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from engine.errors import ConflictError, GraphNotFound, RetryLater, RunNotFound, StepConflict
+from engine.errors import (
+    ConflictError,
+    GraphNotFound,
+    MapTooWide,
+    RetryLater,
+    RunNotFound,
+    StepConflict,
+)
 from engine.events import run_event, step_event
 from engine.graph import END, Graph
 from engine.lifecycle import accepts_hops
+from engine.map_quota import check_map_width
 from engine.ports import (
     Audience,
     Clock,
@@ -171,6 +179,9 @@ class ProtocolConfig:
     lease_s: float = LEASE_SECONDS
     """How long a live hop may take: a slot open for longer without progress is swept, and
     only then may a dead letter fail its task."""
+    max_map_width: int = 0
+    """The ``map_width`` quota: a superstep planned wider fails its run (0: no limit;
+    :mod:`engine.map_quota`)."""
 
 
 class HopProtocol:
@@ -360,7 +371,8 @@ class HopProtocol:
             return closed, None
         try:
             planned = plan_of(graph, closed.next_nodes, closed.state, closed.sends)
-        except ReducerError as exc:
+            check_map_width(planned, self.config.max_map_width)
+        except (ReducerError, MapTooWide) as exc:
             return replace(closed, next_nodes=(), end=RunEnd("failed", str(exc))), None
         if not planned:
             return replace(closed, next_nodes=(), end=RunEnd("completed")), None

@@ -27,6 +27,7 @@ from engine.events import run_event, run_status_event
 from engine.graph import Graph
 from engine.idempotency import check_same_request, input_digest
 from engine.json_rules import check as check_json
+from engine.map_quota import check_map_width
 from engine.ports import (
     Audience,
     Clock,
@@ -100,11 +101,15 @@ class EngineConfig:
     lease_s: float = LEASE_SECONDS
     """A slot open this long without progress is swept (its hops re-sent), and only then
     may a dead letter fail its task."""
+    max_map_width: int = 0
+    """The ``map_width`` quota: the tasks one superstep of a run may have (0: no limit;
+    :mod:`engine.map_quota`)."""
 
     def protocol(self) -> ProtocolConfig:
         return ProtocolConfig(
-            self.state_limit_bytes, self.counted_fan_in_above, self.map_window, self.lease_s
-        )
+            self.state_limit_bytes, self.counted_fan_in_above, self.map_window, self.lease_s,
+            self.max_map_width,
+        )  # fmt: skip
 
 
 class RunService:
@@ -238,9 +243,10 @@ class RunService:
         state = graph.start_state(self._checked_input(input))
         limit = self._max_steps(max_steps, graph)
         try:  # a map at the entry needs its list in the input
-            plan_of(graph, (graph.entry,), state)
+            entry = plan_of(graph, (graph.entry,), state)
         except ReducerError as exc:
             raise InvalidInputError(f"input: {exc}") from None
+        check_map_width(entry, self.config.max_map_width)  # refused before the run exists
         now = self.clock()
         run_id = self.ids.run_id(graph_id, idempotency_key)
         header = RunRecord(

@@ -3,7 +3,9 @@
 - ``runs_in_flight``: HOPGRAPH_QUOTA_RUNS_IN_FLIGHT (template parameter ``OwnerRunsInFlight``),
   checked when the API or the starter starts a run;
 - ``requests_per_second``: HOPGRAPH_QUOTA_REQUESTS_PER_SECOND (``OwnerRequestsPerSecond``),
-  checked by the API on every POST.
+  checked by the API on every POST;
+- ``map_width`` (per run, not per owner): HOPGRAPH_QUOTA_MAP_WIDTH (``MaxMapWidth``), the
+  tasks one superstep may have, checked by the engine itself (:mod:`engine.map_quota`).
 
 0 turns a quota off. Reaching one raises :class:`~engine.errors.QuotaExceeded`: a 429 naming
 the quota over HTTP (with ``Retry-After``), a retried message for the starter (the one

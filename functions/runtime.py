@@ -88,6 +88,7 @@ def engine_config(settings: Settings) -> EngineConfig:
         state_limit_bytes=settings.state_limit_bytes,
         map_window=settings.map_window,
         lease_s=settings.lease_seconds,
+        max_map_width=settings.quota_map_width,
     )
 
 

@@ -42,6 +42,9 @@ class Settings(BaseModel):
     )
     map_window: int = Field(default=100, gt=0, le=10_000, description="a map's items in flight")
     run_requests_dlq_url: str = Field(default="", description="DLQ for malformed run requests")
+    run_requests_queue_url: str = Field(
+        default="", description="the run-requests queue (where a redrive sends parked requests)"
+    )
     connection_ttl_seconds: int = Field(default=7_200, gt=0)
     auth_issuer: str = Field(default="", description="issuer URL of the accepted JWTs")
     auth_audience: str = Field(default="", description="comma-separated accepted audiences")
@@ -54,6 +57,9 @@ class Settings(BaseModel):
     )
     quota_requests_per_second: int = Field(
         default=0, ge=0, description="POST requests one owner may make per second (0: no limit)"
+    )
+    quota_map_width: int = Field(
+        default=0, ge=0, description="tasks one superstep of a run may have (0: no limit)"
     )
 
     @property

@@ -9,7 +9,7 @@ Item shapes (``tests/contract/test_dynamodb_items.py`` snapshots each one)::
                    created_at, updated_at, error?, idempotency_key?, input_digest?, owner?,
                    parent? (a child run: its parent's run, superstep and task)
                    GSI1PK=GRAPH#<graph id>  GSI1SK=<created iso>#<id>   (runs by graph)
-                   GSI2PK=STATUS#<status>   GSI2SK=<created iso>#<id>   (runs by status)
+                   GSI2PK=STATUS#<status>#<shard>  GSI2SK=<created iso>#<id>   (runs by status)
                    GSI3PK=OWNER#<owner>#RUNS    GSI3SK=<created iso>#<id>   (if owned)
     step           PK=RUN#<id>     SK=STEP#000042  node, tool, status, updates, state,
                    next_node?, started_at, duration_ms, error?, attempt, committed_by?, notified?,
@@ -22,6 +22,9 @@ Item shapes (``tests/contract/test_dynamodb_items.py`` snapshots each one)::
     connection     PK=CONN#<id>    SK=CONN         endpoint, expires_at (TTL), owner?, admin?
     subscription   PK=RUN#<run>    SK=SUB#<conn>   endpoint, expires_at (TTL), replayed_through?
                    PK=CONN#<conn>  SK=SUB#<run>    expires_at (TTL)
+
+The indexes project only what listings show (:data:`LISTED_ATTRIBUTES`): a listed graph or
+run is read back with :func:`listed_graph_from_item` / :func:`listed_run_from_item`.
 
 Optional attributes (``?``) are absent rather than NULL. The run id and seq of a step live in
 its keys only: every byte of a step item is paid for on every commit.
@@ -109,8 +112,29 @@ def connection_key(connection_id: str) -> Item:
     return {"PK": {"S": f"CONN#{connection_id}"}, "SK": {"S": "CONN"}}
 
 
-def status_partition(status: str) -> str:
-    return f"STATUS#{status}"
+STATUS_SHARDS = 4
+"""How many GSI2 partitions each status is spread over. One index partition takes at most
+1,000 writes per second, and every run start writes ``running``'s: with one partition that
+would cap run starts at about 1,000 a second (less with the end of each run moving it out).
+A run's shard is a hash of its id, so the start and the end of a run compute the same
+partition; a listing by status queries every shard and merges them by time
+(:mod:`functions.aws.dynamodb_pages`). Changing this number moves partitions: runs written
+under another count are not listed until their headers are written again."""
+
+
+def status_shard(run_id: str) -> int:
+    """The GSI2 shard of ``run_id`` (CRC-32: stable across processes, unlike ``hash``)."""
+    return zlib.crc32(run_id.encode()) % STATUS_SHARDS
+
+
+def status_partition(status: str, run_id: str) -> str:
+    """The GSI2 partition that lists ``run_id`` while it has ``status``."""
+    return f"STATUS#{status}#{status_shard(run_id)}"
+
+
+def status_partitions(status: str) -> list[str]:
+    """Every GSI2 partition of ``status``, one per shard."""
+    return [f"STATUS#{status}#{shard}" for shard in range(STATUS_SHARDS)]
 
 
 def graph_partition(graph_id: str) -> str:
@@ -263,7 +287,7 @@ def run_item(run: RunRecord) -> Item:
         "updated_at": num(run.updated_at),
         "GSI1PK": {"S": graph_partition(run.graph_id)},
         "GSI1SK": {"S": sort},
-        "GSI2PK": {"S": status_partition(run.status)},
+        "GSI2PK": {"S": status_partition(run.status, run.run_id)},
         "GSI2SK": {"S": sort},
     }
     _put_opt(item, "node", run.node)
@@ -293,6 +317,22 @@ def run_from_item(item: Item) -> RunRecord:
         owner=_opt_str(item, "owner"),
         parent=json_value(item["parent"]) if "parent" in item else None,
     )
+
+
+LISTED_ATTRIBUTES = ("name", "graph_id", "status", "error", "owner", "created_at", "updated_at")
+"""The non-key attributes every index projects (template.yaml's ``NonKeyAttributes``): what
+the graph and run listings show. The input and the definition stay in the table, so an index
+write costs what these few attributes weigh, whatever the run was started with."""
+
+
+def listed_graph_from_item(item: Item) -> GraphRecord:
+    """A graph as an index lists it: its definition is not projected and reads as ``{}``."""
+    return graph_from_item({**item, "definition": {"S": "{}"}})
+
+
+def listed_run_from_item(item: Item) -> RunRecord:
+    """A run as an index lists it: input ``{}`` and max_steps 0 (neither is projected)."""
+    return run_from_item({**item, "input": {"S": "{}"}, "max_steps": {"N": "0"}})
 
 
 # ---------------------------------------------------------------------------- steps

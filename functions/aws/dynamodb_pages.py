@@ -1,5 +1,7 @@
 """Paged listings over the table's indexes (graphs; runs by graph, status, owner, or all).
 
+Runs by status and all runs are merges of GSI2's sharded partitions (:func:`merged_page`).
+
 Every listing is newest first; a cursor is opaque to callers (base64url JSON, see
 :func:`~functions.aws.dynamodb_items.encode_cursor`) and is checked to belong to the listing
 it is passed to, so a forged or replayed one raises InvalidInputError instead of a 500.
@@ -18,8 +20,6 @@ from functions.aws.dynamodb_items import Item
 Query = Callable[..., dict[str, Any]]
 """``query(invalid, **kwargs)``: one Query request; ``invalid`` is raised if DynamoDB refuses
 the request's input (a start key built from a cursor)."""
-Position = dict[str, str]
-"""Where a query of an index stands: the string keys of the last item it returned."""
 
 STATUSES: tuple[str, ...] = get_args(RunStatus)
 # A page of a filtered listing stops after this many queries even if it is short (its cursor
@@ -90,28 +90,48 @@ def _add_filters(kwargs: dict[str, Any], equal: dict[str, str | None]) -> None:
         kwargs["FilterExpression"] = " AND ".join(terms)
 
 
+def status_page(query: Query, table: str, status: str, limit: int, cursor: str | None
+                ) -> tuple[list[Item], str | None]:  # fmt: skip
+    """The runs with ``status``, newest first: a merge of the status's GSI2 shards
+    (:data:`~functions.aws.dynamodb_items.STATUS_SHARDS`)."""
+    return merged_page(query, table, status, items.status_partitions(status), limit, cursor)
+
+
 def all_runs_page(query: Query, table: str, limit: int, cursor: str | None
                   ) -> tuple[list[Item], str | None]:  # fmt: skip
-    """Every run, newest first, as a merge of the four status partitions of GSI2.
+    """Every run, newest first, as a merge of every status's GSI2 shards.
 
     Why a merge: a Scan is unordered and reads the whole table (steps included); a single
     "all runs" index partition would take every run's writes, and one partition accepts at
-    most 1,000 writes per second, which would cap how fast runs can start. Four queries of
-    at most ``limit + 1`` items each read little more than the page.
+    most 1,000 writes per second, which would cap how fast runs can start.
+    """
+    partitions = [p for status in STATUSES for p in items.status_partitions(status)]
+    return merged_page(query, table, ALL, partitions, limit, cursor)
 
-    The cursor holds each partition's position (the last item taken from it; ``null``:
-    nothing taken yet; absent: exhausted). A partition whose query stopped early (the 1 MB
-    cap) bounds the page to items no older than the last one it returned, so no unread item
-    of it can belong before an item this page returns. A run that changes status while pages
-    are being walked moves to another partition and may be listed twice or not at all, as in
-    any listing of a changing set.
+
+ALL = "*"
+"""The listing name of every run (a status names the listing of its runs)."""
+
+
+def merged_page(
+    query: Query, table: str, listing: str, partitions: list[str], limit: int, cursor: str | None
+) -> tuple[list[Item], str | None]:
+    """One page of the newest ``limit`` runs of several GSI2 partitions, merged by time.
+
+    Each partition is queried for at most ``limit + 1`` items, so a page reads little more
+    than ``limit`` items per partition. The cursor names its ``listing`` (a status, or
+    :data:`ALL`) and holds each partition's position: the sort key of the last item taken
+    from it (``null``: nothing taken yet; absent: exhausted). A partition whose query stopped
+    early (``Limit``, or the 1 MB cap) bounds the page to items no older than the last one
+    it returned, so no unread item of it can belong before an item this page returns. A run
+    that changes status while pages are being walked moves to another partition and may be
+    listed twice or not at all, as in any listing of a changing set.
     """
     limit = max(1, limit)
-    positions = _decode_positions(cursor)
+    positions = _decode_positions(cursor, listing, partitions)
     fetched: dict[str, list[Item]] = {}
     more: dict[str, Item | None] = {}
-    for status, position in positions.items():
-        partition = items.status_partition(status)
+    for partition, position in positions.items():
         kwargs: dict[str, Any] = {
             "TableName": table,
             "IndexName": "GSI2",
@@ -122,26 +142,49 @@ def all_runs_page(query: Query, table: str, limit: int, cursor: str | None
         }
         invalid = None
         if position is not None:
-            kwargs["ExclusiveStartKey"] = items.start_key(position, "GSI2", partition)
+            kwargs["ExclusiveStartKey"] = _status_start_key(partition, position)
             invalid = InvalidInputError(INVALID_CURSOR)
         response = query(invalid, **kwargs)
-        fetched[status] = response.get("Items", [])
-        more[status] = response.get("LastEvaluatedKey")
+        fetched[partition] = response.get("Items", [])
+        more[partition] = response.get("LastEvaluatedKey")
     page = _merge_newest_first(fetched, more, limit)
     following = _next_positions(positions, fetched, more, page)
-    return [item for _, item in page], items.encode_cursor(following) if following else None
+    if not following:
+        return [item for _, item in page], None
+    return [item for _, item in page], items.encode_cursor({"of": listing, "at": following})
 
 
-def _decode_positions(cursor: str | None) -> dict[str, Position | None]:
-    if not cursor:
-        return dict.fromkeys(STATUSES)
-    doc = items.decode_cursor(cursor)
-    if not isinstance(doc, dict) or not set(doc) <= set(STATUSES):
+def _status_start_key(partition: str, sort: Any) -> Item:
+    """GSI2's ``ExclusiveStartKey`` after the run header whose GSI2SK is ``sort``
+    (``<created iso>#<run id>``): the table keys follow from the run id."""
+    if not isinstance(sort, str) or "#" not in sort:
         raise InvalidInputError(INVALID_CURSOR)
-    for status, position in doc.items():
+    run_id = sort.split("#", 1)[1]
+    return {**items.run_key(run_id), "GSI2PK": {"S": partition}, "GSI2SK": {"S": sort}}
+
+
+def _decode_positions(
+    cursor: str | None, listing: str, partitions: list[str]
+) -> dict[str, str | None]:
+    if not cursor:
+        return dict.fromkeys(partitions)
+    doc = items.decode_cursor(cursor)
+    if (
+        not isinstance(doc, dict)
+        or set(doc) != {"of", "at"}
+        or doc["of"] != listing
+        or not isinstance(doc["at"], dict)
+        or not set(doc["at"]) <= set(partitions)
+    ):
+        raise InvalidInputError(INVALID_CURSOR)
+    for partition, position in doc["at"].items():
         if position is not None:  # validates it; the start key is built again per query
-            items.start_key(position, "GSI2", items.status_partition(status))
-    return doc
+            _status_start_key(partition, position)
+    return {p: doc["at"][p] for p in partitions if p in doc["at"]}
+
+
+def _sort_key(item: Item) -> str:
+    return str(item["GSI2SK"]["S"])
 
 
 def _merge_newest_first(
@@ -150,33 +193,33 @@ def _merge_newest_first(
     """The page: the newest ``limit`` items of all partitions, none older than the last
     item of a partition that has more to read."""
     merged = sorted(
-        ((status, item) for status, found in fetched.items() for item in found),
-        key=lambda pair: pair[1]["GSI2SK"]["S"],
+        ((partition, item) for partition, found in fetched.items() for item in found),
+        key=lambda pair: _sort_key(pair[1]),
         reverse=True,
     )
-    bounds = [fetched[s][-1]["GSI2SK"]["S"] for s in fetched if more[s] and fetched[s]]
+    bounds = [_sort_key(fetched[p][-1]) for p in fetched if more[p] and fetched[p]]
     if bounds:
         cutoff = max(bounds)
-        merged = [pair for pair in merged if pair[1]["GSI2SK"]["S"] >= cutoff]
+        merged = [pair for pair in merged if _sort_key(pair[1]) >= cutoff]
     return merged[:limit]
 
 
 def _next_positions(
-    positions: dict[str, Position | None],
+    positions: dict[str, str | None],
     fetched: dict[str, list[Item]],
     more: dict[str, Item | None],
     page: list[tuple[str, Item]],
-) -> dict[str, Position | None]:
+) -> dict[str, str | None]:
     """Each partition's position after ``page``; exhausted partitions are left out."""
-    following: dict[str, Position | None] = {}
-    for status, position in positions.items():
-        taken = [item for s, item in page if s == status]
-        left = len(fetched[status]) - len(taken)
-        if left > 0 or more[status] is not None:
+    following: dict[str, str | None] = {}
+    for partition, position in positions.items():
+        taken = [item for p, item in page if p == partition]
+        left = len(fetched[partition]) - len(taken)
+        if left > 0 or more[partition] is not None:
             if taken:
-                following[status] = items.index_position(taken[-1], "GSI2")
-            elif fetched[status]:
-                following[status] = position
+                following[partition] = _sort_key(taken[-1])
+            elif fetched[partition]:
+                following[partition] = position
             else:  # nothing read but a start key returned: resume from there
-                following[status] = items.index_position(more[status] or {}, "GSI2")
+                following[partition] = _sort_key(more[partition] or {})
     return following

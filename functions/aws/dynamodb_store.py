@@ -199,7 +199,7 @@ class DynamoRunStore:
         found, next_cursor = pages.index_page(
             self._query, self.table, index, partition, limit, cursor
         )
-        return Page([items.graph_from_item(i) for i in found], next_cursor)
+        return Page([items.listed_graph_from_item(i) for i in found], next_cursor)
 
     # -- runs ------------------------------------------------------------------------------
     def create_run(self, run: RunRecord) -> tuple[RunRecord, bool]:
@@ -242,8 +242,10 @@ class DynamoRunStore:
         cursor: str | None = None,
         owner: str | None = None,
     ) -> Page[RunRecord]:
-        """Newest first. Listed runs carry their header only: state is empty, steps 0 and
-        node ``None`` (reading every run's latest step would multiply the cost)."""
+        """Newest first. Listed runs carry what the indexes project
+        (:data:`~functions.aws.dynamodb_items.LISTED_ATTRIBUTES`): input and state are empty,
+        max_steps and steps 0, node ``None`` (reading every run's header and latest step would
+        multiply the cost)."""
         if graph_id is not None:
             # Runs of a graph, filtered by status and owner if asked (GSI1 holds a graph's
             # runs, which are nearly all its owner's: only they and admins can start them).
@@ -258,12 +260,10 @@ class DynamoRunStore:
                 cursor, status=status,
             )  # fmt: skip
         elif status is not None:
-            found, next_cursor = pages.index_page(
-                self._query, self.table, "GSI2", items.status_partition(status), limit, cursor
-            )
+            found, next_cursor = pages.status_page(self._query, self.table, status, limit, cursor)
         else:
             found, next_cursor = pages.all_runs_page(self._query, self.table, limit, cursor)
-        runs = [replace(items.run_from_item(i), node=None) for i in found]
+        runs = [replace(items.listed_run_from_item(i), node=None) for i in found]
         return Page(runs, next_cursor)
 
     def commit_step(self, step: StepRecord, end: RunEnd | None = None) -> None:
@@ -294,12 +294,12 @@ class DynamoRunStore:
 
     def _end_run(self, run_id: str, status: str, error: str | None, at: float) -> dict[str, Any]:
         """The header update that ends a run, conditional on it still running. GSI2PK moves
-        with the status so the runs-by-status index follows."""
+        with the status (to the same shard) so the runs-by-status index follows."""
         names = {"#status": "status", "#updated": "updated_at", "#gsi": "GSI2PK", "#error": "error"}
         values: dict[str, Any] = {
             ":status": {"S": status},
             ":updated": items.num(at),
-            ":gsi": {"S": items.status_partition(status)},
+            ":gsi": {"S": items.status_partition(status, run_id)},
             ":running": {"S": "running"},
         }
         expression = "SET #status = :status, #updated = :updated, #gsi = :gsi"

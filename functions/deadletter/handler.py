@@ -1,7 +1,10 @@
-"""Lambda entry point of the step dead-letter consumer (``functions.deadletter.handler.handler``).
+"""Lambda entry point of the dead-letter consumer (``functions.deadletter.handler.handler``).
 
 An SQS batch from StepDLQ: each record is a hop AWS gave up on, and its run is failed with a
-reason a person can act on. The logic is in :mod:`functions.deadletter.letters`.
+reason a person can act on (:mod:`functions.deadletter.letters`). A batch from
+RunRequestsDLQ: each record is a run request that was parked, logged and kept for a redrive;
+a direct invocation ``{"hopgraph": "redrive_run_requests"}`` redrives them
+(:mod:`functions.deadletter.requests`).
 """
 
 from __future__ import annotations
@@ -16,16 +19,20 @@ from aws_lambda_powertools.utilities.batch import (
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from engine.service import RunService
-from functions.deadletter import letters
+from functions.deadletter import letters, requests
 from functions.deadletter.service import service
 from functions.observability import count, logger, metrics, traced
+from functions.settings import get_settings
 
 
 @traced
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """Fail the run of each dead-lettered hop in an SQS batch."""
+    """Fail the run of each dead-lettered hop in an SQS batch; keep each parked run request;
+    redrive parked run requests when invoked to."""
+    if event.get("hopgraph") == requests.REDRIVE:
+        return requests.redrive(event, get_settings())
     return handle_batch(event, context, service())
 
 
@@ -33,6 +40,8 @@ def handle_batch(event: dict[str, Any], context: Any, svc: RunService) -> dict[s
     """The batch through ``svc``; records that failed go in ``batchItemFailures``."""
 
     def record_handler(record: SQSRecord) -> str:
+        if requests.from_run_requests(record, get_settings()):
+            return requests.keep(record, get_settings())
         try:
             return letters.fail_run(svc, letters.parse_letter(record))
         except letters.MalformedLetter as exc:

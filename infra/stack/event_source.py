@@ -121,12 +121,15 @@ class SqsEventSource:
         *,
         function_name: str,
         template_doc: template.Template | None = None,
+        queue: str | None = None,
         **options: Any,
     ) -> SqsEventSource:
-        """The event source ``function_id`` declares in the template (its one SQS event),
-        with the function's settings. ``queue_urls`` maps queue logical ids to URLs."""
+        """The event source ``function_id`` declares in the template (its first SQS event,
+        or the one on ``queue``, a queue's logical id), with the function's settings.
+        ``queue_urls`` maps queue logical ids to URLs."""
         definition = template.function_definitions(template_doc)[function_id]
-        [source] = definition["sqs_event_sources"]
+        sources = [s for s in definition["sqs_event_sources"] if queue in (None, s["queue"])]
+        source = sources[0]
         settings = FunctionSettings.from_template(function_name, definition)
         options.setdefault("batch_size", source["batch_size"])
         return cls(sqs_client, queue_urls[source["queue"]], handler, function=settings, **options)

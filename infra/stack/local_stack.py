@@ -227,17 +227,22 @@ class LocalStack:
         os.environ["HOPGRAPH_WS_ENDPOINT"] = gateway.management_endpoint
 
     def _start_lambda_endpoint(self) -> None:
-        """Invoke: the worker's self-invocations (``--dispatch lambda``), and the WebSocket
-        function's own (``$connect``'s replay, functions/websocket/routes.py)."""
+        """Invoke: the worker's self-invocations (``--dispatch lambda``), the WebSocket
+        function's own (``$connect``'s replay, functions/websocket/routes.py), and the
+        dead-letter consumer's redrive of parked run requests (functions/deadletter)."""
         import boto3
 
+        from functions.deadletter.handler import handler as dead_letter_handler
         from functions.websocket.handler import handler as websocket_handler
         from functions.worker.handler import handler as worker_handler
         from infra.stack.lambda_endpoint import LocalLambdaEndpoint, register_from_template
 
         sqs = boto3.client("sqs", endpoint_url=self.moto_endpoint, region_name=REGION)
         endpoint = LocalLambdaEndpoint(LOOPBACK, 0, workers=self.config.workers * 2)
-        functions = [("WebSocketFunction", WEBSOCKET_FUNCTION, websocket_handler)]
+        functions = [
+            ("WebSocketFunction", WEBSOCKET_FUNCTION, websocket_handler),
+            ("DeadLetterFunction", f"{STACK_NAME}-deadletter", dead_letter_handler),
+        ]
         if self.config.dispatch == "lambda":
             functions.append(("WorkerFunction", WORKER_FUNCTION, worker_handler))
         for function_id, name, handler in functions:
@@ -260,6 +265,7 @@ class LocalStack:
             HOPGRAPH_TABLE=f"{STACK_NAME}-table",
             HOPGRAPH_STEP_QUEUE_URL=self.queue_urls["StepQueue"],
             HOPGRAPH_RUN_REQUESTS_DLQ_URL=self.queue_urls["RunRequestsDLQ"],
+            HOPGRAPH_RUN_REQUESTS_QUEUE_URL=self.queue_urls["RunRequestsQueue"],
             HOPGRAPH_DISPATCH=self.config.dispatch,
             HOPGRAPH_WORKER_FUNCTION=_qualified(WORKER_FUNCTION, self.template_doc),
             HOPGRAPH_WS_URL=self.ws_url,
@@ -299,22 +305,27 @@ class LocalStack:
             "sqs", self.config.workers * 2, REGION, self._moto.socket_path
         )
         quarter = max(1, self.config.workers // 4)
-        for function_id, name, handler, pollers in (
-            ("WorkerFunction", WORKER_FUNCTION, worker_handler, self.config.workers),
-            ("StarterFunction", f"{STACK_NAME}-starter", starter_handler, quarter),
-            ("DeadLetterFunction", f"{STACK_NAME}-deadletter", dead_letter_handler, quarter),
-        ):
+        for function_id, name, handler, pollers, queue in (
+            ("WorkerFunction", WORKER_FUNCTION, worker_handler, self.config.workers, None),
+            ("StarterFunction", f"{STACK_NAME}-starter", starter_handler, quarter, None),
+            ("DeadLetterFunction", f"{STACK_NAME}-deadletter", dead_letter_handler, quarter,
+             "StepDLQ"),
+            # The same consumer keeps parked run requests (its second event)
+            ("DeadLetterFunction", f"{STACK_NAME}-deadletter", dead_letter_handler, 1,
+             "RunRequestsDLQ"),
+        ):  # fmt: skip
             source = SqsEventSource.from_template(
                 sqs, self.queue_urls, handler, function_id,
                 function_name=name,
                 template_doc=self.template_doc,
+                queue=queue,
                 failed_visibility=self.config.failed_visibility,
                 wait_time_seconds=1,  # long polling, as Lambda's pollers do: no busy loop
             )  # fmt: skip
             thread = threading.Thread(
                 target=source.run,
                 args=(self._stop, pollers),
-                name=f"event-source-{function_id}",
+                name=f"event-source-{function_id}-{queue or 'queue'}",
                 daemon=True,
             )
             thread.start()

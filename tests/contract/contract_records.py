@@ -70,6 +70,17 @@ def commit_steps(store: RunStore, run_id: str, count: int) -> list[StepRecord]:
     return steps
 
 
+RUN_LISTED = ("run_id", "graph_id", "status", "error", "owner", "created_at", "updated_at")
+"""What a run listing shows (the API's RunSummary): a listed run carries these as they are."""
+GRAPH_LISTED = ("graph_id", "name", "owner", "created_at")
+"""What a graph listing shows (the API's GraphSummary, and the owner)."""
+
+
+def listed(record: Any, fields: tuple[str, ...]) -> dict[str, Any]:
+    """The fields of ``record`` a listing shows."""
+    return {name: getattr(record, name) for name in fields}
+
+
 def walk(fetch: Any, limit: int) -> list[list[Any]]:
     """Every page of a paginated listing, following cursors until there are none."""
     pages, cursor = [], None

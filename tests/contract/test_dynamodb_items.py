@@ -67,7 +67,7 @@ def test_run_header_item(dynamodb: Any, dynamo_store: DynamoRunStore) -> None:
         "owner": {"S": "alice"},
         "GSI1PK": {"S": "GRAPH#g1"},
         "GSI1SK": {"S": "2023-11-14T22:13:20.250000Z#r1"},
-        "GSI2PK": {"S": "STATUS#running"},
+        "GSI2PK": {"S": "STATUS#running#1"},  # the shard of r1
         "GSI2SK": {"S": "2023-11-14T22:13:20.250000Z#r1"},
         "GSI3PK": {"S": "OWNER#alice#RUNS"},
         "GSI3SK": {"S": "2023-11-14T22:13:20.250000Z#r1"},
@@ -80,7 +80,7 @@ def test_run_header_item(dynamodb: Any, dynamo_store: DynamoRunStore) -> None:
         "status": {"S": "failed"},
         "error": {"S": "boom"},
         "updated_at": {"N": "1700000001.25"},
-        "GSI2PK": {"S": "STATUS#failed"},
+        "GSI2PK": {"S": "STATUS#failed#1"},  # the same shard
     }
 
 

@@ -8,6 +8,7 @@ import random
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 import pytest
@@ -22,6 +23,7 @@ from contract_records import (
     graph,
     run,
     step,
+    walk,
 )
 
 from engine.commands import cancel_run
@@ -35,6 +37,7 @@ from engine.errors import (
     TransientStoreError,
 )
 from engine.ports import RunEnd
+from functions.aws import dynamodb_items as items
 from functions.aws import dynamodb_pages
 from functions.aws.dynamodb_store import DynamoRunStore
 from functions.aws.errors import StoreConfigurationError, raise_store_error
@@ -244,19 +247,98 @@ def test_listing_all_runs_stays_ordered_when_a_partition_stops_early(
         dynamo_store.create_run(run(f"r{i}", created_at=T0 + i))
         if i < 3:
             dynamo_store.commit_step(final_step(f"r{i}"), RunEnd("completed"))
-    # And a table whose queries of both partitions return one item each
-    short = OneItemPerQuery(dynamodb, "STATUS#running", "STATUS#completed")
+    # And a table whose queries of every shard of both statuses return one item each
+    shards = items.status_partitions("running") + items.status_partitions("completed")
+    short = OneItemPerQuery(dynamodb, *shards)
     store = DynamoRunStore(dynamo_store.table, short, clock=clock)
-    # When all runs are listed, three per page
-    listed, cursor = [], None
-    for _ in range(20):
-        page = store.list_runs(limit=3, cursor=cursor)
-        listed += [r.run_id for r in page.items]
-        cursor = page.cursor
-        if cursor is None:
-            break
-    # Then no run jumps ahead of a newer one not read yet
-    assert listed == ["r5", "r4", "r3", "r2", "r1", "r0"]
+    # When all runs, and the running ones, are listed a few per page
+    for status, expected in ((None, ["r5", "r4", "r3", "r2", "r1", "r0"]),
+                             ("running", ["r5", "r4", "r3"])):  # fmt: skip
+        for limit in (1, 2, 3):
+            pages = walk(partial(store.list_runs, status=status), limit)
+            # Then no run jumps ahead of a newer one not read yet
+            assert [r.run_id for p in pages for r in p] == expected, (status, limit)
+
+
+def test_runs_by_status_are_spread_over_shards_and_paged_across_them(
+    dynamodb: Any, dynamo_store: DynamoRunStore
+) -> None:
+    # Given forty running runs, in shuffled order, and ten completed ones interleaved in time
+    order = list(range(50))
+    random.Random(7).shuffle(order)
+    for i in order:
+        dynamo_store.create_run(run(f"run-{i:02d}", created_at=T0 + i))
+        if i % 5 == 0:
+            dynamo_store.commit_step(final_step(f"run-{i:02d}"), RunEnd("completed"))
+    # Then the running runs sit in every shard of their status, none in the legacy partition
+    partitions = {
+        stored_item(dynamodb, dynamo_store.table, f"run-{i:02d}")["GSI2PK"]["S"]
+        for i in range(50) if i % 5
+    }  # fmt: skip
+    assert partitions == set(items.status_partitions("running"))
+    running = [f"run-{i:02d}" for i in reversed(range(50)) if i % 5]
+    for limit in (1, 3, 7, 100):
+        # When the running runs are listed page by page
+        pages = walk(partial(dynamo_store.list_runs, status="running"), limit)
+        # Then each comes once, newest first across the shards, in full pages but the last
+        assert [r.run_id for p in pages for r in p] == running, limit
+        assert [len(p) for p in pages[:-1]] == [limit] * (len(pages) - 1)
+        # And all runs merge both statuses' shards the same way
+        every = walk(dynamo_store.list_runs, limit)
+        assert [r.run_id for p in every for r in p] == [f"run-{i:02d}" for i in reversed(range(50))]
+
+
+def test_a_status_listing_refuses_another_listings_cursor(dynamo_store: DynamoRunStore) -> None:
+    # Given only running runs: both listings' cursors name the same partitions
+    for i in range(4):
+        dynamo_store.create_run(run(f"r{i}", created_at=T0 + i))
+    every = dynamo_store.list_runs(limit=1).cursor
+    running = dynamo_store.list_runs(status="running", limit=1).cursor
+    # Then each is refused by the other listing, and by another status's
+    for status, cursor in ((None, running), ("running", every), ("failed", running)):
+        with pytest.raises(InvalidInputError):
+            dynamo_store.list_runs(status=status, cursor=cursor)
+
+
+def test_indexes_hold_what_listings_show_and_not_the_input(
+    dynamodb: Any, dynamo_store: DynamoRunStore
+) -> None:
+    # Given an owned graph and an owned run with a sizeable input
+    dynamo_store.put_graph(graph())
+    dynamo_store.create_run(run(input={"code": "x" * 5000}, owner="alice"))
+    # When each index is read raw
+    partitions = [
+        ("GSI1", "GRAPH#g1"),
+        ("GSI1", "GRAPHS"),
+        ("GSI2", items.status_partition("running", "r1")),
+        ("GSI3", "OWNER#alice#RUNS"),
+        ("GSI3", "OWNER#alice#GRAPHS"),
+    ]
+    for index, partition in partitions:
+        found = dynamodb.query(
+            TableName=dynamo_store.table, IndexName=index,
+            KeyConditionExpression=f"{index}PK = :pk",
+            ExpressionAttributeValues={":pk": {"S": partition}},
+        )["Items"]  # fmt: skip
+        # Then it holds the keys and the listed attributes only: no input, no definition
+        assert len(found) == 1, (index, partition)
+        extra = set(found[0]) - set(items.LISTED_ATTRIBUTES) - {"PK", "SK"}
+        assert extra <= {f"{i}{k}" for i in ("GSI1", "GSI2", "GSI3") for k in ("PK", "SK")}
+        assert "input" not in found[0] and "definition" not in found[0]
+
+
+def test_listed_attributes_cover_what_the_api_lists_show() -> None:
+    # The API's summaries are built from listed records: every field they show is projected
+    # (ids come from the keys)
+    from functions.api.models import GraphSummary, RunSummary
+
+    keys = {"run_id", "graph_id"}
+    assert set(RunSummary.model_fields) - keys <= set(items.LISTED_ATTRIBUTES)
+    assert set(GraphSummary.model_fields) - keys <= set(items.LISTED_ATTRIBUTES)
+
+
+def stored_item(dynamodb: Any, table: str, run_id: str) -> Any:
+    return dynamodb.get_item(TableName=table, Key=items.run_key(run_id))["Item"]
 
 
 # ------------------------------------------------------------------------------- errors

@@ -144,6 +144,7 @@ def aws_stack(monkeypatch: pytest.MonkeyPatch, **settings: str) -> Iterator[AwsS
             "TABLE": TABLE,
             "STEP_QUEUE_URL": urls["StepQueue"],
             "RUN_REQUESTS_DLQ_URL": urls["RunRequestsDLQ"],
+            "RUN_REQUESTS_QUEUE_URL": urls["RunRequestsQueue"],
             "DISPATCH": "sqs",
             "WORKER_FUNCTION": "hopgraph-worker",
             "WS_ENDPOINT": "",

@@ -19,6 +19,7 @@ from engine.errors import (
     HopgraphError,
     IdempotencyConflict,
     JsonRuleError,
+    MapTooWide,
     NotFoundError,
     Problem,
     QuotaExceeded,
@@ -46,6 +47,7 @@ SAMPLES: dict[type[HopgraphError], Callable[[], HopgraphError]] = {
     StateTooLargeError: lambda: StateTooLargeError(500_000, 350_000),
     RecordTooLargeError: lambda: RecordTooLargeError("graph", 500_000, 409_600),
     QuotaExceeded: lambda: QuotaExceeded("runs_in_flight", 100, "OwnerRunsInFlight"),
+    MapTooWide: lambda: MapTooWide(2_000, 1_000, "MaxMapWidth", "map node 'grade' over 2000 items"),
     engine.tools.ToolError: lambda: engine.tools.ToolError("t", "ValueError", "boom"),
 }
 

@@ -29,11 +29,15 @@ from infra.template.reader import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-STORE_MODULES = [ROOT / "functions/aws/dynamodb_store.py", ROOT / "functions/aws/dynamodb_items.py"]
+STORE_MODULES = [
+    ROOT / "functions/aws/dynamodb_store.py",
+    ROOT / "functions/aws/dynamodb_items.py",
+    ROOT / "functions/aws/dynamodb_pages.py",
+]
 QUEUE_CONSUMERS = {
     "functions.worker.handler.handler": ["StepQueue"],
     "functions.starter.handler.handler": ["RunRequestsQueue"],
-    "functions.deadletter.handler.handler": ["StepDLQ"],
+    "functions.deadletter.handler.handler": ["RunRequestsDLQ", "StepDLQ"],
 }
 
 

@@ -14,6 +14,7 @@ import pytest
 import yaml
 from moto import mock_aws
 
+from functions.aws.dynamodb_items import LISTED_ATTRIBUTES
 from functions.settings import Settings, env_var, read_settings
 from infra.template.reader import (
     TEMPLATE_PATH,
@@ -186,15 +187,21 @@ def test_the_step_dlq_is_consumed_by_the_dead_letter_function(resources: dict[st
     assert worker["EventInvokeConfig"]["DestinationConfig"]["OnFailure"]["Destination"] == {
         "Fn::GetAtt": [step_dlq, "Arn"]
     }
-    # Then the dead-letter function consumes it, and may only read and write the table
+    # Then the dead-letter function consumes it, and the run-requests DLQ too (it keeps
+    # parked requests for a redrive), and may only read and write the table
     consumer = function_definitions()["DeadLetterFunction"]
+    requests_dlq = queue_definitions()["RunRequestsQueue"]["dlq"]
     assert consumer["sqs_event_sources"] == [
-        {"queue": step_dlq, "batch_size": 10, "report_batch_item_failures": True}
+        {"queue": step_dlq, "batch_size": 10, "report_batch_item_failures": True},
+        {"queue": requests_dlq, "batch_size": 10, "report_batch_item_failures": True},
     ]
     grants = _grants(resources, "DeadLetterFunction")
     assert ("dynamodb:UpdateItem", TABLE_RESOURCES, None) in grants
-    # (it may send hops only as its run service's step queue, in the deployment's mode)
-    assert not [g for g in grants if g[0].startswith(("sqs:", "lambda:")) and g[2] is None]
+    # (it may send hops only as its run service's step queue, in the deployment's mode, and
+    # a redrive's requests to the run-requests queue)
+    assert [g for g in grants if g[0].startswith(("sqs:", "lambda:")) and g[2] is None] == [
+        ("sqs:SendMessage", {"Fn::GetAtt": ["RunRequestsQueue", "Arn"]}, None)
+    ]
 
 
 def test_the_worker_allows_its_recursive_loop(resources: dict[str, Any]) -> None:
@@ -450,7 +457,11 @@ def test_table_keys_and_indexes(template: dict[str, Any]) -> None:
             {"AttributeName": f"{name}PK", "KeyType": "HASH"},
             {"AttributeName": f"{name}SK", "KeyType": "RANGE"},
         ]
-        assert index["Projection"] == {"ProjectionType": "ALL"}
+        # Only what listings show is copied (never a run's input or a graph's definition)
+        assert index["Projection"] == {
+            "ProjectionType": "INCLUDE",
+            "NonKeyAttributes": list(LISTED_ATTRIBUTES),
+        }
     assert {a["AttributeName"]: a["AttributeType"] for a in definition["AttributeDefinitions"]} == {
         key: "S" for key in ("PK", "SK", "GSI1PK", "GSI1SK", "GSI2PK", "GSI2SK", "GSI3PK", "GSI3SK")
     }
