@@ -198,6 +198,11 @@ _RUN_EXAMPLE: dict[str, Any] = {
 }
 
 
+class RunParent(BaseModel):
+    run_id: str = Field(description="The run this one was forked from.")
+    seq: int = Field(description="The superstep of that run whose state it started from.")
+
+
 class RunResource(RunSummary):
     """A run with the view of its latest committed step."""
 
@@ -219,9 +224,15 @@ class RunResource(RunSummary):
     steps: int = Field(description="Committed steps.")
     max_steps: int
     idempotency_key: str | None
+    parent: RunParent | None = Field(
+        default=None, description="A fork's: the run and superstep it was forked from."
+    )
 
     @classmethod
     def from_record(cls, run: RunRecord) -> RunResource:
+        parent = None
+        if run.parent_run_id is not None and run.parent_seq is not None:
+            parent = RunParent(run_id=run.parent_run_id, seq=run.parent_seq)
         return cls(
             **RunSummary.from_record(run).model_dump(),
             input=run.input,
@@ -230,6 +241,7 @@ class RunResource(RunSummary):
             steps=run.steps,
             max_steps=run.max_steps,
             idempotency_key=run.idempotency_key,
+            parent=parent,
         )
 
 
@@ -283,12 +295,17 @@ class LogEntry(BaseModel):
     tasks_total: int | None = Field(
         default=None, description="How many tasks a superstep ran when tasks lists only some."
     )
+    source: Literal["fork", "redrive", "edit"] | None = Field(
+        default=None,
+        description="An entry a command wrote (no tool ran): a fork's first, a redrive, a "
+        "state edit.",
+    )
 
     @model_serializer(mode="wrap")
     def _without_empty_tasks(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         # A chain's steps keep the shape they always had: no "tasks": null on each.
         data: dict[str, Any] = handler(self)
-        for key in ("tasks", "tasks_total"):
+        for key in ("tasks", "tasks_total", "source"):
             if data.get(key) is None:
                 data.pop(key, None)
         return data
