@@ -40,6 +40,7 @@ INPUTS: dict[str, list[dict[str, Any]]] = {
     "command_goto": [{"pick": "a"}, {"pick": "b"}],
     "custom_reducer": [{}],
     "deferred": [{"route": ["b", "c"]}, {"route": ["b"]}, {"route": ["c"]}],
+    "time_travel": [{}],
 }
 
 
