@@ -46,6 +46,17 @@ committed is green.
 9. No sweeper: ``HopProtocol.sweep`` returns at once. 11 of the 31 lose@... cases red, the
    run left "running" (in the others a later hop of the same superstep, or the redelivery of
    a batch's other hops, still sends what was lost).
+10. The redrive's transition unconditional: both conditions (the slot free, the run failed)
+    dropped from ``DynamoRunStore.commit_step``'s transaction when it moves a run out of
+    ``failed`` (functions/aws/dynamodb_store.py). Both redrive_twice cases of
+    tests/faults/test_time_travel_faults.py red: both redrives answered as winners (each
+    condition alone holds the race: a loser finds the slot taken, or the run running).
+11. A fork's retry that does not re-send its first hop: the ``dispatch_after(stored,
+    recheck=True)`` of ``fork_run`` removed (engine/history.py). Both fork_dies_then_retry
+    cases red: the fork left "running" at its entry.
+12. A checkpoint's continuation read from ``next_nodes`` only: ``recorded`` ignoring
+    ``next_node`` (engine/history.py). Both fork_of_fork cases red: the fork of a fork,
+    from its parent's entry, completed at once with the entry's state.
 The wide map whose task summaries cannot fit in one item runs on the memory adapters
 (tests/unit/test_protocol_trust.py): with ``MAX_TASK_SUMMARIES`` unbounded, it goes red.
 """
