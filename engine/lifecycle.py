@@ -14,8 +14,9 @@ command of its caller's, never by a hop. Every transition is made by
 one store primitive, :meth:`engine.ports.RunStore.commit_step` with a :class:`RunEnd`: it
 appends the step that ends the run into the run's next free slot and moves the run header, in
 one conditional write, so that a transition and the log entry that explains it are never
-apart. The worker's closes, the API's cancel and the dead-letter consumer all use it; the
-next statuses (paused) and commands (resume, fork, redrive) go through it too.
+apart. The worker's closes, the API's cancel, the dead-letter consumer and a redrive all use
+it (a redrive's :class:`RunEnd` names ``failed`` as the status it moves the run from); the
+next statuses (paused) and commands (resume) go through it too.
 """
 
 from __future__ import annotations

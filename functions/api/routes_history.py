@@ -11,11 +11,19 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from engine import history
 from engine.errors import ConflictError
+from engine.events import iso
 from functions import quotas
 from functions.api.deps import CurrentCaller, Service, visible_run
 from functions.api.errors import error_responses
 from functions.api.json_body import JsonRulesRoute
-from functions.api.models import RunAccepted, RunParent, RunResource, State, StepLimit
+from functions.api.models import (
+    RunAccepted,
+    RunParent,
+    RunResource,
+    State,
+    StepLimit,
+    Timestamp,
+)
 from functions.api.routes_runs import RunId
 from functions.api.step_pages import PAGE_BUDGET_BYTES
 
@@ -33,7 +41,7 @@ class HistoryItem(BaseModel):
     status: str
     run_status: str
     next: str | list[str] | None
-    started_at: float = Field(description="Epoch seconds.")
+    started_at: Timestamp
     error: str | None
     source: str | None = Field(description="fork, redrive or edit: an entry a command wrote.")
     state: State | None = Field(
@@ -106,7 +114,7 @@ def get_history(
     used, next_after = 0, None
     page = history.history(service.store, run_id, after, limit, states=states)
     for entry in page.entries:
-        doc = entry.to_dict()
+        doc = {**entry.to_dict(), "started_at": iso(entry.started_at)}
         size = len(json.dumps(doc, default=str)) + 1
         if items and used + size > PAGE_BUDGET_BYTES:
             next_after = items[-1].seq
