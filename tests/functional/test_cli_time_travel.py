@@ -78,6 +78,10 @@ def test_history_and_fork_from_the_command_line(
     assert history["parent"] == {"run_id": parent, "seq": 0}
     assert history["items"][0]["source"] == "fork"
     assert history["items"][-1]["state"]["notes"] == ["cli"]
+    capsys.readouterr()
+    assert cli.main(["runs", "show", forked["run_id"]]) == 0
+    shown = " ".join(capsys.readouterr().out.split())
+    assert f"forked from run {parent} at step 0" in shown
 
 
 def test_redrive_and_edit_from_the_command_line(
