@@ -171,3 +171,18 @@ def test_redrive_and_state_edits_are_409_unless_the_run_allows_them(
     assert (redrive.status, redrive.error["type"]) == (409, "conflict")
     assert (edit.status, edit.error["type"]) == (409, "conflict")
     assert "only a paused run" in edit.error["message"]
+
+
+def test_another_users_run_does_not_exist_for_time_travel(stack: ApiStack) -> None:
+    run_id = started(stack, CHAIN, {})
+    mallory = auth_tokens.token("mallory")
+    calls = [
+        ("http_run_history", f"/runs/{run_id}/history", None),
+        ("http_fork_run", f"/runs/{run_id}/fork", {"from_seq": 0}),
+        ("http_redrive_run", f"/runs/{run_id}/redrive", None),
+        ("http_edit_state", f"/runs/{run_id}/state", {"update": {"x": 1}}),
+    ]
+    for event, path, body in calls:
+        reply = stack.call(event, path=path, token=mallory, **({"body": body} if body else {}))
+        assert (reply.status, reply.error["type"]) == (404, "not_found"), event
+        assert run_id in reply.error["message"]
