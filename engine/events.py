@@ -33,6 +33,8 @@ def step_event(step: StepRecord, ts: float) -> dict[str, Any]:
         event["tasks_total"] = step.tasks_total
     if step.error is not None:
         event["error"] = step.error
+    if step.source:  # an entry a command wrote (a fork's first, a redrive, an edit)
+        event["source"] = step.source
     return event
 
 
@@ -63,8 +65,9 @@ def run_event(
 
 
 def run_status_event(run: RunRecord, ts: float) -> dict[str, Any]:
-    """The event that tells a late subscriber where a run stands now."""
-    return run_event(
+    """The event that tells a late subscriber where a run stands now (and, for a fork, the
+    run and superstep it was forked from)."""
+    event = run_event(
         run.run_id,
         run.status,
         ts,
@@ -72,6 +75,9 @@ def run_status_event(run: RunRecord, ts: float) -> dict[str, Any]:
         reason=run.error,
         steps=run.steps,
     )
+    if run.parent_run_id is not None:
+        event["parent"] = {"run_id": run.parent_run_id, "seq": run.parent_seq}
+    return event
 
 
 # -- message size ---------------------------------------------------------------------------

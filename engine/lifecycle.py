@@ -6,13 +6,17 @@ transitions between them. Nothing else in the engine decides these.
     running --(a superstep routes to END)-------------------------> completed
        |  \\--(tool error, step limit, state too large, dead letter)--> failed
        \\----(cancel)------------------------------------------------> cancelled
+    failed --(redrive: the failed superstep again, a new attempt)---> running
 
-A run is created ``running``; the three other statuses are final. Every transition is made by
+A run is created ``running``; the three other statuses are final: no hop runs in them. A
+failed run alone may be taken back to ``running`` by a redrive (:mod:`engine.history`), a
+command of its caller's, never by a hop. Every transition is made by
 one store primitive, :meth:`engine.ports.RunStore.commit_step` with a :class:`RunEnd`: it
 appends the step that ends the run into the run's next free slot and moves the run header, in
 one conditional write, so that a transition and the log entry that explains it are never
-apart. The worker's closes, the API's cancel and the dead-letter consumer all use it; the
-next statuses (paused) and commands (resume, fork, redrive) go through it too.
+apart. The worker's closes, the API's cancel, the dead-letter consumer and a redrive all use
+it (a redrive's :class:`RunEnd` names ``failed`` as the status it moves the run from); the
+next statuses (paused) and commands (resume) go through it too.
 """
 
 from __future__ import annotations
@@ -28,12 +32,17 @@ ACCEPTS_HOPS: frozenset[str] = frozenset({"running"})
 TRANSITIONS: dict[str, frozenset[str]] = {
     "running": frozenset({"completed", "failed", "cancelled"}),
     "completed": frozenset(),
-    "failed": frozenset(),
+    "failed": frozenset({"running"}),
     "cancelled": frozenset(),
 }
 """From each status, the statuses a run may move to."""
 
-FINAL_STATUSES: frozenset[str] = frozenset(s for s, to in TRANSITIONS.items() if not to)
+FINAL_STATUSES: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
+"""Statuses in which the run has ended: no hop runs, and cancel is refused."""
+
+EDITABLE_STATUSES: frozenset[str] = frozenset({"paused"})
+"""Statuses in which a caller may edit a run's state (``POST /runs/{id}/state``): a run
+waiting for input. Nothing else: a running run's next superstep already read its state."""
 
 
 class IllegalTransition(ValueError):
@@ -46,6 +55,11 @@ class RunEnd:
 
     status: RunStatus
     error: str | None = None
+    from_status: RunStatus = "running"
+    """The status the run must be in for the transition to happen: the stores make it the
+    condition of the write (a redrive moves a ``failed`` run; everything else a running one)."""
+    max_steps: int | None = None
+    """A new step limit for the run's header, set in the same write (a redrive's)."""
 
 
 def accepts_hops(status: str) -> bool:
@@ -56,7 +70,12 @@ def is_final(status: str) -> bool:
     return status in FINAL_STATUSES
 
 
+def accepts_edits(status: str) -> bool:
+    return status in EDITABLE_STATUSES
+
+
 def check_transition(current: str, end: RunEnd) -> None:
-    """Raises :class:`IllegalTransition` unless a run ``current`` may move to ``end``."""
-    if end.status not in TRANSITIONS.get(current, frozenset()):
+    """Raises :class:`IllegalTransition` unless a run ``current`` may move to ``end``, from
+    the status the transition expects."""
+    if current != end.from_status or end.status not in TRANSITIONS.get(current, frozenset()):
         raise IllegalTransition(f"a {current} run cannot become {end.status}")

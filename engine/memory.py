@@ -85,13 +85,13 @@ class MemoryRunStore:
         return _page(graphs, limit, cursor)
 
     # -- runs ------------------------------------------------------------------------------
-    def create_run(self, run: RunRecord) -> tuple[RunRecord, bool]:
+    def create_run(self, run: RunRecord, first: StepRecord | None = None) -> tuple[RunRecord, bool]:
         with self._lock:
             existing = self._runs.get(run.run_id)
             if existing is not None:
                 return self._view(existing), False
             self._runs[run.run_id] = run
-            self._steps[run.run_id] = []
+            self._steps[run.run_id] = [] if first is None else [first]
             return self._view(run), True
 
     def _view(self, run: RunRecord) -> RunRecord:
@@ -133,15 +133,17 @@ class MemoryRunStore:
             if run is None:
                 raise RunNotFound(step.run_id)
             steps = self._steps[step.run_id]
-            if step.seq < len(steps) or (end is not None and run.is_final):
+            if step.seq < len(steps) or (end is not None and run.status != end.from_status):
                 raise StepConflict(step.run_id, step.seq)
             if step.seq > len(steps):
                 raise ValueError(f"step {step.seq} committed before step {len(steps)}")
             steps.append(step)
             if end is not None:
+                limit = run.max_steps if end.max_steps is None else end.max_steps
                 self._runs[step.run_id] = replace(
-                    run, status=end.status, error=end.error, updated_at=step.started_at
-                )
+                    run, status=end.status, error=end.error, updated_at=step.started_at,
+                    max_steps=limit,
+                )  # fmt: skip
 
     def get_step(self, run_id: str, seq: int) -> StepRecord | None:
         steps = self._steps.get(run_id, [])

@@ -93,6 +93,9 @@ class StepRecord:
     """Deferred nodes reached and still waiting for nothing else to be left to run."""
     child_run_id: str | None = None
     """A superstep of one subgraph task: the child run that did its work."""
+    source: str = ""
+    """Empty for a superstep its tasks closed; else the command that wrote the entry
+    (``fork``, ``redrive``, ``edit``: :mod:`engine.history`), which runs no tool."""
 
     @property
     def ended_at(self) -> float:
@@ -129,6 +132,8 @@ class StepRecord:
             entry["tasks_total"] = self.tasks_total
         if self.child_run_id is not None:
             entry["child_run_id"] = self.child_run_id
+        if self.source:
+            entry["source"] = self.source
         return entry
 
 
@@ -203,6 +208,10 @@ class RunRecord:
     parent: dict[str, Any] | None = None
     """A child run (a subgraph node's work): its parent's run, superstep and task
     (:class:`engine.subgraphs.ParentLink`), where its end is reported."""
+    parent_run_id: str | None = None
+    """A fork's: the run it was forked from (:mod:`engine.history`)."""
+    parent_seq: int | None = None
+    """A fork's: the superstep of ``parent_run_id`` whose state it started from."""
 
     @property
     def is_final(self) -> bool:
@@ -271,8 +280,12 @@ class RunStore(Protocol):
         Listing by owner reads an index, never the whole table. A listed graph carries what
         a listing shows (id, name, owner, created_at); its definition may be empty."""
 
-    def create_run(self, run: RunRecord) -> tuple[RunRecord, bool]:
-        """Atomically create ``run`` unless its id exists; return (the stored run, created)."""
+    def create_run(self, run: RunRecord, first: StepRecord | None = None) -> tuple[RunRecord, bool]:
+        """Atomically create ``run`` unless its id exists; return (the stored run, created).
+
+        ``first``: a step record for slot 0 written in the same atomic write (a fork's entry,
+        which carries the state it starts from and what runs next): both are written, or
+        neither is."""
 
     def get_run(self, run_id: str) -> RunRecord:
         """The run with the view of its latest committed step. Raises RunNotFound."""
@@ -294,12 +307,13 @@ class RunStore(Protocol):
         """The exactly-once commit, and the one primitive that moves a run through its
         lifecycle (:mod:`engine.lifecycle`: a close that ends the run, a cancel, a dead
         letter's failure). Atomically: write ``step`` into slot ``step.seq`` of its run
-        if and only if that slot is empty, and with ``end``, also set the run's final status
-        and error in the same write. Raises StepConflict if the slot is taken (or, with
-        ``end``, if the run is already final). With ``end``, raises RunNotFound if there is
-        no such run; without it, a commit for a run that was never created need not be
-        detected (the DynamoDB store writes the step alone, with no read of the run: that is
-        what keeps a step at one durable write)."""
+        if and only if that slot is empty, and with ``end``, also set the run's status
+        and error (and ``end.max_steps`` when given) in the same write, conditional on the
+        run being in ``end.from_status``. Raises StepConflict if the slot is taken (or, with
+        ``end``, if the run is not in ``end.from_status``: already final, or redriven).
+        With ``end``, raises RunNotFound if there is no such run; without it, a commit for a
+        run that was never created need not be detected (the DynamoDB store writes the step
+        alone, with no read of the run: that is what keeps a step at one durable write)."""
 
     def get_step(self, run_id: str, seq: int) -> StepRecord | None:
         """The step in slot ``seq``, read strongly consistently."""

@@ -430,6 +430,13 @@ class HopProtocol:
         return Audience(slot.subscribers, slot.previous).after_commit()
 
     # -- dispatching (the outbox) ------------------------------------------------------------
+    def dispatch_after(self, step: StepRecord, *, recheck: bool) -> None:
+        """The outbox of a command's entry (a fork's first step, a redrive): send the first
+        chunk of the superstep after it, as a close does. A command that died before this
+        is finished by the sweeper, or by its own retry (``recheck``)."""
+        graph = self.graphs(step.graph_id or self.store.get_run(step.run_id).graph_id)
+        self._dispatch_after(graph, step.run_id, step, recheck=recheck)
+
     def _dispatch_after(
         self, graph: Graph, run_id: str, step: StepRecord, *, recheck: bool,
         planned: Plan | None = None,

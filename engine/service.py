@@ -289,6 +289,10 @@ class RunService:
             raise InvalidInputError(f"max_steps must be an integer from 1 to {MAX_STEPS_CEILING}")
         return limit
 
+    def max_steps_for(self, requested: int | None, graph: Graph, default: int) -> int:
+        """A command's step limit: ``requested``, checked as a start's is, else ``default``."""
+        return self._max_steps(requested if requested is not None else default, graph)
+
     def cancel_run(self, run_id: str, reason: str = "cancelled by request") -> RunRecord:
         """Cancel a running run; ConflictError if it is already final."""
         run = cancel_run(self.store, run_id, self.clock(), reason)

@@ -489,3 +489,11 @@ def _next_nodes(
             seen = frozenset()
         progress[join] = seen
     return tuple(sorted(targets)), MappingProxyType({k: v for k, v in progress.items() if v})
+
+
+def routes_after(
+    graph: Graph, tools: Toolkit, node: str, state: Mapping[str, Any]
+) -> tuple[Targets, tuple[Send, ...]]:
+    """Where ``node`` routes on ``state`` (its edge, branch or router), as if its task had
+    just left that state: a state update written as that node (:mod:`engine.history`)."""
+    return _routes(graph, tools, node, state, None)

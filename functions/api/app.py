@@ -86,7 +86,13 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 
 def create_app(*, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
     """The HTTP API: resource routes, compatibility routes, error mapping, body limit."""
-    from functions.api import routes_compat, routes_graphs, routes_meta, routes_runs
+    from functions.api import (
+        routes_compat,
+        routes_graphs,
+        routes_history,
+        routes_meta,
+        routes_runs,
+    )
     from functions.dashboard import routes as dashboard
 
     # FastAPI, with /docs and /redoc pointing at the files served from DOCS_ASSETS_PATH.
@@ -100,7 +106,8 @@ def create_app(*, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
         # No online validator badge: it would send the document's URL to another host.
         swagger_ui_parameters={"validatorUrl": None},
     )
-    for module in (routes_graphs, routes_runs, routes_meta, routes_compat, dashboard):
+    for module in (routes_graphs, routes_runs, routes_history, routes_meta, routes_compat,
+                   dashboard):  # fmt: skip
         app.include_router(module.router)
     install_error_handlers(app)
     app.add_middleware(BodyLimit, limit=max_body_bytes)

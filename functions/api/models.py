@@ -199,11 +199,22 @@ _RUN_EXAMPLE: dict[str, Any] = {
 
 
 class ParentRef(BaseModel):
-    """Where a child run's result goes."""
+    """The run this one came from: a subgraph node's task (a child run gives it its result),
+    or the superstep a fork started from (no task)."""
 
     run_id: str
-    seq: int = Field(description="The parent's superstep.")
-    task: str = Field(description="The parent's task: its node, or `node[i]` for an item.")
+    seq: int = Field(description="The parent's superstep (a fork: whose state it started from).")
+    task: str | None = Field(
+        default=None,
+        description="A child run's: the parent's task, its node or `node[i]` for an item.",
+    )
+
+    @model_serializer(mode="wrap")
+    def _without_task_of_a_fork(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if data.get("task") is None:
+            data.pop("task", None)
+        return data
 
 
 class RunResource(RunSummary):
@@ -235,7 +246,8 @@ class RunResource(RunSummary):
     parent: ParentRef | None = Field(
         default=None,
         description="A child run (a subgraph node's work): the parent run, superstep and task "
-        "whose result it gives. The parent's log names the child as `child_run_id`.",
+        "whose result it gives (the parent's log names the child as `child_run_id`). A fork: "
+        "the run and superstep it was forked from.",
     )
 
     @classmethod
@@ -243,7 +255,13 @@ class RunResource(RunSummary):
         from engine.usage import run_usage
         from functions.models.prices import configured_prices
 
-        parent = run.parent
+        parent = None
+        if run.parent is not None:
+            link = run.parent
+            parent = ParentRef(run_id=link["run_id"], seq=link["seq"],
+                               task=link.get("task", link.get("node")))  # fmt: skip
+        elif run.parent_run_id is not None and run.parent_seq is not None:
+            parent = ParentRef(run_id=run.parent_run_id, seq=run.parent_seq)
         return cls(
             **RunSummary.from_record(run).model_dump(),
             input=run.input,
@@ -253,11 +271,7 @@ class RunResource(RunSummary):
             max_steps=run.max_steps,
             idempotency_key=run.idempotency_key,
             usage=run_usage(run.state, configured_prices()),
-            parent=None
-            if parent is None
-            else ParentRef(
-                run_id=parent["run_id"], seq=parent["seq"], task=parent.get("task", parent["node"])
-            ),
+            parent=parent,
         )
 
 
@@ -326,12 +340,17 @@ class LogEntry(BaseModel):
         description="A superstep of one subgraph task: the child run that did "
         "its work (GET /runs/{child_run_id}).",
     )
+    source: Literal["fork", "redrive", "edit"] | None = Field(
+        default=None,
+        description="An entry a command wrote (no tool ran): a fork's first, a redrive, a "
+        "state edit.",
+    )
 
     @model_serializer(mode="wrap")
     def _without_empty_tasks(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         # A chain's steps keep the shape they always had: no "tasks": null on each.
         data: dict[str, Any] = handler(self)
-        for key in ("tasks", "tasks_total", "child_run_id"):
+        for key in ("tasks", "tasks_total", "child_run_id", "source"):
             if data.get(key) is None:
                 data.pop(key, None)
         return data

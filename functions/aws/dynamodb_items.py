@@ -294,6 +294,9 @@ def run_item(run: RunRecord) -> Item:
     _put_opt(item, "error", run.error)
     _put_opt(item, "idempotency_key", run.idempotency_key)
     _put_opt(item, "input_digest", run.input_digest)
+    _put_opt(item, "parent_run_id", run.parent_run_id)
+    if run.parent_seq is not None:
+        item["parent_seq"] = num(run.parent_seq)
     _put_owner(item, run.owner, "RUNS", sort)
     if run.parent is not None:  # a child run: where its end is reported (engine/subgraphs.py)
         item["parent"] = json_attr(run.parent)
@@ -316,6 +319,8 @@ def run_from_item(item: Item) -> RunRecord:
         input_digest=_opt_str(item, "input_digest"),
         owner=_opt_str(item, "owner"),
         parent=json_value(item["parent"]) if "parent" in item else None,
+        parent_run_id=_opt_str(item, "parent_run_id"),
+        parent_seq=int(item["parent_seq"]["N"]) if "parent_seq" in item else None,
     )
 
 
@@ -364,6 +369,7 @@ def step_item(step: StepRecord) -> Item:
     _put_opt(item, "error", step.error)
     _put_opt(item, "committed_by", step.committed_by or None)
     _put_opt(item, "child_run_id", step.child_run_id)
+    _put_opt(item, "source", step.source or None)
     if step.notified:
         item["notified"] = {"SS": list(step.notified)}
     # The run's graph and step limit, copied down from the header step by step: the next
@@ -399,6 +405,7 @@ def step_from_item(item: Item) -> StepRecord:
         error=_opt_str(item, "error"),
         attempt=int(item["attempt"]["N"]),
         committed_by=_opt_str(item, "committed_by") or "",
+        source=_opt_str(item, "source") or "",
         run_status=item["run_status"]["S"],
         notified=tuple(sorted(item["notified"]["SS"])) if "notified" in item else (),
         graph_id=_opt_str(item, "graph_id") or "",

@@ -202,12 +202,28 @@ class DynamoRunStore:
         return Page([items.listed_graph_from_item(i) for i in found], next_cursor)
 
     # -- runs ------------------------------------------------------------------------------
-    def create_run(self, run: RunRecord) -> tuple[RunRecord, bool]:
+    def create_run(self, run: RunRecord, first: StepRecord | None = None) -> tuple[RunRecord, bool]:
+        header = _fitting(items.run_item(run), "run")
+        if first is not None:
+            return self._create_with_first(run, header, first)
         try:
-            self._put_new(_fitting(items.run_item(run), "run"), _SlotTaken())
+            self._put_new(header, _SlotTaken())
         except _SlotTaken:
             return self.get_run(run.run_id), False
         return run.with_latest(None), True
+
+    def _create_with_first(
+        self, run: RunRecord, header: Item, first: StepRecord
+    ) -> tuple[RunRecord, bool]:
+        """The header and its slot-0 step in one transaction (a fork: both or neither)."""
+        puts = [header, self._step_item(first)]
+        reasons = self._transact(
+            [{"Put": {"TableName": self.table, "Item": i, "ConditionExpression": SLOT_FREE}}
+             for i in puts]
+        )  # fmt: skip
+        if reasons is not None:
+            return self.get_run(run.run_id), False
+        return run.with_latest(first), True
 
     def get_run(self, run_id: str) -> RunRecord:
         header = self._get(items.run_key(run_id))
@@ -215,9 +231,9 @@ class DynamoRunStore:
             raise RunNotFound(run_id)
         latest = self._latest_step(run_id)
         run = items.run_from_item(header)
-        if latest is not None and latest.run_status != "running" and not run.is_final:
-            # A terminal commit landed between the two reads; it wrote the header atomically
-            # with the step, so reading the header again shows how the run ended.
+        if latest is not None and latest.run_status != run.status:
+            # A transition (an end, a redrive) landed between the two reads; it wrote the
+            # header atomically with the step, so reading the header again shows it.
             run = items.run_from_item(self._get(items.run_key(run_id)) or header)
         return run.with_latest(latest)
 
@@ -274,7 +290,7 @@ class DynamoRunStore:
         reasons = self._transact(
             [
                 {"Put": {"TableName": self.table, "Item": item, "ConditionExpression": SLOT_FREE}},
-                self._end_run(step.run_id, end.status, end.error, step.started_at),
+                self._end_run(step.run_id, end, step.started_at),
             ]
         )
         if reasons is None:
@@ -292,17 +308,23 @@ class DynamoRunStore:
             raise StateTooLargeError(size, items.STATE_BUDGET)
         return _fitting(item, "step")
 
-    def _end_run(self, run_id: str, status: str, error: str | None, at: float) -> dict[str, Any]:
-        """The header update that ends a run, conditional on it still running. GSI2PK moves
-        with the status (to the same shard) so the runs-by-status index follows."""
+    def _end_run(self, run_id: str, end: RunEnd, at: float) -> dict[str, Any]:
+        """The header update of a transition (a run's end, a redrive), conditional on the run
+        being in ``end.from_status``. GSI2PK moves with the status so the runs-by-status
+        index follows."""
+        status, error = end.status, end.error
         names = {"#status": "status", "#updated": "updated_at", "#gsi": "GSI2PK", "#error": "error"}
         values: dict[str, Any] = {
             ":status": {"S": status},
             ":updated": items.num(at),
             ":gsi": {"S": items.status_partition(status, run_id)},
-            ":running": {"S": "running"},
+            ":running": {"S": end.from_status},
         }
         expression = "SET #status = :status, #updated = :updated, #gsi = :gsi"
+        if end.max_steps is not None:
+            names["#limit"] = "max_steps"
+            values[":limit"] = items.num(end.max_steps)
+            expression += ", #limit = :limit"
         if error is None:
             expression += " REMOVE #error"
         else:

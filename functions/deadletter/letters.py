@@ -84,10 +84,12 @@ class DeadLetter:
 
     @property
     def reason(self) -> str:
-        """What the failed run says: which step, that it was dead-lettered, and why."""
+        """What the failed run says: which step, that it was dead-lettered, why, and that
+        the run can be redriven once the cause is fixed."""
         return (
             f"step {self.hop.seq} (node {self.hop.node!r}) was moved to the dead-letter queue "
-            f"without finishing: {self.cause}"
+            f"without finishing: {self.cause}; once the cause is fixed, redrive the run "
+            f"(POST /runs/{self.hop.run_id}/redrive) to run that step again"
         )
 
 

@@ -182,6 +182,35 @@ class HopgraphClient:
         result: dict[str, Any] = self._call("POST", f"/runs/{run_id}/cancel")
         return result
 
+    def history(self, run_id: str, *, states: bool) -> tuple[list[dict[str, Any]], Any]:
+        """A run's whole history (paged by ``after``/``next_after``) and its parent."""
+        items: list[dict[str, Any]] = []
+        after, parent = -1, None
+        while after is not None:
+            params = {"after": after, "states": "true" if states else "false"}
+            body = self._call("GET", f"/runs/{run_id}/history", params=params)
+            items.extend(body.get("items", []))
+            parent, after = body.get("parent"), body.get("next_after")
+        return items, parent
+
+    def fork(self, run_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("POST", f"/runs/{run_id}/fork", json=body)
+        return result
+
+    def redrive(self, run_id: str, max_steps: int | None) -> dict[str, Any]:
+        body = {} if max_steps is None else {"max_steps": max_steps}
+        result: dict[str, Any] = self._call("POST", f"/runs/{run_id}/redrive", json=body)
+        return result
+
+    def edit_state(
+        self, run_id: str, update: dict[str, Any], as_node: str | None
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"update": update}
+        if as_node is not None:
+            body["as_node"] = as_node
+        result: dict[str, Any] = self._call("POST", f"/runs/{run_id}/state", json=body)
+        return result
+
     def tools(self) -> list[dict[str, Any]]:
         body = self._call("GET", "/tools")
         return list(body["tools"] if isinstance(body, dict) else body)

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
+from infra.cli import time_travel
 from infra.cli.client import (
     ApiError,
     ApiUnreachable,
@@ -411,9 +412,11 @@ def _add_runs(sub: Subcommands[argparse.ArgumentParser]) -> None:
     runs = _parser(
         sub,
         "runs",
-        "list, show, follow, log and cancel runs",
-        "Look at runs: list them, show one, follow it live, read its steps, cancel it.",
-        "  hopgraph runs list --status failed\n  hopgraph runs follow RUN_ID",
+        "list, show, follow, log, cancel, fork and redrive runs",
+        "Look at runs: list them, show one, follow it live, read its steps, cancel it;\n"
+        "travel in time: read its history, fork it, redrive it, edit its state.",
+        "  hopgraph runs list --status failed\n  hopgraph runs follow RUN_ID\n"
+        '  hopgraph runs fork RUN_ID --from 1 --update \'{"topic": "owls"}\'',
     ).add_subparsers(dest="action", required=True, metavar="ACTION")
     listing = _parser(
         runs,
@@ -472,6 +475,7 @@ def _add_runs(sub: Subcommands[argparse.ArgumentParser]) -> None:
         metavar="SECONDS",
         help="longest wait for the next step (default: 300)",
     )
+    time_travel.add_actions(runs, _parser, _api_options)
 
 
 def _add_tools(sub: Subcommands[argparse.ArgumentParser]) -> None:
@@ -554,6 +558,8 @@ def cmd_graphs(args: argparse.Namespace, out: Output, client: HopgraphClient) ->
 
 
 def cmd_runs(args: argparse.Namespace, out: Output, client: HopgraphClient) -> int:
+    if args.action in time_travel.ACTIONS:
+        return time_travel.run_action(args, out, client)
     if args.action == "list":
         out.table(client.list_runs(args.graph_id, args.status), RUNS)
     elif args.action == "show":

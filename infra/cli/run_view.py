@@ -26,6 +26,9 @@ def show_run(console: Console, run: dict[str, Any]) -> None:
     say = _printer(console)
     say(f"[bold]run {escape(str(run.get('run_id')))}[/]  [{style}]{escape(status)}[/]")
     say(f"  graph    {escape(str(run.get('graph_id')))}")
+    parent = run.get("parent")
+    if isinstance(parent, dict):
+        say(f"  forked   from run {escape(str(parent.get('run_id')))} at step {parent.get('seq')}")
     say(f"  created  {_time(run.get('created_at'))}")
     say(f"  updated  {_time(run.get('updated_at'))}"
         + _took(run.get("created_at"), run.get("updated_at"), status))  # fmt: skip

@@ -49,6 +49,7 @@ INPUTS: dict[str, list[dict[str, Any]]] = {
     "subgraph_joke": [{"subject": "cats"}],
     "subgraph_send": [{"subjects": ["cats", "dogs", "owls"]}, {"subjects": []}],
     "subgraph_map": [{"subjects": ["cats", "dogs", "owls"]}],
+    "time_travel": [{}],
 }
 CHILDREN = ("subgraph_shared_child", "subgraph_mapped_child", "subgraph_joke")
 """Graphs that subgraph nodes name: created before the graphs that name them."""

@@ -67,6 +67,17 @@ The sweeper leaving a waiting parent alone while its child runs (no hop re-sent 
 would cost a hop per lease and change nothing) is proved on the memory adapters: with
 ``Subgraphs.waiting`` returning ``None``, tests/unit/test_subgraphs.py
 ``test_the_sweeper_leaves_a_parent_waiting_on_a_live_child_alone`` goes red.
+15. The redrive's transition unconditional: both conditions (the slot free, the run failed)
+    dropped from ``DynamoRunStore.commit_step``'s transaction when it moves a run out of
+    ``failed`` (functions/aws/dynamodb_store.py). Both redrive_twice cases of
+    tests/faults/test_time_travel_faults.py red: both redrives answered as winners (each
+    condition alone holds the race: a loser finds the slot taken, or the run running).
+16. A fork's retry that does not re-send its first hop: the ``dispatch_after(stored,
+    recheck=True)`` of ``fork_run`` removed (engine/history.py). Both fork_dies_then_retry
+    cases red: the fork left "running" at its entry.
+17. A checkpoint's continuation read from ``next_nodes`` only: ``recorded`` ignoring
+    ``next_node`` (engine/history.py). Both fork_of_fork cases red: the fork of a fork,
+    from its parent's entry, completed at once with the entry's state.
 The wide map whose task summaries cannot fit in one item runs on the memory adapters
 (tests/unit/test_protocol_trust.py): with ``MAX_TASK_SUMMARIES`` unbounded, it goes red.
 """

@@ -83,9 +83,17 @@ def test_a_hop_stopped_by_recursion_detection_fails_its_run(
     assert "step 0 (node 'inc') was moved to the dead-letter queue" in failed.error
     assert "recursive loop detection" in failed.error
     assert "RecursiveLoop: Allow" in failed.error
+    assert f"redrive the run (POST /runs/{run.run_id}/redrive)" in failed.error
     assert [(s.seq, s.status, s.error) for s in stack.steps(run.run_id)] == [
         (0, "failed", failed.error)
     ]
+    # And once redriven, the step runs again and the failure stays in the log
+    from engine.history import redrive_run
+
+    assert redrive_run(stack.service, run.run_id).status == "running"
+    assert [(s.seq, s.status, s.source) for s in stack.steps(run.run_id)] == [
+        (0, "failed", ""), (1, "ok", "redrive")
+    ]  # fmt: skip
 
 
 def test_a_letter_within_the_lease_or_without_aws_s_mark_fails_nothing(
