@@ -44,6 +44,8 @@ class DraftNode:
     map: Any = None
     defer: Any = None
     goto: Any = None
+    failure: dict[str, Any] = field(default_factory=dict)
+    """Its ``retry``, ``timeout_s`` and ``on_error`` as written (the keys it has)."""
 
 
 @dataclass
@@ -102,6 +104,8 @@ class Draft:
     state: Any = None
     """The ``state`` object as written (key -> {"reducer": name})."""
     joins: list[DraftJoin] = field(default_factory=list)
+    defaults: Any = None
+    """The ``defaults`` object as written (``retry``, ``timeout_s`` for every node)."""
     problems: list[Problem] = field(default_factory=list)
 
 
@@ -125,6 +129,7 @@ def read_draft(doc: Any) -> Draft:
     draft.name = doc.get("name", "graph")
     draft.max_steps = doc.get("max_steps")
     draft.state = doc.get("state")
+    draft.defaults = doc.get("defaults")
     joins = doc.get("joins")
     if isinstance(joins, dict):
         draft.joins.extend(DraftJoin(k, v, f"joins.{k}") for k, v in joins.items())
@@ -133,12 +138,20 @@ def read_draft(doc: Any) -> Draft:
     return draft
 
 
+_FAILURE_KEYS = ("retry", "timeout_s", "on_error")
+
+
+def _failure(spec: dict[str, Any]) -> dict[str, Any]:
+    """A node's failure handling keys, as written (engine/retry_policy.py)."""
+    return {key: spec[key] for key in _FAILURE_KEYS if key in spec}
+
+
 def _node_from_spec(node_id: str, spec: Any, loc: str) -> DraftNode:
     if not isinstance(spec, dict):
         return DraftNode(node_id, None, loc, f"{loc}.tool")
     return DraftNode(
         node_id, spec.get("tool"), loc, f"{loc}.tool", spec.get("settings"), spec.get("map"),
-        spec.get("defer"), spec.get("goto"),
+        spec.get("defer"), spec.get("goto"), _failure(spec),
     )  # fmt: skip
 
 
@@ -267,6 +280,7 @@ def _read_dialect3(doc: dict[str, Any], nodes: list[Any]) -> Draft:
                 f"{loc}.{_key_present(spec, 'tool', 'function_name')}",
                 spec.get("settings"),
                 spec.get("map"),
+                failure=_failure(spec),
             )
         )
     edges = doc.get("edges", [])

@@ -19,6 +19,7 @@ from typing import Any
 from engine.conditions import Condition
 from engine.errors import HopgraphError
 from engine.reducers import EMPTY, REDUCERS, Reducer, ReducerError
+from engine.retry_policy import NO_FAILURE_POLICY, FailurePolicy, failure_doc
 from engine.tools import CustomReducer
 
 END = "END"
@@ -66,6 +67,8 @@ class Node:
     goto: Targets = ()
     """Where its tool may send the run with a :class:`~engine.tools.Command` (besides its
     edges): LangGraph's ``Command[Literal[...]]`` annotation."""
+    failure: FailurePolicy = NO_FAILURE_POLICY
+    """Its retries, timeout and error route (:mod:`engine.retry_policy`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +192,8 @@ class Graph:
             targets.extend(branch.default or ())
             targets.extend(branch.to)
         targets.extend(self.nodes[node].goto if node in self.nodes else ())
+        on_error = self.nodes[node].failure.on_error if node in self.nodes else None
+        targets.extend((on_error,) if on_error is not None else ())
         targets.extend(join for join, sources in self.joins.items() if node in sources)
         return tuple(dict.fromkeys(targets))
 
@@ -233,6 +238,7 @@ def _node_doc(node: Node) -> dict[str, Any]:
         doc["defer"] = True
     if node.goto:
         doc["goto"] = list(node.goto)
+    doc.update(failure_doc(node.failure))
     return doc
 
 

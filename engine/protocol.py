@@ -96,6 +96,7 @@ from engine.ports import (
     TaskRecord,
 )
 from engine.reducers import ReducerError
+from engine.retries import Retries
 from engine.superstep import (
     NO_JOINS,
     Closed,
@@ -127,7 +128,7 @@ MAX_TASK_SUMMARIES = 100
 """Task summaries a step record keeps (failed ones first): 100,000 would pass DynamoDB's
 400 KB item limit, and every task has its own record anyway."""
 
-HopResult = Literal["committed", "finished", "duplicate", "recovered", "stale"]
+HopResult = Literal["committed", "finished", "duplicate", "recovered", "stale", "retrying"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +164,9 @@ class ProtocolConfig:
     lease_s: float = LEASE_SECONDS
     """How long a live hop may take: a slot open for longer without progress is swept, and
     only then may a dead letter fail its task."""
+    sweeper_delays: bool = False
+    """The carrier cannot hold a hop (self-invocation): the sweeper sends retries when due
+    (:mod:`engine.retries`)."""
 
 
 class HopProtocol:
@@ -187,6 +191,8 @@ class HopProtocol:
         self.clock = clock
         self.config = config
         self.graphs = graphs
+        self.retries = Retries(store, queue, clock, lease_s=config.lease_s,
+                               sweeper_delays=config.sweeper_delays)  # fmt: skip
 
     # -- starting ----------------------------------------------------------------------------
     def start(self, run: RunRecord, *, recheck: bool) -> None:
@@ -218,6 +224,8 @@ class HopProtocol:
         graph = self._graph_of(hop)
         if graph is None:
             return "stale"
+        suspect = hop.recheck or attempt > 1
+        attempt = max(attempt, hop.attempt)  # a retry: the task's attempt (engine/retries.py)
         if hop.recheck or attempt > 1:
             taken = self._taken_by(hop)
             if taken is not None:
@@ -231,8 +239,16 @@ class HopProtocol:
             if taken is not None:
                 return self._after_conflict(graph, hop, taken, delivery_id)
             return "stale"
+        early = self.retries.before_run(graph, hop, delivery_id, suspect=suspect)
+        if early is not None:
+            return early
         started = self.clock()
         result = self._run(graph, hop, origin, attempt)
+        if not result.ok:  # retried (nothing but its attempt committed), routed, or failed
+            outcome = self.retries.after_failure(graph, hop, result, started, delivery_id)
+            if isinstance(outcome, str):
+                return outcome
+            result = outcome
         if not origin.parallel:
             return self._close([result], graph, hop, origin, started, delivery_id, attempt)
         return self._commit_task(graph, hop, origin, result, started, delivery_id, attempt)
@@ -390,16 +406,19 @@ class HopProtocol:
 
     def _dispatch(
         self, run_id: str, graph_id: str, seq: int, graph: Graph, planned: Plan, *,
-        recheck: bool, skip: Callable[[Task], bool] | None = None,
+        recheck: bool, skip: Callable[[Task], bool] | None = None, swept: bool | None = None,
     ) -> int:  # fmt: skip
         """Send the hops of ``planned`` that start now (a map's first window); returns how
-        many. Hops carry no state: the slot check reads it anyway."""
+        many. Hops carry no state: the slot check reads it anyway. ``swept``: sent by the
+        sweeper, for a slot that is stalled (True) or may hold a due retry (False)."""
         parallel = len(planned) > 1
         hops = [
             Hop(run_id, graph_id, seq, t.node, recheck=recheck, index=t.index, parallel=parallel)
             for t in self._first_chunk(graph, planned)
             if skip is None or not skip(t)
         ]
+        if swept is not None:
+            hops = self.retries.swept(graph, hops, stalled=swept)
         if len(hops) == 1:
             self.queue.dispatch(hops[0])
         elif hops:
@@ -573,10 +592,12 @@ class HopProtocol:
         except ReducerError:
             return 0
         if len(planned) <= 1:
-            if self.clock() - opened < self.config.lease_s:
+            stalled = self.clock() - opened >= self.config.lease_s
+            if not stalled and not self.retries.may_be_due(graph, list(nodes)):
                 return 0
             self._republish(previous)
-            return self._dispatch(run_id, run.graph_id, seq, graph, planned, recheck=True)
+            return self._dispatch(run_id, run.graph_id, seq, graph, planned, recheck=True,
+                                  swept=stalled)  # fmt: skip
         return self._sweep_tasks(run, graph, seq, planned, opened, previous)
 
     def _republish(self, previous: StepRecord | None) -> None:
@@ -591,7 +612,8 @@ class HopProtocol:
         due are the first chunk's and, for a map, those of the window after its commits."""
         tasks = self.store.list_tasks(run.run_id, seq)
         last = max([opened, *(t.started_at + t.duration_ms / 1000 for t in tasks)])
-        if self.clock() - last < self.config.lease_s:
+        stalled = self.clock() - last >= self.config.lease_s
+        if not stalled and not self.retries.may_be_due(graph, list(planned.sizes)):
             return 0
         if len(tasks) >= len(planned):  # every task committed; the close was lost
             return self._sweep_close(run, graph, seq, tasks)
@@ -599,6 +621,7 @@ class HopProtocol:
         due = [t for t in self._due(graph, planned, tasks) if (t.node, t.index) not in done]
         hops = [Hop(run.run_id, run.graph_id, seq, t.node, recheck=True, index=t.index,
                     parallel=True) for t in due]  # fmt: skip
+        hops = self.retries.swept(graph, hops, stalled=stalled)
         if not tasks:
             self._republish(previous)
         if hops:

@@ -98,11 +98,18 @@ class EngineConfig:
     lease_s: float = LEASE_SECONDS
     """A slot open this long without progress is swept (its hops re-sent), and only then
     may a dead letter fail its task."""
+    sweeper_delays: bool = False
+    """Hops travel by self-invocation, which cannot hold a hop: the sweeper sends retries
+    when due (engine/retries.py)."""
+    timeout_ceiling_s: float | None = None
+    """The longest ``timeout_s`` a node may declare: the worker's function timeout minus the
+    commit margin (engine/retry_policy.py); ``None``: no ceiling."""
 
     def protocol(self) -> ProtocolConfig:
         return ProtocolConfig(
-            self.state_limit_bytes, self.counted_fan_in_above, self.map_window, self.lease_s
-        )
+            self.state_limit_bytes, self.counted_fan_in_above, self.map_window, self.lease_s,
+            self.sweeper_delays,
+        )  # fmt: skip
 
 
 class RunService:
@@ -174,8 +181,9 @@ class RunService:
     def _validated(self, doc: Any) -> Graph:
         """``doc`` checked against the registered tools (and the keys they declare writing)."""
         return build_graph(
-            doc, set(self.tools.names()), declared_writes(self.tools), toolkit=self.tools
-        )
+            doc, set(self.tools.names()), declared_writes(self.tools), toolkit=self.tools,
+            timeout_ceiling_s=self.config.timeout_ceiling_s,
+        )  # fmt: skip
 
     def graph(self, graph_id: str) -> Graph:
         """The validated graph; cached, since graphs never change once created."""

@@ -27,6 +27,7 @@ from engine.errors import ConditionEvaluationError, UnknownToolError
 from engine.graph import END, Graph, NoRouteError, Targets, canonical_target
 from engine.ports import RunEnd
 from engine.reducers import ReducerError
+from engine.retry_policy import Raised, raised_from
 from engine.tools import (
     Goto,
     Send,
@@ -193,6 +194,9 @@ class TaskResult:
     error: str | None = None
     sends: tuple[Send, ...] = ()
     """The items its router or Command sent to the next superstep, in order."""
+    raised: Raised | None = None
+    """A failed tool: what it raised, for its node's retry policy (``None``: the task did not
+    fail, or failed in the engine, which a retry would not change)."""
 
     @property
     def ok(self) -> bool:
@@ -216,15 +220,19 @@ def run_task(
     started = time.perf_counter()
 
     def result(
-        updates: dict[str, Any], targets: Targets, error: str | None, sends: tuple[Send, ...] = ()
-    ) -> TaskResult:
+        updates: dict[str, Any], targets: Targets, error: str | None, sends: tuple[Send, ...] = (),
+        raised: Raised | None = None,
+    ) -> TaskResult:  # fmt: skip
         ms = round((time.perf_counter() - started) * 1000, 3)
-        return TaskResult(task, node.tool, updates, targets, ms, error, sends)
+        return TaskResult(task, node.tool, updates, targets, ms, error, sends, raised)
 
     try:
         view = task_input(graph, task, state, plan)
-        updates, goto = call_tool_command(tools.get(node.tool), view, ctx)
-    except (ToolError, UnknownToolError, ReducerError) as exc:
+        updates, goto = call_tool_command(tools.get(node.tool), view, ctx, node.failure.timeout_s)
+    except ToolError as exc:
+        cause = exc.__cause__
+        return result({}, (), str(exc), raised=raised_from(cause) if cause is not None else None)
+    except (UnknownToolError, ReducerError) as exc:
         return result({}, (), str(exc))
     try:
         own = merge_updates(graph, state, [(task, updates)])

@@ -81,6 +81,7 @@ def build_tools(settings: Settings) -> Toolkit:
 
 
 def engine_config(settings: Settings) -> EngineConfig:
+    from engine.retry_policy import COMMIT_MARGIN_S
     from engine.service import EngineConfig
 
     return EngineConfig(
@@ -88,6 +89,12 @@ def engine_config(settings: Settings) -> EngineConfig:
         state_limit_bytes=settings.state_limit_bytes,
         map_window=settings.map_window,
         lease_s=settings.lease_seconds,
+        sweeper_delays=settings.dispatch == "lambda",
+        # The lease is twice the worker's Timeout (template.yaml); a tool's deadline must
+        # leave the commit its margin within that Timeout.
+        timeout_ceiling_s=max(0.0, settings.lease_seconds / 2 - COMMIT_MARGIN_S)
+        if settings.lease_seconds > 0
+        else None,
     )
 
 

@@ -18,7 +18,14 @@ from pydantic import (
 )
 
 from engine.events import iso
-from engine.ports import GraphRecord, RunRecord, RunStatus, StepRecord, TaskRecord
+from engine.ports import (
+    AttemptRecord,
+    GraphRecord,
+    RunRecord,
+    RunStatus,
+    StepRecord,
+    TaskRecord,
+)
 from engine.validation import MAX_STEPS_CEILING
 from functions.api.examples import (
     CANONICAL,
@@ -254,6 +261,37 @@ class TaskSummary(BaseModel):
     status: Literal["ok", "failed"]
     duration_ms: float
     error: str | None = None
+    attempt: int | None = Field(
+        default=None,
+        description="The attempt that committed, "
+        "when its node retried (or its hop was redelivered).",
+    )
+
+
+class AttemptEntry(BaseModel):
+    """A failed attempt of a task whose node retries: all a failed attempt commits."""
+
+    seq: int = Field(description="The superstep the task belongs to.")
+    task: str
+    node: str
+    index: int | None = None
+    tool: str
+    status: Literal["failed"] = "failed"
+    attempt: int
+    error: str
+    error_type: str
+    started_at: Timestamp
+    duration_ms: float
+    retry_at: Timestamp | None = Field(
+        description="When the next attempt is due; null: the last one."
+    )
+
+    @classmethod
+    def from_record(cls, record: AttemptRecord) -> AttemptEntry:
+        entry = record.log_entry()
+        entry["started_at"] = iso(record.started_at)
+        entry["retry_at"] = None if record.retry_at is None else iso(record.retry_at)
+        return cls.model_validate(entry)
 
 
 class LogEntry(BaseModel):
@@ -355,6 +393,11 @@ class StepPage(BaseModel):
 
     items: list[LogEntry]
     next_after: int | None = Field(description="Pass as `after` for the next page; null: no more.")
+    attempts: list[AttemptEntry] = Field(
+        default_factory=list,
+        description="The failed attempts of retried tasks in these supersteps, and, on the "
+        "last page of a running run, in the superstep still open.",
+    )
 
 
 # -- tools and health -----------------------------------------------------------------------

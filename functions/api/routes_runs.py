@@ -22,7 +22,7 @@ from functions.api.models import (
     StepPage,
 )
 from functions.api.routes_graphs import Cursor, Limit
-from functions.api.step_pages import bounded_steps
+from functions.api.step_pages import bounded_steps, failed_attempts
 
 router = APIRouter(prefix="/runs", tags=["runs"], route_class=JsonRulesRoute)
 
@@ -119,10 +119,10 @@ def list_steps(
     """Committed steps in order; pass `next_after` back as `after` for the next page. A page
     holds `limit` steps at most, and fewer when they would pass 1 MB of JSON (the Lambda
     response limit is 6 MB): keep reading while `next_after` is not null."""
-    visible_run(service, caller, run_id)
+    run = visible_run(service, caller, run_id)
     # The store's cursor is opaque; the API pages by seq, which callers can reason about.
-    page = bounded_steps(service, run_id, after, limit)
-    return StepPage(items=page.entries, next_after=page.next_after)
+    page = failed_attempts(service, run, bounded_steps(service, run_id, after, limit))
+    return StepPage(items=page.entries, next_after=page.next_after, attempts=page.attempts)
 
 
 @router.get(
