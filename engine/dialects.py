@@ -46,6 +46,8 @@ class DraftNode:
     goto: Any = None
     failure: dict[str, Any] = field(default_factory=dict)
     """Its ``retry``, ``timeout_s`` and ``on_error`` as written (the keys it has)."""
+    wait: Any = None
+    """A wait node's ``wait`` as written (engine/timers.py)."""
 
 
 @dataclass
@@ -151,7 +153,7 @@ def _node_from_spec(node_id: str, spec: Any, loc: str) -> DraftNode:
         return DraftNode(node_id, None, loc, f"{loc}.tool")
     return DraftNode(
         node_id, spec.get("tool"), loc, f"{loc}.tool", spec.get("settings"), spec.get("map"),
-        spec.get("defer"), spec.get("goto"), _failure(spec),
+        spec.get("defer"), spec.get("goto"), _failure(spec), spec.get("wait"),
     )  # fmt: skip
 
 

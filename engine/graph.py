@@ -21,6 +21,7 @@ from engine.errors import HopgraphError
 from engine.reducers import EMPTY, REDUCERS, Reducer, ReducerError
 from engine.retry_policy import NO_FAILURE_POLICY, FailurePolicy, failure_doc
 from engine.tools import CustomReducer
+from engine.wait_spec import WaitSpec
 
 END = "END"
 END_ALIASES = frozenset({"END", "end"})
@@ -69,6 +70,8 @@ class Node:
     edges): LangGraph's ``Command[Literal[...]]`` annotation."""
     failure: FailurePolicy = NO_FAILURE_POLICY
     """Its retries, timeout and error route (:mod:`engine.retry_policy`)."""
+    wait: WaitSpec | None = None
+    """A wait node: it runs no tool, and goes on at its time (:mod:`engine.timers`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +232,8 @@ def _branching(node_id: str, branch: Branch) -> Router:
 
 
 def _node_doc(node: Node) -> dict[str, Any]:
+    if node.wait is not None:  # a wait node runs no tool
+        return {"wait": node.wait.to_dict(), **({"defer": True} if node.defer else {})}
     doc: dict[str, Any] = {"tool": node.tool}
     if node.settings:
         doc["settings"] = dict(node.settings)

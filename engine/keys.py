@@ -44,7 +44,9 @@ SHAPES: Mapping[str, Mapping[str, str | None]] = {
         "retry": "retry",
         "timeout_s": None,
         "on_error": None,
+        "wait": "wait",
     },
+    "wait": {"seconds": None, "until": None},
     "defaults": {"retry": "retry", "timeout_s": None},
     "retry": {
         "max_attempts": None,

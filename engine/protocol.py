@@ -108,6 +108,7 @@ from engine.superstep import (
     plan_of,
     run_task,
 )
+from engine.timers import Timers
 from engine.tools import Send, ToolContext, Toolkit
 
 NOBODY_YET = Audience()
@@ -128,7 +129,9 @@ MAX_TASK_SUMMARIES = 100
 """Task summaries a step record keeps (failed ones first): 100,000 would pass DynamoDB's
 400 KB item limit, and every task has its own record anyway."""
 
-HopResult = Literal["committed", "finished", "duplicate", "recovered", "stale", "retrying"]
+HopResult = Literal[
+    "committed", "finished", "duplicate", "recovered", "stale", "retrying", "waiting"
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +196,8 @@ class HopProtocol:
         self.graphs = graphs
         self.retries = Retries(store, queue, clock, lease_s=config.lease_s,
                                sweeper_delays=config.sweeper_delays)  # fmt: skip
+        self.timers = Timers(queue, clock, lease_s=config.lease_s,
+                             sweeper_delays=config.sweeper_delays)  # fmt: skip
 
     # -- starting ----------------------------------------------------------------------------
     def start(self, run: RunRecord, *, recheck: bool) -> None:
@@ -239,7 +244,9 @@ class HopProtocol:
             if taken is not None:
                 return self._after_conflict(graph, hop, taken, delivery_id)
             return "stale"
-        early = self.retries.before_run(graph, hop, delivery_id, suspect=suspect)
+        early: HopResult | None = self.retries.before_run(graph, hop, delivery_id,
+                                                          suspect=suspect)  # fmt: skip
+        early = early or self.timers.before_run(graph, hop, origin.state, origin.opened_at)
         if early is not None:
             return early
         started = self.clock()
@@ -406,24 +413,28 @@ class HopProtocol:
 
     def _dispatch(
         self, run_id: str, graph_id: str, seq: int, graph: Graph, planned: Plan, *,
-        recheck: bool, skip: Callable[[Task], bool] | None = None, swept: bool | None = None,
+        recheck: bool, skip: Callable[[Task], bool] | None = None,
     ) -> int:  # fmt: skip
         """Send the hops of ``planned`` that start now (a map's first window); returns how
-        many. Hops carry no state: the slot check reads it anyway. ``swept``: sent by the
-        sweeper, for a slot that is stalled (True) or may hold a due retry (False)."""
-        parallel = len(planned) > 1
-        hops = [
-            Hop(run_id, graph_id, seq, t.node, recheck=recheck, index=t.index, parallel=parallel)
-            for t in self._first_chunk(graph, planned)
-            if skip is None or not skip(t)
-        ]
-        if swept is not None:
-            hops = self.retries.swept(graph, hops, stalled=swept)
+        many. Hops carry no state: the slot check reads it anyway."""
+        hops = self._hops(run_id, graph_id, seq, graph, planned, recheck=recheck, skip=skip)
         if len(hops) == 1:
             self.queue.dispatch(hops[0])
         elif hops:
             self.queue.dispatch_batch(hops)
         return len(hops)
+
+    def _hops(
+        self, run_id: str, graph_id: str, seq: int, graph: Graph, planned: Plan, *,
+        recheck: bool = True, skip: Callable[[Task], bool] | None = None,
+    ) -> list[Hop]:  # fmt: skip
+        """The hops of ``planned``'s first chunk."""
+        parallel = len(planned) > 1
+        return [
+            Hop(run_id, graph_id, seq, t.node, recheck=recheck, index=t.index, parallel=parallel)
+            for t in self._first_chunk(graph, planned)
+            if skip is None or not skip(t)
+        ]
 
     def _first_chunk(self, graph: Graph, planned: Plan) -> Iterable[Task]:
         """The plan's tasks that start at once: every plain node, a map's first window (the
@@ -593,12 +604,29 @@ class HopProtocol:
             return 0
         if len(planned) <= 1:
             stalled = self.clock() - opened >= self.config.lease_s
-            if not stalled and not self.retries.may_be_due(graph, list(nodes)):
+            if not stalled and not self._may_be_due(graph, list(nodes)):
                 return 0
-            self._republish(previous)
-            return self._dispatch(run_id, run.graph_id, seq, graph, planned, recheck=True,
-                                  swept=stalled)  # fmt: skip
-        return self._sweep_tasks(run, graph, seq, planned, opened, previous)
+            hops = self._swept(graph, self._hops(run_id, run.graph_id, seq, graph, planned),
+                               state, opened, stalled)  # fmt: skip
+            if hops:
+                self._republish(previous)
+                self.queue.dispatch(hops[0])  # one task: its slot has one hop
+            return len(hops)
+        return self._sweep_tasks(run, graph, seq, planned, opened, previous, state)
+
+    def _may_be_due(self, graph: Graph, nodes: list[str]) -> bool:
+        """A slot that is not stalled may still hold a retry or a wait that is due, when the
+        sweeper is what sends them (self-invocation)."""
+        return self.retries.may_be_due(graph, nodes) or self.timers.may_be_due(graph, nodes)
+
+    def _swept(self, graph: Graph, hops: list[Hop], state: dict[str, Any], opened: float,
+               stalled: bool) -> list[Hop]:  # fmt: skip
+        """The sweeper's hops that are due: a wait node's at its time (engine/timers.py),
+        a retried task's as its next attempt (engine/retries.py), any other if stalled."""
+        waits = [h for h in hops if graph.nodes[h.node].wait is not None]
+        others = [h for h in hops if graph.nodes[h.node].wait is None]
+        return [*self.retries.swept(graph, others, stalled=stalled),
+                *self.timers.swept(graph, waits, state, opened)]  # fmt: skip
 
     def _republish(self, previous: StepRecord | None) -> None:
         """The step before a swept slot may never have been published (its worker died
@@ -607,13 +635,14 @@ class HopProtocol:
             self._publish(previous, None, NOBODY_YET)
 
     def _sweep_tasks(self, run: RunRecord, graph: Graph, seq: int, planned: Plan,
-                     opened: float, previous: StepRecord | None) -> int:  # fmt: skip
+                     opened: float, previous: StepRecord | None,
+                     state: dict[str, Any]) -> int:  # fmt: skip
         """A superstep of several tasks: its progress is its latest task commit; the hops
         due are the first chunk's and, for a map, those of the window after its commits."""
         tasks = self.store.list_tasks(run.run_id, seq)
         last = max([opened, *(t.started_at + t.duration_ms / 1000 for t in tasks)])
         stalled = self.clock() - last >= self.config.lease_s
-        if not stalled and not self.retries.may_be_due(graph, list(planned.sizes)):
+        if not stalled and not self._may_be_due(graph, list(planned.sizes)):
             return 0
         if len(tasks) >= len(planned):  # every task committed; the close was lost
             return self._sweep_close(run, graph, seq, tasks)
@@ -621,7 +650,7 @@ class HopProtocol:
         due = [t for t in self._due(graph, planned, tasks) if (t.node, t.index) not in done]
         hops = [Hop(run.run_id, run.graph_id, seq, t.node, recheck=True, index=t.index,
                     parallel=True) for t in due]  # fmt: skip
-        hops = self.retries.swept(graph, hops, stalled=stalled)
+        hops = self._swept(graph, hops, state, opened, stalled)
         if not tasks:
             self._republish(previous)
         if hops:

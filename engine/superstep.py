@@ -37,6 +37,7 @@ from engine.tools import (
     bounded_text,
     call_tool_command,
 )
+from engine.wait_spec import WaitError, wakes_at
 
 Joins = Mapping[str, frozenset[str]]
 """Join node -> the nodes it waits for that have run since it last ran."""
@@ -228,7 +229,15 @@ def run_task(
 
     try:
         view = task_input(graph, task, state, plan)
-        updates, goto = call_tool_command(tools.get(node.tool), view, ctx, node.failure.timeout_s)
+        if node.wait is not None:  # a wait node: its hop came at its time; it runs nothing
+            wakes_at(node.wait, view, 0.0)  # its time must be readable (WaitError)
+            updates: dict[str, Any] = {}
+            goto: Goto | None = None
+        else:
+            updates, goto = call_tool_command(tools.get(node.tool), view, ctx,
+                                              node.failure.timeout_s)  # fmt: skip
+    except WaitError as exc:
+        return result({}, (), f"wait node {task.node!r}: {exc}")
     except ToolError as exc:
         cause = exc.__cause__
         return result({}, (), str(exc), raised=raised_from(cause) if cause is not None else None)

@@ -14,7 +14,7 @@ from types import MappingProxyType
 from typing import Any
 
 from engine.conditions import compile_condition
-from engine.dialects import Draft, DraftRoute, read_draft
+from engine.dialects import Draft, DraftNode, DraftRoute, read_draft
 from engine.errors import ConditionSyntaxError, GraphValidationError, Problem
 from engine.graph import (
     END,
@@ -31,6 +31,7 @@ from engine.parallel_checks import check_parallel_writes
 from engine.reducers import REDUCERS
 from engine.retry_policy import FailurePolicy, RetryPolicy, read_retry, read_timeout
 from engine.tools import Toolkit
+from engine.wait_spec import read_wait
 
 MAX_STEPS_CEILING = 10_000
 MAX_CONCURRENCY_CEILING = 1_000
@@ -128,6 +129,9 @@ class _Checker:
                 self.add(dn.loc, f"duplicate node id {dn.id!r}")
                 continue
             self.node_locs[dn.id] = dn.loc
+            if dn.wait is not None:
+                self._wait_node(dn, nodes)
+                continue
             tool_ok = self._tool_ok(dn.tool, dn.tool_loc)
             settings_ok = self._settings_ok(dn.settings, dn.loc)
             spec = self._map(dn.map, f"{dn.loc}.map")
@@ -150,12 +154,22 @@ class _Checker:
                 nodes[dn.id] = dataclass_replace(nodes[dn.id], goto=targets)
         return nodes
 
+    def _wait_node(self, dn: DraftNode, nodes: dict[str, Node]) -> None:
+        """A node that waits for a time (engine/timers.py): no tool, nothing to retry."""
+        wrong = [k for k in ("tool", "map", "retry", "timeout_s", "on_error")
+                 if getattr(dn, k, None) is not None or dn.failure.get(k) is not None]  # fmt: skip
+        for key in wrong:
+            self.add(f"{dn.loc}.{key}", "a wait node runs no tool: it has no " + key)
+        spec = read_wait(dn.wait, f"{dn.loc}.wait", self.add)
+        if spec is not None and not wrong:
+            nodes[dn.id] = Node(dn.id, "wait", wait=spec, defer=dn.defer is True)
+
     def _failures(self, nodes: dict[str, Node]) -> dict[str, Node]:
         """Each node's ``retry``, ``timeout_s`` and ``on_error``, the graph's ``defaults``
         filling in what a node does not say (engine/retry_policy.py)."""
         default_retry, default_timeout = self._defaults()
         for dn in self.draft.nodes:
-            if not isinstance(dn.id, str) or dn.id not in nodes:
+            if not isinstance(dn.id, str) or dn.id not in nodes or dn.wait is not None:
                 continue
             written = dn.failure
             retry: RetryPolicy | None = default_retry

@@ -226,9 +226,13 @@ class RunResource(RunSummary):
     steps: int = Field(description="Committed steps.")
     max_steps: int
     idempotency_key: str | None
+    wakes_at: Timestamp | None = Field(
+        default=None,
+        description="A running run whose next node waits for a time: when it goes on.",
+    )
 
     @classmethod
-    def from_record(cls, run: RunRecord) -> RunResource:
+    def from_record(cls, run: RunRecord, wakes_at: float | None = None) -> RunResource:
         return cls(
             **RunSummary.from_record(run).model_dump(),
             input=run.input,
@@ -237,6 +241,7 @@ class RunResource(RunSummary):
             steps=run.steps,
             max_steps=run.max_steps,
             idempotency_key=run.idempotency_key,
+            wakes_at=None if wakes_at is None else iso(wakes_at),
         )
 
 

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body, Path, Query, Response
 
 from engine.errors import NotFoundError
 from engine.ports import RunStatus
+from engine.timers import run_wakes_at
 from functions.api.deps import CurrentCaller, Service, start_owned_run, visible_run
 from functions.api.errors import error_responses
 from functions.api.examples import EXAMPLE_RUN_ID, RUN_REQUEST_EXAMPLES
@@ -99,8 +100,13 @@ def list_runs(
     summary="Read a run",
 )
 def get_run(run_id: RunId, service: Service, caller: CurrentCaller) -> RunResource:
-    """Status, current state, the node that runs next, the step count and any error."""
-    return RunResource.from_record(visible_run(service, caller, run_id))
+    """Status, current state, the node that runs next, the step count and any error; for a
+    run whose next node waits for a time, when it goes on (`wakes_at`)."""
+    run = visible_run(service, caller, run_id)
+    if run.status != "running":
+        return RunResource.from_record(run)
+    graph = service.graph(run.graph_id)
+    return RunResource.from_record(run, run_wakes_at(service.store, graph, run))
 
 
 @router.get(

@@ -79,3 +79,25 @@ def test_a_timeout_that_does_not_fit_in_the_worker_is_refused(stack: ApiStack) -
     ((where, message),) = reply.problems
     assert where.endswith("nodes.call.timeout_s")
     assert "does not fit in the worker" in message
+
+
+def test_a_waiting_run_is_running_with_its_wake_time_and_its_hop_held_by_sqs(
+    stack: ApiStack,
+) -> None:
+    # Given a run that waits ten minutes after its first node
+    graph = {
+        "entry": "call",
+        "nodes": {"call": {"tool": "record_visit"}, "pause": {"wait": {"seconds": 600}}},
+        "edges": {"call": "pause", "pause": "END"},
+    }
+    # When its hops are delivered until none is visible
+    run_id = run(stack, graph)
+    # Then it is running, says when it wakes, and its wait's hop is held in the queue
+    reply = stack.call("http_get_run", path=f"/runs/{run_id}").json()
+    assert (reply["status"], reply["steps"], reply["current_node"]) == ("running", 1, "pause")
+    step = stack.call("http_run_steps", path=f"/runs/{run_id}/steps").json()["items"][0]
+    assert reply["wakes_at"] > step["started_at"]  # ISO times of one format sort as text
+    attributes = stack.aws.sqs.get_queue_attributes(
+        QueueUrl=stack.aws.urls["StepQueue"], AttributeNames=["ApproximateNumberOfMessagesDelayed"]
+    )["Attributes"]
+    assert attributes["ApproximateNumberOfMessagesDelayed"] == "1"
