@@ -46,7 +46,16 @@ lose @ after_close_commit             the invocation dies just after a close and
                                       can send what the close recorded (its outbox)
 lose @ after_task_commit              ... just after a task commit: the sweeper re-sends
                                       the due items, or closes the superstep itself
+crash @ after_attempt_commit          ... just after a retried task's failed attempt is
+                                      recorded, before its retry is sent (window R2 of
+                                      engine/retries.py): the redelivery sends it
+lose @ after_attempt_commit           ... and no redelivery: the delayed retry is lost,
+                                      and the sweeper sends it once due
 ====================================  ==================================================
+
+The retry shapes (a chain and a fan-out whose flaky tool fails twice before it succeeds)
+meet every fault at their attempts too: a duplicate of a failing hop, a crash during a
+retry, a retry racing its copy; each task commits once and each attempt is recorded once.
 
 Shapes: a chain (a loop of single-task supersteps), a fan-out, a map of 50 items capped at 5
 at a time joined with a branch of its own (and the same, cancelled as its first item
@@ -73,6 +82,8 @@ CARRIERS = ("sqs", "self_invoke")
 PARALLEL_ONLY = frozenset({"after_task_commit", "sibling_hops", "fan_in_query"})
 LOSS_WINDOWS = frozenset({"after_close_commit", "after_task_commit"})
 """Windows only a superstep of several tasks has."""
+RETRY_ONLY = frozenset({"after_attempt_commit"})
+"""Windows only a shape with a retried task has."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +109,8 @@ class Shape:
     """False: each fault runs on one carrier, the carriers taking turns fault by fault."""
     counted_fan_in_above: int | None = None
     """The engine's threshold for counting a superstep's tasks; None: its default."""
+    retries: bool = False
+    """A node retries (the attempt windows are reached)."""
     reaches: tuple[tuple[str, int], ...] = ()
     """Windows this shape's run reaches fewer times than a fault's ``nth``, and how often:
     such a fault strikes at the last occurrence instead."""
@@ -156,8 +169,26 @@ MAP_12_COUNTED = {
     },
 }  # fmt: skip
 
+QUICK_RETRY = {"initial_interval_s": 0, "jitter": False}
+RETRY_CHAIN = {
+    "entry": "call",
+    "nodes": {"call": {"tool": "flaky", "retry": QUICK_RETRY}, "visit": {"tool": "record_visit"}},
+    "edges": {"call": "visit", "visit": "END"},
+}
+RETRY_FAN_OUT = {
+    "entry": "start",
+    "nodes": {
+        "start": {"tool": "record_visit"},
+        "call": {"tool": "flaky", "retry": QUICK_RETRY},
+        "other": {"tool": "set_values", "settings": {"values": {"other": True}}},
+    },
+    "edges": {"start": ["call", "other"], "call": "END", "other": "END"},
+}
+
 SHAPES = (
     Shape("chain", LOOP_6, {}, parallel=False),
+    Shape("retry_chain", RETRY_CHAIN, {}, parallel=False, retries=True),
+    Shape("retry_fan_out", RETRY_FAN_OUT, {}, retries=True),
     Shape("fan_out", _example("fanout_reducer.json"), {"aggregate": []}),
     # Each of the map's 51 task commits reads every task of its superstep (the fan-in), so
     # on moto a run costs seconds: each fault runs on it once, the carriers taking turns.
@@ -222,11 +253,15 @@ FAULTS = (
     Fault("forge", "dead_letter"),
     Fault("lose", "after_close_commit", nth=1),
     Fault("lose", "after_task_commit", nth=1),
+    Fault("crash", "after_attempt_commit", nth=1),
+    Fault("lose", "after_attempt_commit", nth=1),
 )
 
 
 def applies(fault: Fault, carrier: str, shape: Shape) -> bool:
     if not shape.parallel and fault.window in PARALLEL_ONLY:
+        return False
+    if not shape.retries and fault.window in RETRY_ONLY:
         return False
     return shape.every_carrier or carrier == CARRIERS[FAULTS.index(fault) % len(CARRIERS)]
 
