@@ -230,11 +230,11 @@ class HopProtocol:
         if graph is None:
             return "stale"
         suspect = hop.recheck or attempt > 1
-        attempt = max(attempt, hop.attempt)  # a retry: the task's attempt (engine/retries.py)
-        if hop.recheck or attempt > 1:
+        if suspect:
             taken = self._taken_by(hop)
             if taken is not None:
                 return self._after_conflict(graph, hop, taken, delivery_id)
+        attempt = max(attempt, hop.attempt)  # a retry: the task's attempt (engine/retries.py)
         origin = self._origin(hop, graph)
         if origin is None:
             # Stale, or its slot is taken: by an earlier attempt of this very delivery, maybe
