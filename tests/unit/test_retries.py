@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import threading
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +22,7 @@ from engine.ports import Hop
 from engine.retry_policy import ERROR_KEY, RetryPolicy, raised_from
 from engine.runner import InProcessRunner, PoolQueue
 from engine.service import EngineConfig, RunService
-from engine.tools import ToolContext, Toolkit
+from engine.tools import ToolContext, Toolkit, load_toolkits
 from engine.validation import build_graph
 
 tools = Toolkit("retry-tests")
@@ -344,3 +346,14 @@ def test_the_pool_holds_a_delayed_hop_until_its_time() -> None:
     while not applied and time.monotonic() < deadline:
         time.sleep(0.01)
     assert [h.node for h in applied] == ["other"]  # the 30 s one is still held
+
+
+def test_the_readme_example_is_a_valid_graph() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("### Retries, timeouts, error routes and timers") :]
+    doc = json.loads(section.split("```json", 1)[1].split("```", 1)[0])
+    basics = load_toolkits(["engine.toolkits.basics"])
+    built = build_graph(doc, set(basics.names()), toolkit=basics)
+    assert built.nodes["call"].failure.on_error == "fallback"
+    assert built.nodes["fallback"].failure.retry == RetryPolicy(max_attempts=3)
+    assert built.nodes["cool_down"].wait is not None
