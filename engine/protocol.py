@@ -309,7 +309,8 @@ class HopProtocol:
             return
         following = Task(hop.node, hop.index + window)
         if following in origin.planned:
-            self.queue.dispatch(replace(hop, index=following.index, recheck=recheck))
+            # its own first attempt, whatever attempt this item was at
+            self.queue.dispatch(replace(hop, index=following.index, recheck=recheck, attempt=1))
 
     def _fan_in(self, graph: Graph, hop: Hop, origin: Origin, delivery_id: str) -> HopResult:
         """Close the superstep if every planned task has committed."""

@@ -357,3 +357,22 @@ def test_the_readme_example_is_a_valid_graph() -> None:
     assert built.nodes["call"].failure.on_error == "fallback"
     assert built.nodes["fallback"].failure.retry == RetryPolicy(max_attempts=3)
     assert built.nodes["cool_down"].wait is not None
+
+
+def test_a_retried_map_item_starts_the_next_item_at_its_first_attempt() -> None:
+    # Given a map of 3 items, one at a time, whose tool fails twice per item
+    doc = {
+        "entry": "call",
+        "state": {"done": {"reducer": "append"}},
+        "nodes": {"call": {"tool": "flaky", "retry": QUICK,
+                           "map": {"over": "items", "as": "item", "max_concurrency": 1}}},
+        "edges": {"call": "END"},
+    }  # fmt: skip
+    store = MemoryRunStore()
+    result = InProcessRunner(tools, store=store).run(
+        build_graph(doc, tools.names()), {"items": [1, 2, 3], "fail_times": 2}
+    )
+    # Then every item ran its three attempts, each started by the one before it
+    assert result.status == "completed"
+    assert sorted(calls) == sorted((f"call[{i}]", n) for i in range(3) for n in (1, 2, 3))
+    assert len(store.list_attempts(result.run_id, 0)) == 6
