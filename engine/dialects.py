@@ -47,6 +47,10 @@ class DraftNode:
     goto: Any = None
     subgraph: Any = None
     """A subgraph node's ``{"graph", "input"?, "output"?}`` as written (``None``: a tool)."""
+    failure: dict[str, Any] = field(default_factory=dict)
+    """Its ``retry``, ``timeout_s`` and ``on_error`` as written (the keys it has)."""
+    wait: Any = None
+    """A wait node's ``wait`` as written (engine/timers.py)."""
 
 
 @dataclass
@@ -105,6 +109,8 @@ class Draft:
     state: Any = None
     """The ``state`` object as written (key -> {"reducer": name})."""
     joins: list[DraftJoin] = field(default_factory=list)
+    defaults: Any = None
+    """The ``defaults`` object as written (``retry``, ``timeout_s`` for every node)."""
     problems: list[Problem] = field(default_factory=list)
 
 
@@ -128,12 +134,21 @@ def read_draft(doc: Any) -> Draft:
     draft.name = doc.get("name", "graph")
     draft.max_steps = doc.get("max_steps")
     draft.state = doc.get("state")
+    draft.defaults = doc.get("defaults")
     joins = doc.get("joins")
     if isinstance(joins, dict):
         draft.joins.extend(DraftJoin(k, v, f"joins.{k}") for k, v in joins.items())
     elif joins is not None:
         draft.problems.append(Problem("joins", "must be an object mapping node -> [nodes]"))
     return draft
+
+
+_FAILURE_KEYS = ("retry", "timeout_s", "on_error")
+
+
+def _failure(spec: dict[str, Any]) -> dict[str, Any]:
+    """A node's failure handling keys, as written (engine/retry_policy.py)."""
+    return {key: spec[key] for key in _FAILURE_KEYS if key in spec}
 
 
 def _node_from_spec(node_id: str, spec: Any, loc: str) -> DraftNode:
@@ -144,7 +159,7 @@ def _node_from_spec(node_id: str, spec: Any, loc: str) -> DraftNode:
         subgraph = {k: spec[k] for k in ("graph", "input", "output") if k in spec}
     return DraftNode(
         node_id, spec.get("tool"), loc, f"{loc}.tool", spec.get("settings"), spec.get("map"),
-        spec.get("defer"), spec.get("goto"), subgraph,
+        spec.get("defer"), spec.get("goto"), subgraph, _failure(spec), spec.get("wait"),
     )  # fmt: skip
 
 
@@ -273,6 +288,7 @@ def _read_dialect3(doc: dict[str, Any], nodes: list[Any]) -> Draft:
                 f"{loc}.{_key_present(spec, 'tool', 'function_name')}",
                 spec.get("settings"),
                 spec.get("map"),
+                failure=_failure(spec),
             )
         )
     edges = doc.get("edges", [])

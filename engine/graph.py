@@ -19,7 +19,9 @@ from typing import Any
 from engine.conditions import Condition
 from engine.errors import HopgraphError
 from engine.reducers import EMPTY, REDUCERS, Reducer, ReducerError
+from engine.retry_policy import NO_FAILURE_POLICY, FailurePolicy, failure_doc
 from engine.tools import CustomReducer
+from engine.wait_spec import WaitSpec
 
 END = "END"
 END_ALIASES = frozenset({"END", "end"})
@@ -94,6 +96,10 @@ class Node:
     edges): LangGraph's ``Command[Literal[...]]`` annotation."""
     subgraph: SubgraphSpec | None = None
     """Set for a node that runs another graph (its ``tool`` is ``graph:<id>``)."""
+    failure: FailurePolicy = NO_FAILURE_POLICY
+    """Its retries, timeout and error route (:mod:`engine.retry_policy`)."""
+    wait: WaitSpec | None = None
+    """A wait node: it runs no tool, and goes on at its time (:mod:`engine.timers`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +223,8 @@ class Graph:
             targets.extend(branch.default or ())
             targets.extend(branch.to)
         targets.extend(self.nodes[node].goto if node in self.nodes else ())
+        on_error = self.nodes[node].failure.on_error if node in self.nodes else None
+        targets.extend((on_error,) if on_error is not None else ())
         targets.extend(join for join, sources in self.joins.items() if node in sources)
         return tuple(dict.fromkeys(targets))
 
@@ -252,6 +260,8 @@ def _branching(node_id: str, branch: Branch) -> Router:
 
 
 def _node_doc(node: Node) -> dict[str, Any]:
+    if node.wait is not None:  # a wait node runs no tool
+        return {"wait": node.wait.to_dict(), **({"defer": True} if node.defer else {})}
     if node.subgraph is not None:
         doc: dict[str, Any] = node.subgraph.to_dict()
     else:
@@ -264,6 +274,7 @@ def _node_doc(node: Node) -> dict[str, Any]:
         doc["defer"] = True
     if node.goto:
         doc["goto"] = list(node.goto)
+    doc.update(failure_doc(node.failure))
     return doc
 
 

@@ -33,6 +33,7 @@ SHAPES: Mapping[str, Mapping[str, str | None]] = {
         "joins": None,
         "state": "{state_key}",
         "max_steps": None,
+        "defaults": "defaults",
     },
     "node": {
         "tool": None,
@@ -40,9 +41,23 @@ SHAPES: Mapping[str, Mapping[str, str | None]] = {
         "map": "map",
         "goto": None,
         "defer": None,
+        "retry": "retry",
+        "timeout_s": None,
+        "on_error": None,
+        "wait": "wait",
         "graph": None,
         "input": None,
         "output": None,
+    },
+    "wait": {"seconds": None, "until": None},
+    "defaults": {"retry": "retry", "timeout_s": None},
+    "retry": {
+        "max_attempts": None,
+        "initial_interval_s": None,
+        "backoff": None,
+        "max_interval_s": None,
+        "jitter": None,
+        "retry_on": None,
     },
     "map": {"over": None, "as": None, "max_concurrency": None},
     "branch": {"cases": "[case]", "default": None, "router": None, "to": None},
@@ -73,8 +88,17 @@ SHAPES: Mapping[str, Mapping[str, str | None]] = {
         "joins": None,
         "state": "{state_key}",
         "max_steps": None,
+        "defaults": "defaults",
     },
-    "dialect1_node": {"tool": None, "next": "dialect1_next", "settings": None, "map": "map"},
+    "dialect1_node": {
+        "tool": None,
+        "next": "dialect1_next",
+        "settings": None,
+        "map": "map",
+        "retry": "retry",
+        "timeout_s": None,
+        "on_error": None,
+    },
     "dialect1_next": {"condition": None, "if_true": None, "if_false": None},
     # -- dialect 2: nodes {id: tool}, edges {from: to} -----------------------------------------
     "dialect2": {
@@ -86,6 +110,7 @@ SHAPES: Mapping[str, Mapping[str, str | None]] = {
         "joins": None,
         "state": "{state_key}",
         "max_steps": None,
+        "defaults": "defaults",
     },
     # -- dialect 3: nodes [{node_id, tool}], edges [{from, to, condition?}] --------------------
     "dialect3": {
@@ -99,6 +124,7 @@ SHAPES: Mapping[str, Mapping[str, str | None]] = {
         "joins": None,
         "state": "{state_key}",
         "max_steps": None,
+        "defaults": "defaults",
     },
     "dialect3_node": {
         "node_id": None,
@@ -107,6 +133,9 @@ SHAPES: Mapping[str, Mapping[str, str | None]] = {
         "function_name": None,
         "settings": None,
         "map": "map",
+        "retry": "retry",
+        "timeout_s": None,
+        "on_error": None,
     },
     "dialect3_edge": {"from": None, "source": None, "to": None, "target": None, "condition": None},
 }

@@ -23,6 +23,7 @@ from engine.errors import (
     StepConflict,
 )
 from engine.ports import (
+    AttemptRecord,
     Audience,
     Clock,
     Connection,
@@ -59,6 +60,7 @@ class MemoryRunStore:
         self._steps: dict[str, list[StepRecord]] = {}
         self._tasks: dict[tuple[str, int], dict[tuple[str, int], TaskRecord]] = {}
         self._task_counts: Counter[tuple[str, int]] = Counter()
+        self._attempts: dict[tuple[str, int], dict[tuple[str, int, int], AttemptRecord]] = {}
         self._connections: dict[str, Connection] = {}
         self._subscriptions: dict[str, dict[str, int | None]] = {}
         """Per run, its subscribers' connection ids and what their replay reached."""
@@ -170,6 +172,20 @@ class MemoryRunStore:
     def list_tasks(self, run_id: str, seq: int) -> list[TaskRecord]:
         with self._lock:
             slots = self._tasks.get((run_id, seq), {})
+            return [slots[k] for k in sorted(slots)]
+
+    # -- failed attempts of retried tasks (engine/retries.py) --------------------------------
+    def commit_attempt(self, attempt: AttemptRecord) -> None:
+        with self._lock:
+            slots = self._attempts.setdefault((attempt.run_id, attempt.seq), {})
+            slot = (attempt.node, -1 if attempt.index is None else attempt.index, attempt.attempt)
+            if slot in slots:
+                raise StepConflict(attempt.run_id, attempt.seq)
+            slots[slot] = attempt
+
+    def list_attempts(self, run_id: str, seq: int) -> list[AttemptRecord]:
+        with self._lock:
+            slots = self._attempts.get((run_id, seq), {})
             return [slots[k] for k in sorted(slots)]
 
     def list_steps(self, run_id: str, after: int = -1, limit: int = 100) -> Page[StepRecord]:

@@ -178,6 +178,45 @@ class TaskRecord:
             doc["error"] = self.error
         if self.child_run_id is not None:
             doc["child_run_id"] = self.child_run_id
+        if self.attempt > 1:
+            doc["attempt"] = self.attempt
+        return doc
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    """A failed attempt of a task whose node retries (engine/retries.py): the only thing a
+    failed attempt commits. Slot: run, superstep, node, index, attempt; written once, by the
+    one copy of a duplicated hop that schedules the next attempt."""
+
+    run_id: str
+    seq: int
+    node: str
+    index: int | None
+    attempt: int
+    tool: str
+    error: str
+    error_type: str
+    started_at: float
+    duration_ms: float
+    retry_at: float | None
+    """When the next attempt is due (epoch seconds); ``None``: retries are spent."""
+    committed_by: str = ""
+
+    @property
+    def key(self) -> str:
+        return self.node if self.index is None else f"{self.node}[{self.index}]"
+
+    def log_entry(self) -> dict[str, Any]:
+        """The attempt as ``GET /runs/{id}/steps`` lists it, beside its superstep's steps."""
+        doc: dict[str, Any] = {
+            "seq": self.seq, "task": self.key, "node": self.node, "tool": self.tool,
+            "status": "failed", "attempt": self.attempt, "error": self.error,
+            "error_type": self.error_type, "started_at": self.started_at,
+            "duration_ms": self.duration_ms, "retry_at": self.retry_at,
+        }  # fmt: skip
+        if self.index is not None:
+            doc["index"] = self.index
         return doc
 
 
@@ -370,6 +409,14 @@ class RunStore(Protocol):
         """One consistent read of what a hop of superstep ``seq`` starts from (:class:`Slot`);
         an unknown run reads as an empty slot."""
 
+    def commit_attempt(self, attempt: AttemptRecord) -> None:
+        """Write ``attempt`` into its slot (run, superstep, node, index, attempt) if and only
+        if that slot is empty; StepConflict if it is taken. One conditional write."""
+
+    def list_attempts(self, run_id: str, seq: int) -> list[AttemptRecord]:
+        """Every failed attempt recorded in superstep ``seq`` (of all its tasks), by task and
+        attempt, read strongly consistently: one query."""
+
 
 @dataclass(frozen=True, slots=True)
 class Hop:
@@ -394,6 +441,12 @@ class Hop:
     parallel: bool = False
     """The superstep has several tasks: this one commits a task record, and the superstep
     closes once all have (a superstep of one task commits its step record directly)."""
+    attempt: int = 1
+    """Which attempt of its task this is (a retry: 2 and up); checked against the task's
+    attempt records, never believed (engine/retries.py)."""
+    delay_s: float = 0.0
+    """How long the carrier should hold the hop before delivering it (SQS DelaySeconds, at
+    most 900: a hop that comes early is held again). Not part of the message."""
 
     @property
     def task_key(self) -> str:
@@ -412,6 +465,8 @@ class Hop:
             doc["index"] = self.index
         if self.parallel:
             doc["parallel"] = True
+        if self.attempt != 1:
+            doc["attempt"] = self.attempt
         return doc
 
     @classmethod
@@ -431,6 +486,7 @@ class Hop:
                 recheck=doc.get("recheck", False) is True,
                 index=doc.get("index"),
                 parallel=doc.get("parallel", False) is True,
+                attempt=doc.get("attempt", 1),
             )
         except KeyError as exc:
             raise InvalidInputError(f"not a hop message: missing {exc}") from None
@@ -455,6 +511,9 @@ def _check_fields(hop: Hop) -> None:
     index = hop.index
     if index is not None and (isinstance(index, bool) or not isinstance(index, int) or index < 0):
         raise InvalidInputError("not a hop message: bad index")
+    attempt = hop.attempt
+    if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 1:
+        raise InvalidInputError("not a hop message: bad attempt")
 
 
 class StepQueue(Protocol):

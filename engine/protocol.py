@@ -110,6 +110,7 @@ from engine.ports import (
     TaskRecord,
 )
 from engine.reducers import ReducerError
+from engine.retries import Retries
 from engine.subgraphs import Subgraphs
 from engine.superstep import (
     NO_JOINS,
@@ -122,6 +123,7 @@ from engine.superstep import (
     plan_of,
     run_task,
 )
+from engine.timers import Timers
 from engine.tools import Send, ToolContext, Toolkit
 
 NOBODY_YET = Audience()
@@ -142,8 +144,11 @@ MAX_TASK_SUMMARIES = 100
 """Task summaries a step record keeps (failed ones first): 100,000 would pass DynamoDB's
 400 KB item limit, and every task has its own record anyway."""
 
-HopResult = Literal["committed", "finished", "duplicate", "recovered", "stale", "waiting"]
-"""``waiting``: the hop started a subgraph's child run; the child's end commits its task."""
+HopResult = Literal[
+    "committed", "finished", "duplicate", "recovered", "stale", "retrying", "waiting"
+]
+"""``waiting``: the hop started a subgraph's child run (the child's end commits its task),
+or came before its time (a retry, a wait node) and was held again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +187,9 @@ class ProtocolConfig:
     max_map_width: int = 0
     """The ``map_width`` quota: a superstep planned wider fails its run (0: no limit;
     :mod:`engine.map_quota`)."""
+    sweeper_delays: bool = False
+    """The carrier cannot hold a hop (self-invocation): the sweeper sends retries when due
+    (:mod:`engine.retries`)."""
 
 
 class HopProtocol:
@@ -207,6 +215,10 @@ class HopProtocol:
         self.config = config
         self.graphs = graphs
         self.subgraphs = Subgraphs(self)
+        self.retries = Retries(store, queue, clock, lease_s=config.lease_s,
+                               sweeper_delays=config.sweeper_delays)  # fmt: skip
+        self.timers = Timers(queue, clock, lease_s=config.lease_s,
+                             sweeper_delays=config.sweeper_delays)  # fmt: skip
 
     # -- starting ----------------------------------------------------------------------------
     def start(self, run: RunRecord, *, recheck: bool) -> None:
@@ -239,10 +251,12 @@ class HopProtocol:
         graph = self._graph_of(hop)
         if graph is None:
             return "stale"
-        if hop.recheck or attempt > 1:
+        suspect = hop.recheck or attempt > 1
+        if suspect:
             taken = self._taken_by(hop)
             if taken is not None:
                 return self._after_conflict(graph, hop, taken, delivery_id)
+        attempt = max(attempt, hop.attempt)  # a retry: the task's attempt (engine/retries.py)
         origin = self._origin(hop, graph)
         if origin is None:
             # Stale, or its slot is taken: by an earlier attempt of this very delivery, maybe
@@ -254,8 +268,18 @@ class HopProtocol:
             return "stale"
         if graph.nodes[hop.node].subgraph is not None:  # its child run does the work
             return self.subgraphs.enter(graph, hop, origin)
+        early: HopResult | None = self.retries.before_run(graph, hop, delivery_id,
+                                                          suspect=suspect)  # fmt: skip
+        early = early or self.timers.before_run(graph, hop, origin.state, origin.opened_at)
+        if early is not None:
+            return early
         started = self.clock()
         result = self._run(graph, hop, origin, attempt)
+        if not result.ok:  # retried (nothing but its attempt committed), routed, or failed
+            outcome = self.retries.after_failure(graph, hop, result, started, delivery_id)
+            if isinstance(outcome, str):
+                return outcome
+            result = outcome
         if not origin.parallel:
             return self._close([result], graph, hop, origin, started, delivery_id, attempt)
         return self._commit_task(graph, hop, origin, result, started, delivery_id, attempt)
@@ -330,7 +354,8 @@ class HopProtocol:
             return
         following = Task(hop.node, hop.index + window)
         if following in origin.planned:
-            self.queue.dispatch(replace(hop, index=following.index, recheck=recheck))
+            # its own first attempt, whatever attempt this item was at
+            self.queue.dispatch(replace(hop, index=following.index, recheck=recheck, attempt=1))
 
     def _fan_in(self, graph: Graph, hop: Hop, origin: Origin, delivery_id: str) -> HopResult:
         """Close the superstep if every planned task has committed."""
@@ -454,17 +479,24 @@ class HopProtocol:
     ) -> int:  # fmt: skip
         """Send the hops of ``planned`` that start now (a map's first window); returns how
         many. Hops carry no state: the slot check reads it anyway."""
-        parallel = len(planned) > 1
-        hops = [
-            Hop(run_id, graph_id, seq, t.node, recheck=recheck, index=t.index, parallel=parallel)
-            for t in self._first_chunk(graph, planned)
-            if skip is None or not skip(t)
-        ]
+        hops = self._hops(run_id, graph_id, seq, graph, planned, recheck=recheck, skip=skip)
         if len(hops) == 1:
             self.queue.dispatch(hops[0])
         elif hops:
             self.queue.dispatch_batch(hops)
         return len(hops)
+
+    def _hops(
+        self, run_id: str, graph_id: str, seq: int, graph: Graph, planned: Plan, *,
+        recheck: bool = True, skip: Callable[[Task], bool] | None = None,
+    ) -> list[Hop]:  # fmt: skip
+        """The hops of ``planned``'s first chunk."""
+        parallel = len(planned) > 1
+        return [
+            Hop(run_id, graph_id, seq, t.node, recheck=recheck, index=t.index, parallel=parallel)
+            for t in self._first_chunk(graph, planned)
+            if skip is None or not skip(t)
+        ]
 
     def _first_chunk(self, graph: Graph, planned: Plan) -> Iterable[Task]:
         """The plan's tasks that start at once: every plain node, a map's first window (the
@@ -636,13 +668,32 @@ class HopProtocol:
         except ReducerError:
             return 0
         if len(planned) <= 1:
-            if self.clock() - opened < self.config.lease_s:
+            stalled = self.clock() - opened >= self.config.lease_s
+            if not stalled and not self._may_be_due(graph, list(nodes)):
                 return 0
-            self._republish(previous)
             waiting = self.subgraphs.waiting(run_id, seq, graph)
-            return self._dispatch(run_id, run.graph_id, seq, graph, planned, recheck=True,
-                                  skip=waiting)  # fmt: skip
-        return self._sweep_tasks(run, graph, seq, planned, opened, previous)
+            hops = self._swept(graph, self._hops(run_id, run.graph_id, seq, graph, planned,
+                                                 skip=waiting),
+                               state, opened, stalled)  # fmt: skip
+            if hops:
+                self._republish(previous)
+                self.queue.dispatch(hops[0])  # one task: its slot has one hop
+            return len(hops)
+        return self._sweep_tasks(run, graph, seq, planned, opened, previous, state)
+
+    def _may_be_due(self, graph: Graph, nodes: list[str]) -> bool:
+        """A slot that is not stalled may still hold a retry or a wait that is due, when the
+        sweeper is what sends them (self-invocation)."""
+        return self.retries.may_be_due(graph, nodes) or self.timers.may_be_due(graph, nodes)
+
+    def _swept(self, graph: Graph, hops: list[Hop], state: dict[str, Any], opened: float,
+               stalled: bool) -> list[Hop]:  # fmt: skip
+        """The sweeper's hops that are due: a wait node's at its time (engine/timers.py),
+        a retried task's as its next attempt (engine/retries.py), any other if stalled."""
+        waits = [h for h in hops if graph.nodes[h.node].wait is not None]
+        others = [h for h in hops if graph.nodes[h.node].wait is None]
+        return [*self.retries.swept(graph, others, stalled=stalled),
+                *self.timers.swept(graph, waits, state, opened)]  # fmt: skip
 
     def _republish(self, previous: StepRecord | None) -> None:
         """The step before a swept slot may never have been published (its worker died
@@ -651,12 +702,14 @@ class HopProtocol:
             self._publish(previous, None, NOBODY_YET)
 
     def _sweep_tasks(self, run: RunRecord, graph: Graph, seq: int, planned: Plan,
-                     opened: float, previous: StepRecord | None) -> int:  # fmt: skip
+                     opened: float, previous: StepRecord | None,
+                     state: dict[str, Any]) -> int:  # fmt: skip
         """A superstep of several tasks: its progress is its latest task commit; the hops
         due are the first chunk's and, for a map, those of the window after its commits."""
         tasks = self.store.list_tasks(run.run_id, seq)
         last = max([opened, *(t.started_at + t.duration_ms / 1000 for t in tasks)])
-        if self.clock() - last < self.config.lease_s:
+        stalled = self.clock() - last >= self.config.lease_s
+        if not stalled and not self._may_be_due(graph, list(planned.sizes)):
             return 0
         if len(tasks) >= len(planned):  # every task committed; the close was lost
             return self._sweep_close(run, graph, seq, tasks)
@@ -666,6 +719,7 @@ class HopProtocol:
         due = [t for t in due if waiting is None or not waiting(t)]
         hops = [Hop(run.run_id, run.graph_id, seq, t.node, recheck=True, index=t.index,
                     parallel=True) for t in due]  # fmt: skip
+        hops = self._swept(graph, hops, state, opened, stalled)
         if not tasks:
             self._republish(previous)
         if hops:

@@ -85,6 +85,11 @@ class PoolQueue:
     def dispatch(self, hop: Hop) -> None:
         with self._idle:
             self._pending += 1
+        if hop.delay_s > 0:  # a retry held until its time, as SQS holds a delayed message
+            timer = threading.Timer(hop.delay_s, self._pool.submit, (self._run, hop))
+            timer.daemon = True
+            timer.start()
+            return
         sent: deque[Hop] | None = getattr(self._sent, "hops", None)
         if sent is not None:
             sent.append(hop)

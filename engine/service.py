@@ -104,11 +104,17 @@ class EngineConfig:
     max_map_width: int = 0
     """The ``map_width`` quota: the tasks one superstep of a run may have (0: no limit;
     :mod:`engine.map_quota`)."""
+    sweeper_delays: bool = False
+    """Hops travel by self-invocation, which cannot hold a hop: the sweeper sends retries
+    when due (engine/retries.py)."""
+    timeout_ceiling_s: float | None = None
+    """The longest ``timeout_s`` a node may declare: the worker's function timeout minus the
+    commit margin (engine/retry_policy.py); ``None``: no ceiling."""
 
     def protocol(self) -> ProtocolConfig:
         return ProtocolConfig(
             self.state_limit_bytes, self.counted_fan_in_above, self.map_window, self.lease_s,
-            self.max_map_width,
+            self.max_map_width, self.sweeper_delays,
         )  # fmt: skip
 
 
@@ -182,8 +188,9 @@ class RunService:
         """``doc`` checked against the registered tools (and the keys they declare writing),
         its subgraph nodes' references resolved to graphs ``owner`` can read."""
         graph = build_graph(
-            doc, set(self.tools.names()), declared_writes(self.tools), toolkit=self.tools
-        )
+            doc, set(self.tools.names()), declared_writes(self.tools), toolkit=self.tools,
+            timeout_ceiling_s=self.config.timeout_ceiling_s,
+        )  # fmt: skip
         if not any(n.subgraph is not None for n in graph.nodes.values()):
             return graph
         return resolve_subgraphs(graph, lambda ref: self._readable(ref, owner))

@@ -27,6 +27,7 @@ from engine.errors import ConditionEvaluationError, UnknownToolError
 from engine.graph import END, Graph, NoRouteError, Targets, canonical_target
 from engine.ports import RunEnd
 from engine.reducers import ReducerError
+from engine.retry_policy import Raised, raised_from
 from engine.tools import (
     Goto,
     Send,
@@ -36,6 +37,7 @@ from engine.tools import (
     bounded_text,
     call_tool_command,
 )
+from engine.wait_spec import WaitError, wakes_at
 
 Joins = Mapping[str, frozenset[str]]
 """Join node -> the nodes it waits for that have run since it last ran."""
@@ -205,6 +207,9 @@ class TaskResult:
     merged: dict[str, Any] | None = field(default=None, compare=False, repr=False)
     """The state it ran on with its own updates merged (what it routed on): the state after
     its superstep when it is the superstep's only task, so the close need not merge again."""
+    raised: Raised | None = None
+    """A failed tool: what it raised, for its node's retry policy (``None``: the task did not
+    fail, or failed in the engine, which a retry would not change)."""
 
     @property
     def ok(self) -> bool:
@@ -228,17 +233,31 @@ def run_task(
     started = time.perf_counter()
 
     def result(
-        updates: dict[str, Any], targets: Targets, error: str | None, sends: tuple[Send, ...] = ()
-    ) -> TaskResult:
+        updates: dict[str, Any], targets: Targets, error: str | None, sends: tuple[Send, ...] = (),
+        raised: Raised | None = None,
+    ) -> TaskResult:  # fmt: skip
         ms = round((time.perf_counter() - started) * 1000, 3)
-        return TaskResult(task, node.tool, updates, targets, ms, error, sends, merged=merged)
+        return TaskResult(
+            task, node.tool, updates, targets, ms, error, sends, raised=raised, merged=merged
+        )
 
     merged: dict[str, Any] | None = None
 
     try:
         view = task_input(graph, task, state, plan)
-        updates, goto = call_tool_command(tools.get(node.tool), view, ctx)
-    except (ToolError, UnknownToolError, ReducerError) as exc:
+        if node.wait is not None:  # a wait node: its hop came at its time; it runs nothing
+            wakes_at(node.wait, view, 0.0)  # its time must be readable (WaitError)
+            updates: dict[str, Any] = {}
+            goto: Goto | None = None
+        else:
+            updates, goto = call_tool_command(tools.get(node.tool), view, ctx,
+                                              node.failure.timeout_s)  # fmt: skip
+    except WaitError as exc:
+        return result({}, (), f"wait node {task.node!r}: {exc}")
+    except ToolError as exc:
+        cause = exc.__cause__
+        return result({}, (), str(exc), raised=raised_from(cause) if cause is not None else None)
+    except (UnknownToolError, ReducerError) as exc:
         return result({}, (), str(exc))
     try:
         merged = merge_updates(graph, state, [(task, updates)])

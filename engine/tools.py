@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, TypeAlias, TypeVar, overload
 
+from engine.deadlines import call_within, with_deadline
 from engine.errors import HopgraphError, UnknownToolError
 
 State: TypeAlias = dict[str, Any]
@@ -350,6 +351,13 @@ def _run_coroutine(awaitable: Awaitable[ToolResult]) -> ToolResult:
     return loop.run_until_complete(awaitable)
 
 
+def _call_once(tool: Tool, state: Mapping[str, Any], ctx: ToolContext) -> Any:
+    result = tool.fn(state, ctx)
+    if tool.is_async or inspect.isawaitable(result):
+        result = _run_coroutine(result)  # type: ignore[arg-type]
+    return result
+
+
 def call_tool(tool: Tool, state: Mapping[str, Any], ctx: ToolContext) -> Updates:
     """Run a tool and return its updates; every failure becomes a :class:`ToolError`.
 
@@ -367,14 +375,18 @@ def call_tool(tool: Tool, state: Mapping[str, Any], ctx: ToolContext) -> Updates
 
 
 def call_tool_command(
-    tool: Tool, state: Mapping[str, Any], ctx: ToolContext
+    tool: Tool, state: Mapping[str, Any], ctx: ToolContext, timeout_s: float | None = None
 ) -> tuple[Updates, Goto | None]:
     """Run a tool and return its updates and, when it returned a :class:`Command` with a
-    ``goto``, where it goes; every failure becomes a :class:`ToolError`."""
+    ``goto``, where it goes; every failure becomes a :class:`ToolError`. ``timeout_s``: its
+    deadline (:mod:`engine.deadlines`), past which it fails with ``TimeoutError``."""
     try:
-        result = tool.fn(state, ctx)
-        if tool.is_async or inspect.isawaitable(result):
-            result = _run_coroutine(result)  # type: ignore[arg-type]
+        if timeout_s is None:
+            result = _call_once(tool, state, ctx)
+        elif tool.is_async:
+            result = _run_coroutine(with_deadline(tool.fn(state, ctx), timeout_s))  # type: ignore[arg-type]
+        else:
+            result = call_within(lambda: _call_once(tool, state, ctx), timeout_s, tool.name)
     except Exception as exc:  # a tool's failure is data for the step log, not a crash
         raise ToolError(tool.name, type(exc).__name__, _describe(exc)) from exc
     if result is None:

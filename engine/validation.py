@@ -32,7 +32,9 @@ from engine.graph import (
 )
 from engine.parallel_checks import check_parallel_writes
 from engine.reducers import REDUCERS
+from engine.retry_policy import FailurePolicy, RetryPolicy, read_retry, read_timeout
 from engine.tools import Toolkit
+from engine.wait_spec import read_wait
 
 MAX_STEPS_CEILING = 10_000
 MAX_CONCURRENCY_CEILING = 1_000
@@ -44,6 +46,7 @@ def build_graph(
     writes: Mapping[str, Collection[str]] | None = None,
     *,
     toolkit: Toolkit | None = None,
+    timeout_ceiling_s: float | None = None,
 ) -> Graph:
     """Validate ``doc`` (any accepted dialect) and return the immutable graph.
 
@@ -54,13 +57,15 @@ def build_graph(
     and with ``tools`` (a graph being created) its router and reducer names are checked too.
     Without ``tools`` (a stored graph read back), a router or reducer name is taken on trust:
     one that no loaded toolkit registers fails the task or merge that needs it.
+    ``timeout_ceiling_s``: the longest ``timeout_s`` a node may declare (the worker's
+    function timeout minus the commit margin); ``None``: no ceiling.
     """
     doc, model_problems = expand_model_nodes(doc, toolkit, tools)  # llm and agent nodes
     draft = read_draft(doc)
     draft.problems.extend(model_problems)
     if not isinstance(doc, dict):  # "not an object" says it all: no entry, nodes... to check
         raise GraphValidationError(draft.problems)
-    checker = _Checker(draft, tools, toolkit)
+    checker = _Checker(draft, tools, toolkit, timeout_ceiling_s)
     graph = checker.build()
     if graph is not None and writes is not None:
         checker.problems.extend(check_parallel_writes(graph, writes, checker.node_locs))
@@ -76,11 +81,13 @@ def _suggest(name: str, known: Iterable[str]) -> str:
 
 class _Checker:
     def __init__(
-        self, draft: Draft, tools: Collection[str] | None, toolkit: Toolkit | None = None
-    ) -> None:
+        self, draft: Draft, tools: Collection[str] | None, toolkit: Toolkit | None = None,
+        timeout_ceiling_s: float | None = None,
+    ) -> None:  # fmt: skip
         self.draft = draft
         self.tools = tools
         self.toolkit = toolkit
+        self.timeout_ceiling_s = timeout_ceiling_s
         self.problems: list[Problem] = list(draft.problems)
         self.node_locs: dict[str, str] = {}
 
@@ -88,7 +95,7 @@ class _Checker:
         self.problems.append(Problem(loc, message))
 
     def build(self) -> Graph | None:
-        nodes = self._gotos(self._nodes())
+        nodes = self._failures(self._gotos(self._nodes()))
         entry = self._entry()
         edges, branches = self._routes()
         joins = self._joins()
@@ -129,6 +136,9 @@ class _Checker:
             self.node_locs[dn.id] = dn.loc
             if dn.subgraph is not None:
                 self._subgraph_node(dn, nodes)
+                continue
+            if dn.wait is not None:
+                self._wait_node(dn, nodes)
                 continue
             tool_ok = self._tool_ok(dn.tool, dn.tool_loc)
             settings_ok = self._settings_ok(dn.settings, dn.loc)
@@ -188,6 +198,57 @@ class _Checker:
             if targets is not None:
                 nodes[dn.id] = dataclass_replace(nodes[dn.id], goto=targets)
         return nodes
+
+    def _wait_node(self, dn: DraftNode, nodes: dict[str, Node]) -> None:
+        """A node that waits for a time (engine/timers.py): no tool, nothing to retry."""
+        wrong = [k for k in ("tool", "map", "retry", "timeout_s", "on_error")
+                 if getattr(dn, k, None) is not None or dn.failure.get(k) is not None]  # fmt: skip
+        for key in wrong:
+            self.add(f"{dn.loc}.{key}", "a wait node runs no tool: it has no " + key)
+        spec = read_wait(dn.wait, f"{dn.loc}.wait", self.add)
+        if spec is not None and not wrong:
+            nodes[dn.id] = Node(dn.id, "wait", wait=spec, defer=dn.defer is True)
+
+    def _failures(self, nodes: dict[str, Node]) -> dict[str, Node]:
+        """Each node's ``retry``, ``timeout_s`` and ``on_error``, the graph's ``defaults``
+        filling in what a node does not say (engine/retry_policy.py)."""
+        default_retry, default_timeout = self._defaults()
+        for dn in self.draft.nodes:
+            if not isinstance(dn.id, str) or dn.id not in nodes or dn.wait is not None:
+                continue
+            written = dn.failure
+            retry: RetryPolicy | None = default_retry
+            if written.get("retry") is not None:
+                retry = read_retry(written["retry"], f"{dn.loc}.retry", self.add)
+            timeout = default_timeout
+            if written.get("timeout_s") is not None:
+                timeout = read_timeout(written["timeout_s"], f"{dn.loc}.timeout_s",
+                                       self.timeout_ceiling_s, self.add)  # fmt: skip
+            on_error = None
+            if written.get("on_error") is not None:
+                on_error = self._target(written["on_error"], f"{dn.loc}.on_error")
+                if on_error == END or on_error == dn.id:
+                    self.add(f"{dn.loc}.on_error", "must name another node of this graph")
+                    on_error = None
+            policy = FailurePolicy(retry, timeout, on_error)
+            if policy != FailurePolicy():
+                nodes[dn.id] = dataclass_replace(nodes[dn.id], failure=policy)
+        return nodes
+
+    def _defaults(self) -> tuple[RetryPolicy | None, float | None]:
+        spec = self.draft.defaults
+        if spec is None:
+            return None, None
+        if not isinstance(spec, Mapping):
+            self.add("defaults", 'must be an object: {"retry": {...}, "timeout_s": 30}')
+            return None, None
+        retry = spec.get("retry")
+        timeout = spec.get("timeout_s")
+        return (
+            read_retry(retry, "defaults.retry", self.add) if retry is not None else None,
+            read_timeout(timeout, "defaults.timeout_s", self.timeout_ceiling_s, self.add)
+            if timeout is not None else None,
+        )  # fmt: skip
 
     def _map(self, spec: Any, loc: str) -> MapSpec | None:
         if spec is None:
@@ -492,6 +553,9 @@ class _Checker:
         for node in self.draft.nodes:
             if isinstance(node.id, str) and node.id in succ and node.goto is not None:
                 succ[node.id].update(canonical_target(t) for t in _flat([node.goto]))
+            on_error = node.failure.get("on_error")
+            if isinstance(node.id, str) and node.id in succ and isinstance(on_error, str):
+                succ[node.id].add(canonical_target(on_error))
         for join in self.draft.joins:
             if isinstance(join.sources, list) and isinstance(join.node, str):
                 for source in join.sources:

@@ -81,6 +81,7 @@ def build_tools(settings: Settings) -> Toolkit:
 
 
 def engine_config(settings: Settings) -> EngineConfig:
+    from engine.retry_policy import COMMIT_MARGIN_S
     from engine.service import EngineConfig
 
     return EngineConfig(
@@ -89,6 +90,12 @@ def engine_config(settings: Settings) -> EngineConfig:
         map_window=settings.map_window,
         lease_s=settings.lease_seconds,
         max_map_width=settings.quota_map_width,
+        sweeper_delays=settings.dispatch == "lambda",
+        # The lease is twice the worker's Timeout (template.yaml); a tool's deadline must
+        # leave the commit its margin within that Timeout.
+        timeout_ceiling_s=max(0.0, settings.lease_seconds / 2 - COMMIT_MARGIN_S)
+        if settings.lease_seconds > 0
+        else None,
     )
 
 

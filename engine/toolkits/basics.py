@@ -66,3 +66,22 @@ def fill(state: Mapping[str, Any], ctx: ToolContext) -> dict[str, Any]:
     in a map task, its item) to ``settings.key``. Unknown names stay as written."""
     template = string.Template(str(ctx.settings.get("template", "")))
     return {str(ctx.settings.get("key", "out")): template.safe_substitute(state)}
+
+
+FLAKY_ERRORS: Mapping[str, type[Exception]] = {
+    "ConnectionError": ConnectionError,
+    "TimeoutError": TimeoutError,
+    "ValueError": ValueError,
+}
+
+
+@toolkit.tool(writes=["attempts"])
+def flaky(state: Mapping[str, Any], ctx: ToolContext) -> dict[str, Any]:
+    """Fail with ``settings.error`` (ConnectionError, TimeoutError or ValueError; default
+    ConnectionError) until attempt ``settings.succeed_on`` (default 3; 0: never), then write
+    the attempt that succeeded to ``attempts``: a flaky service, for trying retries out."""
+    succeed_on = ctx.settings.get("succeed_on", 3)
+    error = FLAKY_ERRORS.get(str(ctx.settings.get("error", "ConnectionError")), ConnectionError)
+    if not succeed_on or ctx.attempt < succeed_on:
+        raise error(f"attempt {ctx.attempt} of {ctx.task} failed")
+    return {"attempts": ctx.attempt}

@@ -18,7 +18,14 @@ from pydantic import (
 )
 
 from engine.events import iso
-from engine.ports import GraphRecord, RunRecord, RunStatus, StepRecord, TaskRecord
+from engine.ports import (
+    AttemptRecord,
+    GraphRecord,
+    RunRecord,
+    RunStatus,
+    StepRecord,
+    TaskRecord,
+)
 from engine.validation import MAX_STEPS_CEILING
 from functions.api.examples import (
     CANONICAL,
@@ -250,8 +257,13 @@ class RunResource(RunSummary):
         "the run and superstep it was forked from.",
     )
 
+    wakes_at: Timestamp | None = Field(
+        default=None,
+        description="A running run whose next node waits for a time: when it goes on.",
+    )
+
     @classmethod
-    def from_record(cls, run: RunRecord) -> RunResource:
+    def from_record(cls, run: RunRecord, wakes_at: float | None = None) -> RunResource:
         from engine.usage import run_usage
         from functions.models.prices import configured_prices
 
@@ -272,6 +284,7 @@ class RunResource(RunSummary):
             idempotency_key=run.idempotency_key,
             usage=run_usage(run.state, configured_prices()),
             parent=parent,
+            wakes_at=None if wakes_at is None else iso(wakes_at),
         )
 
 
@@ -299,6 +312,11 @@ class TaskSummary(BaseModel):
     child_run_id: str | None = Field(
         default=None, description="A subgraph node's task: the child run that did its work."
     )
+    attempt: int | None = Field(
+        default=None,
+        description="The attempt that committed, "
+        "when its node retried (or its hop was redelivered).",
+    )
 
     @model_serializer(mode="wrap")
     def _without_no_child(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
@@ -306,6 +324,32 @@ class TaskSummary(BaseModel):
         if data.get("child_run_id") is None:
             data.pop("child_run_id", None)
         return data
+
+
+class AttemptEntry(BaseModel):
+    """A failed attempt of a task whose node retries: all a failed attempt commits."""
+
+    seq: int = Field(description="The superstep the task belongs to.")
+    task: str
+    node: str
+    index: int | None = None
+    tool: str
+    status: Literal["failed"] = "failed"
+    attempt: int
+    error: str
+    error_type: str
+    started_at: Timestamp
+    duration_ms: float
+    retry_at: Timestamp | None = Field(
+        description="When the next attempt is due; null: the last one."
+    )
+
+    @classmethod
+    def from_record(cls, record: AttemptRecord) -> AttemptEntry:
+        entry = record.log_entry()
+        entry["started_at"] = iso(record.started_at)
+        entry["retry_at"] = None if record.retry_at is None else iso(record.retry_at)
+        return cls.model_validate(entry)
 
 
 class LogEntry(BaseModel):
@@ -417,6 +461,11 @@ class StepPage(BaseModel):
 
     items: list[LogEntry]
     next_after: int | None = Field(description="Pass as `after` for the next page; null: no more.")
+    attempts: list[AttemptEntry] = Field(
+        default_factory=list,
+        description="The failed attempts of retried tasks in these supersteps, and, on the "
+        "last page of a running run, in the superstep still open.",
+    )
 
 
 # -- tools and health -----------------------------------------------------------------------

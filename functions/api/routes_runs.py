@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body, Path, Query, Response
 
 from engine.errors import NotFoundError
 from engine.ports import RunStatus
+from engine.timers import run_wakes_at
 from functions.api.deps import CurrentCaller, Service, start_owned_run, visible_run
 from functions.api.errors import error_responses
 from functions.api.examples import EXAMPLE_RUN_ID, RUN_REQUEST_EXAMPLES
@@ -22,7 +23,7 @@ from functions.api.models import (
     StepPage,
 )
 from functions.api.routes_graphs import Cursor, Limit
-from functions.api.step_pages import bounded_steps
+from functions.api.step_pages import bounded_steps, failed_attempts
 
 router = APIRouter(prefix="/runs", tags=["runs"], route_class=JsonRulesRoute)
 
@@ -99,8 +100,13 @@ def list_runs(
     summary="Read a run",
 )
 def get_run(run_id: RunId, service: Service, caller: CurrentCaller) -> RunResource:
-    """Status, current state, the node that runs next, the step count and any error."""
-    return RunResource.from_record(visible_run(service, caller, run_id))
+    """Status, current state, the node that runs next, the step count and any error; for a
+    run whose next node waits for a time, when it goes on (`wakes_at`)."""
+    run = visible_run(service, caller, run_id)
+    if run.status != "running":
+        return RunResource.from_record(run)
+    graph = service.graph(run.graph_id)
+    return RunResource.from_record(run, run_wakes_at(service.store, graph, run))
 
 
 @router.get(
@@ -119,10 +125,10 @@ def list_steps(
     """Committed steps in order; pass `next_after` back as `after` for the next page. A page
     holds `limit` steps at most, and fewer when they would pass 1 MB of JSON (the Lambda
     response limit is 6 MB): keep reading while `next_after` is not null."""
-    visible_run(service, caller, run_id)
+    run = visible_run(service, caller, run_id)
     # The store's cursor is opaque; the API pages by seq, which callers can reason about.
-    page = bounded_steps(service, run_id, after, limit)
-    return StepPage(items=page.entries, next_after=page.next_after)
+    page = failed_attempts(service, run, bounded_steps(service, run_id, after, limit))
+    return StepPage(items=page.entries, next_after=page.next_after, attempts=page.attempts)
 
 
 @router.get(

@@ -8,10 +8,11 @@ entry before ``budget`` bytes of JSON and says where the next page starts.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
+from engine.ports import RunRecord, StepRecord
 from engine.service import RunService
-from functions.api.models import LogEntry
+from functions.api.models import AttemptEntry, LogEntry
 
 PAGE_BUDGET_BYTES = 1_000_000
 """The entries of one page stop before this many bytes of JSON (one entry is always given,
@@ -26,6 +27,29 @@ class StepsPage:
     next_after: int | None
     """The ``seq`` to pass as ``after`` for the next page; ``None``: the log ends here."""
     cut_by_bytes: bool = False
+    retried: list[int] = field(default_factory=list)
+    """The supersteps of ``entries`` that may have failed attempts (:func:`_retried`)."""
+    attempts: list[AttemptEntry] = field(default_factory=list)
+    """The failed attempts of retried tasks (:func:`failed_attempts`)."""
+
+
+def _retried(step: StepRecord) -> bool:
+    """Whether a superstep may have failed attempts: its task (or one of its tasks)
+    committed at an attempt after the first."""
+    return step.attempt > 1 or any(t.get("attempt", 1) > 1 for t in step.tasks)
+
+
+def failed_attempts(service: RunService, run: RunRecord, page: StepsPage) -> StepsPage:
+    """``page`` with the failed attempts of its retried supersteps (one query each, only for
+    those) and, when it ends the log of a running run whose graph retries, of the superstep
+    still open."""
+    seqs = list(page.retried)
+    if page.next_after is None and run.status == "running":
+        graph = service.graph(run.graph_id)
+        if any(node.failure.retry is not None for node in graph.nodes.values()):
+            seqs.append(run.steps)
+    found = [a for seq in seqs for a in service.store.list_attempts(run.run_id, seq)]
+    return replace(page, attempts=[AttemptEntry.from_record(a) for a in found])
 
 
 def bounded_steps(
@@ -33,6 +57,7 @@ def bounded_steps(
 ) -> StepsPage:
     """Up to ``limit`` entries after ``after``, as many whole ones as fit in ``budget``."""
     entries: list[LogEntry] = []
+    retried: list[int] = []
     used = 0
     while len(entries) < limit:
         page = service.store.list_steps(
@@ -42,10 +67,11 @@ def bounded_steps(
             entry = LogEntry.from_record(step)
             size = len(entry.model_dump_json()) + 1  # and its comma
             if entries and used + size > budget:
-                return StepsPage(entries, entries[-1].seq, cut_by_bytes=True)
+                return StepsPage(entries, entries[-1].seq, cut_by_bytes=True, retried=retried)
             entries.append(entry)
+            retried.extend([step.seq] if _retried(step) else [])
             used += size
         if page.cursor is None or not page.items:
-            return StepsPage(entries, None)
+            return StepsPage(entries, None, retried=retried)
         after = page.items[-1].seq
-    return StepsPage(entries, entries[-1].seq)
+    return StepsPage(entries, entries[-1].seq, retried=retried)

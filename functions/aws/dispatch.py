@@ -14,6 +14,7 @@ asks.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -78,6 +79,9 @@ def send_all(
         future.result()
 
 
+MAX_DELAY_SECONDS = 900
+"""SQS's longest DelaySeconds."""
+
 SQS_BATCH_ENTRIES = BATCH_ENTRIES
 SQS_BATCH_BYTES = BATCH_BYTES
 
@@ -119,7 +123,14 @@ class SqsStepQueue:
 
     def dispatch(self, hop: Hop) -> None:
         """Send ``hop``; returns once SQS accepted it. Raises ``ClientError`` if SQS refused
-        the call, SendRefused if it refused the hop in a batch of several."""
+        the call, SendRefused if it refused the hop in a batch of several. A delayed hop (a
+        retry) goes alone, held by SQS for its delay in whole seconds, at most 900 (a hop
+        held longer comes early and its worker holds it again: engine/retries.py)."""
+        if hop.delay_s > 0:
+            delay = min(MAX_DELAY_SECONDS, math.ceil(hop.delay_s))
+            self.client.send_message(QueueUrl=self.queue_url, MessageBody=hop_body(hop),
+                                     DelaySeconds=delay)  # fmt: skip
+            return
         self._group.send(hop_body(hop))
 
     def _send_bodies(self, bodies: list[str]) -> list[str | None]:
@@ -158,7 +169,9 @@ class LambdaStepQueue:
         self.client = client
 
     def dispatch(self, hop: Hop) -> None:
-        """Hand ``hop`` to Lambda's asynchronous invocation queue; raises ``ClientError``."""
+        """Hand ``hop`` to Lambda's asynchronous invocation queue; raises ``ClientError``.
+        An invocation cannot be delayed: with this carrier the protocol sends no delayed hop
+        (the sweeper sends each retry when due, engine/retries.py)."""
         self.invoke(self_invoke_payload(hop))
 
     def dispatch_batch(self, hops: list[Hop]) -> None:

@@ -19,6 +19,9 @@ Item shapes (``tests/contract/test_dynamodb_items.py`` snapshots each one)::
                    updates, targets, started_at, duration_ms, attempt, index?, error?,
                    committed_by?, sends?, child_run_id?    (a task of a superstep of several)
     task count     PK=RUN#<id>     SK=FANIN#000042   done   (a superstep with many readers)
+    attempt        PK=RUN#<id>     SK=ATTEMPT#000042#<index or ->#0001#<node>   node, tool,
+                   error, error_type, started_at, duration_ms, retry_at?, index?,
+                   committed_by?    (a failed attempt of a retried task, engine/retries.py)
     connection     PK=CONN#<id>    SK=CONN         endpoint, expires_at (TTL), owner?, admin?
     subscription   PK=RUN#<run>    SK=SUB#<conn>   endpoint, expires_at (TTL), replayed_through?
                    PK=CONN#<conn>  SK=SUB#<run>    expires_at (TTL)
@@ -45,7 +48,14 @@ from decimal import Decimal
 from typing import Any
 
 from engine.errors import InvalidInputError
-from engine.ports import Connection, GraphRecord, RunRecord, StepRecord, TaskRecord
+from engine.ports import (
+    AttemptRecord,
+    Connection,
+    GraphRecord,
+    RunRecord,
+    StepRecord,
+    TaskRecord,
+)
 
 Item = dict[str, Any]
 """A DynamoDB item as the low-level client reads and writes it: ``{"name": {"S": "..."}}``."""
@@ -67,6 +77,7 @@ STEP_PREFIX = "STEP#"
 TASK_PREFIX = "TASK#"
 SUB_PREFIX = "SUB#"
 FANIN_PREFIX = "FANIN#"
+ATTEMPT_PREFIX = "ATTEMPT#"
 
 
 # ---------------------------------------------------------------------------- keys
@@ -106,6 +117,18 @@ def task_key(run_id: str, seq: int, node: str, index: int | None) -> Item:
     # stays unambiguous whatever the id holds.
     slot = "-" if index is None else f"{index:06d}"
     return {"PK": {"S": f"RUN#{run_id}"}, "SK": {"S": f"{task_sk_prefix(seq)}{slot}#{node}"}}
+
+
+def attempt_sk_prefix(seq: int) -> str:
+    """The common prefix of superstep ``seq``'s attempt slots. ``ATTEMPT#`` sorts before
+    ``RUN`` and ``STEP#``, outside every range the slot check and the log read."""
+    return f"{ATTEMPT_PREFIX}{seq:06d}#"
+
+
+def attempt_key(run_id: str, seq: int, node: str, index: int | None, attempt: int) -> Item:
+    slot = "-" if index is None else f"{index:06d}"
+    sk = f"{attempt_sk_prefix(seq)}{slot}#{attempt:04d}#{node}"
+    return {"PK": {"S": f"RUN#{run_id}"}, "SK": {"S": sk}}
 
 
 def connection_key(connection_id: str) -> Item:
@@ -468,6 +491,45 @@ def task_from_item(item: Item) -> TaskRecord:
         committed_by=_opt_str(item, "committed_by") or "",
         sends=tuple(json_value(item["sends"])) if "sends" in item else (),
         child_run_id=_opt_str(item, "child_run_id"),
+    )
+
+
+# ---------------------------------------------------------------------------- attempts
+
+
+def attempt_item(attempt: AttemptRecord) -> Item:
+    item: Item = {
+        **attempt_key(attempt.run_id, attempt.seq, attempt.node, attempt.index, attempt.attempt),
+        "node": {"S": attempt.node},
+        "tool": {"S": attempt.tool},
+        "error": {"S": attempt.error},
+        "error_type": {"S": attempt.error_type},
+        "started_at": num(attempt.started_at),
+        "duration_ms": num(attempt.duration_ms),
+    }
+    if attempt.index is not None:
+        item["index"] = num(attempt.index)
+    if attempt.retry_at is not None:
+        item["retry_at"] = num(attempt.retry_at)
+    _put_opt(item, "committed_by", attempt.committed_by or None)
+    return item
+
+
+def attempt_from_item(item: Item) -> AttemptRecord:
+    parts = item["SK"]["S"][len(ATTEMPT_PREFIX) :].split("#", 3)
+    return AttemptRecord(
+        run_id=_suffix(item["PK"]["S"], "RUN#"),
+        seq=int(parts[0]),
+        node=item["node"]["S"],
+        index=int(item["index"]["N"]) if "index" in item else None,
+        attempt=int(parts[2]),
+        tool=item["tool"]["S"],
+        error=item["error"]["S"],
+        error_type=item["error_type"]["S"],
+        started_at=float(item["started_at"]["N"]),
+        duration_ms=float(item["duration_ms"]["N"]),
+        retry_at=float(item["retry_at"]["N"]) if "retry_at" in item else None,
+        committed_by=_opt_str(item, "committed_by") or "",
     )
 
 

@@ -41,6 +41,7 @@ from engine.errors import (
     TransientStoreError,
 )
 from engine.ports import (
+    AttemptRecord,
     Clock,
     Connection,
     GraphRecord,
@@ -386,6 +387,21 @@ class DynamoRunStore:
             ConsistentRead=True,
         )
         return [items.task_from_item(i) for i in found]
+
+    # -- failed attempts of retried tasks (engine/retries.py) --------------------------------
+    def commit_attempt(self, attempt: AttemptRecord) -> None:
+        self._put_new(items.attempt_item(attempt), StepConflict(attempt.run_id, attempt.seq))
+
+    def list_attempts(self, run_id: str, seq: int) -> list[AttemptRecord]:
+        found = self._query_all(
+            KeyConditionExpression="PK = :pk AND begins_with(SK, :attempts)",
+            ExpressionAttributeValues={
+                ":pk": {"S": f"RUN#{run_id}"},
+                ":attempts": {"S": items.attempt_sk_prefix(seq)},
+            },
+            ConsistentRead=True,
+        )
+        return [items.attempt_from_item(i) for i in found]
 
     def list_steps(self, run_id: str, after: int = -1, limit: int = 100) -> Page[StepRecord]:
         """The cursor is the seq of the last step returned (pass it as ``after``). It is set

@@ -10,7 +10,8 @@ level its cause deserves, and, when the failed delivery is the last one allowed 
 (:func:`dead_letter`), so that the run is not left running when the hop lands in the DLQ.
 
 Metrics (EMF): StepsCompleted, StepDuration (ms), RunsCompleted, RunsFailed, HopsDuplicate,
-HopsRecovered, MalformedMessages and HopsFailed (a delivery that failed: retried, or
+HopsRecovered, TaskAttemptsFailed (a retried task's attempt failed; its next one is
+scheduled), MalformedMessages and HopsFailed (a delivery that failed: retried, or
 dead-lettered on its last attempt); the self-invoke carrier adds HopsDeadLettered. Every log
 line of a hop carries ``run_id`` and ``seq`` (the carriers set them).
 """
@@ -123,6 +124,8 @@ def _record(svc: RunService, hop: Hop, result: HopResult, ms: float, attempt: in
         count("HopsDuplicate")
     elif result == "recovered":
         count("HopsRecovered")
+    elif result == "retrying":
+        count("TaskAttemptsFailed")  # a retried task's attempt failed; the next is scheduled
 
 
 def _record_run_end(svc: RunService, hop: Hop) -> None:

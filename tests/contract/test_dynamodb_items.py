@@ -16,7 +16,7 @@ import pytest
 from contract_records import T0, connection, final_step, graph, run, step
 
 from engine.errors import InvalidInputError
-from engine.ports import RunEnd
+from engine.ports import AttemptRecord, RunEnd
 from engine.superstep import state_size
 from functions.aws import dynamodb_items as items
 from functions.aws.dynamodb_store import DynamoRunStore
@@ -102,6 +102,28 @@ def test_step_item(dynamodb: Any, dynamo_store: DynamoRunStore) -> None:
         "attempt": {"N": "2"},
         "committed_by": {"S": "delivery-3"},
         "run_status": {"S": "running"},
+    }
+
+
+def test_attempt_item(dynamodb: Any, dynamo_store: DynamoRunStore) -> None:
+    dynamo_store.create_run(run())
+    dynamo_store.commit_attempt(AttemptRecord(
+        run_id="r1", seq=3, node="grade", index=7, attempt=2, tool="t",
+        error="tool 't' failed: ConnectionError: reset", error_type="ConnectionError",
+        started_at=T0, duration_ms=1.5, retry_at=T0 + 2, committed_by="delivery-3",
+    ))  # fmt: skip
+    assert stored(dynamodb, dynamo_store, "RUN#r1", "ATTEMPT#000003#000007#0002#grade") == {
+        "PK": {"S": "RUN#r1"},
+        "SK": {"S": "ATTEMPT#000003#000007#0002#grade"},
+        "node": {"S": "grade"},
+        "tool": {"S": "t"},
+        "error": {"S": "tool 't' failed: ConnectionError: reset"},
+        "error_type": {"S": "ConnectionError"},
+        "started_at": {"N": "1700000000.25"},
+        "duration_ms": {"N": "1.5"},
+        "index": {"N": "7"},
+        "retry_at": {"N": "1700000002.25"},
+        "committed_by": {"S": "delivery-3"},
     }
 
 

@@ -39,6 +39,7 @@ from engine.errors import (
     StepConflict,
 )
 from engine.ports import (
+    AttemptRecord,
     GraphRecord,
     RunEnd,
     RunRecord,
@@ -733,3 +734,46 @@ def test_a_child_run_keeps_its_parent_link_and_the_parent_its_childs_id(store: R
     found = store.get_step("r1", 0)
     assert found is not None and found.child_run_id == "rs_child"
     assert found.log_entry()["child_run_id"] == "rs_child"
+
+
+# ------------------------------------------------------------------------------- attempts
+def attempt(n: int, node: str = "b", index: int | None = None, **changes: Any) -> AttemptRecord:
+    record = AttemptRecord(
+        run_id="r1", seq=1, node=node, index=index, attempt=n, tool="emit",
+        error="tool 'emit' failed: ConnectionError: reset", error_type="ConnectionError",
+        started_at=T0, duration_ms=2.5, retry_at=T0 + 1.5, committed_by=f"m{n}",
+    )  # fmt: skip
+    return replace(record, **changes)
+
+
+def test_an_attempt_slot_is_committed_once(store: RunStore) -> None:
+    store.create_run(run())
+    store.commit_attempt(attempt(1))
+    with pytest.raises(StepConflict):
+        store.commit_attempt(attempt(1, committed_by="another copy", retry_at=None))
+    store.commit_attempt(attempt(2, retry_at=None))  # the last: no retry
+    assert store.list_attempts("r1", 1) == [attempt(1), attempt(2, retry_at=None)]
+
+
+def test_the_attempts_of_one_superstep_are_read_together_and_apart_from_the_log(
+    store: RunStore,
+) -> None:
+    store.create_run(run())
+    # Given attempts of map items and of an odd node id in superstep 1, one in superstep 2,
+    # and committed steps
+    for index in (10, 2):
+        store.commit_attempt(attempt(1, "grade", index))
+    store.commit_attempt(attempt(12, "b#odd id"))
+    store.commit_attempt(attempt(1, seq=2))
+    commit_steps(store, "r1", 2)
+    # Then superstep 1 reads its three, and neither the log nor the slot check sees them
+    found = store.list_attempts("r1", 1)
+    assert sorted((a.node, a.index, a.attempt) for a in found) == [
+        ("b#odd id", None, 12), ("grade", 2, 1), ("grade", 10, 1)
+    ]  # fmt: skip
+    assert attempt(12, "b#odd id") in found  # read back whole, odd id and all
+    assert store.list_attempts("r1", 3) == []
+    assert [s.seq for s in store.list_steps("r1").items] == [0, 1]
+    assert store.list_tasks("r1", 1) == []
+    assert not store.read_slot("r1", 2).taken
+    assert store.read_slot("r1", 2).previous == store.get_step("r1", 1)

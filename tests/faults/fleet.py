@@ -201,6 +201,7 @@ class CaseFleet:
         assert run.state == expected.state, "the final state differs from the in-process run"
         self._check_closes(run.steps, cancelled=run.status == "cancelled")
         self._check_tasks(expected)
+        self._check_attempts()
         counted = self.case.shape.counted_fan_in_above is not None
         assert bool(self.store.counted_commits) == counted, "counted fan-in not as planned"
         if self.case.fault.kind == "subscribe":
@@ -251,6 +252,19 @@ class CaseFleet:
         want = [s.seq for s in steps if s.seq not in cancelled]
         got = sorted(set(self.notifier.late_seen) - cancelled)
         assert got == want, f"the late subscriber got supersteps {got}, not {want}"
+
+    def _check_attempts(self) -> None:
+        """Each failed attempt of a retried task was recorded once, attempts 1, 2, ... with
+        no gap (the flaky tool fails twice: at most two per task)."""
+        mine = {k[1:]: n for k, n in self.store.attempt_commits.items() if k[0] == self.run_id}
+        assert set(mine.values()) <= {1}, f"an attempt was recorded twice: {mine}"
+        per_task: dict[tuple[int, str], list[int]] = {}
+        for seq, task, attempt in sorted(mine):
+            per_task.setdefault((seq, task), []).append(attempt)
+        for task, attempts in per_task.items():
+            assert attempts == list(range(1, len(attempts) + 1)), f"attempts {task}: {attempts}"
+        if self.case.shape.retries:
+            assert per_task, "the flaky task recorded no failed attempt"
 
     def _check_tasks(self, expected: RunResult) -> None:
         """Each task of a superstep of several committed once, and they are the runner's (a

@@ -152,6 +152,7 @@ class FaultyStore:
         self.closes: Counter[tuple[str, int]] = Counter()
         self.task_commits: Counter[tuple[str, int, str]] = Counter()
         self.counted_commits = 0
+        self.attempt_commits: Counter[tuple[str, int, str, int]] = Counter()
         self.on_task_commit: Any = None
         """Called with each task committed (the cancel shape cancels from here)."""
         self.on_step_commit: Any = None
@@ -180,6 +181,13 @@ class FaultyStore:
         if self.on_task_commit is not None:
             self.on_task_commit(task)
         self.faults.crash_at("after_task_commit")
+
+    def commit_attempt(self, attempt: Any) -> None:
+        """A retried task's failed attempt (engine/retries.py): its window is after it."""
+        with self._lock:
+            self.inner.commit_attempt(attempt)
+            self.attempt_commits[(attempt.run_id, attempt.seq, attempt.key, attempt.attempt)] += 1
+        self.faults.crash_at("after_attempt_commit")
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)

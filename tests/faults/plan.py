@@ -53,7 +53,16 @@ lose @ after_child_close              ... and its event is gone for good: the pa
                                       sweeper must find the child ended and tell it
 duplicate @ child_completion          a child's end tells its parent twice: the parent's
                                       task commits once
+crash @ after_attempt_commit          ... just after a retried task's failed attempt is
+                                      recorded, before its retry is sent (window R2 of
+                                      engine/retries.py): the redelivery sends it
+lose @ after_attempt_commit           ... and no redelivery: the delayed retry is lost,
+                                      and the sweeper sends it once due
 ====================================  ==================================================
+
+The retry shapes (a chain and a fan-out whose flaky tool fails twice before it succeeds)
+meet every fault at their attempts too: a duplicate of a failing hop, a crash during a
+retry, a retry racing its copy; each task commits once and each attempt is recorded once.
 
 Shapes: a chain (a loop of single-task supersteps), a fan-out, a map of 50 items capped at 5
 at a time joined with a branch of its own (and the same, cancelled as its first item
@@ -86,6 +95,8 @@ LOSS_WINDOWS = frozenset({"after_close_commit", "after_task_commit"})
 """Windows only a superstep of several tasks has."""
 SUBGRAPH_ONLY = frozenset({"after_child_close", "child_completion"})
 """Windows only a run with child runs has."""
+RETRY_ONLY = frozenset({"after_attempt_commit"})
+"""Windows only a shape with a retried task has."""
 
 
 @dataclass(frozen=True)
@@ -111,6 +122,8 @@ class Shape:
     """False: each fault runs on one carrier, the carriers taking turns fault by fault."""
     counted_fan_in_above: int | None = None
     """The engine's threshold for counting a superstep's tasks; None: its default."""
+    retries: bool = False
+    """A node retries (the attempt windows are reached)."""
     reaches: tuple[tuple[str, int], ...] = ()
     """Windows this shape's run reaches fewer times than a fault's ``nth``, and how often:
     such a fault strikes at the last occurrence instead."""
@@ -192,8 +205,26 @@ CANCEL_SUBGRAPH_FAULTS = frozenset(
      "reorder@delivery"}
 )  # fmt: skip
 
+QUICK_RETRY = {"initial_interval_s": 0, "jitter": False}
+RETRY_CHAIN = {
+    "entry": "call",
+    "nodes": {"call": {"tool": "flaky", "retry": QUICK_RETRY}, "visit": {"tool": "record_visit"}},
+    "edges": {"call": "visit", "visit": "END"},
+}
+RETRY_FAN_OUT = {
+    "entry": "start",
+    "nodes": {
+        "start": {"tool": "record_visit"},
+        "call": {"tool": "flaky", "retry": QUICK_RETRY},
+        "other": {"tool": "set_values", "settings": {"values": {"other": True}}},
+    },
+    "edges": {"start": ["call", "other"], "call": "END", "other": "END"},
+}
+
 SHAPES = (
     Shape("chain", LOOP_6, {}, parallel=False),
+    Shape("retry_chain", RETRY_CHAIN, {}, parallel=False, retries=True),
+    Shape("retry_fan_out", RETRY_FAN_OUT, {}, retries=True),
     Shape("sends", _example("orchestrator_worker.json"), {"topic": "tides"}, every_carrier=False),
     # A router sends each subject to a subgraph node: three child runs of two steps each.
     Shape(
@@ -284,6 +315,8 @@ FAULTS = (
     Fault("crash", "after_child_close", nth=1),
     Fault("lose", "after_child_close", nth=1),
     Fault("duplicate", "child_completion", nth=1),
+    Fault("crash", "after_attempt_commit", nth=1),
+    Fault("lose", "after_attempt_commit", nth=1),
 )
 
 
@@ -291,6 +324,8 @@ def applies(fault: Fault, carrier: str, shape: Shape) -> bool:
     if not shape.parallel and fault.window in PARALLEL_ONLY:
         return False
     if fault.window in SUBGRAPH_ONLY and not shape.children:
+        return False
+    if not shape.retries and fault.window in RETRY_ONLY:
         return False
     if shape.faults is not None and f"{fault.kind}@{fault.window}" not in shape.faults:
         return False

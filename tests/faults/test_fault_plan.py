@@ -78,6 +78,24 @@ would cost a hop per lease and change nothing) is proved on the memory adapters:
 17. A checkpoint's continuation read from ``next_nodes`` only: ``recorded`` ignoring
     ``next_node`` (engine/history.py). Both fork_of_fork cases red: the fork of a fork,
     from its parent's entry, completed at once with the entry's state.
+18. A failed attempt recorded without its condition: ``DynamoRunStore.commit_attempt`` as a
+    plain PutItem (functions/aws/dynamodb_store.py). 5 of the 72 retry_... cases red, "an
+    attempt was recorded twice" (two copies each scheduling a retry): race@same_hop on the
+    fan-out (both carriers) and the chain (self-invoke), crash@after_attempt_commit on
+    self-invoke.
+19. No recovery of a recorded attempt: the redelivery that finds its own attempt record
+    (``Retries.before_run``) or loses the attempt's write to itself (``Retries._retry``)
+    does not send the retry (engine/retries.py). 7 retry_... cases red, the run left
+    "running": crash@after_attempt_commit on both shapes and both carriers, and
+    crash@after_publish#2 (the crash that strikes as the retry is sent) on the chain (both
+    carriers) and the fan-out (SQS).
+20. A sweeper blind to attempts: ``Retries.swept`` sends every hop as attempt 1. All 4
+    lose@after_attempt_commit cases red: the re-sent first attempt finds its attempt
+    recorded by another delivery and stops, and the run stays "running".
+A retry hop that no attempt scheduled (a forged ``attempt``) is refused by
+``Retries.before_run`` (tests/unit/test_retries.py goes red without the check), and a wait
+that runs before its time is caught by tests/unit/test_timers.py (4 tests red when
+``Timers.before_run`` never holds a hop).
 The wide map whose task summaries cannot fit in one item runs on the memory adapters
 (tests/unit/test_protocol_trust.py): with ``MAX_TASK_SUMMARIES`` unbounded, it goes red.
 """

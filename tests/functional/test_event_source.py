@@ -8,6 +8,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -177,6 +178,28 @@ def test_sqs_step_queue_sends_the_hop_as_json(stack: AwsStack) -> None:
     [message] = stack.messages("StepQueue")
     assert json.loads(message["Body"]) == hop.to_dict()
     assert Hop.from_dict(json.loads(message["Body"])) == hop
+
+
+def test_a_delayed_hop_is_held_by_sqs_for_whole_seconds_at_most_900(stack: AwsStack) -> None:
+    # Given the step queue adapter and a retry due in 0.2 s, and one due in an hour
+    queue = SqsStepQueue(stack.urls["StepQueue"], stack.sqs)
+    soon = Hop("r_1", "g_1", 3, "evaluate", attempt=2, delay_s=0.2)
+    later = Hop("r_1", "g_1", 3, "evaluate", index=4, parallel=True, attempt=3, delay_s=3600)
+    # When they are dispatched
+    queue.dispatch(soon)
+    queue.dispatch(later)
+    # Then the first comes once SQS held it (a whole second), carrying its attempt
+    deadline = time.monotonic() + 10
+    visible: list[dict[str, Any]] = []
+    while not visible and time.monotonic() < deadline:
+        visible = stack.messages("StepQueue")
+    (message,) = visible
+    # And the other is still held (900 s, SQS's longest delay)
+    attributes = stack.sqs.get_queue_attributes(
+        QueueUrl=stack.urls["StepQueue"], AttributeNames=["ApproximateNumberOfMessagesDelayed"]
+    )["Attributes"]
+    assert attributes["ApproximateNumberOfMessagesDelayed"] == "1"
+    assert Hop.from_dict(json.loads(message["Body"])) == replace(soon, delay_s=0)
 
 
 def test_sqs_step_queue_errors_reach_the_caller(stack: AwsStack) -> None:

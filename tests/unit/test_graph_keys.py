@@ -170,8 +170,8 @@ def test_keys_are_checked_in_every_node_and_reported_all_at_once() -> None:
     assert [p.location for p in problems] == ["nodes.a.reducer", "nodes.b.x", "checkpointer"]
     assert "belongs to a state key" in problems[0].message
     assert (
-        "a node has tool, settings, map, goto, defer, graph, input and output"
-        in problems[1].message
+        "a node has tool, settings, map, goto, defer, retry, timeout_s, on_error, wait, graph, "
+        "input and output" in problems[1].message
     )
 
 

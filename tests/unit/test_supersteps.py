@@ -495,3 +495,58 @@ def test_the_readme_shows_the_map_example_and_its_picture() -> None:
     doc = example("map_reduce")
     assert to_mermaid(graph_of(doc)) in readme.replace("```mermaid\n", "")
     assert json.dumps(doc["nodes"]["generate_joke"]["map"]) in readme.replace("\n", "")
+
+
+# -- retries (LangGraph's RetryPolicy) -----------------------------------------------------------
+def test_a_flaky_call_succeeds_on_its_third_attempt_as_in_langgraph() -> None:
+    result = run(example("retry_flaky"), {})
+    assert result.status == "completed"
+    assert result.state == langgraph_flaky(fail_times=2) == {"attempts": 3, "trail": ["visit"]}
+
+
+def test_a_flaky_call_gives_up_after_three_attempts_as_in_langgraph() -> None:
+    doc = example("retry_flaky")
+    doc["nodes"]["call"]["settings"] = {"succeed_on": 0}
+    result = run(doc, {})
+    with pytest.raises(ConnectionError) as raised:
+        langgraph_flaky(fail_times=9)
+    assert str(raised.value) == "attempt 3 of call failed"  # LangGraph gave up at the third
+    assert result.status == "failed"
+    assert result.error is not None and result.error.endswith(
+        "ConnectionError: attempt 3 of call failed"
+    )
+
+
+def test_an_error_route_goes_on_with_the_error() -> None:
+    result = run(example("error_route"), {})
+    assert result.status == "completed"
+    assert result.state["reply"] == "sorry, try later"
+    assert result.state["error"]["attempts"] == 2
+    assert [e["node"] for e in result.log] == ["call", "fallback", "visit"]
+
+
+def langgraph_flaky(fail_times: int) -> dict[str, Any]:
+    """LangGraph's retry how-to: a node calling a flaky service, RetryPolicy(max_attempts=3)."""
+    from langgraph import graph, types
+
+    class State(TypedDict, total=False):
+        attempts: int
+        trail: list[str]
+
+    calls = 0
+
+    def call(state: State) -> dict[str, Any]:
+        nonlocal calls
+        calls += 1
+        if calls <= fail_times:
+            raise ConnectionError(f"attempt {calls} of call failed")
+        return {"attempts": calls}
+
+    builder = graph.StateGraph(State)
+    policy = types.RetryPolicy(max_attempts=3, initial_interval=0.01, jitter=False)
+    builder.add_node("call", call, retry_policy=policy)
+    builder.add_node("visit", lambda state: {"trail": [*state.get("trail", []), "visit"]})
+    builder.add_edge(graph.START, "call")
+    builder.add_edge("call", "visit")
+    builder.add_edge("visit", graph.END)
+    return dict(builder.compile().invoke({}))
