@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from engine import deltas
 from engine.errors import (
     ConflictError,
     GraphNotFound,
@@ -74,6 +75,12 @@ hop of a long run reads no more than this of its later steps."""
 BATCH_RETRIES = 5
 
 
+def _step_seq(item: Item) -> int:
+    """The seq of a step item; -1 for any other item."""
+    sk = item["SK"]["S"]
+    return int(sk[len(items.STEP_PREFIX) :]) if sk.startswith(items.STEP_PREFIX) else -1
+
+
 class _SlotTaken(Exception):
     """Internal: a create-if-absent write found the item there."""
 
@@ -108,6 +115,10 @@ class DynamoRunStore:
         self.table = table_name
         self._client = client
         self._clock = clock
+        self._states = deltas.StateCache()
+        """The last state of each run this store read or wrote (a warm worker's): the next
+        hop of the run reads only the deltas after it, and its commit knows the state before
+        it (engine/deltas.py)."""
 
     # -- calls -----------------------------------------------------------------------------
     def _call(
@@ -232,7 +243,12 @@ class DynamoRunStore:
             ConsistentRead=True,
         )
         found = response.get("Items", [])
-        return items.step_from_item(found[0]) if found else None
+        if not found:
+            return None
+        if "state" in found[0]:
+            return items.step_from_item(found[0])
+        seq = items.stored_of(found[0]).seq
+        return self._full_range(run_id, seq, seq)[0]
 
     def list_runs(
         self,
@@ -267,9 +283,11 @@ class DynamoRunStore:
         return Page(runs, next_cursor)
 
     def commit_step(self, step: StepRecord, end: RunEnd | None = None) -> None:
-        item = self._step_item(step)
+        stored, since = self._lean(step)
+        item = self._step_item(step, stored)
         if end is None:
             self._put_new(item, StepConflict(step.run_id, step.seq))
+            self._states.put(step.run_id, step.seq, step.state, since)
             return
         reasons = self._transact(
             [
@@ -278,16 +296,26 @@ class DynamoRunStore:
             ]
         )
         if reasons is None:
+            self._states.put(step.run_id, step.seq, step.state, since)
             return
         header_failed = len(reasons) > 1 and reasons[1] == CONDITION_FAILED
         if header_failed and self._get(items.run_key(step.run_id)) is None:
             raise RunNotFound(step.run_id)
         raise StepConflict(step.run_id, step.seq)
 
+    def _lean(self, step: StepRecord) -> tuple[deltas.Stored, int]:
+        """How ``step`` is kept (engine/deltas.py): a delta from the state before it, when
+        that state is known (read or written by this store just before: the hop's own slot
+        check) and the delta provably rebuilds the step's state; else its full state."""
+        cached = self._states.get(step.run_id)
+        if cached is None or cached[0] != step.seq - 1:
+            return deltas.lean(step.seq, step.updates, step.state, None, -1)
+        return deltas.lean(step.seq, step.updates, step.state, cached[1], cached[2])
+
     @staticmethod
-    def _step_item(step: StepRecord) -> Item:
-        item = items.step_item(step)
-        size = items.attr_size(item["state"])
+    def _step_item(step: StepRecord, stored: deltas.Stored) -> Item:
+        item = items.step_item(step, stored)
+        size = items.attr_size(item.get("state") or item["delta"])
         if size > items.STATE_BUDGET:  # DynamoDB would refuse the item with a 400
             raise StateTooLargeError(size, items.STATE_BUDGET)
         return _fitting(item, "step")
@@ -320,8 +348,53 @@ class DynamoRunStore:
         }
 
     def get_step(self, run_id: str, seq: int) -> StepRecord | None:
-        item = self._get(items.step_key(run_id, seq))
-        return None if item is None else items.step_from_item(item)
+        """One strongly consistent range read: the step, and the steps back to its nearest
+        full state unless the state before it is known (engine/deltas.py)."""
+        found = self._full_range(run_id, seq, seq)
+        return found[0] if found else None
+
+    # -- lean steps (engine/deltas.py) -------------------------------------------------------
+    def _full_range(self, run_id: str, first: int, last: int, limit: int | None = None
+                    ) -> list[StepRecord]:  # fmt: skip
+        """Steps ``first``..``last`` (at most ``limit``) with their states rebuilt: one query
+        from the nearest full state (or the last state known) through ``last``."""
+        lo, start = deltas.start_of(first, self._states.get(run_id))
+        query: dict[str, Any] = {
+            "KeyConditionExpression": "PK = :pk AND SK BETWEEN :lo AND :hi",
+            "ExpressionAttributeValues": {
+                ":pk": {"S": f"RUN#{run_id}"},
+                ":lo": {"S": "RUN" if lo == deltas.HEADER else items.step_sk(lo)},
+                ":hi": {"S": items.step_sk(last)},
+            },
+            "ConsistentRead": True,
+        }
+        if limit is not None:
+            query["Limit"] = limit + (first - max(lo, 0)) + (lo == deltas.HEADER)
+            found = self._call("query", TableName=self.table, **query).get("Items", [])
+        else:
+            found = list(self._query_all(**query))
+        return self._rebuilt(run_id, found, first, start)
+
+    def _rebuilt(self, run_id: str, found: list[Item], first: int,
+                 start: tuple[int, dict[str, Any], int] | None) -> list[StepRecord]:  # fmt: skip
+        """The steps from ``first`` among ``found`` (the run's header and step items, in key
+        order), each with its state rebuilt (:func:`engine.deltas.rebuild`)."""
+        stored: list[deltas.Stored] = []
+        wanted: list[Item] = []
+        for item in found:
+            sk = item["SK"]["S"]
+            if sk == "RUN":
+                stored.append(items.header_stored(item))
+            elif sk.startswith(items.STEP_PREFIX):
+                stored.append(items.stored_of(item))
+                if stored[-1].seq >= first:
+                    wanted.append(item)
+        if not wanted:
+            return []
+        rebuilt = deltas.rebuild(stored, start)
+        last = stored[-1].seq
+        self._states.put(run_id, last, rebuilt.states[last], rebuilt.since)
+        return [items.step_from_item(i, rebuilt.states[items.stored_of(i).seq]) for i in wanted]
 
     # -- tasks of a superstep of several -------------------------------------------------------
     def commit_task(self, task: TaskRecord, *, counted: bool = False) -> None:
@@ -369,22 +442,26 @@ class DynamoRunStore:
         """The cursor is the seq of the last step returned (pass it as ``after``). It is set
         whenever DynamoDB stopped at the limit, so the last page may be empty: reading one
         step more to know could cost a whole 350 KB state."""
+        first = max(0, after + 1)
+        lo, start = deltas.start_of(first, self._states.get(run_id))
         response = self._call(
             "query",
             TableName=self.table,
             KeyConditionExpression="PK = :pk AND SK BETWEEN :first AND :last",
             ExpressionAttributeValues={
                 ":pk": {"S": f"RUN#{run_id}"},
-                ":first": {"S": items.step_sk(max(0, after + 1))},
+                ":first": {"S": "RUN" if lo == deltas.HEADER else items.step_sk(lo)},
                 ":last": {"S": LAST_STEP_SK},
             },
-            Limit=max(1, limit),
+            # the steps before ``first`` rebuild its state (engine/deltas.py)
+            Limit=max(1, limit) + (first - max(lo, 0)) + (lo == deltas.HEADER),
             ConsistentRead=True,
         )
         found = response.get("Items", [])
-        if not found and self._get(items.run_key(run_id)) is None:
+        steps = self._rebuilt(run_id, found, first, start)
+        header = any(i["SK"]["S"] == "RUN" for i in found)
+        if not steps and not header and self._get(items.run_key(run_id)) is None:
             raise RunNotFound(run_id)
-        steps = [items.step_from_item(i) for i in found]
         more = "LastEvaluatedKey" in response and steps
         return Page(steps, str(steps[-1].seq) if more else None)
 
@@ -444,15 +521,18 @@ class DynamoRunStore:
 
     def read_slot(self, run_id: str, seq: int) -> Slot:
         """One strongly consistent Query of the run's partition, from the slot's origin (the
-        header, SK ``RUN``, for superstep 0; ``STEP#seq-1`` after it) to its last
-        subscription: the sort keys between are later steps (none while the run is at this
-        slot) and the subscriptions (``RUN`` < ``STEP#...`` < ``SUB#...`` < ``TASK#...``).
-        Later pages are read only while they can hold subscribers: a later step means the
-        slot is taken, and its commit will fail whoever is listening."""
-        origin = "RUN" if seq == 0 else items.step_sk(seq - 1)
+        header, SK ``RUN``, for superstep 0; after it, the step items from which the state
+        after ``STEP#seq-1`` is rebuilt: its nearest full state, or the step after the last
+        state this store knows, engine/deltas.py) to its last subscription: the sort keys
+        between are later steps (none while the run is at this slot) and the subscriptions
+        (``RUN`` < ``STEP#...`` < ``SUB#...`` < ``TASK#...``). Later pages are read only
+        while they can hold subscribers: a later step means the slot is taken, and its commit
+        will fail whoever is listening."""
+        lo, start = deltas.start_of(seq - 1, self._states.get(run_id)) if seq else (0, None)
+        origin = "RUN" if seq == 0 or lo == deltas.HEADER else items.step_sk(lo)
         query: dict[str, Any] = {
             "ConsistentRead": True,
-            "Limit": SLOT_PAGE,
+            "Limit": SLOT_PAGE + max(0, seq - 1 - lo),
             "KeyConditionExpression": "PK = :pk AND SK BETWEEN :origin AND :subs_end",
             "ExpressionAttributeValues": {
                 ":pk": {"S": f"RUN#{run_id}"},
@@ -460,28 +540,39 @@ class DynamoRunStore:
                 ":subs_end": {"S": "SUB$"},  # after every "SUB#..." ("$" follows "#")
             },
         }
-        slot = Slot(run=None, previous=None, subscribers=())
+        found: list[Item] = []
         while True:
             response = self._call("query", TableName=self.table, **query)
-            slot, moved_on = self._slot_page(slot, response.get("Items", []), origin)
+            page = response.get("Items", [])
+            found += page
+            moved_on = any(_step_seq(i) >= seq for i in page)
             if moved_on or "LastEvaluatedKey" not in response:
-                return replace(slot, taken=moved_on)
+                return self._slot(run_id, seq, found, start, moved_on)
             query["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
-    def _slot_page(self, slot: Slot, found: list[Item], origin: str) -> tuple[Slot, bool]:
-        run, previous, subscribers = slot.run, slot.previous, list(slot.subscribers)
-        moved_on, now = False, self._clock()
+    def _slot(self, run_id: str, seq: int, found: list[Item],
+              start: tuple[int, dict[str, Any], int] | None, moved_on: bool) -> Slot:  # fmt: skip
+        run: RunRecord | None = None
+        origin: list[Item] = []
+        subscribers: list[Connection] = []
+        now = self._clock()
         for item in found:
             sk = item["SK"]["S"]
-            if sk == origin:
-                run = items.run_from_item(item) if sk == "RUN" else None
-                previous = items.step_from_item(item) if sk != "RUN" else None
+            if sk == "RUN":
+                origin.append(item)
+                run = items.run_from_item(item) if seq == 0 else None
             elif sk.startswith(items.SUB_PREFIX):
                 if int(item["expires_at"]["N"]) > now:
                     subscribers.append(items.subscriber_from_item(item))
-            else:
-                moved_on = True
-        return Slot(run, previous, tuple(subscribers)), moved_on
+            elif _step_seq(item) < seq:
+                origin.append(item)
+        previous = None
+        if seq:
+            steps = self._rebuilt(run_id, origin, seq - 1, start)
+            previous = steps[0] if steps else None
+        elif run is not None:
+            self._states.put(run_id, deltas.HEADER, run.input, 0)
+        return Slot(run, previous, tuple(subscribers), taken=moved_on)
 
     def subscribers(self, run_id: str) -> list[Connection]:
         """One query of the run's subscription items, which carry the endpoint. Strongly
