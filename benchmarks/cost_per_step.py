@@ -64,7 +64,13 @@ per step), and the SQS event source's idle polling (a fixed cost per month, not 
 The same shapes run again with 1 run in flight, where each SQS batch carries one hop, and
 the report says which dispatch mode costs less there.
 
-Run: ``.venv/bin/python benchmarks/cost_per_step.py [--runs N]``.
+The state rows (lean steps, engine/deltas.py) run longer chains with SQS dispatch: a 50 KB
+state whose steps each change about 1 KB and an agent's message list growing 2 KB a step, for
+100 steps each, beside the 1 KB chain, each stored lean (a warm worker holds the run's last
+state), lean on cold workers (every read from the nearest snapshot) and whole (as before).
+The last line gains ``usd_per_million_steps_50kb X`` (the 50 KB row, lean; target 3.00).
+
+Run: ``.venv/bin/python benchmarks/cost_per_step.py [--runs N] [--only-states]``.
 """
 
 from __future__ import annotations
@@ -376,6 +382,8 @@ class Result:
     """Node runs (a map item is one); a chain's equal its steps."""
     log_bytes: int = 0
     """Bytes the handlers wrote to their logs (JSON lines and metric lines), at INFO."""
+    storage: str = "lean"
+    """How steps were stored (:func:`run_scenario`)."""
 
     def per_step(self, value: float) -> float:
         return value / self.steps
@@ -469,8 +477,27 @@ MAP = {
 }
 # Each task adds 1 to a key with the "add" reducer: the state stays at its size (1 KB) while
 # the run's end state still proves every task ran (checked after each scenario).
+STATE_STEPS = 100
+"""Supersteps of the state rows' runs: past three snapshots (engine/deltas.py)."""
+
+
+def _state_loop(name: str, tool: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "entry": "step",
+        "nodes": {"step": {"tool": tool}},
+        "branches": {
+            "step": {"cases": [{"when": f"count >= {STATE_STEPS}", "to": "END"}], "default": "step"}
+        },
+    }
+
+
 SHAPES: dict[str, tuple[dict[str, Any], dict[str, Any], tuple[str, int]]] = {
     "chain": (LOOP, {}, ("count", 20)),
+    # The state rows (benchmarks/state_tools.py): a large state of which each step changes
+    # about 1 KB, and an agent's message list that grows by 2 KB a step.
+    "churn": (_state_loop("bench_churn", "churn"), {"count": 0}, ("count", STATE_STEPS)),
+    "messages": (_state_loop("bench_messages", "converse"), {"count": 0}, ("count", STATE_STEPS)),
     "fanout-10": (FANOUT, {}, ("done", 10)),
     "map-100": (MAP, {"docs": list(range(100))}, ("graded", 100)),
 }
@@ -499,9 +526,27 @@ def count_tasks(store: Any, run_id: str) -> int:
     return tasks
 
 
-def run_scenario(mode: str, state_kb: int, runs: int, shape: str = "chain") -> Result:
+def run_scenario(
+    mode: str, state_kb: int, runs: int, shape: str = "chain", storage: str = "lean"
+) -> Result:
     """``runs`` runs of the ``shape`` graph (the chain: the 20-step loop), all in flight at
-    once, with a ``state_kb`` state."""
+    once, with a ``state_kb`` state. ``storage``: ``lean`` (engine/deltas.py, as deployed),
+    ``cold`` (the same, on workers that never hold a run's last state: every read from the
+    nearest snapshot), ``full`` (the full state at every step, as before lean steps)."""
+    from engine import deltas
+
+    every = deltas.SNAPSHOT_EVERY
+    if storage == "full":
+        deltas.SNAPSHOT_EVERY = 1
+    try:
+        result = _run_scenario(mode, state_kb, runs, shape, storage)
+    finally:
+        deltas.SNAPSHOT_EVERY = every
+    result.storage = storage
+    return result
+
+
+def _run_scenario(mode: str, state_kb: int, runs: int, shape: str, storage: str) -> Result:
     import boto3
     from moto import mock_aws
 
@@ -531,7 +576,7 @@ def run_scenario(mode: str, state_kb: int, runs: int, shape: str = "chain") -> R
             HOPGRAPH_DISPATCH=mode,
             HOPGRAPH_WORKER_FUNCTION="hopgraph-worker",
             HOPGRAPH_WS_ENDPOINT="https://ws.execute-api.us-east-1.amazonaws.com/prod",
-            HOPGRAPH_TOOLKITS="engine.toolkits.basics",
+            HOPGRAPH_TOOLKITS="engine.toolkits.basics,benchmarks.state_tools",
         )
         get_settings.cache_clear()
         clients.reset()
@@ -541,6 +586,10 @@ def run_scenario(mode: str, state_kb: int, runs: int, shape: str = "chain") -> R
             clients.override(service, client)
         runtime.install(None)
         svc = runtime.service()
+        if storage == "cold":
+            from engine.deltas import StateCache
+
+            svc.store._states = StateCache(runs=0)  # type: ignore[attr-defined]
         doc, fields, (key, expected) = SHAPES[shape]
         graph = svc.create_graph(doc)[0]
         state = sized_state(state_kb, fields)
@@ -696,10 +745,66 @@ def report_all_in(results: list[Result], lone: list[Result]) -> None:
         )
 
 
+STATE_TARGET_50KB = 3.00
+"""Target for a 50 KB state of which each step changes about 1 KB, USD per million steps."""
+
+
+def state_rows(runs: int) -> list[Result]:
+    """The state rows: the 1 KB chain stored lean and stored whole (as before lean steps), the
+    50 KB state changing 1 KB a step (lean, lean on cold workers, whole), and the growing
+    message list (lean, whole), with SQS dispatch."""
+    return [
+        run_scenario("sqs", 1, runs, "chain", "lean"),
+        run_scenario("sqs", 1, runs, "chain", "full"),
+        run_scenario("sqs", 50, runs, "churn", "lean"),
+        run_scenario("sqs", 50, runs, "churn", "cold"),
+        run_scenario("sqs", 50, runs, "churn", "full"),
+        run_scenario("sqs", 1, runs, "messages", "lean"),
+        run_scenario("sqs", 1, runs, "messages", "full"),
+    ]
+
+
+def report_states(rows: list[Result]) -> None:
+    """Per step: what a state's size and churn cost, lean beside whole."""
+    print(
+        f"\nstate rows, per step (SQS dispatch; chain: 20 steps of a 1 KB state; churn: "
+        f"{STATE_STEPS} steps of a 50 KB state,\neach changing ~1 KB; messages: "
+        f"{STATE_STEPS} steps each adding a 2 KB message). storage: lean (deltas, snapshots "
+        f"every\n{_every()} supersteps), cold (lean, on workers that never hold a run's last "
+        "state), full (the whole state every step, as before)"
+    )
+    print(f"{'row':<10}{'storage':<9}{'state':>6}{'steps':>7}{'crit.path':>10}{'WRU':>8}"
+          f"{'RRU':>8}{'USD/M steps':>13}  target")  # fmt: skip
+    for r in rows:
+        verdict = "-"
+        if r.shape == "churn" and r.storage == "lean":
+            verdict = f"{'met' if r.usd_per_million <= STATE_TARGET_50KB else 'MISSED'} " \
+                      f"(<= {STATE_TARGET_50KB:.2f})"  # fmt: skip
+        if r.shape == "chain" and r.storage == "lean":
+            whole = next(x for x in rows if x.shape == "chain" and x.storage == "full")
+            verdict = f"{'met' if r.usd_per_million <= whole.usd_per_million * 1.02 else 'MISSED'}"\
+                      f" (<= full: {whole.usd_per_million:.2f})"  # fmt: skip
+        print(f"{r.shape:<10}{r.storage:<9}{r.state_kb:>4}KB{r.steps:>7}{r.critical_path:>10.2f}"
+              f"{r.per_step(r.meter.wru):>8.2f}{r.per_step(r.meter.rru):>8.2f}"
+              f"{r.usd_per_million:>13.2f}  {verdict}")  # fmt: skip
+
+
+def _every() -> int:
+    from engine import deltas
+
+    return deltas.SNAPSHOT_EVERY
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=50, help="runs in flight per scenario")
     parser.add_argument("--map-runs", type=int, default=5, help="runs of the map of 100")
+    parser.add_argument("--state-runs", type=int, default=10, help="runs of each state row")
+    parser.add_argument(
+        "--only-states", action="store_true",
+        help="only the state rows (a quicker run); the last line then names the 1 KB chain "
+        "of the state rows",
+    )  # fmt: skip
     args = parser.parse_args()
     for name, value in {
         "AWS_ACCESS_KEY_ID": "testing",
@@ -709,27 +814,35 @@ def main() -> None:
         "POWERTOOLS_METRICS_NAMESPACE": "HopgraphBench",
     }.items():
         os.environ.setdefault(name, value)
+    results: list[Result] = []
+    lone: list[Result] = []
     # The handlers print their EMF metric lines to stdout, as on Lambda; keep them out of the table.
     with contextlib.redirect_stdout(io.StringIO()):
-        results = [
-            run_scenario(mode, kb, args.runs) for mode in ("sqs", "lambda") for kb in (1, 50)
-        ]
-        results += [
-            run_scenario(mode, 1, runs, shape)
-            for shape, runs in (("fanout-10", args.runs), ("map-100", args.map_runs))
-            for mode in ("sqs", "lambda")
-        ]
-        lone = [
-            run_scenario(mode, 1, 1, shape)
-            for shape in ("chain", "fanout-10", "map-100")
-            for mode in ("sqs", "lambda")
-        ]
-    report(results)
-    report_all_in(results, lone)
-    default = results[0]
+        if not args.only_states:
+            results = [
+                run_scenario(mode, kb, args.runs) for mode in ("sqs", "lambda") for kb in (1, 50)
+            ]
+            results += [
+                run_scenario(mode, 1, runs, shape)
+                for shape, runs in (("fanout-10", args.runs), ("map-100", args.map_runs))
+                for mode in ("sqs", "lambda")
+            ]
+            lone = [
+                run_scenario(mode, 1, 1, shape)
+                for shape in ("chain", "fanout-10", "map-100")
+                for mode in ("sqs", "lambda")
+            ]
+        states = state_rows(args.state_runs)
+    if results:
+        report(results)
+        report_all_in(results, lone)
+    report_states(states)
+    default = results[0] if results else states[0]
+    churn = next(r for r in states if r.shape == "churn" and r.storage == "lean")
     print(
         f"usd_per_million_steps {default.usd_per_million:.2f} "
-        f"critical_path_requests {default.critical_path:g}"
+        f"critical_path_requests {default.critical_path:g} "
+        f"usd_per_million_steps_50kb {churn.usd_per_million:.2f}"
     )
 
 

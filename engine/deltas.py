@@ -63,21 +63,35 @@ Delta = dict[str, Any]
 out)."""
 
 
-def base_of(seq: int, every: int = SNAPSHOT_EVERY) -> int:
+def base_of(seq: int, every: int | None = None) -> int:
     """The furthest back the nearest full state before or at ``seq`` can be: the last
     K-boundary snapshot, or the run's input (:data:`HEADER`)."""
+    every = every or SNAPSHOT_EVERY
     if seq < every - 1:
         return HEADER
     return seq - (seq + 1) % every
 
 
-def is_boundary(seq: int, every: int = SNAPSHOT_EVERY) -> bool:
-    return (seq + 1) % every == 0
+def is_boundary(seq: int, every: int | None = None) -> bool:
+    return (seq + 1) % (every or SNAPSHOT_EVERY) == 0
 
 
 def size_of(value: Any) -> int:
     """Serialized bytes of ``value`` (compact JSON), as the stores write it."""
     return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str))
+
+
+def stored_size(delta: Delta) -> int:
+    """About the bytes a delta takes in its item: a value kept as a blob (engine/blobs.py)
+    counts as its pointer. Writers and readers measure the same way."""
+    from engine.blobs import BLOB_ABOVE, POINTER_BYTES
+
+    size = size_of(delta.get("keys", []))
+    for part in ("set", "append"):
+        for key, value in delta.get(part, {}).items():
+            each = size_of(value)
+            size += len(key) + (each if each <= BLOB_ABOVE else POINTER_BYTES)
+    return size
 
 
 def encode(
@@ -116,11 +130,7 @@ def _delta(sets: dict[str, Any], appends: dict[str, list[Any]], keys: list[str])
 
 
 def _extends(old: list[Any], new: Any) -> bool:
-    return (
-        isinstance(new, list)
-        and 0 < len(old) <= len(new)
-        and new[: len(old)] == old
-    )
+    return isinstance(new, list) and 0 < len(old) <= len(new) and new[: len(old)] == old
 
 
 def apply(state: Mapping[str, Any], delta: Delta) -> dict[str, Any]:
@@ -176,20 +186,19 @@ def rebuild(stored: Iterable[Stored], start: tuple[int, dict[str, Any], int] | N
         elif current is None or current[0] != item.seq - 1:
             raise LookupError(f"step {item.seq}: its delta has no full state before it")
         else:
-            current = (item.seq, apply(current[1], item.delta), current[2] + size_of(item.delta))
+            grown = current[2] + stored_size(item.delta)
+            current = (item.seq, apply(current[1], item.delta), grown)
         states[item.seq] = current[1]
     return Rebuilt(states, current[2] if current is not None else -1)
 
 
-def snapshot_due(seq: int, since: int, delta: Delta, before_known: bool,
-                 every: int = SNAPSHOT_EVERY, after_bytes: int = SNAPSHOT_AFTER_BYTES
-                 ) -> tuple[bool, int]:  # fmt: skip
+def snapshot_due(seq: int, since: int, delta: Delta, before_known: bool) -> tuple[bool, int]:
     """Whether step ``seq`` stores the full state, and the delta bytes since the last full
     state once it is stored. ``since``: those bytes before it (-1: unknown)."""
-    if not before_known or since < 0 or is_boundary(seq, every):
+    if not before_known or since < 0 or is_boundary(seq):
         return True, 0
-    size = since + size_of(delta)
-    if size > after_bytes:
+    size = since + stored_size(delta)
+    if size > SNAPSHOT_AFTER_BYTES:
         return True, 0
     return False, size
 

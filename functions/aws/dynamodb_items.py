@@ -351,11 +351,15 @@ def header_stored(item: Item) -> deltas.Stored:
     return deltas.Stored(deltas.HEADER, {}, json_value(item["input"]))
 
 
-def step_from_item(item: Item, state: dict[str, Any] | None = None) -> StepRecord:
+def step_from_item(
+    item: Item, state: dict[str, Any] | None = None, delta: deltas.Delta | None = None
+) -> StepRecord:
     """The step of ``item`` with ``state`` the state after it (rebuilt by the store from
     the deltas, :mod:`engine.deltas`); ``None``: the item's own full state, or an empty one
-    when it keeps a delta only."""
+    when it keeps a delta only. ``delta``: the item's, its large values restored."""
     stored = stored_of(item)
+    if delta is not None:
+        stored = deltas.Stored(stored.seq, delta, stored.state)
     if state is None:
         state = stored.state if stored.state is not None else {}
     return StepRecord(

@@ -22,6 +22,7 @@ Item shapes are in :mod:`functions.aws.dynamodb_items`. What each method costs, 
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -30,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from engine import deltas
+from engine import blobs, deltas
 from engine.errors import (
     ConflictError,
     GraphNotFound,
@@ -81,6 +82,29 @@ def _step_seq(item: Item) -> int:
     return int(sk[len(items.STEP_PREFIX) :]) if sk.startswith(items.STEP_PREFIX) else -1
 
 
+class _Values:
+    """The large values a store read lately, by blob key (a few at most: the state cache
+    keeps whole states; this saves fetching a value again on a cold rebuild)."""
+
+    def __init__(self, max_bytes: int = 64 * 1024 * 1024) -> None:
+        self._max = max_bytes
+        self._found: dict[str, tuple[int, Any]] = {}
+        self._bytes = 0
+
+    def get(self, key: str) -> Any:
+        found = self._found.get(key)
+        return None if found is None else found[1]
+
+    def put(self, key: str, data: bytes) -> Any:
+        value = json.loads(data)
+        if self._bytes + len(data) > self._max:
+            self._found.clear()
+            self._bytes = 0
+        self._found[key] = (len(data), value)
+        self._bytes += len(data)
+        return value
+
+
 class _SlotTaken(Exception):
     """Internal: a create-if-absent write found the item there."""
 
@@ -111,10 +135,17 @@ class DynamoRunStore:
         client: DynamoDBClient,
         *,
         clock: Clock = time.time,
+        blob_store: blobs.BlobStore | None = None,
     ) -> None:
         self.table = table_name
         self._client = client
         self._clock = clock
+        self._blobs = blob_store
+        """Where values too large for an item go (engine/blobs.py); ``None``: nowhere, and a
+        state must fit in an item."""
+        self._known: dict[str, set[str]] = {}
+        """Per run, the digests of the blobs it has (written or read): not written again."""
+        self._values = _Values()
         self._states = deltas.StateCache()
         """The last state of each run this store read or wrote (a warm worker's): the next
         hop of the run reads only the deltas after it, and its commit knows the state before
@@ -137,6 +168,55 @@ class DynamoRunStore:
 
     def _query(self, invalid: Exception | None, **kwargs: Any) -> dict[str, Any]:
         return self._call("query", invalid=invalid, **kwargs)
+
+    # -- large values (engine/blobs.py) ----------------------------------------------------
+    def _stash(self, run_id: str, values: dict[str, Any]) -> dict[str, Any]:
+        if self._blobs is None:
+            return values
+        if len(self._known) > 1024:
+            self._known.clear()
+        known = self._known.setdefault(run_id, set())
+        return blobs.stash(values, run_id, self._blobs, known)
+
+    def _restore(self, run_id: str, values: dict[str, Any]) -> dict[str, Any]:
+        if self._blobs is None:
+            return values
+        return blobs.restore(values, run_id, self._fetch)
+
+    def _fetch(self, key: str) -> Any:
+        assert self._blobs is not None
+        value = self._values.get(key)
+        if value is None:
+            try:
+                value = self._values.put(key, self._blobs.get(key))
+            except KeyError:
+                raise NotFoundError("value", key) from None  # past its run's retention
+        return value
+
+    def _stashed(self, run_id: str, stored: deltas.Stored) -> deltas.Stored:
+        """``stored`` with its large values in blobs and pointers in their place."""
+        if self._blobs is None:
+            return stored
+        delta = dict(stored.delta)
+        for part in ("set", "append"):
+            if part in delta:
+                delta[part] = self._stash(run_id, delta[part])
+        state = None if stored.state is None else self._stash(run_id, stored.state)
+        return deltas.Stored(stored.seq, delta, state)
+
+    def _restored(self, run_id: str, stored: deltas.Stored) -> deltas.Stored:
+        if self._blobs is None:
+            return stored
+        delta = dict(stored.delta)
+        for part in ("set", "append"):
+            if part in delta:
+                delta[part] = self._restore(run_id, delta[part])
+        state = None if stored.state is None else self._restore(run_id, stored.state)
+        return deltas.Stored(stored.seq, delta, state)
+
+    def _header(self, item: Item) -> RunRecord:
+        run = items.run_from_item(item)
+        return replace(run, input=self._restore(run.run_id, run.input))
 
     def _put_new(self, item: Item, conflict: Exception) -> None:
         """Write ``item`` only where none is; ``conflict`` is raised if one already was."""
@@ -215,7 +295,8 @@ class DynamoRunStore:
     # -- runs ------------------------------------------------------------------------------
     def create_run(self, run: RunRecord) -> tuple[RunRecord, bool]:
         try:
-            self._put_new(_fitting(items.run_item(run), "run"), _SlotTaken())
+            stashed = replace(run, input=self._stash(run.run_id, run.input))
+            self._put_new(_fitting(items.run_item(stashed), "run"), _SlotTaken())
         except _SlotTaken:
             return self.get_run(run.run_id), False
         return run.with_latest(None), True
@@ -225,11 +306,11 @@ class DynamoRunStore:
         if header is None:
             raise RunNotFound(run_id)
         latest = self._latest_step(run_id)
-        run = items.run_from_item(header)
+        run = self._header(header)
         if latest is not None and latest.run_status != "running" and not run.is_final:
             # A terminal commit landed between the two reads; it wrote the header atomically
             # with the step, so reading the header again shows how the run ended.
-            run = items.run_from_item(self._get(items.run_key(run_id)) or header)
+            run = self._header(self._get(items.run_key(run_id)) or header)
         return run.with_latest(latest)
 
     def _latest_step(self, run_id: str) -> StepRecord | None:
@@ -246,7 +327,8 @@ class DynamoRunStore:
         if not found:
             return None
         if "state" in found[0]:
-            return items.step_from_item(found[0])
+            stored = self._restored(run_id, items.stored_of(found[0]))
+            return items.step_from_item(found[0], stored.state)
         seq = items.stored_of(found[0]).seq
         return self._full_range(run_id, seq, seq)[0]
 
@@ -284,7 +366,7 @@ class DynamoRunStore:
 
     def commit_step(self, step: StepRecord, end: RunEnd | None = None) -> None:
         stored, since = self._lean(step)
-        item = self._step_item(step, stored)
+        item = self._step_item(step, self._stashed(step.run_id, stored))
         if end is None:
             self._put_new(item, StepConflict(step.run_id, step.seq))
             self._states.put(step.run_id, step.seq, step.state, since)
@@ -384,9 +466,9 @@ class DynamoRunStore:
         for item in found:
             sk = item["SK"]["S"]
             if sk == "RUN":
-                stored.append(items.header_stored(item))
+                stored.append(self._restored(run_id, items.header_stored(item)))
             elif sk.startswith(items.STEP_PREFIX):
-                stored.append(items.stored_of(item))
+                stored.append(self._restored(run_id, items.stored_of(item)))
                 if stored[-1].seq >= first:
                     wanted.append(item)
         if not wanted:
@@ -394,7 +476,11 @@ class DynamoRunStore:
         rebuilt = deltas.rebuild(stored, start)
         last = stored[-1].seq
         self._states.put(run_id, last, rebuilt.states[last], rebuilt.since)
-        return [items.step_from_item(i, rebuilt.states[items.stored_of(i).seq]) for i in wanted]
+        return [
+            items.step_from_item(i, rebuilt.states[int(i["SK"]["S"][len(items.STEP_PREFIX) :])],
+                                 self._restored(run_id, items.stored_of(i)).delta)
+            for i in wanted
+        ]  # fmt: skip
 
     # -- tasks of a superstep of several -------------------------------------------------------
     def commit_task(self, task: TaskRecord, *, counted: bool = False) -> None:
@@ -560,7 +646,7 @@ class DynamoRunStore:
             sk = item["SK"]["S"]
             if sk == "RUN":
                 origin.append(item)
-                run = items.run_from_item(item) if seq == 0 else None
+                run = self._header(item) if seq == 0 else None
             elif sk.startswith(items.SUB_PREFIX):
                 if int(item["expires_at"]["N"]) > now:
                     subscribers.append(items.subscriber_from_item(item))
