@@ -58,9 +58,7 @@ def counting(s3: Any) -> CountingBlobs:
 
 
 @pytest.fixture(params=["memory", "dynamodb+s3"])
-def big_store(
-    request: pytest.FixtureRequest, clock: FakeClock
-) -> Iterator[RunStore]:
+def big_store(request: pytest.FixtureRequest, clock: FakeClock) -> Iterator[RunStore]:
     if request.param == "memory":
         yield MemoryRunStore(clock=clock)
         return
