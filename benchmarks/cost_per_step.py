@@ -67,7 +67,8 @@ the report says which dispatch mode costs less there.
 The state rows (lean steps, engine/deltas.py) run longer chains with SQS dispatch: a 50 KB
 state whose steps each change about 1 KB and an agent's message list growing 2 KB a step, for
 100 steps each, beside the 1 KB chain, each stored lean (a warm worker holds the run's last
-state), lean on cold workers (every read from the nearest snapshot) and whole (as before).
+state), lean on cold workers (every invocation a new worker: each read from the nearest
+snapshot) and whole (as before).
 The last line gains ``usd_per_million_steps_50kb X`` (the 50 KB row, lean; target 3.00).
 
 Run: ``.venv/bin/python benchmarks/cost_per_step.py [--runs N] [--only-states]``.
@@ -586,10 +587,13 @@ def _run_scenario(mode: str, state_kb: int, runs: int, shape: str, storage: str)
             clients.override(service, client)
         runtime.install(None)
         svc = runtime.service()
+        fresh = None
         if storage == "cold":
             from engine.deltas import StateCache
 
-            svc.store._states = StateCache(runs=0)  # type: ignore[attr-defined]
+            def fresh() -> None:  # every invocation on a new worker: it knows no state yet
+                svc.store._states = StateCache()  # type: ignore[attr-defined]
+
         doc, fields, (key, expected) = SHAPES[shape]
         graph = svc.create_graph(doc)[0]
         state = sized_state(state_kb, fields)
@@ -609,7 +613,7 @@ def _run_scenario(mode: str, state_kb: int, runs: int, shape: str, storage: str)
             source = SqsEventSource(
                 clients.client("sqs"), urls["StepQueue"], None, batch_size=10, failed_visibility=0
             )
-            invocations, billed_ms = drive(mode, meter, handler, source, LambdaContext)
+            invocations, billed_ms = drive(mode, meter, handler, source, LambdaContext, fresh)
         runs_after = [svc.store.get_run(run_id) for run_id in run_ids]
         unfinished = [(r.status, r.error) for r in runs_after if r.status != "completed"]
         assert not unfinished, f"{shape} {mode}: runs did not complete: {unfinished[:3]}"
@@ -635,13 +639,16 @@ class CountingStream(io.TextIOBase):
         return len(text)
 
 
-def drive(mode: str, meter: Meter, handler: Any, source: Any, context_type: Any
-          ) -> tuple[int, float]:  # fmt: skip
-    """Deliver every hop to the worker; returns (invocations, billed milliseconds)."""
+def drive(mode: str, meter: Meter, handler: Any, source: Any, context_type: Any,
+          before_each: Any = None) -> tuple[int, float]:  # fmt: skip
+    """Deliver every hop to the worker; returns (invocations, billed milliseconds).
+    ``before_each``: called before every invocation."""
     invocations, billed = 0, 0.0
 
     def timed(event: dict[str, Any], context: Any) -> Any:
         nonlocal invocations, billed
+        if before_each is not None:
+            before_each()
         token = meter.in_handler.set(True)
         started = time.perf_counter()
         try:
@@ -770,8 +777,8 @@ def report_states(rows: list[Result]) -> None:
         f"\nstate rows, per step (SQS dispatch; chain: 20 steps of a 1 KB state; churn: "
         f"{STATE_STEPS} steps of a 50 KB state,\neach changing ~1 KB; messages: "
         f"{STATE_STEPS} steps each adding a 2 KB message). storage: lean (deltas, snapshots "
-        f"every\n{_every()} supersteps), cold (lean, on workers that never hold a run's last "
-        "state), full (the whole state every step, as before)"
+        f"every\n{_every()} supersteps), cold (lean, every invocation on a new worker: "
+        "each read from the nearest snapshot), full (the whole state every step, as before)"
     )
     print(f"{'row':<10}{'storage':<9}{'state':>6}{'steps':>7}{'crit.path':>10}{'WRU':>8}"
           f"{'RRU':>8}{'USD/M steps':>13}  target")  # fmt: skip
@@ -801,11 +808,19 @@ def main() -> None:
     parser.add_argument("--map-runs", type=int, default=5, help="runs of the map of 100")
     parser.add_argument("--state-runs", type=int, default=10, help="runs of each state row")
     parser.add_argument(
+        "--snapshot-every", type=int, default=None,
+        help="K of the lean rows (engine/deltas.py SNAPSHOT_EVERY): to compare choices",
+    )  # fmt: skip
+    parser.add_argument(
         "--only-states", action="store_true",
         help="only the state rows (a quicker run); the last line then names the 1 KB chain "
         "of the state rows",
     )  # fmt: skip
     args = parser.parse_args()
+    if args.snapshot_every:
+        from engine import deltas
+
+        deltas.SNAPSHOT_EVERY = args.snapshot_every
     for name, value in {
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",

@@ -393,7 +393,8 @@ def test_environment_values_pass_settings_validation(
     # Then they validate, with the values the template means
     assert settings.dispatch == "sqs"
     assert settings.toolkit_modules == ["engine.toolkits.code_review", "engine.toolkits.basics"]
-    assert (settings.state_limit_bytes, settings.max_steps) == (350_000, 100)
+    assert (settings.state_limit_bytes, settings.max_steps) == (8 * 1024 * 1024, 100)
+    assert settings.bucket and settings.effective_state_limit == 8 * 1024 * 1024
     assert settings.connection_ttl_seconds == 7_200
 
 
