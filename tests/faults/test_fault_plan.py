@@ -46,6 +46,17 @@ committed is green.
 9. No sweeper: ``HopProtocol.sweep`` returns at once. 11 of the 31 lose@... cases red, the
    run left "running" (in the others a later hop of the same superstep, or the redelivery of
    a batch's other hops, still sends what was lost).
+10. A delta without its base: the boundary snapshot never written (``deltas.is_boundary``
+   always False, engine/deltas.py), so a read from ``base_of`` finds deltas with no full
+   state before them. The plan's runs are shorter than a snapshot interval and each case's
+   worker keeps the runs' states warm, so the plan stays green; the store contract catches
+   it: tests/contract/test_lean_steps.py, ``test_every_superstep_reads_back_whole`` (warm
+   and cold, both stores) and ``test_the_full_state_is_kept_every_k_supersteps_only`` red.
+11. A delta written without proof: ``deltas.lean`` trusting any known state (its
+   ``apply(before, delta) == state`` check removed) and ``DynamoRunStore._lean`` taking the
+   cached state of any superstep as the one before. tests/contract/test_lean_steps.py,
+   ``test_a_step_whose_state_is_not_the_state_before_plus_its_updates_is_kept_whole`` red on
+   both stores (the step read back as the cached state plus its updates).
 The wide map whose task summaries cannot fit in one item runs on the memory adapters
 (tests/unit/test_protocol_trust.py): with ``MAX_TASK_SUMMARIES`` unbounded, it goes red.
 """
