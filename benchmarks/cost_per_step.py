@@ -23,7 +23,8 @@ in-process. botocore event hooks count every AWS request by service and operatio
 Prices: us-east-1 public list prices (Lambda $0.20 per million requests and $0.0000166667 per
 GB-s; SQS $0.40 per million requests; DynamoDB on demand $0.625 per million write and $0.125
 per million read request units), against AWS Step Functions Standard at $25 per million state
-transitions (one transition per step) as the reference.
+transitions (one transition per step) as the reference; S3 (large state values) $0.005 per
+1,000 PUT and $0.0004 per 1,000 GET requests.
 
 The critical path of a step is the serial chain of requests between the commit of step n-1
 and the commit of step n of the same run (dispatch, receive, any read, commit), counted per
@@ -108,6 +109,9 @@ PRICE_DURABLE_OPERATION = 8.00 / 1e6
 PRICE_LOGS_GB = 0.50  # CloudWatch Logs ingestion, Lambda logs' first tier (us-east-1)
 PRICE_HTTP_API_REQUEST = 1.00 / 1e6
 PRICE_WS_MESSAGE = 1.00 / 1e6  # per 32 KB frame posted to a WebSocket subscriber
+PRICE_S3_PUT = 5.00 / 1e6  # S3 Standard PUT requests, $0.005 per 1,000
+PRICE_S3_GET = 0.40 / 1e6  # S3 Standard GET requests, $0.0004 per 1,000
+BUCKET = "hopgraph-bench-values"
 SQS_CHUNK = 64 * 1024
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script: make tests.faults.moto_speedups importable
@@ -405,6 +409,8 @@ class Result:
             "sqs": self.meter.sqs_billed * PRICE_SQS_REQUEST,
             "dynamodb writes": self.meter.wru * PRICE_WRU,
             "dynamodb reads": self.meter.rru * PRICE_RRU,
+            "s3": self.meter.requests["s3.PutObject"] * PRICE_S3_PUT
+            + self.meter.requests["s3.GetObject"] * PRICE_S3_GET,
         }
         return {name: self.per_step(value) * 1e6 for name, value in usd.items()}
 
@@ -578,10 +584,13 @@ def _run_scenario(mode: str, state_kb: int, runs: int, shape: str, storage: str)
             HOPGRAPH_WORKER_FUNCTION="hopgraph-worker",
             HOPGRAPH_WS_ENDPOINT="https://ws.execute-api.us-east-1.amazonaws.com/prod",
             HOPGRAPH_TOOLKITS="engine.toolkits.basics,benchmarks.state_tools",
+            HOPGRAPH_BUCKET=BUCKET,
+            HOPGRAPH_STATE_LIMIT_BYTES=str(8 * 1024 * 1024),
         )
+        session.client("s3").create_bucket(Bucket=BUCKET)
         get_settings.cache_clear()
         clients.reset()
-        for service in ("dynamodb", "sqs", "lambda"):
+        for service in ("dynamodb", "sqs", "lambda", "s3"):
             client = session.client(service)
             meter.attach(client)
             clients.override(service, client)
@@ -758,8 +767,9 @@ STATE_TARGET_50KB = 3.00
 
 def state_rows(runs: int) -> list[Result]:
     """The state rows: the 1 KB chain stored lean and stored whole (as before lean steps), the
-    50 KB state changing 1 KB a step (lean, lean on cold workers, whole), and the growing
-    message list (lean, whole), with SQS dispatch."""
+    50 KB state changing 1 KB a step (lean, lean on cold workers, whole), the growing
+    message list (lean, whole), and the 20-step chain on a 2 MB state (its large value in
+    S3), with SQS dispatch."""
     return [
         run_scenario("sqs", 1, runs, "chain", "lean"),
         run_scenario("sqs", 1, runs, "chain", "full"),
@@ -768,6 +778,7 @@ def state_rows(runs: int) -> list[Result]:
         run_scenario("sqs", 50, runs, "churn", "full"),
         run_scenario("sqs", 1, runs, "messages", "lean"),
         run_scenario("sqs", 1, runs, "messages", "full"),
+        run_scenario("sqs", 2048, runs, "chain", "lean"),
     ]
 
 
@@ -776,9 +787,10 @@ def report_states(rows: list[Result]) -> None:
     print(
         f"\nstate rows, per step (SQS dispatch; chain: 20 steps of a 1 KB state; churn: "
         f"{STATE_STEPS} steps of a 50 KB state,\neach changing ~1 KB; messages: "
-        f"{STATE_STEPS} steps each adding a 2 KB message). storage: lean (deltas, snapshots "
-        f"every\n{_every()} supersteps), cold (lean, every invocation on a new worker: "
-        "each read from the nearest snapshot), full (the whole state every step, as before)"
+        f"{STATE_STEPS} steps each adding a 2 KB message; the 2 MB chain's value in S3).\n"
+        f"storage: lean (deltas, snapshots every {_every()} supersteps), cold (lean, every "
+        "invocation on a new worker:\neach read from the nearest snapshot), full (the whole "
+        "state every step, as before)"
     )
     print(f"{'row':<10}{'storage':<9}{'state':>6}{'steps':>7}{'crit.path':>10}{'WRU':>8}"
           f"{'RRU':>8}{'USD/M steps':>13}  target")  # fmt: skip

@@ -70,6 +70,11 @@ if TYPE_CHECKING:
 SLOT_FREE = "attribute_not_exists(PK)"
 LAST_STEP_SK = items.step_sk(999_999)
 BATCH_SIZE = 25  # BatchWriteItem's limit
+HEADER_BLOB_ABOVE = 4 * 1024
+"""A run's input value larger than this (bytes of JSON) is kept as a blob when the store has
+a bucket: the header is rewritten at the run's end (a transaction: twice its size in write
+units) and copied into three indexes, so a 50 KB input would cost ~200 write units a run;
+a blob costs one S3 PUT (once) and a GET on each cold read of the input."""
 SLOT_PAGE = 16
 """Items per page of a slot read: the origin and a few subscribers in one page, and a stray
 hop of a long run reads no more than this of its later steps."""
@@ -170,13 +175,14 @@ class DynamoRunStore:
         return self._call("query", invalid=invalid, **kwargs)
 
     # -- large values (engine/blobs.py) ----------------------------------------------------
-    def _stash(self, run_id: str, values: dict[str, Any]) -> dict[str, Any]:
+    def _stash(self, run_id: str, values: dict[str, Any], above: int = blobs.BLOB_ABOVE
+               ) -> dict[str, Any]:  # fmt: skip
         if self._blobs is None:
             return values
         if len(self._known) > 1024:
             self._known.clear()
         known = self._known.setdefault(run_id, set())
-        return blobs.stash(values, run_id, self._blobs, known)
+        return blobs.stash(values, run_id, self._blobs, known, above)
 
     def _restore(self, run_id: str, values: dict[str, Any]) -> dict[str, Any]:
         if self._blobs is None:
@@ -295,7 +301,9 @@ class DynamoRunStore:
     # -- runs ------------------------------------------------------------------------------
     def create_run(self, run: RunRecord) -> tuple[RunRecord, bool]:
         try:
-            stashed = replace(run, input=self._stash(run.run_id, run.input))
+            # The header is written again when the run ends (its status), and each of its
+            # indexes copies it: a large input would be paid for on every one of those writes.
+            stashed = replace(run, input=self._stash(run.run_id, run.input, HEADER_BLOB_ABOVE))
             self._put_new(_fitting(items.run_item(stashed), "run"), _SlotTaken())
         except _SlotTaken:
             return self.get_run(run.run_id), False
