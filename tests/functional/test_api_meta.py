@@ -85,6 +85,7 @@ def test_openapi_declares_every_route_and_the_error_shape(stack: ApiStack) -> No
         ("GET", "/graphs/{graph_id}/mermaid"), ("POST", "/runs"), ("GET", "/runs"),
         ("GET", "/runs/{run_id}"), ("GET", "/runs/{run_id}/steps"),
         ("GET", "/runs/{run_id}/steps/{seq}"), ("POST", "/runs/{run_id}/cancel"),
+        ("GET", "/runs/{run_id}/values/{digest}"),
         ("GET", "/tools"), ("GET", "/me"), ("GET", "/health"),
         ("POST", "/graph/create"), ("POST", "/graph/run"), ("GET", "/graph/state/{run_id}"),
         ("GET", "/graph/logs/{run_id}"),
