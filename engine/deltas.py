@@ -26,18 +26,21 @@ state is never further back than :func:`base_of` (a pure function of the seq), s
 read from there holds everything; a reader that still holds a state it rebuilt or wrote
 (:class:`StateCache`) reads only the deltas after it.
 
-How K and the size were chosen (``benchmarks/cost_per_step.py``, 50 runs of 20 supersteps,
-50 KB incompressible state, one key of ~1 KB changing per step):
+How K and the size were chosen (``benchmarks/cost_per_step.py``, state rows: 10 runs of 100
+supersteps in flight, a 50 KB state that does not compress, ~1 KB of it new each step; SQS):
 
-- a cold read (no cached state) costs the bytes from :func:`base_of` up to the step:
-  one snapshot plus up to K-1 deltas. With K = 16 and 1 KB deltas that is at most ~15 KB
-  above the snapshot, inside four more 4 KB read units; K = 64 would read up to 63 KB more.
-- each snapshot costs a write of the whole state (38 write units for 50 KB compressed):
-  over K supersteps that is 38 / K units a step, 2.4 at K = 16 (1.5 USD per million steps),
-  1.2 at K = 32. The cache makes the read cheap on a warm worker; the write is paid always.
-- K = 32 keeps a 50 KB state's step under 3.00 USD per million with the cold read bounded
-  at ~31 deltas; the size bound (64 KB of deltas) starts a snapshot early when steps change a
-  lot, so that a cold read never folds more than about one state's worth of deltas.
+- each snapshot writes the whole state (~40 write units for 50 KB), K supersteps apart: per
+  step 40 / K units. Measured: K = 16, 5.41 write units a step (5.07 USD per million
+  steps); K = 32, 4.30 (3.96). With the run's input kept out of the header (functions/aws/
+  dynamodb_store.py, ``HEADER_BLOB_ABOVE``) K = 32 measures 3.16 units and 3.51 USD; the
+  full state every step 39.4 units and 27.87 USD.
+- a cold read (a worker that never served the run) costs the bytes from :func:`base_of`: one
+  snapshot and up to K-1 deltas. Measured at K = 32: 11.6 read units a step when every
+  invocation is a new worker (4.65 USD), against 1.9 warm; doubling K again would halve the
+  snapshot writes (~0.6 units, 0.39 USD) and double the deltas a cold read folds. K = 32
+  keeps the cold read within about one more snapshot's worth of bytes.
+- the size bound (64 KB of deltas, counting a blob as its pointer) starts a snapshot early
+  when steps change a lot, so that a cold read never folds much more than a state's worth.
 """
 
 from __future__ import annotations
