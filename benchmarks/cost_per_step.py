@@ -23,7 +23,8 @@ in-process. botocore event hooks count every AWS request by service and operatio
 Prices: us-east-1 public list prices (Lambda $0.20 per million requests and $0.0000166667 per
 GB-s; SQS $0.40 per million requests; DynamoDB on demand $0.625 per million write and $0.125
 per million read request units), against AWS Step Functions Standard at $25 per million state
-transitions (one transition per step) as the reference.
+transitions (one transition per step) as the reference; S3 (large state values) $0.005 per
+1,000 PUT and $0.0004 per 1,000 GET requests.
 
 The critical path of a step is the serial chain of requests between the commit of step n-1
 and the commit of step n of the same run (dispatch, receive, any read, commit), counted per
@@ -66,7 +67,14 @@ per step), and the SQS event source's idle polling (a fixed cost per month, not 
 The same shapes run again with 1 run in flight, where each SQS batch carries one hop, and
 the report says which dispatch mode costs less there.
 
-Run: ``.venv/bin/python benchmarks/cost_per_step.py [--runs N]``.
+The state rows (lean steps, engine/deltas.py) run longer chains with SQS dispatch: a 50 KB
+state whose steps each change about 1 KB and an agent's message list growing 2 KB a step, for
+100 steps each, beside the 1 KB chain, each stored lean (a warm worker holds the run's last
+state), lean on cold workers (every invocation a new worker: each read from the nearest
+snapshot) and whole (as before).
+The last line gains ``usd_per_million_steps_50kb X`` (the 50 KB row, lean; target 3.00).
+
+Run: ``.venv/bin/python benchmarks/cost_per_step.py [--runs N] [--only-states]``.
 """
 
 from __future__ import annotations
@@ -104,6 +112,9 @@ PRICE_DURABLE_OPERATION = 8.00 / 1e6
 PRICE_LOGS_GB = 0.50  # CloudWatch Logs ingestion, Lambda logs' first tier (us-east-1)
 PRICE_HTTP_API_REQUEST = 1.00 / 1e6
 PRICE_WS_MESSAGE = 1.00 / 1e6  # per 32 KB frame posted to a WebSocket subscriber
+PRICE_S3_PUT = 5.00 / 1e6  # S3 Standard PUT requests, $0.005 per 1,000
+PRICE_S3_GET = 0.40 / 1e6  # S3 Standard GET requests, $0.0004 per 1,000
+BUCKET = "hopgraph-bench-values"
 SQS_CHUNK = 64 * 1024
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script: make tests.faults.moto_speedups importable
@@ -402,6 +413,8 @@ class Result:
     """Node runs (a map item is one); a chain's equal its steps."""
     log_bytes: int = 0
     """Bytes the handlers wrote to their logs (JSON lines and metric lines), at INFO."""
+    storage: str = "lean"
+    """How steps were stored (:func:`run_scenario`)."""
 
     def per_step(self, value: float) -> float:
         return value / self.steps
@@ -422,6 +435,8 @@ class Result:
             "sqs": self.meter.sqs_billed * PRICE_SQS_REQUEST,
             "dynamodb writes": self.meter.wru * PRICE_WRU,
             "dynamodb reads": self.meter.rru * PRICE_RRU,
+            "s3": self.meter.requests["s3.PutObject"] * PRICE_S3_PUT
+            + self.meter.requests["s3.GetObject"] * PRICE_S3_GET,
         }
         return {name: self.per_step(value) * 1e6 for name, value in usd.items()}
 
@@ -508,8 +523,27 @@ attempt records and two retry hops besides the step's own write and dispatch."""
 # the run's end state still proves every task ran (checked after each scenario). The agent
 # (examples/research_agent.json, its scripted model) proves it by its answer; its model
 # calls are priced apart (tokens x the model's price: GET /runs/{id} totals them).
+STATE_STEPS = 100
+"""Supersteps of the state rows' runs: past three snapshots (engine/deltas.py)."""
+
+
+def _state_loop(name: str, tool: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "entry": "step",
+        "nodes": {"step": {"tool": tool}},
+        "branches": {
+            "step": {"cases": [{"when": f"count >= {STATE_STEPS}", "to": "END"}], "default": "step"}
+        },
+    }
+
+
 SHAPES: dict[str, tuple[dict[str, Any], dict[str, Any], tuple[str, Any]]] = {
     "chain": (LOOP, {}, ("count", 20)),
+    # The state rows (benchmarks/state_tools.py): a large state of which each step changes
+    # about 1 KB, and an agent's message list that grows by 2 KB a step.
+    "churn": (_state_loop("bench_churn", "churn"), {"count": 0}, ("count", STATE_STEPS)),
+    "messages": (_state_loop("bench_messages", "converse"), {"count": 0}, ("count", STATE_STEPS)),
     "fanout-10": (FANOUT, {}, ("done", 10)),
     "map-100": (MAP, {"docs": list(range(100))}, ("graded", 100)),
     "agent": (AGENT, {}, ("answer", AGENT_ANSWER)),
@@ -543,9 +577,27 @@ def count_tasks(store: Any, run_id: str) -> int:
     return tasks
 
 
-def run_scenario(mode: str, state_kb: int, runs: int, shape: str = "chain") -> Result:
+def run_scenario(
+    mode: str, state_kb: int, runs: int, shape: str = "chain", storage: str = "lean"
+) -> Result:
     """``runs`` runs of the ``shape`` graph (the chain: the 20-step loop), all in flight at
-    once, with a ``state_kb`` state."""
+    once, with a ``state_kb`` state. ``storage``: ``lean`` (engine/deltas.py, as deployed),
+    ``cold`` (the same, on workers that never hold a run's last state: every read from the
+    nearest snapshot), ``full`` (the full state at every step, as before lean steps)."""
+    from engine import deltas
+
+    every = deltas.SNAPSHOT_EVERY
+    if storage == "full":
+        deltas.SNAPSHOT_EVERY = 1
+    try:
+        result = _run_scenario(mode, state_kb, runs, shape, storage)
+    finally:
+        deltas.SNAPSHOT_EVERY = every
+    result.storage = storage
+    return result
+
+
+def _run_scenario(mode: str, state_kb: int, runs: int, shape: str, storage: str) -> Result:
     import boto3
     from moto import mock_aws
 
@@ -576,16 +628,28 @@ def run_scenario(mode: str, state_kb: int, runs: int, shape: str = "chain") -> R
             HOPGRAPH_DISPATCH=mode,
             HOPGRAPH_WORKER_FUNCTION="hopgraph-worker",
             HOPGRAPH_WS_ENDPOINT="https://ws.execute-api.us-east-1.amazonaws.com/prod",
-            HOPGRAPH_TOOLKITS=SHAPE_TOOLKITS.get(shape, "engine.toolkits.basics"),
+            HOPGRAPH_TOOLKITS=SHAPE_TOOLKITS.get(
+                shape, "engine.toolkits.basics,benchmarks.state_tools"
+            ),
+            HOPGRAPH_BUCKET=BUCKET,
+            HOPGRAPH_STATE_LIMIT_BYTES=str(8 * 1024 * 1024),
         )
+        session.client("s3").create_bucket(Bucket=BUCKET)
         get_settings.cache_clear()
         clients.reset()
-        for service in ("dynamodb", "sqs", "lambda"):
+        for service in ("dynamodb", "sqs", "lambda", "s3"):
             client = session.client(service)
             meter.attach(client)
             clients.override(service, client)
         runtime.install(None)
         svc = runtime.service()
+        fresh = None
+        if storage == "cold":
+            from engine.deltas import StateCache
+
+            def fresh() -> None:  # every invocation on a new worker: it knows no state yet
+                svc.store._states = StateCache()  # type: ignore[attr-defined]
+
         doc, fields, (key, expected) = SHAPES[shape]
         graph = svc.create_graph(doc)[0]
         state = sized_state(state_kb, fields)
@@ -606,7 +670,8 @@ def run_scenario(mode: str, state_kb: int, runs: int, shape: str = "chain") -> R
                 clients.client("sqs"), urls["StepQueue"], None, batch_size=10, failed_visibility=0
             )
             queue = QueueWatch(session.client("sqs"), urls["StepQueue"], f"{shape} {mode}", runs)
-            invocations, billed_ms = drive(mode, meter, handler, source, LambdaContext, queue)
+            invocations, billed_ms = drive(mode, meter, handler, source, LambdaContext, queue,
+                                           fresh)  # fmt: skip
         runs_after = [svc.store.get_run(run_id) for run_id in run_ids]
         unfinished = [(r.status, r.error) for r in runs_after if r.status != "completed"]
         assert not unfinished, f"{shape} {mode}: runs did not complete: {unfinished[:3]}"
@@ -694,12 +759,15 @@ def drain(source: Any, queue: QueueWatch, count: Any) -> None:
 
 
 def drive(mode: str, meter: Meter, handler: Any, source: Any, context_type: Any,
-          queue: QueueWatch) -> tuple[int, float]:  # fmt: skip
-    """Deliver every hop to the worker; returns (invocations, billed milliseconds)."""
+          queue: QueueWatch, before_each: Any = None) -> tuple[int, float]:  # fmt: skip
+    """Deliver every hop to the worker; returns (invocations, billed milliseconds).
+    ``before_each``: called before every invocation."""
     invocations, billed = 0, 0.0
 
     def timed(event: dict[str, Any], context: Any) -> Any:
         nonlocal invocations, billed
+        if before_each is not None:
+            before_each()
         token = meter.in_handler.set(True)
         started = time.perf_counter()
         try:
@@ -818,12 +886,79 @@ def report_agent(runs: int) -> None:
               f"requests_per_task {r.requests / r.tasks:.2f}")  # fmt: skip
 
 
+STATE_TARGET_50KB = 3.00
+"""Target for a 50 KB state of which each step changes about 1 KB, USD per million steps."""
+
+
+def state_rows(runs: int) -> list[Result]:
+    """The state rows: the 1 KB chain stored lean and stored whole (as before lean steps), the
+    50 KB state changing 1 KB a step (lean, lean on cold workers, whole), the growing
+    message list (lean, whole), and the 20-step chain on a 2 MB state (its large value in
+    S3), with SQS dispatch."""
+    return [
+        run_scenario("sqs", 1, runs, "chain", "lean"),
+        run_scenario("sqs", 1, runs, "chain", "full"),
+        run_scenario("sqs", 50, runs, "churn", "lean"),
+        run_scenario("sqs", 50, runs, "churn", "cold"),
+        run_scenario("sqs", 50, runs, "churn", "full"),
+        run_scenario("sqs", 1, runs, "messages", "lean"),
+        run_scenario("sqs", 1, runs, "messages", "full"),
+        run_scenario("sqs", 2048, runs, "chain", "lean"),
+    ]
+
+
+def report_states(rows: list[Result]) -> None:
+    """Per step: what a state's size and churn cost, lean beside whole."""
+    print(
+        f"\nstate rows, per step (SQS dispatch; chain: 20 steps of a 1 KB state; churn: "
+        f"{STATE_STEPS} steps of a 50 KB state,\neach changing ~1 KB; messages: "
+        f"{STATE_STEPS} steps each adding a 2 KB message; the 2 MB chain's value in S3).\n"
+        f"storage: lean (deltas, snapshots every {_every()} supersteps), cold (lean, every "
+        "invocation on a new worker:\neach read from the nearest snapshot), full (the whole "
+        "state every step, as before)"
+    )
+    print(f"{'row':<10}{'storage':<9}{'state':>6}{'steps':>7}{'crit.path':>10}{'WRU':>8}"
+          f"{'RRU':>8}{'USD/M steps':>13}  target")  # fmt: skip
+    for r in rows:
+        verdict = "-"
+        if r.shape == "churn" and r.storage == "lean":
+            verdict = f"{'met' if r.usd_per_million <= STATE_TARGET_50KB else 'MISSED'} " \
+                      f"(<= {STATE_TARGET_50KB:.2f})"  # fmt: skip
+        if r.shape == "chain" and r.storage == "lean":
+            whole = next(x for x in rows if x.shape == "chain" and x.storage == "full")
+            verdict = f"{'met' if r.usd_per_million <= whole.usd_per_million * 1.02 else 'MISSED'}"\
+                      f" (<= full: {whole.usd_per_million:.2f})"  # fmt: skip
+        print(f"{r.shape:<10}{r.storage:<9}{r.state_kb:>4}KB{r.steps:>7}{r.critical_path:>10.2f}"
+              f"{r.per_step(r.meter.wru):>8.2f}{r.per_step(r.meter.rru):>8.2f}"
+              f"{r.usd_per_million:>13.2f}  {verdict}")  # fmt: skip
+
+
+def _every() -> int:
+    from engine import deltas
+
+    return deltas.SNAPSHOT_EVERY
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=50, help="runs in flight per scenario")
     parser.add_argument("--map-runs", type=int, default=5, help="runs of the map of 100")
     parser.add_argument("--agent", action="store_true", help="only the research agent's steps")
+    parser.add_argument("--state-runs", type=int, default=10, help="runs of each state row")
+    parser.add_argument(
+        "--snapshot-every", type=int, default=None,
+        help="K of the lean rows (engine/deltas.py SNAPSHOT_EVERY): to compare choices",
+    )  # fmt: skip
+    parser.add_argument(
+        "--only-states", action="store_true",
+        help="only the state rows (a quicker run); the last line then names the 1 KB chain "
+        "of the state rows",
+    )  # fmt: skip
     args = parser.parse_args()
+    if args.snapshot_every:
+        from engine import deltas
+
+        deltas.SNAPSHOT_EVERY = args.snapshot_every
     for name, value in {
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
@@ -835,29 +970,37 @@ def main() -> None:
     if args.agent:
         report_agent(args.runs)
         return
+    results: list[Result] = []
+    lone: list[Result] = []
     # The handlers print their EMF metric lines to stdout, as on Lambda; keep them out of the table.
     with contextlib.redirect_stdout(io.StringIO()):
-        results = [
-            run_scenario(mode, kb, args.runs) for mode in ("sqs", "lambda") for kb in (1, 50)
-        ]
-        results += [
-            run_scenario(mode, 1, runs, shape)
-            for shape, runs in (
-                ("fanout-10", args.runs), ("map-100", args.map_runs), ("retry-3", args.runs)
-            )
-            for mode in ("sqs", "lambda")
-        ]  # fmt: skip
-        lone = [
-            run_scenario(mode, 1, 1, shape)
-            for shape in ("chain", "fanout-10", "map-100")
-            for mode in ("sqs", "lambda")
-        ]
-    report(results)
-    report_all_in(results, lone)
-    default = results[0]
+        if not args.only_states:
+            results = [
+                run_scenario(mode, kb, args.runs) for mode in ("sqs", "lambda") for kb in (1, 50)
+            ]
+            results += [
+                run_scenario(mode, 1, runs, shape)
+                for shape, runs in (
+                    ("fanout-10", args.runs), ("map-100", args.map_runs), ("retry-3", args.runs)
+                )
+                for mode in ("sqs", "lambda")
+            ]  # fmt: skip
+            lone = [
+                run_scenario(mode, 1, 1, shape)
+                for shape in ("chain", "fanout-10", "map-100")
+                for mode in ("sqs", "lambda")
+            ]
+        states = state_rows(args.state_runs)
+    if results:
+        report(results)
+        report_all_in(results, lone)
+    report_states(states)
+    default = results[0] if results else states[0]
+    churn = next(r for r in states if r.shape == "churn" and r.storage == "lean")
     print(
         f"usd_per_million_steps {default.usd_per_million:.2f} "
-        f"critical_path_requests {default.critical_path:g}"
+        f"critical_path_requests {default.critical_path:g} "
+        f"usd_per_million_steps_50kb {churn.usd_per_million:.2f}"
     )
 
 

@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from engine.blobs import summary
 from engine.ports import RunRecord, RunStatus, StepRecord
 
 
@@ -23,7 +24,7 @@ def step_event(step: StepRecord, ts: float) -> dict[str, Any]:
         "node": step.node,
         "tool": step.tool,
         "status": step.status,
-        "updates": step.updates,
+        "updates": summary(step.updates, step.run_id),
         "duration_ms": step.duration_ms,
         "next": list(step.next_nodes) if step.next_nodes else step.next_node,
     }
@@ -58,7 +59,7 @@ def run_event(
     if steps is not None:
         event["steps"] = steps
     if state is not None:
-        event["state"] = state
+        event["state"] = summary(state, run_id)
     if reason is not None:
         event["reason"] = reason
     return event

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import asdict, replace
 from typing import Any
 
+from engine import deltas
 from engine.errors import (
     ConflictError,
     GraphNotFound,
@@ -58,6 +59,12 @@ class MemoryRunStore:
         self._graphs: dict[str, GraphRecord] = {}
         self._runs: dict[str, RunRecord] = {}
         self._steps: dict[str, list[StepRecord]] = {}
+        """Per run, its steps as committed, without their state and updates: those are kept
+        as :mod:`engine.deltas` keeps them (``_stored``) and rebuilt on every read."""
+        self._stored: dict[str, list[deltas.Stored]] = {}
+        self._since: dict[str, int] = {}
+        """Per run, the delta bytes stored since its last full state."""
+        self._states = deltas.StateCache(frozen=False)
         self._tasks: dict[tuple[str, int], dict[tuple[str, int], TaskRecord]] = {}
         self._task_counts: Counter[tuple[str, int]] = Counter()
         self._attempts: dict[tuple[str, int], dict[tuple[str, int, int], AttemptRecord]] = {}
@@ -93,18 +100,58 @@ class MemoryRunStore:
             if existing is not None:
                 return self._view(existing), False
             self._runs[run.run_id] = run
-            self._steps[run.run_id] = [] if first is None else [first]
+            self._steps[run.run_id] = []
+            self._stored[run.run_id] = []
+            if first is not None:
+                self._store(first)
             return self._view(run), True
 
     def _view(self, run: RunRecord) -> RunRecord:
         steps = self._steps.get(run.run_id) or []
-        return run.with_latest(steps[-1] if steps else None)
+        return run.with_latest(self._full(run.run_id, len(steps) - 1) if steps else None)
+
+    # -- lean steps (engine/deltas.py) -----------------------------------------------------
+    def _full(self, run_id: str, first: int, last: int | None = None) -> StepRecord:
+        return self._full_range(run_id, first, first if last is None else last)[0]
+
+    def _full_range(self, run_id: str, first: int, last: int) -> list[StepRecord]:
+        """Steps ``first``..``last`` with their state and updates, rebuilt from the nearest
+        full state (or the last state read, :class:`~engine.deltas.StateCache`)."""
+        stored = self._stored[run_id]
+        lo, start = deltas.start_of(first, self._states.get(run_id))
+        read = stored[max(lo, 0) : last + 1]
+        if lo == deltas.HEADER:
+            read = [deltas.Stored(deltas.HEADER, {}, self._runs[run_id].input), *read]
+        rebuilt = deltas.rebuild(read, start)
+        self._states.put(run_id, last, rebuilt.states[last], rebuilt.since)
+        records = self._steps[run_id][first : last + 1]
+        return [
+            replace(r, state=rebuilt.states[r.seq],
+                    updates=deltas.updates_of(stored[r.seq].delta, rebuilt.states[r.seq]))
+            for r in records
+        ]  # fmt: skip
+
+    def _store(self, step: StepRecord) -> None:
+        """Keep ``step`` lean (under the lock): its delta, and its full state when due."""
+        run_id = step.run_id
+        before = self._full(run_id, step.seq - 1).state if step.seq else self._runs[run_id].input
+        stored, since = deltas.lean(step.seq, step.updates, step.state, before,
+                                    self._since.get(run_id, 0))  # fmt: skip
+        self._stored[run_id].append(stored)
+        self._since[run_id] = since
+        self._steps[run_id].append(replace(step, state={}, updates={}))
+        self._states.put(run_id, step.seq, step.state, since)
+
+    def stored_step(self, run_id: str, seq: int) -> deltas.Stored:
+        """How step ``seq`` is kept (for the contract suite)."""
+        return self._stored[run_id][seq]
 
     def get_run(self, run_id: str) -> RunRecord:
-        run = self._runs.get(run_id)
-        if run is None:
-            raise RunNotFound(run_id)
-        return self._view(run)
+        with self._lock:
+            run = self._runs.get(run_id)
+            if run is None:
+                raise RunNotFound(run_id)
+            return self._view(run)
 
     def list_runs(
         self,
@@ -123,7 +170,8 @@ class MemoryRunStore:
         ]
         runs.sort(key=lambda r: (-r.created_at, r.run_id))
         page = _page(runs, limit, cursor)
-        return Page([self._view(r) for r in page.items], page.cursor)
+        with self._lock:
+            return Page([self._view(r) for r in page.items], page.cursor)
 
     def commit_step(self, step: StepRecord, end: RunEnd | None = None) -> None:
         if self._item_limit is not None:
@@ -139,7 +187,7 @@ class MemoryRunStore:
                 raise StepConflict(step.run_id, step.seq)
             if step.seq > len(steps):
                 raise ValueError(f"step {step.seq} committed before step {len(steps)}")
-            steps.append(step)
+            self._store(step)
             if end is not None:
                 limit = run.max_steps if end.max_steps is None else end.max_steps
                 self._runs[step.run_id] = replace(
@@ -148,8 +196,9 @@ class MemoryRunStore:
                 )  # fmt: skip
 
     def get_step(self, run_id: str, seq: int) -> StepRecord | None:
-        steps = self._steps.get(run_id, [])
-        return steps[seq] if 0 <= seq < len(steps) else None
+        with self._lock:
+            steps = self._steps.get(run_id, [])
+            return self._full(run_id, seq) if 0 <= seq < len(steps) else None
 
     def commit_task(self, task: TaskRecord, *, counted: bool = False) -> None:
         with self._lock:
@@ -191,9 +240,12 @@ class MemoryRunStore:
     def list_steps(self, run_id: str, after: int = -1, limit: int = 100) -> Page[StepRecord]:
         if run_id not in self._runs:
             raise RunNotFound(run_id)
-        steps = self._steps[run_id][after + 1 :]
-        page = steps[: max(1, limit)]
-        more = len(steps) > len(page)
+        with self._lock:
+            steps = self._steps[run_id][after + 1 :]
+            page = steps[: max(1, limit)]
+            more = len(steps) > len(page)
+            if page:
+                page = self._full_range(run_id, page[0].seq, page[-1].seq)
         return Page(page, str(page[-1].seq) if more and page else None)
 
     # -- connections -----------------------------------------------------------------------
@@ -246,7 +298,7 @@ class MemoryRunStore:
         with self._lock:
             run = self._runs.get(run_id)
             steps = self._steps.get(run_id, [])
-            previous = steps[seq - 1] if 0 < seq <= len(steps) else None
+            previous = self._full(run_id, seq - 1) if 0 < seq <= len(steps) else None
             taken = len(steps) > seq
         return Slot(
             run=run if seq == 0 else None,

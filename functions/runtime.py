@@ -57,7 +57,12 @@ def install(svc: RunService | None) -> None:
 def build_store(settings: Settings) -> RunStore:
     from functions.aws.dynamodb_store import DynamoRunStore
 
-    return DynamoRunStore(settings.table, clients.client("dynamodb"))
+    blob_store = None
+    if settings.bucket:
+        from functions.aws.s3_blobs import S3BlobStore
+
+        blob_store = S3BlobStore(settings.bucket, clients.client("s3"))
+    return DynamoRunStore(settings.table, clients.client("dynamodb"), blob_store=blob_store)
 
 
 def build_queue(settings: Settings) -> StepQueue:
@@ -86,7 +91,7 @@ def engine_config(settings: Settings) -> EngineConfig:
 
     return EngineConfig(
         default_max_steps=settings.max_steps,
-        state_limit_bytes=settings.state_limit_bytes,
+        state_limit_bytes=settings.effective_state_limit,
         map_window=settings.map_window,
         lease_s=settings.lease_seconds,
         max_map_width=settings.quota_map_width,

@@ -12,6 +12,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from engine.blobs import MAX_STATE_BYTES
+
+ITEM_STATE_LIMIT = 350_000
+"""The largest state without a bucket: what fits, compressed, in one DynamoDB item."""
+
 ENV_PREFIX = "HOPGRAPH_"
 
 
@@ -34,7 +39,17 @@ class Settings(BaseModel):
         "functions.models.toolkit",
         description="comma-separated toolkit modules",
     )
-    state_limit_bytes: int = Field(default=350_000, gt=0, le=380_000)
+    bucket: str = Field(
+        default="",
+        description="S3 bucket of state values too large for an item (engine/blobs.py); empty: "
+        "none, and a state must fit in one item (then at most 350 KB)",
+    )
+    state_limit_bytes: int = Field(
+        default=350_000,
+        gt=0,
+        le=MAX_STATE_BYTES,
+        description="the largest state a run may have (its JSON); above 350 KB only with a bucket",
+    )
     max_steps: int = Field(default=100, gt=0, le=10_000)
     step_max_receives: int = Field(default=5, gt=0, description="the step queue's maxReceiveCount")
     lease_seconds: float = Field(
@@ -61,6 +76,13 @@ class Settings(BaseModel):
     quota_map_width: int = Field(
         default=0, ge=0, description="tasks one superstep of a run may have (0: no limit)"
     )
+
+    @property
+    def effective_state_limit(self) -> int:
+        """The state limit as this deployment can keep it: without a bucket, one item's."""
+        return (
+            self.state_limit_bytes if self.bucket else min(self.state_limit_bytes, ITEM_STATE_LIMIT)
+        )
 
     @property
     def toolkit_modules(self) -> list[str]:

@@ -17,6 +17,7 @@ from pydantic import (
     model_serializer,
 )
 
+from engine.blobs import summary
 from engine.events import iso
 from engine.ports import (
     AttemptRecord,
@@ -276,8 +277,8 @@ class RunResource(RunSummary):
             parent = ParentRef(run_id=run.parent_run_id, seq=run.parent_seq)
         return cls(
             **RunSummary.from_record(run).model_dump(),
-            input=run.input,
-            state=run.state,
+            input=summary(run.input, run.run_id),
+            state=summary(run.state, run.run_id),
             current_node=run.node,
             steps=run.steps,
             max_steps=run.max_steps,
@@ -402,6 +403,7 @@ class LogEntry(BaseModel):
     @classmethod
     def from_record(cls, step: StepRecord) -> LogEntry:
         entry = step.log_entry()
+        entry["updates"] = summary(step.updates, step.run_id)
         entry["started_at"] = iso(step.started_at)
         return cls.model_validate(entry)
 
@@ -445,7 +447,8 @@ class StepDetail(LogEntry):
             if (task := by_key.get(key)) is not None
         ]
         count = step.tasks_total or len(step.tasks) or 1
-        return cls(**entry, state=step.state, task_details=details, task_count=count)
+        state = summary(step.state, step.run_id)
+        return cls(**entry, state=state, task_details=details, task_count=count)
 
 
 def _task_order(key: str) -> tuple[str, int]:

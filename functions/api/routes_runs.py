@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query, Response
 
@@ -23,7 +23,7 @@ from functions.api.models import (
     StepPage,
 )
 from functions.api.routes_graphs import Cursor, Limit
-from functions.api.step_pages import bounded_steps, failed_attempts
+from functions.api.step_pages import bounded_steps, failed_attempts, find_value
 
 router = APIRouter(prefix="/runs", tags=["runs"], route_class=JsonRulesRoute)
 
@@ -155,6 +155,29 @@ def get_step(
         raise NotFoundError("step", str(seq))
     tasks = service.store.list_tasks(run_id, seq) if step.tasks else []
     return StepDetail.from_records(step, tasks, task_offset, task_limit)
+
+
+@router.get(
+    "/{run_id}/values/{digest}",
+    responses=error_responses(404, 422),
+    summary="Read a large value of a run",
+)
+def get_value(
+    run_id: RunId,
+    digest: Annotated[
+        str, Path(pattern=r"^sha256:[0-9a-f]{64}$", description="The value's `$blob` digest")
+    ],
+    service: Service,
+    caller: CurrentCaller,
+) -> Any:
+    """A value that replies show as `{"$blob": digest, "bytes": n, "href": ...}` because it
+    is larger than 64 KB: its JSON, whole. 404 if no state, input or step update of the run
+    holds it (or it is past the run's retention)."""
+    run = visible_run(service, caller, run_id)
+    value = find_value(service, run, digest)
+    if value is None:
+        raise NotFoundError("value", digest)
+    return value
 
 
 @router.post(

@@ -9,7 +9,9 @@ entry before ``budget`` bytes of JSON and says where the next page starts.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Any
 
+from engine.blobs import BLOB_ABOVE, digest_of, encoded
 from engine.ports import RunRecord, StepRecord
 from engine.service import RunService
 from functions.api.models import AttemptEntry, LogEntry
@@ -75,3 +77,32 @@ def bounded_steps(
             return StepsPage(entries, None, retried=retried)
         after = page.items[-1].seq
     return StepsPage(entries, entries[-1].seq, retried=retried)
+
+
+def find_value(service: RunService, run: RunRecord, digest: str) -> Any:
+    """The value of ``run`` whose digest is ``digest`` (engine/blobs.py): in its state, its
+    input, or the updates of a step, latest first as far as the state goes, then the log in
+    order; ``None`` if none holds it."""
+    for values in (run.state, run.input):
+        found = _with_digest(values, digest)
+        if found is not None:
+            return found[0]
+    after = -1
+    while True:
+        page = service.store.list_steps(run.run_id, after=after, limit=READ_CHUNK)
+        for step in page.items:
+            found = _with_digest(step.updates, digest)
+            if found is not None:
+                return found[0]
+        if page.cursor is None or not page.items:
+            return None
+        after = page.items[-1].seq
+
+
+def _with_digest(values: dict[str, Any], digest: str) -> tuple[Any] | None:
+    for value in values.values():
+        if isinstance(value, str | list | dict):
+            data = encoded(value)
+            if len(data) > BLOB_ABOVE and digest_of(data) == digest:
+                return (value,)
+    return None

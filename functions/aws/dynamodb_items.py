@@ -11,7 +11,7 @@ Item shapes (``tests/contract/test_dynamodb_items.py`` snapshots each one)::
                    GSI1PK=GRAPH#<graph id>  GSI1SK=<created iso>#<id>   (runs by graph)
                    GSI2PK=STATUS#<status>#<shard>  GSI2SK=<created iso>#<id>   (runs by status)
                    GSI3PK=OWNER#<owner>#RUNS    GSI3SK=<created iso>#<id>   (if owned)
-    step           PK=RUN#<id>     SK=STEP#000042  node, tool, status, updates, state,
+    step           PK=RUN#<id>     SK=STEP#000042  node, tool, status, delta, state?,
                    next_node?, started_at, duration_ms, error?, attempt, committed_by?, notified?,
                    run_status, graph_id?, max_steps?, superstep? (next, joins, tasks, total?),
                    child_run_id? (a superstep of one subgraph task)
@@ -47,6 +47,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from engine import deltas
 from engine.errors import InvalidInputError
 from engine.ports import (
     AttemptRecord,
@@ -65,11 +66,10 @@ Item = dict[str, Any]
 # zlib-compressed (typically 2-4x smaller), so a step with a ~1 KB state stays within 1 KB.
 # Below it, compression gains too little to be worth a binary nobody can read in the console.
 COMPRESS_ABOVE = 700
-# DynamoDB refuses items above 400 KB. Compression keeps a 350 KB state plus its updates under
-# that in practice; when state and updates together still exceed this budget, the updates are
-# replaced by a marker (their values are in the state anyway). 10 KB is left for the rest.
+# DynamoDB refuses items above 400 KB: a step's state (or delta), compressed, may take this
+# much of it; 10 KB is left for the rest. (A snapshot's updates name their keys only: their
+# values are in its state.)
 STATE_BUDGET = 390_000
-OMITTED = "<omitted: see state>"
 MAX_ITEM_BYTES = 400 * 1024
 
 GRAPHS_PARTITION = "GRAPHS"
@@ -366,28 +366,26 @@ def listed_run_from_item(item: Item) -> RunRecord:
 # ---------------------------------------------------------------------------- steps
 
 
-def _state_and_updates(step: StepRecord) -> tuple[dict[str, Any], dict[str, Any]]:
-    state = json_attr(step.state)
-    updates = json_attr(step.updates)
-    if attr_size(state) + attr_size(updates) > STATE_BUDGET:
-        updates = json_attr({key: OMITTED for key in step.updates})
-    return state, updates
-
-
-def step_item(step: StepRecord) -> Item:
-    state, updates = _state_and_updates(step)
+def step_item(step: StepRecord, stored: deltas.Stored | None = None) -> Item:
+    """The step's item: its delta (:mod:`engine.deltas`), and its full state when ``stored``
+    is a snapshot (``None``: a snapshot, its updates named by key)."""
+    if stored is None:
+        stored = deltas.Stored(step.seq, deltas.keys_only(step.updates), step.state)
     item: Item = {
         **step_key(step.run_id, step.seq),
         "node": {"S": step.node},
         "tool": {"S": step.tool},
         "status": {"S": step.status},
-        "updates": updates,
-        "state": state,
+        "delta": json_attr(stored.delta),
+    }
+    if stored.state is not None:
+        item["state"] = json_attr(stored.state)
+    item.update({
         "started_at": num(step.started_at),
         "duration_ms": num(step.duration_ms),
         "attempt": num(step.attempt),
         "run_status": {"S": step.run_status},
-    }
+    })  # fmt: skip
     _put_opt(item, "next_node", step.next_node)
     _put_opt(item, "error", step.error)
     _put_opt(item, "committed_by", step.committed_by or None)
@@ -413,15 +411,40 @@ def step_item(step: StepRecord) -> Item:
     return item
 
 
-def step_from_item(item: Item) -> StepRecord:
+def stored_of(item: Item) -> deltas.Stored:
+    """How a step item keeps its state: its delta, and its full state if it has one. An item
+    written before deltas holds ``updates`` (their values in its full state)."""
+    seq = int(_suffix(item["SK"]["S"], STEP_PREFIX))
+    state = json_value(item["state"]) if "state" in item else None
+    if "delta" in item:
+        return deltas.Stored(seq, json_value(item["delta"]), state)
+    return deltas.Stored(seq, deltas.keys_only(json_value(item["updates"])), state)
+
+
+def header_stored(item: Item) -> deltas.Stored:
+    """The run header as the full state before superstep 0 (its input)."""
+    return deltas.Stored(deltas.HEADER, {}, json_value(item["input"]))
+
+
+def step_from_item(
+    item: Item, state: dict[str, Any] | None = None, delta: deltas.Delta | None = None
+) -> StepRecord:
+    """The step of ``item`` with ``state`` the state after it (rebuilt by the store from
+    the deltas, :mod:`engine.deltas`); ``None``: the item's own full state, or an empty one
+    when it keeps a delta only. ``delta``: the item's, its large values restored."""
+    stored = stored_of(item)
+    if delta is not None:
+        stored = deltas.Stored(stored.seq, delta, stored.state)
+    if state is None:
+        state = stored.state if stored.state is not None else {}
     return StepRecord(
         run_id=_suffix(item["PK"]["S"], "RUN#"),
         seq=int(_suffix(item["SK"]["S"], STEP_PREFIX)),
         node=item["node"]["S"],
         tool=item["tool"]["S"],
         status=item["status"]["S"],
-        updates=json_value(item["updates"]),
-        state=json_value(item["state"]),
+        updates=deltas.updates_of(stored.delta, state),
+        state=state,
         next_node=_opt_str(item, "next_node"),
         started_at=float(item["started_at"]["N"]),
         duration_ms=float(item["duration_ms"]["N"]),

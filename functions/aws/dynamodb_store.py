@@ -22,6 +22,7 @@ Item shapes are in :mod:`functions.aws.dynamodb_items`. What each method costs, 
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from engine import blobs, deltas
 from engine.errors import (
     ConflictError,
     GraphNotFound,
@@ -69,10 +71,44 @@ if TYPE_CHECKING:
 SLOT_FREE = "attribute_not_exists(PK)"
 LAST_STEP_SK = items.step_sk(999_999)
 BATCH_SIZE = 25  # BatchWriteItem's limit
+HEADER_BLOB_ABOVE = 4 * 1024
+"""A run's input value larger than this (bytes of JSON) is kept as a blob when the store has
+a bucket: the header is rewritten at the run's end (a transaction: twice its size in write
+units) and copied into three indexes, so a 50 KB input would cost ~200 write units a run;
+a blob costs one S3 PUT (once) and a GET on each cold read of the input."""
 SLOT_PAGE = 16
 """Items per page of a slot read: the origin and a few subscribers in one page, and a stray
 hop of a long run reads no more than this of its later steps."""
 BATCH_RETRIES = 5
+
+
+def _step_seq(item: Item) -> int:
+    """The seq of a step item; -1 for any other item."""
+    sk = item["SK"]["S"]
+    return int(sk[len(items.STEP_PREFIX) :]) if sk.startswith(items.STEP_PREFIX) else -1
+
+
+class _Values:
+    """The large values a store read lately, by blob key (a few at most: the state cache
+    keeps whole states; this saves fetching a value again on a cold rebuild)."""
+
+    def __init__(self, max_bytes: int = 64 * 1024 * 1024) -> None:
+        self._max = max_bytes
+        self._found: dict[str, tuple[int, Any]] = {}
+        self._bytes = 0
+
+    def get(self, key: str) -> Any:
+        found = self._found.get(key)
+        return None if found is None else found[1]
+
+    def put(self, key: str, data: bytes) -> Any:
+        value = json.loads(data)
+        if self._bytes + len(data) > self._max:
+            self._found.clear()
+            self._bytes = 0
+        self._found[key] = (len(data), value)
+        self._bytes += len(data)
+        return value
 
 
 class _SlotTaken(Exception):
@@ -105,10 +141,21 @@ class DynamoRunStore:
         client: DynamoDBClient,
         *,
         clock: Clock = time.time,
+        blob_store: blobs.BlobStore | None = None,
     ) -> None:
         self.table = table_name
         self._client = client
         self._clock = clock
+        self._blobs = blob_store
+        """Where values too large for an item go (engine/blobs.py); ``None``: nowhere, and a
+        state must fit in an item."""
+        self._known: dict[str, set[str]] = {}
+        """Per run, the digests of the blobs it has (written or read): not written again."""
+        self._values = _Values()
+        self._states = deltas.StateCache()
+        """The last state of each run this store read or wrote (a warm worker's): the next
+        hop of the run reads only the deltas after it, and its commit knows the state before
+        it (engine/deltas.py)."""
 
     # -- calls -----------------------------------------------------------------------------
     def _call(
@@ -127,6 +174,56 @@ class DynamoRunStore:
 
     def _query(self, invalid: Exception | None, **kwargs: Any) -> dict[str, Any]:
         return self._call("query", invalid=invalid, **kwargs)
+
+    # -- large values (engine/blobs.py) ----------------------------------------------------
+    def _stash(self, run_id: str, values: dict[str, Any], above: int = blobs.BLOB_ABOVE
+               ) -> dict[str, Any]:  # fmt: skip
+        if self._blobs is None:
+            return values
+        if len(self._known) > 1024:
+            self._known.clear()
+        known = self._known.setdefault(run_id, set())
+        return blobs.stash(values, run_id, self._blobs, known, above)
+
+    def _restore(self, run_id: str, values: dict[str, Any]) -> dict[str, Any]:
+        if self._blobs is None:
+            return values
+        return blobs.restore(values, run_id, self._fetch)
+
+    def _fetch(self, key: str) -> Any:
+        assert self._blobs is not None
+        value = self._values.get(key)
+        if value is None:
+            try:
+                value = self._values.put(key, self._blobs.get(key))
+            except KeyError:
+                raise NotFoundError("value", key) from None  # past its run's retention
+        return value
+
+    def _stashed(self, run_id: str, stored: deltas.Stored) -> deltas.Stored:
+        """``stored`` with its large values in blobs and pointers in their place."""
+        if self._blobs is None:
+            return stored
+        delta = dict(stored.delta)
+        for part in ("set", "append"):
+            if part in delta:
+                delta[part] = self._stash(run_id, delta[part])
+        state = None if stored.state is None else self._stash(run_id, stored.state)
+        return deltas.Stored(stored.seq, delta, state)
+
+    def _restored(self, run_id: str, stored: deltas.Stored) -> deltas.Stored:
+        if self._blobs is None:
+            return stored
+        delta = dict(stored.delta)
+        for part in ("set", "append"):
+            if part in delta:
+                delta[part] = self._restore(run_id, delta[part])
+        state = None if stored.state is None else self._restore(run_id, stored.state)
+        return deltas.Stored(stored.seq, delta, state)
+
+    def _header(self, item: Item) -> RunRecord:
+        run = items.run_from_item(item)
+        return replace(run, input=self._restore(run.run_id, run.input))
 
     def _put_new(self, item: Item, conflict: Exception) -> None:
         """Write ``item`` only where none is; ``conflict`` is raised if one already was."""
@@ -204,7 +301,10 @@ class DynamoRunStore:
 
     # -- runs ------------------------------------------------------------------------------
     def create_run(self, run: RunRecord, first: StepRecord | None = None) -> tuple[RunRecord, bool]:
-        header = _fitting(items.run_item(run), "run")
+        # The header is written again when the run ends (its status), and each of its indexes
+        # copies it: a large input would be paid for on every one of those writes.
+        stashed = replace(run, input=self._stash(run.run_id, run.input, HEADER_BLOB_ABOVE))
+        header = _fitting(items.run_item(stashed), "run")
         if first is not None:
             return self._create_with_first(run, header, first)
         try:
@@ -217,13 +317,15 @@ class DynamoRunStore:
         self, run: RunRecord, header: Item, first: StepRecord
     ) -> tuple[RunRecord, bool]:
         """The header and its slot-0 step in one transaction (a fork: both or neither)."""
-        puts = [header, self._step_item(first)]
+        stored, since = self._lean(first)  # a fork's first entry: its full state
+        puts = [header, self._step_item(first, self._stashed(run.run_id, stored))]
         reasons = self._transact(
             [{"Put": {"TableName": self.table, "Item": i, "ConditionExpression": SLOT_FREE}}
              for i in puts]
         )  # fmt: skip
         if reasons is not None:
             return self.get_run(run.run_id), False
+        self._states.put(run.run_id, first.seq, first.state, since)
         return run.with_latest(first), True
 
     def get_run(self, run_id: str) -> RunRecord:
@@ -231,11 +333,11 @@ class DynamoRunStore:
         if header is None:
             raise RunNotFound(run_id)
         latest = self._latest_step(run_id)
-        run = items.run_from_item(header)
+        run = self._header(header)
         if latest is not None and latest.run_status != run.status:
             # A transition (an end, a redrive) landed between the two reads; it wrote the
             # header atomically with the step, so reading the header again shows it.
-            run = items.run_from_item(self._get(items.run_key(run_id)) or header)
+            run = self._header(self._get(items.run_key(run_id)) or header)
         return run.with_latest(latest)
 
     def _latest_step(self, run_id: str) -> StepRecord | None:
@@ -249,7 +351,13 @@ class DynamoRunStore:
             ConsistentRead=True,
         )
         found = response.get("Items", [])
-        return items.step_from_item(found[0]) if found else None
+        if not found:
+            return None
+        if "state" in found[0]:
+            stored = self._restored(run_id, items.stored_of(found[0]))
+            return items.step_from_item(found[0], stored.state)
+        seq = items.stored_of(found[0]).seq
+        return self._full_range(run_id, seq, seq)[0]
 
     def list_runs(
         self,
@@ -284,9 +392,11 @@ class DynamoRunStore:
         return Page(runs, next_cursor)
 
     def commit_step(self, step: StepRecord, end: RunEnd | None = None) -> None:
-        item = self._step_item(step)
+        stored, since = self._lean(step)
+        item = self._step_item(step, self._stashed(step.run_id, stored))
         if end is None:
             self._put_new(item, StepConflict(step.run_id, step.seq))
+            self._states.put(step.run_id, step.seq, step.state, since)
             return
         reasons = self._transact(
             [
@@ -295,16 +405,26 @@ class DynamoRunStore:
             ]
         )
         if reasons is None:
+            self._states.put(step.run_id, step.seq, step.state, since)
             return
         header_failed = len(reasons) > 1 and reasons[1] == CONDITION_FAILED
         if header_failed and self._get(items.run_key(step.run_id)) is None:
             raise RunNotFound(step.run_id)
         raise StepConflict(step.run_id, step.seq)
 
+    def _lean(self, step: StepRecord) -> tuple[deltas.Stored, int]:
+        """How ``step`` is kept (engine/deltas.py): a delta from the state before it, when
+        that state is known (read or written by this store just before: the hop's own slot
+        check) and the delta provably rebuilds the step's state; else its full state."""
+        cached = self._states.get(step.run_id)
+        if cached is None or cached[0] != step.seq - 1:
+            return deltas.lean(step.seq, step.updates, step.state, None, -1)
+        return deltas.lean(step.seq, step.updates, step.state, cached[1], cached[2])
+
     @staticmethod
-    def _step_item(step: StepRecord) -> Item:
-        item = items.step_item(step)
-        size = items.attr_size(item["state"])
+    def _step_item(step: StepRecord, stored: deltas.Stored) -> Item:
+        item = items.step_item(step, stored)
+        size = items.attr_size(item.get("state") or item["delta"])
         if size > items.STATE_BUDGET:  # DynamoDB would refuse the item with a 400
             raise StateTooLargeError(size, items.STATE_BUDGET)
         return _fitting(item, "step")
@@ -343,8 +463,57 @@ class DynamoRunStore:
         }
 
     def get_step(self, run_id: str, seq: int) -> StepRecord | None:
-        item = self._get(items.step_key(run_id, seq))
-        return None if item is None else items.step_from_item(item)
+        """One strongly consistent range read: the step, and the steps back to its nearest
+        full state unless the state before it is known (engine/deltas.py)."""
+        found = self._full_range(run_id, seq, seq)
+        return found[0] if found else None
+
+    # -- lean steps (engine/deltas.py) -------------------------------------------------------
+    def _full_range(self, run_id: str, first: int, last: int, limit: int | None = None
+                    ) -> list[StepRecord]:  # fmt: skip
+        """Steps ``first``..``last`` (at most ``limit``) with their states rebuilt: one query
+        from the nearest full state (or the last state known) through ``last``."""
+        lo, start = deltas.start_of(first, self._states.get(run_id))
+        query: dict[str, Any] = {
+            "KeyConditionExpression": "PK = :pk AND SK BETWEEN :lo AND :hi",
+            "ExpressionAttributeValues": {
+                ":pk": {"S": f"RUN#{run_id}"},
+                ":lo": {"S": "RUN" if lo == deltas.HEADER else items.step_sk(lo)},
+                ":hi": {"S": items.step_sk(last)},
+            },
+            "ConsistentRead": True,
+        }
+        if limit is not None:
+            query["Limit"] = limit + (first - max(lo, 0)) + (lo == deltas.HEADER)
+            found = self._call("query", TableName=self.table, **query).get("Items", [])
+        else:
+            found = list(self._query_all(**query))
+        return self._rebuilt(run_id, found, first, start)
+
+    def _rebuilt(self, run_id: str, found: list[Item], first: int,
+                 start: tuple[int, dict[str, Any], int] | None) -> list[StepRecord]:  # fmt: skip
+        """The steps from ``first`` among ``found`` (the run's header and step items, in key
+        order), each with its state rebuilt (:func:`engine.deltas.rebuild`)."""
+        stored: list[deltas.Stored] = []
+        wanted: list[Item] = []
+        for item in found:
+            sk = item["SK"]["S"]
+            if sk == "RUN":
+                stored.append(self._restored(run_id, items.header_stored(item)))
+            elif sk.startswith(items.STEP_PREFIX):
+                stored.append(self._restored(run_id, items.stored_of(item)))
+                if stored[-1].seq >= first:
+                    wanted.append(item)
+        if not wanted:
+            return []
+        rebuilt = deltas.rebuild(stored, start)
+        last = stored[-1].seq
+        self._states.put(run_id, last, rebuilt.states[last], rebuilt.since)
+        return [
+            items.step_from_item(i, rebuilt.states[int(i["SK"]["S"][len(items.STEP_PREFIX) :])],
+                                 self._restored(run_id, items.stored_of(i)).delta)
+            for i in wanted
+        ]  # fmt: skip
 
     # -- tasks of a superstep of several -------------------------------------------------------
     def commit_task(self, task: TaskRecord, *, counted: bool = False) -> None:
@@ -407,22 +576,26 @@ class DynamoRunStore:
         """The cursor is the seq of the last step returned (pass it as ``after``). It is set
         whenever DynamoDB stopped at the limit, so the last page may be empty: reading one
         step more to know could cost a whole 350 KB state."""
+        first = max(0, after + 1)
+        lo, start = deltas.start_of(first, self._states.get(run_id))
         response = self._call(
             "query",
             TableName=self.table,
             KeyConditionExpression="PK = :pk AND SK BETWEEN :first AND :last",
             ExpressionAttributeValues={
                 ":pk": {"S": f"RUN#{run_id}"},
-                ":first": {"S": items.step_sk(max(0, after + 1))},
+                ":first": {"S": "RUN" if lo == deltas.HEADER else items.step_sk(lo)},
                 ":last": {"S": LAST_STEP_SK},
             },
-            Limit=max(1, limit),
+            # the steps before ``first`` rebuild its state (engine/deltas.py)
+            Limit=max(1, limit) + (first - max(lo, 0)) + (lo == deltas.HEADER),
             ConsistentRead=True,
         )
         found = response.get("Items", [])
-        if not found and self._get(items.run_key(run_id)) is None:
+        steps = self._rebuilt(run_id, found, first, start)
+        header = any(i["SK"]["S"] == "RUN" for i in found)
+        if not steps and not header and self._get(items.run_key(run_id)) is None:
             raise RunNotFound(run_id)
-        steps = [items.step_from_item(i) for i in found]
         more = "LastEvaluatedKey" in response and steps
         return Page(steps, str(steps[-1].seq) if more else None)
 
@@ -482,15 +655,18 @@ class DynamoRunStore:
 
     def read_slot(self, run_id: str, seq: int) -> Slot:
         """One strongly consistent Query of the run's partition, from the slot's origin (the
-        header, SK ``RUN``, for superstep 0; ``STEP#seq-1`` after it) to its last
-        subscription: the sort keys between are later steps (none while the run is at this
-        slot) and the subscriptions (``RUN`` < ``STEP#...`` < ``SUB#...`` < ``TASK#...``).
-        Later pages are read only while they can hold subscribers: a later step means the
-        slot is taken, and its commit will fail whoever is listening."""
-        origin = "RUN" if seq == 0 else items.step_sk(seq - 1)
+        header, SK ``RUN``, for superstep 0; after it, the step items from which the state
+        after ``STEP#seq-1`` is rebuilt: its nearest full state, or the step after the last
+        state this store knows, engine/deltas.py) to its last subscription: the sort keys
+        between are later steps (none while the run is at this slot) and the subscriptions
+        (``RUN`` < ``STEP#...`` < ``SUB#...`` < ``TASK#...``). Later pages are read only
+        while they can hold subscribers: a later step means the slot is taken, and its commit
+        will fail whoever is listening."""
+        lo, start = deltas.start_of(seq - 1, self._states.get(run_id)) if seq else (0, None)
+        origin = "RUN" if seq == 0 or lo == deltas.HEADER else items.step_sk(lo)
         query: dict[str, Any] = {
             "ConsistentRead": True,
-            "Limit": SLOT_PAGE,
+            "Limit": SLOT_PAGE + max(0, seq - 1 - lo),
             "KeyConditionExpression": "PK = :pk AND SK BETWEEN :origin AND :subs_end",
             "ExpressionAttributeValues": {
                 ":pk": {"S": f"RUN#{run_id}"},
@@ -498,28 +674,39 @@ class DynamoRunStore:
                 ":subs_end": {"S": "SUB$"},  # after every "SUB#..." ("$" follows "#")
             },
         }
-        slot = Slot(run=None, previous=None, subscribers=())
+        found: list[Item] = []
         while True:
             response = self._call("query", TableName=self.table, **query)
-            slot, moved_on = self._slot_page(slot, response.get("Items", []), origin)
+            page = response.get("Items", [])
+            found += page
+            moved_on = any(_step_seq(i) >= seq for i in page)
             if moved_on or "LastEvaluatedKey" not in response:
-                return replace(slot, taken=moved_on)
+                return self._slot(run_id, seq, found, start, moved_on)
             query["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
-    def _slot_page(self, slot: Slot, found: list[Item], origin: str) -> tuple[Slot, bool]:
-        run, previous, subscribers = slot.run, slot.previous, list(slot.subscribers)
-        moved_on, now = False, self._clock()
+    def _slot(self, run_id: str, seq: int, found: list[Item],
+              start: tuple[int, dict[str, Any], int] | None, moved_on: bool) -> Slot:  # fmt: skip
+        run: RunRecord | None = None
+        origin: list[Item] = []
+        subscribers: list[Connection] = []
+        now = self._clock()
         for item in found:
             sk = item["SK"]["S"]
-            if sk == origin:
-                run = items.run_from_item(item) if sk == "RUN" else None
-                previous = items.step_from_item(item) if sk != "RUN" else None
+            if sk == "RUN":
+                origin.append(item)
+                run = self._header(item) if seq == 0 else None
             elif sk.startswith(items.SUB_PREFIX):
                 if int(item["expires_at"]["N"]) > now:
                     subscribers.append(items.subscriber_from_item(item))
-            else:
-                moved_on = True
-        return Slot(run, previous, tuple(subscribers)), moved_on
+            elif _step_seq(item) < seq:
+                origin.append(item)
+        previous = None
+        if seq:
+            steps = self._rebuilt(run_id, origin, seq - 1, start)
+            previous = steps[0] if steps else None
+        elif run is not None:
+            self._states.put(run_id, deltas.HEADER, run.input, 0)
+        return Slot(run, previous, tuple(subscribers), taken=moved_on)
 
     def subscribers(self, run_id: str) -> list[Connection]:
         """One query of the run's subscription items, which carry the endpoint. Strongly

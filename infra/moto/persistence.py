@@ -135,6 +135,30 @@ class Journal:
     def reset(self) -> None:
         for path in self._files():
             path.unlink()
+        for path in sorted(self._objects().rglob("*"), reverse=True):
+            path.unlink() if path.is_file() else path.rmdir()
+
+    def _objects(self) -> Path:
+        return self.folder / "objects"
+
+    def keep_object(self, account: str, bucket: str, key: str, data: bytes) -> None:
+        """Keep an S3 object as ``objects/<account>/<bucket>/<key>`` (written whole, then
+        renamed into place)."""
+        path = self._objects() / account / bucket / key
+        if ".." in Path(key).parts:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".partial")
+        partial.write_bytes(data)
+        partial.replace(path)
+
+    def objects(self) -> Iterator[tuple[str, str, str, bytes]]:
+        """(account, bucket, key, bytes) of every object kept."""
+        root = self._objects()
+        for path in sorted(root.rglob("*")):
+            if path.is_file() and not path.name.endswith(".partial"):
+                account, bucket, *key = path.relative_to(root).parts
+                yield account, bucket, "/".join(key), path.read_bytes()
 
     def _files(self) -> list[Path]:
         return [*self.folder.glob("state-*.json*"), *self.folder.glob("changes-*.jsonl")]
@@ -316,6 +340,9 @@ class Persistence:
         for name in ("send_message", "delete_message", "change_message_visibility",
                      "purge_queue"):  # fmt: skip
             patches[(SQSBackend, name)] = self._track_queues
+        from moto.s3.models import S3Backend
+
+        patches[(S3Backend, "put_object")] = self._track_object
         patches[(SQSBackend, "receive_message")] = self._track_receives
         originals = {(cls, name): cls.__dict__[name] for cls, name in patches}
         for (cls, name), wrap in patches.items():
@@ -389,6 +416,18 @@ class Persistence:
                 if received or len(backend.get_queue(queue_name)._messages) != before:
                     self._queues_dirty = True
                 return received
+
+        return tracked
+
+    def _track_object(self, original: Any) -> Any:
+        # S3 objects (large state values, engine/blobs.py) are immutable and written before
+        # the items that point to them: each is kept as a file as soon as it is put, so a
+        # frame never names a value the folder does not have.
+        def tracked(backend: Any, bucket_name: str, key_name: str, value: bytes,
+                    *args: Any, **kwargs: Any) -> Any:  # fmt: skip
+            found = original(backend, bucket_name, key_name, value, *args, **kwargs)
+            self.journal.keep_object(backend.account_id, bucket_name, key_name, bytes(value))
+            return found
 
         return tracked
 
@@ -472,6 +511,7 @@ class Persistence:
                     _message(m, now_ms, self.redelivery_s * 1000) for m in messages
                 )
                 restored["messages"] += len(messages)
+            restored["objects"] = self._restore_objects()
         with self.lock:
             self.journal.compact(self._full_snapshot())
             self._ahead = True
@@ -479,6 +519,19 @@ class Persistence:
                                         daemon=True)  # fmt: skip
         self._thread.start()
         return restored
+
+    def _restore_objects(self) -> int:
+        """Put the kept S3 objects back into their buckets (which exist by now); an object of
+        a bucket the template no longer declares is left out."""
+        from moto.s3.models import s3_backends
+
+        count = 0
+        for account, bucket, key, data in self.journal.objects():
+            backend = s3_backends[account]["global"]
+            if bucket in backend.buckets:
+                backend.put_object(bucket, key, data)
+                count += 1
+        return count
 
     def _restore_item(self, account: str, region: str, table: str, item: dict[str, Any]) -> str:
         from moto.dynamodb.exceptions import ResourceNotFoundException

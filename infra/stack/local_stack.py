@@ -212,6 +212,9 @@ class LocalStack:
         sqs = boto3.client("sqs", endpoint_url=self.moto_endpoint, region_name=REGION)
         names = {q: f"{STACK_NAME}-{q}" for q in template.queue_definitions(self.template_doc)}
         self.queue_urls = template.create_queues(sqs, names, self.template_doc)
+        s3 = boto3.client("s3", endpoint_url=self.moto_endpoint, region_name=REGION)
+        buckets = {b: f"{STACK_NAME}-{b.lower()}" for b in template.bucket_ids(self.template_doc)}
+        self.buckets = template.create_buckets(s3, buckets, self.template_doc)
 
     def _start_gateway(self) -> None:
         from infra.gateway.ws_gateway import LocalWebSocketGateway
@@ -271,6 +274,8 @@ class LocalStack:
             HOPGRAPH_WS_URL=self.ws_url,
             HOPGRAPH_WEBSOCKET_FUNCTION=WEBSOCKET_FUNCTION,
             HOPGRAPH_TOOLKITS=self.config.toolkits,
+            HOPGRAPH_BUCKET=self.buckets.get("ValuesBucket", ""),
+            HOPGRAPH_STATE_LIMIT_BYTES=str(8 * 1024 * 1024),
             POWERTOOLS_SERVICE_NAME="hopgraph",
             POWERTOOLS_METRICS_NAMESPACE="Hopgraph",
             POWERTOOLS_TRACE_DISABLED="true",

@@ -11,6 +11,7 @@ while the CloudFormation short tags only need turning into their long, JSON form
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pickle
@@ -27,6 +28,8 @@ __all__ = [
     "FunctionDefinition",
     "QueueDefinition",
     "SqsEventSource",
+    "bucket_ids",
+    "create_buckets",
     "create_queues",
     "create_table",
     "function_alias",
@@ -227,6 +230,32 @@ def create_table(dynamodb: Any, table_name: str, template: Template | None = Non
             TableName=table_name,
             TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl},
         )
+
+
+# ---------------------------------------------------------------------------- buckets
+
+
+def bucket_ids(template: Template | None = None) -> list[str]:
+    """The logical ids of the template's S3 buckets."""
+    return sorted(
+        logical_id for logical_id, _ in _resources(_template(template), "AWS::S3::Bucket")
+    )
+
+
+def create_buckets(
+    s3: Any, names: Mapping[str, str], template: Template | None = None
+) -> dict[str, str]:
+    """Create every bucket of the template that does not exist yet, named by ``names``
+    (logical id -> name; by logical id, lower-cased, otherwise). Returns the names by logical
+    id. Encryption, public access and lifecycle are AWS's to enforce: moto keeps objects until
+    they are deleted."""
+    created: dict[str, str] = {}
+    for logical_id in bucket_ids(template):
+        name = names.get(logical_id, logical_id.lower())
+        with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
+            s3.create_bucket(Bucket=name)
+        created[logical_id] = name
+    return created
 
 
 # ---------------------------------------------------------------------------- queues

@@ -85,6 +85,8 @@ def test_run_header_item(dynamodb: Any, dynamo_store: DynamoRunStore) -> None:
 
 
 def test_step_item(dynamodb: Any, dynamo_store: DynamoRunStore) -> None:
+    # A step committed by a store that does not know the state before it: a snapshot, whose
+    # updates are named by key (their values are in its state)
     dynamo_store.create_run(run())
     dynamo_store.commit_step(step(seq=3, error="retried", attempt=2, duration_ms=0.000012))
     assert stored(dynamodb, dynamo_store, "RUN#r1", "STEP#000003") == {
@@ -93,7 +95,7 @@ def test_step_item(dynamodb: Any, dynamo_store: DynamoRunStore) -> None:
         "node": {"S": "a"},
         "tool": {"S": "t"},
         "status": {"S": "ok"},
-        "updates": {"S": '{"n":3}'},
+        "delta": {"S": '{"keys":["n"]}'},
         "state": {"S": '{"code":"def f(): pass","n":3}'},
         "next_node": {"S": "a"},
         "started_at": {"N": "1700000004.25"},
@@ -124,6 +126,27 @@ def test_attempt_item(dynamodb: Any, dynamo_store: DynamoRunStore) -> None:
         "index": {"N": "7"},
         "retry_at": {"N": "1700000002.25"},
         "committed_by": {"S": "delivery-3"},
+    }
+
+
+def test_delta_step_item(dynamodb: Any, dynamo_store: DynamoRunStore) -> None:
+    # A step committed after its slot read (a worker's): what it changed, no state
+    dynamo_store.create_run(run())
+    dynamo_store.read_slot("r1", 0)
+    dynamo_store.commit_step(step(seq=0))
+    assert stored(dynamodb, dynamo_store, "RUN#r1", "STEP#000000") == {
+        "PK": {"S": "RUN#r1"},
+        "SK": {"S": "STEP#000000"},
+        "node": {"S": "a"},
+        "tool": {"S": "t"},
+        "status": {"S": "ok"},
+        "delta": {"S": '{"set":{"n":0}}'},
+        "next_node": {"S": "a"},
+        "started_at": {"N": "1700000001.25"},
+        "duration_ms": {"N": "1.5"},
+        "attempt": {"N": "1"},
+        "committed_by": {"S": "delivery-0"},
+        "run_status": {"S": "running"},
     }
 
 
@@ -212,20 +235,21 @@ def _incompressible(size: int) -> str:
     return "".join(rng.choice(string.ascii_letters + string.digits) for _ in range(size))
 
 
-def test_huge_updates_are_left_out_of_the_step_item(
+def test_huge_updates_are_named_by_key_in_a_snapshot(
     dynamodb: Any, dynamo_store: DynamoRunStore
 ) -> None:
     # Given a 300 KB state that does not compress, all of it updated by the step
     blob = _incompressible(300_000)
     state = {"blob": blob, "n": 1}
     record = step(state=state, updates={"blob": blob, "n": 1})
-    # When it is committed
+    # When it is committed as a snapshot
     dynamo_store.commit_step(record)
     # Then the state is whole, and the updates name their keys only (values: see state)
     item = stored(dynamodb, dynamo_store, "RUN#r1", "STEP#000000")
     assert items.item_size(item) < items.MAX_ITEM_BYTES
-    assert items.json_value(item["updates"]) == {"blob": items.OMITTED, "n": items.OMITTED}
+    assert items.json_value(item["delta"]) == {"keys": ["blob", "n"]}
     assert items.json_value(item["state"]) == state
+    assert dynamo_store.get_step("r1", 0).updates == record.updates  # type: ignore[union-attr]
 
 
 def test_item_size_follows_dynamodb_rules() -> None:

@@ -96,6 +96,17 @@ A retry hop that no attempt scheduled (a forged ``attempt``) is refused by
 ``Retries.before_run`` (tests/unit/test_retries.py goes red without the check), and a wait
 that runs before its time is caught by tests/unit/test_timers.py (4 tests red when
 ``Timers.before_run`` never holds a hop).
+21. A delta without its base: the boundary snapshot never written (``deltas.is_boundary``
+   always False, engine/deltas.py), so a read from ``base_of`` finds deltas with no full
+   state before them. The plan's runs are shorter than a snapshot interval and each case's
+   worker keeps the runs' states warm, so the plan stays green; the store contract catches
+   it: tests/contract/test_lean_steps.py, ``test_every_superstep_reads_back_whole`` (warm
+   and cold, both stores) and ``test_the_full_state_is_kept_every_k_supersteps_only`` red.
+22. A delta written without proof: ``deltas.lean`` trusting any known state (its
+   ``apply(before, delta) == state`` check removed) and ``DynamoRunStore._lean`` taking the
+   cached state of any superstep as the one before. tests/contract/test_lean_steps.py,
+   ``test_a_step_whose_state_is_not_the_state_before_plus_its_updates_is_kept_whole`` red on
+   both stores (the step read back as the cached state plus its updates).
 The wide map whose task summaries cannot fit in one item runs on the memory adapters
 (tests/unit/test_protocol_trust.py): with ``MAX_TASK_SUMMARIES`` unbounded, it goes red.
 """

@@ -87,6 +87,7 @@ def test_openapi_declares_every_route_and_the_error_shape(stack: ApiStack) -> No
         ("GET", "/runs/{run_id}/steps/{seq}"), ("POST", "/runs/{run_id}/cancel"),
         ("GET", "/runs/{run_id}/history"), ("POST", "/runs/{run_id}/fork"),
         ("POST", "/runs/{run_id}/redrive"), ("POST", "/runs/{run_id}/state"),
+        ("GET", "/runs/{run_id}/values/{digest}"),
         ("GET", "/tools"), ("GET", "/me"), ("GET", "/health"),
         ("POST", "/graph/create"), ("POST", "/graph/run"), ("GET", "/graph/state/{run_id}"),
         ("GET", "/graph/logs/{run_id}"),

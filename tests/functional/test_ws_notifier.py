@@ -142,9 +142,10 @@ def test_an_update_over_the_message_limit_is_cut_down_with_where_to_fetch_it(
     store: RunStore,  # noqa: F811
     api: ManagementApiStub,  # noqa: F811
 ) -> None:
-    # Given a step whose updates hold a 200 KB report next to a small value
+    # Given a step whose updates hold values under 64 KB each (a larger one would travel as
+    # its pointer, engine/blobs.py) but over the message limit together, and a small value
     connection(store, "small=")
-    big = {"report": "x" * 200_000, "score": 7}
+    big = {"report": "x" * 63_000, "notes": "y" * 60_000, "more": "z" * 20_000, "score": 7}
     api.expect_posts(2)
     # When it is published
     ApiGatewayNotifier(store).publish(RUN, [step(4, big), step(5)])
@@ -153,6 +154,8 @@ def test_an_update_over_the_message_limit_is_cut_down_with_where_to_fetch_it(
     first, second = api.messages("small=")
     assert first["updates"] == {
         "report": {"truncated": True, "size": len(encode(big["report"]))},
+        "notes": big["notes"],
+        "more": big["more"],
         "score": 7,
     }
     assert first["truncated"] == ["updates"]
@@ -160,6 +163,22 @@ def test_an_update_over_the_message_limit_is_cut_down_with_where_to_fetch_it(
     assert first["seq"] == 4 and first["node"] == "inc"
     assert "truncated" not in second  # small events go as they are
     assert all(len(encode(m)) <= MESSAGE_LIMIT for m in (first, second))
+
+
+def test_a_value_over_64_kb_travels_as_its_pointer(
+    store: RunStore,  # noqa: F811
+    api: ManagementApiStub,  # noqa: F811
+) -> None:
+    # Given a step whose updates hold a 200 KB report
+    connection(store, "small=")
+    api.expect_posts(1)
+    # When it is published
+    ApiGatewayNotifier(store).publish(RUN, [step(4, {"report": "x" * 200_000, "score": 7})])
+    # Then the report travels as its pointer and the route that returns it, nothing cut
+    (posted,) = api.messages("small=")
+    pointer = posted["updates"]["report"]
+    assert pointer["bytes"] == 200_002 and pointer["href"].endswith(pointer["$blob"])
+    assert posted["updates"]["score"] == 7 and "truncated" not in posted
 
 
 def _joining_run(

@@ -237,14 +237,14 @@ def test_a_late_subscriber_of_a_run_with_a_200_kb_state_gets_fitted_events(
     # When a client subscribes after it finished
     invoke(message("ws_subscribe", json.dumps({"action": "subscribe", "run_id": run.run_id})))
     # Then it is told the step and that the run completed, each within API Gateway's limit,
-    # with the report summarized and where to read it
+    # with the report as its pointer and the route that returns it (engine/blobs.py)
     step, final = api.messages()
     assert all(len(encode(m)) <= MESSAGE_LIMIT for m in (step, final))
-    assert step["updates"]["report"] == {"truncated": True, "size": len(encode(BIG_REPORT))}
-    assert step["fetch"] == f"/runs/{run.run_id}/steps?after=-1&limit=1"
+    pointer = step["updates"]["report"]
+    assert pointer["bytes"] == len(encode(BIG_REPORT))
+    assert pointer["href"] == f"/runs/{run.run_id}/values/{pointer['$blob']}"
     assert (final["type"], final["status"], final["steps"]) == ("run", "completed", 1)
-    assert final["state"]["report"]["truncated"] is True
-    assert final["truncated"] == ["state"] and final["fetch"] == f"/runs/{run.run_id}"
+    assert final["state"]["report"] == pointer
 
 
 def test_an_error_reply_echoing_a_huge_message_fits_too(

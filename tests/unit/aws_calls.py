@@ -29,6 +29,7 @@ SERVICES = {
     "dynamodb": ("dynamodb", None),
     "sqs": ("sqs", None),
     "lambda": ("lambda", None),
+    "s3": ("s3", None),
     # PostToConnection, GetConnection and DeleteConnection are all one IAM action.
     "apigatewaymanagementapi": ("execute-api", "ManageConnections"),
     "bedrock-runtime": ("bedrock", None),

@@ -23,16 +23,28 @@ def test_an_event_within_the_limit_is_left_as_it_is() -> None:
 
 
 def test_only_the_largest_values_are_summarized_and_the_event_says_where_to_read_them() -> None:
-    # Given a final state with two large values and a small one, over the limit together
-    event = run_event(RUN, "completed", 0.0, state={"a": "x" * 90_000, "b": "y" * 60_000,
-                                                    "n": 3}, steps=2)  # fmt: skip
+    # Given a final state with two large values (each under the size that makes a value a
+    # pointer, engine/blobs.py) and a small one, over the limit together
+    state = {"a": "x" * 64_000, "b": "y" * 60_000, "c": "z" * 10_000, "n": 3}
+    event = run_event(RUN, "completed", 0.0, state=state, steps=2)
     # When it is fitted
     cut = fit(event)
     # Then the largest value alone is summarized (enough to fit); the rest stays readable
-    assert cut["state"] == {"a": {"truncated": True, "size": 90_002}, "b": "y" * 60_000, "n": 3}
+    assert cut["state"] == {"a": {"truncated": True, "size": 64_002}, "b": "y" * 60_000,
+                            "c": "z" * 10_000, "n": 3}  # fmt: skip
     assert cut["truncated"] == ["state"] and cut["fetch"] == f"/runs/{RUN}"
     assert len(encode(cut)) <= MESSAGE_LIMIT
-    assert event["state"]["a"] == "x" * 90_000  # the original is untouched
+    assert event["state"]["a"] == "x" * 64_000  # the original is untouched
+
+
+def test_a_value_over_64_kb_travels_as_its_pointer_and_where_to_fetch_it() -> None:
+    # Given a final state with a 90 KB value
+    event = run_event(RUN, "completed", 0.0, state={"a": "x" * 90_000, "n": 3}, steps=2)
+    # Then the event carries its pointer (content-addressed) and the route that returns it
+    pointer = event["state"]["a"]
+    assert pointer["bytes"] == 90_002 and pointer["$blob"].startswith("sha256:")
+    assert pointer["href"] == f"/runs/{RUN}/values/{pointer['$blob']}"
+    assert fit(event) is event
 
 
 def test_many_small_values_are_summarized_as_a_whole() -> None:

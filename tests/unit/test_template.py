@@ -412,7 +412,8 @@ def test_environment_values_pass_settings_validation(
         "functions.models.toolkit",
     ]
     assert settings.lease_seconds == 2 * parameters["WorkerTimeout"]["Default"]
-    assert (settings.state_limit_bytes, settings.max_steps) == (350_000, 100)
+    assert (settings.state_limit_bytes, settings.max_steps) == (8 * 1024 * 1024, 100)
+    assert settings.bucket and settings.effective_state_limit == 8 * 1024 * 1024
     assert settings.connection_ttl_seconds == 7_200
 
 

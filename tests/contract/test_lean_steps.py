@@ -1,0 +1,175 @@
+"""Lean steps (engine/deltas.py), on every store: a step keeps what changed, the full state is
+kept at every K-th superstep or once the deltas since pass a size, and any superstep's state
+reads back whole, from a warm store (which knows the last state) and a cold one alike."""
+
+from __future__ import annotations
+
+import random
+import string
+from typing import Any
+
+import pytest
+from contract_records import T0, run, step
+
+from engine import deltas
+from engine.memory import MemoryRunStore
+from engine.ports import RunStore, StepRecord
+from functions.aws import dynamodb_items as items
+from functions.aws.dynamodb_store import DynamoRunStore
+
+K = deltas.SNAPSHOT_EVERY
+INPUT = {"code": "def f(): pass"}
+
+
+def _text(size: int, seed: int) -> str:
+    rng = random.Random(seed)
+    return "".join(rng.choice(string.ascii_letters) for _ in range(size))
+
+
+def _cold(store: RunStore) -> RunStore:
+    """The same records, read by a store that knows no state yet (a cold worker)."""
+    if isinstance(store, DynamoRunStore):
+        return DynamoRunStore(store.table, store._client, clock=store._clock)
+    assert isinstance(store, MemoryRunStore)
+    store._states = deltas.StateCache(frozen=False)
+    return store
+
+
+def _kept_whole(store: RunStore, run_id: str, seq: int) -> bool:
+    """Whether step ``seq`` is stored with its full state."""
+    if isinstance(store, DynamoRunStore):
+        return "state" in _item(store, run_id, seq)
+    assert isinstance(store, MemoryRunStore)
+    return store.stored_step(run_id, seq).state is not None
+
+
+def _item(store: DynamoRunStore, run_id: str, seq: int) -> dict[str, Any]:
+    found = store._client.get_item(TableName=store.table, Key=items.step_key(run_id, seq))
+    return dict(found["Item"])
+
+
+def _chain(store: RunStore, count: int, change: Any) -> list[StepRecord]:
+    """``count`` steps committed in order, each as a worker does it: read its slot, then
+    commit; ``change(seq, state)`` gives each step's updates."""
+    store.create_run(run(input=INPUT))
+    state: dict[str, Any] = dict(INPUT)
+    committed = []
+    for seq in range(count):
+        slot = store.read_slot("r1", seq)
+        before = slot.run.input if seq == 0 and slot.run else slot.previous.state  # type: ignore[union-attr]
+        assert before == state
+        updates = change(seq, state)
+        state = {**state, **updates}
+        record = step(seq=seq, updates=updates, state=state)
+        store.commit_step(record)
+        committed.append(record)
+    return committed
+
+
+def _counter_and_log(seq: int, state: dict[str, Any]) -> dict[str, Any]:
+    return {"n": seq, "log": [*state.get("log", []), f"entry {seq}"]}
+
+
+@pytest.mark.parametrize("reader", ["warm", "cold"])
+def test_every_superstep_reads_back_whole(store: RunStore, reader: str) -> None:
+    # Given a chain past two snapshots, each step changing a counter and appending to a list
+    committed = _chain(store, 2 * K + 5, _counter_and_log)
+    read = _cold(store) if reader == "cold" else store
+    # Then each step reads back with its whole state and its merged updates, one by one,
+    # by the slot read of the step after it, page by page, and as the run's latest
+    for record in committed:
+        got = read.get_step("r1", record.seq)
+        assert got is not None and (got.state, got.updates) == (record.state, record.updates)
+    for record in reversed(committed[:-1]):
+        previous = _cold(read).read_slot("r1", record.seq + 1).previous
+        assert previous is not None and previous.state == record.state
+    listed, after = [], -1
+    while page := read.list_steps("r1", after=after, limit=7).items:
+        listed += page
+        after = page[-1].seq
+    assert [(s.seq, s.state, s.updates) for s in listed] == [
+        (s.seq, s.state, s.updates) for s in committed
+    ]
+    assert _cold(read).get_run("r1").state == committed[-1].state
+
+
+def test_the_full_state_is_kept_every_k_supersteps_only(store: RunStore) -> None:
+    # Given a chain of small changes past two snapshot boundaries
+    _chain(store, 2 * K + 2, _counter_and_log)
+    # Then only the boundaries keep the whole state: the input is the state before step 0
+    whole = [seq for seq in range(2 * K + 2) if _kept_whole(store, "r1", seq)]
+    assert whole == [K - 1, 2 * K - 1]
+
+
+def test_deltas_past_the_size_bound_start_a_snapshot(store: RunStore) -> None:
+    # Given steps that each write a new 20 KB value
+    size = 20 * 1024
+    _chain(store, 6, lambda seq, state: {"blob": _text(size, seq)})
+    # Then the state is kept whole once the deltas since the last full state pass the bound
+    whole = [seq for seq in range(6) if _kept_whole(store, "r1", seq)]
+    per_snapshot = deltas.SNAPSHOT_AFTER_BYTES // size + 1
+    assert whole == [per_snapshot - 1, 2 * per_snapshot - 1][: len(whole)] and whole
+    assert _cold(store).get_step("r1", 5).state["blob"] == _text(size, 5)  # type: ignore[union-attr]
+
+
+def test_a_large_value_that_did_not_change_is_not_written_again(
+    dynamo_store: DynamoRunStore,
+) -> None:
+    # Given a 100 KB value written once, then written again unchanged by every later step
+    blob = _text(100 * 1024, 1)
+    _chain(dynamo_store, 4, lambda seq, state: {"blob": blob, "n": seq})
+    # Then the later steps' items hold its key only, and it reads back
+    for seq in (1, 2, 3):
+        item = _item(dynamo_store, "r1", seq)
+        assert items.item_size(item) < 1024
+        assert items.json_value(item["delta"]) == {"set": {"n": seq}, "keys": ["blob"]}
+    assert _cold(dynamo_store).get_step("r1", 3).updates == {"blob": blob, "n": 3}  # type: ignore[union-attr]
+
+
+def test_a_growing_list_stores_only_what_was_added(dynamo_store: DynamoRunStore) -> None:
+    # Given an agent's message list that grows by one 2 KB message a step
+    def add(seq: int, state: dict[str, Any]) -> dict[str, Any]:
+        return {"messages": [*state.get("messages", []), _text(2048, seq)]}
+
+    _chain(dynamo_store, 20, add)
+    # Then each step's item holds its new message only, not the conversation so far
+    item = _item(dynamo_store, "r1", 19)
+    assert items.item_size(item) < 3 * 1024
+    assert items.json_value(item["delta"]) == {"append": {"messages": [_text(2048, 19)]}}
+    assert len(_cold(dynamo_store).get_run("r1").state["messages"]) == 20
+
+
+def test_a_commit_that_does_not_know_the_state_before_keeps_it_whole(
+    dynamo_store: DynamoRunStore,
+) -> None:
+    # Given a run whose step 0 was committed by another worker
+    _chain(dynamo_store, 1, _counter_and_log)
+    other = _cold(dynamo_store)
+    # When a store that never read the run commits step 1 (a cancel from the API, say)
+    record = step(seq=1, updates={"n": 1}, state={**INPUT, "n": 1, "log": ["entry 0"]})
+    other.commit_step(record)
+    # Then it keeps the whole state: it cannot prove a delta right
+    assert _kept_whole(other, "r1", 1)
+    assert _cold(other).get_step("r1", 1).state == record.state  # type: ignore[union-attr]
+
+
+def test_a_step_whose_state_is_not_the_state_before_plus_its_updates_is_kept_whole(
+    store: RunStore,
+) -> None:
+    # Given step 0 committed as a worker does
+    _chain(store, 1, _counter_and_log)
+    store.read_slot("r1", 1)
+    # When step 1's state is not step 0's plus its updates (a record built another way)
+    record = step(seq=1, updates={"n": 1}, state={"n": 1}, started_at=T0 + 9)
+    store.commit_step(record)
+    # Then it is kept whole, and reads back as written
+    assert _kept_whole(store, "r1", 1)
+    assert _cold(store).get_step("r1", 1).state == {"n": 1}  # type: ignore[union-attr]
+
+
+def test_a_delta_without_its_base_is_refused() -> None:
+    # A delta read without the full state it builds on cannot be rebuilt: an error, never a
+    # partial state
+    with pytest.raises(LookupError):
+        deltas.rebuild([deltas.Stored(5, {"set": {"n": 5}})])
+    assert deltas.base_of(K + 3) == K - 1 and deltas.base_of(3) == deltas.HEADER
