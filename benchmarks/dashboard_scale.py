@@ -50,7 +50,7 @@ def loop(steps: int) -> dict[str, Any]:
         "nodes": {"tick": {"tool": "increment", "settings": {"key": "count"}}},
         "branches": {
             "tick": {"cases": [{"when": f"count < {steps}", "to": "tick"}], "default": "END"}
-        },  # fmt: skip
+        },
     }
 
 
