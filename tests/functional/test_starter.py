@@ -47,7 +47,9 @@ def requests_event(graph_id: str) -> dict[str, Any]:
 
 
 def runs(stack: AwsStack) -> list[Any]:
-    return stack.service.store.list_runs(limit=100).items
+    """Every run, read whole (a listing carries only what lists show: no input)."""
+    store = stack.service.store
+    return [store.get_run(r.run_id) for r in store.list_runs(limit=100).items]
 
 
 def parked(stack: AwsStack) -> list[tuple[str, str]]:

@@ -8,6 +8,7 @@ const BASE = location.pathname.replace(/\/ui\/?$/, ""); // the API, under any st
 const TOKEN_KEY = "hopgraph.token";
 const PAGE = 50; // runs and graphs per page
 const STEP_PAGE = 500; // steps per request when a run page loads
+const FIRST_STEPS = 60; // a run page draws first its last steps (where its timeline opens)
 const TASK_PAGE = 100; // tasks of a superstep shown at once
 const LANES_SHOWN = 12; // a wider superstep (a map) shows this many lanes and a summary
 const ROW = 34; // px: the timeline's rows are this tall, so only the visible ones are drawn
@@ -351,15 +352,36 @@ const nextNodes = (step) => (Array.isArray(step.next) ? step.next : step.next ? 
 
 async function runPage(runId, show) {
   let run = await api(`/runs/${encodeURIComponent(runId)}`);
-  const mermaidDoc = await api(`/graphs/${encodeURIComponent(run.graph_id)}/mermaid?format=json`);
-  const steps = []; // by seq
-  for (let after = -1; after !== null;) {
-    const page = await api(`/runs/${runId}/steps?after=${after}&limit=${STEP_PAGE}`);
-    for (const step of page.items) steps[step.seq] = step;
-    after = page.next_after;
-  }
+  const steps = []; // by seq; a long run's are read a page at a time, the ones in view first
+  let stopped = false; // the view was left: no more pages are read
+  const pages = new Map(); // first seq -> the read of the steps before the tail from there
+  const readSteps = (from) => { // steps from..from+STEP_PAGE-1 (those before the tail)
+    if (!pages.has(from)) {
+      const to = Math.min(from + STEP_PAGE, tail) - 1;
+      pages.set(from, (async () => {
+        for (let after = from - 1; after !== null && after < to;) { // a page may stop at 1 MB
+          const page = await api(`/runs/${runId}/steps?after=${after}&limit=${to - after}`);
+          for (const step of page.items) if (!steps[step.seq]) steps[step.seq] = step;
+          after = page.next_after;
+        }
+      })());
+    }
+    return pages.get(from);
+  };
+  // The end of the log first (the timeline opens there); the rest once the page is drawn.
+  const tail = Math.max(0, run.steps - FIRST_STEPS);
+  const readTail = async () => {
+    for (let after = tail - 1; after !== null;) {
+      const page = await api(`/runs/${runId}/steps?after=${after}&limit=${STEP_PAGE}`);
+      for (const step of page.items) steps[step.seq] = step;
+      after = page.next_after;
+    }
+  };
+  const [mermaidDoc, name] = await Promise.all([
+    api(`/graphs/${encodeURIComponent(run.graph_id)}/mermaid?format=json`),
+    graphName(run.graph_id), readTail()]);
 
-  const graphTitle = `${await graphName(run.graph_id)} (${run.graph_id})`;
+  const graphTitle = `${name} (${run.graph_id})`;
   const header = el("div", { class: "run-header" });
   const graphBox = el("div", { class: "graph", id: "run-graph" });
   const timeline = el("div", { class: "timeline", id: "timeline" });
@@ -468,8 +490,15 @@ async function runPage(runId, show) {
     const first = Math.max(0, Math.floor(timeline.scrollTop / ROW) - 5);
     const last = Math.min(count, first + Math.ceil((timeline.clientHeight || 400) / ROW) + 10);
     const rows = [];
-    for (let seq = first; seq < last; seq++) if (steps[seq]) rows.push(timelineRow(steps[seq], seq * ROW));
+    let missing = -1;
+    for (let seq = first; seq < last; seq++) {
+      if (steps[seq]) rows.push(timelineRow(steps[seq], seq * ROW));
+      else if (missing < 0) missing = seq;
+    }
     rowsBox.replaceChildren(...rows);
+    if (missing >= 0 && missing < tail && !stopped) { // rows in view not read yet: their page
+      readSteps(missing - (missing % STEP_PAGE)).then(() => { if (!stopped) paint(); }, () => {});
+    }
     const now = run.status === "running" ? [...marks().running] : [];
     running.replaceChildren(...(now.length ? [el("span", { class: "muted" }, "running now: "),
       ...now.map((n) => el("span", { class: "lane status-running" }, n))] : []));
@@ -495,6 +524,11 @@ async function runPage(runId, show) {
   update();
   const atEnd = () => { timeline.scrollTop = timeline.scrollHeight; };
   atEnd();
+  // The rest of a long log, a page at a time, from its start; then the graph's marks
+  (async () => {
+    for (let from = 0; from < tail && !stopped; from += STEP_PAGE) await readSteps(from);
+    if (!stopped && tail > 0) update();
+  })().catch((error) => { if (!stopped) detail.replaceChildren(failure(error)); });
 
   // Live: the run's events over the WebSocket (replayed from the last step read, then as
   // they commit); without a WebSocket URL, the page polls.
@@ -521,7 +555,8 @@ async function runPage(runId, show) {
     update();
     atEnd();
   };
-  leave = follow(runId, steps.length - 1, { step: addStep, run: onRun }, live, () => run);
+  const unfollow = follow(runId, steps.length - 1, { step: addStep, run: onRun }, live, () => run);
+  leave = () => { stopped = true; unfollow(); };
 }
 
 // What a person can do to a run: each entry answers a control for the run (or null).
