@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from starlette.testclient import TestClient
 
 import engine.graph
+import engine.messages
 import engine.tools
 from engine.errors import (
     GraphValidationError,
@@ -49,6 +50,9 @@ SAMPLES: dict[type[HopgraphError], Callable[[], HopgraphError]] = {
     QuotaExceeded: lambda: QuotaExceeded("runs_in_flight", 100, "OwnerRunsInFlight"),
     MapTooWide: lambda: MapTooWide(2_000, 1_000, "MaxMapWidth", "map node 'grade' over 2000 items"),
     engine.tools.ToolError: lambda: engine.tools.ToolError("t", "ValueError", "boom"),
+    engine.messages.ModelError: lambda: engine.messages.ModelError(
+        "bedrock", "slow down", retryable=True, code="ThrottlingException"
+    ),
 }
 
 
