@@ -85,9 +85,7 @@ def test_a_run_of_a_thousand_supersteps_opens_at_its_end_and_reaches_its_start(
     screenshot(page, "run-thousand-steps")
 
 
-def test_a_wide_map_is_summarized(
-    stack: StackProcess, api: httpx.Client, page: Page
-) -> None:
+def test_a_wide_map_is_summarized(stack: StackProcess, api: httpx.Client, page: Page) -> None:
     # Given a finished map over 1,000 items
     docs = [f"d{i}" for i in range(ITEMS)]
     run_id = start(api, create(api, MAP), {"docs": docs})
