@@ -50,6 +50,8 @@ INPUTS: dict[str, list[dict[str, Any]]] = {
     "subgraph_send": [{"subjects": ["cats", "dogs", "owls"]}, {"subjects": []}],
     "subgraph_map": [{"subjects": ["cats", "dogs", "owls"]}],
     "time_travel": [{}],
+    "retry_flaky": [{}],
+    "error_route": [{}],
 }
 CHILDREN = ("subgraph_shared_child", "subgraph_mapped_child", "subgraph_joke")
 """Graphs that subgraph nodes name: created before the graphs that name them."""
