@@ -222,7 +222,8 @@ class CaseFleet:
     def _check_children(self, status: str) -> None:
         """Every child run ended: completed with a completed parent, cancelled with a
         cancelled one (none left running), each under the parent's link."""
-        runs = self.store.list_runs(limit=100).items
+        # A listing carries what lists show (the index's projection), not the parent link.
+        runs = [self.store.get_run(r.run_id) for r in self.store.list_runs(limit=100).items]
         children = [r for r in runs if r.parent is not None and r.parent["run_id"] == self.run_id]
         assert children, "no child run was created"
         ended = {r.run_id: r.status for r in children}

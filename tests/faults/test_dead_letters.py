@@ -38,6 +38,7 @@ from tests.functional.aws_stack import AwsStack, aws_stack
 
 WORKER = "hopgraph-worker"
 WORKER_LINE = "      Handler: functions.worker.handler.handler\n"
+WORKER_TIMEOUT_LINE = "      Timeout: !Ref WorkerTimeout\n"
 COUNT_TO_40 = {
     "name": "count_to_40",
     "entry": "inc",
@@ -60,7 +61,8 @@ def template_copy(tmp_path: Path, *, allow_recursion: bool = True, timeout: int 
     if not allow_recursion:
         text = text.replace("      RecursiveLoop: Allow\n", "")
     if timeout is not None:
-        text = text.replace(WORKER_LINE, f"{WORKER_LINE}      Timeout: {timeout}\n")
+        assert text.count(WORKER_TIMEOUT_LINE) == 1
+        text = text.replace(WORKER_TIMEOUT_LINE, f"      Timeout: {timeout}\n")
     copy = tmp_path / "template.yaml"
     copy.write_text(text, encoding="utf-8")
     return load_template(copy)

@@ -155,7 +155,9 @@ def _dies_before_first_hop(driver: Driver, key: str | None) -> RunRecord:
     with pytest.raises(SimulatedCrash):
         driver.fork(parent, request, oracle=False)
     protocol.dispatch_after = real  # type: ignore[method-assign]
-    forked = next(r for r in driver.store.list_runs().items if r.parent_run_id == parent)
+    # A listing carries what lists show (the index's projection): each run is read whole.
+    listed = (driver.store.get_run(r.run_id) for r in driver.store.list_runs().items)
+    forked = next(r for r in listed if r.parent_run_id == parent)
     assert driver.store.get_run(forked.run_id).steps == 1  # created whole, nothing sent
     mirror, _ = history.fork_run(driver.oracle, driver.oracle.store.get_run(
         driver.twins[parent]), request, "alice")  # fmt: skip

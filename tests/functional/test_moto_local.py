@@ -98,7 +98,7 @@ def test_items_and_messages_come_back_as_they_were(tmp_path: Path) -> None:
         restored = persistence.restore()
 
         # Then the run is back and the connection is not (it died with the gateway)
-        assert restored == {"items": 1, "messages": 2, "skipped": 1}
+        assert restored == {"items": 1, "messages": 2, "skipped": 1, "objects": 0}
         got = dynamodb.get_item(TableName=TABLE, Key={"PK": {"S": "RUN#r1"}, "SK": {"S": "RUN"}})
         assert got["Item"]["status"] == {"S": "running"}
 
@@ -184,7 +184,7 @@ def test_items_of_every_kind_come_back_as_they_were(tmp_path: Path) -> None:
             persistence.stop()
 
     # Then the item is back both times, every value as it was
-    assert back == [({"items": 1, "messages": 0, "skipped": 0}, written)] * 2
+    assert back == [({"items": 1, "messages": 0, "skipped": 0, "objects": 0}, written)] * 2
 
 
 def test_an_item_that_cannot_come_back_stops_the_restore_and_keeps_the_folder(
