@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -82,7 +83,14 @@ def spawn(stack: StackProcess, *args: str, columns: int = COLUMNS) -> pexpect.sp
         dimensions=(LINES, columns),
         encoding="utf-8",
         timeout=DEADLINE,
+        preexec_fn=_ctrl_c_reaches_it,
     )
+
+
+def _ctrl_c_reaches_it() -> None:
+    # As for a terminal's foreground program, whatever ran the tests: a job a script starts
+    # in the background (`make test &`) has SIGINT ignored, and its children inherit that.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def terminal(stack: StackProcess, *args: str, columns: int = COLUMNS) -> Screen:
