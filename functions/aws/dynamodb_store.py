@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -202,23 +202,23 @@ class DynamoRunStore:
 
     def _stashed(self, run_id: str, stored: deltas.Stored) -> deltas.Stored:
         """``stored`` with its large values in blobs and pointers in their place."""
-        if self._blobs is None:
-            return stored
-        delta = dict(stored.delta)
-        for part in ("set", "append"):
-            if part in delta:
-                delta[part] = self._stash(run_id, delta[part])
-        state = None if stored.state is None else self._stash(run_id, stored.state)
-        return deltas.Stored(stored.seq, delta, state)
+        return self._each_value(stored, lambda values: self._stash(run_id, values))
 
     def _restored(self, run_id: str, stored: deltas.Stored) -> deltas.Stored:
+        return self._each_value(stored, lambda values: self._restore(run_id, values))
+
+    def _each_value(
+        self, stored: deltas.Stored, change: Callable[[dict[str, Any]], dict[str, Any]]
+    ) -> deltas.Stored:
+        """``stored`` with ``change`` applied to its state and its delta's values (a step
+        keeps values in those three places); as it is when there is no bucket."""
         if self._blobs is None:
             return stored
         delta = dict(stored.delta)
         for part in ("set", "append"):
             if part in delta:
-                delta[part] = self._restore(run_id, delta[part])
-        state = None if stored.state is None else self._restore(run_id, stored.state)
+                delta[part] = change(delta[part])
+        state = None if stored.state is None else change(stored.state)
         return deltas.Stored(stored.seq, delta, state)
 
     def _header(self, item: Item) -> RunRecord:
