@@ -123,6 +123,7 @@ from engine.superstep import (
     plan_of,
     run_task,
 )
+from engine.sweeper import Sweeper
 from engine.timers import Timers
 from engine.tools import Send, ToolContext, Toolkit
 
@@ -219,6 +220,7 @@ class HopProtocol:
                                sweeper_delays=config.sweeper_delays)  # fmt: skip
         self.timers = Timers(queue, clock, lease_s=config.lease_s,
                              sweeper_delays=config.sweeper_delays)  # fmt: skip
+        self.sweeper = Sweeper(self)
 
     # -- starting ----------------------------------------------------------------------------
     def start(self, run: RunRecord, *, recheck: bool) -> None:
@@ -610,7 +612,7 @@ class HopProtocol:
         except Exception:  # progress is best effort: it never fails a committed step
             return
 
-    # -- dead letters and the sweeper --------------------------------------------------------
+    # -- dead letters and the sweeper (engine/sweeper.py) --------------------------------------
     def fail(self, hop: Hop, reason: str, *, by_worker: bool = False) -> bool:
         """Fail the run because ``hop`` is being dead-lettered: a failed step record in its
         superstep's slot. True if this call ended the run; False if it changed nothing.
@@ -650,91 +652,8 @@ class HopProtocol:
 
     def sweep(self, run_id: str) -> int:
         """Re-send the hops of ``run_id``'s open superstep if it made no progress for longer
-        than the lease (a request or a worker died between a commit and its dispatch, or a
-        hop was lost); returns how many were sent. Every hop goes out with ``recheck``: the
-        ones that were alive after all find their slots taken and stop."""
-        run = self.store.get_run(run_id)
-        if not accepts_hops(run.status) or self.subgraphs.orphaned(run):
-            return 0
-        graph = self.graphs(run.graph_id)
-        seq = run.steps
-        previous = self.store.get_step(run_id, seq - 1) if seq else None
-        opened = run.created_at if previous is None else previous.ended_at
-        state = run.input if previous is None else previous.state
-        nodes = (graph.entry,) if previous is None else previous.successors
-        sends = () if previous is None else previous.sends
-        try:
-            planned = plan_of(graph, nodes, state, sends)
-        except ReducerError:
-            return 0
-        if len(planned) <= 1:
-            stalled = self.clock() - opened >= self.config.lease_s
-            if not stalled and not self._may_be_due(graph, list(nodes)):
-                return 0
-            waiting = self.subgraphs.waiting(run_id, seq, graph)
-            hops = self._swept(graph, self._hops(run_id, run.graph_id, seq, graph, planned,
-                                                 skip=waiting),
-                               state, opened, stalled)  # fmt: skip
-            if hops:
-                self._republish(previous)
-                self.queue.dispatch(hops[0])  # one task: its slot has one hop
-            return len(hops)
-        return self._sweep_tasks(run, graph, seq, planned, opened, previous, state)
-
-    def _may_be_due(self, graph: Graph, nodes: list[str]) -> bool:
-        """A slot that is not stalled may still hold a retry or a wait that is due, when the
-        sweeper is what sends them (self-invocation)."""
-        return self.retries.may_be_due(graph, nodes) or self.timers.may_be_due(graph, nodes)
-
-    def _swept(self, graph: Graph, hops: list[Hop], state: dict[str, Any], opened: float,
-               stalled: bool) -> list[Hop]:  # fmt: skip
-        """The sweeper's hops that are due: a wait node's at its time (engine/timers.py),
-        a retried task's as its next attempt (engine/retries.py), any other if stalled."""
-        waits = [h for h in hops if graph.nodes[h.node].wait is not None]
-        others = [h for h in hops if graph.nodes[h.node].wait is None]
-        return [*self.retries.swept(graph, others, stalled=stalled),
-                *self.timers.swept(graph, waits, state, opened)]  # fmt: skip
-
-    def _republish(self, previous: StepRecord | None) -> None:
-        """The step before a swept slot may never have been published (its worker died
-        before): publish it again first (events are at least once; subscribers dedupe)."""
-        if previous is not None:
-            self._publish(previous, None, NOBODY_YET)
-
-    def _sweep_tasks(self, run: RunRecord, graph: Graph, seq: int, planned: Plan,
-                     opened: float, previous: StepRecord | None,
-                     state: dict[str, Any]) -> int:  # fmt: skip
-        """A superstep of several tasks: its progress is its latest task commit; the hops
-        due are the first chunk's and, for a map, those of the window after its commits."""
-        tasks = self.store.list_tasks(run.run_id, seq)
-        last = max([opened, *(t.started_at + t.duration_ms / 1000 for t in tasks)])
-        stalled = self.clock() - last >= self.config.lease_s
-        if not stalled and not self._may_be_due(graph, list(planned.sizes)):
-            return 0
-        if len(tasks) >= len(planned):  # every task committed; the close was lost
-            return self._sweep_close(run, graph, seq, tasks)
-        done = {(t.node, t.index) for t in tasks}
-        due = [t for t in self._due(graph, planned, tasks) if (t.node, t.index) not in done]
-        waiting = self.subgraphs.waiting(run.run_id, seq, graph)
-        due = [t for t in due if waiting is None or not waiting(t)]
-        hops = [Hop(run.run_id, run.graph_id, seq, t.node, recheck=True, index=t.index,
-                    parallel=True) for t in due]  # fmt: skip
-        hops = self._swept(graph, hops, state, opened, stalled)
-        if not tasks:
-            self._republish(previous)
-        if hops:
-            self.queue.dispatch_batch(hops)
-        return len(hops)
-
-    def _sweep_close(self, run: RunRecord, graph: Graph, seq: int, tasks: list[TaskRecord]) -> int:
-        """Close a superstep whose tasks all committed but whose closer died: the close is
-        the same conditional write whoever makes it."""
-        last = tasks[-1]
-        hop = Hop(run.run_id, run.graph_id, seq, last.node, index=last.index, parallel=True)
-        origin = self._origin(hop, graph)
-        if origin is not None:
-            self._fan_in(graph, hop, origin, f"sweeper:{run.run_id}:{seq}")
-        return 1
+        than the lease; returns how many were sent (:mod:`engine.sweeper`)."""
+        return self.sweeper.sweep(run_id)
 
     def _due(self, graph: Graph, planned: Plan, tasks: list[TaskRecord]) -> Iterable[Task]:
         """The tasks that should be in flight once ``tasks`` committed: each map's first
