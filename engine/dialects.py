@@ -51,6 +51,8 @@ class DraftNode:
     """Its ``retry``, ``timeout_s`` and ``on_error`` as written (the keys it has)."""
     wait: Any = None
     """A wait node's ``wait`` as written (engine/timers.py)."""
+    interrupt: Any = None
+    """An interrupt node's ``interrupt`` as written (engine/pauses.py)."""
 
 
 @dataclass
@@ -111,6 +113,9 @@ class Draft:
     joins: list[DraftJoin] = field(default_factory=list)
     defaults: Any = None
     """The ``defaults`` object as written (``retry``, ``timeout_s`` for every node)."""
+    interrupt_before: Any = None
+    interrupt_after: Any = None
+    """The static breakpoints as written (engine/pauses.py)."""
     problems: list[Problem] = field(default_factory=list)
 
 
@@ -135,6 +140,8 @@ def read_draft(doc: Any) -> Draft:
     draft.max_steps = doc.get("max_steps")
     draft.state = doc.get("state")
     draft.defaults = doc.get("defaults")
+    draft.interrupt_before = doc.get("interrupt_before")
+    draft.interrupt_after = doc.get("interrupt_after")
     joins = doc.get("joins")
     if isinstance(joins, dict):
         draft.joins.extend(DraftJoin(k, v, f"joins.{k}") for k, v in joins.items())
@@ -160,6 +167,7 @@ def _node_from_spec(node_id: str, spec: Any, loc: str) -> DraftNode:
     return DraftNode(
         node_id, spec.get("tool"), loc, f"{loc}.tool", spec.get("settings"), spec.get("map"),
         spec.get("defer"), spec.get("goto"), subgraph, _failure(spec), spec.get("wait"),
+        spec.get("interrupt"),
     )  # fmt: skip
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from engine.conditions import Condition
 from engine.errors import HopgraphError
+from engine.interrupt_spec import Question
 from engine.reducers import EMPTY, REDUCERS, Reducer, ReducerError
 from engine.retry_policy import NO_FAILURE_POLICY, FailurePolicy, failure_doc
 from engine.tools import CustomReducer
@@ -100,6 +101,9 @@ class Node:
     """Its retries, timeout and error route (:mod:`engine.retry_policy`)."""
     wait: WaitSpec | None = None
     """A wait node: it runs no tool, and goes on at its time (:mod:`engine.timers`)."""
+    interrupt: Question | None = None
+    """An interrupt node: it runs no tool; it asks, and goes on with the answer
+    (:mod:`engine.pauses`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +156,10 @@ class Graph:
         default_factory=lambda: MappingProxyType({}), repr=False, compare=False
     )
     """The toolkits' reducers the graph was built with (``build_graph(..., toolkit=)``)."""
+    interrupt_before: frozenset[str] = frozenset()
+    """Static breakpoints: the run pauses before these nodes run (:mod:`engine.pauses`)."""
+    interrupt_after: frozenset[str] = frozenset()
+    """... and after these ran, before their updates are committed."""
     _routers: Mapping[str, Router] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -225,6 +233,9 @@ class Graph:
         targets.extend(self.nodes[node].goto if node in self.nodes else ())
         on_error = self.nodes[node].failure.on_error if node in self.nodes else None
         targets.extend((on_error,) if on_error is not None else ())
+        question = self.nodes[node].interrupt if node in self.nodes else None
+        on_timeout = question.on_timeout if question is not None else None
+        targets.extend((on_timeout,) if on_timeout is not None else ())
         targets.extend(join for join, sources in self.joins.items() if node in sources)
         return tuple(dict.fromkeys(targets))
 
@@ -243,7 +254,17 @@ class Graph:
             doc["joins"] = {k: list(v) for k, v in self.joins.items()}
         if self.max_steps is not None:
             doc["max_steps"] = self.max_steps
+        if self.interrupt_before:
+            doc["interrupt_before"] = sorted(self.interrupt_before)
+        if self.interrupt_after:
+            doc["interrupt_after"] = sorted(self.interrupt_after)
         return doc
+
+    def may_pause(self, node: str) -> bool:
+        """Whether a task of ``node`` may wait for input by its graph's own declaration (an
+        interrupt node, a breakpoint): only those read their pauses on a first delivery."""
+        declared = self.nodes[node].interrupt is not None
+        return declared or node in self.interrupt_before or node in self.interrupt_after
 
 
 def _constant(targets: Targets) -> Router:
@@ -262,6 +283,8 @@ def _branching(node_id: str, branch: Branch) -> Router:
 def _node_doc(node: Node) -> dict[str, Any]:
     if node.wait is not None:  # a wait node runs no tool
         return {"wait": node.wait.to_dict(), **({"defer": True} if node.defer else {})}
+    if node.interrupt is not None:  # nor does an interrupt node
+        return {"interrupt": node.interrupt.to_dict(), **({"defer": True} if node.defer else {})}
     if node.subgraph is not None:
         doc: dict[str, Any] = node.subgraph.to_dict()
     else:

@@ -34,6 +34,8 @@ SHAPES: Mapping[str, Mapping[str, str | None]] = {
         "state": "{state_key}",
         "max_steps": None,
         "defaults": "defaults",
+        "interrupt_before": None,
+        "interrupt_after": None,
     },
     "node": {
         "tool": None,
@@ -45,11 +47,19 @@ SHAPES: Mapping[str, Mapping[str, str | None]] = {
         "timeout_s": None,
         "on_error": None,
         "wait": "wait",
+        "interrupt": "interrupt",
         "graph": None,
         "input": None,
         "output": None,
     },
     "wait": {"seconds": None, "until": None},
+    "interrupt": {
+        "prompt": None,
+        "key": None,
+        "schema": None,
+        "timeout_s": None,
+        "on_timeout": None,
+    },
     "defaults": {"retry": "retry", "timeout_s": None},
     "retry": {
         "max_attempts": None,
@@ -89,6 +99,8 @@ SHAPES: Mapping[str, Mapping[str, str | None]] = {
         "state": "{state_key}",
         "max_steps": None,
         "defaults": "defaults",
+        "interrupt_before": None,
+        "interrupt_after": None,
     },
     "dialect1_node": {
         "tool": None,
@@ -111,6 +123,8 @@ SHAPES: Mapping[str, Mapping[str, str | None]] = {
         "state": "{state_key}",
         "max_steps": None,
         "defaults": "defaults",
+        "interrupt_before": None,
+        "interrupt_after": None,
     },
     # -- dialect 3: nodes [{node_id, tool}], edges [{from, to, condition?}] --------------------
     "dialect3": {
@@ -125,6 +139,8 @@ SHAPES: Mapping[str, Mapping[str, str | None]] = {
         "state": "{state_key}",
         "max_steps": None,
         "defaults": "defaults",
+        "interrupt_before": None,
+        "interrupt_after": None,
     },
     "dialect3_node": {
         "node_id": None,
@@ -153,8 +169,6 @@ ELSEWHERE: Mapping[str, str] = {
     ),
     "store": "LangGraph's store has no equivalent: keep shared data in the state or a tool",
     "recursion_limit": 'LangGraph\'s recursion_limit is "max_steps" (per graph, or per run)',
-    "interrupt_before": "hopgraph has no interrupts yet: a graph cannot pause before a node",
-    "interrupt_after": "hopgraph has no interrupts yet: a graph cannot pause after a node",
     "conditional_edges": (
         'conditional edges are "branches": {"node": {"cases": [{"when": "score >= 7", '
         '"to": "done"}], "default": "retry"}}'

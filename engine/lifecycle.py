@@ -5,7 +5,10 @@ transitions between them. Nothing else in the engine decides these.
 
     running --(a superstep routes to END)-------------------------> completed
        |  \\--(tool error, step limit, state too large, dead letter)--> failed
-       \\----(cancel)------------------------------------------------> cancelled
+       |\\----(cancel)------------------------------------------------> cancelled
+       \\-----(a task waits for input, nothing else can proceed)------> paused
+    paused --(an answer: resume, or its deadline passed)-----------> running
+       \\-----(cancel)------------------------------------------------> cancelled
     failed --(redrive: the failed superstep again, a new attempt)---> running
 
 A run is created ``running``; the three other statuses are final: no hop runs in them. A
@@ -15,8 +18,12 @@ one store primitive, :meth:`engine.ports.RunStore.commit_step` with a :class:`Ru
 appends the step that ends the run into the run's next free slot and moves the run header, in
 one conditional write, so that a transition and the log entry that explains it are never
 apart. The worker's closes, the API's cancel, the dead-letter consumer and a redrive all use
-it (a redrive's :class:`RunEnd` names ``failed`` as the status it moves the run from); the
-next statuses (paused) and commands (resume) go through it too.
+it (a redrive's :class:`RunEnd` names ``failed`` as the status it moves the run from).
+
+A pause is not a step: ``running <-> paused`` moves the header alone, atomically with the
+pause record that explains it (:meth:`engine.ports.RunStore.commit_pause`, ``hold_run``,
+``answer_pause``; :mod:`engine.pauses`). A paused run accepts no hop but the one its answer
+sends (the header is ``running`` again by then).
 """
 
 from __future__ import annotations
@@ -24,13 +31,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-RunStatus = Literal["running", "completed", "failed", "cancelled"]
+RunStatus = Literal["running", "paused", "completed", "failed", "cancelled"]
 
-ACCEPTS_HOPS: frozenset[str] = frozenset({"running"})
-"""Statuses in which a hop may run a task and commit: any other status makes it stale."""
+ACCEPTS_HOPS: frozenset[str] = frozenset({"running", "paused"})
+"""Statuses in which a hop may run a task and commit: any other status makes it stale. A
+paused run's hops find their tasks committed or waiting (engine/pauses.py); the hop that
+holds a deadline must pass the slot check to answer it as timed out."""
 
 TRANSITIONS: dict[str, frozenset[str]] = {
-    "running": frozenset({"completed", "failed", "cancelled"}),
+    "running": frozenset({"completed", "failed", "cancelled", "paused"}),
+    "paused": frozenset({"running", "cancelled"}),
     "completed": frozenset(),
     "failed": frozenset({"running"}),
     "cancelled": frozenset(),

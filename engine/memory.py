@@ -31,6 +31,7 @@ from engine.ports import (
     GraphRecord,
     Hop,
     Page,
+    PauseRecord,
     RunEnd,
     RunRecord,
     RunStatus,
@@ -38,6 +39,10 @@ from engine.ports import (
     StepRecord,
     TaskRecord,
 )
+
+
+def _pause_slot(pause: PauseRecord) -> tuple[str, int, str]:
+    return (pause.node, -1 if pause.index is None else pause.index, pause.kind)
 
 
 def _page(items: list[Any], limit: int, cursor: str | None) -> Page[Any]:
@@ -68,6 +73,7 @@ class MemoryRunStore:
         self._tasks: dict[tuple[str, int], dict[tuple[str, int], TaskRecord]] = {}
         self._task_counts: Counter[tuple[str, int]] = Counter()
         self._attempts: dict[tuple[str, int], dict[tuple[str, int, int], AttemptRecord]] = {}
+        self._pauses: dict[tuple[str, int], dict[tuple[str, int, str], PauseRecord]] = {}
         self._connections: dict[str, Connection] = {}
         self._subscriptions: dict[str, dict[str, int | None]] = {}
         """Per run, its subscribers' connection ids and what their replay reached."""
@@ -236,6 +242,52 @@ class MemoryRunStore:
         with self._lock:
             slots = self._attempts.get((run_id, seq), {})
             return [slots[k] for k in sorted(slots)]
+
+    # -- tasks that wait for input (engine/pauses.py) ----------------------------------------
+    def commit_pause(self, pause: PauseRecord, *, hold: bool) -> None:
+        with self._lock:
+            slots = self._pauses.setdefault((pause.run_id, pause.seq), {})
+            slot = _pause_slot(pause)
+            run = self._runs.get(pause.run_id)
+            if slot in slots or (hold and (run is None or run.status != "running")):
+                raise StepConflict(pause.run_id, pause.seq)
+            slots[slot] = pause
+            if hold and run is not None:
+                self._runs[pause.run_id] = replace(run, status="paused", updated_at=pause.since)
+
+    def list_pauses(self, run_id: str, seq: int) -> list[PauseRecord]:
+        with self._lock:
+            slots = self._pauses.get((run_id, seq), {})
+            return [slots[k] for k in sorted(slots)]
+
+    def answer_pause(self, pause: PauseRecord) -> None:
+        with self._lock:
+            slots = self._pauses.get((pause.run_id, pause.seq), {})
+            stored = slots.get(_pause_slot(pause))
+            run = self._runs.get(pause.run_id)
+            if stored is None or not stored.pending or run is None:
+                raise StepConflict(pause.run_id, pause.seq)
+            if run.status not in ("paused", "running"):
+                raise StepConflict(pause.run_id, pause.seq)
+            slots[_pause_slot(pause)] = replace(
+                stored, answered_at=pause.answered_at, value=pause.value,
+                timed_out=pause.timed_out, committed_by=pause.committed_by,
+            )  # fmt: skip
+            if run.status == "paused":
+                at = pause.answered_at if pause.answered_at is not None else run.updated_at
+                self._runs[pause.run_id] = replace(run, status="running", updated_at=at)
+
+    def hold_run(self, run_id: str, pending: list[PauseRecord], at: float) -> bool:
+        with self._lock:
+            run = self._runs.get(run_id)
+            if run is None or run.status != "running":
+                return False
+            for pause in pending:
+                stored = self._pauses.get((pause.run_id, pause.seq), {}).get(_pause_slot(pause))
+                if stored is None or not stored.pending:
+                    return False
+            self._runs[run_id] = replace(run, status="paused", updated_at=at)
+            return True
 
     def list_steps(self, run_id: str, after: int = -1, limit: int = 100) -> Page[StepRecord]:
         if run_id not in self._runs:

@@ -220,6 +220,56 @@ class AttemptRecord:
         return doc
 
 
+PauseKind = Literal["interrupt", "before", "after"]
+"""Why a task waits: an interrupt (an ``interrupt`` node, or a tool's ``ctx.interrupt``), or a
+static breakpoint before or after its node (``interrupt_before`` / ``interrupt_after``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PauseRecord:
+    """A task that waits for input (engine/pauses.py). Slot: run, superstep, node, index,
+    kind; written once, and answered once (a resume, or its deadline passing)."""
+
+    run_id: str
+    seq: int
+    node: str
+    index: int | None
+    kind: PauseKind
+    since: float
+    prompt: str | None = None
+    key: str | None = None
+    """The state key the answer is written under (through its reducer); ``None``: the answer
+    is not kept (a breakpoint, or a question whose answer only routes)."""
+    schema: dict[str, Any] | None = None
+    until: float | None = None
+    """Its deadline (epoch seconds): past it, the task goes on by ``on_timeout``."""
+    on_timeout: str | None = None
+    held: dict[str, Any] = field(default_factory=dict)
+    """What the task had done when it paused, committed with its answer: ``updates``,
+    ``targets``, ``sends``, ``tool``, ``duration_ms`` (a tool's ``ctx.interrupt``, a breakpoint
+    after its node)."""
+    answered_at: float | None = None
+    value: Any = None
+    timed_out: bool = False
+    committed_by: str = ""
+
+    @property
+    def task(self) -> str:
+        return self.node if self.index is None else f"{self.node}[{self.index}]"
+
+    @property
+    def pending(self) -> bool:
+        return self.answered_at is None
+
+    def question(self) -> dict[str, Any]:
+        """What ``GET /runs/{id}`` shows of it (``pending``)."""
+        return {
+            "task": self.task, "node": self.node, "index": self.index, "kind": self.kind,
+            "prompt": self.prompt, "key": self.key, "schema": self.schema,
+            "since": self.since, "until": self.until, "on_timeout": self.on_timeout,
+        }  # fmt: skip
+
+
 @dataclass(frozen=True, slots=True)
 class RunRecord:
     """A run as stores return it: the header plus its latest committed step's view."""
@@ -416,6 +466,26 @@ class RunStore(Protocol):
     def list_attempts(self, run_id: str, seq: int) -> list[AttemptRecord]:
         """Every failed attempt recorded in superstep ``seq`` (of all its tasks), by task and
         attempt, read strongly consistently: one query."""
+
+    def commit_pause(self, pause: PauseRecord, *, hold: bool) -> None:
+        """Write ``pause`` into its slot (run, superstep, node, index, kind) if and only if
+        that slot is empty; with ``hold``, move the run ``running -> paused`` in the same
+        atomic write, conditional on the run being ``running``. StepConflict if the slot is
+        taken or (with ``hold``) the run is not running."""
+
+    def list_pauses(self, run_id: str, seq: int) -> list[PauseRecord]:
+        """Every pause of superstep ``seq``, answered or not, read strongly consistently."""
+
+    def answer_pause(self, pause: PauseRecord) -> None:
+        """Record ``pause``'s answer (its ``answered_at``, ``value``, ``timed_out``,
+        ``committed_by``) if and only if it is still pending, and move the run ``paused ->
+        running`` (a ``running`` run stays so) in the same atomic write. StepConflict if it
+        was answered already, or the run is neither paused nor running (it ended)."""
+
+    def hold_run(self, run_id: str, pending: list[PauseRecord], at: float) -> bool:
+        """Move the run ``running -> paused`` if every pause in ``pending`` is still pending
+        (one atomic write); False if it moved nothing (it is not running, or one of them was
+        answered meanwhile: that answer's task goes on)."""
 
 
 @dataclass(frozen=True, slots=True)

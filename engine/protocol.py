@@ -96,6 +96,7 @@ from engine.events import run_event, step_event
 from engine.graph import END, Graph
 from engine.lifecycle import accepts_hops
 from engine.map_quota import check_map_width
+from engine.pauses import Pauses
 from engine.ports import (
     Audience,
     Clock,
@@ -221,6 +222,7 @@ class HopProtocol:
         self.timers = Timers(queue, clock, lease_s=config.lease_s,
                              sweeper_delays=config.sweeper_delays)  # fmt: skip
         self.sweeper = Sweeper(self)
+        self.pauses = Pauses(self)
 
     # -- starting ----------------------------------------------------------------------------
     def start(self, run: RunRecord, *, recheck: bool) -> None:
@@ -270,13 +272,22 @@ class HopProtocol:
             return "stale"
         if graph.nodes[hop.node].subgraph is not None:  # its child run does the work
             return self.subgraphs.enter(graph, hop, origin)
-        early: HopResult | None = self.retries.before_run(graph, hop, delivery_id,
-                                                          suspect=suspect)  # fmt: skip
-        early = early or self.timers.before_run(graph, hop, origin.state, origin.opened_at)
-        if early is not None:
-            return early
         started = self.clock()
-        result = self._run(graph, hop, origin, attempt)
+        paused = self.pauses.before_run(graph, hop, origin, delivery_id, suspect=suspect)
+        if isinstance(paused, str):  # it waits for an answer (engine/pauses.py)
+            return paused
+        if paused is not None:  # answered: commit what it held with the answer
+            result = paused
+        else:
+            early: HopResult | None = self.retries.before_run(graph, hop, delivery_id,
+                                                              suspect=suspect)  # fmt: skip
+            early = early or self.timers.before_run(graph, hop, origin.state, origin.opened_at)
+            if early is not None:
+                return early
+            result = self._run(graph, hop, origin, attempt)
+            asks = self.pauses.after_run(graph, hop, origin, result, delivery_id)
+            if asks is not None:
+                return asks
         if not result.ok:  # retried (nothing but its attempt committed), routed, or failed
             outcome = self.retries.after_failure(graph, hop, result, started, delivery_id)
             if isinstance(outcome, str):
@@ -363,10 +374,10 @@ class HopProtocol:
         """Close the superstep if every planned task has committed."""
         counted = self._counted(graph, origin)
         if counted and self.store.count_tasks(hop.run_id, hop.seq) < len(origin.planned):
-            return "committed"
+            return self.pauses.after_fan_in(graph, hop, origin)
         tasks = self.store.list_tasks(hop.run_id, hop.seq)
         if len(tasks) < len(origin.planned):
-            return "committed"
+            return self.pauses.after_fan_in(graph, hop, origin)
         results = [
             TaskResult(Task(t.node, t.index), t.tool, t.updates, t.targets, t.duration_ms,
                        t.error, tuple(Send.from_dict(s) for s in t.sends))

@@ -307,6 +307,19 @@ class RunService:
         self.protocol.subgraphs.after_cancel(run)
         return run
 
+    def resume_run(self, run_id: str, value: Any = None, task: str | None = None) -> RunRecord:
+        """Answer a paused run's question (``task``: which, when several wait), exactly once;
+        the run goes on from that task (engine/pauses.py). RunNotFound, ConflictError (409:
+        nothing waits, or it was answered otherwise), InvalidInputError (422: a value its
+        question's schema refuses)."""
+        run = self.store.get_run(run_id)
+        self.protocol.pauses.resume(run, value, task)
+        return self.store.get_run(run_id)
+
+    def pending_questions(self, run: RunRecord) -> list[dict[str, Any]]:
+        """What a paused run waits for (one query, for a paused run only)."""
+        return self.protocol.pauses.pending(run)
+
     def _before(self, cancelled: RunRecord) -> Audience | None:
         """The cancel took the slot of the superstep whose publisher would have made up for
         the one before it to a subscriber that missed it (engine.ports.Audience): so does

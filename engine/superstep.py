@@ -30,6 +30,7 @@ from engine.reducers import ReducerError
 from engine.retry_policy import Raised, raised_from
 from engine.tools import (
     Goto,
+    Interrupt,
     Send,
     ToolContext,
     ToolError,
@@ -210,6 +211,9 @@ class TaskResult:
     raised: Raised | None = None
     """A failed tool: what it raised, for its node's retry policy (``None``: the task did not
     fail, or failed in the engine, which a retry would not change)."""
+    asked: Interrupt | None = None
+    """Its tool asked a person (``ctx.interrupt``): the task pauses with ``updates`` held,
+    unrouted until the answer comes (:mod:`engine.pauses`)."""
 
     @property
     def ok(self) -> bool:
@@ -248,7 +252,7 @@ def run_task(
         if node.wait is not None:  # a wait node: its hop came at its time; it runs nothing
             wakes_at(node.wait, view, 0.0)  # its time must be readable (WaitError)
             updates: dict[str, Any] = {}
-            goto: Goto | None = None
+            goto: Goto | Interrupt | None = None
         else:
             updates, goto = call_tool_command(tools.get(node.tool), view, ctx,
                                               node.failure.timeout_s)  # fmt: skip
@@ -259,6 +263,8 @@ def run_task(
         return result({}, (), str(exc), raised=raised_from(cause) if cause is not None else None)
     except (UnknownToolError, ReducerError) as exc:
         return result({}, (), str(exc))
+    if isinstance(goto, Interrupt):  # it asks: routed once answered (engine/pauses.py)
+        return replace(result(updates, (), None), asked=goto)
     try:
         merged = merge_updates(graph, state, [(task, updates)])
         targets, sends = _routes(graph, tools, task.node, merged, goto)

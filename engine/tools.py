@@ -25,8 +25,9 @@ from engine.errors import HopgraphError, UnknownToolError
 
 State: TypeAlias = dict[str, Any]
 Updates: TypeAlias = dict[str, Any]
-ToolResult: TypeAlias = "Updates | Command | None"
-"""What a tool returns: updates, a :class:`Command` (updates and where to go), or nothing."""
+ToolResult: TypeAlias = "Updates | Command | Interrupt | None"
+"""What a tool returns: updates, a :class:`Command` (updates and where to go), an
+:class:`Interrupt` (a question for a person, with its other updates), or nothing."""
 ToolFn: TypeAlias = Callable[
     [Mapping[str, Any], "ToolContext"], "ToolResult | Awaitable[ToolResult]"
 ]
@@ -78,6 +79,19 @@ class Command:
     goto: Goto = ()
 
 
+@dataclass(frozen=True, slots=True)
+class Interrupt:
+    """What a tool returns to ask a person (``return ctx.interrupt(...)``): the run pauses
+    with its ``update`` held; the answer, written under ``key``, is committed with it, and
+    the run goes on by the node's edges. The tool does not run again (engine/pauses.py)."""
+
+    prompt: str
+    key: str | None = None
+    schema: Mapping[str, Any] | None = None
+    timeout_s: float | None = None
+    update: Mapping[str, Any] | None = None
+
+
 RouterFn: TypeAlias = Callable[[Mapping[str, Any]], Goto]
 """A registered router: the state (with its node's updates) in, where to go out."""
 
@@ -112,6 +126,15 @@ class ToolContext:
     def task(self) -> str:
         """The task's name in its superstep: ``grade[3]`` for a map item, else the node."""
         return self.node if self.index is None else f"{self.node}[{self.index}]"
+
+    def interrupt(
+        self, prompt: str, *, key: str | None = None, schema: Mapping[str, Any] | None = None,
+        timeout_s: float | None = None, update: Mapping[str, Any] | None = None,
+    ) -> Interrupt:  # fmt: skip
+        """Ask a person: ``return ctx.interrupt("Approve?", key="approved", schema=...)``.
+        The run pauses until ``POST /runs/{id}/resume`` answers (``timeout_s``: the run fails
+        if nobody answers in time); ``update`` is committed with the answer."""
+        return Interrupt(prompt, key, schema, timeout_s, update)
 
     @property
     def idempotency_key(self) -> str:
@@ -364,6 +387,9 @@ def call_tool(tool: Tool, state: Mapping[str, Any], ctx: ToolContext) -> Updates
     A :class:`Command` without ``goto`` counts as its update; one with a ``goto`` needs
     :func:`call_tool_command` (a node that declares ``goto`` runs through it)."""
     updates, goto = call_tool_command(tool, state, ctx)
+    if isinstance(goto, Interrupt):
+        raise ToolError(tool.name, "TypeError", "returned an interrupt: only a graph node's "
+                        "tool can pause its run, not a tool a model calls")  # fmt: skip
     if goto is not None:
         raise ToolError(
             tool.name,
@@ -376,10 +402,11 @@ def call_tool(tool: Tool, state: Mapping[str, Any], ctx: ToolContext) -> Updates
 
 def call_tool_command(
     tool: Tool, state: Mapping[str, Any], ctx: ToolContext, timeout_s: float | None = None
-) -> tuple[Updates, Goto | None]:
+) -> tuple[Updates, Goto | Interrupt | None]:
     """Run a tool and return its updates and, when it returned a :class:`Command` with a
-    ``goto``, where it goes; every failure becomes a :class:`ToolError`. ``timeout_s``: its
-    deadline (:mod:`engine.deadlines`), past which it fails with ``TimeoutError``."""
+    ``goto``, where it goes (or the :class:`Interrupt` it asks); every failure becomes a
+    :class:`ToolError`. ``timeout_s``: its deadline (:mod:`engine.deadlines`), past which it
+    fails with ``TimeoutError``."""
     try:
         if timeout_s is None:
             result = _call_once(tool, state, ctx)
@@ -398,6 +425,12 @@ def call_tool_command(
                             f"{type(update).__name__}, expected a dict or None")  # fmt: skip
         empty = result.goto == () or result.goto == []
         return dict(update), None if empty else result.goto
+    if isinstance(result, Interrupt):
+        update = result.update if result.update is not None else {}
+        if not isinstance(update, Mapping):
+            raise ToolError(tool.name, "TypeError", "returned an interrupt whose update is "
+                            f"{type(update).__name__}, expected a dict or None")  # fmt: skip
+        return dict(update), result
     if not isinstance(result, dict):
         raise ToolError(
             tool.name, "TypeError", f"returned {type(result).__name__}, expected a dict or None"

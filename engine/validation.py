@@ -30,6 +30,7 @@ from engine.graph import (
     Targets,
     canonical_target,
 )
+from engine.interrupt_spec import read_breakpoints, read_question
 from engine.parallel_checks import check_parallel_writes
 from engine.reducers import REDUCERS
 from engine.retry_policy import FailurePolicy, RetryPolicy, read_retry, read_timeout
@@ -96,6 +97,8 @@ class _Checker:
 
     def build(self) -> Graph | None:
         nodes = self._failures(self._gotos(self._nodes()))
+        self._timeouts(nodes)
+        before, after = self._breakpoints(nodes)
         entry = self._entry()
         edges, branches = self._routes()
         joins = self._joins()
@@ -116,6 +119,8 @@ class _Checker:
             reducers=MappingProxyType(reducers),
             joins=MappingProxyType(joins),
             custom_reducers=self.toolkit.reducers() if self.toolkit is not None else {},
+            interrupt_before=before,
+            interrupt_after=after,
         )
 
     # -- nodes and entry -------------------------------------------------------------------
@@ -139,6 +144,9 @@ class _Checker:
                 continue
             if dn.wait is not None:
                 self._wait_node(dn, nodes)
+                continue
+            if dn.interrupt is not None:
+                self._interrupt_node(dn, nodes)
                 continue
             tool_ok = self._tool_ok(dn.tool, dn.tool_loc)
             settings_ok = self._settings_ok(dn.settings, dn.loc)
@@ -209,12 +217,46 @@ class _Checker:
         if spec is not None and not wrong:
             nodes[dn.id] = Node(dn.id, "wait", wait=spec, defer=dn.defer is True)
 
+    def _interrupt_node(self, dn: DraftNode, nodes: dict[str, Node]) -> None:
+        """A node that waits for a person (engine/pauses.py): no tool, nothing to retry."""
+        wrong = [k for k in ("tool", "map", "retry", "timeout_s", "on_error")
+                 if getattr(dn, k, None) is not None or dn.failure.get(k) is not None]  # fmt: skip
+        for key in wrong:
+            self.add(f"{dn.loc}.{key}", "an interrupt node runs no tool: it has no " + key)
+        spec = read_question(dn.interrupt, f"{dn.loc}.interrupt", self.add)
+        if spec is not None and not wrong:
+            nodes[dn.id] = Node(dn.id, "interrupt", interrupt=spec, defer=dn.defer is True)
+
+    def _timeouts(self, nodes: dict[str, Node]) -> None:
+        """Each interrupt node's ``on_timeout`` names another node (once every id is known)."""
+        for node in nodes.values():
+            target = node.interrupt.on_timeout if node.interrupt is not None else None
+            if target is None:
+                continue
+            loc = f"{self.node_locs[node.id]}.interrupt.on_timeout"
+            if target not in nodes or target == node.id:
+                self.add(loc, f"must name another node of this graph, not {target!r}"
+                         f"{_suggest(target, nodes)}")  # fmt: skip
+
+    def _breakpoints(self, nodes: dict[str, Node]) -> tuple[frozenset[str], frozenset[str]]:
+        """The graph's ``interrupt_before`` and ``interrupt_after``: nodes of this graph."""
+        found: list[frozenset[str]] = []
+        for name in ("interrupt_before", "interrupt_after"):
+            listed = read_breakpoints(getattr(self.draft, name), name, self.add) or frozenset()
+            unknown = sorted(n for n in listed if n not in nodes)
+            for node in unknown:
+                self.add(name, f"{node!r} is not a node of this graph{_suggest(node, nodes)}")
+            found.append(listed - set(unknown))
+        return found[0], found[1]
+
     def _failures(self, nodes: dict[str, Node]) -> dict[str, Node]:
         """Each node's ``retry``, ``timeout_s`` and ``on_error``, the graph's ``defaults``
         filling in what a node does not say (engine/retry_policy.py)."""
         default_retry, default_timeout = self._defaults()
         for dn in self.draft.nodes:
             if not isinstance(dn.id, str) or dn.id not in nodes or dn.wait is not None:
+                continue
+            if dn.interrupt is not None:
                 continue
             written = dn.failure
             retry: RetryPolicy | None = default_retry

@@ -91,6 +91,7 @@ def create_app(*, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
         routes_graphs,
         routes_history,
         routes_meta,
+        routes_pauses,
         routes_runs,
     )
     from functions.dashboard import routes as dashboard
@@ -106,8 +107,8 @@ def create_app(*, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
         # No online validator badge: it would send the document's URL to another host.
         swagger_ui_parameters={"validatorUrl": None},
     )
-    for module in (routes_graphs, routes_runs, routes_history, routes_meta, routes_compat,
-                   dashboard):  # fmt: skip
+    for module in (routes_graphs, routes_runs, routes_pauses, routes_history, routes_meta,
+                   routes_compat, dashboard):  # fmt: skip
         app.include_router(module.router)
     install_error_handlers(app)
     app.add_middleware(BodyLimit, limit=max_body_bytes)

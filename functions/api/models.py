@@ -206,6 +206,38 @@ _RUN_EXAMPLE: dict[str, Any] = {
 }
 
 
+class PendingQuestion(BaseModel):
+    """A task of a paused run that waits for an answer (``POST /runs/{id}/resume``)."""
+
+    task: str = Field(description="The task: its node, or `node[i]` for a map item.")
+    node: str
+    kind: Literal["interrupt", "before", "after"] = Field(
+        description="An interrupt (a node's question, or its tool's `ctx.interrupt`), or a "
+        "static breakpoint before or after its node (resume it with no value)."
+    )
+    prompt: str | None = None
+    key: str | None = Field(default=None, description="The state key the answer is written to.")
+    schema_: dict[str, Any] | None = Field(
+        default=None, alias="schema", description="The answer's JSON schema."
+    )
+    since: Timestamp
+    until: Timestamp | None = Field(default=None, description="Its deadline, if any.")
+    on_timeout: str | None = Field(
+        default=None, description="Where the run goes if nobody answers by `until`."
+    )
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    @classmethod
+    def from_question(cls, doc: dict[str, Any]) -> PendingQuestion:
+        until = doc.get("until")
+        return cls(
+            task=doc["task"], node=doc["node"], kind=doc["kind"], prompt=doc.get("prompt"),
+            key=doc.get("key"), schema=doc.get("schema"), since=iso(doc["since"]),
+            until=None if until is None else iso(until), on_timeout=doc.get("on_timeout"),
+        )  # fmt: skip
+
+
 class ParentRef(BaseModel):
     """The run this one came from: a subgraph node's task (a child run gives it its result),
     or the superstep a fork started from (no task)."""
@@ -262,9 +294,17 @@ class RunResource(RunSummary):
         default=None,
         description="A running run whose next node waits for a time: when it goes on.",
     )
+    pending: list[PendingQuestion] = Field(
+        default_factory=list,
+        description="A paused run: the questions it waits for, each answered by "
+        "`POST /runs/{id}/resume` with its `task`.",
+    )
 
     @classmethod
-    def from_record(cls, run: RunRecord, wakes_at: float | None = None) -> RunResource:
+    def from_record(
+        cls, run: RunRecord, wakes_at: float | None = None,
+        pending: list[dict[str, Any]] | None = None,
+    ) -> RunResource:  # fmt: skip
         from engine.usage import run_usage
         from functions.models.prices import configured_prices
 
@@ -286,6 +326,7 @@ class RunResource(RunSummary):
             usage=run_usage(run.state, configured_prices()),
             parent=parent,
             wakes_at=None if wakes_at is None else iso(wakes_at),
+            pending=[PendingQuestion.from_question(q) for q in pending or []],
         )
 
 

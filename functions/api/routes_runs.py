@@ -101,8 +101,11 @@ def list_runs(
 )
 def get_run(run_id: RunId, service: Service, caller: CurrentCaller) -> RunResource:
     """Status, current state, the node that runs next, the step count and any error; for a
-    run whose next node waits for a time, when it goes on (`wakes_at`)."""
+    run whose next node waits for a time, when it goes on (`wakes_at`); for a paused run,
+    the questions it waits for (`pending`)."""
     run = visible_run(service, caller, run_id)
+    if run.status == "paused":
+        return RunResource.from_record(run, pending=service.pending_questions(run))
     if run.status != "running":
         return RunResource.from_record(run)
     graph = service.graph(run.graph_id)
@@ -187,6 +190,6 @@ def get_value(
     summary="Cancel a run",
 )
 def cancel_run(run_id: RunId, service: Service, caller: CurrentCaller) -> RunResource:
-    """Stop a running run before its next step; 409 if it is already final."""
+    """Stop a running or paused run before its next step; 409 if it is already final."""
     visible_run(service, caller, run_id)
     return RunResource.from_record(service.cancel_run(run_id))

@@ -48,6 +48,7 @@ from engine.ports import (
     Connection,
     GraphRecord,
     Page,
+    PauseRecord,
     RunEnd,
     RunRecord,
     RunStatus,
@@ -57,6 +58,7 @@ from engine.ports import (
 )
 from functions.aws import dynamodb_items as items
 from functions.aws import dynamodb_pages as pages
+from functions.aws import dynamodb_pauses as pauses
 from functions.aws.dynamodb_items import Item
 from functions.aws.errors import (
     CONDITION_FAILED,
@@ -69,6 +71,8 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
 
 SLOT_FREE = "attribute_not_exists(PK)"
+MAX_TRANSACTION = 100
+"""Items one TransactWriteItems may hold."""
 LAST_STEP_SK = items.step_sk(999_999)
 BATCH_SIZE = 25  # BatchWriteItem's limit
 HEADER_BLOB_ABOVE = 4 * 1024
@@ -571,6 +575,38 @@ class DynamoRunStore:
             ConsistentRead=True,
         )
         return [items.attempt_from_item(i) for i in found]
+
+    # -- tasks that wait for input (engine/pauses.py; functions/aws/dynamodb_pauses.py) ---
+    def commit_pause(self, pause: PauseRecord, *, hold: bool) -> None:
+        put = pauses.put_pause(self.table, pause)
+        if not hold:
+            self._put_new(put["Put"]["Item"], StepConflict(pause.run_id, pause.seq))
+            return
+        move = pauses.move_header(self.table, pause.run_id, "paused", ("running",), pause.since)
+        if self._transact([put, move]) is not None:
+            raise StepConflict(pause.run_id, pause.seq)
+
+    def list_pauses(self, run_id: str, seq: int) -> list[PauseRecord]:
+        found = self._query_all(
+            KeyConditionExpression="PK = :pk AND begins_with(SK, :pauses)",
+            ExpressionAttributeValues={
+                ":pk": {"S": f"RUN#{run_id}"},
+                ":pauses": {"S": pauses.pause_sk_prefix(seq)},
+            },
+            ConsistentRead=True,
+        )
+        return [pauses.pause_from_item(i) for i in found]
+
+    def answer_pause(self, pause: PauseRecord) -> None:
+        at = pause.answered_at or 0.0
+        move = pauses.move_header(self.table, pause.run_id, "running", ("paused", "running"), at)
+        if self._transact([pauses.answer(self.table, pause), move]) is not None:
+            raise StepConflict(pause.run_id, pause.seq)
+
+    def hold_run(self, run_id: str, pending: list[PauseRecord], at: float) -> bool:
+        checks = [pauses.still_pending(self.table, p) for p in pending[: MAX_TRANSACTION - 1]]
+        move = pauses.move_header(self.table, run_id, "paused", ("running",), at)
+        return self._transact([move, *checks]) is None
 
     def list_steps(self, run_id: str, after: int = -1, limit: int = 100) -> Page[StepRecord]:
         """The cursor is the seq of the last step returned (pass it as ``after``). It is set

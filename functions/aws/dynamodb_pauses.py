@@ -1,0 +1,118 @@
+"""Pause items of the single-table store (engine/pauses.py), and the header moves that go
+with them in one transaction::
+
+    pause   PK=RUN#<id>  SK=PAUSE#000042#<kind>#<index or ->#<node>   doc (the question and
+            what the task held), since, until?, answered_at?, answer? (JSON), timed_out?,
+            committed_by?
+
+``PAUSE#`` sorts before ``RUN`` and ``STEP#``, outside every range the slot check and the
+log read. A pause is written once (conditional on its slot being empty) and answered once
+(conditional on ``answered_at`` being absent); a run moves ``running <-> paused`` only in
+the same transaction as the pause item that explains it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from engine.ports import PauseRecord
+from functions.aws import dynamodb_items as items
+
+PAUSE_PREFIX = "PAUSE#"
+Item = dict[str, Any]
+
+
+def pause_sk_prefix(seq: int) -> str:
+    return f"{PAUSE_PREFIX}{seq:06d}#"
+
+
+def pause_key(pause: PauseRecord) -> Item:
+    # A node id is any string, so it goes last (as in a task's key).
+    slot = "-" if pause.index is None else f"{pause.index:06d}"
+    sk = f"{pause_sk_prefix(pause.seq)}{pause.kind}#{slot}#{pause.node}"
+    return {"PK": {"S": f"RUN#{pause.run_id}"}, "SK": {"S": sk}}
+
+
+def pause_item(pause: PauseRecord) -> Item:
+    """A new, pending pause."""
+    doc = {
+        "node": pause.node, "index": pause.index, "kind": pause.kind, "prompt": pause.prompt,
+        "key": pause.key, "schema": pause.schema, "on_timeout": pause.on_timeout,
+        "held": pause.held,
+    }  # fmt: skip
+    item: Item = {**pause_key(pause), "doc": items.json_attr(doc), "since": items.num(pause.since)}
+    if pause.until is not None:
+        item["until"] = items.num(pause.until)
+    return item
+
+
+def pause_from_item(item: Item) -> PauseRecord:
+    doc = items.json_value(item["doc"])
+    pause = PauseRecord(
+        run_id=item["PK"]["S"][len("RUN#") :],
+        seq=int(item["SK"]["S"][len(PAUSE_PREFIX) :].split("#", 1)[0]),
+        node=doc["node"], index=doc["index"], kind=doc["kind"],
+        since=float(item["since"]["N"]), prompt=doc["prompt"], key=doc["key"],
+        schema=doc["schema"], on_timeout=doc["on_timeout"], held=doc["held"],
+        until=float(item["until"]["N"]) if "until" in item else None,
+    )  # fmt: skip
+    if "answered_at" not in item:
+        return pause
+    return replace(
+        pause, answered_at=float(item["answered_at"]["N"]),
+        value=items.json_value(item["answer"]), timed_out="timed_out" in item,
+        committed_by=item["committed_by"]["S"] if "committed_by" in item else "",
+    )  # fmt: skip
+
+
+def put_pause(table: str, pause: PauseRecord) -> dict[str, Any]:
+    return {"Put": {"TableName": table, "Item": pause_item(pause),
+                    "ConditionExpression": "attribute_not_exists(PK)"}}  # fmt: skip
+
+
+def answer(table: str, pause: PauseRecord) -> dict[str, Any]:
+    """The answer of a pending pause (``answered_at`` absent: it was pending)."""
+    expression = "SET answered_at = :at, answer = :answer, committed_by = :by"
+    values: dict[str, Any] = {
+        ":at": items.num(pause.answered_at or 0.0),
+        ":answer": items.json_attr(pause.value),
+        ":by": {"S": pause.committed_by or "-"},
+    }
+    if pause.timed_out:
+        expression += ", timed_out = :yes"
+        values[":yes"] = {"BOOL": True}
+    return {"Update": {
+        "TableName": table, "Key": pause_key(pause), "UpdateExpression": expression,
+        "ConditionExpression": "attribute_exists(PK) AND attribute_not_exists(answered_at)",
+        "ExpressionAttributeValues": values,
+    }}  # fmt: skip
+
+
+def still_pending(table: str, pause: PauseRecord) -> dict[str, Any]:
+    return {"ConditionCheck": {
+        "TableName": table, "Key": pause_key(pause),
+        "ConditionExpression": "attribute_exists(PK) AND attribute_not_exists(answered_at)",
+    }}  # fmt: skip
+
+
+def move_header(
+    table: str, run_id: str, to: str, from_statuses: tuple[str, ...], at: float
+) -> dict[str, Any]:
+    """The header's status moved to ``to`` if it is one of ``from_statuses`` (its status
+    index key moves with it)."""
+    values: dict[str, Any] = {
+        ":to": {"S": to}, ":at": items.num(at),
+        ":gsi": {"S": items.status_partition(to, run_id)},
+    }  # fmt: skip
+    allowed = []
+    for i, status in enumerate(from_statuses):
+        values[f":from{i}"] = {"S": status}
+        allowed.append(f":from{i}")
+    return {"Update": {
+        "TableName": table, "Key": items.run_key(run_id),
+        "UpdateExpression": "SET #status = :to, updated_at = :at, GSI2PK = :gsi",
+        "ConditionExpression": f"#status IN ({', '.join(allowed)})",
+        "ExpressionAttributeNames": {"#status": "status"},
+        "ExpressionAttributeValues": values,
+    }}  # fmt: skip
