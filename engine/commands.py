@@ -48,7 +48,8 @@ def cancel_run(
             raise ConflictError(f"run {run_id!r} is already {run.status}")
         step = cancel_step(run, at, reason)
         try:
-            store.commit_step(step, RunEnd("cancelled", reason))
+            # a paused run is cancelled as a running one is (engine/lifecycle.py)
+            store.commit_step(step, RunEnd("cancelled", reason, from_status=run.status))
         except StepConflict:
             continue  # a worker committed into the slot, or the run ended: look again
         return store.get_run(run_id)

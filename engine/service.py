@@ -36,6 +36,7 @@ from engine.ports import (
     Notifier,
     NullNotifier,
     RunRecord,
+    RunStatus,
     RunStore,
     StepQueue,
 )
@@ -346,17 +347,23 @@ class RunService:
         ``limit`` running runs are looked at, oldest first last: a schedule calls this every
         minute, and a run that is not reached this time is the next."""
         sent: dict[str, int] = {}
-        cursor: str | None = None
-        looked = 0
-        while looked < limit:
-            page = self.store.list_runs(status="running", limit=min(100, limit - looked),
-                                        cursor=cursor)  # fmt: skip
-            for run in page.items:
-                count = self.protocol.sweep(run.run_id)
-                if count:
-                    sent[run.run_id] = count
-            looked += len(page.items)
-            cursor = page.cursor
-            if cursor is None or not page.items:
-                break
+        # Paused runs wait at no cost; only a carrier that cannot hold a hop needs the
+        # sweeper to keep their deadlines (engine/pauses.py).
+        statuses: tuple[RunStatus, ...] = ("running",)
+        if self.protocol.config.sweeper_delays:
+            statuses = ("running", "paused")
+        for status in statuses:
+            cursor: str | None = None
+            looked = 0
+            while looked < limit:
+                page = self.store.list_runs(status=status, limit=min(100, limit - looked),
+                                            cursor=cursor)  # fmt: skip
+                for run in page.items:
+                    count = self.protocol.sweep(run.run_id)
+                    if count:
+                        sent[run.run_id] = count
+                looked += len(page.items)
+                cursor = page.cursor
+                if cursor is None or not page.items:
+                    break
         return sent

@@ -598,6 +598,10 @@ class _Checker:
             on_error = node.failure.get("on_error")
             if isinstance(node.id, str) and node.id in succ and isinstance(on_error, str):
                 succ[node.id].add(canonical_target(on_error))
+            asked = node.interrupt if isinstance(node.interrupt, Mapping) else {}
+            on_timeout = asked.get("on_timeout")
+            if isinstance(node.id, str) and node.id in succ and isinstance(on_timeout, str):
+                succ[node.id].add(canonical_target(on_timeout))
         for join in self.draft.joins:
             if isinstance(join.sources, list) and isinstance(join.node, str):
                 for source in join.sources:

@@ -143,7 +143,6 @@ def test_a_misspelt_setting_used_to_change_the_result_silently() -> None:
         ("conditional_edges", '"branches"'),
         ("entry_point", '"entry"'),
         ("initial_state", "POST /runs"),
-        ("interrupt_before", "no interrupts"),
     ],
 )
 def test_a_langgraph_key_points_to_the_hopgraph_equivalent(key: str, points_to: str) -> None:
@@ -170,8 +169,8 @@ def test_keys_are_checked_in_every_node_and_reported_all_at_once() -> None:
     assert [p.location for p in problems] == ["nodes.a.reducer", "nodes.b.x", "checkpointer"]
     assert "belongs to a state key" in problems[0].message
     assert (
-        "a node has tool, settings, map, goto, defer, retry, timeout_s, on_error, wait, graph, "
-        "input and output" in problems[1].message
+        "a node has tool, settings, map, goto, defer, retry, timeout_s, on_error, wait, "
+        "interrupt, graph, input and output" in problems[1].message
     )
 
 
