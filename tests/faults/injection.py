@@ -135,6 +135,18 @@ class FaultyTools:
         self.started += 1
         return self.inner.get(name)
 
+    def commit_pause(self, pause: Any, *, hold: bool) -> None:
+        """A task that waits for input (engine/pauses.py): window P1 is after it."""
+        with self._lock:
+            self.inner.commit_pause(pause, hold=hold)
+            self.pause_commits[(pause.run_id, pause.seq, pause.task, pause.kind)] += 1
+        self.faults.crash_at("after_pause_commit")
+
+    def answer_pause(self, pause: Any) -> None:
+        with self._lock:
+            self.inner.answer_pause(pause)
+            self.answers[(pause.run_id, pause.seq, pause.task, pause.kind)] += 1
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
@@ -153,6 +165,8 @@ class FaultyStore:
         self.task_commits: Counter[tuple[str, int, str]] = Counter()
         self.counted_commits = 0
         self.attempt_commits: Counter[tuple[str, int, str, int]] = Counter()
+        self.pause_commits: Counter[tuple[str, int, str, str]] = Counter()
+        self.answers: Counter[tuple[str, int, str, str]] = Counter()
         self.on_task_commit: Any = None
         """Called with each task committed (the cancel shape cancels from here)."""
         self.on_step_commit: Any = None
@@ -188,6 +202,18 @@ class FaultyStore:
             self.inner.commit_attempt(attempt)
             self.attempt_commits[(attempt.run_id, attempt.seq, attempt.key, attempt.attempt)] += 1
         self.faults.crash_at("after_attempt_commit")
+
+    def commit_pause(self, pause: Any, *, hold: bool) -> None:
+        """A task that waits for input (engine/pauses.py): window P1 is after it."""
+        with self._lock:
+            self.inner.commit_pause(pause, hold=hold)
+            self.pause_commits[(pause.run_id, pause.seq, pause.task, pause.kind)] += 1
+        self.faults.crash_at("after_pause_commit")
+
+    def answer_pause(self, pause: Any) -> None:
+        with self._lock:
+            self.inner.answer_pause(pause)
+            self.answers[(pause.run_id, pause.seq, pause.task, pause.kind)] += 1
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
