@@ -20,6 +20,11 @@ A node declares, and a graph's ``defaults`` give every node that does not::
   ``RuntimeError``, ``ReferenceError``, ``StopIteration``, ``StopAsyncIteration`` and
   ``OSError`` (so not ``TimeoutError`` either: name it to retry it), except that a
   ``ConnectionError`` is retried, and an HTTP error (httpx, requests) only for a 5xx status.
+  A model error (:class:`engine.messages.ModelError`) says itself whether it is worth
+  retrying: throttling (Bedrock's ``ThrottlingException``, an HTTP 429), a 5xx, a timeout or
+  a dropped connection is; a bad request, a validation error or access denied never is, not
+  even under a ``retry_on`` that names ``ModelError`` (it would fail the same way again).
+  Model nodes (``llm``, ``agent``) retry by default (:data:`MODEL_RETRY`).
 - ``timeout_s``: per attempt. An async tool is cancelled at its deadline; a sync tool cannot
   be stopped, so its late result is discarded and the attempt fails with ``TimeoutError``
   (whatever side effects it goes on to make still happen: key them on
@@ -39,6 +44,8 @@ import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from engine.messages import model_error
 
 ERROR_KEY = "error"
 """The state key an error route writes the error under."""
@@ -65,6 +72,9 @@ class Raised:
 
     types: tuple[str, ...]
     default_retry: bool
+    never: bool = False
+    """A model error that says it is not worth retrying (a bad request): no policy retries
+    it."""
 
     @property
     def type(self) -> str:
@@ -73,8 +83,17 @@ class Raised:
 
 def raised_from(exc: BaseException) -> Raised:
     """The :class:`Raised` of a tool's exception."""
-    types = tuple(c.__name__ for c in type(exc).__mro__ if c not in (object, BaseException))
+    types = _names(exc)
+    model = model_error(exc)
+    if model is not None and model is not exc:  # a tool's own error wrapping a model's
+        types += tuple(n for n in _names(model) if n not in types)
+    if model is not None:
+        return Raised(types, model.retryable, never=not model.retryable)
     return Raised(types, _default_retry(exc, types))
+
+
+def _names(exc: BaseException) -> tuple[str, ...]:
+    return tuple(c.__name__ for c in type(exc).__mro__ if c not in (object, BaseException))
 
 
 def _default_retry(exc: BaseException, types: tuple[str, ...]) -> bool:
@@ -102,7 +121,7 @@ class RetryPolicy:
     def retries(self, raised: Raised | None) -> bool:
         """Whether a failure that raised ``raised`` is retried (``None``: an engine error,
         never)."""
-        if raised is None:
+        if raised is None or raised.never:
             return False
         if self.retry_on is None:
             return raised.default_retry
@@ -129,6 +148,22 @@ class RetryPolicy:
         if self.retry_on is not None:
             doc["retry_on"] = list(self.retry_on)
         return doc
+
+
+MODEL_RETRY = RetryPolicy(
+    max_attempts=4,
+    initial_interval_s=1.0,
+    backoff=2.0,
+    max_interval_s=60.0,
+    jitter=True,
+    retry_on=("ModelError",),
+)
+"""What a model node (``llm``, ``agent``) retries when neither it nor its graph's ``defaults``
+say: a model error worth retrying (throttling, a 5xx, a timeout), three times, 1, 2 and 4
+seconds later (plus jitter), each a delayed hop. LangGraph retries no node by default; the
+chat models it calls retry in their client (the OpenAI SDK twice on a 408, 409, 429 or 5xx,
+with backoff; boto3's retry modes for Bedrock), sleeping in the process. Here a worker must
+not sleep: the same retries are the node's retry policy."""
 
 
 @dataclass(frozen=True, slots=True)
