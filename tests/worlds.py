@@ -38,8 +38,8 @@ class World:
         self.deliveries = itertools.count(1)
 
     def graph(self, doc: dict[str, Any], owner: str | None = None) -> str:
-        """Create ``doc`` (the same graph again if it exists): its id."""
-        return self.service.find_or_create_graph(doc, owner=owner)[0].graph_id
+        """Create ``doc`` as a new graph: its id."""
+        return self.service.create_graph(doc, owner=owner)[0].graph_id
 
     def start(
         self, doc: dict[str, Any], state: dict[str, Any] | None = None, owner: str | None = None

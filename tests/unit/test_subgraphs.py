@@ -20,6 +20,7 @@ import pytest
 from engine.errors import GraphValidationError
 from engine.graph import Graph
 from engine.memory import MemoryQueue, MemoryRunStore
+from engine.ports import RunRecord
 from engine.runner import InProcessRunner
 from engine.service import RunService
 from engine.subgraphs import MAX_SUBGRAPH_DEPTH, ParentLink, child_run_id
@@ -536,15 +537,20 @@ def test_the_command_line_runs_a_subgraph_port_locally_with_its_child_file() -> 
 
 
 # -- the owner's runs_in_flight quota ---------------------------------------------------------
-def test_a_child_counts_against_its_owners_runs_in_flight() -> None:
-    # Given alice's quota of two runs in flight, and a parent that starts one child
-    service, store, queue, _ = durable(owner_runs_in_flight=2)
+def run_under_quota(limit: int) -> tuple[MemoryRunStore, RunRecord]:
+    """Alice's run of a parent that starts one child, with her ``runs_in_flight`` quota at
+    ``limit``, delivered to its end (some hops twice): the store and the parent's end."""
+    service, store, queue, _ = durable(owner_runs_in_flight=limit)
     run_id = service.start_run(create(service, "subgraph_shared"), {"foo": "foo"},
                                owner="alice")[0].run_id  # fmt: skip
-    # When it runs (the parent and its child: two runs)
     deliver(service, queue, random.Random(0), 0.3)
+    return store, store.get_run(run_id)
+
+
+def test_a_child_counts_against_its_owners_runs_in_flight() -> None:
+    # Given alice's quota of two runs in flight, When her parent and its child run (two runs)
+    _, final = run_under_quota(2)
     # Then it ends as in process
-    final = store.get_run(run_id)
     assert (final.status, final.state) == (
         "completed",
         run("subgraph_shared", {"foo": "foo"}).state,
@@ -552,20 +558,16 @@ def test_a_child_counts_against_its_owners_runs_in_flight() -> None:
 
 
 def test_a_child_the_quota_refuses_fails_its_parents_task_and_is_never_created() -> None:
-    # Given alice's quota of one run in flight, which her parent run takes
-    service, store, queue, _ = durable(owner_runs_in_flight=1)
-    run_id = service.start_run(create(service, "subgraph_shared"), {"foo": "foo"},
-                               owner="alice")[0].run_id  # fmt: skip
-    # When its subgraph node would start a child
-    deliver(service, queue, random.Random(0), 0.3)
+    # Given alice's quota of one run in flight, which her parent run takes, When its subgraph
+    # node would start a child
+    store, final = run_under_quota(1)
     # Then the parent's task fails, naming the quota and the setting that raises it
-    final = store.get_run(run_id)
     assert final.status == "failed"
     assert str(final.error).startswith("task 'node_2': subgraph ")
     assert "could not start: quota runs_in_flight exceeded: at most 1" in str(final.error)
     assert "OwnerRunsInFlight" in str(final.error)
     # And no child run exists: nothing ran past the quota
-    assert [r.run_id for r in store.list_runs(limit=10).items] == [run_id]
+    assert [r.run_id for r in store.list_runs(limit=10).items] == [final.run_id]
 
 
 def test_a_created_child_is_not_refused_again_and_another_owners_runs_do_not_count() -> None:
