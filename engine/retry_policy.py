@@ -24,6 +24,8 @@ A node declares, and a graph's ``defaults`` give every node that does not::
   retrying: throttling (Bedrock's ``ThrottlingException``, an HTTP 429), a 5xx, a timeout or
   a dropped connection is; a bad request, a validation error or access denied never is, not
   even under a ``retry_on`` that names ``ModelError`` (it would fail the same way again).
+  ``retry_on`` may also name a provider's error code (``"ThrottlingException"``) to retry
+  that error alone.
   Model nodes (``llm``, ``agent``) retry by default (:data:`MODEL_RETRY`).
 - ``timeout_s``: per attempt. An async tool is cancelled at its deadline; a sync tool cannot
   be stopped, so its late result is discarded and the attempt fails with ``TimeoutError``
@@ -88,6 +90,8 @@ def raised_from(exc: BaseException) -> Raised:
     if model is not None and model is not exc:  # a tool's own error wrapping a model's
         types += tuple(n for n in _names(model) if n not in types)
     if model is not None:
+        if model.code.isidentifier() and model.code not in types:
+            types += (model.code,)  # retry_on may name it: ["ThrottlingException"]
         return Raised(types, model.retryable, never=not model.retryable)
     return Raised(types, _default_retry(exc, types))
 

@@ -2,7 +2,7 @@
 over plain httpx; streaming through server-sent events.
 
 The API key comes from the environment (``HOPGRAPH_OPENAI_API_KEY``, or an SSM parameter
-named by ``HOPGRAPH_OPENAI_API_KEY_PARAMETER``: :func:`functions.models.config`), never
+named by ``HOPGRAPH_OPENAI_API_KEY_PARAMETER``: :func:`functions.models.api_key`), never
 from the graph. Conversion is pure (:func:`to_openai`, :func:`from_openai_messages`), and
 errors are classified in one place (:func:`classify`).
 """

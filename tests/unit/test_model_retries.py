@@ -183,3 +183,15 @@ def test_a_bedrock_throttling_exception_is_retried_and_the_next_attempt_answers(
     assert run.status == "completed" and text_of(run.state["messages"][-1]) == "hello"
     (attempt,) = world.store.list_attempts(run_id, 0)
     assert "ThrottlingException" in attempt.error and retry.attempt == 2
+
+
+def test_retry_on_may_name_a_providers_error_code() -> None:
+    throttled = _raised_by(
+        ModelError("bedrock", "slow down", retryable=True, code="ThrottlingException")
+    )
+    unavailable = _raised_by(
+        ModelError("bedrock", "try later", retryable=True, code="ServiceUnavailableException")
+    )
+    only_throttling = RetryPolicy(retry_on=("ThrottlingException",))
+    assert only_throttling.retries(throttled) and not only_throttling.retries(unavailable)
+    assert throttled.type == "ModelError"  # what an attempt records stays the class
