@@ -45,10 +45,16 @@ class ModelError(HopgraphError):
     again with backoff; anything else (a bad request, access denied) fails the task with the
     provider's message. Each provider classifies its errors in one function."""
 
-    def __init__(self, provider: str, message: str, *, retryable: bool, code: str = "") -> None:
+    def __init__(
+        self, provider: str, message: str, *, retryable: bool, code: str = "",
+        retry_after_s: float | None = None,
+    ) -> None:  # fmt: skip
         self.provider = provider
         self.retryable = retryable
         self.code = code
+        self.retry_after_s = retry_after_s
+        """How long the provider asked to wait (an HTTP 429's ``Retry-After``): a retry is
+        held at least that long, within its policy's ``max_interval_s``."""
         kind = "retryable" if retryable else "not retryable"
         super().__init__(f"{provider} model error ({code or 'error'}, {kind}): {message}")
 

@@ -77,6 +77,8 @@ class Raised:
     never: bool = False
     """A model error that says it is not worth retrying (a bad request): no policy retries
     it."""
+    at_least_s: float = 0.0
+    """How long the provider asked to wait before a retry (``Retry-After``)."""
 
     @property
     def type(self) -> str:
@@ -92,7 +94,8 @@ def raised_from(exc: BaseException) -> Raised:
     if model is not None:
         if model.code.isidentifier() and model.code not in types:
             types += (model.code,)  # retry_on may name it: ["ThrottlingException"]
-        return Raised(types, model.retryable, never=not model.retryable)
+        wait = model.retry_after_s or 0.0
+        return Raised(types, model.retryable, never=not model.retryable, at_least_s=wait)
     return Raised(types, _default_retry(exc, types))
 
 
@@ -140,6 +143,12 @@ class RetryPolicy:
             return base
         digest = hashlib.sha256(seed.encode()).digest()
         return base + int.from_bytes(digest[:4], "big") / 2**32
+
+    def delay(self, attempt: int, seed: str, raised: Raised | None) -> float:
+        """Seconds before the attempt after ``attempt``: :meth:`interval`, or longer when the
+        provider asked for longer (``Retry-After``), never above ``max_interval_s``."""
+        asked = min(raised.at_least_s, self.max_interval_s) if raised is not None else 0.0
+        return max(self.interval(attempt, seed), asked)
 
     def to_dict(self) -> dict[str, Any]:
         doc: dict[str, Any] = {

@@ -31,10 +31,14 @@ class StreamClient:
         return {"stream": iter(self.events)}
 
 
-def http_status_error(status: int, message: str = "slow down") -> httpx.HTTPStatusError:
+def http_status_error(
+    status: int, message: str = "slow down", headers: dict[str, str] | None = None
+) -> httpx.HTTPStatusError:
     """What httpx raises for an OpenAI-compatible endpoint's error reply."""
     request = httpx.Request("POST", "http://127.0.0.1:9/v1/chat/completions")
-    response = httpx.Response(status, json={"error": {"message": message}}, request=request)
+    response = httpx.Response(
+        status, json={"error": {"message": message}}, headers=headers, request=request
+    )
     return httpx.HTTPStatusError(f"HTTP {status}", request=request, response=response)
 
 

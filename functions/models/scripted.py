@@ -9,7 +9,8 @@ same answer (a counter would not). Each answer is one of:
 - ``{"text": "...", "tool_calls": [{"name": ..., "input": {...}, "id"?: ...}]}``;
 - ``{"structured": {...}}``: the answer of a node with a ``schema``;
 - ``{"content": [<content blocks>]}``: the message as is;
-- any of these with ``"fail": {"code", "message"?, "retryable"?, "times"?}``: the call
+- any of these with ``"fail": {"code", "message"?, "retryable"?, "times"?,
+  "retry_after_s"?}``: the call
   raises that model error on its first ``times`` attempts (every attempt without ``times``),
   then answers: a throttled endpoint (``{"code": "ThrottlingException", "retryable": true,
   "times": 2}``) or a bad request (``{"code": "ValidationException"}``), for the retry policy.
@@ -83,9 +84,11 @@ def _fail(spec: Any, turn: int, attempt: int) -> None:
     times = spec.get("times")
     if times is None or attempt <= int(times):
         message = str(spec.get("message", f"scripted {spec['code']} on attempt {attempt}"))
+        wait = spec.get("retry_after_s")
         raise ModelError(
-            PROVIDER, message, retryable=bool(spec.get("retryable", False)), code=spec["code"]
-        )
+            PROVIDER, message, retryable=bool(spec.get("retryable", False)), code=spec["code"],
+            retry_after_s=float(wait) if isinstance(wait, int | float) else None,
+        )  # fmt: skip
 
 
 def load(settings: Mapping[str, Any]) -> list[Any]:

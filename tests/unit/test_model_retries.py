@@ -195,3 +195,28 @@ def test_retry_on_may_name_a_providers_error_code() -> None:
     only_throttling = RetryPolicy(retry_on=("ThrottlingException",))
     assert only_throttling.retries(throttled) and not only_throttling.retries(unavailable)
     assert throttled.type == "ModelError"  # what an attempt records stays the class
+
+
+@pytest.mark.parametrize(
+    ("headers", "held"),
+    [({"retry-after": "30"}, 30.0), ({"retry-after-ms": "20000"}, 20.0),
+     ({"retry-after": "3600"}, 60.0), ({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}, None)],
+)  # fmt: skip
+def test_a_429s_retry_after_holds_the_retry_that_long_within_the_policys_ceiling(
+    headers: dict[str, str], held: float | None
+) -> None:
+    raised = _raised_by(classify_openai(http_status_error(429, headers=headers)))
+    delay = MODEL_RETRY.delay(1, "r:0:ask:1", raised)
+    if held is None:  # a date is not read: the backoff stands
+        assert delay == MODEL_RETRY.interval(1, "r:0:ask:1")
+    else:  # at most max_interval_s (60 s by default)
+        assert delay == held
+
+
+def test_a_retry_after_reaches_the_delayed_hop() -> None:
+    world = World(toolkit())
+    world.start(ask({"fail": {**THROTTLED, "times": 1, "retry_after_s": 30}, "text": "ok"}),
+                {"messages": ["hi"]})  # fmt: skip
+    assert world.deliver(world.queue.hops.popleft()) == "retrying"
+    (retry,) = world.queue.hops
+    assert (retry.attempt, retry.delay_s) == (2, 30.0)
