@@ -44,12 +44,19 @@ from engine.messages import (
     tool_result_message,
     tool_uses,
 )
+from engine.retry_policy import MODEL_RETRY
 from engine.tools import Command, Send, ToolContext, ToolError, Toolkit, call_tool
 
 LLM_TOOL = "llm"
 CALL_TOOL = "tool_call"
 PROVIDERS = ("bedrock", "openai", "scripted")
-_NODE_KEYS = {"llm": frozenset({"llm"}), "agent": frozenset({"agent"})}
+FAILURE_KEYS = ("retry", "timeout_s", "on_error")
+"""What a model node may say of its failures beside its settings (engine/retry_policy.py);
+an agent's apply to its model node."""
+_NODE_KEYS = {
+    "llm": frozenset({"llm", *FAILURE_KEYS}),
+    "agent": frozenset({"agent", *FAILURE_KEYS}),
+}
 
 
 # -- expansion of the node kinds ---------------------------------------------------------------
@@ -76,7 +83,8 @@ def expand_model_nodes(
             problems.append(
                 Problem(
                     f"{loc}.{key}",
-                    f'an {kind} node has only its "{kind}" settings; {key!r} is not one of them',
+                    f'an {kind} node has its "{kind}" settings and {", ".join(FAILURE_KEYS)}; '
+                    f"{key!r} is not one of them",
                 )
             )
         spec = _check_spec(node[kind], f"{loc}.{kind}", kind, tools, known, problems)
@@ -85,11 +93,27 @@ def expand_model_nodes(
             continue
         key = spec.get("messages", "messages")
         _declare_messages(out, key, problems)
+        failure = failure_of(node, out)
         if kind == "llm":
-            out["nodes"][node_id] = {"tool": LLM_TOOL, "settings": spec}
+            out["nodes"][node_id] = {"tool": LLM_TOOL, "settings": spec, **failure}
             continue
         _expand_agent(out, node_id, spec, key, problems)
+        if node_id in out["nodes"] and "tool" in out["nodes"][node_id]:
+            out["nodes"][node_id].update(failure)
     return out, problems
+
+
+def failure_of(node: Mapping[str, Any], doc: Mapping[str, Any]) -> dict[str, Any]:
+    """A model node's ``retry``, ``timeout_s`` and ``on_error`` as written, and
+    :data:`~engine.retry_policy.MODEL_RETRY` when neither it nor the graph's ``defaults``
+    name a ``retry``: model calls are retried on throttling by default."""
+    failure = {k: node[k] for k in FAILURE_KEYS if k in node}
+    defaults = doc.get("defaults")
+    if "retry" not in failure and not (
+        isinstance(defaults, Mapping) and defaults.get("retry") is not None
+    ):
+        failure["retry"] = MODEL_RETRY.to_dict()
+    return failure
 
 
 def _expand_agent(
@@ -299,6 +323,7 @@ def run_model(
         inference=MappingProxyType(dict(spec.get("inference", {}))),
         force_tool=force,
         settings=spec,
+        attempt=ctx.attempt,
     )
     response = resolve(spec).converse(request, sink)
     message = {

@@ -1,7 +1,9 @@
 """Mermaid flowchart text for a graph: branches labelled with their conditions, a fan-out
 as one arrow per target, a map node as a subroutine box naming its list, the nodes a join
 waits for as dotted arrows labelled ``join``, a router's and a Command's possible targets as
-dotted arrows labelled with the router (or ``goto``), and a deferred node's label saying so."""
+dotted arrows labelled with the router (or ``goto``), a node's error route (``on_error``, where
+it goes once its retries are spent or a timeout fails it) as a dotted arrow labelled
+``on error`` and drawn in red, and a deferred node's label saying so."""
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ import re
 
 from engine.graph import END, Graph
 
+ERROR_LINK_STYLE = "stroke:#c0392b,color:#c0392b"
+"""How an error route's arrow is drawn (Mermaid's ``linkStyle``): red, beside its dots."""
 _START = "__start__"
 _END = "__end__"
 # Node ids are the client's strings; Mermaid ids are not. An id that is not a plain word, or
@@ -70,6 +74,7 @@ def to_mermaid(graph: Graph) -> str:
         else:
             each = f"for each {_label(node.map.as_)} in {_label(node.map.over)}"
             lines.append(f'    {ref[node.id]}[["{text}<br/>{each}"]]')
+    first_link = len(lines)
     lines.append(f"    {_START} --> {ref[graph.entry]}")
     for source, targets in graph.edges.items():
         lines.extend(f"    {ref[source]} --> {ref[t]}" for t in targets)
@@ -86,4 +91,12 @@ def to_mermaid(graph: Graph) -> str:
         lines.extend(f"    {ref[node.id]} -.->|goto| {ref[t]}" for t in node.goto)
     for join, sources in graph.joins.items():
         lines.extend(f"    {ref[s]} -.->|join| {ref[join]}" for s in sources)
+    links = len(lines) - first_link  # every line from the start arrow on is one link
+    errors = [n for n in graph.nodes.values() if n.failure.on_error is not None]
+    lines.extend(
+        f'    {ref[n.id]} -.->|"on error"| {ref[n.failure.on_error or END]}' for n in errors
+    )
+    if errors:
+        drawn = ",".join(str(links + i) for i in range(len(errors)))
+        lines.append(f"    linkStyle {drawn} {ERROR_LINK_STYLE}")
     return "\n".join(lines) + "\n"

@@ -45,24 +45,37 @@ class ModelError(HopgraphError):
     again with backoff; anything else (a bad request, access denied) fails the task with the
     provider's message. Each provider classifies its errors in one function."""
 
-    def __init__(self, provider: str, message: str, *, retryable: bool, code: str = "") -> None:
+    def __init__(
+        self, provider: str, message: str, *, retryable: bool, code: str = "",
+        retry_after_s: float | None = None,
+    ) -> None:  # fmt: skip
         self.provider = provider
         self.retryable = retryable
         self.code = code
+        self.retry_after_s = retry_after_s
+        """How long the provider asked to wait (an HTTP 429's ``Retry-After``): a retry is
+        held at least that long, within its policy's ``max_interval_s``."""
         kind = "retryable" if retryable else "not retryable"
         super().__init__(f"{provider} model error ({code or 'error'}, {kind}): {message}")
 
 
-def retryable(exc: BaseException | None) -> bool:
-    """Whether a task's failure is a model error worth retrying (throttling, a 5xx, a
-    timeout), found through the exception's causes (a tool's failure wraps it): the one
-    question a retry policy asks of a model node."""
+def model_error(exc: BaseException | None) -> ModelError | None:
+    """The model error behind a task's failure, found through the exception's causes (a
+    tool's failure wraps it), or ``None``."""
     seen = 0
     while exc is not None and seen < 10:
         if isinstance(exc, ModelError):
-            return exc.retryable
+            return exc
         exc, seen = exc.__cause__ or exc.__context__, seen + 1
-    return False
+    return None
+
+
+def retryable(exc: BaseException | None) -> bool:
+    """Whether a task's failure is a model error worth retrying (throttling, a 5xx, a
+    timeout): the one question a retry policy asks of a model node
+    (:func:`engine.retry_policy.raised_from`)."""
+    found = model_error(exc)
+    return found is not None and found.retryable
 
 
 # -- building and reading messages -----------------------------------------------------------
@@ -188,6 +201,9 @@ class ModelRequest:
     """Make the model call this tool (structured output)."""
     settings: Mapping[str, Any] = field(default_factory=dict)
     """The node's ``llm`` settings, for providers that read their own (``responses``)."""
+    attempt: int = 1
+    """The task's attempt (a retried model call is attempt 2, 3...): a scripted model may
+    fail its first attempts, as a throttled endpoint would."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -129,7 +129,8 @@ class Retries:
             attempt=hop.attempt, tool=result.tool, error=result.error or "",
             error_type=result.raised.type if result.raised is not None else "Error",
             started_at=started, duration_ms=result.duration_ms,
-            retry_at=now + policy.interval(hop.attempt, seed), committed_by=delivery_id,
+            retry_at=now + policy.delay(hop.attempt, seed, result.raised),
+            committed_by=delivery_id,
         )  # fmt: skip
         try:
             self.store.commit_attempt(record)

@@ -20,6 +20,13 @@ A node declares, and a graph's ``defaults`` give every node that does not::
   ``RuntimeError``, ``ReferenceError``, ``StopIteration``, ``StopAsyncIteration`` and
   ``OSError`` (so not ``TimeoutError`` either: name it to retry it), except that a
   ``ConnectionError`` is retried, and an HTTP error (httpx, requests) only for a 5xx status.
+  A model error (:class:`engine.messages.ModelError`) says itself whether it is worth
+  retrying: throttling (Bedrock's ``ThrottlingException``, an HTTP 429), a 5xx, a timeout or
+  a dropped connection is; a bad request, a validation error or access denied never is, not
+  even under a ``retry_on`` that names ``ModelError`` (it would fail the same way again).
+  ``retry_on`` may also name a provider's error code (``"ThrottlingException"``) to retry
+  that error alone.
+  Model nodes (``llm``, ``agent``) retry by default (:data:`MODEL_RETRY`).
 - ``timeout_s``: per attempt. An async tool is cancelled at its deadline; a sync tool cannot
   be stopped, so its late result is discarded and the attempt fails with ``TimeoutError``
   (whatever side effects it goes on to make still happen: key them on
@@ -39,6 +46,8 @@ import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from engine.messages import model_error
 
 ERROR_KEY = "error"
 """The state key an error route writes the error under."""
@@ -65,6 +74,11 @@ class Raised:
 
     types: tuple[str, ...]
     default_retry: bool
+    never: bool = False
+    """A model error that says it is not worth retrying (a bad request): no policy retries
+    it."""
+    at_least_s: float = 0.0
+    """How long the provider asked to wait before a retry (``Retry-After``)."""
 
     @property
     def type(self) -> str:
@@ -73,8 +87,20 @@ class Raised:
 
 def raised_from(exc: BaseException) -> Raised:
     """The :class:`Raised` of a tool's exception."""
-    types = tuple(c.__name__ for c in type(exc).__mro__ if c not in (object, BaseException))
+    types = _names(exc)
+    model = model_error(exc)
+    if model is not None and model is not exc:  # a tool's own error wrapping a model's
+        types += tuple(n for n in _names(model) if n not in types)
+    if model is not None:
+        if model.code.isidentifier() and model.code not in types:
+            types += (model.code,)  # retry_on may name it: ["ThrottlingException"]
+        wait = model.retry_after_s or 0.0
+        return Raised(types, model.retryable, never=not model.retryable, at_least_s=wait)
     return Raised(types, _default_retry(exc, types))
+
+
+def _names(exc: BaseException) -> tuple[str, ...]:
+    return tuple(c.__name__ for c in type(exc).__mro__ if c not in (object, BaseException))
 
 
 def _default_retry(exc: BaseException, types: tuple[str, ...]) -> bool:
@@ -102,7 +128,7 @@ class RetryPolicy:
     def retries(self, raised: Raised | None) -> bool:
         """Whether a failure that raised ``raised`` is retried (``None``: an engine error,
         never)."""
-        if raised is None:
+        if raised is None or raised.never:
             return False
         if self.retry_on is None:
             return raised.default_retry
@@ -118,6 +144,12 @@ class RetryPolicy:
         digest = hashlib.sha256(seed.encode()).digest()
         return base + int.from_bytes(digest[:4], "big") / 2**32
 
+    def delay(self, attempt: int, seed: str, raised: Raised | None) -> float:
+        """Seconds before the attempt after ``attempt``: :meth:`interval`, or longer when the
+        provider asked for longer (``Retry-After``), never above ``max_interval_s``."""
+        asked = min(raised.at_least_s, self.max_interval_s) if raised is not None else 0.0
+        return max(self.interval(attempt, seed), asked)
+
     def to_dict(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
             "max_attempts": self.max_attempts,
@@ -129,6 +161,22 @@ class RetryPolicy:
         if self.retry_on is not None:
             doc["retry_on"] = list(self.retry_on)
         return doc
+
+
+MODEL_RETRY = RetryPolicy(
+    max_attempts=4,
+    initial_interval_s=1.0,
+    backoff=2.0,
+    max_interval_s=60.0,
+    jitter=True,
+    retry_on=("ModelError",),
+)
+"""What a model node (``llm``, ``agent``) retries when neither it nor its graph's ``defaults``
+say: a model error worth retrying (throttling, a 5xx, a timeout), three times, 1, 2 and 4
+seconds later (plus jitter), each a delayed hop. LangGraph retries no node by default; the
+chat models it calls retry in their client (the OpenAI SDK twice on a 408, 409, 429 or 5xx,
+with backoff; boto3's retry modes for Bedrock), sleeping in the process. Here a worker must
+not sleep: the same retries are the node's retry policy."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -111,6 +111,9 @@ class EngineConfig:
     timeout_ceiling_s: float | None = None
     """The longest ``timeout_s`` a node may declare: the worker's function timeout minus the
     commit margin (engine/retry_policy.py); ``None``: no ceiling."""
+    owner_runs_in_flight: int = 0
+    """The ``runs_in_flight`` quota, for the child runs subgraph nodes start (0: no limit;
+    :mod:`engine.runs_quota`)."""
 
     def protocol(self) -> ProtocolConfig:
         return ProtocolConfig(
@@ -144,6 +147,7 @@ class RunService:
         self.protocol = HopProtocol(
             store, queue, tools, self._notifier, clock, self.config.protocol(), self.graph
         )
+        self.protocol.subgraphs.runs_in_flight = self.config.owner_runs_in_flight
 
     @property
     def notifier(self) -> Notifier:

@@ -30,7 +30,9 @@ parent cancels the children of its open superstep (and theirs); a child whose pa
 without telling it (a cancel that crashed halfway) is cancelled by its own sweep. A child
 that fails or is cancelled fails the parent's task, with the child's reason.
 
-The child runs under the parent's owner. Which graph a subgraph node names is decided once,
+The child runs under the parent's owner, and counts against the owner's ``runs_in_flight``
+quota (:mod:`engine.runs_quota`): a child the quota refuses is never created, and the
+parent's task fails saying so. Which graph a subgraph node names is decided once,
 when its graph is created (:func:`resolve_subgraphs`): the reference must name a graph its
 owner can read, may not be the graph itself, and nesting is at most
 :data:`MAX_SUBGRAPH_DEPTH` deep.
@@ -50,12 +52,14 @@ from engine.errors import (
     GraphNotFound,
     GraphValidationError,
     Problem,
+    QuotaExceeded,
     RunNotFound,
 )
 from engine.events import run_status_event
 from engine.graph import SUBGRAPH_TOOL, Graph, Node, SubgraphSpec
 from engine.ports import Hop, RunRecord
 from engine.reducers import ReducerError
+from engine.runs_quota import check_runs_in_flight
 from engine.superstep import Task, TaskResult, plan_of, routed, task_input
 
 if TYPE_CHECKING:
@@ -135,6 +139,9 @@ class Subgraphs:
 
     def __init__(self, protocol: HopProtocol) -> None:
         self.protocol = protocol
+        self.runs_in_flight = 0
+        """The owner's ``runs_in_flight`` quota a new child counts against (0: no limit;
+        :mod:`engine.runs_quota`)."""
 
     # -- a parent's task starts its child ------------------------------------------------------
     def enter(self, graph: Graph, hop: Hop, origin: Origin) -> HopResult:
@@ -156,6 +163,10 @@ class Subgraphs:
         except (GraphNotFound, ReducerError) as exc:  # the task fails; no child is created
             error = f"subgraph {spec.graph!r} could not start: {exc}"
             return self._finish(hop, lambda _g, _o: _failed(node, task, error, None), child_id)
+        refused = self._over_quota(child_id, parent.owner)
+        if refused is not None:  # the task fails; no child is created
+            error = f"subgraph {spec.graph!r} could not start: {refused}"
+            return self._finish(hop, lambda _g, _o: _failed(node, task, error, None), child_id)
         now = self.protocol.clock()
         link = ParentLink(hop.run_id, hop.graph_id, hop.seq, hop.node, hop.index, hop.parallel)
         header = RunRecord(
@@ -170,6 +181,22 @@ class Subgraphs:
         if child.steps == 0:
             self.protocol.start(child, recheck=not created)
         return "waiting"
+
+    def _over_quota(self, child_id: str, owner: str | None) -> QuotaExceeded | None:
+        """The quota's refusal of a new child of ``owner``'s (a child that exists already,
+        a redelivery's, is not counted again), or ``None``."""
+        if self.runs_in_flight <= 0 or owner is None:
+            return None
+        try:
+            self.protocol.store.get_run(child_id)
+            return None
+        except RunNotFound:
+            pass
+        try:
+            check_runs_in_flight(self.protocol.store, owner, self.runs_in_flight)
+        except QuotaExceeded as exc:
+            return exc
+        return None
 
     def _announce(self, child: RunRecord) -> None:
         try:

@@ -1,7 +1,8 @@
 """Per-owner quotas, checked by the API and the starter before they start work for an owner.
 
 - ``runs_in_flight``: HOPGRAPH_QUOTA_RUNS_IN_FLIGHT (template parameter ``OwnerRunsInFlight``),
-  checked when the API or the starter starts a run;
+  checked when the API or the starter starts a run, and by the engine when a subgraph node
+  starts a child run (:mod:`engine.runs_quota`);
 - ``requests_per_second``: HOPGRAPH_QUOTA_REQUESTS_PER_SECOND (``OwnerRequestsPerSecond``),
   checked by the API on every POST;
 - ``map_width`` (per run, not per owner): HOPGRAPH_QUOTA_MAP_WIDTH (``MaxMapWidth``), the
@@ -27,6 +28,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from engine import runs_quota
 from engine.errors import QuotaExceeded
 from engine.service import RunService
 from functions.settings import Settings
@@ -35,13 +37,9 @@ COUNTER_TTL_SECONDS = 60
 
 
 def check_runs_in_flight(service: RunService, owner: str | None, settings: Settings) -> None:
-    """QuotaExceeded if ``owner`` already has the quota's number of runs running."""
-    limit = settings.quota_runs_in_flight
-    if limit <= 0 or owner is None:
-        return
-    running = service.store.list_runs(status="running", limit=limit, owner=owner)
-    if len(running.items) >= limit:
-        raise QuotaExceeded("runs_in_flight", limit, "OwnerRunsInFlight")
+    """QuotaExceeded if ``owner`` already has the quota's number of runs running (child runs
+    included: :mod:`engine.runs_quota`, which subgraph nodes check too)."""
+    runs_quota.check_runs_in_flight(service.store, owner, settings.quota_runs_in_flight)
 
 
 _now: Callable[[], float] = time.time

@@ -95,6 +95,7 @@ def engine_config(settings: Settings) -> EngineConfig:
         map_window=settings.map_window,
         lease_s=settings.lease_seconds,
         max_map_width=settings.quota_map_width,
+        owner_runs_in_flight=settings.quota_runs_in_flight,
         sweeper_delays=settings.dispatch == "lambda",
         # The lease is twice the worker's Timeout (template.yaml); a tool's deadline must
         # leave the commit its margin within that Timeout.

@@ -76,6 +76,15 @@ class Settings(BaseModel):
     quota_map_width: int = Field(
         default=0, ge=0, description="tasks one superstep of a run may have (0: no limit)"
     )
+    # Read by functions/models/ from the same variables (the CLI runs it without the rest).
+    openai_base_url: str = Field(
+        default="", description="the OpenAI-compatible endpoint of model nodes' openai provider"
+    )
+    openai_api_key_parameter: str = Field(
+        default="",
+        pattern=r"^((/[A-Za-z0-9_.-]+)+)?$",
+        description="the SSM parameter (a SecureString, /a/path) holding that endpoint's key",
+    )
 
     @property
     def effective_state_limit(self) -> int:

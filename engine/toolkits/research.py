@@ -19,7 +19,10 @@ from typing import Any, TypedDict
 from engine.tools import ToolContext, Toolkit
 
 toolkit = Toolkit("research")
-DEFAULT_CORPUS = "examples/research_corpus.json"
+CORPORA = Path(__file__).resolve().parent
+"""Where corpora are read from: beside this module, wherever it is installed (the engine
+layer on Lambda, /opt/python/engine/toolkits/), never the process's working directory."""
+DEFAULT_CORPUS = "research_corpus.json"
 MAX_EXPRESSION = 200
 
 
@@ -35,8 +38,8 @@ class CalculatorInput(TypedDict):
 def search_docs(args: SearchInput, ctx: ToolContext) -> dict[str, Any]:
     """Search the document corpus by keywords; returns the best matching documents.
 
-    The corpus is the JSON list of ``{"title", "text"}`` at ``settings["corpus"]``
-    (default examples/research_corpus.json)."""
+    The corpus is the JSON list of ``{"title", "text"}`` that ``settings["corpus"]`` names, a
+    file beside this module (default research_corpus.json)."""
     corpus = _corpus(str(ctx.settings.get("corpus", DEFAULT_CORPUS)))
     words = set(re.findall(r"[a-z0-9]+", args["query"].lower()))
     scored = []
@@ -48,9 +51,18 @@ def search_docs(args: SearchInput, ctx: ToolContext) -> dict[str, Any]:
     return {"results": [doc for _, _, doc in sorted(scored)[:2]]}
 
 
+def corpus_path(name: str) -> Path:
+    """The corpus file ``name`` names: a JSON file in :data:`CORPORA`, nothing else (a graph
+    names it, and a graph may not read the worker's other files)."""
+    path = (CORPORA / name).resolve()
+    if path.parent != CORPORA or path.suffix != ".json":
+        raise ValueError(f"corpus {name!r}: name a JSON file beside {CORPORA.name}/research.py")
+    return path
+
+
 @lru_cache(maxsize=8)
-def _corpus(path: str) -> list[dict[str, str]]:
-    return list(json.loads(Path(path).read_text()))
+def _corpus(name: str) -> list[dict[str, str]]:
+    return list(json.loads(corpus_path(name).read_text()))
 
 
 _OPS: Mapping[type, Callable[..., Any]] = {

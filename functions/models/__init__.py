@@ -104,10 +104,6 @@ class Providers:
 
 
 def _boto(service: str) -> Any:
-    if service != "bedrock-runtime":
-        from functions.aws import clients
-
-        return clients.client(service)
     import boto3
     from botocore.config import Config
 
@@ -127,8 +123,23 @@ def api_key() -> str | None:
     parameter = os.environ.get(KEY_PARAMETER_ENV)
     if not parameter:
         return None
-    reply = _boto("ssm").get_parameter(Name=parameter, WithDecryption=True)
+    from functions.aws import clients
+
+    try:
+        reply = clients.client("ssm").get_parameter(Name=parameter, WithDecryption=True)
+    except Exception as exc:  # botocore's errors: said once, with the parameter's name
+        raise ModelError(
+            "openai",
+            f"cannot read the API key from SSM parameter {parameter!r}: {exc}",
+            retryable=_throttled(exc),
+            code="ApiKeyParameter",
+        ) from exc
     return str(reply["Parameter"]["Value"])
+
+
+def _throttled(exc: BaseException) -> bool:
+    code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+    return code in ("ThrottlingException", "TooManyUpdates", "InternalServerError")
 
 
 def make_toolkit(registry: Any) -> Any:

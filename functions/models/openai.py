@@ -2,7 +2,7 @@
 over plain httpx; streaming through server-sent events.
 
 The API key comes from the environment (``HOPGRAPH_OPENAI_API_KEY``, or an SSM parameter
-named by ``HOPGRAPH_OPENAI_API_KEY_PARAMETER``: :func:`functions.models.config`), never
+named by ``HOPGRAPH_OPENAI_API_KEY_PARAMETER``: :func:`functions.models.api_key`), never
 from the graph. Conversion is pure (:func:`to_openai`, :func:`from_openai_messages`), and
 errors are classified in one place (:func:`classify`).
 """
@@ -35,6 +35,19 @@ _STOP = {
 }
 
 
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    """The wait an error reply asks for: OpenAI's ``retry-after-ms``, or the standard
+    ``Retry-After`` in seconds (an HTTP date is not read: the backoff stands)."""
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        try:
+            value = float(headers.get(name, ""))
+        except ValueError:
+            continue
+        if value >= 0:
+            return value * scale
+    return None
+
+
 def classify(exc: BaseException) -> ModelError:
     """The one place an OpenAI-compatible failure is judged worth retrying (429, 5xx,
     timeouts, a dropped connection) or not (another 4xx: a bad request, a bad key)."""
@@ -50,6 +63,7 @@ def classify(exc: BaseException) -> ModelError:
             message or f"HTTP {status}",
             retryable=status == 429 or status >= 500,
             code=str(status),
+            retry_after_s=retry_after(exc.response.headers),
         )
     if isinstance(exc, httpx.TimeoutException | httpx.NetworkError | httpx.RemoteProtocolError):
         return ModelError(

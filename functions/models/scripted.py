@@ -8,7 +8,12 @@ same answer (a counter would not). Each answer is one of:
 - a string: the final text;
 - ``{"text": "...", "tool_calls": [{"name": ..., "input": {...}, "id"?: ...}]}``;
 - ``{"structured": {...}}``: the answer of a node with a ``schema``;
-- ``{"content": [<content blocks>]}``: the message as is.
+- ``{"content": [<content blocks>]}``: the message as is;
+- any of these with ``"fail": {"code", "message"?, "retryable"?, "times"?,
+  "retry_after_s"?}``: the call
+  raises that model error on its first ``times`` attempts (every attempt without ``times``),
+  then answers: a throttled endpoint (``{"code": "ThrottlingException", "retryable": true,
+  "times": 2}``) or a bad request (``{"code": "ValidationException"}``), for the retry policy.
 
 Tokens are estimated (about four characters each), so that usage and cost show numbers.
 """
@@ -50,7 +55,11 @@ class ScriptedModel:
                 retryable=False,
                 code="ScriptEnded",
             )
-        message = answer(responses[turn], turn, request.force_tool)
+        item = responses[turn]
+        if isinstance(item, Mapping) and "fail" in item:
+            _fail(item["fail"], turn, request.attempt)
+            item = {k: v for k, v in item.items() if k != "fail"}
+        message = answer(item, turn, request.force_tool)
         text = text_of(message)
         if on_text is not None and text:
             for i in range(0, len(text), 16):
@@ -66,6 +75,20 @@ class ScriptedModel:
             ),
             model=request.model or PROVIDER,
         )
+
+
+def _fail(spec: Any, turn: int, attempt: int) -> None:
+    """Raise the scripted model error of answer ``turn`` while ``attempt`` is one it fails."""
+    if not isinstance(spec, Mapping) or not isinstance(spec.get("code"), str):
+        raise ModelError(PROVIDER, f"answer {turn}: fail needs a code", retryable=False)
+    times = spec.get("times")
+    if times is None or attempt <= int(times):
+        message = str(spec.get("message", f"scripted {spec['code']} on attempt {attempt}"))
+        wait = spec.get("retry_after_s")
+        raise ModelError(
+            PROVIDER, message, retryable=bool(spec.get("retryable", False)), code=spec["code"],
+            retry_after_s=float(wait) if isinstance(wait, int | float) else None,
+        )  # fmt: skip
 
 
 def load(settings: Mapping[str, Any]) -> list[Any]:

@@ -138,3 +138,11 @@ def test_quotas_are_off_at_zero(stack: ApiStack, monkeypatch: pytest.MonkeyPatch
     # When the quotas are checked, then nothing is read and nothing is refused
     quotas.check_runs_in_flight(stack.service, ALICE, settings)
     quotas.count_request(unexpected, ALICE, settings)
+
+
+def test_the_deployments_quota_reaches_the_child_runs_of_subgraph_nodes(stack: ApiStack) -> None:
+    # Given the deployment's quota of two (the stack's settings), Then the engine that starts
+    # child runs counts them against it (engine/runs_quota.py)
+    from functions import runtime
+
+    assert runtime.service().protocol.subgraphs.runs_in_flight == 2

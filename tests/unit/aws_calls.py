@@ -33,6 +33,7 @@ SERVICES = {
     # PostToConnection, GetConnection and DeleteConnection are all one IAM action.
     "apigatewaymanagementapi": ("execute-api", "ManageConnections"),
     "bedrock-runtime": ("bedrock", None),
+    "ssm": ("ssm", None),
 }
 CLIENT_RECEIVERS = ("client", "_client")
 """Attribute names that hold a boto3 client in this code base (``self.client``...)."""

@@ -20,6 +20,7 @@ from engine.runner import InProcessRunner
 from engine.superstep import Task, merge_updates, run_task
 from engine.tools import ToolContext, Toolkit, load_toolkits
 from engine.validation import build_graph
+from tests.models import langchain_scripted
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "research_agent.json"
@@ -247,26 +248,10 @@ def test_the_step_limit_bounds_the_rounds(tools: Toolkit) -> None:
 
 # -- LangGraph's prebuilt ReAct agent on the same script -----------------------------------------
 def _langgraph_react(doc: dict[str, Any], tools: Toolkit) -> list[dict[str, Any]]:
-    from langchain_core.language_models.fake_chat_models import FakeMessagesListChatModel
-    from langchain_core.messages import AIMessage
     from langchain_core.tools import StructuredTool
     from langgraph.prebuilt import create_react_agent
 
     spec = doc["nodes"]["researcher"]["agent"]
-    script = []
-    for item in spec["responses"]:
-        if isinstance(item, str):
-            script.append(AIMessage(content=item))
-        else:
-            calls = [
-                {"id": c["id"], "name": c["name"], "args": c["input"]} for c in item["tool_calls"]
-            ]
-            script.append(AIMessage(content=item.get("text", ""), tool_calls=calls))
-
-    class Scripted(FakeMessagesListChatModel):
-        def bind_tools(self, tools: Any, **kwargs: Any) -> Any:
-            return self
-
     ctx = ToolContext("lg", "tools", 0, settings=spec["tool_settings"]["search_docs"])
 
     def lc_tool(name: str) -> StructuredTool:
@@ -280,7 +265,9 @@ def _langgraph_react(doc: dict[str, Any], tools: Toolkit) -> list[dict[str, Any]
         )
 
     agent = create_react_agent(
-        Scripted(responses=script), [lc_tool(n) for n in spec["tools"]], prompt=spec["system"]
+        langchain_scripted(spec["responses"]),
+        [lc_tool(n) for n in spec["tools"]],
+        prompt=spec["system"],
     )
     final = agent.invoke({"messages": [("user", spec["prompt"])]})
     out = []

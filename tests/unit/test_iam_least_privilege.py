@@ -8,6 +8,7 @@ grant would fail on AWS; a grant without a call is privilege nobody needs.
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -102,8 +103,9 @@ def test_the_scan_sees_the_calls_it_is_meant_to_see() -> None:
     assert websocket & DISPATCH.keys() == {"lambda:InvokeFunction"}
     assert DISPATCH.keys() <= actions_of("functions.worker.handler.handler")
     assert actions_of("functions.auth.authorizer.handler") == set()
-    # the model nodes' toolkit calls Bedrock (Converse, ConverseStream) and nothing else
-    assert actions_of_toolkits(["functions.models.toolkit"]) == BEDROCK
+    # the model nodes' toolkit calls Bedrock (Converse, ConverseStream), and reads the
+    # OpenAI-compatible endpoint's key from SSM, and nothing else
+    assert actions_of_toolkits(["functions.models.toolkit"]) == BEDROCK | {"ssm:GetParameter"}
 
 
 def test_bedrock_is_granted_only_on_the_named_models() -> None:
@@ -116,3 +118,26 @@ def test_bedrock_is_granted_only_on_the_named_models() -> None:
     arns = statement["Resource"]["Fn::Split"][1]["Fn::Sub"]
     assert "foundation-model/${Ids}" in arns[0]
     assert arns[1]["Ids"]["Fn::Join"][1] == {"Ref": "BedrockModelIds"}
+
+
+def test_the_openai_key_is_readable_only_from_the_named_parameter() -> None:
+    # Given the worker's grants of SSM
+    worker = FUNCTIONS["WorkerFunction"]
+    grants = [(s, c) for s, c in statements(worker["Policies"]) if any(
+        a.startswith("ssm:") for a in actions(s))]  # fmt: skip
+    # Then there is one, GetParameter alone, when a parameter is named, on its ARN alone
+    assert len(grants) == 1
+    statement, condition = grants[0]
+    assert condition == "ReadsOpenAIKey" and actions(statement) == {"ssm:GetParameter"}
+    assert statement["Resource"] == {
+        "Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}"
+        ":parameter${OpenAIApiKeyParameter}"
+    }
+    assert TEMPLATE["Conditions"]["ReadsOpenAIKey"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "OpenAIApiKeyParameter"}, ""]}]
+    }
+    # And the parameter is a path, so that its ARN is parameter/<path> with no double slash
+    pattern = TEMPLATE["Parameters"]["OpenAIApiKeyParameter"]["AllowedPattern"]
+    assert re.fullmatch(pattern, "/hopgraph/openai-key") and re.fullmatch(pattern, "")
+    assert not re.fullmatch(pattern, "hopgraph/openai-key")
+    assert not re.fullmatch(pattern, "/a/*")

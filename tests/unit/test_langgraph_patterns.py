@@ -25,6 +25,7 @@ from engine.toolkits.basics import toolkit as basics
 from engine.tools import Command, Send, ToolContext, Toolkit
 from engine.validation import build_graph
 from examples.langgraph.toolkit import toolkit as ports
+from tests.models import langchain_scripted
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "langgraph"
 TOOLS = Toolkit("ports-and-basics")
@@ -493,8 +494,6 @@ def test_the_ports_run_with_the_command_line_from_the_repository() -> None:
 def test_the_react_agent_makes_the_calls_and_messages_langgraphs_prebuilt_one_does() -> None:
     import warnings
 
-    from langchain_core.language_models.fake_chat_models import FakeMessagesListChatModel
-    from langchain_core.messages import AIMessage
     from langchain_core.tools import tool
     from langgraph.prebuilt import create_react_agent
 
@@ -526,25 +525,11 @@ def test_the_react_agent_makes_the_calls_and_messages_langgraphs_prebuilt_one_do
         """Use this to get weather information."""
         return str(ports.get("get_weather").fn({"city": city}, None)["text"])  # type: ignore[arg-type]
 
-    script = [
-        AIMessage(
-            content=r.get("text", ""),
-            tool_calls=[
-                {"id": c["id"], "name": c["name"], "args": c["input"]} for c in r["tool_calls"]
-            ],
-        )
-        if isinstance(r, dict)
-        else AIMessage(content=r)
-        for r in spec["responses"]
-    ]
-
-    class Scripted(FakeMessagesListChatModel):
-        def bind_tools(self, tools: Any, **kwargs: Any) -> Any:
-            return self
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # create_react_agent moved to langchain.agents in 1.0
-        agent = create_react_agent(Scripted(responses=script), [get_weather], prompt=spec["system"])
+        agent = create_react_agent(
+            langchain_scripted(spec["responses"]), [get_weather], prompt=spec["system"]
+        )
     final = agent.invoke({"messages": [("user", question["content"])]})
     theirs = []
     for m in final["messages"]:

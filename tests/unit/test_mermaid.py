@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 from engine.graph import Graph
-from engine.mermaid import to_mermaid
+from engine.mermaid import ERROR_LINK_STYLE, to_mermaid
 from engine.validation import build_graph
 
 
@@ -137,3 +137,30 @@ def test_a_newline_in_a_node_id_or_condition_starts_no_statement() -> None:
     assert "\u2028" not in text and "\r" not in text
     # And the id stays readable in its label, each break as an entity code
     assert "a#10;click a href #quot;https://evil.example#quot;#13;#10;#8232;style" in text
+
+
+def test_an_error_route_is_a_red_dotted_arrow_labelled_on_error() -> None:
+    # Given a node that retries and goes to an apology once its attempts are spent or it
+    # times out, and a chain on both sides
+    graph = graph_of(
+        {
+            "entry": "fetch",
+            "nodes": {
+                "fetch": {"tool": "fetch_source", "retry": {"max_attempts": 2},
+                          "timeout_s": 5, "on_error": "sorry"},
+                "score": {"tool": "score", "on_error": "sorry"},
+                "sorry": {"tool": "apologise"},
+            },
+            "edges": {"fetch": "score", "score": "END", "sorry": "END"},
+        }
+    )  # fmt: skip
+    # When rendered
+    lines = to_mermaid(graph).splitlines()
+    # Then each error route is one dotted arrow labelled "on error", after the graph's own
+    # arrows, and a linkStyle colours exactly those links (counted from the start arrow)
+    links = [line.strip() for line in lines if "->" in line]
+    assert links[-2:] == ['fetch -.->|"on error"| sorry', 'score -.->|"on error"| sorry']
+    assert lines[-1] == f"    linkStyle {len(links) - 2},{len(links) - 1} {ERROR_LINK_STYLE}"
+    # And a graph without error routes has no linkStyle
+    plain = graph_of({"entry": "a", "nodes": {"a": {"tool": "t"}}, "edges": {"a": "END"}})
+    assert "linkStyle" not in to_mermaid(plain)

@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError, ReadTimeoutError
 from botocore.stub import Stubber
@@ -31,6 +30,7 @@ from functions.models.bedrock import (
 from functions.models.bedrock import classify as classify_bedrock
 from functions.models.openai import OpenAIModel, from_openai_messages, to_openai_messages
 from functions.models.scripted import ScriptedModel
+from tests.models import StreamClient, bedrock_client
 
 CONVERSATION = [
     {
@@ -90,10 +90,8 @@ def request(**changes: Any) -> ModelRequest:
 
 
 @pytest.fixture()
-def bedrock(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, Stubber]]:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    client = boto3.client("bedrock-runtime", region_name="us-east-1")
+def bedrock() -> Iterator[tuple[Any, Stubber]]:
+    client = bedrock_client()
     with Stubber(client) as stubber:
         yield client, stubber
         stubber.assert_no_pending_responses()
@@ -244,22 +242,8 @@ STREAM_EVENTS: list[dict[str, Any]] = [
 ]
 
 
-class _StreamClient:
-    """converse_stream as boto3 returns it: {"stream": <iterable of parsed events>}."""
-
-    def __init__(self, events: list[dict[str, Any]]) -> None:
-        self.events = events
-        self.params: dict[str, Any] = {}
-
-    def converse_stream(self, **params: Any) -> dict[str, Any]:
-        self.params = params
-        return {"stream": iter(self.events)}
-
-
 def test_converse_stream_events_have_the_service_models_shape() -> None:
-    model = boto3.client(
-        "bedrock-runtime", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
-    ).meta.service_model
+    model = bedrock_client().meta.service_model
     union = model.shape_for("ConverseStreamOutput")
     for event in STREAM_EVENTS:
         report = ParamValidator().validate(event, union)
@@ -270,7 +254,7 @@ def test_converse_stream_events_have_the_service_models_shape() -> None:
 
 
 def test_converse_stream_gives_tokens_as_they_come_and_the_whole_message() -> None:
-    client = _StreamClient(STREAM_EVENTS)
+    client = StreamClient(STREAM_EVENTS)
     tokens: list[str] = []
     reply = BedrockModel(client).converse(request(), tokens.append)
     assert tokens == ["Let me ", "compute."]

@@ -7,21 +7,21 @@ Each test names the defect it guards; each was red on the protocol before the ke
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Mapping
 from typing import Any
 
 import pytest
 
 from engine.errors import RetryLater
-from engine.memory import MemoryQueue, MemoryRunStore, RecordingNotifier
+from engine.memory import MemoryQueue, MemoryRunStore
 from engine.ports import Hop
 from engine.protocol import MAX_TASK_SUMMARIES
 from engine.runner import InProcessRunner
-from engine.service import EngineConfig, RunService
+from engine.service import EngineConfig
 from engine.toolkits.basics import toolkit as basics
 from engine.tools import ToolContext, Toolkit
 from engine.validation import build_graph
+from tests import worlds
 
 tools = Toolkit("trust-tests")
 ran: list[str] = []
@@ -64,31 +64,12 @@ MAP = {
 }
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
+class World(worlds.World):
+    """The protocol's world over this module's tools, with nothing run yet."""
 
-    def __call__(self) -> float:
-        return self.now
-
-
-class World:
     def __init__(self, **config: Any) -> None:
         ran.clear()
-        self.clock = Clock()
-        self.store, self.queue = MemoryRunStore(), MemoryQueue()
-        self.service = RunService(self.store, self.queue, tools, notifier=RecordingNotifier(),
-                                  clock=self.clock, config=EngineConfig(**config))  # fmt: skip
-        self.deliveries = itertools.count(1)
-
-    def graph(self, doc: dict[str, Any]) -> str:
-        return self.service.create_graph(doc)[0].graph_id
-
-    def deliver(self, hop: Hop) -> str:
-        return self.service.process_hop(hop, f"m{next(self.deliveries)}")
-
-    def drain(self) -> None:
-        self.queue.drain(self.deliver)
+        super().__init__(tools, **config)
 
 
 def test_a_forged_hop_of_another_graph_cannot_take_a_running_run_over() -> None:

@@ -6,7 +6,6 @@ attempt's commit recovers without running the tool again, a lost retry is swept)
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import threading
 import time
@@ -17,13 +16,13 @@ from typing import Any
 import pytest
 
 from engine.errors import GraphValidationError
-from engine.memory import MemoryQueue, MemoryRunStore, RecordingNotifier
+from engine.memory import MemoryRunStore
 from engine.ports import Hop
 from engine.retry_policy import ERROR_KEY, RetryPolicy, raised_from
 from engine.runner import InProcessRunner, PoolQueue
-from engine.service import EngineConfig, RunService
 from engine.tools import ToolContext, Toolkit, load_toolkits
 from engine.validation import build_graph
+from tests import worlds
 
 tools = Toolkit("retry-tests")
 calls: list[tuple[str, int]] = []
@@ -230,28 +229,9 @@ def test_a_flaky_branch_retries_while_the_other_branch_commits() -> None:
 
 
 # -- the protocol's rules ------------------------------------------------------------------------
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class World:
-    def __init__(self, **config: Any) -> None:
-        self.clock = Clock()
-        self.store, self.queue = MemoryRunStore(), MemoryQueue()
-        self.service = RunService(self.store, self.queue, tools, notifier=RecordingNotifier(),
-                                  clock=self.clock, config=EngineConfig(**config))  # fmt: skip
-        self.deliveries = itertools.count(1)
-
-    def start(self, doc: dict[str, Any], state: dict[str, Any]) -> str:
-        graph_id = self.service.create_graph(doc)[0].graph_id
-        return self.service.start_run(graph_id, state)[0].run_id
-
-    def deliver(self, hop: Hop, delivery: str | None = None) -> str:
-        return self.service.process_hop(hop, delivery or f"m{next(self.deliveries)}")
+def World(**config: Any) -> worlds.World:
+    """The protocol's world over this module's tools."""
+    return worlds.World(tools, **config)
 
 
 RETRIED = graph({"tool": "flaky", "retry": {"max_attempts": 3, "initial_interval_s": 10,

@@ -19,14 +19,16 @@ import pytest
 
 from engine.errors import GraphValidationError
 from engine.graph import Graph
-from engine.memory import MemoryQueue, MemoryRunStore, RecordingNotifier
+from engine.memory import MemoryQueue, MemoryRunStore
+from engine.ports import RunRecord
 from engine.runner import InProcessRunner
-from engine.service import EngineConfig, RunService
+from engine.service import RunService
 from engine.subgraphs import MAX_SUBGRAPH_DEPTH, ParentLink, child_run_id
 from engine.toolkits.basics import toolkit as basics
 from engine.tools import ToolContext, Toolkit
 from engine.validation import build_graph
 from examples.langgraph.toolkit import toolkit as ports
+from tests.worlds import Clock, World
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "langgraph"
 TOOLS = Toolkit("ports-and-basics")
@@ -233,19 +235,11 @@ def test_a_graph_containing_itself_is_refused_in_process() -> None:
 
 
 # -- the durable protocol ---------------------------------------------------------------------
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def durable(owner: str | None = "alice") -> tuple[RunService, MemoryRunStore, MemoryQueue, Clock]:
-    store, queue, clock = MemoryRunStore(), MemoryQueue(), Clock()
-    service = RunService(store, queue, TOOLS, notifier=RecordingNotifier(), clock=clock,
-                         config=EngineConfig(lease_s=60.0))  # fmt: skip
-    return service, store, queue, clock
+def durable(**config: Any) -> tuple[RunService, MemoryRunStore, MemoryQueue, Clock]:
+    """The run service over the memory adapters, a lease of 60 s (``config``: more of the
+    engine's settings)."""
+    world = World(TOOLS, clock=Clock(1_000.0), lease_s=60.0, **config)
+    return world.service, world.store, world.queue, world.clock
 
 
 def create(service: RunService, name: str, owner: str | None = "alice") -> str:
@@ -540,3 +534,55 @@ def test_the_command_line_runs_a_subgraph_port_locally_with_its_child_file() -> 
     missing = run_cli()
     assert missing.returncode == 2
     assert "graph 'shared-state subgraph' not found" in missing.stderr
+
+
+# -- the owner's runs_in_flight quota ---------------------------------------------------------
+def run_under_quota(limit: int) -> tuple[MemoryRunStore, RunRecord]:
+    """Alice's run of a parent that starts one child, with her ``runs_in_flight`` quota at
+    ``limit``, delivered to its end (some hops twice): the store and the parent's end."""
+    service, store, queue, _ = durable(owner_runs_in_flight=limit)
+    run_id = service.start_run(create(service, "subgraph_shared"), {"foo": "foo"},
+                               owner="alice")[0].run_id  # fmt: skip
+    deliver(service, queue, random.Random(0), 0.3)
+    return store, store.get_run(run_id)
+
+
+def test_a_child_counts_against_its_owners_runs_in_flight() -> None:
+    # Given alice's quota of two runs in flight, When her parent and its child run (two runs)
+    _, final = run_under_quota(2)
+    # Then it ends as in process
+    assert (final.status, final.state) == (
+        "completed",
+        run("subgraph_shared", {"foo": "foo"}).state,
+    )
+
+
+def test_a_child_the_quota_refuses_fails_its_parents_task_and_is_never_created() -> None:
+    # Given alice's quota of one run in flight, which her parent run takes, When its subgraph
+    # node would start a child
+    store, final = run_under_quota(1)
+    # Then the parent's task fails, naming the quota and the setting that raises it
+    assert final.status == "failed"
+    assert str(final.error).startswith("task 'node_2': subgraph ")
+    assert "could not start: quota runs_in_flight exceeded: at most 1" in str(final.error)
+    assert "OwnerRunsInFlight" in str(final.error)
+    # And no child run exists: nothing ran past the quota
+    assert [r.run_id for r in store.list_runs(limit=10).items] == [final.run_id]
+
+
+def test_a_created_child_is_not_refused_again_and_another_owners_runs_do_not_count() -> None:
+    # Given alice's quota of two, her parent's child created, and bob with runs of his own
+    service, store, queue, _ = durable(owner_runs_in_flight=2)
+    graph_id = create(service, "subgraph_shared")
+    run_id = service.start_run(graph_id, {"foo": "foo"}, owner="alice")[0].run_id
+    service.process_hop(queue.hops.popleft(), "m1")  # node_1
+    hop = queue.hops.popleft()
+    assert service.process_hop(hop, "m2") == "waiting"  # node_2's child: alice's second run
+    bob = create(service, "subgraph_shared", owner="bob")
+    service.start_run(bob, {"foo": "bar"}, owner="bob")
+    # When the hop that created alice's child is delivered again (her quota is full now)
+    service.process_hop(hop, "m3")
+    # Then it does not fail the parent: the child is the one it created
+    deliver(service, queue, random.Random(0), 0.0)
+    assert store.get_run(run_id).status == "completed"
+    assert [r.status for r in store.list_runs(owner="bob", limit=10).items] == ["completed"] * 2

@@ -4,20 +4,17 @@ in-process runner holding it."""
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Mapping
 from typing import Any
 
 import pytest
 
 from engine.errors import GraphValidationError
-from engine.memory import MemoryQueue, MemoryRunStore, RecordingNotifier
-from engine.ports import Hop
 from engine.runner import InProcessRunner
-from engine.service import EngineConfig, RunService
 from engine.timers import run_wakes_at
 from engine.tools import ToolContext, Toolkit
 from engine.validation import build_graph
+from tests import worlds
 
 tools = Toolkit("timer-tests")
 
@@ -35,28 +32,11 @@ def waiting(wait: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
+class World(worlds.World):
+    """The protocol's world over this module's tools, and when a run's wait ends."""
 
-    def __call__(self) -> float:
-        return self.now
-
-
-class World:
     def __init__(self, **config: Any) -> None:
-        self.clock = Clock()
-        self.store, self.queue = MemoryRunStore(), MemoryQueue()
-        self.service = RunService(self.store, self.queue, tools, notifier=RecordingNotifier(),
-                                  clock=self.clock, config=EngineConfig(**config))  # fmt: skip
-        self.deliveries = itertools.count(1)
-
-    def start(self, doc: dict[str, Any], state: dict[str, Any] | None = None) -> str:
-        graph_id = self.service.create_graph(doc)[0].graph_id
-        return self.service.start_run(graph_id, state or {})[0].run_id
-
-    def deliver(self, hop: Hop) -> str:
-        return self.service.process_hop(hop, f"m{next(self.deliveries)}")
+        super().__init__(tools, **config)
 
     def wakes_at(self, run_id: str) -> float | None:
         run = self.store.get_run(run_id)
