@@ -28,6 +28,7 @@ from engine.ports import (
     Audience,
     Clock,
     Connection,
+    FoldRecord,
     GraphRecord,
     Hop,
     Page,
@@ -67,6 +68,8 @@ class MemoryRunStore:
         self._states = deltas.StateCache(frozen=False)
         self._tasks: dict[tuple[str, int], dict[tuple[str, int], TaskRecord]] = {}
         self._task_counts: Counter[tuple[str, int]] = Counter()
+        self._task_ends: dict[tuple[str, int], float] = {}
+        self._folds: dict[tuple[str, int], FoldRecord] = {}
         self._attempts: dict[tuple[str, int], dict[tuple[str, int, int], AttemptRecord]] = {}
         self._connections: dict[str, Connection] = {}
         self._subscriptions: dict[str, dict[str, int | None]] = {}
@@ -209,6 +212,7 @@ class MemoryRunStore:
             slots[slot] = task
             if counted:
                 self._task_counts[task.run_id, task.seq] += 1
+                self._task_ends[task.run_id, task.seq] = task.started_at + task.duration_ms / 1000
 
     def count_tasks(self, run_id: str, seq: int) -> int:
         with self._lock:
@@ -222,6 +226,42 @@ class MemoryRunStore:
         with self._lock:
             slots = self._tasks.get((run_id, seq), {})
             return [slots[k] for k in sorted(slots)]
+
+    # -- a wide superstep's close, page by page (engine/fold.py) -----------------------------
+    def list_tasks_page(
+        self, run_id: str, seq: int, after: str | None = None, limit: int = 1000
+    ) -> Page[TaskRecord]:
+        with self._lock:
+            slots = self._tasks.get((run_id, seq), {})
+            keyed = sorted((_slot_key(t), t) for t in slots.values())
+        start = 0
+        if after is not None:
+            start = next((i for i, (key, _) in enumerate(keyed) if key > after), len(keyed))
+        page = keyed[start : start + max(1, limit)]
+        more = start + len(page) < len(keyed)
+        return Page([t for _, t in page], page[-1][0] if more else None)
+
+    def task_progress(self, run_id: str, seq: int) -> tuple[int, float]:
+        with self._lock:
+            return self._task_counts[run_id, seq], self._task_ends.get((run_id, seq), 0.0)
+
+    def commit_fold(self, fold: FoldRecord, after: str | None) -> None:
+        with self._lock:
+            stored = self._folds.get((fold.run_id, fold.seq))
+            if (stored.cursor if stored is not None else None) != after:
+                raise StepConflict(fold.run_id, fold.seq)
+            # a copy, as a write to a table is: the folder goes on changing its own
+            self._folds[fold.run_id, fold.seq] = replace(
+                fold, state=json.loads(json.dumps(fold.state)),
+                folded=json.loads(json.dumps(fold.folded)),
+            )  # fmt: skip
+
+    def get_fold(self, run_id: str, seq: int) -> FoldRecord | None:
+        with self._lock:
+            fold = self._folds.get((run_id, seq))
+        if fold is None:
+            return None
+        return replace(fold, state=json.loads(json.dumps(fold.state)))
 
     # -- failed attempts of retried tasks (engine/retries.py) --------------------------------
     def commit_attempt(self, attempt: AttemptRecord) -> None:
@@ -339,3 +379,10 @@ class RecordingNotifier:
         self, run_id: str, events: list[dict[str, Any]], audience: Audience | None = None
     ) -> None:
         self.events.extend(events)
+
+
+def _slot_key(task: TaskRecord) -> str:
+    """A task's place in slot order (:meth:`~engine.ports.RunStore.list_tasks_page`), as the
+    DynamoDB store's keys sort: ``-#<node>`` without an index, ``<index:06d>#<node>`` with."""
+    slot = "-" if task.index is None else f"{task.index:06d}"
+    return f"{slot}#{task.node}"

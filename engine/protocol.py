@@ -93,6 +93,7 @@ from engine.errors import (
     StepConflict,
 )
 from engine.events import run_event, step_event
+from engine.fold import FOLD_ABOVE, FOLD_PAGE, Folds
 from engine.graph import END, Graph
 from engine.lifecycle import accepts_hops
 from engine.map_quota import check_map_width
@@ -191,6 +192,11 @@ class ProtocolConfig:
     sweeper_delays: bool = False
     """The carrier cannot hold a hop (self-invocation): the sweeper sends retries when due
     (:mod:`engine.retries`)."""
+    fold_above: int = FOLD_ABOVE
+    """A superstep of more tasks closes by a fold over several hops (:mod:`engine.fold`);
+    its tasks count their commits."""
+    fold_page: int = FOLD_PAGE
+    """Task records a fold hop reads (:mod:`engine.fold`)."""
 
 
 class HopProtocol:
@@ -221,6 +227,7 @@ class HopProtocol:
         self.timers = Timers(queue, clock, lease_s=config.lease_s,
                              sweeper_delays=config.sweeper_delays)  # fmt: skip
         self.sweeper = Sweeper(self)
+        self.folds = Folds(self)
 
     # -- starting ----------------------------------------------------------------------------
     def start(self, run: RunRecord, *, recheck: bool) -> None:
@@ -250,6 +257,8 @@ class HopProtocol:
     # -- one hop -----------------------------------------------------------------------------
     def process(self, hop: Hop, delivery_id: str, attempt: int = 1) -> HopResult:
         """Apply one hop: check it, run its task, commit it exactly once, close, route on."""
+        if hop.fold:  # the close of a wide superstep, going on (engine/fold.py)
+            return self.folds.hop(hop, delivery_id)
         graph = self._graph_of(hop)
         if graph is None:
             return "stale"
@@ -364,6 +373,8 @@ class HopProtocol:
         counted = self._counted(graph, origin)
         if counted and self.store.count_tasks(hop.run_id, hop.seq) < len(origin.planned):
             return "committed"
+        if counted and self.folds.wide(origin.planned):  # a fold over several hops
+            return self.folds.close(graph, hop, origin, delivery_id)
         tasks = self.store.list_tasks(hop.run_id, hop.seq)
         if len(tasks) < len(origin.planned):
             return "committed"
@@ -394,6 +405,10 @@ class HopProtocol:
             graph, origin.state, origin.joins, results, seq, origin.max_steps,
             self.config.state_limit_bytes, origin.deferred,
         )  # fmt: skip
+        return self._planned(graph, closed)
+
+    def _planned(self, graph: Graph, closed: Closed) -> tuple[Closed, Plan | None]:
+        """``closed`` with the next superstep planned, as :meth:`_closed` says."""
         if closed.end is not None:
             return closed, None
         try:
@@ -541,10 +556,15 @@ class HopProtocol:
         than that above about 256 * 256 records read (an uncapped map of 256 items, or a
         windowed map of 100 readers over 656 items). Every task of the superstep decides the
         same way: from its plan."""
-        readers = len(origin.planned.sends)  # each item sent is a task of its own, unwindowed
-        readers += sum(self._closing(graph, n, s) for n, s in origin.planned.sizes.items())
+        return self._counted_plan(graph, origin.planned)
+
+    def _counted_plan(self, graph: Graph, planned: Plan) -> bool:
+        """:meth:`_counted` of the superstep ``planned``; a superstep that closes by a fold
+        (wider than ``fold_above``) always counts: its count says when to start folding."""
+        readers = len(planned.sends)  # each item sent is a task of its own, unwindowed
+        readers += sum(self._closing(graph, n, s) for n, s in planned.sizes.items())
         above = self.config.counted_fan_in_above
-        return readers * len(origin.planned) > above * above
+        return readers * len(planned) > above * above or len(planned) > self.config.fold_above
 
     # -- the slot check ----------------------------------------------------------------------
     def _origin(self, hop: Hop, graph: Graph) -> Origin | None:
@@ -624,11 +644,15 @@ class HopProtocol:
         RetryLater, so that it is looked at again once the lease has passed. ``by_worker``:
         the worker that just failed the task's last allowed delivery, which knows it
         stopped."""
+        if hop.fold:  # a fold hop runs no task: the sweeper goes on with its fold
+            return False
         graph = self._graph_of(hop)
         origin = self._origin(hop, graph) if graph is not None else None
         if graph is None or origin is None:
             return False
         if hop.parallel and self.store.get_task(hop.run_id, hop.seq, hop.node, hop.index):
+            return False
+        if self.retries.pending(graph, hop):  # its next attempt is on its way: not dead
             return False
         if self.subgraphs.has_child(graph, hop):  # its task waits on a child run: not dead
             return False
