@@ -24,6 +24,7 @@ from engine.errors import (
     StateTooLargeError,
 )
 from engine.events import run_event, run_status_event
+from engine.fold import FOLD_ABOVE, FOLD_PAGE
 from engine.graph import Graph
 from engine.idempotency import check_same_request, input_digest
 from engine.json_rules import check as check_json
@@ -110,11 +111,15 @@ class EngineConfig:
     timeout_ceiling_s: float | None = None
     """The longest ``timeout_s`` a node may declare: the worker's function timeout minus the
     commit margin (engine/retry_policy.py); ``None``: no ceiling."""
+    fold_above: int = FOLD_ABOVE
+    """A superstep of more tasks closes by a fold over several hops (engine/fold.py)."""
+    fold_page: int = FOLD_PAGE
+    """Task records a fold hop reads (engine/fold.py)."""
 
     def protocol(self) -> ProtocolConfig:
         return ProtocolConfig(
             self.state_limit_bytes, self.counted_fan_in_above, self.map_window, self.lease_s,
-            self.max_map_width, self.sweeper_delays,
+            self.max_map_width, self.sweeper_delays, self.fold_above, self.fold_page,
         )  # fmt: skip
 
 
