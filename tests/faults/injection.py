@@ -153,6 +153,7 @@ class FaultyStore:
         self.task_commits: Counter[tuple[str, int, str]] = Counter()
         self.counted_commits = 0
         self.attempt_commits: Counter[tuple[str, int, str, int]] = Counter()
+        self.fold_commits: Counter[tuple[str, int, int]] = Counter()
         self.on_task_commit: Any = None
         """Called with each task committed (the cancel shape cancels from here)."""
         self.on_step_commit: Any = None
@@ -188,6 +189,13 @@ class FaultyStore:
             self.inner.commit_attempt(attempt)
             self.attempt_commits[(attempt.run_id, attempt.seq, attempt.key, attempt.attempt)] += 1
         self.faults.crash_at("after_attempt_commit")
+
+    def commit_fold(self, fold: Any, after: str | None) -> None:
+        """A page of a wide superstep's close (engine/fold.py): its window is after it."""
+        with self._lock:
+            self.inner.commit_fold(fold, after)
+            self.fold_commits[(fold.run_id, fold.seq, fold.pages)] += 1
+        self.faults.crash_at("after_fold_commit")
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
