@@ -62,7 +62,9 @@ one ``window`` places after it (a capped map's ``max_concurrency`` narrows the w
 request answers at once, whatever the map's width; a wide map does not fill the queue ahead
 of other runs' hops; and a superstep with many tasks counts them, so that its fan-in is read
 once. A step record keeps at most ``MAX_TASK_SUMMARIES`` of its tasks' summaries (each task
-has its own record), so a superstep of 100,000 tasks closes in one item.
+has its own record), so a superstep of 100,000 tasks closes in one item. A superstep of
+more than ``fold_above`` tasks closes by a fold over several hops, a page of its task
+records a hop (:mod:`engine.fold`, which draws its crash windows).
 
 **Cancel** commits a ``cancelled`` step into the open slot k: every later task of superstep k
 finds STEP#k written in its slot check and starts nothing.
