@@ -6,6 +6,7 @@ DynamoDB's conditional writes) and passes the same contract suite.
 
 from __future__ import annotations
 
+import bisect
 import json
 import threading
 from collections import Counter, deque
@@ -69,6 +70,8 @@ class MemoryRunStore:
         self._tasks: dict[tuple[str, int], dict[tuple[str, int], TaskRecord]] = {}
         self._task_counts: Counter[tuple[str, int]] = Counter()
         self._task_ends: dict[tuple[str, int], float] = {}
+        self._task_order: dict[tuple[str, int], list[tuple[str, TaskRecord]]] = {}
+        """Per superstep, its tasks in slot order (a paged read bisects it)."""
         self._folds: dict[tuple[str, int], FoldRecord] = {}
         self._attempts: dict[tuple[str, int], dict[tuple[str, int, int], AttemptRecord]] = {}
         self._connections: dict[str, Connection] = {}
@@ -210,6 +213,8 @@ class MemoryRunStore:
             if slot in slots:
                 raise StepConflict(task.run_id, task.seq)
             slots[slot] = task
+            bisect.insort(self._task_order.setdefault((task.run_id, task.seq), []),
+                          (_slot_key(task), task), key=lambda k: k[0])  # fmt: skip
             if counted:
                 self._task_counts[task.run_id, task.seq] += 1
                 self._task_ends[task.run_id, task.seq] = task.started_at + task.duration_ms / 1000
@@ -232,13 +237,10 @@ class MemoryRunStore:
         self, run_id: str, seq: int, after: str | None = None, limit: int = 1000
     ) -> Page[TaskRecord]:
         with self._lock:
-            slots = self._tasks.get((run_id, seq), {})
-            keyed = sorted((_slot_key(t), t) for t in slots.values())
-        start = 0
-        if after is not None:
-            start = next((i for i, (key, _) in enumerate(keyed) if key > after), len(keyed))
-        page = keyed[start : start + max(1, limit)]
-        more = start + len(page) < len(keyed)
+            keyed = self._task_order.get((run_id, seq), [])
+            start = 0 if after is None else bisect.bisect_right(keyed, after, key=lambda k: k[0])
+            page = keyed[start : start + max(1, limit)]
+            more = start + len(page) < len(keyed)
         return Page([t for _, t in page], page[-1][0] if more else None)
 
     def task_progress(self, run_id: str, seq: int) -> tuple[int, float]:
