@@ -5,7 +5,10 @@ open superstep. One that made no progress for longer than the lease (a request o
 died between a commit and its dispatch, or a hop was lost) gets its hops again, each with
 ``recheck``: the ones that were alive after all find their slots taken and stop. A superstep
 whose tasks all committed but whose closer died is closed here, with the same conditional
-write. A retry or a wait that is due is sent here when the carrier cannot hold a hop
+write, and a wide superstep's fold that stopped part way goes on from its record
+(:mod:`engine.fold`). A superstep whose tasks count their commits is judged by its count (the
+time of its last commit) and its fold record: its tasks are listed only once it looks stalled.
+A retry or a wait that is due is sent here when the carrier cannot hold a hop
 (self-invocation: :mod:`engine.retries`, :mod:`engine.timers`); a task waiting on a child run
 is left alone (:mod:`engine.subgraphs`).
 """
