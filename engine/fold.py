@@ -236,7 +236,7 @@ class Folds:
             return "duplicate"  # another copy folded this page: it sends the next fold hop
         self.protocol.queue.dispatch(Hop(hop.run_id, origin.graph_id, hop.seq, hop.node,
                                          index=hop.index, parallel=True, fold=True))  # fmt: skip
-        return "committed"
+        return "folded"
 
     def _close(self, graph: Graph, hop: Hop, origin: Origin, folded: Folded,
                delivery_id: str) -> HopResult:  # fmt: skip

@@ -149,10 +149,11 @@ MAX_TASK_SUMMARIES = 100
 400 KB item limit, and every task has its own record anyway."""
 
 HopResult = Literal[
-    "committed", "finished", "duplicate", "recovered", "stale", "retrying", "waiting"
+    "committed", "finished", "duplicate", "recovered", "stale", "retrying", "waiting", "folded"
 ]
 """``waiting``: the hop started a subgraph's child run (the child's end commits its task),
-or came before its time (a retry, a wait node) and was held again."""
+or came before its time (a retry, a wait node) and was held again. ``folded``: the hop folded
+a page of a wide superstep's close and sent the next fold hop (:mod:`engine.fold`)."""
 
 
 @dataclass(frozen=True, slots=True)

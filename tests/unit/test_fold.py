@@ -218,7 +218,7 @@ def test_a_duplicated_fold_hop_folds_its_page_once() -> None:
     hop = to_the_fold(world)
     read_by_both = store.get_fold("r1", 1)
     # When two copies of a fold hop read the record at the same cursor, and one commits
-    assert world.deliver(hop, "f1") == "committed"
+    assert world.deliver(hop, "f1") == "folded"
     sent = list(world.queue.hops)
     store.older = read_by_both
     # Then the other finds the cursor moved: it commits nothing and sends nothing
@@ -238,7 +238,7 @@ def test_a_crash_after_a_fold_commit_is_finished_by_the_redelivery() -> None:
         world.deliver(hop, "f1")
     assert not world.queue.hops  # it died before sending the next fold hop
     # When the same delivery comes back, it folds on from the record
-    assert world.service.process_hop(hop, "f1", 2) == "committed"
+    assert world.service.process_hop(hop, "f1", 2) == "folded"
     world.drain()
     done = world.store.get_run("r1")
     assert done.status == "completed" and len(done.state["graded"]) == 23
