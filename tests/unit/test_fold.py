@@ -287,6 +287,21 @@ def test_a_forged_fold_hop_changes_nothing() -> None:
     assert world.service.fail_hop(Hop("r1", "g0", 1, "grade", fold=True), "forged") is False
 
 
+def test_a_forged_fold_hop_mid_fold_only_does_the_next_page_of_the_record() -> None:
+    world, store = recording_world()
+    world.start(MAP, {"docs": list(range(1, 24))})
+    to_the_fold(world)
+    # When a fold hop naming another graph and a made-up node comes while the fold runs
+    forged = Hop("r1", "gX", 1, "nope", index=999, fold=True)
+    assert world.deliver(forged) == "folded"
+    world.drain()
+    # Then it folded the page the record named, as the run's own hop would have: every page
+    # once, and the run ends as without it
+    done = world.store.get_run("r1")
+    assert done.status == "completed" and len(done.state["graded"]) == 23
+    assert store.folds == list(range(1, 6))
+
+
 class Listing(MemoryRunStore):
     def __init__(self) -> None:
         super().__init__()
