@@ -158,7 +158,7 @@ def test_a_folded_close_writes_what_a_single_read_writes(case: str) -> None:
     assert fold is not None and fold.pages == -(-tasks // 4) - 1
 
 
-def test_the_fold_names_its_records_and_keeps_them_in_an_item() -> None:
+def test_only_a_superstep_read_in_merge_order_folds() -> None:
     assert fold_module.MAX_TASK_SUMMARIES == protocol_module.MAX_TASK_SUMMARIES
     # A superstep that mixes two maps reads in a single read: slot order is not merge order
     plan = superstep.Plan({"a": 3, "b": 4})
