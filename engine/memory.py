@@ -6,6 +6,7 @@ DynamoDB's conditional writes) and passes the same contract suite.
 
 from __future__ import annotations
 
+import bisect
 import json
 import threading
 from collections import Counter, deque
@@ -28,6 +29,7 @@ from engine.ports import (
     Audience,
     Clock,
     Connection,
+    FoldRecord,
     GraphRecord,
     Hop,
     Page,
@@ -72,6 +74,10 @@ class MemoryRunStore:
         self._states = deltas.StateCache(frozen=False)
         self._tasks: dict[tuple[str, int], dict[tuple[str, int], TaskRecord]] = {}
         self._task_counts: Counter[tuple[str, int]] = Counter()
+        self._task_ends: dict[tuple[str, int], float] = {}
+        self._task_order: dict[tuple[str, int], list[tuple[str, TaskRecord]]] = {}
+        """Per superstep, its tasks in slot order (a paged read bisects it)."""
+        self._folds: dict[tuple[str, int], FoldRecord] = {}
         self._attempts: dict[tuple[str, int], dict[tuple[str, int, int], AttemptRecord]] = {}
         self._pauses: dict[tuple[str, int], dict[tuple[str, int, str], PauseRecord]] = {}
         self._connections: dict[str, Connection] = {}
@@ -213,8 +219,11 @@ class MemoryRunStore:
             if slot in slots:
                 raise StepConflict(task.run_id, task.seq)
             slots[slot] = task
+            bisect.insort(self._task_order.setdefault((task.run_id, task.seq), []),
+                          (_slot_key(task), task), key=lambda k: k[0])  # fmt: skip
             if counted:
                 self._task_counts[task.run_id, task.seq] += 1
+                self._task_ends[task.run_id, task.seq] = task.started_at + task.duration_ms / 1000
 
     def count_tasks(self, run_id: str, seq: int) -> int:
         with self._lock:
@@ -228,6 +237,39 @@ class MemoryRunStore:
         with self._lock:
             slots = self._tasks.get((run_id, seq), {})
             return [slots[k] for k in sorted(slots)]
+
+    # -- a wide superstep's close, page by page (engine/fold.py) -----------------------------
+    def list_tasks_page(
+        self, run_id: str, seq: int, after: str | None = None, limit: int = 1000
+    ) -> Page[TaskRecord]:
+        with self._lock:
+            keyed = self._task_order.get((run_id, seq), [])
+            start = 0 if after is None else bisect.bisect_right(keyed, after, key=lambda k: k[0])
+            page = keyed[start : start + max(1, limit)]
+            more = start + len(page) < len(keyed)
+        return Page([t for _, t in page], page[-1][0] if more else None)
+
+    def task_progress(self, run_id: str, seq: int) -> tuple[int, float]:
+        with self._lock:
+            return self._task_counts[run_id, seq], self._task_ends.get((run_id, seq), 0.0)
+
+    def commit_fold(self, fold: FoldRecord, after: str | None) -> None:
+        with self._lock:
+            stored = self._folds.get((fold.run_id, fold.seq))
+            if (stored.cursor if stored is not None else None) != after:
+                raise StepConflict(fold.run_id, fold.seq)
+            # a copy, as a write to a table is: the folder goes on changing its own
+            self._folds[fold.run_id, fold.seq] = replace(
+                fold, state=json.loads(json.dumps(fold.state)),
+                folded=json.loads(json.dumps(fold.folded)),
+            )  # fmt: skip
+
+    def get_fold(self, run_id: str, seq: int) -> FoldRecord | None:
+        with self._lock:
+            fold = self._folds.get((run_id, seq))
+        if fold is None:
+            return None
+        return replace(fold, state=json.loads(json.dumps(fold.state)))
 
     # -- failed attempts of retried tasks (engine/retries.py) --------------------------------
     def commit_attempt(self, attempt: AttemptRecord) -> None:
@@ -391,3 +433,10 @@ class RecordingNotifier:
         self, run_id: str, events: list[dict[str, Any]], audience: Audience | None = None
     ) -> None:
         self.events.extend(events)
+
+
+def _slot_key(task: TaskRecord) -> str:
+    """A task's place in slot order (:meth:`~engine.ports.RunStore.list_tasks_page`), as the
+    DynamoDB store's keys sort: ``-#<node>`` without an index, ``<index:06d>#<node>`` with."""
+    slot = "-" if task.index is None else f"{task.index:06d}"
+    return f"{slot}#{task.node}"

@@ -184,6 +184,31 @@ class TaskRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class FoldRecord:
+    """A wide superstep's close, part way (:mod:`engine.fold`): what the pages of its task
+    records read so far merged into, and where the next page starts. Rewritten once per page,
+    each time conditional on the cursor it was read at (:meth:`RunStore.commit_fold`)."""
+
+    run_id: str
+    seq: int
+    cursor: str
+    """Where the next page starts: pass it to :meth:`RunStore.list_tasks_page` as ``after``."""
+    state: dict[str, Any]
+    """The state before the superstep with the pages so far merged in (its large values may
+    be kept apart, as a step's are)."""
+    folded: dict[str, Any]
+    """Everything else the close needs of the pages so far (JSON: :class:`engine.fold.Folded`)."""
+    node: str
+    index: int | None
+    """The task whose fan-in started the fold: a task of the plan, so the slot check of a
+    fold hop has one to check."""
+    pages: int = 1
+    committed_by: str = ""
+    updated_at: float = 0.0
+    """When this page was folded: the sweeper's sign of progress."""
+
+
+@dataclass(frozen=True, slots=True)
 class AttemptRecord:
     """A failed attempt of a task whose node retries (engine/retries.py): the only thing a
     failed attempt commits. Slot: run, superstep, node, index, attempt; written once, by the
@@ -425,6 +450,29 @@ class RunStore(Protocol):
         """Every committed task of superstep ``seq``, read strongly consistently (the fan-in:
         one query, paged by the store as needed)."""
 
+    def list_tasks_page(
+        self, run_id: str, seq: int, after: str | None = None, limit: int = 1000
+    ) -> Page[TaskRecord]:
+        """At most ``limit`` committed tasks of superstep ``seq`` after the cursor ``after``
+        (``None``: from the first), read strongly consistently, in *slot order*: the tasks
+        without an index by node, then the indexed ones by index, then node (the order of
+        their keys). The page's cursor is where the next one starts (``None``: no more; a
+        store may return a cursor whose next page turns out empty). A wide superstep's close
+        reads its tasks this way, one page per hop (:mod:`engine.fold`)."""
+
+    def task_progress(self, run_id: str, seq: int) -> tuple[int, float]:
+        """The count of superstep ``seq``'s tasks committed ``counted``
+        (:meth:`count_tasks`) and the end time of the one that counted last (0.0 when none
+        did): one small read that tells the sweeper whether a wide superstep moves."""
+
+    def commit_fold(self, fold: FoldRecord, after: str | None) -> None:
+        """Write superstep ``fold.seq``'s fold record if and only if the one stored was read at
+        cursor ``after`` (its ``cursor`` is ``after``; ``None``: there is none yet), in one
+        conditional write; StepConflict otherwise (another copy folded that page first)."""
+
+    def get_fold(self, run_id: str, seq: int) -> FoldRecord | None:
+        """Superstep ``seq``'s fold record, read strongly consistently."""
+
     def list_steps(self, run_id: str, after: int = -1, limit: int = 100) -> Page[StepRecord]:
         """Committed steps with ``seq > after`` in order. Raises RunNotFound.
 
@@ -517,6 +565,9 @@ class Hop:
     delay_s: float = 0.0
     """How long the carrier should hold the hop before delivering it (SQS DelaySeconds, at
     most 900: a hop that comes early is held again). Not part of the message."""
+    fold: bool = False
+    """A fold hop (:mod:`engine.fold`): go on closing superstep ``seq`` of a wide superstep,
+    from the fold record. It names a run and a superstep; everything else comes from records."""
 
     @property
     def task_key(self) -> str:
@@ -537,6 +588,8 @@ class Hop:
             doc["parallel"] = True
         if self.attempt != 1:
             doc["attempt"] = self.attempt
+        if self.fold:
+            doc["fold"] = True
         return doc
 
     @classmethod
@@ -557,12 +610,14 @@ class Hop:
                 index=doc.get("index"),
                 parallel=doc.get("parallel", False) is True,
                 attempt=doc.get("attempt", 1),
+                fold=doc.get("fold", False) is True,
             )
         except KeyError as exc:
             raise InvalidInputError(f"not a hop message: missing {exc}") from None
-        flags = {"recheck": doc.get("recheck", False), "parallel": doc.get("parallel", False)}
+        flags = {"recheck": doc.get("recheck", False), "parallel": doc.get("parallel", False),
+                 "fold": doc.get("fold", False)}  # fmt: skip
         if any(not isinstance(flag, bool) for flag in flags.values()):
-            raise InvalidInputError("not a hop message: recheck and parallel are booleans")
+            raise InvalidInputError("not a hop message: recheck, parallel and fold are booleans")
         _check_fields(hop)
         return hop
 

@@ -62,7 +62,9 @@ one ``window`` places after it (a capped map's ``max_concurrency`` narrows the w
 request answers at once, whatever the map's width; a wide map does not fill the queue ahead
 of other runs' hops; and a superstep with many tasks counts them, so that its fan-in is read
 once. A step record keeps at most ``MAX_TASK_SUMMARIES`` of its tasks' summaries (each task
-has its own record), so a superstep of 100,000 tasks closes in one item.
+has its own record), so a superstep of 100,000 tasks closes in one item. A superstep of
+more than ``fold_above`` tasks closes by a fold over several hops, a page of its task
+records a hop (:mod:`engine.fold`, which draws its crash windows).
 
 **Cancel** commits a ``cancelled`` step into the open slot k: every later task of superstep k
 finds STEP#k written in its slot check and starts nothing.
@@ -93,6 +95,7 @@ from engine.errors import (
     StepConflict,
 )
 from engine.events import run_event, step_event
+from engine.fold import FOLD_ABOVE, FOLD_PAGE, Folds
 from engine.graph import END, Graph
 from engine.lifecycle import accepts_hops
 from engine.map_quota import check_map_width
@@ -147,10 +150,11 @@ MAX_TASK_SUMMARIES = 100
 400 KB item limit, and every task has its own record anyway."""
 
 HopResult = Literal[
-    "committed", "finished", "duplicate", "recovered", "stale", "retrying", "waiting"
+    "committed", "finished", "duplicate", "recovered", "stale", "retrying", "waiting", "folded"
 ]
 """``waiting``: the hop started a subgraph's child run (the child's end commits its task),
-or came before its time (a retry, a wait node) and was held again."""
+or came before its time (a retry, a wait node) and was held again. ``folded``: the hop folded
+a page of a wide superstep's close and sent the next fold hop (:mod:`engine.fold`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +196,11 @@ class ProtocolConfig:
     sweeper_delays: bool = False
     """The carrier cannot hold a hop (self-invocation): the sweeper sends retries when due
     (:mod:`engine.retries`)."""
+    fold_above: int = FOLD_ABOVE
+    """A superstep of more tasks closes by a fold over several hops (:mod:`engine.fold`);
+    its tasks count their commits."""
+    fold_page: int = FOLD_PAGE
+    """Task records a fold hop reads (:mod:`engine.fold`)."""
 
 
 class HopProtocol:
@@ -223,6 +232,7 @@ class HopProtocol:
                              sweeper_delays=config.sweeper_delays)  # fmt: skip
         self.sweeper = Sweeper(self)
         self.pauses = Pauses(self)
+        self.folds = Folds(self)
 
     # -- starting ----------------------------------------------------------------------------
     def start(self, run: RunRecord, *, recheck: bool) -> None:
@@ -252,6 +262,8 @@ class HopProtocol:
     # -- one hop -----------------------------------------------------------------------------
     def process(self, hop: Hop, delivery_id: str, attempt: int = 1) -> HopResult:
         """Apply one hop: check it, run its task, commit it exactly once, close, route on."""
+        if hop.fold:  # the close of a wide superstep, going on (engine/fold.py)
+            return self.folds.hop(hop, delivery_id)
         graph = self._graph_of(hop)
         if graph is None:
             return "stale"
@@ -273,21 +285,9 @@ class HopProtocol:
         if graph.nodes[hop.node].subgraph is not None:  # its child run does the work
             return self.subgraphs.enter(graph, hop, origin)
         started = self.clock()
-        paused = self.pauses.before_run(graph, hop, origin, delivery_id, suspect=suspect)
-        if isinstance(paused, str):  # it waits for an answer (engine/pauses.py)
-            return paused
-        if paused is not None:  # answered: commit what it held with the answer
-            result = paused
-        else:
-            early: HopResult | None = self.retries.before_run(graph, hop, delivery_id,
-                                                              suspect=suspect)  # fmt: skip
-            early = early or self.timers.before_run(graph, hop, origin.state, origin.opened_at)
-            if early is not None:
-                return early
-            result = self._run(graph, hop, origin, attempt)
-            asks = self.pauses.after_run(graph, hop, origin, result, delivery_id)
-            if asks is not None:
-                return asks
+        result = self._outcome(graph, hop, origin, delivery_id, attempt, suspect=suspect)
+        if isinstance(result, str):  # nothing to commit now: it waits, or is held again
+            return result
         if not result.ok:  # retried (nothing but its attempt committed), routed, or failed
             outcome = self.retries.after_failure(graph, hop, result, started, delivery_id)
             if isinstance(outcome, str):
@@ -296,6 +296,25 @@ class HopProtocol:
         if not origin.parallel:
             return self._close([result], graph, hop, origin, started, delivery_id, attempt)
         return self._commit_task(graph, hop, origin, result, started, delivery_id, attempt)
+
+    def _outcome(
+        self, graph: Graph, hop: Hop, origin: Origin, delivery_id: str, attempt: int, *,
+        suspect: bool,
+    ) -> TaskResult | HopResult:  # fmt: skip
+        """The task's result: its tool's, or, for a task that paused and was answered, what
+        it held with the answer (engine/pauses.py); or why nothing is committed now (it waits
+        for an answer, a retry or a wait is held until its time)."""
+        paused = self.pauses.before_run(graph, hop, origin, delivery_id, suspect=suspect)
+        if paused is not None:
+            return paused
+        early: HopResult | None = self.retries.before_run(graph, hop, delivery_id,
+                                                          suspect=suspect)  # fmt: skip
+        early = early or self.timers.before_run(graph, hop, origin.state, origin.opened_at)
+        if early is not None:
+            return early
+        result = self._run(graph, hop, origin, attempt)
+        asks = self.pauses.after_run(graph, hop, origin, result, delivery_id)
+        return result if asks is None else asks
 
     def finish_task(
         self, hop: Hop, result_of: Callable[[Graph, Origin], TaskResult], delivery_id: str
@@ -375,6 +394,8 @@ class HopProtocol:
         counted = self._counted(graph, origin)
         if counted and self.store.count_tasks(hop.run_id, hop.seq) < len(origin.planned):
             return self.pauses.after_fan_in(graph, hop, origin)
+        if counted and self.folds.wide(origin.planned):  # a fold over several hops
+            return self.folds.close(graph, hop, origin, delivery_id)
         tasks = self.store.list_tasks(hop.run_id, hop.seq)
         if len(tasks) < len(origin.planned):
             return self.pauses.after_fan_in(graph, hop, origin)
@@ -405,6 +426,10 @@ class HopProtocol:
             graph, origin.state, origin.joins, results, seq, origin.max_steps,
             self.config.state_limit_bytes, origin.deferred,
         )  # fmt: skip
+        return self._planned(graph, closed)
+
+    def _planned(self, graph: Graph, closed: Closed) -> tuple[Closed, Plan | None]:
+        """``closed`` with the next superstep planned, as :meth:`_closed` says."""
         if closed.end is not None:
             return closed, None
         try:
@@ -552,10 +577,15 @@ class HopProtocol:
         than that above about 256 * 256 records read (an uncapped map of 256 items, or a
         windowed map of 100 readers over 656 items). Every task of the superstep decides the
         same way: from its plan."""
-        readers = len(origin.planned.sends)  # each item sent is a task of its own, unwindowed
-        readers += sum(self._closing(graph, n, s) for n, s in origin.planned.sizes.items())
+        return self._counted_plan(graph, origin.planned)
+
+    def _counted_plan(self, graph: Graph, planned: Plan) -> bool:
+        """:meth:`_counted` of the superstep ``planned``; a superstep that closes by a fold
+        (wider than ``fold_above``) always counts: its count says when to start folding."""
+        readers = len(planned.sends)  # each item sent is a task of its own, unwindowed
+        readers += sum(self._closing(graph, n, s) for n, s in planned.sizes.items())
         above = self.config.counted_fan_in_above
-        return readers * len(origin.planned) > above * above
+        return readers * len(planned) > above * above or len(planned) > self.config.fold_above
 
     # -- the slot check ----------------------------------------------------------------------
     def _origin(self, hop: Hop, graph: Graph) -> Origin | None:
@@ -635,11 +665,15 @@ class HopProtocol:
         RetryLater, so that it is looked at again once the lease has passed. ``by_worker``:
         the worker that just failed the task's last allowed delivery, which knows it
         stopped."""
+        if hop.fold:  # a fold hop runs no task: the sweeper goes on with its fold
+            return False
         graph = self._graph_of(hop)
         origin = self._origin(hop, graph) if graph is not None else None
         if graph is None or origin is None:
             return False
         if hop.parallel and self.store.get_task(hop.run_id, hop.seq, hop.node, hop.index):
+            return False
+        if self.retries.pending(graph, hop):  # its next attempt is on its way: not dead
             return False
         if self.subgraphs.has_child(graph, hop):  # its task waits on a child run: not dead
             return False

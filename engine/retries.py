@@ -159,6 +159,19 @@ class Retries:
             if a.node == hop.node and a.index == hop.index
         }
 
+    # -- dead letters --------------------------------------------------------------------------
+    def pending(self, graph: Graph, hop: Hop) -> bool:
+        """Whether ``hop``'s task has an attempt scheduled after the one the hop carries that
+        is not yet overdue (its time, plus the lease for a hop that should be on its way): a
+        letter for it must not fail the run, since the task has not stopped."""
+        if _policy(graph, hop) is None:
+            return False
+        attempts = self._attempts_of(hop)
+        latest = attempts[max(attempts)] if attempts else None
+        if latest is None or latest.retry_at is None or latest.attempt < hop.attempt:
+            return False
+        return self.clock() < latest.retry_at + self.lease_s
+
     # -- the sweeper ---------------------------------------------------------------------------
     def may_be_due(self, graph: Graph, nodes: list[str]) -> bool:
         """Whether the sweeper should look at a slot that is not stalled: only when it is the

@@ -24,6 +24,7 @@ from engine.errors import (
     StateTooLargeError,
 )
 from engine.events import run_event, run_status_event
+from engine.fold import FOLD_ABOVE, FOLD_PAGE
 from engine.graph import Graph
 from engine.idempotency import check_same_request, input_digest
 from engine.json_rules import check as check_json
@@ -114,11 +115,15 @@ class EngineConfig:
     owner_runs_in_flight: int = 0
     """The ``runs_in_flight`` quota, for the child runs subgraph nodes start (0: no limit;
     :mod:`engine.runs_quota`)."""
+    fold_above: int = FOLD_ABOVE
+    """A superstep of more tasks closes by a fold over several hops (engine/fold.py)."""
+    fold_page: int = FOLD_PAGE
+    """Task records a fold hop reads (engine/fold.py)."""
 
     def protocol(self) -> ProtocolConfig:
         return ProtocolConfig(
             self.state_limit_bytes, self.counted_fan_in_above, self.map_window, self.lease_s,
-            self.max_map_width, self.sweeper_delays,
+            self.max_map_width, self.sweeper_delays, self.fold_above, self.fold_page,
         )  # fmt: skip
 
 

@@ -352,13 +352,18 @@ def _resolve(
 
 
 def merge_updates(
-    graph: Graph, state: Mapping[str, Any], updates: Sequence[tuple[Task, Mapping[str, Any]]]
+    graph: Graph,
+    state: Mapping[str, Any],
+    updates: Sequence[tuple[Task, Mapping[str, Any]]],
+    writers: dict[str, Task] | None = None,
 ) -> dict[str, Any]:
     """``state`` with every task's updates merged through the reducers, in the given order.
 
-    Raises :class:`WriteConflictError` when two tasks wrote a key that has no reducer."""
+    Raises :class:`WriteConflictError` when two tasks wrote a key that has no reducer.
+    ``writers``: the first writer of each such key so far, kept across calls (updated), when
+    a superstep's updates merge in several parts (:class:`Merging`)."""
     merged = dict(state)
-    writers: dict[str, Task] = {}
+    writers = {} if writers is None else writers
     for task, changes in updates:
         for key, value in changes.items():
             name = graph.reducers.get(key)
@@ -397,6 +402,51 @@ class Closed:
     the next :func:`close_superstep`."""
 
 
+@dataclass(slots=True)
+class Merging:
+    """A superstep's results merged so far, in merge order: all of them at once
+    (:func:`close_superstep`), or part by part, as a wide superstep's close reads its task
+    records page by page (:mod:`engine.fold`). Feed it with :func:`merge_in` and close with
+    :func:`close_merging`: the outcome is the same however the results were split."""
+
+    state: dict[str, Any]
+    """The state before the superstep with the results so far merged in."""
+    writers: dict[str, Task] = field(default_factory=dict)
+    """The first writer of each key without a reducer (a second one is a conflict)."""
+    failed: str | None = None
+    """The first failed task's error, as the run's: it fails the superstep whatever else."""
+    error: str | None = None
+    """The first merge error (a write conflict, a reducer's): the state stops merging."""
+    targets: set[str] = field(default_factory=set)
+    """Where the tasks routed (END included)."""
+    ran: set[str] = field(default_factory=set)
+    """The nodes whose tasks ran."""
+    sends: list[Send] = field(default_factory=list)
+    """The items sent, in merge order."""
+
+
+def merge_in(
+    graph: Graph, merging: Merging, ordered: Sequence[TaskResult], *, premerged: bool = False
+) -> None:
+    """Merge ``ordered`` (the next results in merge order, after those merged so far) into
+    ``merging``. ``premerged``: ``merging.state`` is already the lone result's own merged
+    state (:attr:`TaskResult.merged`)."""
+    for result in ordered:
+        merging.ran.add(result.task.node)
+        merging.targets.update(result.targets)
+        merging.sends.extend(result.sends)
+        if not result.ok and merging.failed is None:
+            merging.failed = f"task {result.task.key!r}: {result.error}"
+    if premerged or merging.failed is not None or merging.error is not None:
+        return
+    try:
+        merging.state = merge_updates(
+            graph, merging.state, [(r.task, r.updates) for r in ordered], merging.writers
+        )
+    except ReducerError as exc:
+        merging.error = str(exc)
+
+
 def close_superstep(
     graph: Graph,
     state: dict[str, Any],
@@ -417,15 +467,30 @@ def close_superstep(
     run completes, unless a join still waits for a node that was routed past and no task
     chose END: then it fails, rather than end without the join."""
     ordered = sorted(results, key=lambda r: merge_key(graph, r.task))
-    failed = next((r for r in ordered if not r.ok), None)
-    if failed is not None:
-        return Closed(
-            state, (), joins, RunEnd("failed", f"task {failed.task.key!r}: {failed.error}")
-        )
-    try:
-        merged = _merged(graph, state, ordered)
-    except ReducerError as exc:
-        return Closed(state, (), joins, RunEnd("failed", str(exc)))
+    lone = len(ordered) == 1 and ordered[0].merged is not None  # merged it to route
+    merging = Merging(ordered[0].merged if lone and ordered[0].merged is not None else state)
+    merge_in(graph, merging, ordered, premerged=lone)
+    return close_merging(graph, state, joins, merging, superstep, max_supersteps,
+                         state_limit_bytes, deferred)  # fmt: skip
+
+
+def close_merging(
+    graph: Graph,
+    state: dict[str, Any],
+    joins: Joins,
+    merging: Merging,
+    superstep: int,
+    max_supersteps: int,
+    state_limit_bytes: int | None = None,
+    deferred: Iterable[str] = (),
+) -> Closed:
+    """Close a superstep whose results are all merged into ``merging`` (``state``: the state
+    before it), as :func:`close_superstep` says."""
+    if merging.failed is not None:
+        return Closed(state, (), joins, RunEnd("failed", merging.failed))
+    if merging.error is not None:
+        return Closed(state, (), joins, RunEnd("failed", merging.error))
+    merged = merging.state
     size = state_size(merged) if state_limit_bytes is not None else 0
     if state_limit_bytes is not None and size > state_limit_bytes:
         reason = (
@@ -433,16 +498,16 @@ def close_superstep(
             f"limit of {state_limit_bytes}; the last committed state is kept"
         )
         return Closed(state, (), joins, RunEnd("failed", reason))
-    sends = tuple(send for r in ordered for send in r.sends)
+    sends = tuple(merging.sends)
     mapped = next((s.node for s in sends if graph.nodes[s.node].map is not None), None)
     if mapped is not None:
         reason = (f"an item was sent to {mapped!r}, a map node: it runs over its list; send "
                   "to a plain node")  # fmt: skip
         return Closed(state, (), joins, RunEnd("failed", reason))
-    targets, joins = _next_nodes(graph, ordered, joins)
+    targets, joins = _next_nodes(graph, merging.targets, merging.ran, joins)
     nodes, waiting = _deferring(graph, (*targets, *deferred), bool(sends), merged)
     if not nodes and not sends:
-        return Closed(merged, (), joins, _end(joins, ordered))
+        return Closed(merged, (), joins, _end(joins, END in merging.targets))
     if superstep + 1 >= max_supersteps:
         names = ", ".join(map(repr, dict.fromkeys([*nodes, *(s.node for s in sends)])))
         reason = (
@@ -451,14 +516,6 @@ def close_superstep(
         )
         return Closed(merged, nodes, joins, RunEnd("failed", reason), sends, waiting)
     return Closed(merged, nodes, joins, None, sends, waiting)
-
-
-def _merged(graph: Graph, state: dict[str, Any], ordered: Sequence[TaskResult]) -> dict[str, Any]:
-    """The state after the superstep: a lone task already merged its updates into it to
-    route (:func:`run_task`); several merge in order."""
-    if len(ordered) == 1 and ordered[0].merged is not None:
-        return ordered[0].merged
-    return merge_updates(graph, state, [(r.task, r.updates) for r in ordered])
 
 
 def _deferring(
@@ -483,10 +540,9 @@ def _has_tasks(graph: Graph, node: str, state: Mapping[str, Any]) -> bool:
     return spec is None or state.get(spec.over) != []
 
 
-def _end(joins: Joins, results: Sequence[TaskResult]) -> RunEnd:
+def _end(joins: Joins, chose_end: bool) -> RunEnd:
     """Nothing is left to run: the run completes, unless a join still waits and no task
     chose END (a routed fan-out skipped one of its branches: it would never run)."""
-    chose_end = any(END in r.targets for r in results)
     if not joins or chose_end:
         return RunEnd("completed")
     join, seen = sorted(joins.items())[0]
@@ -500,12 +556,9 @@ def _end(joins: Joins, results: Sequence[TaskResult]) -> RunEnd:
 
 
 def _next_nodes(
-    graph: Graph, results: Sequence[TaskResult], joins: Joins
+    graph: Graph, routed: Iterable[str], ran: set[str], joins: Joins
 ) -> tuple[tuple[str, ...], Joins]:
-    targets: dict[str, None] = {}
-    ran = {r.task.node for r in results}
-    for result in results:
-        targets.update(dict.fromkeys(t for t in result.targets if t != END))
+    targets: dict[str, None] = dict.fromkeys(t for t in routed if t != END)
     progress = dict(joins)
     for join, awaited in graph.joins.items():
         seen = progress.get(join, frozenset()) | (ran & set(awaited))

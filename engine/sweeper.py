@@ -5,7 +5,10 @@ open superstep. One that made no progress for longer than the lease (a request o
 died between a commit and its dispatch, or a hop was lost) gets its hops again, each with
 ``recheck``: the ones that were alive after all find their slots taken and stop. A superstep
 whose tasks all committed but whose closer died is closed here, with the same conditional
-write. A retry or a wait that is due is sent here when the carrier cannot hold a hop
+write, and a wide superstep's fold that stopped part way goes on from its record
+(:mod:`engine.fold`). A superstep whose tasks count their commits is judged by its count (the
+time of its last commit) and its fold record: its tasks are listed only once it looks stalled.
+A retry or a wait that is due is sent here when the carrier cannot hold a hop
 (self-invocation: :mod:`engine.retries`, :mod:`engine.timers`); a task waiting on a child run
 is left alone (:mod:`engine.subgraphs`).
 """
@@ -91,6 +94,10 @@ class Sweeper:
                      state: dict[str, Any]) -> int:  # fmt: skip
         """A superstep of several tasks: its progress is its latest task commit; the hops
         due are the first chunk's and, for a map, those of the window after its commits."""
+        if self.protocol._counted_plan(graph, planned):  # its count tells progress cheaply
+            swept = self._sweep_counted(run, graph, seq, planned, opened)
+            if swept is not None:
+                return swept
         tasks = self.protocol.store.list_tasks(run.run_id, seq)
         last = max([opened, *(t.started_at + t.duration_ms / 1000 for t in tasks)])
         stalled = self.protocol.clock() - last >= self.protocol.config.lease_s
@@ -112,6 +119,26 @@ class Sweeper:
         if hops:
             self.protocol.queue.dispatch_batch(hops)
         return len(hops)
+
+    def _sweep_counted(self, run: RunRecord, graph: Graph, seq: int, planned: Plan,
+                       opened: float) -> int | None:  # fmt: skip
+        """A counted superstep: its progress is its count's latest commit, or, once every
+        task counted, its fold's latest page (engine/fold.py), read without listing its
+        tasks. ``None``: it looks stalled (or a retry may be due): list them as for any."""
+        p = self.protocol
+        done, last = p.store.task_progress(run.run_id, seq)
+        fold = p.store.get_fold(run.run_id, seq) if done >= len(planned) else None
+        last = max(opened, last, fold.updated_at if fold is not None else 0.0)
+        if p.clock() - last < p.config.lease_s:
+            return None if self._may_be_due(graph, list(planned.sizes)) else 0
+        if done < len(planned):
+            return None
+        first = next(iter(planned))  # the probe of a close that reads no task here
+        hop = Hop(run.run_id, run.graph_id, seq, first.node, index=first.index, parallel=True)
+        origin = p._origin(hop, graph)
+        if origin is not None:  # a fold goes on from its record; any other close is read
+            p._fan_in(graph, hop, origin, f"sweeper:{run.run_id}:{seq}")
+        return 1
 
     def _sweep_close(self, run: RunRecord, graph: Graph, seq: int, tasks: list[TaskRecord]) -> int:
         """Close a superstep whose tasks all committed but whose closer died: the close is

@@ -18,7 +18,10 @@ Item shapes (``tests/contract/test_dynamodb_items.py`` snapshots each one)::
     task           PK=RUN#<id>     SK=TASK#000042#<index or ->#<node>   node, tool, status,
                    updates, targets, started_at, duration_ms, attempt, index?, error?,
                    committed_by?, sends?, child_run_id?    (a task of a superstep of several)
-    task count     PK=RUN#<id>     SK=FANIN#000042   done   (a superstep with many readers)
+    task count     PK=RUN#<id>     SK=FANIN#000042   done, last_at?   (a superstep with many
+                   readers; last_at: the end of the task that counted last)
+    fold           PK=RUN#<id>     SK=FOLD#000042    cursor, state, folded, node, index?, pages,
+                   committed_by?, updated_at    (a wide superstep's close, part way: engine/fold.py)
     attempt        PK=RUN#<id>     SK=ATTEMPT#000042#<index or ->#0001#<node>   node, tool,
                    error, error_type, started_at, duration_ms, retry_at?, index?,
                    committed_by?    (a failed attempt of a retried task, engine/retries.py)
@@ -52,6 +55,7 @@ from engine.errors import InvalidInputError
 from engine.ports import (
     AttemptRecord,
     Connection,
+    FoldRecord,
     GraphRecord,
     RunRecord,
     StepRecord,
@@ -77,6 +81,7 @@ STEP_PREFIX = "STEP#"
 TASK_PREFIX = "TASK#"
 SUB_PREFIX = "SUB#"
 FANIN_PREFIX = "FANIN#"
+FOLD_PREFIX = "FOLD#"
 ATTEMPT_PREFIX = "ATTEMPT#"
 
 
@@ -110,6 +115,12 @@ def task_count_key(run_id: str, seq: int) -> Item:
     readers (engine/protocol.py): ``FANIN#`` sorts before ``RUN``, outside every range and
     prefix the run's queries read."""
     return {"PK": {"S": f"RUN#{run_id}"}, "SK": {"S": f"{FANIN_PREFIX}{seq:06d}"}}
+
+
+def fold_key(run_id: str, seq: int) -> Item:
+    """Superstep ``seq``'s fold record: ``FOLD#`` sorts before ``RUN``, outside every range
+    and prefix the run's queries read."""
+    return {"PK": {"S": f"RUN#{run_id}"}, "SK": {"S": f"{FOLD_PREFIX}{seq:06d}"}}
 
 
 def task_key(run_id: str, seq: int, node: str, index: int | None) -> Item:
@@ -514,6 +525,41 @@ def task_from_item(item: Item) -> TaskRecord:
         committed_by=_opt_str(item, "committed_by") or "",
         sends=tuple(json_value(item["sends"])) if "sends" in item else (),
         child_run_id=_opt_str(item, "child_run_id"),
+    )
+
+
+# ---------------------------------------------------------------------------- folds
+
+
+def fold_item(fold: FoldRecord) -> Item:
+    """The item of ``fold`` as given: the store puts its large values in blobs first."""
+    item: Item = {
+        **fold_key(fold.run_id, fold.seq),
+        "cursor": {"S": fold.cursor},
+        "state": json_attr(fold.state),
+        "folded": json_attr(fold.folded),
+        "node": {"S": fold.node},
+        "pages": num(fold.pages),
+        "updated_at": num(fold.updated_at),
+    }
+    if fold.index is not None:
+        item["index"] = num(fold.index)
+    _put_opt(item, "committed_by", fold.committed_by or None)
+    return item
+
+
+def fold_from_item(item: Item) -> FoldRecord:
+    return FoldRecord(
+        run_id=_suffix(item["PK"]["S"], "RUN#"),
+        seq=int(item["SK"]["S"][len(FOLD_PREFIX) :]),
+        cursor=item["cursor"]["S"],
+        state=json_value(item["state"]),
+        folded=json_value(item["folded"]),
+        node=item["node"]["S"],
+        index=int(item["index"]["N"]) if "index" in item else None,
+        pages=int(item["pages"]["N"]),
+        committed_by=_opt_str(item, "committed_by") or "",
+        updated_at=float(item["updated_at"]["N"]),
     )
 
 

@@ -46,6 +46,7 @@ from engine.ports import (
     AttemptRecord,
     Clock,
     Connection,
+    FoldRecord,
     GraphRecord,
     Page,
     PauseRecord,
@@ -529,12 +530,13 @@ class DynamoRunStore:
             self._put_new(item, StepConflict(task.run_id, task.seq))
             return
         # One transaction: the count rises exactly when the slot is filled, never apart.
+        ended = task.started_at + task.duration_ms / 1000  # the sweeper's sign of progress
         count = {
             "Update": {
                 "TableName": self.table,
                 "Key": items.task_count_key(task.run_id, task.seq),
-                "UpdateExpression": "ADD done :one",
-                "ExpressionAttributeValues": {":one": {"N": "1"}},
+                "UpdateExpression": "ADD done :one SET last_at = :at",
+                "ExpressionAttributeValues": {":one": {"N": "1"}, ":at": items.num(ended)},
             }
         }
         put = {"Put": {"TableName": self.table, "Item": item, "ConditionExpression": SLOT_FREE}}
@@ -560,6 +562,59 @@ class DynamoRunStore:
             ConsistentRead=True,
         )
         return [items.task_from_item(i) for i in found]
+
+    # -- a wide superstep's close, page by page (engine/fold.py) -----------------------------
+    def list_tasks_page(
+        self, run_id: str, seq: int, after: str | None = None, limit: int = 1000
+    ) -> Page[TaskRecord]:
+        """One query of at most ``limit`` items (fewer when DynamoDB's 1 MB page ends first);
+        the cursor is the last key's slot part, ``<index or ->#<node>``."""
+        prefix = items.task_sk_prefix(seq)
+        kwargs: dict[str, Any] = {
+            "KeyConditionExpression": "PK = :pk AND begins_with(SK, :tasks)",
+            "ExpressionAttributeValues": {":pk": {"S": f"RUN#{run_id}"}, ":tasks": {"S": prefix}},
+            "ConsistentRead": True, "Limit": max(1, limit),
+        }  # fmt: skip
+        if after is not None:
+            kwargs["ExclusiveStartKey"] = {
+                "PK": {"S": f"RUN#{run_id}"},
+                "SK": {"S": prefix + after},
+            }
+        response = self._call("query", TableName=self.table, **kwargs)
+        last = response.get("LastEvaluatedKey")
+        cursor = None if last is None else last["SK"]["S"][len(prefix) :]
+        return Page([items.task_from_item(i) for i in response.get("Items", [])], cursor)
+
+    def task_progress(self, run_id: str, seq: int) -> tuple[int, float]:
+        found = self._get(items.task_count_key(run_id, seq))
+        if found is None:
+            return 0, 0.0
+        last = float(found["last_at"]["N"]) if "last_at" in found else 0.0
+        return int(found["done"]["N"]), last
+
+    def commit_fold(self, fold: FoldRecord, after: str | None) -> None:
+        """One conditional PutItem; the state's and the rest's large values go to blobs first,
+        as a step's do, so that a fold record stays inside an item."""
+        stashed = replace(fold, state=self._stash(fold.run_id, fold.state),
+                          folded=self._stash(fold.run_id, fold.folded))  # fmt: skip
+        item = _fitting(items.fold_item(stashed), "fold")
+        conflict = StepConflict(fold.run_id, fold.seq)
+        if after is None:
+            self._put_new(item, conflict)
+            return
+        self._call(
+            "put_item", conflict=conflict, TableName=self.table, Item=item,
+            ConditionExpression="#cursor = :after", ExpressionAttributeNames={"#cursor": "cursor"},
+            ExpressionAttributeValues={":after": {"S": after}},
+        )  # fmt: skip
+
+    def get_fold(self, run_id: str, seq: int) -> FoldRecord | None:
+        item = self._get(items.fold_key(run_id, seq))
+        if item is None:
+            return None
+        fold = items.fold_from_item(item)
+        return replace(fold, state=self._restore(run_id, fold.state),
+                       folded=self._restore(run_id, fold.folded))  # fmt: skip
 
     # -- failed attempts of retried tasks (engine/retries.py) --------------------------------
     def commit_attempt(self, attempt: AttemptRecord) -> None:

@@ -11,8 +11,9 @@ level its cause deserves, and, when the failed delivery is the last one allowed 
 
 Metrics (EMF): StepsCompleted, StepDuration (ms), RunsCompleted, RunsFailed, HopsDuplicate,
 HopsRecovered, TaskAttemptsFailed (a retried task's attempt failed; its next one is
-scheduled), MalformedMessages and HopsFailed (a delivery that failed: retried, or
-dead-lettered on its last attempt); the self-invoke carrier adds HopsDeadLettered. Every log
+scheduled), FoldPages (a page of a wide superstep's close folded: engine/fold.py),
+MalformedMessages and HopsFailed (a delivery that failed: retried, or dead-lettered on its
+last attempt); the self-invoke carrier adds HopsDeadLettered. Every log
 line of a hop carries ``run_id`` and ``seq`` (the carriers set them).
 """
 
@@ -126,6 +127,8 @@ def _record(svc: RunService, hop: Hop, result: HopResult, ms: float, attempt: in
         count("HopsRecovered")
     elif result == "retrying":
         count("TaskAttemptsFailed")  # a retried task's attempt failed; the next is scheduled
+    elif result == "folded":
+        count("FoldPages")  # a page of a wide superstep's close (engine/fold.py)
 
 
 def _record_run_end(svc: RunService, hop: Hop) -> None:

@@ -16,7 +16,7 @@ import pytest
 from contract_records import T0, connection, final_step, graph, run, step
 
 from engine.errors import InvalidInputError
-from engine.ports import AttemptRecord, RunEnd
+from engine.ports import AttemptRecord, FoldRecord, RunEnd, TaskRecord
 from engine.superstep import state_size
 from functions.aws import dynamodb_items as items
 from functions.aws.dynamodb_store import DynamoRunStore
@@ -125,6 +125,36 @@ def test_attempt_item(dynamodb: Any, dynamo_store: DynamoRunStore) -> None:
         "duration_ms": {"N": "1.5"},
         "index": {"N": "7"},
         "retry_at": {"N": "1700000002.25"},
+        "committed_by": {"S": "delivery-3"},
+    }
+
+
+def test_fold_and_task_count_items(dynamodb: Any, dynamo_store: DynamoRunStore) -> None:
+    dynamo_store.create_run(run())
+    dynamo_store.commit_task(TaskRecord(
+        run_id="r1", seq=3, node="grade", index=7, tool="t", status="ok", updates={},
+        targets=(), started_at=T0, duration_ms=1500.0,
+    ), counted=True)  # fmt: skip
+    assert stored(dynamodb, dynamo_store, "RUN#r1", "FANIN#000003") == {
+        "PK": {"S": "RUN#r1"},
+        "SK": {"S": "FANIN#000003"},
+        "done": {"N": "1"},
+        "last_at": {"N": "1700000001.75"},
+    }
+    dynamo_store.commit_fold(FoldRecord(
+        run_id="r1", seq=3, cursor="001024#grade", state={"total": 3}, folded={"count": 1024},
+        node="grade", index=7, pages=1, committed_by="delivery-3", updated_at=T0,
+    ), None)  # fmt: skip
+    assert stored(dynamodb, dynamo_store, "RUN#r1", "FOLD#000003") == {
+        "PK": {"S": "RUN#r1"},
+        "SK": {"S": "FOLD#000003"},
+        "cursor": {"S": "001024#grade"},
+        "state": {"S": '{"total":3}'},
+        "folded": {"S": '{"count":1024}'},
+        "node": {"S": "grade"},
+        "index": {"N": "7"},
+        "pages": {"N": "1"},
+        "updated_at": {"N": "1700000000.25"},
         "committed_by": {"S": "delivery-3"},
     }
 

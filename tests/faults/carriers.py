@@ -24,7 +24,7 @@ from tests.faults.injection import Injector, InTestInvoke, SimulatedCrash, Simul
 WORKER = "hopgraph-worker"
 PER_HOP = frozenset({
     ("duplicate", "delivery"), ("race", "same_hop"), ("reorder", "delivery"),
-    ("forge", "hop"), ("forge", "dead_letter"),
+    ("forge", "hop"), ("forge", "dead_letter"), ("duplicate", "fold_hop"), ("race", "fold_hop"),
 })  # fmt: skip
 """The delivery faults that strike one hop (the carrier counts hops delivered for them)."""
 LATE_S = 3_600
@@ -68,6 +68,17 @@ def context(request_id: str | None = None) -> LambdaContext:
     # the time left minus one second, so it does not sleep (the carrier orders, not a clock).
     return LambdaContext(function_name=WORKER, aws_request_id=request_id or str(uuid.uuid4()),
                          timeout_s=0.9)  # fmt: skip
+
+
+def _strikes_hop(faults: Injector, hop: Any) -> bool:
+    """Whether the planned per-hop fault strikes this hop (``hop``: the message's body);
+    the fold_hop window counts fold hops only."""
+    fault = faults.fault
+    if (fault.kind, fault.window) not in PER_HOP:
+        return False
+    if fault.window == "fold_hop" and not (isinstance(hop, dict) and hop.get("fold") is True):
+        return False
+    return faults.strikes(fault.kind, fault.window, in_worker=False)
 
 
 class SqsCarrier:
@@ -120,7 +131,7 @@ class SqsCarrier:
         kind = self.faults.fault.kind
         if len(records) > 1 and self.faults.strikes("race", "sibling_hops", in_worker=False):
             return self._merged([{"Records": [r]} for r in records])
-        hit = [r for r in records if self._strikes_hop()]
+        hit = [r for r in records if self._strikes_hop(json.loads(r["body"]))]
         if hit and kind == "forge" and self.faults.fault.window == "hop":
             # A forged message for the same slot, received before the real one
             ghost = copy.deepcopy(hit[0])
@@ -148,10 +159,8 @@ class SqsCarrier:
             assert extra["batchItemFailures"] == [], "the duplicate delivery failed"
         return response
 
-    def _strikes_hop(self) -> bool:
-        fault = self.faults.fault
-        planned = (fault.kind, fault.window) in PER_HOP
-        return planned and self.faults.strikes(fault.kind, fault.window, in_worker=False)
+    def _strikes_hop(self, body: Any) -> bool:
+        return _strikes_hop(self.faults, body)
 
     def _merged(self, events: list[dict[str, Any]]) -> Any:
         """Each event to its own worker, all at once; a record failed if it failed in any."""
@@ -198,8 +207,7 @@ class SelfInvokeCarrier:
         if self.ready and self.faults.strikes("race", "sibling_hops", in_worker=False):
             self._at_once([item, self.ready.popleft()])
             return
-        per_hop = (kind, window) in PER_HOP
-        if not (per_hop and self.faults.strikes(kind, window, in_worker=False)):
+        if not _strikes_hop(self.faults, item[0].get("hop")):
             self._once(item)
         elif kind == "forge" and window == "hop":  # a forged invocation, before the real one
             forged = {**item[0], "hop": self.faults.forged_hop(item[0]["hop"])}

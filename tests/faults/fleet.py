@@ -97,6 +97,9 @@ class CaseFleet:
         above = self.case.shape.counted_fan_in_above
         if above is not None:
             config = replace(config, counted_fan_in_above=above)
+        if self.case.shape.fold is not None:
+            above, page = self.case.shape.fold
+            config = replace(config, fold_above=above, fold_page=page)
         if self.case.fault.kind == "lose":  # the sweeper runs once the carrier is idle
             config = replace(config, lease_s=0)
         return config
@@ -202,8 +205,10 @@ class CaseFleet:
         self._check_closes(run.steps, cancelled=run.status == "cancelled")
         self._check_tasks(expected)
         self._check_attempts()
-        counted = self.case.shape.counted_fan_in_above is not None
+        shape = self.case.shape
+        counted = shape.counted_fan_in_above is not None or shape.fold is not None
         assert bool(self.store.counted_commits) == counted, "counted fan-in not as planned"
+        self._check_folds()
         if self.case.fault.kind == "subscribe":
             self._check_late_subscriber()
         if self.started_at_cancel is not None:
@@ -244,6 +249,19 @@ class CaseFleet:
         closes = {seq: n for (rid, seq), n in self.store.closes.items() if rid == self.run_id}
         # (a cancel's slot too: it is the same one conditional write, commit_step's)
         assert closes == dict.fromkeys(range(steps), 1), f"closes per superstep: {closes}"
+
+    def _check_folds(self) -> None:
+        """A folded close wrote each page's fold record once, each page in turn (and no
+        other shape folds)."""
+        mine = {k[1:]: n for k, n in self.store.fold_commits.items() if k[0] == self.run_id}
+        assert set(mine.values()) <= {1}, f"a fold page was committed twice: {mine}"
+        if self.case.shape.fold is None:
+            assert not mine, f"a superstep folded: {mine}"
+            return
+        assert mine, "the wide superstep did not fold"
+        for seq in {seq for seq, _ in mine}:
+            pages = sorted(p for s, p in mine if s == seq)
+            assert pages == list(range(1, len(pages) + 1)), f"fold pages {seq}: {pages}"
 
     def _check_late_subscriber(self) -> None:
         """The client that subscribed in a commit's window got every superstep (a cancel's

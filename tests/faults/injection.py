@@ -167,6 +167,7 @@ class FaultyStore:
         self.attempt_commits: Counter[tuple[str, int, str, int]] = Counter()
         self.pause_commits: Counter[tuple[str, int, str, str]] = Counter()
         self.answers: Counter[tuple[str, int, str, str]] = Counter()
+        self.fold_commits: Counter[tuple[str, int, int]] = Counter()
         self.on_task_commit: Any = None
         """Called with each task committed (the cancel shape cancels from here)."""
         self.on_step_commit: Any = None
@@ -214,6 +215,13 @@ class FaultyStore:
         with self._lock:
             self.inner.answer_pause(pause)
             self.answers[(pause.run_id, pause.seq, pause.task, pause.kind)] += 1
+
+    def commit_fold(self, fold: Any, after: str | None) -> None:
+        """A page of a wide superstep's close (engine/fold.py): its window is after it."""
+        with self._lock:
+            self.inner.commit_fold(fold, after)
+            self.fold_commits[(fold.run_id, fold.seq, fold.pages)] += 1
+        self.faults.crash_at("after_fold_commit")
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)

@@ -58,6 +58,15 @@ crash @ after_attempt_commit          ... just after a retried task's failed att
                                       engine/retries.py): the redelivery sends it
 lose @ after_attempt_commit           ... and no redelivery: the delayed retry is lost,
                                       and the sweeper sends it once due
+crash @ after_fold_commit             ... just after a wide superstep's fold record is
+                                      written, before its next fold hop is sent (window F2
+                                      of engine/fold.py): the redelivery folds on
+lose @ after_fold_commit              ... and no redelivery: the fold hop is lost, and the
+                                      sweeper folds on from the record
+duplicate @ fold_hop                  the nth fold hop is delivered twice, one after the
+                                      other (same delivery id)
+race @ fold_hop                       ... to two workers at the same time: both read the
+                                      record at one cursor, and one commit may win
 ====================================  ==================================================
 
 The retry shapes (a chain and a fan-out whose flaky tool fails twice before it succeeds)
@@ -75,6 +84,9 @@ orchestrator-worker); items sent to a subgraph node, each a child run (LangGraph
 a compiled subgraph), and the same cancelled as a child's first step commits (the children
 must be cancelled too). A fault whose window a shape never reaches (a task commit in a
 chain, a child's close outside the subgraph shapes) is not planned for it.
+
+A map of 30 items closed by a fold of pages of 8 (``fold_above`` 8: engine/fold.py) meets the
+fold's faults, and the faults around its close.
 
 Adding a shape or a fault (a pause, a retry) is one entry in ``SHAPES`` or ``FAULTS``.
 """
@@ -97,6 +109,8 @@ SUBGRAPH_ONLY = frozenset({"after_child_close", "child_completion"})
 """Windows only a run with child runs has."""
 RETRY_ONLY = frozenset({"after_attempt_commit"})
 """Windows only a shape with a retried task has."""
+FOLD_ONLY = frozenset({"after_fold_commit", "fold_hop"})
+"""Windows only a shape whose superstep closes by a fold has."""
 
 
 @dataclass(frozen=True)
@@ -134,6 +148,8 @@ class Shape:
     ``cancel_after_task_of`` naming the superstep the cancel stops)."""
     faults: frozenset[str] | None = None
     """Only these faults (``Fault.name`` without ``#nth``); None: every fault that applies."""
+    fold: tuple[int, int] | None = None
+    """The engine's ``fold_above`` and ``fold_page`` (engine/fold.py); None: its defaults."""
 
 
 @dataclass(frozen=True)
@@ -221,6 +237,11 @@ RETRY_FAN_OUT = {
     "edges": {"start": ["call", "other"], "call": "END", "other": "END"},
 }
 
+FOLD_FAULTS = frozenset(
+    {"crash@after_fold_commit", "lose@after_fold_commit", "duplicate@fold_hop", "race@fold_hop",
+     "crash@after_close_commit", "lose@after_task_commit"}
+)  # fmt: skip
+
 SHAPES = (
     Shape("chain", LOOP_6, {}, parallel=False),
     Shape("retry_chain", RETRY_CHAIN, {}, parallel=False, retries=True),
@@ -256,6 +277,16 @@ SHAPES = (
         {"docs": list(range(12))},
         every_carrier=False,
         counted_fan_in_above=4,
+    ),
+    # Its superstep 1 (30 items and count) closes by a fold of 4 pages of 8: 3 fold records,
+    # the last page closing.
+    Shape(
+        "map_30_folded",
+        MAP_12_COUNTED,
+        {"docs": list(range(30))},
+        every_carrier=False,
+        fold=(8, 8),
+        faults=FOLD_FAULTS,
     ),
     Shape("join_unequal", _example("join_unequal.json"), {"aggregate": []}),
     # A model step and its tool-call tasks (sent, one per call) delivered twice, crashing
@@ -317,6 +348,10 @@ FAULTS = (
     Fault("duplicate", "child_completion", nth=1),
     Fault("crash", "after_attempt_commit", nth=1),
     Fault("lose", "after_attempt_commit", nth=1),
+    Fault("crash", "after_fold_commit"),
+    Fault("lose", "after_fold_commit"),
+    Fault("duplicate", "fold_hop", nth=1),
+    Fault("race", "fold_hop", nth=2),
 )
 
 
@@ -326,6 +361,8 @@ def applies(fault: Fault, carrier: str, shape: Shape) -> bool:
     if fault.window in SUBGRAPH_ONLY and not shape.children:
         return False
     if not shape.retries and fault.window in RETRY_ONLY:
+        return False
+    if shape.fold is None and fault.window in FOLD_ONLY:
         return False
     if shape.faults is not None and f"{fault.kind}@{fault.window}" not in shape.faults:
         return False

@@ -109,6 +109,29 @@ that runs before its time is caught by tests/unit/test_timers.py (4 tests red wh
    both stores (the step read back as the cached state plus its updates).
 The wide map whose task summaries cannot fit in one item runs on the memory adapters
 (tests/unit/test_protocol_trust.py): with ``MAX_TASK_SUMMARIES`` unbounded, it goes red.
+23. A fold page committed without its condition: ``DynamoRunStore.commit_fold`` as a plain
+    PutItem (functions/aws/dynamodb_store.py). race@fold_hop on map_30_folded red: "a fold
+    page was committed twice: {(1, 1): 1, (1, 2): 1, (1, 3): 2}" (both copies read the
+    record at one cursor and both wrote the next).
+24. A stranded fold left alone: ``Sweeper._sweep_counted`` returns 0 once a fold record
+    exists (engine/sweeper.py). lose@after_fold_commit on map_30_folded red, the run left
+    "running".
+25. A fold hop that takes a record its own delivery wrote for a copy's: ``Folds.hop`` drops
+    when ``fold.committed_by`` is its delivery id (engine/fold.py), as a hop carrying its
+    cursor would drop once the cursor moved. crash@after_fold_commit on map_30_folded red,
+    the run left "running" (the redelivery of the fold hop that died after its commit is the
+    only one left to fold on).
+26. A page merged out of merge order: ``Folded.add`` reverses each page (engine/fold.py).
+    All 6 map_30_folded cases red: the final state differs from the in-process run (the
+    ``append`` reducer's order). The same close, page by page or in one read, writing the
+    same step record is tests/unit/test_fold.py's
+    ``test_a_folded_close_writes_what_a_single_read_writes`` (order-sensitive reducers,
+    conflicts and failures found across pages, summaries, items sent).
+duplicate@fold_hop (copies one after the other, the same delivery id) stays green under each
+of 23-25: the second copy reads the record after the first's commit and folds the next page,
+so that the copies take turns rather than fold a page twice; what it guards (no page twice,
+one close, nothing left running) needs copies that meet (race@fold_hop, 23) or a crash (25)
+to break.
 """
 
 from __future__ import annotations
