@@ -3,7 +3,7 @@ with them in one transaction::
 
     pause   PK=RUN#<id>  SK=PAUSE#000042#<kind>#<index or ->#<node>   doc (the question and
             what the task held), since, until?, answered_at?, answer? (JSON), timed_out?,
-            committed_by?
+            committed_by? (who wrote it, then who answered it)
 
 ``PAUSE#`` sorts before ``RUN`` and ``STEP#``, outside every range the slot check and the
 log read. A pause is written once (conditional on its slot being empty) and answered once
@@ -44,6 +44,8 @@ def pause_item(pause: PauseRecord) -> Item:
     item: Item = {**pause_key(pause), "doc": items.json_attr(doc), "since": items.num(pause.since)}
     if pause.until is not None:
         item["until"] = items.num(pause.until)
+    if pause.committed_by:
+        item["committed_by"] = {"S": pause.committed_by}
     return item
 
 
@@ -56,6 +58,7 @@ def pause_from_item(item: Item) -> PauseRecord:
         since=float(item["since"]["N"]), prompt=doc["prompt"], key=doc["key"],
         schema=doc["schema"], on_timeout=doc["on_timeout"], held=doc["held"],
         until=float(item["until"]["N"]) if "until" in item else None,
+        committed_by=item["committed_by"]["S"] if "committed_by" in item else "",
     )  # fmt: skip
     if "answered_at" not in item:
         return pause
