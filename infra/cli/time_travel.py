@@ -17,7 +17,7 @@ from infra.cli.inputs import UsageError, json_argument
 from infra.cli.tables import Field
 
 if TYPE_CHECKING:
-    from infra.cli.main import Output
+    from infra.cli.output import Output
 
 ACTIONS = frozenset({"history", "fork", "redrive", "edit"})
 HISTORY = (

@@ -260,6 +260,7 @@ def test_listing_all_runs_stays_ordered_when_a_partition_stops_early(
             assert [r.run_id for p in pages for r in p] == expected, (status, limit)
 
 
+@pytest.mark.slow  # hundreds of paged queries of moto's index: make test, not make check
 def test_runs_by_status_are_spread_over_shards_and_paged_across_them(
     dynamodb: Any, dynamo_store: DynamoRunStore
 ) -> None:

@@ -88,6 +88,7 @@ def _grow(store: RunStore, count: int) -> list[dict[str, Any]]:
     return states
 
 
+@pytest.mark.slow  # megabytes compressed, stored and read back: make test, not make check
 def test_a_state_of_five_megabytes_round_trips(big_store: RunStore) -> None:
     # Given a run whose state grows by 1 MB a step to 5 MB
     states = _grow(big_store, 4)

@@ -70,6 +70,7 @@ def _counter_and_log(seq: int, state: dict[str, Any]) -> dict[str, Any]:
     return {"n": seq, "log": [*state.get("log", []), f"entry {seq}"]}
 
 
+@pytest.mark.slow  # every step read back several ways, on moto: make test, not make check
 @pytest.mark.parametrize("reader", ["warm", "cold"])
 def test_every_superstep_reads_back_whole(store: RunStore, reader: str) -> None:
     # Given a chain past two snapshots, each step changing a counter and appending to a list

@@ -695,7 +695,14 @@ def test_a_long_poll_on_the_socket_holds_off_no_other_call(tmp_path: Path) -> No
         # Given moto's application on a socket, and a receive waiting on an empty queue
         clients()
         app = DirectApplication(DomainDispatcherApplication(create_backend_app))
-        served = ServedOverTheSocket(app, str(tmp_path / "moto.sock"))
+        receiving = threading.Event()
+
+        def noting_receives(environ: dict[str, Any], start_response: Any) -> Any:
+            if environ.get("HTTP_X_AMZ_TARGET") == "AmazonSQS.ReceiveMessage":
+                receiving.set()
+            return app(environ, start_response)
+
+        served = ServedOverTheSocket(noting_receives, str(tmp_path / "moto.sock"))
         served.server.start()
         try:
             dynamodb, sqs = served.client("dynamodb"), served.client("sqs")
@@ -704,7 +711,7 @@ def test_a_long_poll_on_the_socket_holds_off_no_other_call(tmp_path: Path) -> No
             waiting = threading.Thread(target=lambda: received.append(
                 sqs.receive_message(QueueUrl=url, WaitTimeSeconds=10)))  # fmt: skip
             waiting.start()
-            time.sleep(0.3)  # its request is in moto's hands
+            assert receiving.wait(timeout=10)  # its request is in moto's hands
 
             # When other calls are made meanwhile
             dynamodb.put_item(TableName=TABLE, Item=item("RUN#w"))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -24,7 +23,7 @@ from functions.worker import sqs as sqs_worker
 from functions.worker.handler import handler
 from tests.functional.aws_stack import AwsStack, aws_stack
 
-NAP_S = 0.4
+MEET_S = 10.0  # the bound on a nap's wait for the others: only a broken pool waits so long
 BATCH = 8
 NAP_GRAPH = {
     "name": "nap",
@@ -35,22 +34,27 @@ NAP_GRAPH = {
 
 
 class Naps:
-    """The ``nap`` tool: waits :data:`NAP_S`, counting how many naps overlap."""
+    """The ``nap`` tool: waits until :attr:`meet` naps have been under way at once (at most
+    :data:`MEET_S`), counting how many overlap. Hops applied side by side meet at once; hops
+    applied one after another never meet, and each waits out the bound: a condition, not a
+    duration, so that a loaded machine can neither fake an overlap nor hide one."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._met = threading.Condition()
         self._active = 0
+        self.meet = 2
         self.peak = 0
         self.threads: set[threading.Thread] = set()
 
     def nap(self, state: Mapping[str, Any], ctx: ToolContext) -> dict[str, Any]:
-        with self._lock:
+        with self._met:
             self._active += 1
             self.peak = max(self.peak, self._active)
             self.threads.add(threading.current_thread())
+            self._met.notify_all()
         logger.info("napping", extra={"tool_run": ctx.run_id, "tool_step": ctx.step})
-        time.sleep(NAP_S)
-        with self._lock:
+        with self._met:
+            self._met.wait_for(lambda: self.peak >= self.meet, timeout=MEET_S)
             self._active -= 1
         return {"napped": True}
 
@@ -130,7 +134,8 @@ def message_id_of(event: dict[str, Any], run_id: str) -> str:
 
 
 def test_the_waiting_hops_of_a_batch_wait_side_by_side(stack: AwsStack, naps: Naps) -> None:
-    # Given eight runs whose one step waits 0.4 s, their first hops on the step queue
+    # Given eight runs whose one step waits for another to be under way, their first hops on
+    # the step queue
     runs = start_nap_runs(stack, BATCH)
     # When the worker receives them in one batch
     result = stack.worker_source(batch_size=10).poll_once()
@@ -230,7 +235,7 @@ def test_a_pollers_next_batch_reuses_its_threads(stack: AwsStack, naps: Naps) ->
     # Given a poller that has applied one batch
     start_nap_runs(stack, BATCH)
     stack.worker_source(batch_size=10).poll_once()
-    first, naps.threads = naps.threads, set()
+    first, naps.threads, naps.peak = naps.threads, set(), 0
     # When it applies the next batch
     start_nap_runs(stack, BATCH)
     stack.worker_source(batch_size=10).poll_once()
@@ -244,6 +249,7 @@ def test_batches_of_two_pollers_at_once_have_pools_of_their_own(
 ) -> None:
     # Given two batches' worth of runs, and two pollers that receive at the same moment
     runs = start_nap_runs(stack, 2 * BATCH)
+    naps.meet = sqs_worker.MAX_CONCURRENT_HOPS + 1  # more than one pool can hold
     together = threading.Barrier(2)
 
     def poll() -> None:

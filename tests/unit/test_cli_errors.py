@@ -41,8 +41,12 @@ def stack_down(monkeypatch: pytest.MonkeyPatch, closed_port: int) -> str:
 
 
 def hopgraph(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
-    """Exit code and stderr (its words, whatever the wrapping) of ``hopgraph ARGS``."""
-    code = main(list(args))
+    """Exit code and stderr (its words, whatever the wrapping) of ``hopgraph ARGS``. The
+    width is wider than any path: the console folds a word longer than a line (a temporary
+    folder's path, under pytest-xdist's longer ones too) mid-word, where no word is kept."""
+    with pytest.MonkeyPatch.context() as wide:
+        wide.setenv("COLUMNS", "1000")
+        code = main(list(args))
     return code, " ".join(capsys.readouterr().err.split())
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -74,6 +75,7 @@ json_values = st.recursive(
 )
 
 
+@pytest.mark.slow  # events of thousands of drawn values: make test, not make check
 @settings(max_examples=60, deadline=None)
 @given(
     updates=st.dictionaries(st.text(max_size=10), json_values, max_size=30),

@@ -192,6 +192,7 @@ def test_dev_loads_the_builtins_the_project_and_each_toolkit_option(
     assert str(project) in sys.path
 
 
+@pytest.mark.slow  # a pytest of its own in a subprocess: make test, not make check
 def test_the_projects_own_tests_pass(project: Path) -> None:
     import subprocess
 
