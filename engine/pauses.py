@@ -45,7 +45,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from engine.errors import ConflictError, InvalidInputError, StepConflict
-from engine.events import run_event
+from engine.events import iso, run_event
 from engine.graph import Graph
 from engine.interrupt_spec import Question, answer_problem
 from engine.ports import Hop, PauseKind, PauseRecord, RunRecord
@@ -296,7 +296,7 @@ class Pauses:
     # -- events ------------------------------------------------------------------------------
     def _announce(self, run_id: str, pending: list[PauseRecord]) -> None:
         event = run_event(run_id, "paused", self.protocol.clock())
-        event["pending"] = [p.question() for p in pending]
+        event["pending"] = [_with_times(p.question()) for p in pending]
         self._publish(run_id, [event])
 
     def _publish(self, run_id: str, events: list[dict[str, Any]]) -> None:
@@ -304,6 +304,13 @@ class Pauses:
             self.protocol.notifier.publish(run_id, events)
         except Exception:  # progress is best effort
             return
+
+
+def _with_times(question: dict[str, Any]) -> dict[str, Any]:
+    """A question as events and the API show it: its times in ISO 8601."""
+    until = question["until"]
+    return {**question, "since": iso(question["since"]),
+            "until": None if until is None else iso(until)}  # fmt: skip
 
 
 def _held(result: TaskResult) -> dict[str, Any]:

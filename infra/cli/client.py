@@ -182,6 +182,14 @@ class HopgraphClient:
         result: dict[str, Any] = self._call("POST", f"/runs/{run_id}/cancel")
         return result
 
+    def resume(self, run_id: str, value: Any = None, task: str | None = None) -> dict[str, Any]:
+        """Answer a paused run's question (``task``: which, when several wait)."""
+        body: dict[str, Any] = {"value": value}
+        if task is not None:
+            body["task"] = task
+        result: dict[str, Any] = self._call("POST", f"/runs/{run_id}/resume", json=body)
+        return result
+
     def history(self, run_id: str, *, states: bool) -> tuple[list[dict[str, Any]], Any]:
         """A run's whole history (paged by ``after``/``next_after``) and its parent."""
         items: list[dict[str, Any]] = []

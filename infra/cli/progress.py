@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.status import Status
 
 from infra.cli.inputs import plural
+from infra.cli.run_view import question_line, resume_hint
 
 _STATUS_STYLE = {"ok": "green", "failed": "red", "cancelled": "yellow"}
 _NAME_WIDTH = 30  # "node (tool)" of most graphs
@@ -111,6 +112,9 @@ class RunProgress:
             return
         if self._spinner is not None:
             self._spinner.stop()
+        if status == "paused":
+            self._paused(event)
+            return
         style = "green" if status == "completed" else "red"
         steps = plural(int(event.get("steps") or 0), "step")
         self.console.print(f"[{style}]run {status}[/] after {steps}", highlight=False)
@@ -129,6 +133,16 @@ class RunProgress:
 
             for key, text in last_answers(event["state"]):
                 self.console.print(f"[bold]answer[/] ({key}): {text}", highlight=False)
+
+    def _paused(self, event: dict[str, Any]) -> None:
+        """A paused run: its questions, and how to answer them (following ends here)."""
+        pending = event.get("pending") or []
+        self.console.print("[yellow]run paused[/]: it waits for an answer", highlight=False)
+        for question in pending:
+            self.console.print(f"  {question_line(question)}", highlight=False, markup=False)
+        if pending:
+            hint = resume_hint(str(event.get("run_id")), pending)
+            self.console.print(f"answer: {hint}", highlight=False, markup=False)
 
 
 def fit_keys(keys: list[str], width: int) -> str:

@@ -16,7 +16,8 @@ from rich.markup import escape
 
 from infra.cli.inputs import plural
 
-_STATUS_STYLE = {"completed": "green", "failed": "red", "cancelled": "yellow"}
+_STATUS_STYLE = {"completed": "green", "failed": "red", "cancelled": "yellow",
+                 "paused": "yellow"}  # fmt: skip
 _KEY_WIDTH = 24
 
 
@@ -40,6 +41,7 @@ def show_run(console: Console, run: dict[str, Any]) -> None:
     say(line)
     if run.get("error"):
         say(f"  [red]error[/]    {escape(str(run['error']))}")
+    show_questions(console, run)
     state = run.get("state")
     if isinstance(state, dict):
         keys = plural(len(state), "key")
@@ -49,6 +51,35 @@ def show_run(console: Console, run: dict[str, Any]) -> None:
         for key in sorted(state):
             name = key if len(key) <= column else key[: column - 1] + "…"
             say(f"  {escape(name):<{column}}  {escape(short_value(state[key], width))}")
+
+
+def show_questions(console: Console, run: dict[str, Any]) -> None:
+    """A paused run's questions, each with the command that answers it."""
+    say = _printer(console)
+    pending = run.get("pending") or []
+    for question in pending:
+        say(f"  [bold yellow]waits[/]    {escape(question_line(question))}")
+    if pending:
+        say(f"  answer   {escape(resume_hint(str(run.get('run_id')), pending))}")
+
+
+def question_line(question: dict[str, Any]) -> str:
+    """One pending question: its task, prompt, and what an answer must be."""
+    task, kind = question.get("task"), question.get("kind")
+    if kind in ("before", "after"):
+        return f"{task}: a breakpoint {kind} it (resume with no value)"
+    schema = question.get("schema") or {}
+    wants = f" (answer: {schema['type']})" if isinstance(schema.get("type"), str) else ""
+    until = f", until {_time(question['until'])}" if question.get("until") else ""
+    return f"{task}: {question.get('prompt') or 'an answer'}{wants}{until}"
+
+
+def resume_hint(run_id: str, pending: list[dict[str, Any]]) -> str:
+    first = pending[0]
+    task = f" --task {first.get('task')}" if len(pending) > 1 else ""
+    if first.get("kind") in ("before", "after"):
+        return f"hopgraph runs resume {run_id}{task}"
+    return f"hopgraph runs resume {run_id}{task} --value JSON"
 
 
 def short_value(value: Any, width: int) -> str:

@@ -17,9 +17,11 @@ from infra.cli.client import (
     follow_events,
     unreachable_reason,
 )
+from infra.cli.inputs import json_argument
 from infra.cli.output import Output, note
 from infra.cli.parsing import DEFAULT_WS, Subcommands, api_options, subcommand
 from infra.cli.progress import RunProgress
+from infra.cli.run_view import show_questions
 from infra.cli.tables import RUNS, STEPS
 
 
@@ -27,8 +29,9 @@ def add_runs(sub: Subcommands[argparse.ArgumentParser]) -> None:
     runs = subcommand(
         sub,
         "runs",
-        "list, show, follow, log, cancel, fork and redrive runs",
-        "Look at runs: list them, show one, follow it live, read its steps, cancel it;\n"
+        "list, show, follow, log, resume, cancel, fork and redrive runs",
+        "Look at runs: list them, show one, follow it live, read its steps, answer a\n"
+        "paused one, cancel it;\n"
         "travel in time: read its history, fork it, redrive it, edit its state.",
         "  hopgraph runs list --status failed\n  hopgraph runs follow RUN_ID\n"
         '  hopgraph runs fork RUN_ID --from 1 --update \'{"topic": "owls"}\'',
@@ -45,7 +48,7 @@ def add_runs(sub: Subcommands[argparse.ArgumentParser]) -> None:
     listing.add_argument("--graph-id", metavar="GRAPH_ID", help="only the runs of this graph")
     listing.add_argument(
         "--status",
-        choices=["running", "completed", "failed", "cancelled"],
+        choices=["running", "paused", "completed", "failed", "cancelled"],
         help="only the runs with this status",
     )
     actions = {
@@ -72,6 +75,21 @@ def add_runs(sub: Subcommands[argparse.ArgumentParser]) -> None:
             parser.add_argument(
                 "--state", action="store_true", help="print the whole state, as JSON"
             )
+    resume = subcommand(
+        runs,
+        "resume",
+        "answer a paused run",
+        "Answer the question a paused run waits for: --value is written under the\n"
+        "question's key, and the run goes on from that task (its tool does not run\n"
+        "again). A breakpoint takes no value. When several questions wait, --task says\n"
+        "which (runs show lists them).",
+        "  hopgraph runs resume RUN_ID --value true\n"
+        "  hopgraph runs resume RUN_ID --task legal --value '{\"ok\": true}'",
+        (api_options(),),
+    )
+    resume.add_argument("run_id", metavar="RUN_ID", help="the run's id (r_...)")
+    resume.add_argument("--value", metavar="JSON", help="the answer, as JSON (default: none)")
+    resume.add_argument("--task", metavar="TASK", help="which question, when several wait")
     follow = subcommand(
         runs,
         "follow",
@@ -113,6 +131,14 @@ def cmd_runs(args: argparse.Namespace, out: Output, client: HopgraphClient) -> i
     elif args.action == "follow":
         client.get_run(args.run_id)  # an unknown run, or no stack, is said plainly first
         return follow(client, ws_url(args, client), args.run_id, out, args.timeout)
+    elif args.action == "resume":
+        value = None if args.value is None else json_argument(args.value, "--value")
+        run = client.resume(args.run_id, value, args.task)
+        if out.as_json:
+            out.data(run)
+        else:
+            out.say(f"run {args.run_id} is {run.get('status')}")
+            show_questions(out.console, run)
     else:
         run = client.cancel(args.run_id)
         if out.as_json:
