@@ -11,7 +11,7 @@ import threading
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import asdict, replace
-from typing import Any
+from typing import Any, get_args
 
 from engine import deltas
 from engine.errors import (
@@ -173,6 +173,17 @@ class MemoryRunStore:
         with self._lock:
             return Page([self._view(r) for r in page.items], page.cursor)
 
+    def count_runs(
+        self, graph_id: str | None = None, owner: str | None = None, up_to: int = 10_000
+    ) -> tuple[dict[str, int], bool]:
+        with self._lock:
+            found = [r.status for r in self._runs.values()
+                     if (graph_id is None or r.graph_id == graph_id)
+                     and (owner is None or r.owner == owner)]  # fmt: skip
+        counts = dict.fromkeys(get_args(RunStatus), 0)
+        counts.update(Counter(found[: max(1, up_to)]))
+        return counts, len(found) <= max(1, up_to)
+
     def commit_step(self, step: StepRecord, end: RunEnd | None = None) -> None:
         if self._item_limit is not None:
             size = len(json.dumps(asdict(step), default=str))
@@ -222,6 +233,18 @@ class MemoryRunStore:
         with self._lock:
             slots = self._tasks.get((run_id, seq), {})
             return [slots[k] for k in sorted(slots)]
+
+    def list_tasks_page(
+        self, run_id: str, seq: int, after: str | None = None, limit: int = 100
+    ) -> tuple[list[TaskRecord], str | None]:
+        start = _task_slot(after, seq)
+        with self._lock:
+            # by index, then node, as the DynamoDB store's sort keys order them
+            slots = {(i, n): t for (n, i), t in self._tasks.get((run_id, seq), {}).items()}
+            keys = sorted(k for k in slots if start is None or k > start)
+            page = [slots[k] for k in keys[: max(1, limit)]]
+        more = len(keys) > len(page)
+        return page, json.dumps([seq, *keys[len(page) - 1]]) if more else None
 
     # -- failed attempts of retried tasks (engine/retries.py) --------------------------------
     def commit_attempt(self, attempt: AttemptRecord) -> None:
@@ -339,3 +362,17 @@ class RecordingNotifier:
         self, run_id: str, events: list[dict[str, Any]], audience: Audience | None = None
     ) -> None:
         self.events.extend(events)
+
+
+def _task_slot(cursor: str | None, seq: int) -> tuple[int, str] | None:
+    """The task slot (index or -1, node) of superstep ``seq`` that a cursor of
+    :meth:`MemoryRunStore.list_tasks_page` names."""
+    if cursor is None:
+        return None
+    try:
+        of, index, node = json.loads(cursor)
+    except (ValueError, TypeError):
+        raise InvalidInputError("invalid cursor") from None
+    if of != seq or not isinstance(node, str) or not isinstance(index, int):
+        raise InvalidInputError("invalid cursor")
+    return index, node

@@ -342,6 +342,14 @@ class RunStore(Protocol):
         its input, max_steps and view fields may be empty. Listing by owner reads an index,
         never the whole table."""
 
+    def count_runs(
+        self, graph_id: str | None = None, owner: str | None = None, up_to: int = 10_000
+    ) -> tuple[dict[str, int], bool]:
+        """How many runs are in each status (every status, zeros included), of one graph
+        and/or owner (None: any), and whether the counts are exact: counting stops once
+        ``up_to`` runs are counted (then each count is at least what it says). Reads the
+        listing indexes' entries of the runs it counts, never a run's records nor the table."""
+
     def commit_step(self, step: StepRecord, end: RunEnd | None = None) -> None:
         """The exactly-once commit, and the one primitive that moves a run through its
         lifecycle (:mod:`engine.lifecycle`: a close that ends the run, a cancel, a dead
@@ -374,6 +382,15 @@ class RunStore(Protocol):
     def list_tasks(self, run_id: str, seq: int) -> list[TaskRecord]:
         """Every committed task of superstep ``seq``, read strongly consistently (the fan-in:
         one query, paged by the store as needed)."""
+
+    def list_tasks_page(
+        self, run_id: str, seq: int, after: str | None = None, limit: int = 100
+    ) -> tuple[list[TaskRecord], str | None]:
+        """Up to ``limit`` committed tasks of superstep ``seq`` after the cursor ``after``
+        (``None``: from the first), ordered by map item index (tasks that are no map item
+        first), then node; and the cursor of the next page (``None``: nothing follows). One
+        bounded read, whatever the superstep's size, read strongly consistently. A cursor is
+        opaque; one this store did not give for this superstep raises InvalidInputError."""
 
     def list_steps(self, run_id: str, after: int = -1, limit: int = 100) -> Page[StepRecord]:
         """Committed steps with ``seq > after`` in order. Raises RunNotFound.

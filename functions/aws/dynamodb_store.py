@@ -35,6 +35,7 @@ from engine import blobs, deltas
 from engine.errors import (
     ConflictError,
     GraphNotFound,
+    InvalidInputError,
     NotFoundError,
     RecordTooLargeError,
     RunNotFound,
@@ -391,6 +392,12 @@ class DynamoRunStore:
         runs = [replace(items.listed_run_from_item(i), node=None) for i in found]
         return Page(runs, next_cursor)
 
+    def count_runs(
+        self, graph_id: str | None = None, owner: str | None = None, up_to: int = 10_000
+    ) -> tuple[dict[str, int], bool]:
+        """Counted from the listing indexes (:func:`~functions.aws.dynamodb_pages.count_runs`)."""
+        return pages.count_runs(self._query, self.table, graph_id, owner, up_to)
+
     def commit_step(self, step: StepRecord, end: RunEnd | None = None) -> None:
         stored, since = self._lean(step)
         item = self._step_item(step, self._stashed(step.run_id, stored))
@@ -556,6 +563,35 @@ class DynamoRunStore:
             ConsistentRead=True,
         )
         return [items.task_from_item(i) for i in found]
+
+    def list_tasks_page(
+        self, run_id: str, seq: int, after: str | None = None, limit: int = 100
+    ) -> tuple[list[TaskRecord], str | None]:
+        """One Query of the superstep's task slots from ``ExclusiveStartKey`` (the cursor is
+        the sort key of the last task given), one item more than asked so that the cursor is
+        ``None`` exactly when nothing follows (or the 1 MB cap cut the page short)."""
+        prefix = items.task_sk_prefix(seq)
+        query: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "PK = :pk AND begins_with(SK, :tasks)",
+            "ExpressionAttributeValues": {
+                ":pk": {"S": f"RUN#{run_id}"},
+                ":tasks": {"S": prefix},
+            },
+            "Limit": max(1, limit) + 1,
+            "ConsistentRead": True,
+        }
+        if after is not None:
+            if not after.startswith(prefix):  # DynamoDB would refuse it less clearly
+                raise InvalidInputError("invalid cursor")
+            query["ExclusiveStartKey"] = {"PK": {"S": f"RUN#{run_id}"}, "SK": {"S": after}}
+        response = self._query(InvalidInputError("invalid cursor"), **query)
+        found = response.get("Items", [])[: max(1, limit)]
+        more = len(response.get("Items", [])) > len(found) or "LastEvaluatedKey" in response
+        cursor = str(found[-1]["SK"]["S"]) if more and found else None
+        if more and not found:  # nothing fitted in the 1 MB cap: go on from where it stopped
+            cursor = str(response["LastEvaluatedKey"]["SK"]["S"])
+        return [items.task_from_item(i) for i in found], cursor
 
     # -- failed attempts of retried tasks (engine/retries.py) --------------------------------
     def commit_attempt(self, attempt: AttemptRecord) -> None:

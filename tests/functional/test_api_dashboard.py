@@ -105,9 +105,44 @@ def test_a_step_reads_with_its_state_and_each_task_s_own_updates(stack: ApiStack
         "grade[2]": {"notes": "graded c"},
         "search": {"notes": "search"},
     }
-    # And the tasks page
-    paged = get(stack, f"/runs/{run_id}/steps/1", task_offset=1, task_limit=2).json()
-    assert [t["task"] for t in paged["task_details"]] == ["grade[1]", "grade[2]"]
+    assert step["task_next"] is None
+
+
+def test_a_superstep_s_tasks_are_paged_by_cursor(stack: ApiStack) -> None:
+    # Given superstep 1 of the parallel example: search, and a map of three items
+    run_id = run_parallel(stack)
+    path = f"/runs/{run_id}/steps/1"
+    # When its tasks are read two at a time, following `task_next`
+    first = get(stack, path, task_limit=2).json()
+    second = get(stack, path, task_limit=2, task_after=first["task_next"]).json()
+    # Then the pages hold them all once, by item index (a task that is no item first)
+    keys = [t["task"] for page in (first, second) for t in page["task_details"]]
+    assert keys == ["search", "grade[0]", "grade[1]", "grade[2]"]
+    assert second["task_next"] is None and second["task_count"] == 4
+    # And a cursor that no page gave is refused
+    refused = get(stack, path, task_after="bm90IGEgY3Vyc29y")
+    assert (refused.status, refused.json()["error"]["type"]) == (422, "invalid_input")
+
+
+def test_a_page_of_tasks_stops_before_its_byte_budget_and_goes_on_after(
+    stack: ApiStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a page budget that holds about two tasks' updates
+    from functions.api import step_pages
+
+    run_id = run_parallel(stack)
+    monkeypatch.setattr(step_pages, "PAGE_BUDGET_BYTES", 45)
+    path = f"/runs/{run_id}/steps/1"
+    # When the tasks are read 3 at a time, following `task_next`
+    keys, after = [], None
+    for _ in range(10):
+        page = get(stack, path, task_limit=3, **({"task_after": after} if after else {})).json()
+        keys.append([t["task"] for t in page["task_details"]])
+        after = page["task_next"]
+        if after is None:
+            break
+    # Then each page stopped at a whole task before the budget, and none was lost
+    assert keys == [["search", "grade[0]"], ["grade[1]", "grade[2]"]]
 
 
 def test_a_chain_step_has_its_state_and_no_task_details(stack: ApiStack) -> None:
