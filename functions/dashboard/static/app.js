@@ -600,12 +600,20 @@ const RUN_CONTROLS = [
       act(() => api(`/runs/${run.run_id}/cancel`, { method: "POST" }));
     }
   } }, "Cancel"),
-  (run, act) => run.status !== "failed" ? null : el("button", { id: "redrive",
-    title: "Run the failed step again, as a new attempt", onclick: () => {
-      if (confirm(`Redrive run ${run.run_id} from its failed step?`)) {
-        act(() => api(`/runs/${run.run_id}/redrive`, { method: "POST" }));
-      }
-    } }, "Redrive"),
+  (run, act) => {
+    if (run.status !== "failed") return null;
+    // a run its step limit stopped goes on only under a higher one
+    const limit = el("input", { id: "redrive-max-steps", type: "number", min: 1,
+      placeholder: "step limit", "aria-label": "Step limit for the redrive (optional)",
+      title: "A higher step limit, needed when the limit stopped the run" });
+    return el("span", { class: "redrive" }, el("button", { id: "redrive",
+      title: "Run the failed step again, as a new attempt", onclick: () => {
+        if (confirm(`Redrive run ${run.run_id} from its failed step?`)) {
+          const json = limit.value ? { max_steps: Number(limit.value) } : {};
+          act(() => api(`/runs/${run.run_id}/redrive`, { method: "POST", json }));
+        }
+      } }, "Redrive"), limit);
+  },
 ];
 
 // A paused run's questions (GET /runs/{id} lists them in `pending`), one form each: Approve
