@@ -421,6 +421,7 @@ async function runPage(runId, show) {
     el("section", {}, el("h3", {}, "Timeline ", live), timeline, running)), detail);
 
   let selected = null;
+  let questions = { asked: null, box: null };
   const renderHeader = () => {
     const controls = el("div", { class: "controls" });
     const act = async (call) => {
@@ -434,7 +435,12 @@ async function runPage(runId, show) {
       }
     };
     controls.append(...RUN_CONTROLS.map((control) => control(run, act)).filter(Boolean));
-    const questions = resumeForms(run, () => act(() => api(`/runs/${runId}`)));
+    // the same forms while the same questions wait: a redraw keeps what is typed in them
+    const asked = JSON.stringify([run.status, run.pending || null]);
+    if (asked !== questions.asked) {
+      const forms = resumeForms(run, () => act(() => api(`/runs/${runId}`)));
+      questions = { asked, box: forms.length ? el("div", { id: "questions" }, forms) : null };
+    }
     const failedTask = steps.flatMap((s) => (s ? stepTasks(s) : []))
       .find((t) => t.status === "failed" && t.error);
     header.replaceChildren(...[
@@ -452,7 +458,7 @@ async function runPage(runId, show) {
             : ` (forked from step ${run.parent.seq})`)] : null,
         session.me && session.me.admin ? [el("dt", {}, "owner"), el("dd", {}, run.owner || "")]
           : null),
-      controls, questions.length ? el("div", { id: "questions" }, questions) : null,
+      controls, questions.box,
       run.error ? el("div", { class: "error-box", id: "run-error", role: "alert" },
         el("strong", {}, "Error", failedTask ? ` in task ${failedTask.task}` : ""),
         failedTask && failedTask.error !== run.error ? el("pre", {}, failedTask.error) : null,
@@ -617,7 +623,8 @@ const RUN_CONTROLS = [
 ];
 
 // A paused run's questions (GET /runs/{id} lists them in `pending`), one form each: Approve
-// and Reject for a yes-or-no question (a boolean schema), else a JSON value. The answer is
+// and Reject for a yes-or-no question (a boolean schema), Continue for a breakpoint (before
+// or after a node: no value), else a JSON value. The answer is
 // POST /runs/{id}/resume {value, task}; a refusal (409: nothing waits, 422: the value does
 // not match the schema) is shown in the form. ``answered(run)`` gets the run's summary.
 function resumeForms(run, answered) {
@@ -635,6 +642,7 @@ function resumeForms(run, answered) {
       }
     };
     const yesNo = ask.schema && ask.schema.type === "boolean";
+    const breakpoint = ask.kind === "before" || ask.kind === "after"; // goes on with no value
     const answer = el("textarea", { name: "value", rows: 4, spellcheck: "false",
       "aria-label": `Answer for ${ask.task} (JSON)`, placeholder: "a JSON value" });
     const form = el("form", { class: "card resume", "data-task": ask.task, onsubmit: (event) => {
@@ -655,9 +663,12 @@ function resumeForms(run, answered) {
       : null,
     ask.schema && !yesNo ? el("details", {}, el("summary", {}, "Schema of the answer"),
       pre(ask.schema)) : null,
-    yesNo ? [el("button", { type: "button", class: "approve", onclick: () => send(true) }, "Approve"),
-      el("button", { type: "button", class: "reject", onclick: () => send(false) }, "Reject")]
-      : [answer, el("button", { type: "submit" }, "Answer")],
+    breakpoint ? el("button", { type: "button", class: "continue", onclick: () => send(null) },
+      "Continue")
+      : yesNo ? [el("button", { type: "button", class: "approve", onclick: () => send(true) },
+        "Approve"), el("button", { type: "button", class: "reject", onclick: () => send(false) },
+        "Reject")]
+        : [answer, el("button", { type: "submit" }, "Answer")],
     message);
     return form;
   });
