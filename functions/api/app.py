@@ -93,6 +93,7 @@ def create_app(*, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
         routes_history,
         routes_meta,
         routes_runs,
+        routes_tasks,
     )
     from functions.dashboard import routes as dashboard
 
@@ -108,8 +109,8 @@ def create_app(*, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
         swagger_ui_parameters={"validatorUrl": None},
     )
     # routes_counts before routes_runs: /runs/counts is no run id
-    for module in (routes_graphs, routes_counts, routes_runs, routes_history, routes_meta,
-                   routes_compat, dashboard):  # fmt: skip
+    for module in (routes_graphs, routes_counts, routes_runs, routes_tasks, routes_history,
+                   routes_meta, routes_compat, dashboard):  # fmt: skip
         app.include_router(module.router)
     install_error_handlers(app)
     app.add_middleware(BodyLimit, limit=max_body_bytes)

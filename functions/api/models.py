@@ -415,6 +415,11 @@ class TaskDetail(TaskSummary):
     attempt: int
     started_at: Timestamp
 
+    @classmethod
+    def from_record(cls, task: TaskRecord) -> TaskDetail:
+        return cls(**task.summary(), updates=task.updates, attempt=task.attempt,
+                   started_at=iso(task.started_at))  # fmt: skip
+
 
 class StepDetail(LogEntry):
     """One committed superstep: the log entry, the state after it, and its tasks' updates."""
@@ -436,15 +441,7 @@ class StepDetail(LogEntry):
     ) -> StepDetail:
         """``tasks``: one page of the superstep's tasks; ``task_next``: the next page's cursor."""
         entry = LogEntry.from_record(step).model_dump()
-        details = [
-            TaskDetail(
-                **task.summary(),
-                updates=task.updates,
-                attempt=task.attempt,
-                started_at=iso(task.started_at),
-            )
-            for task in tasks
-        ]
+        details = [TaskDetail.from_record(task) for task in tasks]
         count = step.tasks_total or len(step.tasks) or 1
         state = summary(step.state, step.run_id)
         return cls(

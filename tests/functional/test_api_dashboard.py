@@ -124,6 +124,28 @@ def test_a_superstep_s_tasks_are_paged_by_cursor(stack: ApiStack) -> None:
     assert (refused.status, refused.json()["error"]["type"]) == (422, "invalid_input")
 
 
+def test_the_tasks_route_goes_on_from_the_step_s_first_page(stack: ApiStack) -> None:
+    # Given the first page of superstep 1's tasks, read with the step
+    run_id = run_parallel(stack)
+    first = get(stack, f"/runs/{run_id}/steps/1", task_limit=1).json()
+    # When the next pages are read from the tasks route alone, following `next_after`
+    keys, after = [t["task"] for t in first["task_details"]], first["task_next"]
+    for _ in range(10):
+        page = get(stack, f"/runs/{run_id}/steps/1/tasks", limit=2, after=after).json()
+        keys += [t["task"] for t in page["items"]]
+        after = page["next_after"]
+        if after is None:
+            break
+    # Then together they are every task once, each with its own updates
+    assert keys == ["search", "grade[0]", "grade[1]", "grade[2]"]
+    whole = get(stack, f"/runs/{run_id}/steps/1/tasks").json()
+    assert whole["items"][1]["updates"] == {"notes": "graded a"}
+    assert whole["next_after"] is None
+    # And another user's run has no tasks to show
+    other = get(stack, f"/runs/{run_id}/steps/1/tasks", token=auth_tokens.token("mallory"))
+    assert other.status == 404
+
+
 def test_a_page_of_tasks_stops_before_its_byte_budget_and_goes_on_after(
     stack: ApiStack, monkeypatch: pytest.MonkeyPatch
 ) -> None:

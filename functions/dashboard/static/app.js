@@ -755,9 +755,9 @@ async function stepDetail(runId, run, seq) {
     addTasks(step.task_details);
     let next = step.task_next;
     const more = el("button", { class: "more", hidden: !next, onclick: async () => {
-      const page = await api(`/runs/${runId}/steps/${seq}?task_limit=${TASK_PAGE}&task_after=${encodeURIComponent(next)}`);
-      addTasks(page.task_details);
-      next = page.task_next;
+      const page = await api(`/runs/${runId}/steps/${seq}/tasks?limit=${TASK_PAGE}&after=${encodeURIComponent(next)}`);
+      addTasks(page.items);
+      next = page.next_after;
       more.hidden = !next;
     } }, "More tasks");
     parts.push(el("h4", {}, `${step.task_count} tasks, each with its own updates`),
