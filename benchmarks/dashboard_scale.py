@@ -17,7 +17,8 @@ of 10 supersteps and a map of 10 items. Printed: each figure, the reference, the
 the target (under 2 s for the large run). Not a test: nothing here asserts on time.
 
 Run: ``make dashboard`` once (the vendored Mermaid), then
-``.venv/bin/python benchmarks/dashboard_scale.py [--steps 1000] [--items 10000]``.
+``.venv/bin/python benchmarks/dashboard_scale.py [--steps 1000] [--items 10000]
+[--cases steps,map]``. The load average is printed before and after the measures.
 """
 
 from __future__ import annotations
@@ -109,10 +110,17 @@ def measure(page: Any, api: str, run: dict[str, Any], is_map: bool, wide: bool) 
         page.locator('#timeline .row[data-seq="0"] .lane').first.click(timeout=BOUND_MS)
         page.locator("#step-detail table.tasks tbody tr").nth(0).wait_for(timeout=BOUND_MS)
 
+    def more_tasks() -> None:  # the map's next page of tasks (a wide map's only)
+        shown = page.locator("#step-detail table.tasks tbody tr").count()
+        page.locator("#step-detail button.more").click(timeout=BOUND_MS)
+        page.locator("#step-detail table.tasks tbody tr").nth(shown).wait_for(timeout=BOUND_MS)
+
     figures = {"render": timed(render), "scroll to the first step": timed(scroll_to_first),
                "open the last step": timed(open_last)}  # fmt: skip
     if is_map:
         figures["open the map's tasks"] = timed(open_map)
+        if page.locator("#step-detail button.more").is_visible():
+            figures["its next page of tasks"] = timed(more_tasks)
     return figures
 
 
@@ -121,7 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--items", type=int, default=10_000)
     parser.add_argument("--reference", type=int, default=10)
+    parser.add_argument("--cases", default="steps,map", help="steps, map, or both (default)")
     args = parser.parse_args(argv)
+    cases = set(args.cases.split(","))
 
     from playwright.sync_api import sync_playwright
 
@@ -133,29 +143,34 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with httpx.Client(base_url=stack.api, timeout=30.0) as client:
             print("making the runs on the local stack (through its worker):", flush=True)
-            runs = {
-                "steps": (make_run(client, loop(args.steps), {}),
-                          make_run(client, loop(args.reference), {})),
-                "map": (make_run(client, MAP, {"docs": [f"d{i}" for i in range(args.items)]}),
-                        make_run(client, MAP, {"docs": [f"d{i}" for i in range(args.reference)]})),
-            }  # fmt: skip
+            runs = {}
+            if "steps" in cases:
+                runs["steps"] = (make_run(client, loop(args.steps), {}),
+                                 make_run(client, loop(args.reference), {}))  # fmt: skip
+            if "map" in cases:
+                docs = [f"d{i}" for i in range(args.items)]
+                runs["map"] = (make_run(client, MAP, {"docs": docs}),
+                               make_run(client, MAP, {"docs": docs[: args.reference]}))  # fmt: skip
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(f"{stack.api}/ui#/runs")  # warm: the page's files and the sign-in
             page.locator("table.runs").wait_for(timeout=BOUND_MS)
-            measure(
-                page, stack.api, runs["steps"][1], False, False
-            )  # warm: Mermaid's first drawing
+            first = next(iter(runs.values()))[1]
+            measure(page, stack.api, first, False, False)  # warm: Mermaid's first drawing
             lines = []
+            load = "load average (1, 5, 15 min) at the measures: %.2f %.2f %.2f"
+            print(load % os.getloadavg(), flush=True)
             for kind, (large, small) in runs.items():
                 big = measure(page, stack.api, large, kind == "map", kind == "map")
                 ref = measure(page, stack.api, small, kind == "map", False)
                 size = f"{args.steps} supersteps" if kind == "steps" else f"{args.items} items"
                 for name, seconds in big.items():
-                    lines.append((f"{size}: {name}", seconds, ref[name]))
-                    print(f"  {size}: {name}: {seconds:.3f} s (reference {ref[name]:.3f} s)",
+                    reference = ref.get(name, float("nan"))  # a small map has no next page
+                    lines.append((f"{size}: {name}", seconds, reference))
+                    print(f"  {size}: {name}: {seconds:.3f} s (reference {reference:.3f} s)",
                           flush=True)  # fmt: skip
+            print(load % os.getloadavg(), flush=True)
             browser.close()
     finally:
         try:

@@ -12,7 +12,7 @@ import threading
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import asdict, replace
-from typing import Any
+from typing import Any, get_args
 
 from engine import deltas
 from engine.errors import (
@@ -184,6 +184,17 @@ class MemoryRunStore:
         page = _page(runs, limit, cursor)
         with self._lock:
             return Page([self._view(r) for r in page.items], page.cursor)
+
+    def count_runs(
+        self, graph_id: str | None = None, owner: str | None = None, up_to: int = 10_000
+    ) -> tuple[dict[str, int], bool]:
+        with self._lock:
+            found = [r.status for r in self._runs.values()
+                     if (graph_id is None or r.graph_id == graph_id)
+                     and (owner is None or r.owner == owner)]  # fmt: skip
+        counts = dict.fromkeys(get_args(RunStatus), 0)
+        counts.update(Counter(found[: max(1, up_to)]))
+        return counts, len(found) <= max(1, up_to)
 
     def commit_step(self, step: StepRecord, end: RunEnd | None = None) -> None:
         if self._item_limit is not None:

@@ -417,6 +417,14 @@ class RunStore(Protocol):
         its input, max_steps and view fields may be empty. Listing by owner reads an index,
         never the whole table."""
 
+    def count_runs(
+        self, graph_id: str | None = None, owner: str | None = None, up_to: int = 10_000
+    ) -> tuple[dict[str, int], bool]:
+        """How many runs are in each status (every status, zeros included), of one graph
+        and/or owner (None: any), and whether the counts are exact: counting stops once
+        ``up_to`` runs are counted (then each count is at least what it says). Reads the
+        listing indexes' entries of the runs it counts, never a run's records nor the table."""
+
     def commit_step(self, step: StepRecord, end: RunEnd | None = None) -> None:
         """The exactly-once commit, and the one primitive that moves a run through its
         lifecycle (:mod:`engine.lifecycle`: a close that ends the run, a cancel, a dead

@@ -88,11 +88,13 @@ def create_app(*, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
     """The HTTP API: resource routes, compatibility routes, error mapping, body limit."""
     from functions.api import (
         routes_compat,
+        routes_counts,
         routes_graphs,
         routes_history,
         routes_meta,
         routes_pauses,
         routes_runs,
+        routes_tasks,
     )
     from functions.dashboard import routes as dashboard
 
@@ -107,8 +109,9 @@ def create_app(*, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
         # No online validator badge: it would send the document's URL to another host.
         swagger_ui_parameters={"validatorUrl": None},
     )
-    for module in (routes_graphs, routes_runs, routes_pauses, routes_history, routes_meta,
-                   routes_compat, dashboard):  # fmt: skip
+    # routes_counts before routes_runs: /runs/counts is no run id
+    for module in (routes_graphs, routes_counts, routes_runs, routes_pauses, routes_tasks,
+                   routes_history, routes_meta, routes_compat, dashboard):  # fmt: skip
         app.include_router(module.router)
     install_error_handlers(app)
     app.add_middleware(BodyLimit, limit=max_body_bytes)

@@ -456,6 +456,11 @@ class TaskDetail(TaskSummary):
     attempt: int
     started_at: Timestamp
 
+    @classmethod
+    def from_record(cls, task: TaskRecord) -> TaskDetail:
+        return cls(**task.summary(), updates=task.updates, attempt=task.attempt,
+                   started_at=iso(task.started_at))  # fmt: skip
+
 
 class StepDetail(LogEntry):
     """One committed superstep: the log entry, the state after it, and its tasks' updates."""
@@ -464,38 +469,25 @@ class StepDetail(LogEntry):
     task_details: list[TaskDetail] = Field(
         default_factory=list,
         description="A superstep of several tasks: a page of its tasks with their own "
-        "updates, in merge order (`task_offset`, `task_limit`).",
+        "updates, in the order of their slots (`task_after`, `task_limit`).",
+    )
+    task_next: str | None = Field(
+        default=None, description="Pass as `task_after` for the next page of tasks; null: no more."
     )
     task_count: int = Field(description="How many tasks the superstep ran (1 for a chain step).")
 
     @classmethod
     def from_records(
-        cls, step: StepRecord, tasks: list[TaskRecord], offset: int, limit: int
+        cls, step: StepRecord, tasks: list[TaskRecord], task_next: str | None = None
     ) -> StepDetail:
+        """``tasks``: one page of the superstep's tasks; ``task_next``: the next page's cursor."""
         entry = LogEntry.from_record(step).model_dump()
-        by_key = {t.key: t for t in tasks}
-        # a wide superstep's record names only some of its tasks: page over them all then
-        named = [t["task"] for t in step.tasks]
-        order = named if not step.tasks_total else sorted(by_key, key=_task_order)
-        details = [
-            TaskDetail(
-                **task.summary(),
-                updates=task.updates,
-                attempt=task.attempt,
-                started_at=iso(task.started_at),
-            )
-            for key in order[offset : offset + limit]
-            if (task := by_key.get(key)) is not None
-        ]
+        details = [TaskDetail.from_record(task) for task in tasks]
         count = step.tasks_total or len(step.tasks) or 1
         state = summary(step.state, step.run_id)
-        return cls(**entry, state=state, task_details=details, task_count=count)
-
-
-def _task_order(key: str) -> tuple[str, int]:
-    """``grade[12]`` after ``grade[2]``: by node, then by item index."""
-    node, _, index = key.partition("[")
-    return (node, int(index.rstrip("]")) if index else -1)
+        return cls(
+            **entry, state=state, task_details=details, task_next=task_next, task_count=count
+        )
 
 
 class StepPage(BaseModel):

@@ -25,7 +25,7 @@ from functions.api.models import (
     Timestamp,
 )
 from functions.api.routes_runs import RunId
-from functions.api.step_pages import PAGE_BUDGET_BYTES
+from functions.api.step_pages import Budget, SeqWindow, seq_window
 
 router = APIRouter(prefix="/runs", tags=["time travel"], route_class=JsonRulesRoute)
 
@@ -102,8 +102,7 @@ def get_history(
     run_id: RunId,
     service: Service,
     caller: CurrentCaller,
-    after: Annotated[int, Query(ge=-1, description="Supersteps with a greater `seq`")] = -1,
-    limit: Annotated[int, Query(ge=1, le=500, description="Page size")] = 50,
+    window: Annotated[SeqWindow, seq_window(50)],
     states: Annotated[bool, Query(description="Include the state after each")] = False,
 ) -> HistoryResponse:
     """Each superstep's checkpoint: `seq`, what ran, its status and where it went next.
@@ -111,16 +110,14 @@ def get_history(
     a page with states stops before 1 MB of JSON. Pass `next_after` back as `after`."""
     run = visible_run(service, caller, run_id)
     items: list[HistoryItem] = []
-    used, next_after = 0, None
-    page = history.history(service.store, run_id, after, limit, states=states)
+    next_after, fits = None, Budget()
+    page = history.history(service.store, run_id, window.after, window.limit, states=states)
     for entry in page.entries:
         doc = {**entry.to_dict(), "started_at": iso(entry.started_at)}
-        size = len(json.dumps(doc, default=str)) + 1
-        if items and used + size > PAGE_BUDGET_BYTES:
+        if not fits.admits(len(json.dumps(doc, default=str))):
             next_after = items[-1].seq
             break
         items.append(HistoryItem.model_validate(doc))
-        used += size
     else:
         next_after = page.next_after
     parent = None

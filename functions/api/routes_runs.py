@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Path, Query, Response
 
 from engine.errors import NotFoundError
-from engine.ports import RunStatus
+from engine.ports import RunStatus, TaskRecord
 from engine.timers import run_wakes_at
 from functions.api.deps import CurrentCaller, Service, start_owned_run, visible_run
 from functions.api.errors import error_responses
@@ -23,7 +23,14 @@ from functions.api.models import (
     StepPage,
 )
 from functions.api.routes_graphs import Cursor, Limit
-from functions.api.step_pages import bounded_steps, failed_attempts, find_value
+from functions.api.step_pages import (
+    SeqWindow,
+    bounded_steps,
+    failed_attempts,
+    find_value,
+    seq_window,
+    task_page,
+)
 
 router = APIRouter(prefix="/runs", tags=["runs"], route_class=JsonRulesRoute)
 
@@ -122,15 +129,15 @@ def list_steps(
     run_id: RunId,
     service: Service,
     caller: CurrentCaller,
-    after: Annotated[int, Query(ge=-1, description="Steps with a greater `seq`")] = -1,
-    limit: Annotated[int, Query(ge=1, le=500, description="Page size")] = 100,
+    window: Annotated[SeqWindow, seq_window(100)],
 ) -> StepPage:
     """Committed steps in order; pass `next_after` back as `after` for the next page. A page
     holds `limit` steps at most, and fewer when they would pass 1 MB of JSON (the Lambda
     response limit is 6 MB): keep reading while `next_after` is not null."""
     run = visible_run(service, caller, run_id)
     # The store's cursor is opaque; the API pages by seq, which callers can reason about.
-    page = failed_attempts(service, run, bounded_steps(service, run_id, after, limit))
+    steps = bounded_steps(service, run_id, window.after, window.limit)
+    page = failed_attempts(service, run, steps)
     return StepPage(items=page.entries, next_after=page.next_after, attempts=page.attempts)
 
 
@@ -145,19 +152,24 @@ def get_step(
     seq: Annotated[int, Path(ge=0, le=1_000_000, description="The step's `seq`")],
     service: Service,
     caller: CurrentCaller,
-    task_offset: Annotated[int, Query(ge=0, description="First task of the page")] = 0,
+    task_after: Annotated[
+        str | None, Query(max_length=2048, description="The previous page's `task_next`")
+    ] = None,
     task_limit: Annotated[int, Query(ge=1, le=500, description="Tasks per page")] = 100,
 ) -> StepDetail:
     """The log entry of step `seq`, the state after it, and, for a superstep of several
-    tasks, a page of its tasks with the updates each returned before the merge. The state
-    before it is step `seq - 1`'s (the run's `input` for step 0). 404 if the step is not
-    committed (yet)."""
+    tasks, a page of its tasks with the updates each returned before the merge (pass
+    `task_next` back as `task_after` for the next page; a page stops before 1 MB of JSON).
+    The state before it is step `seq - 1`'s (the run's `input` for step 0). 404 if the
+    step is not committed (yet)."""
     visible_run(service, caller, run_id)
     step = service.store.get_step(run_id, seq)
     if step is None:
         raise NotFoundError("step", str(seq))
-    tasks = service.store.list_tasks(run_id, seq) if step.tasks else []
-    return StepDetail.from_records(step, tasks, task_offset, task_limit)
+    tasks: tuple[list[TaskRecord], str | None] = ([], None)
+    if step.tasks or step.tasks_total:
+        tasks = task_page(service.store, run_id, seq, task_after, task_limit)
+    return StepDetail.from_records(step, *tasks)
 
 
 @router.get(

@@ -8,11 +8,17 @@ entry before ``budget`` bytes of JSON and says where the next page starts.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Annotated, Any
+
+from fastapi import Depends, Query
 
 from engine.blobs import BLOB_ABOVE, digest_of, encoded
-from engine.ports import RunRecord, StepRecord
+from engine.errors import InvalidInputError
+from engine.ports import RunRecord, RunStore, StepRecord, TaskRecord
 from engine.service import RunService
 from functions.api.models import AttemptEntry, LogEntry
 
@@ -21,6 +27,92 @@ PAGE_BUDGET_BYTES = 1_000_000
 whatever its size: a step's updates are bounded by the state limit, 350 KB by default)."""
 READ_CHUNK = 100
 """Steps read from the store per query while a page fills."""
+
+
+@dataclass(frozen=True, slots=True)
+class SeqWindow:
+    """The page a listing by ``seq`` asks for (the history, the log)."""
+
+    after: int
+    limit: int
+
+
+def seq_window(default_limit: int) -> Any:
+    """The ``after`` and ``limit`` query parameters of a listing by ``seq``, as a FastAPI
+    dependency: ``window: Annotated[SeqWindow, seq_window(100)]``."""
+
+    def window(
+        after: Annotated[int, Query(ge=-1, description="Entries with a greater `seq`")] = -1,
+        limit: Annotated[int, Query(ge=1, le=500, description="Page size")] = default_limit,
+    ) -> SeqWindow:
+        return SeqWindow(after, limit)
+
+    return Depends(window)
+
+
+class Budget:
+    """The whole entries of one page until the next would pass ``limit`` bytes of JSON (the
+    first always fits, whatever its size)."""
+
+    def __init__(self, limit: int | None = None) -> None:
+        self.limit = PAGE_BUDGET_BYTES if limit is None else limit
+        self.used, self.taken = 0, 0
+
+    def admits(self, size: int) -> bool:
+        """Whether an entry of ``size`` bytes of JSON fits; if so it is counted in."""
+        size += 1  # and its comma
+        if self.taken and self.used + size > self.limit:
+            return False
+        self.used, self.taken = self.used + size, self.taken + 1
+        return True
+
+
+def task_page(
+    store: RunStore, run_id: str, seq: int, after: str | None, limit: int
+) -> tuple[list[TaskRecord], str | None]:
+    """Up to ``limit`` tasks of superstep ``seq`` after the cursor ``after``, as many whole
+    ones as fit in :data:`PAGE_BUDGET_BYTES`, and the cursor of the next page: one page
+    read from the store (:meth:`~engine.ports.RunStore.list_tasks_page`), never the whole
+    fan-in.
+
+    The cursor names a page of the store and how many of its tasks were given already: a
+    page cut by bytes goes on, with the next request, from the task it stopped before."""
+    start, skip = _task_cursor(after, seq)
+    page = store.list_tasks_page(run_id, seq, start, skip + limit)
+    records, following = page.items, page.cursor
+    taken: list[TaskRecord] = []
+    fits = Budget()
+    for record in records[skip:]:
+        if not fits.admits(len(json.dumps(record.updates, default=str))):
+            return taken, _encode_task_cursor(seq, start, skip + len(taken))
+        taken.append(record)
+    if following is None or not records[skip:]:
+        return taken, None
+    return taken, _encode_task_cursor(seq, following, 0)
+
+
+def _encode_task_cursor(seq: int, start: str | None, skip: int) -> str:
+    doc = json.dumps({"seq": seq, "from": start, "skip": skip}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(doc.encode()).decode().rstrip("=")
+
+
+def _task_cursor(cursor: str | None, seq: int) -> tuple[str | None, int]:
+    """The store cursor and the tasks of its page already given; a cursor of another
+    superstep, or one this API did not give, is refused (422)."""
+    if cursor is None:
+        return None, 0
+    try:
+        doc = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        of, start, skip = doc["seq"], doc["from"], doc["skip"]
+    except (ValueError, TypeError, KeyError, binascii.Error):
+        raise InvalidInputError("invalid cursor") from None
+    if of != seq or not (start is None or isinstance(start, str)):
+        raise InvalidInputError("invalid cursor")
+    if type(skip) is not int or skip < 0:
+        raise InvalidInputError("invalid cursor")
+    if skip > 500:  # a page is 500 tasks at most
+        raise InvalidInputError("invalid cursor")
+    return start, skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,19 +152,17 @@ def bounded_steps(
     """Up to ``limit`` entries after ``after``, as many whole ones as fit in ``budget``."""
     entries: list[LogEntry] = []
     retried: list[int] = []
-    used = 0
+    fits = Budget(budget)
     while len(entries) < limit:
         page = service.store.list_steps(
             run_id, after=after, limit=min(READ_CHUNK, limit - len(entries))
         )
         for step in page.items:
             entry = LogEntry.from_record(step)
-            size = len(entry.model_dump_json()) + 1  # and its comma
-            if entries and used + size > budget:
+            if not fits.admits(len(entry.model_dump_json())):
                 return StepsPage(entries, entries[-1].seq, cut_by_bytes=True, retried=retried)
             entries.append(entry)
             retried.extend([step.seq] if _retried(step) else [])
-            used += size
         if page.cursor is None or not page.items:
             return StepsPage(entries, None, retried=retried)
         after = page.items[-1].seq

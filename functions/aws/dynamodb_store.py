@@ -396,6 +396,12 @@ class DynamoRunStore:
         runs = [replace(items.listed_run_from_item(i), node=None) for i in found]
         return Page(runs, next_cursor)
 
+    def count_runs(
+        self, graph_id: str | None = None, owner: str | None = None, up_to: int = 10_000
+    ) -> tuple[dict[str, int], bool]:
+        """Counted from the listing indexes (:func:`~functions.aws.dynamodb_pages.count_runs`)."""
+        return pages.count_runs(self._query, self.table, graph_id, owner, up_to)
+
     def commit_step(self, step: StepRecord, end: RunEnd | None = None) -> None:
         stored, since = self._lean(step)
         item = self._step_item(step, self._stashed(step.run_id, stored))

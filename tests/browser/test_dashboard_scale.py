@@ -103,5 +103,5 @@ def test_a_wide_map_is_summarized(stack: StackProcess, api: httpx.Client, page: 
     tasks = page.locator("#step-detail table.tasks tbody tr")
     expect(tasks).to_have_count(100)
     page.click("#step-detail button.more")
-    expect(tasks).to_have_count(200, timeout=SHOWN)  # each page reads all the tasks (API)
+    expect(tasks).to_have_count(200, timeout=SHOWN)  # the next page: one page of the store
     screenshot(page, "run-wide-map")

@@ -105,9 +105,66 @@ def test_a_step_reads_with_its_state_and_each_task_s_own_updates(stack: ApiStack
         "grade[2]": {"notes": "graded c"},
         "search": {"notes": "search"},
     }
-    # And the tasks page
-    paged = get(stack, f"/runs/{run_id}/steps/1", task_offset=1, task_limit=2).json()
-    assert [t["task"] for t in paged["task_details"]] == ["grade[1]", "grade[2]"]
+    assert step["task_next"] is None
+
+
+def test_a_superstep_s_tasks_are_paged_by_cursor(stack: ApiStack) -> None:
+    # Given superstep 1 of the parallel example: search, and a map of three items
+    run_id = run_parallel(stack)
+    path = f"/runs/{run_id}/steps/1"
+    # When its tasks are read two at a time, following `task_next`
+    first = get(stack, path, task_limit=2).json()
+    second = get(stack, path, task_limit=2, task_after=first["task_next"]).json()
+    # Then the pages hold them all once, by item index (a task that is no item first)
+    keys = [t["task"] for page in (first, second) for t in page["task_details"]]
+    assert keys == ["search", "grade[0]", "grade[1]", "grade[2]"]
+    assert second["task_next"] is None and second["task_count"] == 4
+    # And a cursor that no page gave is refused
+    refused = get(stack, path, task_after="bm90IGEgY3Vyc29y")
+    assert (refused.status, refused.json()["error"]["type"]) == (422, "invalid_input")
+
+
+def test_the_tasks_route_goes_on_from_the_step_s_first_page(stack: ApiStack) -> None:
+    # Given the first page of superstep 1's tasks, read with the step
+    run_id = run_parallel(stack)
+    first = get(stack, f"/runs/{run_id}/steps/1", task_limit=1).json()
+    # When the next pages are read from the tasks route alone, following `next_after`
+    keys, after = [t["task"] for t in first["task_details"]], first["task_next"]
+    for _ in range(10):
+        page = get(stack, f"/runs/{run_id}/steps/1/tasks", limit=2, after=after).json()
+        keys += [t["task"] for t in page["items"]]
+        after = page["next_after"]
+        if after is None:
+            break
+    # Then together they are every task once, each with its own updates
+    assert keys == ["search", "grade[0]", "grade[1]", "grade[2]"]
+    whole = get(stack, f"/runs/{run_id}/steps/1/tasks").json()
+    assert whole["items"][1]["updates"] == {"notes": "graded a"}
+    assert whole["next_after"] is None
+    # And another user's run has no tasks to show
+    other = get(stack, f"/runs/{run_id}/steps/1/tasks", token=auth_tokens.token("mallory"))
+    assert other.status == 404
+
+
+def test_a_page_of_tasks_stops_before_its_byte_budget_and_goes_on_after(
+    stack: ApiStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a page budget that holds about two tasks' updates
+    from functions.api import step_pages
+
+    run_id = run_parallel(stack)
+    monkeypatch.setattr(step_pages, "PAGE_BUDGET_BYTES", 45)
+    path = f"/runs/{run_id}/steps/1"
+    # When the tasks are read 3 at a time, following `task_next`
+    keys, after = [], None
+    for _ in range(10):
+        page = get(stack, path, task_limit=3, **({"task_after": after} if after else {})).json()
+        keys.append([t["task"] for t in page["task_details"]])
+        after = page["task_next"]
+        if after is None:
+            break
+    # Then each page stopped at a whole task before the budget, and none was lost
+    assert keys == [["search", "grade[0]"], ["grade[1]", "grade[2]"]]
 
 
 def test_a_chain_step_has_its_state_and_no_task_details(stack: ApiStack) -> None:

@@ -238,8 +238,9 @@ async function runsPage(params, show) {
   const rows = el("tbody");
   const more = el("button", { class: "more", hidden: true }, "Load more");
   const error = el("div");
+  const counts = el("div", { class: "counts", id: "run-counts" });
   const admin = session.me.admin;
-  show(el("h2", {}, "Runs"), filters, error, el("table", { class: "runs" },
+  show(el("h2", {}, "Runs"), filters, counts, error, el("table", { class: "runs" },
     el("thead", {}, el("tr", {}, el("th", {}, "run"), el("th", {}, "status"),
       el("th", {}, "graph"), el("th", {}, "started"), el("th", {}, "duration"),
       el("th", {}, "steps"), admin ? el("th", {}, "owner") : null)),
@@ -301,11 +302,34 @@ async function runsPage(params, show) {
     rows.append(...added);
     more.hidden = !cursor;
   };
+  // Runs per status for the graph chosen: each a link to the list of that status. Counting
+  // reads the index entries of every run counted, so it is refreshed less often than the list.
+  const countQuery = graph ? `?graph_id=${encodeURIComponent(graph)}` : "";
+  const refreshCounts = async () => {
+    try {
+      const reply = await api(`/runs/counts${countQuery}`);
+      const link = (s, n) => {
+        const query = new URLSearchParams({ status: s });
+        if (graph) query.set("graph", graph);
+        return el("a", { href: `#/runs?${query}`, "data-status": s },
+          el("span", { class: `badge status-${s}${s === status ? " active" : ""}` },
+            `${s} ${n}${reply.exact ? "" : "+"}`));
+      };
+      counts.replaceChildren(...Object.entries(reply.counts).map(([s, n]) => link(s, n)));
+      const options = [...filters.status.options].map((o) => o.value);
+      for (const s of Object.keys(reply.counts)) { // statuses the API knows (paused, when it has it)
+        if (!options.includes(s)) filters.status.append(el("option", { value: s, selected: s === status }, s));
+      }
+    } catch (e) {
+      counts.replaceChildren();
+    }
+  };
   const mine = generation;
-  await refresh();
+  await Promise.all([refresh(), refreshCounts()]);
   if (mine !== generation) return; // another view opened meanwhile
   const timer = setInterval(refresh, 3000); // the list follows new runs and status changes
-  leave = () => clearInterval(timer);
+  const countTimer = setInterval(refreshCounts, 15000);
+  leave = () => { clearInterval(timer); clearInterval(countTimer); };
 }
 
 // -- graph drawing ---------------------------------------------------------------------------
@@ -397,17 +421,26 @@ async function runPage(runId, show) {
     el("section", {}, el("h3", {}, "Timeline ", live), timeline, running)), detail);
 
   let selected = null;
+  let questions = { asked: null, box: null };
   const renderHeader = () => {
     const controls = el("div", { class: "controls" });
     const act = async (call) => {
       try {
+        const was = run.status;
         run = await call();
-        update();
+        if (FINAL.has(was) && !FINAL.has(run.status)) route(); // redriven: follow it live
+        else update();
       } catch (error) {
         controls.append(failure(error));
       }
     };
     controls.append(...RUN_CONTROLS.map((control) => control(run, act)).filter(Boolean));
+    // the same forms while the same questions wait: a redraw keeps what is typed in them
+    const asked = JSON.stringify([run.status, run.pending || null]);
+    if (asked !== questions.asked) {
+      const forms = resumeForms(run, () => act(() => api(`/runs/${runId}`)));
+      questions = { asked, box: forms.length ? el("div", { id: "questions" }, forms) : null };
+    }
     const failedTask = steps.flatMap((s) => (s ? stepTasks(s) : []))
       .find((t) => t.status === "failed" && t.error);
     header.replaceChildren(...[
@@ -421,10 +454,11 @@ async function runPage(runId, show) {
         // a child run (a subgraph node's work): the parent's task it gives its result to
         run.parent ? [el("dt", {}, "parent"), el("dd", { id: "run-parent" },
           el("a", { href: `#/runs/${run.parent.run_id}` }, run.parent.run_id),
-          ` (task ${run.parent.task} of step ${run.parent.seq})`)] : null,
+          run.parent.task ? ` (task ${run.parent.task} of step ${run.parent.seq})`
+            : ` (forked from step ${run.parent.seq})`)] : null,
         session.me && session.me.admin ? [el("dt", {}, "owner"), el("dd", {}, run.owner || "")]
           : null),
-      controls,
+      controls, questions.box,
       run.error ? el("div", { class: "error-box", id: "run-error", role: "alert" },
         el("strong", {}, "Error", failedTask ? ` in task ${failedTask.task}` : ""),
         failedTask && failedTask.error !== run.error ? el("pre", {}, failedTask.error) : null,
@@ -482,7 +516,9 @@ async function runPage(runId, show) {
       "data-seq": step.seq, style: `top:${top}px` },
     el("span", { class: "seq" }, step.seq),
     el("span", { class: "lanes" }, shown),
-    el("span", { class: "took" }, duration(step.duration_ms)));
+    el("span", { class: "took" }, duration(step.duration_ms)),
+    el("button", { class: "fork", title: `Fork a new run from the state after step ${step.seq}`,
+      "aria-label": `Fork from step ${step.seq}`, onclick: () => select(step.seq, true) }, "fork"));
   };
   const paint = () => {
     const count = steps.length;
@@ -505,12 +541,13 @@ async function runPage(runId, show) {
   };
   timeline.addEventListener("scroll", () => requestAnimationFrame(paint));
 
-  const select = async (seq) => {
+  const select = async (seq, forking = false) => {
     selected = seq;
     paint();
     detail.replaceChildren(el("p", { class: "muted" }, `Loading step ${seq}…`));
     try {
-      detail.replaceChildren(...(await stepDetail(runId, run, seq)));
+      detail.replaceChildren(...(await stepDetail(runId, run, seq)), forkForm(runId, seq, forking));
+      if (forking) detail.querySelector("form.fork textarea").focus();
     } catch (error) {
       detail.replaceChildren(failure(error));
     }
@@ -560,16 +597,82 @@ async function runPage(runId, show) {
 }
 
 // What a person can do to a run: each entry answers a control for the run (or null).
-// ``act(call)`` runs ``call`` (an API request answering the run) and redraws the page.
-// Resume (a paused run's question, answered with POST /runs/{id}/resume), fork and redrive
-// (POST /runs/{id}/fork, /redrive) join this list when the API has them.
+// ``act(call)`` runs ``call`` (an API request answering the run) and redraws the page; a
+// run that goes on from a final status (a redrive) is opened again, to follow it live.
+// Forking is on each step (stepDetail), answering a paused run's question below (resumeForms).
 const RUN_CONTROLS = [
   (run, act) => run.status !== "running" ? null : el("button", { id: "cancel", onclick: () => {
     if (confirm(`Cancel run ${run.run_id}?`)) {
       act(() => api(`/runs/${run.run_id}/cancel`, { method: "POST" }));
     }
   } }, "Cancel"),
+  (run, act) => {
+    if (run.status !== "failed") return null;
+    // a run its step limit stopped goes on only under a higher one
+    const limit = el("input", { id: "redrive-max-steps", type: "number", min: 1,
+      placeholder: "step limit", "aria-label": "Step limit for the redrive (optional)",
+      title: "A higher step limit, needed when the limit stopped the run" });
+    return el("span", { class: "redrive" }, el("button", { id: "redrive",
+      title: "Run the failed step again, as a new attempt", onclick: () => {
+        if (confirm(`Redrive run ${run.run_id} from its failed step?`)) {
+          const json = limit.value ? { max_steps: Number(limit.value) } : {};
+          act(() => api(`/runs/${run.run_id}/redrive`, { method: "POST", json }));
+        }
+      } }, "Redrive"), limit);
+  },
 ];
+
+// A paused run's questions (GET /runs/{id} lists them in `pending`), one form each: Approve
+// and Reject for a yes-or-no question (a boolean schema), Continue for a breakpoint (before
+// or after a node: no value), else a JSON value. The answer is
+// POST /runs/{id}/resume {value, task}; a refusal (409: nothing waits, 422: the value does
+// not match the schema) is shown in the form. ``answered(run)`` gets the run's summary.
+function resumeForms(run, answered) {
+  if (run.status !== "paused" || !Array.isArray(run.pending)) return [];
+  return run.pending.map((ask) => {
+    const message = el("p", { class: "error", role: "alert" });
+    const send = async (value) => {
+      message.textContent = "";
+      try {
+        const body = { value, task: ask.task };
+        answered(await api(`/runs/${run.run_id}/resume`, { method: "POST", json: body }));
+      } catch (error) {
+        message.textContent = error.status === 409 ? `Nothing waits for an answer: ${error.message}`
+          : error.message;
+      }
+    };
+    const yesNo = ask.schema && ask.schema.type === "boolean";
+    const breakpoint = ask.kind === "before" || ask.kind === "after"; // goes on with no value
+    const answer = el("textarea", { name: "value", rows: 4, spellcheck: "false",
+      "aria-label": `Answer for ${ask.task} (JSON)`, placeholder: "a JSON value" });
+    const form = el("form", { class: "card resume", "data-task": ask.task, onsubmit: (event) => {
+      event.preventDefault();
+      let value;
+      try {
+        value = JSON.parse(answer.value);
+      } catch (error) {
+        message.textContent = `Not JSON: ${error.message}`;
+        return;
+      }
+      send(value);
+    } },
+    el("h3", {}, `${ask.task} waits`, ask.kind === "interrupt" ? " for an answer"
+      : ` (${ask.kind} ${ask.node})`),
+    ask.prompt ? el("p", { class: "prompt" }, ask.prompt) : null,
+    ask.until ? el("p", { class: "muted" }, "until ", when(new Date(ask.until * 1000).toISOString()))
+      : null,
+    ask.schema && !yesNo ? el("details", {}, el("summary", {}, "Schema of the answer"),
+      pre(ask.schema)) : null,
+    breakpoint ? el("button", { type: "button", class: "continue", onclick: () => send(null) },
+      "Continue")
+      : yesNo ? [el("button", { type: "button", class: "approve", onclick: () => send(true) },
+        "Approve"), el("button", { type: "button", class: "reject", onclick: () => send(false) },
+        "Reject")]
+        : [answer, el("button", { type: "submit" }, "Answer")],
+    message);
+    return form;
+  });
+}
 
 function follow(runId, after, handlers, live, current) {
   let socket = null;
@@ -650,12 +753,12 @@ async function stepDetail(runId, run, seq) {
       el("td", {}, t.attempt), el("td", {}, t.error ? el("code", { class: "error" }, t.error)
         : el("code", {}, clip(JSON.stringify(t.updates), 300))))));
     addTasks(step.task_details);
-    let offset = step.task_details.length;
-    const more = el("button", { class: "more", hidden: offset >= step.task_count, onclick: async () => {
-      const page = await api(`/runs/${runId}/steps/${seq}?task_offset=${offset}&task_limit=${TASK_PAGE}`);
-      addTasks(page.task_details);
-      offset += page.task_details.length;
-      more.hidden = offset >= step.task_count || !page.task_details.length;
+    let next = step.task_next;
+    const more = el("button", { class: "more", hidden: !next, onclick: async () => {
+      const page = await api(`/runs/${runId}/steps/${seq}/tasks?limit=${TASK_PAGE}&after=${encodeURIComponent(next)}`);
+      addTasks(page.items);
+      next = page.next_after;
+      more.hidden = !next;
     } }, "More tasks");
     parts.push(el("h4", {}, `${step.task_count} tasks, each with its own updates`),
       el("div", { class: "scroll" }, el("table", { class: "tasks" }, el("thead", {},
@@ -667,6 +770,40 @@ async function stepDetail(runId, run, seq) {
     el("h4", {}, "What changed in the state"), diff(before, step.state),
     el("details", {}, el("summary", {}, "State after this step"), pre(step.state)));
   return parts;
+}
+
+// Fork: a new run from the state after step ``seq``, with an optional edit of that state
+// (JSON, applied through the graph's reducers), opened once the API has made it.
+function forkForm(runId, seq, open) {
+  const message = el("p", { class: "error", role: "alert" });
+  const update = el("textarea", { name: "update", rows: 4, spellcheck: "false",
+    "aria-label": "State update (JSON)", placeholder: '{"key": "new value"}' });
+  return el("details", { class: "fork-box", open }, el("summary", {}, `Fork from step ${seq}`),
+    el("form", { class: "card fork", onsubmit: async (event) => {
+      event.preventDefault();
+      message.textContent = "";
+      let edit = {};
+      try {
+        if (update.value.trim()) edit = JSON.parse(update.value);
+      } catch (error) {
+        message.textContent = `Not JSON: ${error.message}`;
+        return;
+      }
+      if (edit === null || typeof edit !== "object" || Array.isArray(edit)) {
+        message.textContent = "The update is a JSON object: the keys to change and their values.";
+        return;
+      }
+      try {
+        const body = { from_seq: seq, update: edit };
+        const forked = await api(`/runs/${runId}/fork`, { method: "POST", json: body });
+        location.hash = `#/runs/${forked.run_id}`;
+      } catch (error) {
+        message.textContent = error.message;
+      }
+    } },
+    el("p", { class: "muted" }, "A new run starts from the state after this step, with these ",
+      "changes to it (optional), and goes on where this step went next."),
+    update, el("button", { type: "submit" }, "Fork"), message));
 }
 
 // -- Graphs ----------------------------------------------------------------------------------

@@ -1,0 +1,50 @@
+"""``/runs/{id}/steps/{seq}/tasks``: a superstep's tasks a page at a time, read from the
+store a page at a time (a map of 10,000 items is never read whole to show 100 of them)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
+from pydantic import BaseModel, Field
+
+from functions.api.deps import CurrentCaller, Service, visible_run
+from functions.api.errors import error_responses
+from functions.api.json_body import JsonRulesRoute
+from functions.api.models import TaskDetail
+from functions.api.routes_runs import RunId
+from functions.api.step_pages import task_page
+
+router = APIRouter(prefix="/runs", tags=["runs"], route_class=JsonRulesRoute)
+
+
+class TaskPage(BaseModel):
+    """A page of a superstep's tasks, by map item index (tasks that are no item first)."""
+
+    items: list[TaskDetail]
+    next_after: str | None = Field(description="Pass as `after` for the next page; null: no more.")
+
+
+@router.get(
+    "/{run_id}/steps/{seq}/tasks",
+    response_model=TaskPage,
+    responses=error_responses(404, 422),
+    summary="Read a superstep's tasks, a page at a time",
+)
+def list_tasks(
+    run_id: RunId,
+    seq: Annotated[int, Path(ge=0, le=1_000_000, description="The superstep's `seq`")],
+    service: Service,
+    caller: CurrentCaller,
+    after: Annotated[
+        str | None, Query(max_length=2048, description="The previous page's `next_after`")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=500, description="Page size")] = 100,
+) -> TaskPage:
+    """The committed tasks of superstep `seq` with each one's own updates, including those
+    of a superstep still open (a map whose items are still running); `GET
+    /runs/{id}/steps/{seq}` gives the first page with the step. A page stops before 1 MB of
+    JSON; pass `next_after` back as `after` while it is not null."""
+    visible_run(service, caller, run_id)
+    tasks, following = task_page(service.store, run_id, seq, after, limit)
+    return TaskPage(items=[TaskDetail.from_record(t) for t in tasks], next_after=following)
