@@ -5,7 +5,8 @@ published in order, no hop left, nothing dead-lettered, and the fault struck exa
 
 Mutation proof: each break below was applied to a copy of the tree and the plan run on it
 (1-5: the 98 cases outside the map of 50, before the step kernel; 6-9: the cases of the
-faults and the shape they guard); each turned the cases listed red, and the tree as
+faults and the shape they guard; 27-30: the pause scenarios of
+tests/faults/test_pause_faults.py); each turned the cases listed red, and the tree as
 committed is green.
 
 1. The close without its condition: ``ConditionExpression=SLOT_FREE`` removed from both
@@ -127,6 +128,25 @@ The wide map whose task summaries cannot fit in one item runs on the memory adap
     same step record is tests/unit/test_fold.py's
     ``test_a_folded_close_writes_what_a_single_read_writes`` (order-sensitive reducers,
     conflicts and failures found across pages, summaries, items sent).
+27. A pause answered without its condition: ``attribute_not_exists(answered_at)`` dropped
+    from the answer's update (functions/aws/dynamodb_pauses.py ``answer``). Both
+    resume_twice cases of tests/faults/test_pause_faults.py red: "a pause answered twice"
+    (both identical resumes wrote their answer).
+28. An answer that leaves the run paused: the header's move dropped from
+    ``DynamoRunStore.answer_pause``'s transaction. 12 of the 14 pause scenarios red, the run
+    left "paused" (the answered task's close cannot end a run that is not running, and the
+    sweeper never looks at a paused one); resume_races_cancel stays green (the cancel ends it).
+29. A cancel that cannot stop a paused run: ``cancel_run`` moving the run from ``running``
+    only (engine/commands.py). tests/unit/test_pauses.py
+    ``test_a_paused_run_can_be_cancelled_and_then_takes_no_answer`` red; in the fault plan
+    resume_races_cancel stays green, the cancel retrying until the racing answer made the run
+    running again.
+30. A pause whose run is never held: the header's move dropped from
+    ``DynamoRunStore.commit_pause``'s transaction *and* the redelivery's hold
+    (``Pauses._hold_if_stuck`` in ``Pauses.before_run``) removed. Both crash_after_pause cases
+    red: the run left "running" with its question pending. Either alone holds the run: the
+    pause's own write for a superstep of one task, the redelivery (or a later task's fan-in,
+    or the sweeper's look at the stalled slot) for one of several.
 duplicate@fold_hop (copies one after the other, the same delivery id) stays green under each
 of 23-25: the second copy reads the record after the first's commit and folds the next page,
 so that the copies take turns rather than fold a page twice; what it guards (no page twice,

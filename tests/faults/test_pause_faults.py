@@ -22,7 +22,7 @@ parallel_pauses                 two branches pause in one superstep; the run is 
                                 once both wait, and goes on once both are answered
 ==============================  ================================================================
 
-Each rule they rely on has a mutation that turns them red: 23-26 in the list of
+Each rule they rely on has a mutation that turns them red: 27-30 in the list of
 tests/faults/test_fault_plan.py.
 """
 
