@@ -404,9 +404,12 @@ def edit_state(
         error=None, attempt=1, committed_by="edit", notified=(), tasks=(), tasks_total=0,
         source="edit",
     )  # fmt: skip
-    try:
-        store.commit_step(edited)
+    try:  # the edit takes the open slot and the run goes on: paused -> running, one write
+        store.commit_step(edited, RunEnd("running", from_status="paused"))
     except StepConflict:
         raise ConflictError(f"run {run_id!r} moved on meanwhile: read it and edit again") from None
     service.notifier.publish(run_id, [step_event(edited, at)])
+    # The superstep it waited in starts again on the edited state: a question or a
+    # breakpoint asks again (engine/pauses.py), and a task that had finished runs again.
+    service.protocol.dispatch_after(edited, recheck=False)
     return store.get_run(run_id)

@@ -350,3 +350,22 @@ def test_the_declarations_are_checked_with_their_locations() -> None:
     where = {p.location for p in caught.value.problems}
     assert {"nodes.a.interrupt.colour", "nodes.a.interrupt.prompt", "nodes.a.interrupt.schema",
             "nodes.a.tool", "interrupt_after"} <= where  # fmt: skip
+
+
+def test_a_paused_runs_state_can_be_edited_and_the_question_is_asked_again() -> None:
+    from engine import history
+
+    world = World()
+    run_id = world.start(APPROVAL)
+    world.drain()
+    edited = history.edit_state(world.service, run_id, {"plan": "ship it on Monday"})
+    assert edited.status == "running"
+    world.drain()  # the superstep it waited in starts again: the question is asked again
+    assert world.status(run_id) == "paused"
+    assert [q["task"] for q in world.pending(run_id)] == ["approve"]
+    world.service.resume_run(run_id, True)
+    world.drain()
+    run = world.store.get_run(run_id)
+    assert (run.status, run.state["plan"], run.state["acted"]) == ("completed", "ship it on Monday", True)
+    assert [s.source or s.node for s in world.store.list_steps(run_id).items] == [
+        "plan", "edit", "approve", "act"]  # fmt: skip
