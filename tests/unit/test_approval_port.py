@@ -26,6 +26,7 @@ from engine.memory import MemoryQueue, MemoryRunStore
 from engine.service import RunService
 from engine.toolkits.basics import toolkit as basics
 from engine.tools import Interrupt, ToolContext, Toolkit
+from examples.langgraph.toolkit import ask_approval
 from examples.langgraph.toolkit import toolkit as ports
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "langgraph"
@@ -44,8 +45,7 @@ TOOLS.include(ports)
 def counted_ask_approval(state: Mapping[str, Any], ctx: ToolContext) -> Interrupt:
     """The port's ``ask_approval``, counting its calls."""
     asked.append(ctx.task)
-    result: Interrupt = ports.get("ask_approval").fn(state, ctx)
-    return result
+    return ask_approval(state, ctx)
 
 
 @pytest.fixture(autouse=True)
