@@ -153,6 +153,30 @@ def test_approval_pauses_over_http_and_is_answered_exactly_once(stack: StackProc
         assert late.status_code == 409, late.text
 
 
+def test_a_rejected_tool_question_and_a_breakpoint_go_on_over_http(stack: StackProcess) -> None:
+    with httpx.Client(base_url=stack.api, timeout=10.0) as client:
+        run_ids = {}
+        for name in ("approval_tool", "breakpoint"):
+            doc = json.loads((EXAMPLES / f"{name}.json").read_text())
+            graph_id = client.post("/graphs", json=doc).raise_for_status().json()["graph_id"]
+            started = client.post("/runs", json={"graph_id": graph_id, "input": {}})
+            run_ids[name] = started.raise_for_status().json()["run_id"]
+        # Given the tool that asked, rejected: the run takes the other path
+        asked = _ended(client, run_ids["approval_tool"])
+        assert [q["task"] for q in asked["pending"]] == ["human_approval"], asked
+        client.post(f"/runs/{asked['run_id']}/resume", json={"value": False}).raise_for_status()
+        rejected = _ended(client, asked["run_id"], waiting=("running", "paused"))
+        assert (rejected["status"], rejected["state"]["decision"]) == ("completed", "rejected")
+        # And the breakpoint before step_3, resumed with no body (LangGraph's invoke(None))
+        stopped = _ended(client, run_ids["breakpoint"])
+        assert [(q["task"], q["kind"]) for q in stopped["pending"]] == [("step_3", "before")]
+        assert stopped["state"] == {"trail": ["step_1", "step_2"]}
+        client.post(f"/runs/{stopped['run_id']}/resume").raise_for_status()
+        done = _ended(client, stopped["run_id"], waiting=("running", "paused"))
+        assert done["status"] == "completed"
+        assert done["state"] == {"trail": ["step_1", "step_2", "step_3"]}
+
+
 def _ended(
     client: httpx.Client, run_id: str, waiting: tuple[str, ...] = ("running",)
 ) -> dict[str, Any]:
