@@ -63,6 +63,8 @@ class StateGraph:
         self.joins: dict[str, list[str]] = {}
         self.state: dict[str, str] = _reducers_of(state)
         self.max_steps = max_steps
+        self.interrupt_before: list[str] = []
+        self.interrupt_after: list[str] = []
 
     # -- LangGraph's vocabulary ---------------------------------------------------------------
     def add_node(
@@ -140,11 +142,16 @@ class StateGraph:
 
     def compile(
         self, tools: Toolkit | Collection[str] | None = None,
-        writes: Mapping[str, Collection[str]] | None = None,
+        writes: Mapping[str, Collection[str]] | None = None, *,
+        interrupt_before: Sequence[str] = (), interrupt_after: Sequence[str] = (),
     ) -> Graph:  # fmt: skip
         """The validated graph, as :func:`~engine.validation.build_graph` makes it from
         :meth:`to_dict`. ``tools``: a toolkit (its tool names and the keys they declare they
-        write are checked too, as the API does), or the registered names."""
+        write are checked too, as the API does), or the registered names.
+        ``interrupt_before`` / ``interrupt_after``: static breakpoints, as LangGraph's
+        ``compile`` takes them (kept in the graph: :meth:`to_dict` shows them)."""
+        self.interrupt_before += [n for n in interrupt_before if n not in self.interrupt_before]
+        self.interrupt_after += [n for n in interrupt_after if n not in self.interrupt_after]
         if isinstance(tools, Toolkit):
             from engine.service import declared_writes
 
@@ -167,6 +174,10 @@ class StateGraph:
             doc["joins"] = {k: list(v) for k, v in self.joins.items()}
         if self.max_steps is not None:
             doc["max_steps"] = self.max_steps
+        if self.interrupt_before:
+            doc["interrupt_before"] = list(self.interrupt_before)
+        if self.interrupt_after:
+            doc["interrupt_after"] = list(self.interrupt_after)
         return doc
 
     @classmethod
@@ -180,6 +191,8 @@ class StateGraph:
         builder.branches = canonical["branches"]
         builder.joins = canonical.get("joins", {})
         builder.state = {k: v["reducer"] for k, v in canonical.get("state", {}).items()}
+        builder.interrupt_before = list(canonical.get("interrupt_before", ()))
+        builder.interrupt_after = list(canonical.get("interrupt_after", ()))
         return builder
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal, TypedDict
 
-from engine.tools import Command, Send, ToolContext, Toolkit
+from engine.tools import Command, Interrupt, Send, ToolContext, Toolkit
 
 toolkit = Toolkit("langgraph-ports")
 
@@ -94,6 +94,23 @@ def add_letter(state: Mapping[str, Any], ctx: ToolContext) -> dict[str, Any]:
 def cast_votes(state: Mapping[str, Any], ctx: ToolContext) -> dict[str, Any]:
     """Writes ``settings.votes`` (a count per choice) to ``votes``."""
     return {"votes": dict(ctx.settings["votes"])}
+
+
+@toolkit.tool(writes=["approved"])
+def ask_approval(state: Mapping[str, Any], ctx: ToolContext) -> Interrupt:
+    """LangGraph's ``human_approval`` node, which calls ``interrupt()`` with the output to
+    review: the run pauses with the question; the answer (a boolean) is written to
+    ``approved`` and the node's branch picks the path.
+
+    On purpose unlike LangGraph: there, ``Command(resume=...)`` runs the whole node again
+    (everything before ``interrupt()`` happens twice, side effects included) and
+    ``interrupt()`` returns the answer the second time. Here the tool runs once: it returns
+    its question, and the answer is committed in its place, without calling it again."""
+    return ctx.interrupt(
+        f"Do you approve the following output? {state['llm_output']}",
+        key="approved",
+        schema={"type": "boolean"},
+    )
 
 
 class WeatherInput(TypedDict):
