@@ -152,7 +152,12 @@ def test_a_rejected_call_never_runs_and_the_model_reads_why(tools: Toolkit) -> N
         assert found[ident]["status"] == "error"
         text = found[ident]["content"][0]["text"]
         assert "A person rejected this tool call" in text and "not today" in text
-    # the second model turn was given the rejections (its request held them)
+    # the model's second turn came after the rejections: its request held them
+    kinds = [
+        "rejected" if "rejected" in json.dumps(m) else m["role"] for m in run.state["messages"]
+    ]
+    assert kinds[-1] == "assistant" and kinds.count("rejected") == 2
+    assert kinds.index("rejected") < len(kinds) - 1
     assert run.state["answer"] == "Done."
 
 
