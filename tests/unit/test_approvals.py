@@ -255,3 +255,26 @@ def test_without_approve_tools_the_agent_runs_every_call(tools: Toolkit) -> None
     run = world.store.get_run(run_id)
     assert run.status == "completed" and len(sent) == 2
     assert "mailer_review" not in json.dumps(world.store.get_run(run_id).state)
+
+
+def test_every_hop_delivered_twice_commits_each_call_once_and_never_runs_a_rejected_one(
+    tools: Toolkit,
+) -> None:
+    world = World(tools)
+    run_id = world.start(agent())
+
+    def twice(hop: Any) -> None:
+        world.deliver(hop)
+        world.deliver(hop)
+
+    world.queue.drain(twice)
+    assert world.store.get_run(run_id).status == "paused"
+    assert len(world.service.pending_questions(world.store.get_run(run_id))) == 1
+    world.service.resume_run(run_id, {"calls": {"c_ann": True, "c_bob": False}})
+    world.queue.drain(twice)
+    run = world.store.get_run(run_id)
+    assert run.status == "completed"
+    # delivery is at least once (a tool keys its side effects on ctx.idempotency_key)
+    assert {e["to"] for e in sent} == {"ann@example.com"}
+    ids = [m["id"] for m in run.state["messages"]]
+    assert len(ids) == len(set(ids)) == 6  # prompt, reply, three results, answer
