@@ -197,8 +197,10 @@ def run_review(state: Mapping[str, Any], ctx: ToolContext) -> Command:
     by its id, as LangGraph's middleware rewrites its AI message)."""
     spec = ctx.settings
     key, agent = spec["messages"], spec["agent"]
-    message = next(
-        (m for m in reversed(state.get(key) or []) if m.get("role") == "assistant"), None
+    listed = [m for m in state.get(key) or [] if isinstance(m, Mapping)]
+    asking = f"{ctx.step - 1}:{agent}"  # the model's message, one superstep before (its id)
+    message = next((m for m in listed if m.get("id") == asking), None) or next(
+        (m for m in reversed(listed) if m.get("role") == "assistant"), None
     )
     calls = tool_uses(message) if isinstance(message, Mapping) else []
     asked = [str(c["toolUseId"]) for c in needing(calls, spec.get("approve", ()))]
