@@ -64,7 +64,7 @@ _DECISION: dict[str, Any] = {
 }
 
 
-def review_names(node_id: str) -> str:
+def review_name(node_id: str) -> str:
     """The review node of agent ``node_id``, which is also the state key of its answer."""
     return f"{node_id}_review"
 
@@ -94,7 +94,10 @@ def read_approve(
 
 def expand_review(out: dict[str, Any], node_id: str, key: str, problems: list[Problem]) -> None:
     """Add agent ``node_id``'s review node and the branch that leads to it once answered."""
-    review = review_names(node_id)
+    review = review_name(node_id)
+    branches = out.setdefault("branches", {})
+    if not isinstance(branches, dict):
+        return  # the validator reports a malformed "branches"
     if review in out["nodes"]:
         problems.append(
             Problem(f"nodes.{review}", f"the name is taken by agent {node_id!r}'s review node")
@@ -114,13 +117,14 @@ def expand_review(out: dict[str, Any], node_id: str, key: str, problems: list[Pr
         "goto": [settings["tool_node"], node_id],
     }
     # END among a task's other targets ends nothing: the model's own goto still decides.
-    out.setdefault("branches", {})[node_id] = {
+    branches[node_id] = {
         "cases": [{"when": f"get({json.dumps(review)}) is not None", "to": review}],
         "default": "END",
     }
 
 
 def needing(calls: Sequence[Mapping[str, Any]], approve: Sequence[str]) -> list[Mapping[str, Any]]:
+    """The calls of ``calls`` that need approval: those of the tools ``approve`` names."""
     return [c for c in calls if c.get("name") in approve]
 
 
@@ -204,7 +208,7 @@ def run_review(state: Mapping[str, Any], ctx: ToolContext) -> Command:
     )
     calls = tool_uses(message) if isinstance(message, Mapping) else []
     asked = [str(c["toolUseId"]) for c in needing(calls, spec.get("approve", ()))]
-    decided = decisions(state.get(review_names(agent)), asked)
+    decided = decisions(state.get(review_name(agent)), asked)
     sends, edited = [], {}
     for call in calls:
         decision = decided.get(call["toolUseId"], {"approved": True})
