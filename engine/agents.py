@@ -15,7 +15,8 @@ Two node kinds a graph may write (the canonical dialect), expanded before valida
   the tool node (a :class:`~engine.tools.Send`: one durable task per call, each appending its
   tool-result message); the tool node's edge leads back to the model; when the model answers
   without tool use, the run goes where the agent's own edge went (END if it has none). The
-  step limit bounds the rounds.
+  step limit bounds the rounds. With ``approve_tools``, a person approves its calls first
+  (:mod:`engine.approvals`: a review node, and the model's task pausing with its message).
 
 The model itself is behind :class:`~engine.messages.ChatModel`; :func:`model_toolkit` takes
 the registry the model's tools come from and a resolver of providers (functions/models/).
