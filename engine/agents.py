@@ -15,7 +15,8 @@ Two node kinds a graph may write (the canonical dialect), expanded before valida
   the tool node (a :class:`~engine.tools.Send`: one durable task per call, each appending its
   tool-result message); the tool node's edge leads back to the model; when the model answers
   without tool use, the run goes where the agent's own edge went (END if it has none). The
-  step limit bounds the rounds.
+  step limit bounds the rounds. With ``approve_tools``, a person approves its calls first
+  (:mod:`engine.approvals`: a review node, and the model's task pausing with its message).
 
 The model itself is behind :class:`~engine.messages.ChatModel`; :func:`model_toolkit` takes
 the registry the model's tools come from and a resolver of providers (functions/models/).
@@ -29,6 +30,15 @@ from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
 
+from engine.approvals import (
+    REVIEW_TOOL,
+    ask,
+    expand_review,
+    needing,
+    read_approve,
+    rejected,
+    run_review,
+)
 from engine.errors import Problem
 from engine.graph import END, END_ALIASES
 from engine.keys import unknown_keys
@@ -45,7 +55,7 @@ from engine.messages import (
     tool_uses,
 )
 from engine.retry_policy import MODEL_RETRY
-from engine.tools import Command, Send, ToolContext, ToolError, Toolkit, call_tool
+from engine.tools import Command, Interrupt, Send, ToolContext, ToolError, Toolkit, call_tool
 
 LLM_TOOL = "llm"
 CALL_TOOL = "tool_call"
@@ -154,6 +164,8 @@ def _expand_agent(
         },
     }
     edges[tool_node] = node_id
+    if spec.get("approve_tools"):
+        expand_review(out, node_id, key, problems)
 
 
 def _declare_messages(out: dict[str, Any], key: str, problems: list[Problem]) -> None:
@@ -222,6 +234,8 @@ def _check_spec(
         if not isinstance(spec.get("output"), str):
             problems.append(Problem(f"{loc}.output", "name the state key the answer goes to"))
     _check_tools(spec.get("tools", []), f"{loc}.tools", kind, tools, known, problems)
+    if "approve_tools" in spec:
+        spec["approve_tools"] = read_approve(spec, f"{loc}.approve_tools", kind, problems)
     return spec if len(problems) == before else None
 
 
@@ -266,7 +280,7 @@ def model_toolkit(registry: Toolkit, resolve: ModelResolver, streams: Any = None
         streams = channel.sink
     toolkit = Toolkit("models")
 
-    def llm(state: Mapping[str, Any], ctx: ToolContext) -> dict[str, Any] | Command:
+    def llm(state: Mapping[str, Any], ctx: ToolContext) -> dict[str, Any] | Command | Interrupt:
         sink = streams(ctx) if ctx.settings.get("stream") else None
         try:
             return run_model(state, ctx, registry, resolve, sink)
@@ -279,6 +293,7 @@ def model_toolkit(registry: Toolkit, resolve: ModelResolver, streams: Any = None
 
     toolkit.add(_tool(LLM_TOOL, llm, "Call a chat model on the run's messages"))
     toolkit.add(_tool(CALL_TOOL, tool_call, "Run one tool call a model asked for"))
+    toolkit.add(_tool(REVIEW_TOOL, run_review, "Send an agent's reviewed tool calls to its tools"))
     return toolkit
 
 
@@ -294,7 +309,7 @@ def run_model(
     registry: Toolkit,
     resolve: ModelResolver,
     sink: TokenSink | None = None,
-) -> dict[str, Any] | Command:
+) -> dict[str, Any] | Command | Interrupt:
     """One model call: the request from the state and the node's settings, the assistant's
     message appended with the task's id, and (an agent) where to go: a send per tool call,
     or on once the model answers."""
@@ -345,6 +360,11 @@ def run_model(
     tool_node = spec.get("tool_node")
     if tool_node is None:
         return updates
+    if spec.get("review") is not None:  # its calls need approval (engine/approvals.py)
+        updates[spec["review"]] = None
+        asked = needing(calls, spec.get("approve_tools", ()))
+        if asked:
+            return ask(ctx, updates, calls, asked)
     if calls:
         return Command(updates, [Send(tool_node, {"call": c}) for c in calls])
     return Command(updates, spec.get("then", END))
@@ -378,6 +398,9 @@ def run_tool_call(state: Mapping[str, Any], ctx: ToolContext, registry: Toolkit)
         raise ValueError("a tool node runs on {'call': <a toolUse block>}, sent by its model")
     key = ctx.settings.get("messages", "messages")
     ident, name = call["toolUseId"], str(call.get("name"))
+    refused = rejected(ident, state.get("review"))
+    if refused is not None:  # a person said no: the tool does not run, the model reads why
+        return {key: [refused]}
     if name not in ctx.settings.get("tools", ()) or name not in registry:
         return {key: [tool_result_message(ident, f"unknown tool {name!r}", error=True)]}
     tool = registry.get(name)

@@ -88,6 +88,7 @@ SHAPES: Mapping[str, Mapping[str, str | None]] = {
         "responses_file": None,
         "prompt": None,
         "tool_settings": None,
+        "approve_tools": None,
     },
     "inference": {"max_tokens": None, "temperature": None, "top_p": None, "stop": None},
     # -- dialect 1: nodes {id: {tool, next}}, entry in start_node ------------------------------
@@ -200,10 +201,6 @@ ELSEWHERE: Mapping[str, str] = {
     "max_concurrency": 'max_concurrency belongs to a node\'s "map": {"over", "as", ...}',
     "condition": 'a condition is the "when" of a branch case: {"when": "score >= 7", "to": "x"}',
     "next": 'routes leave a node by the graph\'s "edges" and "branches", not the node\'s',
-    "approve_tools": (
-        "approving a model's tool calls before they run needs interrupts, which hopgraph does "
-        "not have yet: an agent runs every tool call its model asks for"
-    ),
 }
 """Keys that are not hopgraph's where they were found, but say what their author meant:
 where that feature lives in hopgraph, or that it has no equivalent. Consulted only for a key

@@ -20,6 +20,10 @@ timeout_races_resume            the deadline's held hop and a resume at once: ex
                                 them answers, and the run goes where that answer says
 parallel_pauses                 two branches pause in one superstep; the run is paused only
                                 once both wait, and goes on once both are answered
+agent_approval                  an agent whose calculator calls need approval: the worker dies
+                                just after the model task's pause (its message held); the
+                                redelivery waits, and a per-call answer runs one call and
+                                rejects the other (engine/approvals.py)
 ==============================  ================================================================
 
 Each rule they rely on has a mutation that turns them red: 27-30 in the list of
@@ -28,8 +32,10 @@ tests/faults/test_fault_plan.py.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -91,6 +97,17 @@ TWO_BRANCHES = {
     "joins": {"ship": ["legal", "budget"]},
 }
 
+
+def _approving_agent() -> dict[str, Any]:
+    """The research agent asking before its calculator's calls run."""
+    doc = json.loads((Path(__file__).resolve().parents[2] / "examples" / "research_agent.json")
+                     .read_text())  # fmt: skip
+    doc["name"] = "approving_agent"
+    doc["nodes"]["researcher"]["agent"]["approve_tools"] = ["calculator"]
+    return doc
+
+
+APPROVING_AGENT = _approving_agent()
 
 NO_FAULT = Fault("none", "none")
 
@@ -245,6 +262,16 @@ def parallel_pauses(driver: Driver) -> None:
     driver.settle()
 
 
+def agent_approval(driver: Driver) -> None:
+    assert driver.status() == "paused"
+    assert driver.fleet.faults.struck == 1
+    answer = {"calls": {"call_minutes": True, "call_queue": {"approved": False, "reason": "no"}}}
+    driver.resume(answer, task="researcher")
+    driver.settle()
+    state = driver.store.get_run(driver.run_id).state
+    assert "A person rejected this tool call" in json.dumps(state["messages"])
+
+
 SCENARIOS = (
     Scenario(
         "crash_after_pause", APPROVAL, crash_after_pause, Fault("crash", "after_pause_commit", 1)
@@ -260,6 +287,12 @@ SCENARIOS = (
     Scenario("resume_races_cancel", APPROVAL, resume_races_cancel),
     Scenario("timeout_races_resume", TIMED, timeout_races_resume),
     Scenario("parallel_pauses", TWO_BRANCHES, parallel_pauses),
+    Scenario(
+        "agent_approval",
+        APPROVING_AGENT,
+        agent_approval,
+        Fault("crash", "after_pause_commit", 1),
+    ),
 )
 CASES = [(s, c) for s in SCENARIOS for c in CARRIERS]
 

@@ -62,3 +62,36 @@ def test_the_research_agent_runs_hop_by_hop_and_its_usage_is_totalled(stack: Api
     assert usage["output_tokens"] == sum(m["output_tokens"] for m in assistant)
     cost = usage["input_tokens"] + 2 * usage["output_tokens"]
     assert usage["estimated_cost_usd"] == cost and usage["unpriced_models"] == []
+
+
+def test_approving_the_calculators_calls_pauses_the_run_and_a_resume_answers_per_call(
+    stack: ApiStack,
+) -> None:
+    doc = json.loads(EXAMPLE.read_text())
+    doc["nodes"]["researcher"]["agent"]["approve_tools"] = ["calculator"]
+    graph_id = stack.call("http_create_graph", body=doc).json()["graph_id"]
+    started = stack.call("http_start_run", body={"graph_id": graph_id, "input": {}})
+    run_id = started.json()["run_id"]
+    stack.drain()  # the searches run; the calculator's calls wait
+    run = stack.call("http_get_run", path=f"/runs/{run_id}").json()
+    assert run["status"] == "paused" and not stack.queued()
+    (question,) = run["pending"]
+    assert question["key"] == "researcher_review"
+    assert 'call_queue: calculator({"expression": "6 * 900 / 60"})' in question["prompt"]
+    path = f"/runs/{run_id}/resume"
+    refused = stack.call("http_resume_run", path=path, body={"value": {"calls": {}}})
+    assert refused.status == 422, refused.text
+    answered = stack.call("http_resume_run", path=path)  # events/http_resume_run.json's answer
+    assert answered.status == 200, answered.text
+    stack.drain()
+    run = stack.call("http_get_run", path=f"/runs/{run_id}").json()
+    assert run["status"] == "completed", run["error"]
+    results = {
+        b["toolResult"]["toolUseId"]: b["toolResult"]
+        for m in run["state"]["messages"]
+        for b in m["content"]
+        if "toolResult" in b
+    }
+    assert results["call_minutes"]["content"] == [{"json": {"result": 15}}]
+    assert results["call_queue"]["status"] == "error"
+    assert "use the documented figure" in results["call_queue"]["content"][0]["text"]

@@ -338,11 +338,24 @@ def test_the_command_line_prints_the_research_agents_answer_offline() -> None:
     assert refused.returncode == 2 and "scripted, bedrock or openai=URL" in refused.stderr
 
 
-def test_approving_tool_calls_is_refused_saying_why(tools: Toolkit) -> None:
+def test_approving_tool_calls_adds_a_review_node_reached_once_answered(tools: Toolkit) -> None:
     doc = example()
     doc["nodes"]["researcher"]["agent"]["approve_tools"] = ["calculator"]
-    found = problems(doc, tools)
-    assert "needs interrupts" in found["nodes.researcher.agent.approve_tools"]
+    graph = build(doc, tools)
+    assert set(graph.nodes) == {"researcher", "researcher_tools", "researcher_review"}
+    assert graph.nodes["researcher_review"].goto == ("researcher_tools", "researcher")
+    (case,) = graph.branches["researcher"].cases
+    assert case.targets == ("researcher_review",)
+    picture = to_mermaid(graph)
+    assert "researcher_review -.->|goto| researcher_tools" in picture
+    assert build(graph.to_dict(), tools) == graph  # a stored graph reads back the same
+    # approval is off by default, and a run of the example asks nothing
+    assert "researcher_review" not in build(example(), tools).nodes
+    doc["nodes"]["researcher"]["agent"]["approve_tools"] = ["send_email"]
+    assert (
+        "not one of the agent's tools"
+        in problems(doc, tools)["nodes.researcher.agent.approve_tools[0]"]
+    )
 
 
 def test_an_agents_answer_is_structured_by_a_node_after_it(tools: Toolkit) -> None:
