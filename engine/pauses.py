@@ -62,6 +62,11 @@ EARLY_TOLERANCE_S = 1.0
 
 SQS_MAX_DELAY_S = 900.0
 
+LOOK_BACK = 8
+"""An answer sent again with no question id finds its question this many supersteps back at
+most (one query each, on that path only): a client retrying its request. The question's id
+(``pending[].id``) finds it however far the run went on."""
+
 
 class Pauses:
     """The protocol's pause hooks (:class:`engine.protocol.HopProtocol` owns one)."""
@@ -151,9 +156,12 @@ class Pauses:
     def after_fan_in(self, graph: Graph, hop: Hop, origin: Origin) -> Literal["committed"]:
         """A task committed and its superstep cannot close yet: if the tasks left all wait
         for answers, the run is paused now. Looked at only where a node of the superstep
-        declares a pause; a tool's ``ctx.interrupt`` elsewhere is held by its own pause (or,
-        when the two raced, by the sweeper's look at the stalled slot)."""
-        if any(graph.may_pause(node) for node in origin.planned.sizes):
+        declares a pause, or after a re-sent hop (an answer's); a tool's ``ctx.interrupt``
+        elsewhere is held by its own pause (or, when the two raced, by the sweeper's look at
+        the stalled slot)."""
+        # (an answer's hop is a re-sent one: after it, the other questions may be all that is
+        # left, asked by tools that declare nothing)
+        if hop.recheck or any(graph.may_pause(node) for node in origin.planned.sizes):
             self._hold_if_stuck(hop, origin)
         return "committed"
 
@@ -223,16 +231,15 @@ class Pauses:
                        tool=tool)  # fmt: skip
 
     # -- resuming (a caller's command) -------------------------------------------------------
-    def resume(self, run: RunRecord, value: Any, task: str | None) -> PauseRecord:
-        """Answer the run's pending question (``task``: which, when several wait), exactly
-        once, and send its task's hop. The same answer again is answered the same. Raises
-        ConflictError (409) when nothing waits for an answer, or it was answered otherwise;
-        InvalidInputError (422) for a value its question refuses."""
-        store = self.protocol.store
-        pauses = store.list_pauses(run.run_id, run.steps)
-        if run.steps and not any(p.pending for p in pauses):  # answered, and gone on since?
-            pauses = [*store.list_pauses(run.run_id, run.steps - 1), *pauses]
-        pause = _chosen(pauses, task, run)
+    def resume(
+        self, run: RunRecord, value: Any, task: str | None, question: str | None = None
+    ) -> PauseRecord:
+        """Answer the run's pending question (``task``: which, when several wait; or
+        ``question``, its id, which names one question for ever), exactly once, and send its
+        task's hop. The same answer again is answered the same. Raises ConflictError (409)
+        when nothing waits for an answer, or it was answered otherwise; InvalidInputError
+        (422) for a value its question refuses."""
+        pause = self._asked(run, task, question)
         if not pause.pending:
             return _same_answer(pause, value)
         problem = _value_problem(pause, value)
@@ -241,7 +248,7 @@ class Pauses:
         answered = replace(pause, answered_at=self.protocol.clock(), value=value,
                            committed_by=f"resume:{uuid.uuid4().hex}")  # fmt: skip
         try:
-            store.answer_pause(answered)
+            self.protocol.store.answer_pause(answered)
         except StepConflict:
             again = self._find(pause)
             if again is None or again.pending:
@@ -249,6 +256,27 @@ class Pauses:
             return _same_answer(again, value)
         self._send(run, answered)
         return answered
+
+    def _asked(self, run: RunRecord, task: str | None, question: str | None) -> PauseRecord:
+        """The question an answer is for: the one its id names; else the one pending in the
+        open superstep (``task``: which); else, for an answer sent again, the latest one
+        answered in the supersteps before (at most :data:`LOOK_BACK` of them)."""
+        store = self.protocol.store
+        if question is not None:
+            seq, kind, task_key = _question_id(question)
+            for found in store.list_pauses(run.run_id, seq):
+                if (found.kind, found.task) == (kind, task_key):
+                    return found
+            raise ConflictError(f"run {run.run_id!r} never asked question {question!r}")
+        pauses = store.list_pauses(run.run_id, run.steps)
+        seq = run.steps
+        while not any(p.pending for p in pauses) and seq > max(0, run.steps - LOOK_BACK):
+            seq -= 1  # answered, and gone on since? (a client's retry)
+            earlier = [p for p in store.list_pauses(run.run_id, seq) if task in (None, p.task)]
+            if earlier:
+                pauses = earlier
+                break
+        return _chosen(pauses, task, run)
 
     def _send(self, run: RunRecord, pause: PauseRecord) -> None:
         hop = Hop(run.run_id, run.graph_id, pause.seq, pause.node, recheck=True,
@@ -304,6 +332,15 @@ class Pauses:
             self.protocol.notifier.publish(run_id, events)
         except Exception:  # progress is best effort
             return
+
+
+def _question_id(question: str) -> tuple[int, str, str]:
+    """A question id (:meth:`engine.ports.PauseRecord.question`): its superstep, kind, task."""
+    seq, _, rest = question.partition("/")
+    kind, _, task = rest.partition("/")
+    if not seq.isdecimal() or kind not in ("interrupt", "before", "after") or not task:
+        raise InvalidInputError(f"question: {question!r} is no question id (see pending[].id)")
+    return int(seq), kind, task
 
 
 def _with_times(question: dict[str, Any]) -> dict[str, Any]:

@@ -289,6 +289,7 @@ class PauseRecord:
     def question(self) -> dict[str, Any]:
         """What ``GET /runs/{id}`` shows of it (``pending``)."""
         return {
+            "id": f"{self.seq}/{self.kind}/{self.task}",
             "task": self.task, "node": self.node, "index": self.index, "kind": self.kind,
             "prompt": self.prompt, "key": self.key, "schema": self.schema,
             "since": self.since, "until": self.until, "on_timeout": self.on_timeout,

@@ -317,13 +317,16 @@ class RunService:
         self.protocol.subgraphs.after_cancel(run)
         return run
 
-    def resume_run(self, run_id: str, value: Any = None, task: str | None = None) -> RunRecord:
+    def resume_run(
+        self, run_id: str, value: Any = None, task: str | None = None,
+        question: str | None = None,
+    ) -> RunRecord:  # fmt: skip
         """Answer a paused run's question (``task``: which, when several wait), exactly once;
         the run goes on from that task (engine/pauses.py). RunNotFound, ConflictError (409:
         nothing waits, or it was answered otherwise), InvalidInputError (422: a value its
         question's schema refuses)."""
         run = self.store.get_run(run_id)
-        self.protocol.pauses.resume(run, value, task)
+        self.protocol.pauses.resume(run, value, task, question)
         return self.store.get_run(run_id)
 
     def pending_questions(self, run: RunRecord) -> list[dict[str, Any]]:

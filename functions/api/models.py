@@ -209,6 +209,7 @@ _RUN_EXAMPLE: dict[str, Any] = {
 class PendingQuestion(BaseModel):
     """A task of a paused run that waits for an answer (``POST /runs/{id}/resume``)."""
 
+    id: str = Field(description="The question's id: `<superstep>/<kind>/<task>`.")
     task: str = Field(description="The task: its node, or `node[i]` for a map item.")
     node: str
     kind: Literal["interrupt", "before", "after"] = Field(
@@ -232,7 +233,8 @@ class PendingQuestion(BaseModel):
     def from_question(cls, doc: dict[str, Any]) -> PendingQuestion:
         until = doc.get("until")
         return cls(
-            task=doc["task"], node=doc["node"], kind=doc["kind"], prompt=doc.get("prompt"),
+            id=doc["id"], task=doc["task"], node=doc["node"], kind=doc["kind"],
+            prompt=doc.get("prompt"),
             key=doc.get("key"), schema=doc.get("schema"), since=iso(doc["since"]),
             until=None if until is None else iso(until), on_timeout=doc.get("on_timeout"),
         )  # fmt: skip

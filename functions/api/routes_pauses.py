@@ -35,6 +35,13 @@ class ResumeRequest(BaseModel):
         max_length=512,
         description="Which question, when several wait (a `pending[].task` of the run).",
     )
+    question: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=600,
+        description="The question's id (`pending[].id`): names one question for ever, so "
+        "that a retried request is answered the same even after the run asked again.",
+    )
 
 
 @router.post(
@@ -56,6 +63,6 @@ def resume_run(
     schema, or several questions wait and `task` does not say which."""
     visible_run(service, caller, run_id)
     answer = request if request is not None else ResumeRequest()
-    run = service.resume_run(run_id, answer.value, answer.task)
+    run = service.resume_run(run_id, answer.value, answer.task, answer.question)
     pending = service.pending_questions(run) if run.status == "paused" else None
     return RunResource.from_record(run, pending=pending)

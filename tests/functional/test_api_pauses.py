@@ -54,6 +54,7 @@ def test_a_paused_run_shows_its_question_and_is_answered_once(stack: ApiStack) -
     (question,) = run["pending"]
     assert (question["task"], question["prompt"], question["key"], question["schema"]) == (
         "approve", "Ship it?", "approved", {"type": "boolean"})  # fmt: skip
+    assert question["id"] == "1/interrupt/approve"
     listed = stack.call("http_list_runs", path="/runs", query={"status": "paused"}).json()
     assert [r["run_id"] for r in listed["items"]] == [run_id]
     refused = resume(stack, run_id, {"value": "yes"})
@@ -91,4 +92,4 @@ def test_the_command_line_shows_and_answers_the_question(
     assert hopgraph(capsys, "runs", "show", run_id)["state"]["approved"] is True
     capsys.readouterr()
     assert cli.main(["runs", "resume", run_id, "--value", "false"]) != 0
-    assert "waits for no answer" in capsys.readouterr().err
+    assert "answered already, with another value" in capsys.readouterr().err

@@ -237,13 +237,6 @@ def test_the_builder_takes_breakpoints_at_compile_as_langgraph_does() -> None:
     assert StateGraph.from_dict(port).to_dict()["interrupt_before"] == ["step_3"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ConflictError,
-    reason="engine/pauses.py looks for an answered question in the run's last two supersteps "
-    "only: once the run has gone two supersteps past it, the same answer sent again (a "
-    "client's retry) gets 409 instead of the same reply",
-)
 def test_the_same_answer_sent_again_after_the_run_went_on_is_answered_the_same() -> None:
     hop = Hopgraph("approval")
     run_id = hop.start()

@@ -135,8 +135,14 @@ def test_a_resume_is_answered_exactly_once() -> None:
     assert len(world.queue.hops) == 1  # one hop for the answered task, however often it was sent
     world.drain()
     assert world.store.get_run(run_id).state["acted"] is False
-    with pytest.raises(ConflictError, match="waits for no answer"):
+    with pytest.raises(ConflictError, match="another value"):  # the run went on since
         world.service.resume_run(run_id, True)
+    question = "1/interrupt/approve"  # its id names it however far the run went on
+    assert world.service.resume_run(run_id, False, question=question).status == "completed"
+    with pytest.raises(ConflictError, match="never asked"):
+        world.service.resume_run(run_id, False, question="7/interrupt/approve")
+    with pytest.raises(InvalidInputError, match="no question id"):
+        world.service.resume_run(run_id, False, question="approve")
 
 
 def test_the_answered_task_commits_once_however_many_hops_carry_it() -> None:
@@ -366,6 +372,10 @@ def test_a_paused_runs_state_can_be_edited_and_the_question_is_asked_again() -> 
     world.service.resume_run(run_id, True)
     world.drain()
     run = world.store.get_run(run_id)
-    assert (run.status, run.state["plan"], run.state["acted"]) == ("completed", "ship it on Monday", True)
+    assert (run.status, run.state["plan"], run.state["acted"]) == (
+        "completed",
+        "ship it on Monday",
+        True,
+    )
     assert [s.source or s.node for s in world.store.list_steps(run_id).items] == [
         "plan", "edit", "approve", "act"]  # fmt: skip

@@ -8,8 +8,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import pytest
-
 from engine.memory import MemoryQueue, MemoryRunStore
 from engine.service import EngineConfig, RunService
 from engine.tools import Interrupt, ToolContext, Toolkit
@@ -65,13 +63,6 @@ def test_each_task_of_a_map_asks_and_is_answered_by_its_task_id() -> None:
                                                                   ["yes", "no"])  # fmt: skip
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine/pauses.py after_fan_in looks for questions left only where a node of the "
-    "superstep declares a pause (an interrupt node, a breakpoint); a tool's ctx.interrupt does "
-    "not, so after one answer the run shows running, with nothing pending and no hop in "
-    "flight, until the sweeper's lease passes",
-)
 def test_after_one_answer_the_run_is_paused_again_with_the_other_question_at_once() -> None:
     world = World()
     world.service.resume_run(world.run_id, "yes", task="ask[0]")
