@@ -86,6 +86,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from engine.deadlines import check_time_for
 from engine.errors import (
     ConflictError,
     GraphNotFound,
@@ -115,6 +116,7 @@ from engine.ports import (
 )
 from engine.reducers import ReducerError
 from engine.retries import Retries
+from engine.retry_policy import COMMIT_MARGIN_S
 from engine.subgraphs import Subgraphs
 from engine.superstep import (
     NO_JOINS,
@@ -338,6 +340,8 @@ class HopProtocol:
         return self._commit_task(graph, hop, origin, result, started, delivery_id, 1)
 
     def _run(self, graph: Graph, hop: Hop, origin: Origin, attempt: int) -> TaskResult:
+        node = graph.nodes[hop.node]
+        check_time_for(f"task {hop.task_key!r}", node.failure.timeout_s, COMMIT_MARGIN_S)
         ctx = ToolContext(hop.run_id, hop.node, hop.seq, attempt, index=hop.index)
         task = Task(hop.node, hop.index)
         return run_task(graph, self.tools, task, origin.state, ctx, origin.planned)

@@ -49,6 +49,18 @@ def parse_hop(body: Any) -> Hop:
         raise MalformedHop(str(exc)) from None
 
 
+def remaining_s(context: Any) -> float | None:
+    """The seconds Lambda leaves this invocation (``None`` for a context that cannot say):
+    a tool is started only if it can finish and commit in them (engine/deadlines.py)."""
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if remaining is None:
+        return None
+    try:
+        return float(remaining()) / 1000
+    except (TypeError, ValueError):
+        return None
+
+
 def malformed(reason: str, **where: Any) -> None:
     logger.error("malformed hop message", extra={"reason": reason, **where})
     count("MalformedMessages")

@@ -24,12 +24,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from engine.deadlines import invocation_limit
 from engine.ports import Hop
 from functions import runtime
 from functions.aws.dispatch import SELF_INVOKE_MARKER, LambdaStepQueue
 from functions.observability import count, log_keys, logger
 from functions.settings import get_settings
-from functions.worker.hops import MalformedHop, apply_hop, malformed, parse_hop
+from functions.worker.hops import MalformedHop, apply_hop, malformed, parse_hop, remaining_s
 
 RETRY_BACKOFF_S = 0.1
 """First pause before a self-invoked hop is re-invoked; doubles per attempt, capped below."""
@@ -63,7 +64,8 @@ def handle_self_invoke(event: dict[str, Any], context: Any) -> dict[str, Any]:
             count("HopsDeadLettered")
             raise HopDeadLettered(reason)
         try:
-            return {"result": apply_hop(hop, delivery_id, attempt)}
+            with invocation_limit(remaining_s(context)):
+                return {"result": apply_hop(hop, delivery_id, attempt)}
         except Exception as exc:
             _redeliver(hop, delivery_id, attempt, exc, context)
             return {"result": "retrying" if attempt < limit else "dead-lettering"}

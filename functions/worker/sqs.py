@@ -51,8 +51,9 @@ from aws_lambda_powertools.utilities.batch import (
 )
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+from engine.deadlines import invocation_limit
 from functions.observability import log_keys
-from functions.worker.hops import MalformedHop, apply_hop, malformed, parse_hop
+from functions.worker.hops import MalformedHop, apply_hop, malformed, parse_hop, remaining_s
 
 MAX_CONCURRENT_HOPS = 10
 """Records of one batch applied at once: the step queue's ``BatchSize``, so all of them."""
@@ -105,7 +106,8 @@ def handle_sqs_batch(event: dict[str, Any], context: Any) -> dict[str, Any]:
     processor = ConcurrentBatchProcessor(
         event_type=EventType.SQS, raise_on_entire_batch_failure=False
     )
-    response = process_partial_response(
-        event=event, record_handler=sqs_record, processor=processor, context=context
-    )
+    with invocation_limit(remaining_s(context)):
+        response = process_partial_response(
+            event=event, record_handler=sqs_record, processor=processor, context=context
+        )
     return dict(response)

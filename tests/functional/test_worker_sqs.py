@@ -236,3 +236,27 @@ def test_a_redelivered_hop_recovers_a_successor_its_first_delivery_never_sent(
     assert (final.status, final.state, final.steps) == ("completed", {"count": 20}, 20)
     with pytest.raises(StepConflict):
         svc.store.commit_step(stack.steps(run.run_id)[0])
+
+
+def test_a_hop_whose_tool_cannot_finish_in_the_time_left_is_retried_not_started(
+    stack: AwsStack,
+) -> None:
+    # Given a hop of a node that may take 20 s, delivered to an invocation with 3 s left
+    svc = stack.service
+    graph = {"entry": "inc", "nodes": {"inc": {"tool": "increment", "timeout_s": 20}},
+             "edges": {"inc": "END"}}  # fmt: skip
+    run = svc.start_run(svc.create_graph(graph)[0].graph_id, {})[0]
+    event = load_event("sqs_step_batch")
+    record = event["Records"][0]
+    record["body"] = stack.messages("StepQueue")[0]["Body"]
+    event["Records"] = [record]
+    context = lambda_context()
+    context.timeout_s = 3.0
+    # When the worker handles it
+    response = handler(event, context)
+    # Then the delivery failed (it comes back in a fresh invocation) and nothing ran
+    assert response == {"batchItemFailures": [{"itemIdentifier": record["messageId"]}]}
+    assert svc.store.get_step(run.run_id, 0) is None
+    # And a fresh invocation runs it
+    assert handler(event, lambda_context()) == {"batchItemFailures": []}
+    assert svc.store.get_step(run.run_id, 0) is not None
