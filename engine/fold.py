@@ -168,7 +168,7 @@ class Folded:
             committed_by=delivery_id, run_status=status, next_nodes=nodes,
             joins={k: sorted(v) for k, v in closed.joins.items()},
             tasks=tuple(k[3] for k in summaries), graph_id=origin.graph_id,
-            max_steps=origin.max_steps,
+            max_steps=origin.max_steps, breakpoints=origin.breakpoints,
             tasks_total=self.count if self.count > MAX_TASK_SUMMARIES else 0,
             sends=tuple(s.to_dict() for s in closed.sends), deferred=closed.deferred,
         )  # fmt: skip

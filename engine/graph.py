@@ -260,12 +260,6 @@ class Graph:
             doc["interrupt_after"] = sorted(self.interrupt_after)
         return doc
 
-    def may_pause(self, node: str) -> bool:
-        """Whether a task of ``node`` may wait for input by its graph's own declaration (an
-        interrupt node, a breakpoint): only those read their pauses on a first delivery."""
-        declared = self.nodes[node].interrupt is not None
-        return declared or node in self.interrupt_before or node in self.interrupt_after
-
 
 def _constant(targets: Targets) -> Router:
     return lambda _state: targets

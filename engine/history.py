@@ -208,8 +208,10 @@ def merged(service: RunService, graph: Graph, state: dict[str, Any],
 def entry(
     run_id: str, seq: int, go: Continuation, *, source: str, node: str, at: float,
     graph_id: str, max_steps: int, updates: dict[str, Any], attempt: int = 1,
+    breakpoints: dict[str, list[str]] | None = None,
 ) -> StepRecord:  # fmt: skip
-    """A command's log entry: no tool ran; it records the state and what runs next."""
+    """A command's log entry: no tool ran; it records the state and what runs next (and the
+    run's own breakpoints, carried down as its graph and step limit are)."""
     single = len(go.nodes) == 1 and not go.sends
     return StepRecord(
         run_id=run_id, seq=seq, node=node, tool="", status="ok", updates=updates,
@@ -218,6 +220,7 @@ def entry(
         run_status="completed" if go.ends else "running",
         next_nodes=() if single else go.nodes, joins=go.joins, graph_id=graph_id,
         max_steps=max_steps, sends=go.sends, deferred=go.deferred, source=source,
+        breakpoints=breakpoints,
     )  # fmt: skip
 
 
@@ -286,14 +289,15 @@ def fork_run(
     now = service.clock()
     run_id = service.ids.run_id(f"{parent.run_id}/fork", request.idempotency_key)
     first = entry(run_id, 0, go, source="fork", node=node, at=now, graph_id=parent.graph_id,
-                  max_steps=limit, updates=_changed(go.state, request.update))  # fmt: skip
+                  max_steps=limit, updates=_changed(go.state, request.update),
+                  breakpoints=parent.breakpoints)  # fmt: skip
     asked = {"from_seq": request.from_seq, "update": request.update, "as_node": request.as_node}
     header = RunRecord(
         run_id, parent.graph_id, first.run_status, go.state, limit, now, now,
         node=first.next_node if first.run_status == "running" else None,
         idempotency_key=request.idempotency_key, owner=owner,
         input_digest=input_digest(asked) if request.idempotency_key is not None else None,
-        parent_run_id=parent.run_id, parent_seq=base.seq,
+        parent_run_id=parent.run_id, parent_seq=base.seq, breakpoints=parent.breakpoints,
     )  # fmt: skip
     run, created = service.store.create_run(header, first)
     if not created:
@@ -348,7 +352,7 @@ def redrive_run(service: RunService, run_id: str, max_steps: int | None = None) 
     at = service.clock()
     step = entry(run_id, failed.seq + 1, go, source="redrive", node="", at=at,
                  graph_id=run.graph_id, max_steps=limit, updates={},
-                 attempt=failed.attempt + 1)  # fmt: skip
+                 attempt=failed.attempt + 1, breakpoints=run.breakpoints)  # fmt: skip
     try:
         store.commit_step(step, RunEnd("running", None, "failed", raised))
     except StepConflict:

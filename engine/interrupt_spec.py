@@ -112,3 +112,40 @@ def read_breakpoints(value: Any, loc: str, report: Report) -> frozenset[str] | N
         report(loc, "must be a list of node ids")
         return None
     return frozenset(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Breakpoints:
+    """Static breakpoints: the nodes a run pauses before, and after (its graph's and its
+    own, ``POST /runs``)."""
+
+    before: frozenset[str] = frozenset()
+    after: frozenset[str] = frozenset()
+
+    def to_dict(self) -> dict[str, list[str]] | None:
+        """As records keep them (``None``: none)."""
+        if not self.before and not self.after:
+            return None
+        return {"before": sorted(self.before), "after": sorted(self.after)}
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any] | None) -> Breakpoints:
+        if not doc:
+            return NO_BREAKPOINTS
+        return cls(frozenset(doc.get("before") or ()), frozenset(doc.get("after") or ()))
+
+
+NO_BREAKPOINTS = Breakpoints()
+
+
+def check_breakpoints(graph: Any, breakpoints: Breakpoints) -> None:
+    """Refuse a run's own breakpoints that name no node of its graph (422, with where)."""
+    from engine.errors import InvalidInputError
+
+    for name, nodes in (("interrupt_before", breakpoints.before),
+                        ("interrupt_after", breakpoints.after)):  # fmt: skip
+        unknown = sorted(n for n in nodes if n not in graph.nodes)
+        if unknown:
+            known = ", ".join(sorted(graph.nodes))
+            raise InvalidInputError(f"{name}: the graph has no node {unknown[0]!r} (its nodes: "
+                                    f"{known})")  # fmt: skip

@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from engine.errors import ConflictError, InvalidInputError, StepConflict
 from engine.events import iso, run_event
 from engine.graph import Graph
-from engine.interrupt_spec import Question, answer_problem
+from engine.interrupt_spec import Breakpoints, Question, answer_problem
 from engine.ports import Hop, PauseKind, PauseRecord, RunRecord
 from engine.superstep import Task, TaskResult, routed
 from engine.tools import Send
@@ -82,7 +82,8 @@ class Pauses:
         ``"waiting"`` (the task waits for its answer). Reads the task's pauses only where
         one may be: a node that declares a pause, or a hop that may not be its first
         (a redelivery, a re-sent hop, the hop an answer sends)."""
-        if not graph.may_pause(hop.node) and not suspect:
+        stops = _breakpoints(graph, origin)
+        if not _may_pause(graph, stops, hop.node) and not suspect:
             return None
         found = self._pauses_of(hop)
         for kind in ("before", "interrupt", "after"):
@@ -98,7 +99,7 @@ class Pauses:
             if pause.kind != "before":
                 return self._answered(graph, hop, origin, pause)
         node = graph.nodes[hop.node]
-        if hop.node in graph.interrupt_before and "before" not in found:
+        if hop.node in stops.before and "before" not in found:
             return self._pause(hop, origin, "before", Question(), {}, delivery_id)
         if node.interrupt is not None and "interrupt" not in found:
             return self._pause(hop, origin, "interrupt", node.interrupt, {}, delivery_id)
@@ -117,7 +118,7 @@ class Pauses:
                                 dict(asked.schema) if asked.schema is not None else None,
                                 asked.timeout_s)  # fmt: skip
             return self._pause(hop, origin, "interrupt", question, held, delivery_id)
-        if result.ok and hop.node in graph.interrupt_after:
+        if result.ok and hop.node in _breakpoints(graph, origin).after:
             return self._pause(hop, origin, "after", Question(), held, delivery_id)
         return None
 
@@ -161,7 +162,8 @@ class Pauses:
         the stalled slot)."""
         # (an answer's hop is a re-sent one: after it, the other questions may be all that is
         # left, asked by tools that declare nothing)
-        if hop.recheck or any(graph.may_pause(node) for node in origin.planned.sizes):
+        stops = _breakpoints(graph, origin)
+        if hop.recheck or any(_may_pause(graph, stops, n) for n in origin.planned.sizes):
             self._hold_if_stuck(hop, origin)
         return "committed"
 
@@ -332,6 +334,18 @@ class Pauses:
             self.protocol.notifier.publish(run_id, events)
         except Exception:  # progress is best effort
             return
+
+
+def _breakpoints(graph: Graph, origin: Origin) -> Breakpoints:
+    """The breakpoints a superstep stops at: its graph's, and its run's own."""
+    own = Breakpoints.from_dict(origin.breakpoints)
+    return Breakpoints(graph.interrupt_before | own.before, graph.interrupt_after | own.after)
+
+
+def _may_pause(graph: Graph, stops: Breakpoints, node: str) -> bool:
+    """Whether a task of ``node`` may wait for input by declaration (an interrupt node, a
+    breakpoint): only those read their pauses on a first delivery."""
+    return graph.nodes[node].interrupt is not None or node in stops.before | stops.after
 
 
 def _question_id(question: str) -> tuple[int, str, str]:

@@ -83,6 +83,10 @@ class StepRecord:
     superstep 0): a hop of the next superstep is checked against it, never believed."""
     max_steps: int = 0
     """The run's step limit, carried the same way (0: not recorded; read the header)."""
+    breakpoints: dict[str, list[str]] | None = None
+    """The run's own breakpoints (``POST /runs`` ``interrupt_before``/``interrupt_after``),
+    copied down from its header as the graph and the step limit are: the slot check reads
+    them from here (engine/pauses.py)."""
     tasks_total: int = 0
     """How many tasks the superstep ran, when ``tasks`` keeps only some of their summaries
     (a wide map's do not fit in one item: every task has its own record)."""
@@ -327,6 +331,9 @@ class RunRecord:
     """A fork's: the run it was forked from (:mod:`engine.history`)."""
     parent_seq: int | None = None
     """A fork's: the superstep of ``parent_run_id`` whose state it started from."""
+    breakpoints: dict[str, list[str]] | None = None
+    """Its own static breakpoints, beside its graph's: ``{"before": [...], "after": [...]}``
+    (``POST /runs``; engine/pauses.py)."""
 
     @property
     def is_final(self) -> bool:

@@ -174,6 +174,8 @@ class Origin:
     audience: Audience = NOBODY_YET
     deferred: tuple[str, ...] = ()
     """Deferred nodes reached and waiting for nothing else to be left to run."""
+    breakpoints: dict[str, list[str]] | None = None
+    """The run's own breakpoints, as its records carry them (engine/pauses.py)."""
 
     @property
     def parallel(self) -> bool:
@@ -605,7 +607,7 @@ class HopProtocol:
             found = self._origin_of_step(slot.previous, hop.run_id)
         if found is None:
             return None
-        state, nodes, joins, graph_id, max_steps, opened = found
+        state, nodes, joins, graph_id, max_steps, opened, breakpoints = found
         previous = slot.previous if hop.seq else None
         sends = previous.sends if previous is not None else ()
         deferred = previous.deferred if previous is not None else ()
@@ -617,7 +619,8 @@ class HopProtocol:
         except ReducerError:
             return None
         audience = Audience(slot.subscribers, slot.previous)
-        origin = Origin(state, joins, planned, graph_id, max_steps, opened, audience, deferred)
+        origin = Origin(state, joins, planned, graph_id, max_steps, opened, audience, deferred,
+                        breakpoints)  # fmt: skip
         task = Task(hop.node, hop.index)
         return origin if task in planned and origin.parallel == hop.parallel else None
 
@@ -625,15 +628,16 @@ class HopProtocol:
         if previous is None or not accepts_hops(previous.run_status):
             return None
         graph_id, max_steps = previous.graph_id, previous.max_steps
+        breakpoints = previous.breakpoints
         if not graph_id or not max_steps:  # a step committed before steps carried them
             try:
                 run = self.store.get_run(run_id)
             except RunNotFound:
                 return None
-            graph_id, max_steps = run.graph_id, run.max_steps
+            graph_id, max_steps, breakpoints = run.graph_id, run.max_steps, run.breakpoints
         joins = {k: frozenset(v) for k, v in previous.joins.items()}
         return (previous.state, previous.successors, joins, graph_id, max_steps,
-                previous.ended_at)  # fmt: skip
+                previous.ended_at, breakpoints)  # fmt: skip
 
     # -- events ------------------------------------------------------------------------------
     def _publish(self, step: StepRecord, end: RunEnd | None, audience: Audience) -> None:
@@ -726,14 +730,15 @@ class HopProtocol:
         return graph if hop.node in graph.nodes else None
 
 
-_Found = tuple[dict[str, Any], tuple[str, ...], Joins, str, int, float]
-"""An origin's state, nodes, joins, graph id, step limit and opening time."""
+_Found = tuple[dict[str, Any], tuple[str, ...], Joins, str, int, float, dict[str, list[str]] | None]
+"""An origin's state, nodes, joins, graph id, step limit, opening time and breakpoints."""
 
 
 def _origin_of_run(run: RunRecord | None, graph: Graph) -> _Found | None:
     if run is None or not accepts_hops(run.status):
         return None
-    return (run.input, (graph.entry,), NO_JOINS, run.graph_id, run.max_steps, run.created_at)
+    return (run.input, (graph.entry,), NO_JOINS, run.graph_id, run.max_steps, run.created_at,
+            run.breakpoints)  # fmt: skip
 
 
 def _close_record(
@@ -767,6 +772,7 @@ def _close_record(
         committed_by=delivery_id, run_status=status, next_nodes=() if single else nodes,
         joins={k: sorted(v) for k, v in closed.joins.items()},
         tasks=summaries, graph_id=origin.graph_id, max_steps=origin.max_steps,
+        breakpoints=origin.breakpoints,
         tasks_total=total, sends=tuple(s.to_dict() for s in closed.sends),
         deferred=closed.deferred,
         child_run_id=ordered[0].child_run_id if len(ordered) == 1 and not tasks else None,

@@ -27,6 +27,7 @@ from engine.events import run_event, run_status_event
 from engine.fold import FOLD_ABOVE, FOLD_PAGE
 from engine.graph import Graph
 from engine.idempotency import check_same_request, input_digest
+from engine.interrupt_spec import NO_BREAKPOINTS, Breakpoints, check_breakpoints
 from engine.json_rules import check as check_json
 from engine.map_quota import check_map_width
 from engine.ports import (
@@ -249,8 +250,10 @@ class RunService:
         idempotency_key: str | None = None,
         max_steps: int | None = None,
         owner: str | None = None,
+        breakpoints: Breakpoints = NO_BREAKPOINTS,
     ) -> tuple[RunRecord, bool]:
-        """Create a run and dispatch its first hop; returns (run, created).
+        """Create a run and dispatch its first hop; returns (run, created). ``breakpoints``:
+        the run's own, beside its graph's (nodes of its graph, else InvalidInputError).
 
         The same idempotency key with the same input and step limit returns the same run;
         with another, IdempotencyConflict (nothing is started). A run whose first step is
@@ -259,6 +262,7 @@ class RunService:
         graph = self.graph(graph_id)
         state = graph.start_state(self._checked_input(input))
         limit = self._max_steps(max_steps, graph)
+        check_breakpoints(graph, breakpoints)
         try:  # a map at the entry needs its list in the input
             entry = plan_of(graph, (graph.entry,), state)
         except ReducerError as exc:
@@ -270,6 +274,7 @@ class RunService:
             run_id, graph_id, "running", state, limit, now, now,
             node=graph.entry, idempotency_key=idempotency_key, owner=owner,
             input_digest=input_digest(state) if idempotency_key is not None else None,
+            breakpoints=breakpoints.to_dict(),
         )  # fmt: skip
         run, created = self.store.create_run(header)
         if not created:

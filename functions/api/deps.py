@@ -13,6 +13,7 @@ from fastapi.security import HTTPBearer
 from starlette.exceptions import HTTPException
 
 from engine.errors import ConflictError, GraphNotFound, RunNotFound
+from engine.interrupt_spec import NO_BREAKPOINTS, Breakpoints
 from engine.ports import GraphRecord, RunRecord
 from engine.service import RunService
 from functions import quotas, runtime
@@ -142,6 +143,7 @@ def start_owned_run(
     *,
     idempotency_key: str | None,
     max_steps: int | None,
+    breakpoints: Breakpoints = NO_BREAKPOINTS,
 ) -> tuple[RunRecord, bool]:
     """Start a run of a graph the caller may see, owned by the caller (set here, never by
     the client). A key that already named someone else's run of the graph (an admin's run
@@ -151,7 +153,12 @@ def start_owned_run(
 
     quotas.check_runs_in_flight(service, caller.sub, get_settings())
     run, created = service.start_run(
-        graph_id, input, idempotency_key=idempotency_key, max_steps=max_steps, owner=caller.sub
+        graph_id,
+        input,
+        idempotency_key=idempotency_key,
+        max_steps=max_steps,
+        owner=caller.sub,
+        breakpoints=breakpoints,
     )
     if not caller.sees(run.owner):
         raise ConflictError("this idempotency_key is already used for this graph; choose another")

@@ -149,6 +149,17 @@ class RunStartRequest(BaseModel):
     max_steps: StepLimit | None = Field(
         default=None, description="Step limit; default: the graph's, else the deployment's."
     )
+    interrupt_before: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(
+        default_factory=list,
+        max_length=256,
+        description="Nodes this run pauses before, beside its graph's own breakpoints "
+        "(LangGraph's `interrupt_before`); resume it with no value to go on.",
+    )
+    interrupt_after: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(
+        default_factory=list,
+        max_length=256,
+        description="Nodes this run pauses after, before their updates are committed.",
+    )
 
 
 class RunAccepted(BaseModel):

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Path, Query, Response
 
 from engine.errors import NotFoundError
+from engine.interrupt_spec import Breakpoints
 from engine.ports import RunStatus, TaskRecord
 from engine.timers import run_wakes_at
 from functions.api.deps import CurrentCaller, Service, start_owned_run, visible_run
@@ -77,6 +78,9 @@ def start_run(
         request.input,
         idempotency_key=request.idempotency_key,
         max_steps=request.max_steps,
+        breakpoints=Breakpoints(
+            frozenset(request.interrupt_before), frozenset(request.interrupt_after)
+        ),
     )
     response.status_code = 202 if created else 200
     response.headers["Location"] = f"/runs/{run.run_id}"

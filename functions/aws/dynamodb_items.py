@@ -7,13 +7,14 @@ Item shapes (``tests/contract/test_dynamodb_items.py`` snapshots each one)::
                    GSI3PK=OWNER#<owner>#GRAPHS  GSI3SK=<created iso>#<id>   (if owned)
     run header     PK=RUN#<id>     SK=RUN          graph_id, status, input, max_steps, node,
                    created_at, updated_at, error?, idempotency_key?, input_digest?, owner?,
-                   parent? (a child run: its parent's run, superstep and task)
+                   parent? (a child run: its parent's run, superstep and task), breakpoints?
                    GSI1PK=GRAPH#<graph id>  GSI1SK=<created iso>#<id>   (runs by graph)
                    GSI2PK=STATUS#<status>#<shard>  GSI2SK=<created iso>#<id>   (runs by status)
                    GSI3PK=OWNER#<owner>#RUNS    GSI3SK=<created iso>#<id>   (if owned)
     step           PK=RUN#<id>     SK=STEP#000042  node, tool, status, delta, state?,
                    next_node?, started_at, duration_ms, error?, attempt, committed_by?, notified?,
-                   run_status, graph_id?, max_steps?, superstep? (next, joins, tasks, total?),
+                   run_status, graph_id?, max_steps?, breakpoints?, superstep? (next, joins, tasks,
+                   total?),
                    child_run_id? (a superstep of one subgraph task)
     task           PK=RUN#<id>     SK=TASK#000042#<index or ->#<node>   node, tool, status,
                    updates, targets, started_at, duration_ms, attempt, index?, error?,
@@ -334,6 +335,8 @@ def run_item(run: RunRecord) -> Item:
     _put_owner(item, run.owner, "RUNS", sort)
     if run.parent is not None:  # a child run: where its end is reported (engine/subgraphs.py)
         item["parent"] = json_attr(run.parent)
+    if run.breakpoints:  # its own breakpoints (engine/pauses.py)
+        item["breakpoints"] = json_attr(run.breakpoints)
     return item
 
 
@@ -355,6 +358,7 @@ def run_from_item(item: Item) -> RunRecord:
         parent=json_value(item["parent"]) if "parent" in item else None,
         parent_run_id=_opt_str(item, "parent_run_id"),
         parent_seq=int(item["parent_seq"]["N"]) if "parent_seq" in item else None,
+        breakpoints=json_value(item["breakpoints"]) if "breakpoints" in item else None,
     )
 
 
@@ -409,6 +413,8 @@ def step_item(step: StepRecord, stored: deltas.Stored | None = None) -> Item:
     _put_opt(item, "graph_id", step.graph_id or None)
     if step.max_steps:
         item["max_steps"] = num(step.max_steps)
+    if step.breakpoints:  # and the run's own breakpoints, the same way (engine/pauses.py)
+        item["breakpoints"] = json_attr(step.breakpoints)
     if step.next_nodes or step.joins or step.tasks or step.sends or step.deferred:
         superstep: dict[str, Any] = {"next": list(step.next_nodes), "joins": step.joins,
                                      "tasks": step.tasks}  # fmt: skip
@@ -467,6 +473,7 @@ def step_from_item(
         notified=tuple(sorted(item["notified"]["SS"])) if "notified" in item else (),
         graph_id=_opt_str(item, "graph_id") or "",
         max_steps=int(item["max_steps"]["N"]) if "max_steps" in item else 0,
+        breakpoints=json_value(item["breakpoints"]) if "breakpoints" in item else None,
         child_run_id=_opt_str(item, "child_run_id"),
         **_superstep_fields(item),
     )

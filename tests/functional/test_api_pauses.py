@@ -93,3 +93,20 @@ def test_the_command_line_shows_and_answers_the_question(
     capsys.readouterr()
     assert cli.main(["runs", "resume", run_id, "--value", "false"]) != 0
     assert "answered already, with another value" in capsys.readouterr().err
+
+
+def test_a_run_started_with_its_own_breakpoint_pauses_there(stack: ApiStack) -> None:
+    nodes = {"draft": APPROVAL["nodes"]["draft"], "ship": {"tool": "record_visit"}}
+    graph = {"entry": "draft", "nodes": nodes, "edges": {"draft": "ship", "ship": "END"}}
+    graph_id = stack.call("http_create_graph", body=graph).json()["graph_id"]
+    refused = stack.call("http_start_run", body={"graph_id": graph_id, "interrupt_after": ["x"]})
+    assert refused.status == 422 and "no node 'x'" in refused.text
+    started = stack.call("http_start_run",
+                         body={"graph_id": graph_id, "interrupt_before": ["ship"]})  # fmt: skip
+    run_id = started.json()["run_id"]
+    stack.drain()  # through the worker on moto: the breakpoint travels in the run's records
+    run = stack.call("http_get_run", path=f"/runs/{run_id}").json()
+    assert (run["status"], [q["kind"] for q in run["pending"]]) == ("paused", ["before"])
+    assert resume(stack, run_id, None).status == 200
+    stack.drain()
+    assert stack.call("http_get_run", path=f"/runs/{run_id}").json()["status"] == "completed"

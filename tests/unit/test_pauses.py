@@ -379,3 +379,23 @@ def test_a_paused_runs_state_can_be_edited_and_the_question_is_asked_again() -> 
     )
     assert [s.source or s.node for s in world.store.list_steps(run_id).items] == [
         "plan", "edit", "approve", "act"]  # fmt: skip
+
+
+def test_a_run_of_its_own_breakpoints_pauses_there_and_others_do_not() -> None:
+    from engine.interrupt_spec import Breakpoints
+
+    world = World()
+    doc = {"entry": "plan", "nodes": {"plan": {"tool": "plan"}, "act": {"tool": "act"}},
+           "edges": {"plan": "act", "act": "END"}}  # fmt: skip
+    graph_id = world.service.create_graph(doc)[0].graph_id
+    stops = Breakpoints(before=frozenset({"act"}))
+    held = world.service.start_run(graph_id, {}, breakpoints=stops)[0].run_id
+    plain = world.service.start_run(graph_id, {})[0].run_id
+    world.drain()
+    assert (world.status(held), world.status(plain)) == ("paused", "completed")
+    assert [q["kind"] for q in world.pending(held)] == ["before"]
+    world.service.resume_run(held)
+    world.drain()
+    assert world.status(held) == "completed" and calls.count("act") == 2
+    with pytest.raises(InvalidInputError, match="no node 'nope'"):
+        world.service.start_run(graph_id, {}, breakpoints=Breakpoints(after=frozenset({"nope"})))
