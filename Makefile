@@ -70,12 +70,18 @@ lint: $(VENV)/.installed
 typecheck: $(VENV)/.installed
 	$(BIN)/mypy
 
+# Every tier, on two workers (pytest-xdist): a test process keeps one core busy, a second one
+# halves the CPU-bound tiers (moto in-process, the fault plan) on CI's two cores. tests/conftest.py
+# keeps each e2e module on one worker (its stacks start once) and the browser tier last on its
+# worker. TEST_WORKERS=0 runs them all in this process.
+TEST_WORKERS ?= 2
+XDIST := $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadgroup)
 unit: $(VENV)/.installed dashboard chromium
-	$(BIN)/pytest
+	$(BIN)/pytest $(XDIST)
 
 # The tiers that answer in seconds, not the ones that start stacks or run the fault plan.
 fast-tests: $(VENV)/.installed
-	$(BIN)/pytest -m "(unit or contract) and not slow" tests/unit tests/contract
+	$(BIN)/pytest $(XDIST) -m "(unit or contract) and not slow" tests/unit tests/contract
 
 check: lint typecheck fast-tests
 

@@ -54,3 +54,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(parts[0])
     items.sort(key=lambda item: Path(str(item.path)).resolve().relative_to(TESTS).parts[:1]
                == (LAST,))  # fmt: skip
+    xdist_groups(items)
+
+
+def xdist_groups(items: list[pytest.Item]) -> None:
+    """Under ``pytest -n`` (pytest-xdist, ``--dist loadgroup``: ``make test``), each test goes
+    to whichever worker is free, but a module that starts local stacks for all of its tests
+    (``e2e``) runs whole on one worker, so that each stack is started once; the ``browser``
+    tier runs on one worker too (one Chromium), and after all else there, as above."""
+    for item in items:
+        parts = Path(str(item.path)).resolve().relative_to(TESTS).parts
+        if parts[:1] == (LAST,):
+            item.add_marker(pytest.mark.xdist_group(LAST))
+        elif parts[:1] == ("e2e",):
+            item.add_marker(pytest.mark.xdist_group("/".join(parts)))
