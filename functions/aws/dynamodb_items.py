@@ -160,6 +160,22 @@ def status_partitions(status: str) -> list[str]:
     return [f"STATUS#{status}#{shard}" for shard in range(STATUS_SHARDS)]
 
 
+def legacy_status_partition(status: str) -> str:
+    """The GSI2 partition of ``status`` before it was sharded (``STATUS#<status>``): a
+    header written then stays there until it is written again (its run's end moves it to
+    its shard)."""
+    return f"STATUS#{status}"
+
+
+def listed_status_partitions(status: str) -> list[str]:
+    """The GSI2 partitions a listing of ``status`` reads: every shard, and the unsharded
+    partition of headers written before the shards (:func:`legacy_status_partition`), read
+    as one more shard so that such runs are still listed, and running ones still swept.
+    It costs one more Query per listing page (half a read unit when empty), not a backfill
+    that would rewrite every old header."""
+    return [*status_partitions(status), legacy_status_partition(status)]
+
+
 def graph_partition(graph_id: str) -> str:
     return f"GRAPH#{graph_id}"
 
@@ -459,6 +475,22 @@ def step_from_item(
         child_run_id=_opt_str(item, "child_run_id"),
         **_superstep_fields(item),
     )
+
+
+LISTED_STEP = (
+    "PK", "SK", "node", "tool", "status", "started_at", "duration_ms", "attempt", "run_status",
+    "next_node", "error", "committed_by", "child_run_id", "source", "graph_id", "max_steps",
+    "superstep",
+)  # fmt: skip
+"""What a step listing without states reads of each step item: all but its delta, its
+state and who was notified."""
+LISTED_STEP_NAMES = {f"#{name}": name for name in LISTED_STEP}
+LISTED_STEP_PROJECTION = ", ".join(LISTED_STEP_NAMES)
+
+
+def listed_step_from_item(item: Item) -> StepRecord:
+    """A step as a listing without states reads it: state and updates empty."""
+    return step_from_item({**item, "delta": {"S": "{}"}}, {}, {})
 
 
 def _superstep_fields(item: Item) -> dict[str, Any]:
