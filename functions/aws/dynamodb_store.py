@@ -572,11 +572,15 @@ class DynamoRunStore:
         )
         return [items.attempt_from_item(i) for i in found]
 
-    def list_steps(self, run_id: str, after: int = -1, limit: int = 100) -> Page[StepRecord]:
+    def list_steps(
+        self, run_id: str, after: int = -1, limit: int = 100, *, states: bool = True
+    ) -> Page[StepRecord]:
         """The cursor is the seq of the last step returned (pass it as ``after``). It is set
         whenever DynamoDB stopped at the limit, so the last page may be empty: reading one
         step more to know could cost a whole 350 KB state."""
         first = max(0, after + 1)
+        if not states:
+            return self._listed_steps(run_id, first, limit)
         lo, start = deltas.start_of(first, self._states.get(run_id))
         response = self._call(
             "query",
@@ -595,6 +599,32 @@ class DynamoRunStore:
         steps = self._rebuilt(run_id, found, first, start)
         header = any(i["SK"]["S"] == "RUN" for i in found)
         if not steps and not header and self._get(items.run_key(run_id)) is None:
+            raise RunNotFound(run_id)
+        more = "LastEvaluatedKey" in response and steps
+        return Page(steps, str(steps[-1].seq) if more else None)
+
+    def _listed_steps(self, run_id: str, first: int, limit: int) -> Page[StepRecord]:
+        """Steps from ``first`` as a history listing shows them (no state, no updates): the
+        page's own items only, projected (:data:`~functions.aws.dynamodb_items.LISTED_STEP`).
+        Neither the steps back to the nearest snapshot nor any large value in S3 is read,
+        nor any state rebuilt. (The read units are the same per item read: DynamoDB bills a
+        Query by the size of the items it reads, whatever it returns.)"""
+        response = self._call(
+            "query",
+            TableName=self.table,
+            KeyConditionExpression="PK = :pk AND SK BETWEEN :first AND :last",
+            ExpressionAttributeValues={
+                ":pk": {"S": f"RUN#{run_id}"},
+                ":first": {"S": items.step_sk(first)},
+                ":last": {"S": LAST_STEP_SK},
+            },
+            ProjectionExpression=items.LISTED_STEP_PROJECTION,
+            ExpressionAttributeNames=items.LISTED_STEP_NAMES,
+            Limit=max(1, limit),
+            ConsistentRead=True,
+        )
+        steps = [items.listed_step_from_item(i) for i in response.get("Items", [])]
+        if not steps and self._get(items.run_key(run_id)) is None:
             raise RunNotFound(run_id)
         more = "LastEvaluatedKey" in response and steps
         return Page(steps, str(steps[-1].seq) if more else None)

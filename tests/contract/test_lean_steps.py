@@ -173,3 +173,39 @@ def test_a_delta_without_its_base_is_refused() -> None:
     with pytest.raises(LookupError):
         deltas.rebuild([deltas.Stored(5, {"set": {"n": 5}})])
     assert deltas.base_of(K + 3) == K - 1 and deltas.base_of(3) == deltas.HEADER
+
+
+def test_a_listing_without_states_shows_the_steps_and_reads_no_state(store: RunStore) -> None:
+    # Given a chain past a snapshot, read by a store that knows no state (a cold worker)
+    committed = _chain(store, K + 5, _counter_and_log)
+    read = _cold(store)
+    # When its steps are listed without states, page by page from past the snapshot
+    listed, after = [], K
+    while page := read.list_steps("r1", after=after, limit=2, states=False).items:
+        listed += page
+        after = page[-1].seq
+
+    # Then each step shows what a listing shows, its state and updates left empty
+    def shown(s: StepRecord) -> tuple[Any, ...]:
+        return (s.seq, s.node, s.status, s.run_status, s.next_node, s.started_at, s.error)
+
+    assert [shown(s) for s in listed] == [shown(s) for s in committed[K + 1 :]]
+    assert all(s.state == {} and s.updates == {} for s in listed)
+
+
+def test_a_listing_without_states_reads_the_page_alone(dynamo_store: DynamoRunStore) -> None:
+    # Given a chain past a snapshot and a cold store
+    _chain(dynamo_store, K + 5, _counter_and_log)
+    read = _cold(dynamo_store)
+    queries: list[dict[str, Any]] = []
+    read._client.meta.events.register(
+        "provide-client-params.dynamodb.Query", lambda params, **_: queries.append(params)
+    )
+    # When two steps after the snapshot are listed without states
+    page = read.list_steps("r1", after=K + 1, limit=2, states=False)
+    # Then one query reads those two items only, without their deltas and states
+    assert [s.seq for s in page.items] == [K + 2, K + 3]
+    assert len(queries) == 1 and queries[0]["Limit"] == 2
+    assert queries[0]["ExpressionAttributeValues"][":first"] == {"S": items.step_sk(K + 2)}
+    projected = set(queries[0]["ExpressionAttributeNames"].values())
+    assert not projected & {"delta", "state", "notified"}
