@@ -26,6 +26,9 @@ per million read request units), against AWS Step Functions Standard at $25 per 
 transitions (one transition per step) as the reference; S3 (large state values) $0.005 per
 1,000 PUT and $0.0004 per 1,000 GET requests.
 
+The benchmark's own checks of its runs (their end states and tasks) read through clients
+without the hooks: they are not counted.
+
 The critical path of a step is the serial chain of requests between the commit of step n-1
 and the commit of step n of the same run (dispatch, receive, any read, commit), counted per
 run; deletes are off it, and so is the slot check's one read (the step before and the run's
@@ -122,6 +125,7 @@ def main() -> None:
         "AWS_DEFAULT_REGION": REGION,
         "POWERTOOLS_LOG_LEVEL": "INFO",  # the template's default: its log bytes are priced
         "POWERTOOLS_METRICS_NAMESPACE": "HopgraphBench",
+        "POWERTOOLS_SERVICE_NAME": "hopgraph",  # template.yaml's: on every log line
     }.items():
         os.environ.setdefault(name, value)
     if args.agent:
