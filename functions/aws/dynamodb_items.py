@@ -14,14 +14,17 @@ Item shapes (``tests/contract/test_dynamodb_items.py`` snapshots each one)::
     step           PK=RUN#<id>     SK=STEP#000042  node, tool, status, delta, state?,
                    next_node?, started_at, duration_ms, error?, attempt, committed_by?, notified?,
                    run_status, graph_id?, max_steps?, superstep? (next, joins, tasks, total?),
-                   child_run_id? (a superstep of one subgraph task)
+                   child_run_id? (a superstep of one subgraph task), expires_at? (TTL)
     task           PK=RUN#<id>     SK=TASK#000042#<index or ->#<node>   node, tool, status,
                    updates, targets, started_at, duration_ms, attempt, index?, error?,
-                   committed_by?, sends?, child_run_id?    (a task of a superstep of several)
-    task count     PK=RUN#<id>     SK=FANIN#000042   done   (a superstep with many readers)
+                   committed_by?, sends?, child_run_id?, expires_at? (TTL)
+                                   (a task of a superstep of several)
+    task count     PK=RUN#<id>     SK=FANIN#000042   done, expires_at? (TTL)
+                                   (a superstep with many readers)
     attempt        PK=RUN#<id>     SK=ATTEMPT#000042#<index or ->#0001#<node>   node, tool,
                    error, error_type, started_at, duration_ms, retry_at?, index?,
-                   committed_by?    (a failed attempt of a retried task, engine/retries.py)
+                   committed_by?, expires_at? (TTL)
+                                   (a failed attempt of a retried task, engine/retries.py)
     connection     PK=CONN#<id>    SK=CONN         endpoint, expires_at (TTL), owner?, admin?
     subscription   PK=RUN#<run>    SK=SUB#<conn>   endpoint, expires_at (TTL), replayed_through?
                    PK=CONN#<conn>  SK=SUB#<run>    expires_at (TTL)

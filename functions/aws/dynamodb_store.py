@@ -142,8 +142,12 @@ class DynamoRunStore:
         *,
         clock: Clock = time.time,
         blob_store: blobs.BlobStore | None = None,
+        retention_s: float = 0,
     ) -> None:
         self.table = table_name
+        self._retention_s = retention_s
+        """How long after it is written a log item (step, task, task count, attempt) expires:
+        its ``expires_at`` for DynamoDB's TTL (:func:`_expiring`); 0: never."""
         self._client = client
         self._clock = clock
         self._blobs = blob_store
@@ -224,6 +228,18 @@ class DynamoRunStore:
     def _header(self, item: Item) -> RunRecord:
         run = items.run_from_item(item)
         return replace(run, input=self._restore(run.run_id, run.input))
+
+    def _expiring(self, item: Item) -> Item:
+        """``item`` with its TTL (``expires_at``, epoch seconds) when log items expire.
+
+        Set when the item is written, not when its run ends: stamping a finished run's items
+        then would rewrite every one of them (a write unit each at least, more for a
+        snapshot: about doubling a step's write cost), so a log item expires
+        ``retention_s`` after it was written, as the bucket's lifecycle rule expires a value
+        (template.yaml ``RetentionDays``). The run header never expires."""
+        if self._retention_s > 0:
+            item["expires_at"] = items.num(int(self._clock() + self._retention_s))
+        return item
 
     def _put_new(self, item: Item, conflict: Exception) -> None:
         """Write ``item`` only where none is; ``conflict`` is raised if one already was."""
@@ -318,7 +334,7 @@ class DynamoRunStore:
     ) -> tuple[RunRecord, bool]:
         """The header and its slot-0 step in one transaction (a fork: both or neither)."""
         stored, since = self._lean(first)  # a fork's first entry: its full state
-        puts = [header, self._step_item(first, self._stashed(run.run_id, stored))]
+        puts = [header, self._expiring(self._step_item(first, self._stashed(run.run_id, stored)))]
         reasons = self._transact(
             [{"Put": {"TableName": self.table, "Item": i, "ConditionExpression": SLOT_FREE}}
              for i in puts]
@@ -394,7 +410,7 @@ class DynamoRunStore:
     def commit_step(self, step: StepRecord, end: RunEnd | None = None) -> None:
         self._refuse_known_taken(step)
         stored, since = self._lean(step)
-        item = self._step_item(step, self._stashed(step.run_id, stored))
+        item = self._expiring(self._step_item(step, self._stashed(step.run_id, stored)))
         if end is None:
             self._put_new(item, StepConflict(step.run_id, step.seq))
             self._states.put(step.run_id, step.seq, step.state, since)
@@ -518,7 +534,10 @@ class DynamoRunStore:
                     wanted.append(item)
         if not wanted:
             return []
-        rebuilt = deltas.rebuild(stored, start)
+        try:
+            rebuilt = deltas.rebuild(stored, start)
+        except LookupError:  # its full state expired first (the TTL, ``retention_s``)
+            raise NotFoundError("step", f"{first} of run {run_id} (expired)") from None
         last = stored[-1].seq
         self._states.put(run_id, last, rebuilt.states[last], rebuilt.since)
         return [
@@ -529,7 +548,7 @@ class DynamoRunStore:
 
     # -- tasks of a superstep of several -------------------------------------------------------
     def commit_task(self, task: TaskRecord, *, counted: bool = False) -> None:
-        item = items.task_item(task)
+        item = self._expiring(items.task_item(task))
         size = items.attr_size(item["updates"])
         if size > items.STATE_BUDGET:  # DynamoDB would refuse the item with a 400
             raise StateTooLargeError(size, items.STATE_BUDGET)
@@ -541,8 +560,12 @@ class DynamoRunStore:
             "Update": {
                 "TableName": self.table,
                 "Key": items.task_count_key(task.run_id, task.seq),
-                "UpdateExpression": "ADD done :one",
-                "ExpressionAttributeValues": {":one": {"N": "1"}},
+                "UpdateExpression": "ADD done :one"
+                + (" SET expires_at = :expires" if "expires_at" in item else ""),
+                "ExpressionAttributeValues": {
+                    ":one": {"N": "1"},
+                    **({":expires": item["expires_at"]} if "expires_at" in item else {}),
+                },
             }
         }
         put = {"Put": {"TableName": self.table, "Item": item, "ConditionExpression": SLOT_FREE}}
@@ -571,7 +594,8 @@ class DynamoRunStore:
 
     # -- failed attempts of retried tasks (engine/retries.py) --------------------------------
     def commit_attempt(self, attempt: AttemptRecord) -> None:
-        self._put_new(items.attempt_item(attempt), StepConflict(attempt.run_id, attempt.seq))
+        self._put_new(self._expiring(items.attempt_item(attempt)),
+                      StepConflict(attempt.run_id, attempt.seq))  # fmt: skip
 
     def list_attempts(self, run_id: str, seq: int) -> list[AttemptRecord]:
         found = self._query_all(
