@@ -274,6 +274,7 @@ def _run_scenario(mode: str, state_kb: int, runs: int, shape: str, storage: str)
             ),
             HOPGRAPH_BUCKET=BUCKET,
             HOPGRAPH_STATE_LIMIT_BYTES=str(8 * 1024 * 1024),
+            HOPGRAPH_RETENTION_DAYS="30",  # the template's default: log items carry a TTL
         )
         session.client("s3").create_bucket(Bucket=BUCKET)
         get_settings.cache_clear()
