@@ -246,12 +246,6 @@ class StateCache:
         state = json.loads(entry.state) if self._frozen else entry.state
         return entry.seq, state, entry.since
 
-    def seq_of(self, run_id: str) -> int | None:
-        """The seq of the run's latest known state (no decoding), or ``None``."""
-        with self._lock:
-            entry = self._entries.get(run_id)
-        return None if entry is None else entry.seq
-
     def put(self, run_id: str, seq: int, state: Mapping[str, Any], since: int) -> None:
         """Remember the run's state after ``seq`` unless a later one is known."""
         value: Any = dict(state)

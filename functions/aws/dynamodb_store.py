@@ -408,7 +408,6 @@ class DynamoRunStore:
         return Page(runs, next_cursor)
 
     def commit_step(self, step: StepRecord, end: RunEnd | None = None) -> None:
-        self._refuse_known_taken(step)
         stored, since = self._lean(step)
         item = self._expiring(self._step_item(step, self._stashed(step.run_id, stored)))
         if end is None:
@@ -428,17 +427,6 @@ class DynamoRunStore:
         if header_failed and self._get(items.run_key(step.run_id)) is None:
             raise RunNotFound(step.run_id)
         raise StepConflict(step.run_id, step.seq)
-
-    def _refuse_known_taken(self, step: StepRecord) -> None:
-        """StepConflict, without a request, when this store already read or wrote the run's
-        state at ``step.seq`` or later: slots are written once and in order, so that step is
-        committed and the conditional write could only fail. DynamoDB bills a failed
-        condition as a write of the whole item: the losing closers of a fan-in (several
-        tasks that each saw every task committed) each paid one, with the full state when
-        the winner's commit had moved the state cache past the state before the step."""
-        known = self._states.seq_of(step.run_id)
-        if known is not None and known >= step.seq:
-            raise StepConflict(step.run_id, step.seq)
 
     def _lean(self, step: StepRecord) -> tuple[deltas.Stored, int]:
         """How ``step`` is kept (engine/deltas.py): a delta from the state before it, when

@@ -75,27 +75,6 @@ def test_a_step_commit_is_one_write_and_no_read(
     assert made == ["TransactWriteItems"]
 
 
-def test_a_commit_to_a_slot_the_store_knows_is_taken_makes_no_request(
-    dynamodb: Any, dynamo_store: DynamoRunStore
-) -> None:
-    # Given a run whose steps 0 and 1 this store committed
-    dynamo_store.create_run(run())
-    commit_steps(dynamo_store, "r1", 2)
-    # When another closer of superstep 1 (or 0) commits there, with or without an end
-    for seq, end in ((1, None), (0, None), (1, RunEnd("completed"))):
-        with calls(dynamodb) as made, pytest.raises(StepConflict):
-            dynamo_store.commit_step(step(seq=seq, node="late"), end)
-        # Then it conflicts without a request: a failed condition is billed as a write
-        assert made == [], (seq, end)
-    # And a store that knows nothing of the run still asks DynamoDB, which refuses
-    cold = DynamoRunStore(dynamo_store.table, dynamodb)
-    with calls(dynamodb) as made, pytest.raises(StepConflict):
-        cold.commit_step(step(seq=1, node="late"))
-    assert made == ["PutItem"]
-    stored = dynamo_store.get_step("r1", 1)
-    assert stored is not None and stored.node == "a"
-
-
 def test_subscribers_is_one_query(dynamodb: Any, dynamo_store: DynamoRunStore) -> None:
     for conn_id in ("c1", "c2", "c3"):
         dynamo_store.save_connection(connection(conn_id))
