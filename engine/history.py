@@ -116,7 +116,7 @@ def history(
 ) -> HistoryPage:
     """The supersteps with ``seq > after``, in order, at most ``limit``. Entries carry no
     state unless ``states`` asks for each one's (:func:`state_of`). RunNotFound if unknown."""
-    page = store.list_steps(run_id, after=after, limit=limit)
+    page = store.list_steps(run_id, after=after, limit=limit, states=states)
     entries = [_entry(store, step, states) for step in page.items]
     more = page.cursor is not None and len(entries) == limit
     return HistoryPage(entries, entries[-1].seq if more and entries else None)

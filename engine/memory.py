@@ -342,14 +342,16 @@ class MemoryRunStore:
             self._runs[run_id] = replace(run, status="paused", updated_at=at)
             return True
 
-    def list_steps(self, run_id: str, after: int = -1, limit: int = 100) -> Page[StepRecord]:
+    def list_steps(
+        self, run_id: str, after: int = -1, limit: int = 100, *, states: bool = True
+    ) -> Page[StepRecord]:
         if run_id not in self._runs:
             raise RunNotFound(run_id)
         with self._lock:
             steps = self._steps[run_id][after + 1 :]
             page = steps[: max(1, limit)]
             more = len(steps) > len(page)
-            if page:
+            if page and states:  # kept without them (commit_step): rebuilt here
                 page = self._full_range(run_id, page[0].seq, page[-1].seq)
         return Page(page, str(page[-1].seq) if more and page else None)
 

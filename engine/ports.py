@@ -489,11 +489,15 @@ class RunStore(Protocol):
     def get_fold(self, run_id: str, seq: int) -> FoldRecord | None:
         """Superstep ``seq``'s fold record, read strongly consistently."""
 
-    def list_steps(self, run_id: str, after: int = -1, limit: int = 100) -> Page[StepRecord]:
+    def list_steps(
+        self, run_id: str, after: int = -1, limit: int = 100, *, states: bool = True
+    ) -> Page[StepRecord]:
         """Committed steps with ``seq > after`` in order. Raises RunNotFound.
 
         The page's cursor is the seq of its last step (pass it back as ``after``); a store
-        may return a cursor whose next page turns out empty."""
+        may return a cursor whose next page turns out empty. ``states=False``: each step
+        without its state and updates (both empty), what a listing of the history shows; a
+        store then rebuilds no state and reads no large value."""
 
     def save_connection(self, connection: Connection) -> None:
         """Record a WebSocket connection (expires at ``expires_at``, epoch seconds)."""

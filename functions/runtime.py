@@ -62,7 +62,10 @@ def build_store(settings: Settings) -> RunStore:
         from functions.aws.s3_blobs import S3BlobStore
 
         blob_store = S3BlobStore(settings.bucket, clients.client("s3"))
-    return DynamoRunStore(settings.table, clients.client("dynamodb"), blob_store=blob_store)
+    return DynamoRunStore(
+        settings.table, clients.client("dynamodb"), blob_store=blob_store,
+        retention_s=settings.retention_days * 86_400,
+    )  # fmt: skip
 
 
 def build_queue(settings: Settings) -> StepQueue:

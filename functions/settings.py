@@ -50,6 +50,13 @@ class Settings(BaseModel):
         le=MAX_STATE_BYTES,
         description="the largest state a run may have (its JSON); above 350 KB only with a bucket",
     )
+    retention_days: int = Field(
+        default=0,
+        ge=0,
+        description="days a run's log items (steps, tasks, attempts) are kept after they were "
+        "written: DynamoDB's TTL deletes them then, as the bucket's lifecycle rule deletes its "
+        "values (0: kept until deleted)",
+    )
     max_steps: int = Field(default=100, gt=0, le=10_000)
     step_max_receives: int = Field(default=5, gt=0, description="the step queue's maxReceiveCount")
     lease_seconds: float = Field(

@@ -14,18 +14,19 @@ Item shapes (``tests/contract/test_dynamodb_items.py`` snapshots each one)::
     step           PK=RUN#<id>     SK=STEP#000042  node, tool, status, delta, state?,
                    next_node?, started_at, duration_ms, error?, attempt, committed_by?, notified?,
                    run_status, graph_id?, max_steps?, breakpoints?, superstep? (next, joins, tasks,
-                   total?),
-                   child_run_id? (a superstep of one subgraph task)
+                   total?), child_run_id? (a superstep of one subgraph task), expires_at? (TTL)
     task           PK=RUN#<id>     SK=TASK#000042#<index or ->#<node>   node, tool, status,
                    updates, targets, started_at, duration_ms, attempt, index?, error?,
-                   committed_by?, sends?, child_run_id?    (a task of a superstep of several)
-    task count     PK=RUN#<id>     SK=FANIN#000042   done, last_at?   (a superstep with many
-                   readers; last_at: the end of the task that counted last)
+                   committed_by?, sends?, child_run_id?, expires_at? (TTL)
+                                   (a task of a superstep of several)
+    task count     PK=RUN#<id>     SK=FANIN#000042   done, last_at?, expires_at? (TTL)
+                   (a superstep with many readers; last_at: the end of the task that counted last)
     fold           PK=RUN#<id>     SK=FOLD#000042    cursor, state, folded, node, index?, pages,
                    committed_by?, updated_at    (a wide superstep's close, part way: engine/fold.py)
     attempt        PK=RUN#<id>     SK=ATTEMPT#000042#<index or ->#0001#<node>   node, tool,
                    error, error_type, started_at, duration_ms, retry_at?, index?,
-                   committed_by?    (a failed attempt of a retried task, engine/retries.py)
+                   committed_by?, expires_at? (TTL)
+                                   (a failed attempt of a retried task, engine/retries.py)
     connection     PK=CONN#<id>    SK=CONN         endpoint, expires_at (TTL), owner?, admin?
     subscription   PK=RUN#<run>    SK=SUB#<conn>   endpoint, expires_at (TTL), replayed_through?
                    PK=CONN#<conn>  SK=SUB#<run>    expires_at (TTL)
@@ -170,6 +171,22 @@ def status_partition(status: str, run_id: str) -> str:
 def status_partitions(status: str) -> list[str]:
     """Every GSI2 partition of ``status``, one per shard."""
     return [f"STATUS#{status}#{shard}" for shard in range(STATUS_SHARDS)]
+
+
+def legacy_status_partition(status: str) -> str:
+    """The GSI2 partition of ``status`` before it was sharded (``STATUS#<status>``): a
+    header written then stays there until it is written again (its run's end moves it to
+    its shard)."""
+    return f"STATUS#{status}"
+
+
+def listed_status_partitions(status: str) -> list[str]:
+    """The GSI2 partitions a listing of ``status`` reads: every shard, and the unsharded
+    partition of headers written before the shards (:func:`legacy_status_partition`), read
+    as one more shard so that such runs are still listed, and running ones still swept.
+    It costs one more Query per listing page (half a read unit when empty), not a backfill
+    that would rewrite every old header."""
+    return [*status_partitions(status), legacy_status_partition(status)]
 
 
 def graph_partition(graph_id: str) -> str:
@@ -477,6 +494,22 @@ def step_from_item(
         child_run_id=_opt_str(item, "child_run_id"),
         **_superstep_fields(item),
     )
+
+
+LISTED_STEP = (
+    "PK", "SK", "node", "tool", "status", "started_at", "duration_ms", "attempt", "run_status",
+    "next_node", "error", "committed_by", "child_run_id", "source", "graph_id", "max_steps",
+    "superstep",
+)  # fmt: skip
+"""What a step listing without states reads of each step item: all but its delta, its
+state and who was notified."""
+LISTED_STEP_NAMES = {f"#{name}": name for name in LISTED_STEP}
+LISTED_STEP_PROJECTION = ", ".join(LISTED_STEP_NAMES)
+
+
+def listed_step_from_item(item: Item) -> StepRecord:
+    """A step as a listing without states reads it: state and updates empty."""
+    return step_from_item({**item, "delta": {"S": "{}"}}, {}, {})
 
 
 def _superstep_fields(item: Item) -> dict[str, Any]:

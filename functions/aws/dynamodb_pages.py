@@ -93,8 +93,10 @@ def _add_filters(kwargs: dict[str, Any], equal: dict[str, str | None]) -> None:
 def status_page(query: Query, table: str, status: str, limit: int, cursor: str | None
                 ) -> tuple[list[Item], str | None]:  # fmt: skip
     """The runs with ``status``, newest first: a merge of the status's GSI2 shards
-    (:data:`~functions.aws.dynamodb_items.STATUS_SHARDS`)."""
-    return merged_page(query, table, status, items.status_partitions(status), limit, cursor)
+    (:data:`~functions.aws.dynamodb_items.STATUS_SHARDS`), and its unsharded partition of
+    older headers (:func:`~functions.aws.dynamodb_items.listed_status_partitions`)."""
+    partitions = items.listed_status_partitions(status)
+    return merged_page(query, table, status, partitions, limit, cursor)
 
 
 def all_runs_page(query: Query, table: str, limit: int, cursor: str | None
@@ -105,7 +107,7 @@ def all_runs_page(query: Query, table: str, limit: int, cursor: str | None
     "all runs" index partition would take every run's writes, and one partition accepts at
     most 1,000 writes per second, which would cap how fast runs can start.
     """
-    partitions = [p for status in STATUSES for p in items.status_partitions(status)]
+    partitions = [p for status in STATUSES for p in items.listed_status_partitions(status)]
     return merged_page(query, table, ALL, partitions, limit, cursor)
 
 

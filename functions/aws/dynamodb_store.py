@@ -147,8 +147,12 @@ class DynamoRunStore:
         *,
         clock: Clock = time.time,
         blob_store: blobs.BlobStore | None = None,
+        retention_s: float = 0,
     ) -> None:
         self.table = table_name
+        self._retention_s = retention_s
+        """How long after it is written a log item (step, task, task count, attempt) expires:
+        its ``expires_at`` for DynamoDB's TTL (:func:`_expiring`); 0: never."""
         self._client = client
         self._clock = clock
         self._blobs = blob_store
@@ -229,6 +233,18 @@ class DynamoRunStore:
     def _header(self, item: Item) -> RunRecord:
         run = items.run_from_item(item)
         return replace(run, input=self._restore(run.run_id, run.input))
+
+    def _expiring(self, item: Item) -> Item:
+        """``item`` with its TTL (``expires_at``, epoch seconds) when log items expire.
+
+        Set when the item is written, not when its run ends: stamping a finished run's items
+        then would rewrite every one of them (a write unit each at least, more for a
+        snapshot: about doubling a step's write cost), so a log item expires
+        ``retention_s`` after it was written, as the bucket's lifecycle rule expires a value
+        (template.yaml ``RetentionDays``). The run header never expires."""
+        if self._retention_s > 0:
+            item["expires_at"] = items.num(int(self._clock() + self._retention_s))
+        return item
 
     def _put_new(self, item: Item, conflict: Exception) -> None:
         """Write ``item`` only where none is; ``conflict`` is raised if one already was."""
@@ -323,7 +339,7 @@ class DynamoRunStore:
     ) -> tuple[RunRecord, bool]:
         """The header and its slot-0 step in one transaction (a fork: both or neither)."""
         stored, since = self._lean(first)  # a fork's first entry: its full state
-        puts = [header, self._step_item(first, self._stashed(run.run_id, stored))]
+        puts = [header, self._expiring(self._step_item(first, self._stashed(run.run_id, stored)))]
         reasons = self._transact(
             [{"Put": {"TableName": self.table, "Item": i, "ConditionExpression": SLOT_FREE}}
              for i in puts]
@@ -404,7 +420,7 @@ class DynamoRunStore:
 
     def commit_step(self, step: StepRecord, end: RunEnd | None = None) -> None:
         stored, since = self._lean(step)
-        item = self._step_item(step, self._stashed(step.run_id, stored))
+        item = self._expiring(self._step_item(step, self._stashed(step.run_id, stored)))
         if end is None:
             self._put_new(item, StepConflict(step.run_id, step.seq))
             self._states.put(step.run_id, step.seq, step.state, since)
@@ -517,7 +533,10 @@ class DynamoRunStore:
                     wanted.append(item)
         if not wanted:
             return []
-        rebuilt = deltas.rebuild(stored, start)
+        try:
+            rebuilt = deltas.rebuild(stored, start)
+        except LookupError:  # its full state expired first (the TTL, ``retention_s``)
+            raise NotFoundError("step", f"{first} of run {run_id} (expired)") from None
         last = stored[-1].seq
         self._states.put(run_id, last, rebuilt.states[last], rebuilt.since)
         return [
@@ -528,7 +547,7 @@ class DynamoRunStore:
 
     # -- tasks of a superstep of several -------------------------------------------------------
     def commit_task(self, task: TaskRecord, *, counted: bool = False) -> None:
-        item = items.task_item(task)
+        item = self._expiring(items.task_item(task))
         size = items.attr_size(item["updates"])
         if size > items.STATE_BUDGET:  # DynamoDB would refuse the item with a 400
             raise StateTooLargeError(size, items.STATE_BUDGET)
@@ -541,8 +560,13 @@ class DynamoRunStore:
             "Update": {
                 "TableName": self.table,
                 "Key": items.task_count_key(task.run_id, task.seq),
-                "UpdateExpression": "ADD done :one SET last_at = :at",
-                "ExpressionAttributeValues": {":one": {"N": "1"}, ":at": items.num(ended)},
+                "UpdateExpression": "ADD done :one SET last_at = :at"
+                + (", expires_at = :expires" if "expires_at" in item else ""),
+                "ExpressionAttributeValues": {
+                    ":one": {"N": "1"},
+                    ":at": items.num(ended),
+                    **({":expires": item["expires_at"]} if "expires_at" in item else {}),
+                },
             }
         }
         put = {"Put": {"TableName": self.table, "Item": item, "ConditionExpression": SLOT_FREE}}
@@ -624,7 +648,8 @@ class DynamoRunStore:
 
     # -- failed attempts of retried tasks (engine/retries.py) --------------------------------
     def commit_attempt(self, attempt: AttemptRecord) -> None:
-        self._put_new(items.attempt_item(attempt), StepConflict(attempt.run_id, attempt.seq))
+        self._put_new(self._expiring(items.attempt_item(attempt)),
+                      StepConflict(attempt.run_id, attempt.seq))  # fmt: skip
 
     def list_attempts(self, run_id: str, seq: int) -> list[AttemptRecord]:
         found = self._query_all(
@@ -640,6 +665,7 @@ class DynamoRunStore:
     # -- tasks that wait for input (engine/pauses.py; functions/aws/dynamodb_pauses.py) ---
     def commit_pause(self, pause: PauseRecord, *, hold: bool) -> None:
         put = pauses.put_pause(self.table, pause)
+        self._expiring(put["Put"]["Item"])  # a log item as the others (RetentionDays)
         if not hold:
             self._put_new(put["Put"]["Item"], StepConflict(pause.run_id, pause.seq))
             return
@@ -669,11 +695,15 @@ class DynamoRunStore:
         move = pauses.move_header(self.table, run_id, "paused", ("running",), at)
         return self._transact([move, *checks]) is None
 
-    def list_steps(self, run_id: str, after: int = -1, limit: int = 100) -> Page[StepRecord]:
+    def list_steps(
+        self, run_id: str, after: int = -1, limit: int = 100, *, states: bool = True
+    ) -> Page[StepRecord]:
         """The cursor is the seq of the last step returned (pass it as ``after``). It is set
         whenever DynamoDB stopped at the limit, so the last page may be empty: reading one
         step more to know could cost a whole 350 KB state."""
         first = max(0, after + 1)
+        if not states:
+            return self._listed_steps(run_id, first, limit)
         lo, start = deltas.start_of(first, self._states.get(run_id))
         response = self._call(
             "query",
@@ -692,6 +722,32 @@ class DynamoRunStore:
         steps = self._rebuilt(run_id, found, first, start)
         header = any(i["SK"]["S"] == "RUN" for i in found)
         if not steps and not header and self._get(items.run_key(run_id)) is None:
+            raise RunNotFound(run_id)
+        more = "LastEvaluatedKey" in response and steps
+        return Page(steps, str(steps[-1].seq) if more else None)
+
+    def _listed_steps(self, run_id: str, first: int, limit: int) -> Page[StepRecord]:
+        """Steps from ``first`` as a history listing shows them (no state, no updates): the
+        page's own items only, projected (:data:`~functions.aws.dynamodb_items.LISTED_STEP`).
+        Neither the steps back to the nearest snapshot nor any large value in S3 is read,
+        nor any state rebuilt. (The read units are the same per item read: DynamoDB bills a
+        Query by the size of the items it reads, whatever it returns.)"""
+        response = self._call(
+            "query",
+            TableName=self.table,
+            KeyConditionExpression="PK = :pk AND SK BETWEEN :first AND :last",
+            ExpressionAttributeValues={
+                ":pk": {"S": f"RUN#{run_id}"},
+                ":first": {"S": items.step_sk(first)},
+                ":last": {"S": LAST_STEP_SK},
+            },
+            ProjectionExpression=items.LISTED_STEP_PROJECTION,
+            ExpressionAttributeNames=items.LISTED_STEP_NAMES,
+            Limit=max(1, limit),
+            ConsistentRead=True,
+        )
+        steps = [items.listed_step_from_item(i) for i in response.get("Items", [])]
+        if not steps and self._get(items.run_key(run_id)) is None:
             raise RunNotFound(run_id)
         more = "LastEvaluatedKey" in response and steps
         return Page(steps, str(steps[-1].seq) if more else None)

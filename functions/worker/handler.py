@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from functions.observability import logger, metrics, traced
+from functions.observability import lean_log_context, logger, metrics, traced
 from functions.worker.self_invoke import handle_self_invoke, is_self_invoke
 from functions.worker.sqs import handle_sqs_batch
 
 
 @traced
 @logger.inject_lambda_context(clear_state=True)
+@lean_log_context
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Apply the hops in ``event``: an SQS batch, or one self-invoked hop."""

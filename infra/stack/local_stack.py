@@ -276,6 +276,7 @@ class LocalStack:
             HOPGRAPH_TOOLKITS=self.config.toolkits,
             HOPGRAPH_BUCKET=self.buckets.get("ValuesBucket", ""),
             HOPGRAPH_STATE_LIMIT_BYTES=str(8 * 1024 * 1024),
+            HOPGRAPH_RETENTION_DAYS=str(_retention_days(self.template_doc)),
             POWERTOOLS_SERVICE_NAME="hopgraph",
             POWERTOOLS_METRICS_NAMESPACE="Hopgraph",
             POWERTOOLS_TRACE_DISABLED="true",
@@ -487,3 +488,15 @@ def running(config: StackConfig) -> Iterator[LocalStack]:
         yield stack
     finally:
         stack.stop()
+
+
+def _retention_days(template_doc: dict[str, Any]) -> int:
+    """The template's retention of log items (``HOPGRAPH_RETENTION_DAYS``, ``RetentionDays``
+    at its default): written on the local items as on AWS. moto keeps an expired item (it
+    has no TTL process), and so does the local stack: DynamoDB deletes expired items in the
+    background, within days, and reads return them until then; nothing here relies on the
+    deletion. README "What is kept, for how long"."""
+    from infra.template.reader import default_value
+
+    env = template_doc["Globals"]["Function"]["Environment"]["Variables"]
+    return int(default_value(template_doc, env["HOPGRAPH_RETENTION_DAYS"]))

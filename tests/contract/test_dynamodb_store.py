@@ -36,7 +36,10 @@ from engine.errors import (
     StepConflict,
     TransientStoreError,
 )
+from engine.memory import MemoryQueue
 from engine.ports import RunEnd
+from engine.service import RunService
+from engine.tools import load_toolkits
 from functions.aws import dynamodb_items as items
 from functions.aws import dynamodb_pages
 from functions.aws.dynamodb_store import DynamoRunStore
@@ -454,3 +457,43 @@ def test_delete_connection_leaves_no_item_behind(
         ("CONN#c2", "SUB#r0"),
         ("RUN#r0", "SUB#c2"),
     ]
+
+
+def test_headers_written_before_the_shards_are_listed_and_swept(
+    dynamodb: Any, dynamo_store: DynamoRunStore, clock: FakeClock
+) -> None:
+    # Given a service on the store, a one-node graph, and three running runs of it, the
+    # oldest and the newest written as before the status index was sharded (STATUS#running)
+    queue = MemoryQueue()
+    service = RunService(dynamo_store, queue, load_toolkits(["engine.toolkits.basics"]),
+                         clock=clock)  # fmt: skip
+    doc = {"name": "one", "entry": "inc", "edges": {"inc": "END"},
+           "nodes": {"inc": {"tool": "increment", "settings": {"key": "count"}}}}  # fmt: skip
+    record, _ = service.create_graph(doc)
+    for i in range(3):
+        dynamo_store.create_run(run(f"run-{i}", graph_id=record.graph_id, created_at=T0 + i))
+    for run_id in ("run-0", "run-2"):
+        dynamodb.update_item(
+            TableName=dynamo_store.table, Key=items.run_key(run_id),
+            UpdateExpression="SET GSI2PK = :unsharded",
+            ExpressionAttributeValues={":unsharded": {"S": "STATUS#running"}},
+        )  # fmt: skip
+    # When the running runs are listed, one page and page by page, and all runs
+    # Then the unsharded ones come with the others, newest first, each once
+    expected = ["run-2", "run-1", "run-0"]
+    for limit in (1, 2, 100):
+        pages = walk(partial(dynamo_store.list_runs, status="running"), limit)
+        assert [r.run_id for p in pages for r in p] == expected, limit
+        assert [r.run_id for p in walk(dynamo_store.list_runs, limit) for r in p] == expected
+    # When the sweeper runs past the lease (no run made progress)
+    clock.now += service.config.protocol().lease_s + 10
+    sent = service.sweep()
+    # Then every run gets its hop again, the unsharded ones included
+    assert sent == dict.fromkeys(expected, 1)
+    # And a run that ends moves to its shard: listed once, under its final status
+    queue.drain(lambda hop: service.process_hop(hop, "d-" + hop.run_id))
+    assert stored_item(dynamodb, dynamo_store.table, "run-0")["GSI2PK"]["S"] == (
+        items.status_partition("completed", "run-0")
+    )
+    assert [r.run_id for r in dynamo_store.list_runs(status="completed").items] == expected
+    assert dynamo_store.list_runs(status="running").items == []

@@ -12,8 +12,9 @@ import pytest
 from contract_records import T0, run, step
 
 from engine import deltas
+from engine.errors import NotFoundError
 from engine.memory import MemoryRunStore
-from engine.ports import RunStore, StepRecord
+from engine.ports import AttemptRecord, RunStore, StepRecord, TaskRecord
 from functions.aws import dynamodb_items as items
 from functions.aws.dynamodb_store import DynamoRunStore
 
@@ -174,3 +175,93 @@ def test_a_delta_without_its_base_is_refused() -> None:
     with pytest.raises(LookupError):
         deltas.rebuild([deltas.Stored(5, {"set": {"n": 5}})])
     assert deltas.base_of(K + 3) == K - 1 and deltas.base_of(3) == deltas.HEADER
+
+
+def test_a_listing_without_states_shows_the_steps_and_reads_no_state(store: RunStore) -> None:
+    # Given a chain past a snapshot, read by a store that knows no state (a cold worker)
+    committed = _chain(store, K + 5, _counter_and_log)
+    read = _cold(store)
+    # When its steps are listed without states, page by page from past the snapshot
+    listed, after = [], K
+    while page := read.list_steps("r1", after=after, limit=2, states=False).items:
+        listed += page
+        after = page[-1].seq
+
+    # Then each step shows what a listing shows, its state and updates left empty
+    def shown(s: StepRecord) -> tuple[Any, ...]:
+        return (s.seq, s.node, s.status, s.run_status, s.next_node, s.started_at, s.error)
+
+    assert [shown(s) for s in listed] == [shown(s) for s in committed[K + 1 :]]
+    assert all(s.state == {} and s.updates == {} for s in listed)
+
+
+def test_a_listing_without_states_reads_the_page_alone(dynamo_store: DynamoRunStore) -> None:
+    # Given a chain past a snapshot and a cold store
+    _chain(dynamo_store, K + 5, _counter_and_log)
+    read = _cold(dynamo_store)
+    queries: list[dict[str, Any]] = []
+    read._client.meta.events.register(
+        "provide-client-params.dynamodb.Query", lambda params, **_: queries.append(params)
+    )
+    # When two steps after the snapshot are listed without states
+    page = read.list_steps("r1", after=K + 1, limit=2, states=False)
+    # Then one query reads those two items only, without their deltas and states
+    assert [s.seq for s in page.items] == [K + 2, K + 3]
+    assert len(queries) == 1 and queries[0]["Limit"] == 2
+    assert queries[0]["ExpressionAttributeValues"][":first"] == {"S": items.step_sk(K + 2)}
+    projected = set(queries[0]["ExpressionAttributeNames"].values())
+    assert not projected & {"delta", "state", "notified"}
+
+
+DAY = 86_400
+
+
+def test_log_items_expire_retention_after_they_were_written(dynamodb: Any, clock: Any) -> None:
+    # Given a store whose log items are kept 30 days, its clock at T0
+    store = DynamoRunStore("hopgraph-contract", dynamodb, clock=clock, retention_s=30 * DAY)
+    store.create_run(run(input=INPUT))
+    # When a step, a counted task and a failed attempt are written, a day apart
+    store.commit_step(step(seq=0, state={**INPUT, "n": 0}, updates={"n": 0}))
+    clock.now += DAY
+    store.commit_task(TaskRecord(
+        run_id="r1", seq=1, node="b", index=None, tool="emit", status="ok", updates={"x": 1},
+        targets=(), started_at=T0, duration_ms=1.0,
+    ), counted=True)  # fmt: skip
+    clock.now += DAY
+    store.commit_attempt(AttemptRecord(
+        run_id="r1", seq=1, node="c", index=None, attempt=1, tool="t", error="boom",
+        error_type="RuntimeError", started_at=T0, duration_ms=1.0, retry_at=None,
+    ))  # fmt: skip
+
+    # Then each carries the table's TTL attribute: 30 days after it was written
+    def expires(sk: str) -> int | None:
+        item = dynamodb.get_item(TableName=store.table,
+                                 Key={"PK": {"S": "RUN#r1"}, "SK": {"S": sk}})["Item"]  # fmt: skip
+        return int(item["expires_at"]["N"]) if "expires_at" in item else None
+
+    assert expires(items.step_sk(0)) == int(T0) + 30 * DAY
+    assert expires("TASK#000001#-#b") == int(T0) + 31 * DAY
+    assert expires("FANIN#000001") == int(T0) + 31 * DAY
+    assert expires("ATTEMPT#000001#-#0001#c") == int(T0) + 32 * DAY
+    # And the run header never expires
+    assert expires("RUN") is None
+
+
+def test_without_retention_log_items_do_not_expire(dynamo_store: DynamoRunStore) -> None:
+    _chain(dynamo_store, 2, _counter_and_log)
+    assert "expires_at" not in _item(dynamo_store, "r1", 1)
+
+
+def test_a_step_whose_full_state_was_deleted_by_the_ttl_is_not_found(
+    dynamo_store: DynamoRunStore,
+) -> None:
+    # Given a chain past a snapshot, whose oldest items DynamoDB's TTL deleted first: the
+    # snapshot, not yet the deltas after it
+    _chain(dynamo_store, K + 3, _counter_and_log)
+    for seq in range(K):
+        dynamo_store._client.delete_item(TableName=dynamo_store.table,
+                                         Key=items.step_key("r1", seq))  # fmt: skip
+    # When a cold reader reads a step whose state rebuilds from the deleted snapshot
+    # Then the step is not found (404), not a server error; the later steps still read
+    with pytest.raises(NotFoundError):
+        _cold(dynamo_store).get_step("r1", K)

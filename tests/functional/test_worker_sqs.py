@@ -6,7 +6,9 @@ queue), committed to the DynamoDB store, and compared with the in-process runner
 
 from __future__ import annotations
 
+import io
 import json
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,6 +17,7 @@ import pytest
 from engine.errors import StepConflict
 from engine.runner import InProcessRunner
 from engine.validation import build_graph
+from functions.observability import LEFT_OUT_CONTEXT_KEYS, logger
 from functions.worker.handler import handler
 from tests.events import load_event
 from tests.functional.aws_stack import (
@@ -260,3 +263,27 @@ def test_a_hop_whose_tool_cannot_finish_in_the_time_left_is_retried_not_started(
     # And a fresh invocation runs it
     assert handler(event, lambda_context()) == {"batchItemFailures": []}
     assert svc.store.get_step(run.run_id, 0) is not None
+
+
+def test_the_worker_logs_each_hop_without_the_context_keys_left_out(stack: AwsStack) -> None:
+    # Given a started run, its first hop in an SQS batch, and the worker's log lines kept
+    svc = stack.service
+    graph = svc.create_graph(LOOP)[0]
+    run = svc.start_run(graph.graph_id, {"count": 18})[0]
+    event = load_event("sqs_step_batch")
+    event["Records"] = event["Records"][:1]
+    hop = json.loads(event["Records"][0]["body"])
+    hop.update(run_id=run.run_id, graph_id=graph.graph_id, node="inc", state={"count": 18})
+    event["Records"][0]["body"] = json.dumps(hop)
+    lines = io.StringIO()
+    logger.registered_handler.setStream(lines)
+    try:
+        # When the worker handles it
+        assert handler(event, lambda_context()) == {"batchItemFailures": []}
+    finally:
+        logger.registered_handler.setStream(sys.stdout)
+    # Then its line says which invocation applied which hop, without the ARN and memory size
+    applied = [json.loads(line) for line in lines.getvalue().splitlines() if "hop applied" in line]
+    assert len(applied) == 1 and applied[0]["run_id"] == run.run_id
+    assert {"function_name", "function_request_id", "cold_start"} <= set(applied[0])
+    assert not set(applied[0]) & set(LEFT_OUT_CONTEXT_KEYS)

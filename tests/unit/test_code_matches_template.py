@@ -19,6 +19,7 @@ import pytest
 from engine.ports import Connection, GraphRecord, RunRecord, StepRecord
 from functions.aws import dynamodb_items as items
 from functions.settings import Settings, env_var
+from infra.stack.local_stack import _retention_days
 from infra.template.reader import (
     function_definitions,
     load_template,
@@ -219,3 +220,13 @@ def test_every_api_route_reaches_the_api_function(functions: dict[str, Any]) -> 
             assert any(_route_matches(r, method.upper(), concrete) for r in routes), (
                 f"{method.upper()} {path} is routed to no function"
             )
+
+
+def test_log_items_expire_by_the_template_retention(template: dict[str, Any]) -> None:
+    # The functions get RetentionDays as HOPGRAPH_RETENTION_DAYS (the store writes expires_at,
+    # the table's TTL attribute, on each log item), and so does the local stack
+    env = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert env["HOPGRAPH_RETENTION_DAYS"] == {"Ref": "RetentionDays"}
+    assert table_ttl_attribute(template) == "expires_at"
+    days = template["Parameters"]["RetentionDays"]["Default"]
+    assert _retention_days(template) == days > 0
