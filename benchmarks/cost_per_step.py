@@ -94,6 +94,7 @@ sys.path.insert(0, str(ROOT))  # run as a script: make benchmarks.cost and tests
 
 from benchmarks.cost.meter import REGION  # noqa: E402
 from benchmarks.cost.report_agent import report_agent  # noqa: E402
+from benchmarks.cost.report_paused import paused_row, report_paused  # noqa: E402
 from benchmarks.cost.report_states import report_states, state_rows  # noqa: E402
 from benchmarks.cost.report_tasks import report, report_all_in  # noqa: E402
 from benchmarks.cost.scenarios import Result, run_scenario  # noqa: E402
@@ -104,6 +105,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=50, help="runs in flight per scenario")
     parser.add_argument("--map-runs", type=int, default=5, help="runs of the map of 100")
     parser.add_argument("--agent", action="store_true", help="only the research agent's steps")
+    parser.add_argument(
+        "--paused", action="store_true", help="only the paused runs' rows (a quicker run)"
+    )
     parser.add_argument("--state-runs", type=int, default=10, help="runs of each state row")
     parser.add_argument(
         "--snapshot-every", type=int, default=None,
@@ -130,6 +134,10 @@ def main() -> None:
         os.environ.setdefault(name, value)
     if args.agent:
         report_agent(args.runs)
+        return
+    paused = [paused_row(mode, args.runs) for mode in ("sqs", "lambda")]
+    if args.paused:
+        report_paused(paused)
         return
     results: list[Result] = []
     lone: list[Result] = []
@@ -158,6 +166,7 @@ def main() -> None:
         report(results)
         report_all_in(results, lone)
     report_states(states)
+    report_paused(paused)
     default = results[0] if results else states[0]
     churn = next(r for r in states if r.shape == "churn" and r.storage == "lean")
     print(

@@ -43,14 +43,15 @@ def invocation_limit(remaining_s: float | None) -> Iterator[None]:
 
 def check_time_for(what: str, timeout_s: float | None, margin_s: float) -> None:
     """Raise :class:`RetryLater` (the delivery fails and comes back in a fresh invocation)
-    unless the invocation has time for a tool of ``timeout_s`` (``None``: none declared)
-    and its commit's ``margin_s``: a tool stopped by Lambda's timeout midway would leave
-    side effects and no record of them, and its hop would count a failed delivery."""
+    unless the invocation has time for a tool of ``timeout_s`` and its commit's ``margin_s``:
+    a tool stopped by Lambda's timeout midway would leave side effects and no record of
+    them, and its hop would count a failed delivery. A node that declares no timeout
+    (``None``) says nothing of how long its tool takes: it is started."""
     ends = _invocation_ends.get()
-    if ends is None:
+    if ends is None or timeout_s is None:  # how long a tool takes is known by its deadline
         return
     left = ends - time.monotonic()
-    needed = (timeout_s or 0.0) + margin_s
+    needed = timeout_s + margin_s
     if left < needed:
         raise RetryLater(f"{left:.1f} s left in this invocation, {needed:g} s needed to run "
                          f"{what} and commit it: not started, retried in a fresh one")  # fmt: skip

@@ -14,6 +14,7 @@ import statistics
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -236,19 +237,26 @@ def run_scenario(
     return result
 
 
-def _run_scenario(mode: str, state_kb: int, runs: int, shape: str, storage: str) -> Result:
+@dataclass
+class Deployment:
+    """The worker's composition on moto, every AWS client metered (:func:`deployment`)."""
+
+    session: Any
+    meter: Meter
+    service: Any
+    urls: dict[str, str]
+
+
+@contextlib.contextmanager
+def deployment(mode: str, toolkits: str) -> Iterator[Deployment]:
+    """The deployment's table, queues and bucket on moto, and its run service with
+    ``mode`` dispatch and ``toolkits``, every AWS client metered."""
     import boto3
     from moto import mock_aws
 
     from functions import runtime
     from functions.aws import clients
-    from functions.aws.dynamodb_store import DynamoRunStore
-    from functions.aws.s3_blobs import S3BlobStore
-    from functions.observability import logger
     from functions.settings import get_settings
-    from functions.worker.handler import handler
-    from infra.stack.event_source import SqsEventSource
-    from infra.stack.lambda_context import LambdaContext
     from infra.template.reader import create_queues, create_table, table_definition
     from tests.faults.moto_speedups import faster_moto
 
@@ -269,9 +277,7 @@ def _run_scenario(mode: str, state_kb: int, runs: int, shape: str, storage: str)
             HOPGRAPH_DISPATCH=mode,
             HOPGRAPH_WORKER_FUNCTION="hopgraph-worker",
             HOPGRAPH_WS_ENDPOINT="https://ws.execute-api.us-east-1.amazonaws.com/prod",
-            HOPGRAPH_TOOLKITS=SHAPE_TOOLKITS.get(
-                shape, "engine.toolkits.basics,benchmarks.state_tools"
-            ),
+            HOPGRAPH_TOOLKITS=toolkits,
             HOPGRAPH_BUCKET=BUCKET,
             HOPGRAPH_STATE_LIMIT_BYTES=str(8 * 1024 * 1024),
             HOPGRAPH_RETENTION_DAYS="30",  # the template's default: log items carry a TTL
@@ -284,52 +290,75 @@ def _run_scenario(mode: str, state_kb: int, runs: int, shape: str, storage: str)
             meter.attach(client)
             clients.override(service, client)
         runtime.install(None)
-        svc = runtime.service()
-        fresh = None
-        if storage == "cold":
-            from engine.deltas import StateCache
+        try:
+            yield Deployment(session, meter, runtime.service(), urls)
+        finally:
+            runtime.install(None)
 
-            def fresh() -> None:  # every invocation on a new worker: it knows no state yet
-                svc.store._states = StateCache()  # type: ignore[attr-defined]
 
-        doc, fields, (key, expected) = SHAPES[shape]
-        graph = svc.create_graph(doc)[0]
-        state = sized_state(state_kb, fields)
-        meter.requests.clear()
-        meter.wru = meter.rru = meter.index_wru = 0.0
-        meter.sqs_billed = 0
-        # Every line the functions log (Powertools JSON lines, EMF metric lines) is counted;
-        # Lambda's own START/END/REPORT lines are INFO system logs, which the template's
-        # SystemLogLevel WARN keeps out.
-        logged = CountingStream()
-        logger.registered_handler.setStream(logged)
-        with contextlib.redirect_stdout(logged):
-            run_ids = [svc.start_run(graph.graph_id, state)[0].run_id for _ in range(runs)]
-            # A delivery that fails (a hop that came before its predecessor's commit) is
-            # visible again at once, so that draining the queue finishes every run; its
-            # requests are counted like any other.
-            source = SqsEventSource(
-                clients.client("sqs"), urls["StepQueue"], None, batch_size=10, failed_visibility=0
-            )
-            queue = QueueWatch(session.client("sqs"), urls["StepQueue"], f"{shape} {mode}", runs)
-            invocations, billed_ms = drive(mode, meter, handler, source, LambdaContext, queue,
-                                           fresh)  # fmt: skip
-        # The checks below read through a client without the meter's hooks: what the
-        # benchmark reads to check the runs is not what the runs cost.
-        values = S3BlobStore(BUCKET, session.client("s3"))
-        unmetered = DynamoRunStore(TABLE, lookup, blob_store=values)
-        runs_after = [unmetered.get_run(run_id) for run_id in run_ids]
-        unfinished = [(r.status, r.error) for r in runs_after if r.status != "completed"]
-        assert not unfinished, f"{shape} {mode}: runs did not complete: {unfinished[:3]}"
-        assert all(r.state[key] == expected for r in runs_after), f"{shape}: a task is missing"
-        steps = sum(r.steps for r in runs_after)
-        tasks = sum(count_tasks(unmetered, run_id) for run_id in run_ids)
-        runtime.install(None)
-        aws_ms = meter.aws_seconds * 1000
-        return Result(
-            mode, state_kb, steps, meter, invocations, billed_ms, aws_ms, shape, runs, tasks,
-            logged.bytes,
-        )  # fmt: skip
+def _run_scenario(mode: str, state_kb: int, runs: int, shape: str, storage: str) -> Result:
+    toolkits = SHAPE_TOOLKITS.get(shape, "engine.toolkits.basics,benchmarks.state_tools")
+    with deployment(mode, toolkits) as deployed:
+        return _measured(deployed, mode, state_kb, runs, shape, storage)
+
+
+def _measured(
+    deployed: Deployment, mode: str, state_kb: int, runs: int, shape: str, storage: str
+) -> Result:  # fmt: skip
+    from functions.aws import clients
+    from functions.aws.dynamodb_store import DynamoRunStore
+    from functions.aws.s3_blobs import S3BlobStore
+    from functions.observability import logger
+    from functions.worker.handler import handler
+    from infra.stack.event_source import SqsEventSource
+    from infra.stack.lambda_context import LambdaContext
+
+    session, meter, svc, urls = deployed.session, deployed.meter, deployed.service, deployed.urls
+    lookup = meter.lookup
+    fresh = None
+    if storage == "cold":
+        from engine.deltas import StateCache
+
+        def fresh() -> None:  # every invocation on a new worker: it knows no state yet
+            svc.store._states = StateCache()  # type: ignore[attr-defined]
+
+    doc, fields, (key, expected) = SHAPES[shape]
+    graph = svc.create_graph(doc)[0]
+    state = sized_state(state_kb, fields)
+    meter.requests.clear()
+    meter.wru = meter.rru = meter.index_wru = 0.0
+    meter.sqs_billed = 0
+    # Every line the functions log (Powertools JSON lines, EMF metric lines) is counted;
+    # Lambda's own START/END/REPORT lines are INFO system logs, which the template's
+    # SystemLogLevel WARN keeps out.
+    logged = CountingStream()
+    logger.registered_handler.setStream(logged)
+    with contextlib.redirect_stdout(logged):
+        run_ids = [svc.start_run(graph.graph_id, state)[0].run_id for _ in range(runs)]
+        # A delivery that fails (a hop that came before its predecessor's commit) is
+        # visible again at once, so that draining the queue finishes every run; its
+        # requests are counted like any other.
+        source = SqsEventSource(
+            clients.client("sqs"), urls["StepQueue"], None, batch_size=10, failed_visibility=0
+        )
+        queue = QueueWatch(session.client("sqs"), urls["StepQueue"], f"{shape} {mode}", runs)
+        invocations, billed_ms = drive(mode, meter, handler, source, LambdaContext, queue,
+                                       fresh)  # fmt: skip
+    # The checks below read through a client without the meter's hooks: what the
+    # benchmark reads to check the runs is not what the runs cost.
+    values = S3BlobStore(BUCKET, session.client("s3"))
+    unmetered = DynamoRunStore(TABLE, lookup, blob_store=values)
+    runs_after = [unmetered.get_run(run_id) for run_id in run_ids]
+    unfinished = [(r.status, r.error) for r in runs_after if r.status != "completed"]
+    assert not unfinished, f"{shape} {mode}: runs did not complete: {unfinished[:3]}"
+    assert all(r.state[key] == expected for r in runs_after), f"{shape}: a task is missing"
+    steps = sum(r.steps for r in runs_after)
+    tasks = sum(count_tasks(unmetered, run_id) for run_id in run_ids)
+    aws_ms = meter.aws_seconds * 1000
+    return Result(
+        mode, state_kb, steps, meter, invocations, billed_ms, aws_ms, shape, runs, tasks,
+        logged.bytes,
+    )  # fmt: skip
 
 
 class CountingStream(io.TextIOBase):

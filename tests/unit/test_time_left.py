@@ -62,3 +62,15 @@ def test_without_a_limit_in_process_every_tool_starts() -> None:
 def test_the_time_left_is_read_from_the_lambda_context() -> None:
     assert remaining_s(LambdaContext(timeout_s=30.0)) == pytest.approx(30.0, abs=1.0)
     assert remaining_s(object()) is None
+
+
+def test_a_node_that_declares_no_timeout_is_started_however_little_time_is_left() -> None:
+    started.clear()
+    service = RunService(MemoryRunStore(), MemoryQueue(), tools)
+    doc = {"entry": "call", "nodes": {"call": {"tool": "slow_call"}}, "edges": {"call": "END"}}
+    service.start_run(service.create_graph(doc)[0].graph_id, {})
+    queue = service.queue
+    assert isinstance(queue, MemoryQueue)
+    with invocation_limit(0.5):
+        assert service.process_hop(queue.hops.popleft(), "d1") == "finished"
+    assert started == ["call"]
