@@ -29,6 +29,7 @@ from engine.ports import (
     Audience,
     Clock,
     Connection,
+    Deadline,
     FoldRecord,
     GraphRecord,
     Hop,
@@ -41,6 +42,10 @@ from engine.ports import (
     StepRecord,
     TaskRecord,
 )
+
+
+def _deadline_key(deadline: Deadline) -> tuple[str, int, str, str]:
+    return (deadline.run_id, deadline.seq, deadline.task, deadline.kind)
 
 
 def _pause_slot(pause: PauseRecord) -> tuple[str, int, str]:
@@ -80,6 +85,7 @@ class MemoryRunStore:
         self._folds: dict[tuple[str, int], FoldRecord] = {}
         self._attempts: dict[tuple[str, int], dict[tuple[str, int, int], AttemptRecord]] = {}
         self._pauses: dict[tuple[str, int], dict[tuple[str, int, str], PauseRecord]] = {}
+        self._deadlines: dict[tuple[str, int, str, str], Deadline] = {}
         self._connections: dict[str, Connection] = {}
         self._subscriptions: dict[str, dict[str, int | None]] = {}
         """Per run, its subscribers' connection ids and what their replay reached."""
@@ -305,6 +311,9 @@ class MemoryRunStore:
             if slot in slots or (hold and (run is None or run.status != "running")):
                 raise StepConflict(pause.run_id, pause.seq)
             slots[slot] = pause
+            if pause.until is not None:
+                deadline = Deadline(pause.run_id, pause.seq, pause.task, pause.kind, pause.until)
+                self._deadlines[_deadline_key(deadline)] = deadline
             if hold and run is not None:
                 self._runs[pause.run_id] = replace(run, status="paused", updated_at=pause.since)
 
@@ -329,6 +338,16 @@ class MemoryRunStore:
             if run.status == "paused":
                 at = pause.answered_at if pause.answered_at is not None else run.updated_at
                 self._runs[pause.run_id] = replace(run, status="running", updated_at=at)
+
+    def due_deadlines(self, now: float, limit: int = 100) -> list[Deadline]:
+        with self._lock:
+            due = sorted((d for d in self._deadlines.values() if d.until <= now),
+                         key=lambda d: (d.until, d.run_id))  # fmt: skip
+        return due[: max(1, limit)]
+
+    def forget_deadline(self, deadline: Deadline) -> None:
+        with self._lock:
+            self._deadlines.pop(_deadline_key(deadline), None)
 
     def hold_run(self, run_id: str, pending: list[PauseRecord], at: float) -> bool:
         with self._lock:

@@ -35,7 +35,8 @@ run ended: 409).
 
 A paused run costs nothing while it waits: the sweeper lists running runs only, and no hop
 is in flight (but the one holding a deadline). With self-invocation, which cannot hold a
-hop, the sweeper looks at paused runs for deadlines that passed (``sweeper_delays``).
+hop, a pause's deadline is written with it, and the sweeper's one query a pass finds those
+that passed (``sweeper_delays``).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ import uuid
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal
 
-from engine.errors import ConflictError, InvalidInputError, StepConflict
+from engine.errors import ConflictError, InvalidInputError, RunNotFound, StepConflict
 from engine.events import iso, run_event
 from engine.graph import Graph
 from engine.interrupt_spec import Breakpoints, Question, answer_problem
@@ -287,19 +288,33 @@ class Pauses:
         self.protocol.queue.dispatch(hop)
 
     # -- the sweeper (self-invocation: no hop can hold a deadline) ----------------------------
-    def swept(self, run: RunRecord) -> int:
-        """A paused run's hops whose deadline passed, sent (``sweeper_delays`` only)."""
-        if not self.protocol.config.sweeper_delays:
-            return 0
-        now = self.protocol.clock()
-        due = [p for p in self.protocol.store.list_pauses(run.run_id, run.steps)
-               if p.pending and p.until is not None and now >= p.until]  # fmt: skip
-        for pause in due:
+    def swept_deadlines(self, limit: int) -> dict[str, int]:
+        """The hops of pauses whose deadline passed, sent (``sweeper_delays`` only: a carrier
+        that cannot hold a hop); a deadline whose pause was answered is forgotten. One query,
+        however many runs are paused; a deadline stays until its pause is answered, so a hop
+        lost on its way is sent again at the next pass."""
+        store = self.protocol.store
+        sent: dict[str, int] = {}
+        for deadline in store.due_deadlines(self.protocol.clock(), limit):
+            pause = next((p for p in store.list_pauses(deadline.run_id, deadline.seq)
+                          if (p.task, p.kind) == (deadline.task, deadline.kind)), None)  # fmt: skip
+            if pause is None or not pause.pending:
+                store.forget_deadline(deadline)
+                continue
+            try:
+                run = store.get_run(deadline.run_id)
+            except RunNotFound:
+                store.forget_deadline(deadline)
+                continue
+            if run.is_final:
+                store.forget_deadline(deadline)
+                continue
             self.protocol.queue.dispatch(Hop(
                 run.run_id, run.graph_id, pause.seq, pause.node, recheck=True,
                 index=pause.index, parallel=bool(pause.held.get("parallel")),
             ))  # fmt: skip
-        return len(due)
+            sent[run.run_id] = sent.get(run.run_id, 0) + 1
+        return sent
 
     # -- reading -----------------------------------------------------------------------------
     def pending(self, run: RunRecord) -> list[dict[str, Any]]:

@@ -301,6 +301,17 @@ class PauseRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class Deadline:
+    """When a pause's question stops waiting (:meth:`RunStore.due_deadlines`)."""
+
+    run_id: str
+    seq: int
+    task: str
+    kind: str
+    until: float
+
+
+@dataclass(frozen=True, slots=True)
 class RunRecord:
     """A run as stores return it: the header plus its latest committed step's view."""
 
@@ -537,9 +548,10 @@ class RunStore(Protocol):
 
     def commit_pause(self, pause: PauseRecord, *, hold: bool) -> None:
         """Write ``pause`` into its slot (run, superstep, node, index, kind) if and only if
-        that slot is empty; with ``hold``, move the run ``running -> paused`` in the same
-        atomic write, conditional on the run being ``running``. StepConflict if the slot is
-        taken or (with ``hold``) the run is not running."""
+        that slot is empty (and, when it has an ``until``, its :class:`Deadline`); with
+        ``hold``, move the run ``running -> paused`` in the same atomic write, conditional
+        on the run being ``running``. StepConflict if the slot is taken or (with ``hold``)
+        the run is not running."""
 
     def list_pauses(self, run_id: str, seq: int) -> list[PauseRecord]:
         """Every pause of superstep ``seq``, answered or not, read strongly consistently."""
@@ -549,6 +561,14 @@ class RunStore(Protocol):
         ``committed_by``) if and only if it is still pending, and move the run ``paused ->
         running`` (a ``running`` run stays so) in the same atomic write. StepConflict if it
         was answered already, or the run is neither paused nor running (it ended)."""
+
+    def due_deadlines(self, now: float, limit: int = 100) -> list[Deadline]:
+        """Deadlines of pauses (written with them by :meth:`commit_pause` when a pause has
+        an ``until``) that have passed by ``now``, earliest first: one query, however many
+        runs are paused. The sweeper keeps deadlines with them when no hop can be held."""
+
+    def forget_deadline(self, deadline: Deadline) -> None:
+        """Delete a deadline whose pause was answered. No error if it is gone already."""
 
     def hold_run(self, run_id: str, pending: list[PauseRecord], at: float) -> bool:
         """Move the run ``running -> paused`` if every pause in ``pending`` is still pending

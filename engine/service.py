@@ -38,7 +38,6 @@ from engine.ports import (
     Notifier,
     NullNotifier,
     RunRecord,
-    RunStatus,
     RunStore,
     StepQueue,
 )
@@ -364,23 +363,22 @@ class RunService:
         ``limit`` running runs are looked at, oldest first last: a schedule calls this every
         minute, and a run that is not reached this time is the next."""
         sent: dict[str, int] = {}
+        cursor: str | None = None
+        looked = 0
+        while looked < limit:
+            page = self.store.list_runs(status="running", limit=min(100, limit - looked),
+                                        cursor=cursor)  # fmt: skip
+            for run in page.items:
+                count = self.protocol.sweep(run.run_id)
+                if count:
+                    sent[run.run_id] = count
+            looked += len(page.items)
+            cursor = page.cursor
+            if cursor is None or not page.items:
+                break
         # Paused runs wait at no cost; only a carrier that cannot hold a hop needs the
-        # sweeper to keep their deadlines (engine/pauses.py).
-        statuses: tuple[RunStatus, ...] = ("running",)
+        # sweeper to keep their deadlines: one query finds those that passed (engine/pauses.py).
         if self.protocol.config.sweeper_delays:
-            statuses = ("running", "paused")
-        for status in statuses:
-            cursor: str | None = None
-            looked = 0
-            while looked < limit:
-                page = self.store.list_runs(status=status, limit=min(100, limit - looked),
-                                            cursor=cursor)  # fmt: skip
-                for run in page.items:
-                    count = self.protocol.sweep(run.run_id)
-                    if count:
-                        sent[run.run_id] = count
-                looked += len(page.items)
-                cursor = page.cursor
-                if cursor is None or not page.items:
-                    break
+            for run_id, count in self.protocol.pauses.swept_deadlines(limit).items():
+                sent[run_id] = sent.get(run_id, 0) + count
         return sent

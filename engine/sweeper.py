@@ -39,8 +39,8 @@ class Sweeper:
         hop was lost); returns how many were sent. Every hop goes out with ``recheck``: the
         ones that were alive after all find their slots taken and stop."""
         run = self.protocol.store.get_run(run_id)
-        if run.status == "paused":  # nothing in flight; only a deadline may be due
-            return self.protocol.pauses.swept(run)
+        if run.status == "paused":  # nothing in flight (its deadlines: Pauses.swept_deadlines)
+            return 0
         if not accepts_hops(run.status) or self.protocol.subgraphs.orphaned(run):
             return 0
         graph = self.protocol.graphs(run.graph_id)

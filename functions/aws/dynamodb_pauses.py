@@ -5,6 +5,12 @@ with them in one transaction::
             what the task held), since, until?, answered_at?, answer? (JSON), timed_out?,
             committed_by? (who wrote it, then who answered it)
 
+A pause with a deadline writes, in the same write, a deadline entry the sweeper finds with one
+query when no hop can hold it (``Dispatch=lambda``)::
+
+    deadline  PK=DEADLINES  SK=<until, 17 chars>#<run id>#<seq>#<kind>#<task>  run_id, seq,
+              task, kind, until
+
 ``PAUSE#`` sorts before ``RUN`` and ``STEP#``, outside every range the slot check and the
 log read. A pause is written once (conditional on its slot being empty) and answered once
 (conditional on ``answered_at`` being absent); a run moves ``running <-> paused`` only in
@@ -16,7 +22,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from engine.ports import PauseRecord
+from engine.ports import Deadline, PauseRecord
 from functions.aws import dynamodb_items as items
 
 PAUSE_PREFIX = "PAUSE#"
@@ -119,3 +125,35 @@ def move_header(
         "ExpressionAttributeNames": {"#status": "status"},
         "ExpressionAttributeValues": values,
     }}  # fmt: skip
+
+
+DEADLINES = "DEADLINES"
+
+
+def deadline_key(deadline: Deadline) -> Item:
+    sk = (f"{deadline.until:017.3f}#{deadline.run_id}#{deadline.seq}#{deadline.kind}"
+          f"#{deadline.task}")  # fmt: skip
+    return {"PK": {"S": DEADLINES}, "SK": {"S": sk}}
+
+
+def put_deadline(table: str, pause: PauseRecord) -> dict[str, Any] | None:
+    """The deadline entry of a pause with an ``until`` (``None`` for one without)."""
+    if pause.until is None:
+        return None
+    deadline = Deadline(pause.run_id, pause.seq, pause.task, pause.kind, pause.until)
+    item = {
+        **deadline_key(deadline), "run_id": {"S": deadline.run_id},
+        "seq": items.num(deadline.seq), "task": {"S": deadline.task},
+        "kind": {"S": deadline.kind}, "until": items.num(deadline.until),
+    }  # fmt: skip
+    return {"Put": {"TableName": table, "Item": item}}
+
+
+def deadline_from_item(item: Item) -> Deadline:
+    return Deadline(item["run_id"]["S"], int(item["seq"]["N"]), item["task"]["S"],
+                    item["kind"]["S"], float(item["until"]["N"]))  # fmt: skip
+
+
+def due_bound(now: float) -> str:
+    """The sort key every deadline due by ``now`` sorts before."""
+    return f"{now:017.3f}#\uffff"

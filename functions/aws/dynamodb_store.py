@@ -46,6 +46,7 @@ from engine.ports import (
     AttemptRecord,
     Clock,
     Connection,
+    Deadline,
     FoldRecord,
     GraphRecord,
     Page,
@@ -666,12 +667,30 @@ class DynamoRunStore:
     def commit_pause(self, pause: PauseRecord, *, hold: bool) -> None:
         put = pauses.put_pause(self.table, pause)
         self._expiring(put["Put"]["Item"])  # a log item as the others (RetentionDays)
-        if not hold:
+        deadline = pauses.put_deadline(self.table, pause)
+        if not hold and deadline is None:
             self._put_new(put["Put"]["Item"], StepConflict(pause.run_id, pause.seq))
             return
-        move = pauses.move_header(self.table, pause.run_id, "paused", ("running",), pause.since)
-        if self._transact([put, move]) is not None:
+        writes = [put, *([deadline] if deadline is not None else [])]
+        if hold:
+            writes.append(
+                pauses.move_header(self.table, pause.run_id, "paused", ("running",), pause.since)
+            )
+        if self._transact(writes) is not None:
             raise StepConflict(pause.run_id, pause.seq)
+
+    def due_deadlines(self, now: float, limit: int = 100) -> list[Deadline]:
+        response = self._call(
+            "query", TableName=self.table,
+            KeyConditionExpression="PK = :pk AND SK < :due",
+            ExpressionAttributeValues={":pk": {"S": pauses.DEADLINES},
+                                       ":due": {"S": pauses.due_bound(now)}},
+            Limit=max(1, limit), ConsistentRead=True,
+        )  # fmt: skip
+        return [pauses.deadline_from_item(i) for i in response.get("Items", [])]
+
+    def forget_deadline(self, deadline: Deadline) -> None:
+        self._call("delete_item", TableName=self.table, Key=pauses.deadline_key(deadline))
 
     def list_pauses(self, run_id: str, seq: int) -> list[PauseRecord]:
         found = self._query_all(

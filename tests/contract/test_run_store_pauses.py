@@ -101,3 +101,18 @@ def test_paused_runs_are_listed_by_their_status(store: RunStore) -> None:
     assert [r.run_id for r in store.list_runs(status="running").items] == ["r2"]
     store.answer_pause(answered(pause()))
     assert store.list_runs(status="paused").items == []
+
+
+def test_a_pause_with_a_deadline_is_found_once_it_passed_and_forgotten(store: RunStore) -> None:
+    store.create_run(run())
+    store.create_run(run("r2"))
+    store.commit_pause(pause(), hold=True)  # until T0 + 60
+    store.commit_pause(pause(run_id="r2", until=T0 + 30), hold=True)
+    store.commit_pause(pause("legal", until=None), hold=False)  # no deadline: none written
+    assert store.due_deadlines(T0 + 10) == []
+    due = store.due_deadlines(T0 + 60)
+    assert [(d.run_id, d.task, d.until) for d in due] == [("r2", "approve", T0 + 30),
+                                                          ("r1", "approve", T0 + 60)]  # fmt: skip
+    store.forget_deadline(due[0])
+    store.forget_deadline(due[0])  # gone already: no error
+    assert [d.run_id for d in store.due_deadlines(T0 + 600)] == ["r1"]
