@@ -288,6 +288,15 @@ class DynamoRunStore:
             if pending:
                 raise TransientStoreError(f"{len(pending)} batch writes left unprocessed")
 
+    def _run_items(self, run_id: str, prefix: str) -> Iterator[Item]:
+        """Every item of a run whose sort key starts with ``prefix`` (a superstep's tasks,
+        attempts or pauses), read strongly consistently: one query, paged at 1 MB."""
+        return self._query_all(
+            KeyConditionExpression="PK = :pk AND begins_with(SK, :prefix)",
+            ExpressionAttributeValues={":pk": {"S": f"RUN#{run_id}"}, ":prefix": {"S": prefix}},
+            ConsistentRead=True,
+        )
+
     def _query_all(self, **kwargs: Any) -> Iterator[Item]:
         while True:
             response = self._call("query", TableName=self.table, **kwargs)
@@ -584,15 +593,7 @@ class DynamoRunStore:
 
     def list_tasks(self, run_id: str, seq: int) -> list[TaskRecord]:
         """One query for the superstep's whole fan-in (DynamoDB pages it at 1 MB)."""
-        found = self._query_all(
-            KeyConditionExpression="PK = :pk AND begins_with(SK, :tasks)",
-            ExpressionAttributeValues={
-                ":pk": {"S": f"RUN#{run_id}"},
-                ":tasks": {"S": items.task_sk_prefix(seq)},
-            },
-            ConsistentRead=True,
-        )
-        return [items.task_from_item(i) for i in found]
+        return [items.task_from_item(i) for i in self._run_items(run_id, items.task_sk_prefix(seq))]
 
     # -- a wide superstep's close, page by page (engine/fold.py) -----------------------------
     def list_tasks_page(
@@ -653,15 +654,10 @@ class DynamoRunStore:
                       StepConflict(attempt.run_id, attempt.seq))  # fmt: skip
 
     def list_attempts(self, run_id: str, seq: int) -> list[AttemptRecord]:
-        found = self._query_all(
-            KeyConditionExpression="PK = :pk AND begins_with(SK, :attempts)",
-            ExpressionAttributeValues={
-                ":pk": {"S": f"RUN#{run_id}"},
-                ":attempts": {"S": items.attempt_sk_prefix(seq)},
-            },
-            ConsistentRead=True,
-        )
-        return [items.attempt_from_item(i) for i in found]
+        return [
+            items.attempt_from_item(i)
+            for i in self._run_items(run_id, items.attempt_sk_prefix(seq))
+        ]
 
     # -- tasks that wait for input (engine/pauses.py; functions/aws/dynamodb_pauses.py) ---
     def commit_pause(self, pause: PauseRecord, *, hold: bool) -> None:
@@ -693,15 +689,9 @@ class DynamoRunStore:
         self._call("delete_item", TableName=self.table, Key=pauses.deadline_key(deadline))
 
     def list_pauses(self, run_id: str, seq: int) -> list[PauseRecord]:
-        found = self._query_all(
-            KeyConditionExpression="PK = :pk AND begins_with(SK, :pauses)",
-            ExpressionAttributeValues={
-                ":pk": {"S": f"RUN#{run_id}"},
-                ":pauses": {"S": pauses.pause_sk_prefix(seq)},
-            },
-            ConsistentRead=True,
-        )
-        return [pauses.pause_from_item(i) for i in found]
+        return [
+            pauses.pause_from_item(i) for i in self._run_items(run_id, pauses.pause_sk_prefix(seq))
+        ]
 
     def answer_pause(self, pause: PauseRecord) -> None:
         at = pause.answered_at or 0.0
