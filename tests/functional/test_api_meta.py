@@ -85,7 +85,7 @@ def test_openapi_declares_every_route_and_the_error_shape(stack: ApiStack) -> No
         ("GET", "/graphs/{graph_id}/mermaid"), ("POST", "/runs"), ("GET", "/runs"),
         ("GET", "/runs/counts"), ("GET", "/runs/{run_id}"), ("GET", "/runs/{run_id}/steps"),
         ("GET", "/runs/{run_id}/steps/{seq}"), ("GET", "/runs/{run_id}/steps/{seq}/tasks"),
-        ("POST", "/runs/{run_id}/cancel"),
+        ("POST", "/runs/{run_id}/cancel"), ("POST", "/runs/{run_id}/resume"),
         ("GET", "/runs/{run_id}/history"), ("POST", "/runs/{run_id}/fork"),
         ("POST", "/runs/{run_id}/redrive"), ("POST", "/runs/{run_id}/state"),
         ("GET", "/runs/{run_id}/values/{digest}"),
