@@ -11,12 +11,13 @@ committed is green.
 
 1. The close without its condition: ``ConditionExpression=SLOT_FREE`` removed from both
    writes of ``DynamoRunStore.commit_step`` (functions/aws/dynamodb_store.py; the plain
-   one is now ``_put_new``'s). 59 cases red,
-   "closes per superstep: {.., 2: 2, ..}" or a cancelled run overwritten by a late close:
-   every cancel case; on the other shapes crash@after_close_commit, crash@after_publish,
-   crash@after_dispatch, crash@before_ack, duplicate@delivery, race@same_hop (both
-   carriers), and race@sibling_hops, crash@after_task_commit, throttle@fan_in_query on the
-   fan-out and the join.
+   one is now ``_put_new``'s). When first measured, 59 cases red (every cancel case, the
+   crash and duplicate windows of the chain, the fan-out and the join). Measured again on
+   the tree of the pauses and the fold: 4 cases red, "closes per superstep: {.., 1: 2, ..}":
+   race@same_hop#2 on the fan-out and on sends (SQS), race@sibling_hops#1 on the fan-out
+   and the cancel shape (self-invoke). The others no longer reach the write: a suspect hop
+   reads its slot first (``_taken_by``) and a closer that finds the slot taken stops; the
+   condition is what holds when two closers race past those reads.
 2. No re-dispatch on recovery: ``_dispatch_after`` removed from ``_after_conflict``, and
    ``_next_item`` and ``_fan_in`` from ``_after_task_conflict`` (engine/protocol.py). 20
    cases red, the run left "running": crash@after_close_commit and crash@after_publish on
