@@ -161,7 +161,7 @@ def follow(client: HopgraphClient, ws_url: str, run_id: str, out: Output, timeou
     and say how to pick it up again."""
     again = f"hopgraph runs follow {run_id}"
     try:
-        return _stream(ws_url, run_id, out, timeout, client.token)
+        code, final = _stream(ws_url, run_id, out, timeout, client.token)
     except KeyboardInterrupt:
         note(f"stopped following run {run_id}; the run goes on.\nfollow it again: {again}")
         return 130
@@ -179,9 +179,15 @@ def follow(client: HopgraphClient, ws_url: str, run_id: str, out: Output, timeou
         raise
     except (OSError, WebSocketException) as exc:
         raise ApiUnreachable(ws_url, unreachable_reason(exc)) from None
+    if final.get("status") == "paused" and not final.get("pending") and not out.as_json:
+        # A status told on subscribing carries no questions: the run's own record does.
+        show_questions(out.console, client.get_run(run_id))
+    return code
 
 
-def _stream(ws_url: str, run_id: str, out: Output, timeout: float, token: str | None) -> int:
+def _stream(
+    ws_url: str, run_id: str, out: Output, timeout: float, token: str | None
+) -> tuple[int, dict[str, Any]]:
     """Stream a run's steps: the subscription replays those already committed, then the new
     ones come live, each once and in order (infra/cli/client.py:follow_events)."""
     out.say(f"following run [bold]{run_id}[/]")
@@ -190,7 +196,7 @@ def _stream(ws_url: str, run_id: str, out: Output, timeout: float, token: str | 
         for event in follow_events(ws_url, run_id, timeout, token=token):
             _show(out, progress, event)
     final = progress.final or {}
-    return 0 if final.get("status") == "completed" else 1
+    return (0 if final.get("status") == "completed" else 1), final
 
 
 def _show(out: Output, progress: RunProgress, event: dict[str, Any]) -> None:
