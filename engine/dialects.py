@@ -130,7 +130,7 @@ def read_draft(doc: Any) -> Draft:
         draft = Draft("unknown", problems=[Problem("nodes", "missing: a graph needs nodes")])
     elif nodes and all(isinstance(v, str) for v in nodes.values()):
         draft = _read_dialect2(doc, nodes)
-    elif "start_node" in doc or any(isinstance(v, dict) and "next" in v for v in nodes.values()):
+    elif _looks_like_dialect1(doc, nodes):
         draft = _read_dialect1(doc, nodes)
     else:
         draft = _read_canonical(doc, nodes)
@@ -148,6 +148,19 @@ def read_draft(doc: Any) -> Draft:
     elif joins is not None:
         draft.problems.append(Problem("joins", "must be an object mapping node -> [nodes]"))
     return draft
+
+
+def _looks_like_dialect1(doc: dict[str, Any], nodes: dict[str, Any]) -> bool:
+    """Whether ``doc`` reads better as dialect 1 (``start_node``, nodes' ``next``) than canonical.
+
+    Both dialects key nodes by id with object values, so one stray key (a node's ``next`` in a
+    canonical graph, ``start_node`` beside ``entry``) must not switch the whole document to the
+    other dialect and report every key as wrong: the dialect that leaves fewer unknown keys wins.
+    """
+    marked = "start_node" in doc or any(isinstance(v, dict) and "next" in v for v in nodes.values())
+    if not marked:
+        return False
+    return len(unknown_keys(doc, "dialect1")) <= len(unknown_keys(doc, "canonical"))
 
 
 _FAILURE_KEYS = ("retry", "timeout_s", "on_error")

@@ -316,3 +316,29 @@ def test_a_key_added_to_any_object_is_refused_there_alone(data: st.DataObject, k
     with pytest.raises(GraphValidationError) as caught:
         build_graph(doc)
     assert [p.location for p in caught.value.problems] == [f"{loc}.{key}" if loc else key]
+
+
+@pytest.mark.parametrize(
+    ("path", "stray", "where"),
+    [
+        ("code_review.json", ("nodes", "extract", "next"), "nodes.extract.next"),
+        ("code_review.json", ("start_node",), "start_node"),
+        ("code_review_compat.json", ("entry",), "entry"),
+        ("code_review_compat.json", ("edges",), "edges"),
+    ],
+)
+def test_a_key_of_the_other_dialect_does_not_switch_the_document(
+    path: str, stray: tuple[str, ...], where: str
+) -> None:
+    # Given an example, and a key that belongs to the other dialect with node objects
+    doc = json.loads((EXAMPLES / path).read_text())
+    dialect = read_draft(doc).dialect
+    target = doc
+    for part in stray[:-1]:
+        target = target[part]
+    target[stray[-1]] = "extract"
+    # Then the document keeps its dialect, and the stray key is the one problem
+    assert read_draft(doc).dialect == dialect
+    with pytest.raises(GraphValidationError) as caught:
+        build_graph(doc)
+    assert [p.location for p in caught.value.problems] == [where]
