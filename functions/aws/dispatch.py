@@ -17,7 +17,7 @@ import json
 import math
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from engine.ports import Hop
 from functions.aws.send_group import BATCH_BYTES, BATCH_ENTRIES, SendGroup
@@ -86,25 +86,49 @@ SQS_BATCH_ENTRIES = BATCH_ENTRIES
 SQS_BATCH_BYTES = BATCH_BYTES
 
 
-def _batches(bodies: list[str]) -> list[list[str]]:
-    """``bodies`` cut into SendMessageBatch calls: at most ten, and 256 KB in all, each."""
-    batches: list[list[str]] = [[]]
+class Outgoing(NamedTuple):
+    """One hop's message: its body, and its run as the message's tenant.
+
+    The step queue is a standard queue, and SQS treats one with ``MessageGroupId`` on its
+    messages as a fair queue: when a tenant holds a disproportionate share of the messages
+    in flight (a wide map's window), SQS delivers other tenants' messages first, so that
+    one run's backlog does not hold up another run's next step. The run is the tenant: the
+    unit whose backlog can grow (a map's items), and the one the runs quota bounds per owner.
+    A group id decides only the order of delivery; nothing the worker does reads it."""
+
+    body: str
+    group: str
+
+    @classmethod
+    def of(cls, hop: Hop) -> Outgoing:
+        return cls(hop_body(hop), hop.run_id)
+
+    def size(self) -> int:
+        return len(self.body.encode())
+
+
+def _batches(messages: list[Outgoing]) -> list[list[Outgoing]]:
+    """``messages`` cut into SendMessageBatch calls: at most ten, and 256 KB in all, each."""
+    batches: list[list[Outgoing]] = [[]]
     size = 0
-    for body in bodies:
-        length = len(body.encode())
+    for message in messages:
+        length = message.size()
         if len(batches[-1]) == SQS_BATCH_ENTRIES or (
             batches[-1] and size + length > SQS_BATCH_BYTES
         ):
             batches.append([])
             size = 0
-        batches[-1].append(body)
+        batches[-1].append(message)
         size += length
     return [b for b in batches if b]
 
 
-def _entries(bodies: list[str]) -> list[BatchEntry]:
-    """A SendMessageBatch's entries, each named by its place in ``bodies``."""
-    return [{"Id": str(i), "MessageBody": body} for i, body in enumerate(bodies)]
+def _entries(messages: list[Outgoing]) -> list[BatchEntry]:
+    """A SendMessageBatch's entries, each named by its place in ``messages``."""
+    return [
+        {"Id": str(i), "MessageBody": body, "MessageGroupId": group}
+        for i, (body, group) in enumerate(messages)
+    ]
 
 
 class SqsStepQueue:
@@ -119,7 +143,7 @@ class SqsStepQueue:
         self.queue_url = queue_url
         self.client = client
         self.sends_at_once = sends_at_once
-        self._group = SendGroup(self._send_bodies)
+        self._group = SendGroup(self._send_messages, Outgoing.size)
 
     def dispatch(self, hop: Hop) -> None:
         """Send ``hop``; returns once SQS accepted it. Raises ``ClientError`` if SQS refused
@@ -129,17 +153,19 @@ class SqsStepQueue:
         if hop.delay_s > 0:
             delay = min(MAX_DELAY_SECONDS, math.ceil(hop.delay_s))
             self.client.send_message(QueueUrl=self.queue_url, MessageBody=hop_body(hop),
-                                     DelaySeconds=delay)  # fmt: skip
+                                     DelaySeconds=delay, MessageGroupId=hop.run_id)  # fmt: skip
             return
-        self._group.send(hop_body(hop))
+        self._group.send(Outgoing.of(hop))
 
-    def _send_bodies(self, bodies: list[str]) -> list[str | None]:
-        if len(bodies) == 1:  # as cheap either way; SendMessage's errors are the plainer
-            self.client.send_message(QueueUrl=self.queue_url, MessageBody=bodies[0])
+    def _send_messages(self, messages: list[Outgoing]) -> list[str | None]:
+        if len(messages) == 1:  # as cheap either way; SendMessage's errors are the plainer
+            body, group = messages[0]
+            self.client.send_message(QueueUrl=self.queue_url, MessageBody=body,
+                                     MessageGroupId=group)  # fmt: skip
             return [None]
-        entries = _entries(bodies)
+        entries = _entries(messages)
         response = self.client.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
-        refusals: list[str | None] = [None] * len(bodies)
+        refusals: list[str | None] = [None] * len(messages)
         for failed in response.get("Failed") or []:
             refusals[int(failed["Id"])] = f"{failed.get('Code')}: {failed.get('Message')}"
         return refusals
@@ -149,9 +175,9 @@ class SqsStepQueue:
         per request in all: a batch is cut early when its bodies would pass that). Raises if
         any entry failed: the caller's message is retried and its hops sent again, which
         the protocol's slot checks make harmless."""
-        send_all(self._send_batch, _batches([hop_body(h) for h in hops]), self.sends_at_once)
+        send_all(self._send_batch, _batches([Outgoing.of(h) for h in hops]), self.sends_at_once)
 
-    def _send_batch(self, batch: list[str]) -> None:
+    def _send_batch(self, batch: list[Outgoing]) -> None:
         entries = _entries(batch)
         response = self.client.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
         failed = response.get("Failed") or []

@@ -27,15 +27,23 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 BATCH_ENTRIES = 10
 """SendMessageBatch's limit of entries per call."""
 BATCH_BYTES = 256 * 1024
 """SendMessageBatch's limit of payload per call (the bodies together)."""
 
-SendBatch = Callable[[list[str]], list[str | None]]
+Body = TypeVar("Body")
+"""What is sent: a message body (``str``), or a body with what goes beside it in its entry."""
+
+SendBatch = Callable[[list[Body]], list[str | None]]
 """Sends bodies in one call; per body, ``None`` if accepted, else why not. Raises if the
 call itself failed."""
+
+
+def utf8_size(body: str) -> int:
+    return len(body.encode())
 
 
 class SendRefused(RuntimeError):
@@ -52,8 +60,8 @@ def partition_by(key: Callable[[], Hashable]) -> None:
 
 
 @dataclass(eq=False)
-class _Message:
-    body: str
+class _Message(Generic[Body]):
+    body: Body
     size: int
     done: bool = False
     error: BaseException | None = None
@@ -63,22 +71,29 @@ class _Message:
 class _Line:
     """The messages of one partition waiting to go, and whether one of them is sending."""
 
-    waiting: list[_Message] = field(default_factory=list)
+    waiting: list[_Message[object]] = field(default_factory=list)
     sending: bool = False
 
 
-class SendGroup:
-    """Sends messages for many threads at once, batched as the module docstring says."""
+class SendGroup(Generic[Body]):
+    """Sends messages for many threads at once, batched as the module docstring says.
+    ``size``: a body's bytes against SendMessageBatch's 256 KB (bodies are strings unless
+    it says otherwise)."""
 
-    def __init__(self, send_batch: SendBatch) -> None:
+    def __init__(
+        self,
+        send_batch: SendBatch[Body],
+        size: Callable[[Body], int] = utf8_size,  # type: ignore[assignment]
+    ) -> None:
         self._send_batch = send_batch
+        self._size = size
         self._cond = threading.Condition()
         self._lines: dict[Hashable, _Line] = {}
 
-    def send(self, body: str) -> None:
+    def send(self, body: Body) -> None:
         """Send ``body``; returns once the queue accepted it. Raises SendRefused if the queue
         refused it, or what the call that carried it raised."""
-        mine = _Message(body, len(body.encode()))
+        mine: _Message[object] = _Message(body, self._size(body))
         key = _partition()
         with self._cond:
             line = self._lines.setdefault(key, _Line())
@@ -92,10 +107,10 @@ class SendGroup:
         if mine.error is not None:
             raise mine.error
 
-    def _lead(self, key: Hashable, line: _Line, mine: _Message) -> None:
+    def _lead(self, key: Hashable, line: _Line, mine: _Message[object]) -> None:
         """Send batches from the head of the line until ``mine`` has gone, then let a
         waiting caller take over (also if this thread is stopped on the way)."""
-        batch: list[_Message] = []
+        batch: list[_Message[object]] = []
         try:
             while not mine.done:
                 with self._cond:
@@ -112,10 +127,10 @@ class SendGroup:
                     del self._lines[key]
                 self._cond.notify_all()
 
-    def _send(self, batch: list[_Message]) -> None:
+    def _send(self, batch: list[_Message[object]]) -> None:
         errors: list[BaseException | None]
         try:
-            refusals = self._send_batch([m.body for m in batch])
+            refusals = self._send_batch([m.body for m in batch])  # type: ignore[misc]
             errors = [SendRefused(r) if r is not None else None for r in refusals]
         except Exception as exc:  # the whole call failed: every message of it did
             errors = [exc] * len(batch)
@@ -125,9 +140,9 @@ class SendGroup:
             self._cond.notify_all()
 
 
-def _take(waiting: list[_Message]) -> list[_Message]:
+def _take(waiting: list[_Message[object]]) -> list[_Message[object]]:
     """The head of the line, as much as one SendMessageBatch takes."""
-    batch: list[_Message] = []
+    batch: list[_Message[object]] = []
     size = 0
     while waiting and len(batch) < BATCH_ENTRIES:
         if batch and size + waiting[0].size > BATCH_BYTES:

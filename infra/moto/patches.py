@@ -229,4 +229,10 @@ PATCHES: tuple[Patch, ...] = (
         "returns DeadLetterQueueSourceArn, which moto's response leaves out",
         ("self",),
     ),
+    Patch(
+        "moto.sqs.models:SQSBackend.receive_message",
+        "fair_queues.fair_queues",
+        "delivers a standard queue's messages in sending order; SQS delivers quiet tenants' "
+        "(MessageGroupId) messages before a noisy tenant's",
+    ),
 )

@@ -223,6 +223,7 @@ def _serve_socket(args: argparse.Namespace, app: Any, patches: contextlib.ExitSt
 
 def _patch_moto(patches: contextlib.ExitStack, persistence: Any, lock: threading.RLock) -> None:
     from infra.moto.dead_letters import dead_letters_marked
+    from infra.moto.fair_queues import fair_queues
     from infra.moto.fidelity import serialize_dynamodb_writes, serialize_sqs
     from infra.moto.lookups import remembered_lookups
     from infra.moto.speedups import (
@@ -235,6 +236,7 @@ def _patch_moto(patches: contextlib.ExitStack, persistence: Any, lock: threading
     patches.enter_context(faster_moto())
     patches.enter_context(faster_moto_server())
     patches.enter_context(dead_letters_marked())
+    patches.enter_context(fair_queues())  # before serialize_sqs: each pass, under its lock
     patches.enter_context(cheaper_requests())
     patches.enter_context(remembered_lookups())  # after cheaper_requests: it calls that delete
     patches.enter_context(transactions_undo_their_own_writes())  # under the lock below

@@ -29,6 +29,7 @@ from functions import runtime
 from functions.aws import clients
 from functions.settings import get_settings
 from infra.moto.dead_letters import dead_letters_marked
+from infra.moto.fair_queues import fair_queues
 from infra.moto.fidelity import serialize_dynamodb_writes, serialize_sqs
 from infra.stack.event_source import SqsEventSource
 from infra.stack.lambda_context import LambdaContext
@@ -134,6 +135,7 @@ def aws_stack(monkeypatch: pytest.MonkeyPatch, **settings: str) -> Iterator[AwsS
     with ExitStack() as moto:
         moto.enter_context(mock_aws())
         moto.enter_context(dead_letters_marked())
+        moto.enter_context(fair_queues())
         moto.enter_context(serialize_dynamodb_writes(lock))
         moto.enter_context(serialize_sqs(lock))
         sqs = boto3.client("sqs", region_name=REGION)
