@@ -14,11 +14,12 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from functions.dashboard.routes import VENDOR
-from tests.e2e.stack import REPO
+from tests.e2e.stack import REPO, StackProcess, launch
 
 ARTIFACTS = REPO / "test-artifacts" / "dashboard"
 DOCS_SCREENSHOT = REPO / "docs" / "dashboard-run.png"
@@ -34,6 +35,22 @@ def chromium_path() -> str:
     if not (VENDOR / "mermaid.min.js").exists():
         pytest.fail("the dashboard's files are not installed: run `make dashboard`")
     return found
+
+
+# A local stack per test module, and a client of its API (dev mode: the dev user).
+@pytest.fixture(scope="module")
+def stack() -> Iterator[StackProcess]:
+    started = launch("sqs")
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+@pytest.fixture(scope="module")
+def api(stack: StackProcess) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=stack.api, timeout=10.0) as client:
+        yield client
 
 
 @pytest.fixture(scope="session")

@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import time
-from collections.abc import Iterator
 from itertools import pairwise
 from typing import Any
 
@@ -20,6 +18,7 @@ import pytest
 from playwright.sync_api import Page, WebSocket, expect
 
 from tests.browser.conftest import DOCS_SCREENSHOT, screenshot
+from tests.browser.stack_runs import LIVE, create, start, wait_until_over
 from tests.e2e.stack import REPO, StackProcess, launch
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.timeout(240)]
@@ -30,7 +29,12 @@ SAMPLE_CODE = (REPO / "examples" / "sample_code.py").read_text()
 SLOW_CHAIN = {
     "name": "slow chain",
     "entry": "fetch",
-    "nodes": {name: {"tool": "wait", "settings": {"ms": 1500}} for name in ("fetch", "parse")},
+    # fetch is long enough that the page, opened after the start, finds it running on a
+    # loaded machine (a page took over 3 s to open at load 14)
+    "nodes": {
+        "fetch": {"tool": "wait", "settings": {"ms": 8000}},
+        "parse": {"tool": "wait", "settings": {"ms": 1500}},
+    },
     "edges": {"fetch": "parse", "parse": "END"},
 }
 STEPS = [f"step{i}" for i in range(8)]
@@ -69,42 +73,6 @@ WIDE_MAP = {
     },
     "edges": {"grade": "END"},
 }
-LIVE = 30_000  # ms: the longest a page may take to show what a run did
-
-
-@pytest.fixture(scope="module")
-def stack() -> Iterator[StackProcess]:
-    started = launch("sqs")
-    try:
-        yield started
-    finally:
-        started.stop()
-
-
-@pytest.fixture(scope="module")
-def api(stack: StackProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=stack.api, timeout=10.0) as client:  # dev mode: the dev user
-        yield client
-
-
-def create(api: httpx.Client, graph: dict[str, Any]) -> str:
-    reply = api.post("/graphs", params={"reuse": "true"}, json=graph)
-    assert reply.status_code in (200, 201), reply.text
-    return str(reply.json()["graph_id"])
-
-
-def start(api: httpx.Client, graph_id: str, state: dict[str, Any]) -> str:
-    reply = api.post("/runs", json={"graph_id": graph_id, "input": state})
-    assert reply.status_code == 202, reply.text
-    return str(reply.json()["run_id"])
-
-
-def wait_until_over(api: httpx.Client, run_id: str, bound_s: float = 60) -> dict[str, Any]:
-    deadline = time.monotonic() + bound_s
-    while (run := api.get(f"/runs/{run_id}").json())["status"] == "running":
-        assert time.monotonic() < deadline, f"run {run_id} still running after {bound_s} s"
-        time.sleep(0.2)
-    return run  # type: ignore[no-any-return]
 
 
 def marked_nodes(page: Page, mark: str, expected: set[str]) -> set[str]:

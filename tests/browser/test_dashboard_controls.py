@@ -7,15 +7,14 @@ Waits are conditions with a bound (Playwright's ``expect``), never sleeps."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import screenshot
-from tests.browser.test_dashboard import LIVE, create, start, wait_until_over
-from tests.e2e.stack import StackProcess, launch
+from tests.browser.stack_runs import LIVE, create, start, wait_until_over
+from tests.e2e.stack import StackProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.timeout(240)]
 
@@ -41,21 +40,6 @@ NEVER = {
     "nodes": {"call": {"tool": "flaky", "settings": {"succeed_on": 0}}},
     "edges": {"call": "END"},
 }
-
-
-@pytest.fixture(scope="module")
-def stack() -> Iterator[StackProcess]:
-    started = launch("sqs")
-    try:
-        yield started
-    finally:
-        started.stop()
-
-
-@pytest.fixture(scope="module")
-def api(stack: StackProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=stack.api, timeout=10.0) as client:  # dev mode: the dev user
-        yield client
 
 
 def test_a_run_is_forked_from_a_step_with_an_edited_state(

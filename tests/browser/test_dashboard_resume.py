@@ -12,7 +12,6 @@ Waits are conditions with a bound (Playwright's ``expect``), never sleeps."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any, get_args
 
 import httpx
@@ -21,8 +20,8 @@ from playwright.sync_api import Page, expect
 
 from engine.lifecycle import RunStatus
 from tests.browser.conftest import screenshot
-from tests.browser.test_dashboard import LIVE, create, start, wait_until_over
-from tests.e2e.stack import StackProcess, launch
+from tests.browser.stack_runs import LIVE, create, start, wait_until_over
+from tests.e2e.stack import StackProcess
 
 pytestmark = [
     pytest.mark.e2e,
@@ -61,21 +60,6 @@ COUNT = {
     },
     "edges": {"ask": "END"},
 }  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def stack() -> Iterator[StackProcess]:
-    started = launch("sqs")
-    try:
-        yield started
-    finally:
-        started.stop()
-
-
-@pytest.fixture(scope="module")
-def api(stack: StackProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=stack.api, timeout=10.0) as client:  # dev mode: the dev user
-        yield client
 
 
 def paused(api: httpx.Client, run_id: str, bound_s: float = 60) -> dict[str, Any]:

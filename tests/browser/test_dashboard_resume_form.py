@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -22,9 +21,9 @@ import pytest
 from playwright.sync_api import Page, Route, expect
 
 from tests.browser.conftest import screenshot
-from tests.browser.test_dashboard import create, start, wait_until_over
+from tests.browser.stack_runs import create, start, wait_until_over
 from tests.browser.test_dashboard_controls import GREETING
-from tests.e2e.stack import StackProcess, launch
+from tests.e2e.stack import StackProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.timeout(240)]
 
@@ -42,15 +41,6 @@ BEFORE = {"task": "fix", "node": "fix", "kind": "before", "prompt": None, "key":
 
 
 @pytest.fixture(scope="module")
-def stack() -> Iterator[StackProcess]:
-    started = launch("sqs")
-    try:
-        yield started
-    finally:
-        started.stop()
-
-
-@pytest.fixture(scope="module")
 def run_id(stack: StackProcess) -> str:
     """A finished run: its page, log and graph are real; only its header is made paused."""
     with httpx.Client(base_url=stack.api, timeout=10.0) as api:
@@ -64,7 +54,8 @@ class PausedApi:
     and ``POST /runs/{id}/resume`` with the statuses queued in ``replies``."""
 
     def __init__(self, page: Page, run_id: str, pending: list[dict[str, Any]]) -> None:
-        self.pending, self.replies, self.sent = pending, [200], []  # type: list[Any]
+        self.pending, self.replies = pending, [200]
+        self.sent: list[Any] = []
         self.resumed = False
         page.route(re.compile(rf"/runs/{run_id}$"), self._run)
         page.route(re.compile(rf"/runs/{run_id}/resume$"), self._resume)

@@ -16,10 +16,8 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import screenshot
-from tests.browser.test_dashboard import api, create, stack, start, wait_until_over
+from tests.browser.stack_runs import create, start, wait_until_over
 from tests.e2e.stack import StackProcess
-
-__all__ = ["api", "stack"]  # the fixtures, shared with the dashboard's other tests
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.timeout(900)]
 
