@@ -26,11 +26,14 @@ from functions.api.models import (
 from functions.api.routes_graphs import Cursor, Limit
 from functions.api.step_pages import (
     SeqWindow,
+    StepSeq,
+    TaskWindow,
     bounded_steps,
     failed_attempts,
     find_value,
     seq_window,
     task_page,
+    task_window,
 )
 
 router = APIRouter(prefix="/runs", tags=["runs"], route_class=JsonRulesRoute)
@@ -153,13 +156,10 @@ def list_steps(
 )
 def get_step(
     run_id: RunId,
-    seq: Annotated[int, Path(ge=0, le=1_000_000, description="The step's `seq`")],
+    seq: StepSeq,
     service: Service,
     caller: CurrentCaller,
-    task_after: Annotated[
-        str | None, Query(max_length=2048, description="The previous page's `task_next`")
-    ] = None,
-    task_limit: Annotated[int, Query(ge=1, le=500, description="Tasks per page")] = 100,
+    tasks_window: Annotated[TaskWindow, task_window("task_", "task_next")],
 ) -> StepDetail:
     """The log entry of step `seq`, the state after it, and, for a superstep of several
     tasks, a page of its tasks with the updates each returned before the merge (pass
@@ -172,7 +172,7 @@ def get_step(
         raise NotFoundError("step", str(seq))
     tasks: tuple[list[TaskRecord], str | None] = ([], None)
     if step.tasks or step.tasks_total:
-        tasks = task_page(service.store, run_id, seq, task_after, task_limit)
+        tasks = task_page(service.store, run_id, seq, tasks_window.after, tasks_window.limit)
     return StepDetail.from_records(step, *tasks)
 
 
