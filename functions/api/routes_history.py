@@ -24,7 +24,7 @@ from functions.api.models import (
     StepLimit,
     Timestamp,
 )
-from functions.api.routes_runs import RunId
+from functions.api.routes_runs import RunId, run_command
 from functions.api.step_pages import Budget, SeqWindow, seq_window
 
 router = APIRouter(prefix="/runs", tags=["time travel"], route_class=JsonRulesRoute)
@@ -164,12 +164,7 @@ def fork_run(
     return RunAccepted.from_record(run, created)
 
 
-@router.post(
-    "/{run_id}/redrive",
-    response_model=RunResource,
-    responses=error_responses(404, 409, 422),
-    summary="Redrive a failed run from its failed superstep",
-)
+@run_command(router, "redrive", "Redrive a failed run from its failed superstep")
 def redrive_run(
     run_id: RunId,
     service: Service,
@@ -184,12 +179,7 @@ def redrive_run(
     return RunResource.from_record(history.redrive_run(service, run_id, limit))
 
 
-@router.post(
-    "/{run_id}/state",
-    response_model=RunResource,
-    responses=error_responses(404, 409, 413, 422),
-    summary="Edit a paused run's state",
-)
+@run_command(router, "state", "Edit a paused run's state", 413)
 def edit_state(
     run_id: RunId, request: StateEditRequest, service: Service, caller: CurrentCaller
 ) -> RunResource:

@@ -8,10 +8,9 @@ from fastapi import APIRouter, Body
 from pydantic import BaseModel, ConfigDict, Field
 
 from functions.api.deps import CurrentCaller, Service, visible_run
-from functions.api.errors import error_responses
 from functions.api.json_body import JsonRulesRoute
 from functions.api.models import RunResource
-from functions.api.routes_runs import RunId
+from functions.api.routes_runs import RunId, run_command
 
 router = APIRouter(prefix="/runs", tags=["runs"], route_class=JsonRulesRoute)
 
@@ -44,12 +43,7 @@ class ResumeRequest(BaseModel):
     )
 
 
-@router.post(
-    "/{run_id}/resume",
-    response_model=RunResource,
-    responses=error_responses(404, 409, 422),
-    summary="Answer a paused run",
-)
+@run_command(router, "resume", "Answer a paused run")
 def resume_run(
     run_id: RunId,
     service: Service,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query, Response
+from fastapi.types import DecoratedCallable
 
 from engine.errors import NotFoundError
 from engine.interrupt_spec import Breakpoints
@@ -41,6 +43,23 @@ router = APIRouter(prefix="/runs", tags=["runs"], route_class=JsonRulesRoute)
 RunId = Annotated[
     str, Path(min_length=1, max_length=128, examples=[EXAMPLE_RUN_ID], description="Run id")
 ]
+
+
+def run_command(
+    router: APIRouter, action: str, summary: str, *statuses: int
+) -> Callable[[DecoratedCallable], DecoratedCallable]:
+    """Declares ``POST /runs/{run_id}/<action>``: a command on one run, answered with the
+    run as the command left it. 404 for a run the caller cannot see, 409 for one whose
+    status does not take the command, 422 for a request that does not validate, and
+    ``statuses``."""
+    return router.post(
+        f"/{{run_id}}/{action}",
+        response_model=RunResource,
+        responses=error_responses(*sorted({404, 409, 422, *statuses})),
+        summary=summary,
+    )
+
+
 _EXISTING_RUN = (
     "The run an earlier start with this `idempotency_key` created; nothing new was started."
 )
@@ -199,12 +218,7 @@ def get_value(
     return value
 
 
-@router.post(
-    "/{run_id}/cancel",
-    response_model=RunResource,
-    responses=error_responses(404, 409, 422),
-    summary="Cancel a run",
-)
+@run_command(router, "cancel", "Cancel a run")
 def cancel_run(run_id: RunId, service: Service, caller: CurrentCaller) -> RunResource:
     """Stop a running or paused run before its next step; 409 if it is already final."""
     visible_run(service, caller, run_id)
