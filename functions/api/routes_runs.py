@@ -12,7 +12,13 @@ from engine.errors import NotFoundError
 from engine.interrupt_spec import Breakpoints
 from engine.ports import RunStatus, TaskRecord
 from engine.timers import run_wakes_at
-from functions.api.deps import CurrentCaller, Service, start_owned_run, visible_run
+from functions.api.deps import (
+    CurrentCaller,
+    Service,
+    start_owned_run,
+    visible_header,
+    visible_run,
+)
 from functions.api.errors import error_responses
 from functions.api.examples import EXAMPLE_RUN_ID, RUN_REQUEST_EXAMPLES
 from functions.api.json_body import JsonRulesRoute
@@ -185,7 +191,7 @@ def get_step(
     `task_next` back as `task_after` for the next page; a page stops before 1 MB of JSON).
     The state before it is step `seq - 1`'s (the run's `input` for step 0). 404 if the
     step is not committed (yet)."""
-    visible_run(service, caller, run_id)
+    visible_header(service, caller, run_id)
     step = service.store.get_step(run_id, seq)
     if step is None:
         raise NotFoundError("step", str(seq))
@@ -221,5 +227,5 @@ def get_value(
 @run_command(router, "cancel", "Cancel a run")
 def cancel_run(run_id: RunId, service: Service, caller: CurrentCaller) -> RunResource:
     """Stop a running or paused run before its next step; 409 if it is already final."""
-    visible_run(service, caller, run_id)
+    visible_header(service, caller, run_id)
     return RunResource.from_record(service.cancel_run(run_id))

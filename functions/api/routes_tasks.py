@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from functions.api.deps import CurrentCaller, Service, visible_run
+from functions.api.deps import CurrentCaller, Service, visible_header
 from functions.api.errors import error_responses
 from functions.api.json_body import JsonRulesRoute
 from functions.api.models import TaskDetail
@@ -42,6 +42,6 @@ def list_tasks(
     of a superstep still open (a map whose items are still running); `GET
     /runs/{id}/steps/{seq}` gives the first page with the step. A page stops before 1 MB of
     JSON; pass `next_after` back as `after` while it is not null."""
-    visible_run(service, caller, run_id)
+    visible_header(service, caller, run_id)
     tasks, following = task_page(service.store, run_id, seq, window.after, window.limit)
     return TaskPage(items=[TaskDetail.from_record(t) for t in tasks], next_after=following)

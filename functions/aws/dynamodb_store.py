@@ -152,6 +152,14 @@ class DynamoRunStore(DynamoSteps, DynamoPauses, DynamoFolds, DynamoConnections):
             run = self._header(self._get(items.run_key(run_id)) or header)
         return run.with_latest(latest)
 
+    def get_run_header(self, run_id: str) -> RunRecord:
+        """One strongly consistent GetItem of the header item alone. With a bucket the
+        header weighs a few KB at most (a larger input is a blob, and is not fetched)."""
+        item = self._get(items.run_key(run_id))
+        if item is None:
+            raise RunNotFound(run_id)
+        return replace(items.run_from_item(item), input={}, state={}, node=None, steps=0)
+
     def list_runs(
         self,
         graph_id: str | None = None,
