@@ -122,18 +122,11 @@ class DynamoSteps(TableIO):
         if not states:
             return self._listed_steps(run_id, first, limit)
         lo, start = deltas.start_of(first, self._states.get(run_id))
-        response = self._call(
-            "query",
-            TableName=self.table,
-            KeyConditionExpression="PK = :pk AND SK BETWEEN :first AND :last",
-            ExpressionAttributeValues={
-                ":pk": {"S": f"RUN#{run_id}"},
-                ":first": {"S": "RUN" if lo == deltas.HEADER else items.step_sk(lo)},
-                ":last": {"S": LAST_STEP_SK},
-            },
+        response = self._steps_from(
+            run_id,
+            "RUN" if lo == deltas.HEADER else items.step_sk(lo),
             # the steps before ``first`` rebuild its state (engine/deltas.py)
-            Limit=max(1, limit) + (first - max(lo, 0)) + (lo == deltas.HEADER),
-            ConsistentRead=True,
+            max(1, limit) + (first - max(lo, 0)) + (lo == deltas.HEADER),
         )
         found = response.get("Items", [])
         steps = self._rebuilt(run_id, found, first, start)
@@ -149,22 +142,30 @@ class DynamoSteps(TableIO):
         Neither the steps back to the nearest snapshot nor any large value in S3 is read,
         nor any state rebuilt. (The read units are the same per item read: DynamoDB bills a
         Query by the size of the items it reads, whatever it returns.)"""
-        response = self._call(
-            "query",
-            TableName=self.table,
-            KeyConditionExpression="PK = :pk AND SK BETWEEN :first AND :last",
-            ExpressionAttributeValues={
-                ":pk": {"S": f"RUN#{run_id}"},
-                ":first": {"S": items.step_sk(first)},
-                ":last": {"S": LAST_STEP_SK},
-            },
+        response = self._steps_from(
+            run_id, items.step_sk(first), max(1, limit),
             ProjectionExpression=items.LISTED_STEP_PROJECTION,
             ExpressionAttributeNames=items.LISTED_STEP_NAMES,
-            Limit=max(1, limit),
-            ConsistentRead=True,
-        )
+        )  # fmt: skip
         steps = [items.listed_step_from_item(i) for i in response.get("Items", [])]
         if not steps and self._get(items.run_key(run_id)) is None:
             raise RunNotFound(run_id)
         more = "LastEvaluatedKey" in response and steps
         return Page(steps, str(steps[-1].seq) if more else None)
+
+    def _steps_from(self, run_id: str, first: str, limit: int, **extra: Any) -> dict[str, Any]:
+        """One strongly consistent Query of at most ``limit`` of the run's items from sort
+        key ``first`` through its last step."""
+        return self._call(
+            "query",
+            TableName=self.table,
+            KeyConditionExpression="PK = :pk AND SK BETWEEN :first AND :last",
+            ExpressionAttributeValues={
+                ":pk": {"S": f"RUN#{run_id}"},
+                ":first": {"S": first},
+                ":last": {"S": LAST_STEP_SK},
+            },
+            Limit=limit,
+            ConsistentRead=True,
+            **extra,
+        )
