@@ -171,6 +171,13 @@ class MemoryRunStore:
                 raise RunNotFound(run_id)
             return self._view(run)
 
+    def get_run_header(self, run_id: str) -> RunRecord:
+        with self._lock:
+            run = self._runs.get(run_id)
+        if run is None:
+            raise RunNotFound(run_id)
+        return replace(run, input={}, state={}, node=None, steps=0)
+
     def list_runs(
         self,
         graph_id: str | None = None,

@@ -423,6 +423,14 @@ class RunStore(Protocol):
     def get_run(self, run_id: str) -> RunRecord:
         """The run with the view of its latest committed step. Raises RunNotFound."""
 
+    def get_run_header(self, run_id: str) -> RunRecord:
+        """The run's header alone, read strongly consistently: ids, graph, status, owner,
+        limits, error, timestamps and links, without its input or the view of any step
+        (``input`` and ``state`` empty, ``node`` None, ``steps`` 0). For what asks who owns
+        a run and where it stands, not what it holds (a request's visibility check): it
+        reads no step and no large value, whatever the run's state weighs. Raises
+        RunNotFound."""
+
     def list_runs(
         self,
         graph_id: str | None = None,

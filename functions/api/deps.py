@@ -135,6 +135,17 @@ def visible_run(service: RunService, caller: Caller, run_id: str) -> RunRecord:
     return run
 
 
+def visible_header(service: RunService, caller: Caller, run_id: str) -> RunRecord:
+    """The run's header (:meth:`~engine.ports.RunStore.get_run_header`: no input, state or
+    step) if the caller may see it, as :func:`visible_run` decides: for a route that needs
+    whose the run is and where it stands, not what it holds. One small read, however large
+    the run's state."""
+    run = service.store.get_run_header(run_id)
+    if not caller.sees(run.owner):
+        raise RunNotFound(run_id)
+    return run
+
+
 def start_owned_run(
     service: RunService,
     caller: Caller,

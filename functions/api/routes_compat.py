@@ -22,7 +22,13 @@ from engine.errors import InvalidInputError
 from engine.ports import RunStatus
 from engine.service import RunService
 from engine.validation import MAX_STEPS_CEILING
-from functions.api.deps import CurrentCaller, Service, start_owned_run, visible_run
+from functions.api.deps import (
+    CurrentCaller,
+    Service,
+    start_owned_run,
+    visible_header,
+    visible_run,
+)
 from functions.api.errors import error_responses
 from functions.api.examples import (
     DIALECT1,
@@ -234,7 +240,7 @@ def run_state(run_id: RunId, service: Service, caller: CurrentCaller) -> CompatR
     summary="A run's execution log (compatibility)",
 )
 def run_logs(run_id: RunId, service: Service, caller: CurrentCaller) -> CompatRunLog:
-    run = visible_run(service, caller, run_id)
+    run = visible_header(service, caller, run_id)
     log = bounded_log(service, run_id)
     return CompatRunLog(
         run_id=run_id,

@@ -13,7 +13,7 @@ from engine import history
 from engine.errors import ConflictError
 from engine.events import iso
 from functions import quotas
-from functions.api.deps import CurrentCaller, Service, visible_run
+from functions.api.deps import CurrentCaller, Service, visible_header
 from functions.api.errors import error_responses
 from functions.api.json_body import JsonRulesRoute
 from functions.api.models import (
@@ -24,7 +24,7 @@ from functions.api.models import (
     StepLimit,
     Timestamp,
 )
-from functions.api.routes_runs import RunId
+from functions.api.routes_runs import RunId, run_command
 from functions.api.step_pages import Budget, SeqWindow, seq_window
 
 router = APIRouter(prefix="/runs", tags=["time travel"], route_class=JsonRulesRoute)
@@ -108,7 +108,7 @@ def get_history(
     """Each superstep's checkpoint: `seq`, what ran, its status and where it went next.
     States are left out unless `states=true` (or read one with `GET /runs/{id}/steps/{seq}`);
     a page with states stops before 1 MB of JSON. Pass `next_after` back as `after`."""
-    run = visible_run(service, caller, run_id)
+    run = visible_header(service, caller, run_id)
     items: list[HistoryItem] = []
     next_after, fits = None, Budget()
     page = history.history(service.store, run_id, window.after, window.limit, states=states)
@@ -148,7 +148,7 @@ def fork_run(
     that superstep went next (or where `as_node` routes). Its `parent` names this run.
     202 for a new run, 200 when `idempotency_key` names an earlier fork; 409 if the
     superstep failed (fork from the one before it, or redrive)."""
-    parent = visible_run(service, caller, run_id)
+    parent = visible_header(service, caller, run_id)
     from functions.settings import get_settings
 
     quotas.check_runs_in_flight(service, caller.sub, get_settings())
@@ -164,12 +164,7 @@ def fork_run(
     return RunAccepted.from_record(run, created)
 
 
-@router.post(
-    "/{run_id}/redrive",
-    response_model=RunResource,
-    responses=error_responses(404, 409, 422),
-    summary="Redrive a failed run from its failed superstep",
-)
+@run_command(router, "redrive", "Redrive a failed run from its failed superstep")
 def redrive_run(
     run_id: RunId,
     service: Service,
@@ -179,22 +174,17 @@ def redrive_run(
     """The failed superstep runs again, as a new attempt; the failure stays in the log.
     409 unless the run is failed (two redrives at once: one wins, the other gets 409). A
     run its step limit stopped needs a higher `max_steps`."""
-    visible_run(service, caller, run_id)
+    visible_header(service, caller, run_id)
     limit = request.max_steps if request is not None else None
     return RunResource.from_record(history.redrive_run(service, run_id, limit))
 
 
-@router.post(
-    "/{run_id}/state",
-    response_model=RunResource,
-    responses=error_responses(404, 409, 413, 422),
-    summary="Edit a paused run's state",
-)
+@run_command(router, "state", "Edit a paused run's state", 413)
 def edit_state(
     run_id: RunId, request: StateEditRequest, service: Service, caller: CurrentCaller
 ) -> RunResource:
     """Apply `update` through the reducers (as `as_node`'s write when named); the edit is
     an entry of its own in the log. 409 unless the run is paused."""
-    visible_run(service, caller, run_id)
+    visible_header(service, caller, run_id)
     edited = history.edit_state(service, run_id, request.update, request.as_node)
     return RunResource.from_record(edited)

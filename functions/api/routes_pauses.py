@@ -7,11 +7,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body
 from pydantic import BaseModel, ConfigDict, Field
 
-from functions.api.deps import CurrentCaller, Service, visible_run
-from functions.api.errors import error_responses
+from functions.api.deps import CurrentCaller, Service, visible_header
 from functions.api.json_body import JsonRulesRoute
 from functions.api.models import RunResource
-from functions.api.routes_runs import RunId
+from functions.api.routes_runs import RunId, run_command
 
 router = APIRouter(prefix="/runs", tags=["runs"], route_class=JsonRulesRoute)
 
@@ -44,12 +43,7 @@ class ResumeRequest(BaseModel):
     )
 
 
-@router.post(
-    "/{run_id}/resume",
-    response_model=RunResource,
-    responses=error_responses(404, 409, 422),
-    summary="Answer a paused run",
-)
+@run_command(router, "resume", "Answer a paused run")
 def resume_run(
     run_id: RunId,
     service: Service,
@@ -61,7 +55,7 @@ def resume_run(
     is answered the same. 409 if the run waits for no answer (it is not paused), or the
     question was answered with another value; 422 if `value` does not match the question's
     schema, or several questions wait and `task` does not say which."""
-    visible_run(service, caller, run_id)
+    visible_header(service, caller, run_id)
     answer = request if request is not None else ResumeRequest()
     run = service.resume_run(run_id, answer.value, answer.task, answer.question)
     pending = service.pending_questions(run) if run.status == "paused" else None

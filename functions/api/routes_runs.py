@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query, Response
+from fastapi.types import DecoratedCallable
 
 from engine.errors import NotFoundError
 from engine.interrupt_spec import Breakpoints
 from engine.ports import RunStatus, TaskRecord
 from engine.timers import run_wakes_at
-from functions.api.deps import CurrentCaller, Service, start_owned_run, visible_run
+from functions.api.deps import (
+    CurrentCaller,
+    Service,
+    start_owned_run,
+    visible_header,
+    visible_run,
+)
 from functions.api.errors import error_responses
 from functions.api.examples import EXAMPLE_RUN_ID, RUN_REQUEST_EXAMPLES
 from functions.api.json_body import JsonRulesRoute
@@ -26,11 +34,14 @@ from functions.api.models import (
 from functions.api.routes_graphs import Cursor, Limit
 from functions.api.step_pages import (
     SeqWindow,
+    StepSeq,
+    TaskWindow,
     bounded_steps,
     failed_attempts,
     find_value,
     seq_window,
     task_page,
+    task_window,
 )
 
 router = APIRouter(prefix="/runs", tags=["runs"], route_class=JsonRulesRoute)
@@ -38,6 +49,23 @@ router = APIRouter(prefix="/runs", tags=["runs"], route_class=JsonRulesRoute)
 RunId = Annotated[
     str, Path(min_length=1, max_length=128, examples=[EXAMPLE_RUN_ID], description="Run id")
 ]
+
+
+def run_command(
+    router: APIRouter, action: str, summary: str, *statuses: int
+) -> Callable[[DecoratedCallable], DecoratedCallable]:
+    """Declares ``POST /runs/{run_id}/<action>``: a command on one run, answered with the
+    run as the command left it. 404 for a run the caller cannot see, 409 for one whose
+    status does not take the command, 422 for a request that does not validate, and
+    ``statuses``."""
+    return router.post(
+        f"/{{run_id}}/{action}",
+        response_model=RunResource,
+        responses=error_responses(*sorted({404, 409, 422, *statuses})),
+        summary=summary,
+    )
+
+
 _EXISTING_RUN = (
     "The run an earlier start with this `idempotency_key` created; nothing new was started."
 )
@@ -153,26 +181,23 @@ def list_steps(
 )
 def get_step(
     run_id: RunId,
-    seq: Annotated[int, Path(ge=0, le=1_000_000, description="The step's `seq`")],
+    seq: StepSeq,
     service: Service,
     caller: CurrentCaller,
-    task_after: Annotated[
-        str | None, Query(max_length=2048, description="The previous page's `task_next`")
-    ] = None,
-    task_limit: Annotated[int, Query(ge=1, le=500, description="Tasks per page")] = 100,
+    tasks_window: Annotated[TaskWindow, task_window("task_", "task_next")],
 ) -> StepDetail:
     """The log entry of step `seq`, the state after it, and, for a superstep of several
     tasks, a page of its tasks with the updates each returned before the merge (pass
     `task_next` back as `task_after` for the next page; a page stops before 1 MB of JSON).
     The state before it is step `seq - 1`'s (the run's `input` for step 0). 404 if the
     step is not committed (yet)."""
-    visible_run(service, caller, run_id)
+    visible_header(service, caller, run_id)
     step = service.store.get_step(run_id, seq)
     if step is None:
         raise NotFoundError("step", str(seq))
     tasks: tuple[list[TaskRecord], str | None] = ([], None)
     if step.tasks or step.tasks_total:
-        tasks = task_page(service.store, run_id, seq, task_after, task_limit)
+        tasks = task_page(service.store, run_id, seq, tasks_window.after, tasks_window.limit)
     return StepDetail.from_records(step, *tasks)
 
 
@@ -199,13 +224,8 @@ def get_value(
     return value
 
 
-@router.post(
-    "/{run_id}/cancel",
-    response_model=RunResource,
-    responses=error_responses(404, 409, 422),
-    summary="Cancel a run",
-)
+@run_command(router, "cancel", "Cancel a run")
 def cancel_run(run_id: RunId, service: Service, caller: CurrentCaller) -> RunResource:
     """Stop a running or paused run before its next step; 409 if it is already final."""
-    visible_run(service, caller, run_id)
+    visible_header(service, caller, run_id)
     return RunResource.from_record(service.cancel_run(run_id))

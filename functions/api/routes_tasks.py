@@ -5,15 +5,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from functions.api.deps import CurrentCaller, Service, visible_run
+from functions.api.deps import CurrentCaller, Service, visible_header
 from functions.api.errors import error_responses
 from functions.api.json_body import JsonRulesRoute
 from functions.api.models import TaskDetail
 from functions.api.routes_runs import RunId
-from functions.api.step_pages import task_page
+from functions.api.step_pages import StepSeq, TaskWindow, task_page, task_window
 
 router = APIRouter(prefix="/runs", tags=["runs"], route_class=JsonRulesRoute)
 
@@ -33,18 +33,15 @@ class TaskPage(BaseModel):
 )
 def list_tasks(
     run_id: RunId,
-    seq: Annotated[int, Path(ge=0, le=1_000_000, description="The superstep's `seq`")],
+    seq: StepSeq,
     service: Service,
     caller: CurrentCaller,
-    after: Annotated[
-        str | None, Query(max_length=2048, description="The previous page's `next_after`")
-    ] = None,
-    limit: Annotated[int, Query(ge=1, le=500, description="Page size")] = 100,
+    window: Annotated[TaskWindow, task_window("", "next_after")],
 ) -> TaskPage:
     """The committed tasks of superstep `seq` with each one's own updates, including those
     of a superstep still open (a map whose items are still running); `GET
     /runs/{id}/steps/{seq}` gives the first page with the step. A page stops before 1 MB of
     JSON; pass `next_after` back as `after` while it is not null."""
-    visible_run(service, caller, run_id)
-    tasks, following = task_page(service.store, run_id, seq, after, limit)
+    visible_header(service, caller, run_id)
+    tasks, following = task_page(service.store, run_id, seq, window.after, window.limit)
     return TaskPage(items=[TaskDetail.from_record(t) for t in tasks], next_after=following)

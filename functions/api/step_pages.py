@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass, field, replace
 from typing import Annotated, Any
 
-from fastapi import Depends, Query
+from fastapi import Depends, Path, Query
 
 from engine.blobs import BLOB_ABOVE, digest_of, encoded
 from engine.errors import InvalidInputError
@@ -46,6 +46,34 @@ def seq_window(default_limit: int) -> Any:
         limit: Annotated[int, Query(ge=1, le=500, description="Page size")] = default_limit,
     ) -> SeqWindow:
         return SeqWindow(after, limit)
+
+    return Depends(window)
+
+
+StepSeq = Annotated[int, Path(ge=0, le=1_000_000, description="The superstep's `seq`")]
+"""The ``{seq}`` of a route under ``/runs/{run_id}/steps/``."""
+
+
+@dataclass(frozen=True, slots=True)
+class TaskWindow:
+    """The page of a superstep's tasks a request asks for (:func:`task_page`)."""
+
+    after: str | None
+    limit: int
+
+
+def task_window(prefix: str, next_field: str) -> Any:
+    """The query parameters ``<prefix>after`` and ``<prefix>limit`` that page a superstep's
+    tasks, as a FastAPI dependency: ``tasks: Annotated[TaskWindow, task_window("", ...)]``.
+    ``next_field`` names the reply's field whose value ``after`` takes."""
+    after_query = Query(
+        None, alias=f"{prefix}after", max_length=2048,
+        description=f"The previous page's `{next_field}`",
+    )  # fmt: skip
+    limit_query = Query(100, alias=f"{prefix}limit", ge=1, le=500, description="Tasks per page")
+
+    def window(after: str | None = after_query, limit: int = limit_query) -> TaskWindow:
+        return TaskWindow(after, limit)
 
     return Depends(window)
 

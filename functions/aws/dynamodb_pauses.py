@@ -1,5 +1,5 @@
-"""Pause items of the single-table store (engine/pauses.py), and the header moves that go
-with them in one transaction::
+"""Pause items of the single-table store (engine/pauses.py), the header moves that go with
+them in one transaction, and the store's pause methods (:class:`DynamoPauses`)::
 
     pause   PK=RUN#<id>  SK=PAUSE#000042#<kind>#<index or ->#<node>   doc (the question and
             what the task held), since, until?, answered_at?, answer? (JSON), timed_out?,
@@ -22,8 +22,10 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from engine.errors import StepConflict
 from engine.ports import Deadline, PauseRecord
 from functions.aws import dynamodb_items as items
+from functions.aws.dynamodb_table import MAX_TRANSACTION, TableIO
 
 PAUSE_PREFIX = "PAUSE#"
 Item = dict[str, Any]
@@ -157,3 +159,50 @@ def deadline_from_item(item: Item) -> Deadline:
 def due_bound(now: float) -> str:
     """The sort key every deadline due by ``now`` sorts before."""
     return f"{now:017.3f}#\uffff"
+
+
+class DynamoPauses(TableIO):
+    """The store's pauses and deadlines: each pause written with the header move and the
+    deadline that go with it, in one transaction when there are several."""
+
+    def commit_pause(self, pause: PauseRecord, *, hold: bool) -> None:
+        put = put_pause(self.table, pause)
+        self._expiring(put["Put"]["Item"])  # a log item as the others (RetentionDays)
+        deadline = put_deadline(self.table, pause)
+        if not hold and deadline is None:
+            self._put_new(put["Put"]["Item"], StepConflict(pause.run_id, pause.seq))
+            return
+        writes = [put, *([deadline] if deadline is not None else [])]
+        if hold:
+            writes.append(
+                move_header(self.table, pause.run_id, "paused", ("running",), pause.since)
+            )
+        if self._transact(writes) is not None:
+            raise StepConflict(pause.run_id, pause.seq)
+
+    def due_deadlines(self, now: float, limit: int = 100) -> list[Deadline]:
+        response = self._call(
+            "query", TableName=self.table,
+            KeyConditionExpression="PK = :pk AND SK < :due",
+            ExpressionAttributeValues={":pk": {"S": DEADLINES},
+                                       ":due": {"S": due_bound(now)}},
+            Limit=max(1, limit), ConsistentRead=True,
+        )  # fmt: skip
+        return [deadline_from_item(i) for i in response.get("Items", [])]
+
+    def forget_deadline(self, deadline: Deadline) -> None:
+        self._call("delete_item", TableName=self.table, Key=deadline_key(deadline))
+
+    def list_pauses(self, run_id: str, seq: int) -> list[PauseRecord]:
+        return [pause_from_item(i) for i in self._run_items(run_id, pause_sk_prefix(seq))]
+
+    def answer_pause(self, pause: PauseRecord) -> None:
+        at = pause.answered_at or 0.0
+        move = move_header(self.table, pause.run_id, "running", ("paused", "running"), at)
+        if self._transact([answer(self.table, pause), move]) is not None:
+            raise StepConflict(pause.run_id, pause.seq)
+
+    def hold_run(self, run_id: str, pending: list[PauseRecord], at: float) -> bool:
+        checks = [still_pending(self.table, p) for p in pending[: MAX_TRANSACTION - 1]]
+        move = move_header(self.table, run_id, "paused", ("running",), at)
+        return self._transact([move, *checks]) is None

@@ -60,7 +60,7 @@ first, so this is a misconfigured API, refused rather than served anonymously)."
 def visible_run(store: RunStore, caller: Caller, run_id: str) -> None:
     """Nothing if ``caller`` may see the run; RunNotFound, the unknown run's very error,
     for another owner's (its existence is not revealed)."""
-    run = store.get_run(run_id)
+    run = store.get_run_header(run_id)  # whose it is; not its state
     if not caller.sees(run.owner):
         raise RunNotFound(run_id)
 

@@ -112,7 +112,7 @@ that runs before its time is caught by tests/unit/test_timers.py (4 tests red wh
 The wide map whose task summaries cannot fit in one item runs on the memory adapters
 (tests/unit/test_protocol_trust.py): with ``MAX_TASK_SUMMARIES`` unbounded, it goes red.
 23. A fold page committed without its condition: ``DynamoRunStore.commit_fold`` as a plain
-    PutItem (functions/aws/dynamodb_store.py). race@fold_hop on map_30_folded red: "a fold
+    PutItem (functions/aws/dynamodb_folds.py). race@fold_hop on map_30_folded red: "a fold
     page was committed twice: {(1, 1): 1, (1, 2): 1, (1, 3): 2}" (both copies read the
     record at one cursor and both wrote the next).
 24. A stranded fold left alone: ``Sweeper._sweep_counted`` returns 0 once a fold record

@@ -30,11 +30,8 @@ from infra.template.reader import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-STORE_MODULES = [
-    ROOT / "functions/aws/dynamodb_store.py",
-    ROOT / "functions/aws/dynamodb_items.py",
-    ROOT / "functions/aws/dynamodb_pages.py",
-]
+STORE_MODULES = sorted((ROOT / "functions/aws").glob("dynamodb_*.py"))
+"""The DynamoDB store's modules: the store, its parts, and its item shapes."""
 QUEUE_CONSUMERS = {
     "functions.worker.handler.handler": ["StepQueue"],
     "functions.starter.handler.handler": ["RunRequestsQueue"],
