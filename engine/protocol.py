@@ -321,11 +321,14 @@ class HopProtocol:
         return result if asks is None else asks
 
     def finish_task(
-        self, hop: Hop, result_of: Callable[[Graph, Origin], TaskResult], delivery_id: str
-    ) -> HopResult:
+        self, hop: Hop, result_of: Callable[[Graph, Origin], TaskResult], delivery_id: str,
+        started: float | None = None,
+    ) -> HopResult:  # fmt: skip
         """Commit a task whose work was done outside a hop (a subgraph's child run), as its
-        hop would: slot check, one conditional commit, close, route on. A second call with
-        the same ``delivery_id`` commits nothing and finishes what the first left undone."""
+        hop would: slot check, one conditional commit, close, route on; a failure goes
+        through its node's retry and error route as a tool's does. A second call with the
+        same ``delivery_id`` commits nothing and finishes what the first left undone.
+        ``started``: when that work started (default: now)."""
         graph = self._graph_of(hop)
         if graph is None:
             return "stale"
@@ -335,11 +338,16 @@ class HopProtocol:
         origin = self._origin(hop, graph)
         if origin is None:
             return "stale"
-        started = self.clock()
+        started = self.clock() if started is None else started
         result = result_of(graph, origin)
+        if not result.ok:  # retried (a new child), routed, or failed (engine/retries.py)
+            outcome = self.retries.after_failure(graph, hop, result, started, delivery_id)
+            if isinstance(outcome, str):
+                return outcome
+            result = outcome
         if not origin.parallel:
-            return self._close([result], graph, hop, origin, started, delivery_id, 1)
-        return self._commit_task(graph, hop, origin, result, started, delivery_id, 1)
+            return self._close([result], graph, hop, origin, started, delivery_id, hop.attempt)
+        return self._commit_task(graph, hop, origin, result, started, delivery_id, hop.attempt)
 
     def _run(self, graph: Graph, hop: Hop, origin: Origin, attempt: int) -> TaskResult:
         node = graph.nodes[hop.node]
