@@ -98,6 +98,7 @@ from engine.errors import (
 from engine.events import run_event, step_event
 from engine.fold import FOLD_ABOVE, FOLD_PAGE, Folds
 from engine.graph import END, Graph
+from engine.history import redriven_attempts
 from engine.lifecycle import accepts_hops
 from engine.map_quota import check_map_width
 from engine.pauses import Pauses
@@ -176,6 +177,8 @@ class Origin:
     """Deferred nodes reached and waiting for nothing else to be left to run."""
     breakpoints: dict[str, list[str]] | None = None
     """The run's own breakpoints, as its records carry them (engine/pauses.py)."""
+    redriven: int = 0
+    """Attempts its tasks made before a redrive ran them again (engine/history.py)."""
 
     @property
     def parallel(self) -> bool:
@@ -288,6 +291,7 @@ class HopProtocol:
             return "stale"
         if graph.nodes[hop.node].subgraph is not None:  # its child run does the work
             return self.subgraphs.enter(graph, hop, origin)
+        attempt += origin.redriven  # a redriven task goes on from its failed attempt
         started = self.clock()
         result = self._outcome(graph, hop, origin, delivery_id, attempt, suspect=suspect)
         if isinstance(result, str):  # nothing to commit now: it waits, or is held again
@@ -628,7 +632,7 @@ class HopProtocol:
             return None
         audience = Audience(slot.subscribers, slot.previous)
         origin = Origin(state, joins, planned, graph_id, max_steps, opened, audience, deferred,
-                        breakpoints)  # fmt: skip
+                        breakpoints, redriven_attempts(previous))  # fmt: skip
         task = Task(hop.node, hop.index)
         return origin if task in planned and origin.parallel == hop.parallel else None
 
