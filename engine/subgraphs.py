@@ -253,7 +253,9 @@ class Subgraphs:
         """Commit the parent's task from the child's end, exactly once (a conditional write
         as delivery ``child:<id>``; telling it again finishes only what was left undone). A
         child that failed or was cancelled fails the task as a failed tool does: its node's
-        ``retry`` and ``on_error`` decide (:data:`CHILD_FAILED`)."""
+        ``retry`` and ``on_error`` decide (:data:`CHILD_FAILED`). The task started when its child
+        did, and its record says so: its start plus its duration is the child's end, not a
+        time to come (the sweeper judges a superstep's progress by it)."""
         assert child.parent is not None
         link = ParentLink.from_dict(child.parent)
 
@@ -269,7 +271,7 @@ class Subgraphs:
             return routed(graph, self.protocol.tools, link.task, origin.state, updates,
                           took, child.run_id)  # fmt: skip
 
-        return self._finish(link.hop(), result_of, child.run_id)
+        return self._finish(link.hop(), result_of, child.run_id, started=child.created_at)
 
     def _finish(
         self, hop: Hop, result_of: Callable[[Graph, Origin], TaskResult], child_id: str,

@@ -136,7 +136,11 @@ class CaseFleet:
             self.store.on_task_commit = self._cancel_at(shape.cancel_after_task_of)
         self.run_id = self.service.start_run(record.graph_id, shape.input)[0].run_id
         self.carrier.drive()
-        for _ in range(10):  # what only the sweeper can recover (a lost event)
+        # What only the sweeper can recover (a lost event). With a lease of 0 every pass finds
+        # each stalled slot (a slot's progress is a time past: a task's start plus its
+        # duration, a child's task's included), so the bound counts passes that recover
+        # something, not time; one lost event needs one or two.
+        for _ in range(10):
             if self.store.get_run(self.run_id).status != "running":
                 break
             self.service.sweep()

@@ -172,3 +172,42 @@ def test_cancelling_a_parent_cancels_the_child_of_its_tasks_current_attempt() ->
     # Then that child is cancelled too
     assert world.store.get_run(second).status == "cancelled"
     assert world.store.get_run(run_id).status == "cancelled"
+
+
+def test_a_parent_whose_last_child_told_it_is_swept_once_the_lease_has_passed() -> None:
+    # Given a superstep of two children, each taking minutes, the first's end never told
+    # (before, the second's task recorded its start as the time it was told, so that its
+    # start plus its duration, the parent's last progress, lay minutes in the future)
+    world = durable()
+    children = {"name": "slow", "entry": "x",
+                "nodes": {"x": {"tool": "set_values", "settings": {"values": {"x": 1}}},
+                          "y": {"tool": "set_values", "settings": {"values": {"y": 1}}}},
+                "edges": {"x": "y", "y": "END"}}  # fmt: skip
+    world.graph(children)
+    doc = {"name": "two children", "entry": "a",
+           "nodes": {"a": {"tool": "set_values", "settings": {"values": {}}},
+                     "b": {"graph": "slow"}, "c": {"graph": "slow"}},
+           "edges": {"a": ["b", "c"], "b": "END", "c": "END"}}  # fmt: skip
+    subgraphs = world.service.protocol.subgraphs
+    told = subgraphs.ended
+    lost: list[str] = []
+
+    def ended(run_id: str) -> None:
+        if not lost:  # the first child to end: its worker died before telling the parent
+            lost.append(run_id)
+            return
+        told(run_id)
+
+    subgraphs.ended = ended  # type: ignore[method-assign]
+    run_id = world.start(doc)
+    while world.queue.hops:
+        world.clock.now += 250
+        world.deliver(world.queue.hops.popleft())
+    subgraphs.ended = told  # type: ignore[method-assign]
+    assert world.store.get_run(run_id).status == "running"
+    # When the sweeper runs once the lease has passed since the last task's commit
+    world.clock.now += 61
+    world.service.sweep()
+    world.drain()
+    # Then it found the parent stalled and told it of the child that ended
+    assert world.store.get_run(run_id).status == "completed"
