@@ -211,3 +211,23 @@ def test_a_parent_whose_last_child_told_it_is_swept_once_the_lease_has_passed() 
     world.drain()
     # Then it found the parent stalled and told it of the child that ended
     assert world.store.get_run(run_id).status == "completed"
+
+
+def test_the_sweeper_leaves_a_task_alone_while_its_retrys_child_runs() -> None:
+    # Given a task at its second attempt, whose child has its hop still queued (alive)
+    breaks_left[0] = 1
+    world = durable()
+    run_id = world.start(parent("child recovers", retry=QUICK))
+    second = child_run_id(run_id, 1, "ask", 2)
+    while world.queue.hops and world.queue.hops[0].run_id != second:
+        world.deliver(world.queue.hops.popleft())
+    assert [h.run_id for h in world.queue.hops] == [second]
+    # When the sweeper runs after the lease
+    world.clock.now += 61
+    world.service.sweep()
+    # Then the parent costs nothing: the first attempt's failed child is not told again
+    # (its retry is not sent again); only the live child's hop is re-sent
+    assert all(h.run_id == second for h in world.queue.hops)
+    assert len(world.store.list_attempts(run_id, 1)) == 1
+    world.drain()
+    assert world.store.get_run(run_id).status == "completed"
