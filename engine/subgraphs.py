@@ -179,6 +179,8 @@ class Subgraphs:
         task = Task(hop.node, hop.index)
         child_id = child_run_id(hop.run_id, hop.seq, task.key, hop.attempt)
         if hop.attempt > 1:  # a retry: only the one its previous attempt scheduled, on time
+            # (no delivery id: a child's end records a subgraph task's failed attempts, as
+            # delivery "child:<id>", never a hop, so none is this hop's own)
             early = self.protocol.retries.before_run(graph, hop, "", suspect=True)
             if early is not None:
                 return early
