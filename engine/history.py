@@ -15,7 +15,8 @@ outbox (:meth:`engine.protocol.HopProtocol.dispatch_after`)::
               -- one conditional write: of two concurrent redrives, one wins the slot and
                  the other changes nothing (409)
               (crash here: the run is running with an open slot: the sweeper sends it)
-              dispatch superstep k+2, which runs the failed superstep's tasks again
+              dispatch superstep k+2, which runs the failed superstep's tasks again, at
+              the attempt after the failed one (the entry's ``attempt``; the tools see it)
     edit      commit_step(entry at slot k+1), refused unless the run accepts edits
 
 LangGraph's semantics, ported: a fork is ``update_state`` on a past checkpoint followed by
@@ -352,7 +353,7 @@ def redrive_run(service: RunService, run_id: str, max_steps: int | None = None) 
     at = service.clock()
     step = entry(run_id, failed.seq + 1, go, source="redrive", node="", at=at,
                  graph_id=run.graph_id, max_steps=limit, updates={},
-                 attempt=failed.attempt + 1, breakpoints=run.breakpoints)  # fmt: skip
+                 attempt=_last_attempt(failed) + 1, breakpoints=run.breakpoints)  # fmt: skip
     try:
         store.commit_step(step, RunEnd("running", None, "failed", raised))
     except StepConflict:
@@ -362,6 +363,22 @@ def redrive_run(service: RunService, run_id: str, max_steps: int | None = None) 
     service.notifier.publish(run_id, [step_event(step, at), event])
     service.protocol.dispatch_after(step, recheck=False)
     return store.get_run(run_id)
+
+
+def _last_attempt(failed: StepRecord) -> int:
+    """The last attempt the failed superstep made: its close's, or its tasks' (each task's
+    record says its own: a retried task's is above its superstep's)."""
+    return max([failed.attempt, *(int(t.get("attempt", 1)) for t in failed.tasks)])
+
+
+def redriven_attempts(previous: StepRecord | None) -> int:
+    """Attempts the tasks of the superstep after ``previous`` made before it: a redrive's
+    entry says its tasks run again at its attempt, so they made one fewer; any other step,
+    none. The protocol adds them to each task's attempt (``ctx.attempt``), so that a tool
+    sees the attempt the log says."""
+    if previous is None or previous.source != "redrive":
+        return 0
+    return previous.attempt - 1
 
 
 def _raised_limit(

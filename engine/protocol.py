@@ -98,6 +98,7 @@ from engine.errors import (
 from engine.events import run_event, step_event
 from engine.fold import FOLD_ABOVE, FOLD_PAGE, Folds
 from engine.graph import END, Graph
+from engine.history import redriven_attempts
 from engine.lifecycle import accepts_hops
 from engine.map_quota import check_map_width
 from engine.pauses import Pauses
@@ -176,6 +177,8 @@ class Origin:
     """Deferred nodes reached and waiting for nothing else to be left to run."""
     breakpoints: dict[str, list[str]] | None = None
     """The run's own breakpoints, as its records carry them (engine/pauses.py)."""
+    redriven: int = 0
+    """Attempts its tasks made before a redrive ran them again (engine/history.py)."""
 
     @property
     def parallel(self) -> bool:
@@ -288,6 +291,7 @@ class HopProtocol:
             return "stale"
         if graph.nodes[hop.node].subgraph is not None:  # its child run does the work
             return self.subgraphs.enter(graph, hop, origin)
+        attempt += origin.redriven  # a redriven task goes on from its failed attempt
         started = self.clock()
         result = self._outcome(graph, hop, origin, delivery_id, attempt, suspect=suspect)
         if isinstance(result, str):  # nothing to commit now: it waits, or is held again
@@ -321,11 +325,14 @@ class HopProtocol:
         return result if asks is None else asks
 
     def finish_task(
-        self, hop: Hop, result_of: Callable[[Graph, Origin], TaskResult], delivery_id: str
-    ) -> HopResult:
+        self, hop: Hop, result_of: Callable[[Graph, Origin], TaskResult], delivery_id: str,
+        started: float | None = None,
+    ) -> HopResult:  # fmt: skip
         """Commit a task whose work was done outside a hop (a subgraph's child run), as its
-        hop would: slot check, one conditional commit, close, route on. A second call with
-        the same ``delivery_id`` commits nothing and finishes what the first left undone."""
+        hop would: slot check, one conditional commit, close, route on; a failure goes
+        through its node's retry and error route as a tool's does. A second call with the
+        same ``delivery_id`` commits nothing and finishes what the first left undone.
+        ``started``: when that work started (default: now)."""
         graph = self._graph_of(hop)
         if graph is None:
             return "stale"
@@ -335,11 +342,16 @@ class HopProtocol:
         origin = self._origin(hop, graph)
         if origin is None:
             return "stale"
-        started = self.clock()
+        started = self.clock() if started is None else started
         result = result_of(graph, origin)
+        if not result.ok:  # retried (a new child), routed, or failed (engine/retries.py)
+            outcome = self.retries.after_failure(graph, hop, result, started, delivery_id)
+            if isinstance(outcome, str):
+                return outcome
+            result = outcome
         if not origin.parallel:
-            return self._close([result], graph, hop, origin, started, delivery_id, 1)
-        return self._commit_task(graph, hop, origin, result, started, delivery_id, 1)
+            return self._close([result], graph, hop, origin, started, delivery_id, hop.attempt)
+        return self._commit_task(graph, hop, origin, result, started, delivery_id, hop.attempt)
 
     def _run(self, graph: Graph, hop: Hop, origin: Origin, attempt: int) -> TaskResult:
         node = graph.nodes[hop.node]
@@ -620,7 +632,7 @@ class HopProtocol:
             return None
         audience = Audience(slot.subscribers, slot.previous)
         origin = Origin(state, joins, planned, graph_id, max_steps, opened, audience, deferred,
-                        breakpoints)  # fmt: skip
+                        breakpoints, redriven_attempts(previous))  # fmt: skip
         task = Task(hop.node, hop.index)
         return origin if task in planned and origin.parallel == hop.parallel else None
 

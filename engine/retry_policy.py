@@ -37,7 +37,9 @@ A node declares, and a graph's ``defaults`` give every node that does not::
   ``{"node", "task", "type", "message", "attempts"}``.
 
 Only a tool's own failure is retried; an engine error (an unknown tool, a branch that matched
-nothing) would fail the same way again, and fails at once (or takes the error route).
+nothing) would fail the same way again, and fails at once (or takes the error route). A
+subgraph node's child run that failed is its task's failure (``SubgraphFailed``,
+:mod:`engine.subgraphs`): a retry runs a new child.
 """
 
 from __future__ import annotations

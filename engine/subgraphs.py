@@ -27,8 +27,16 @@ the same conditional write a hop would, so exactly once::
 The sweeper leaves a waiting task alone while its child runs (the child's own sweep keeps
 the child going), and sends its hop again only if the child was never created. Cancelling a
 parent cancels the children of its open superstep (and theirs); a child whose parent ended
-without telling it (a cancel that crashed halfway) is cancelled by its own sweep. A child
-that fails or is cancelled fails the parent's task, with the child's reason.
+without telling it (a cancel that crashed halfway) is cancelled by its own sweep.
+
+A child that fails or is cancelled fails the parent's task, with the child's reason, the way
+a failed tool fails its task (:mod:`engine.retries`): the node's ``retry`` sends the task's
+next attempt as a delayed hop, and that hop creates a child of its own (its id derived from
+the attempt as well, so that each attempt has one child, whoever delivers it); its
+``on_error`` routes with the error under ``error``. The failure is :data:`CHILD_FAILED`
+(``SubgraphFailed``, retried by default); a cancelled child's (``SubgraphCancelled``) is
+never retried. The sweeper, a dead letter and a cancel look at the child of the task's
+current attempt. A node's ``timeout_s`` does not apply to a child run.
 
 The child runs under the parent's owner, and counts against the owner's ``runs_in_flight``
 quota (:mod:`engine.runs_quota`): a child the quota refuses is never created, and the
@@ -59,6 +67,7 @@ from engine.events import run_status_event
 from engine.graph import SUBGRAPH_TOOL, Graph, Node, SubgraphSpec
 from engine.ports import Hop, RunRecord
 from engine.reducers import ReducerError
+from engine.retry_policy import Raised
 from engine.runs_quota import check_runs_in_flight
 from engine.superstep import Task, TaskResult, plan_of, routed, task_input
 
@@ -72,9 +81,20 @@ MAX_SUBGRAPH_DEPTH = 8
 """Graphs nested in graphs at most this deep (a graph with a subgraph node is depth 2)."""
 
 
-def child_run_id(parent_run_id: str, seq: int, task_key: str) -> str:
-    """The child run of a parent's task: the same for every delivery of the task's hop."""
-    digest = hashlib.sha256(f"{parent_run_id}\0{seq}\0{task_key}".encode()).hexdigest()
+CHILD_FAILED = Raised(("SubgraphFailed",), default_retry=True)
+"""What a task whose child run failed raised, as its node's failure handling sees it
+(:mod:`engine.retries`): its ``retry`` retries it (``retry_on`` may name it), and its
+``on_error`` routes with it."""
+CHILD_CANCELLED = Raised(("SubgraphCancelled",), default_retry=False, never=True)
+"""A child run someone cancelled: never retried (a cancel asked it to stop); ``on_error``
+still routes with it."""
+
+
+def child_run_id(parent_run_id: str, seq: int, task_key: str, attempt: int = 1) -> str:
+    """The child run of a parent's task at ``attempt``: the same for every delivery of the
+    task's hop; each retry of the task (:mod:`engine.retries`) runs a child of its own."""
+    key = f"{parent_run_id}\0{seq}\0{task_key}" + (f"\0{attempt}" if attempt > 1 else "")
+    digest = hashlib.sha256(key.encode()).hexdigest()
     return CHILD_PREFIX + digest[:24]
 
 
@@ -89,6 +109,8 @@ class ParentLink:
     node: str
     index: int | None
     parallel: bool
+    attempt: int = 1
+    """The parent task's attempt this child runs (a retry runs a new child)."""
 
     @property
     def task(self) -> Task:
@@ -96,17 +118,21 @@ class ParentLink:
 
     def hop(self) -> Hop:
         return Hop(self.run_id, self.graph_id, self.seq, self.node, recheck=True,
-                   index=self.index, parallel=self.parallel)  # fmt: skip
+                   index=self.index, parallel=self.parallel, attempt=self.attempt)  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
-        return {"run_id": self.run_id, "graph_id": self.graph_id, "seq": self.seq,
-                "node": self.node, "index": self.index, "task": self.task.key,
-                "parallel": self.parallel}  # fmt: skip
+        doc = {"run_id": self.run_id, "graph_id": self.graph_id, "seq": self.seq,
+               "node": self.node, "index": self.index, "task": self.task.key,
+               "parallel": self.parallel}  # fmt: skip
+        if self.attempt > 1:
+            doc["attempt"] = self.attempt
+        return doc
 
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any]) -> ParentLink:
         return cls(str(doc["run_id"]), str(doc["graph_id"]), int(doc["seq"]), str(doc["node"]),
-                   doc.get("index"), bool(doc.get("parallel")))  # fmt: skip
+                   doc.get("index"), bool(doc.get("parallel")),
+                   int(doc.get("attempt") or 1))  # fmt: skip
 
 
 def input_of(spec: SubgraphSpec, view: Mapping[str, Any], node: Node) -> dict[str, Any]:
@@ -151,7 +177,13 @@ class Subgraphs:
         node = graph.nodes[hop.node]
         spec = _spec(node)
         task = Task(hop.node, hop.index)
-        child_id = child_run_id(hop.run_id, hop.seq, task.key)
+        child_id = child_run_id(hop.run_id, hop.seq, task.key, hop.attempt)
+        if hop.attempt > 1:  # a retry: only the one its previous attempt scheduled, on time
+            # (no delivery id: a child's end records a subgraph task's failed attempts, as
+            # delivery "child:<id>", never a hop, so none is this hop's own)
+            early = self.protocol.retries.before_run(graph, hop, "", suspect=True)
+            if early is not None:
+                return early
         try:
             child_graph = self.protocol.graphs(spec.graph)
             view = task_input(graph, task, origin.state, origin.planned)
@@ -168,7 +200,8 @@ class Subgraphs:
             error = f"subgraph {spec.graph!r} could not start: {refused}"
             return self._finish(hop, lambda _g, _o: _failed(node, task, error, None), child_id)
         now = self.protocol.clock()
-        link = ParentLink(hop.run_id, hop.graph_id, hop.seq, hop.node, hop.index, hop.parallel)
+        link = ParentLink(hop.run_id, hop.graph_id, hop.seq, hop.node, hop.index, hop.parallel,
+                          hop.attempt)  # fmt: skip
         header = RunRecord(
             child_id, spec.graph, "running", state, child_graph.max_steps or origin.max_steps,
             now, now, node=child_graph.entry, owner=parent.owner, parent=link.to_dict(),
@@ -220,26 +253,44 @@ class Subgraphs:
 
     def tell_parent(self, child: RunRecord) -> HopResult:
         """Commit the parent's task from the child's end, exactly once (a conditional write
-        as delivery ``child:<id>``; telling it again finishes only what was left undone)."""
+        as delivery ``child:<id>``; telling it again finishes only what was left undone). A
+        child that failed or was cancelled fails the task as a failed tool does: its node's
+        ``retry`` and ``on_error`` decide (:data:`CHILD_FAILED`). The task started when its child
+        did, and its record says so: its start plus its duration is the child's end, not a
+        time to come (the sweeper judges a superstep's progress by it)."""
         assert child.parent is not None
         link = ParentLink.from_dict(child.parent)
 
         def result_of(graph: Graph, origin: Origin) -> TaskResult:
             node = graph.nodes[link.node]
+            took = round(max(0.0, child.updated_at - child.created_at) * 1000, 3)
             if child.status != "completed":
                 error = f"subgraph run {child.run_id} {child.status}: {child.error}"
-                return _failed(node, link.task, error, child)
+                raised = CHILD_CANCELLED if child.status == "cancelled" else CHILD_FAILED
+                return replace(_failed(node, link.task, error, child), duration_ms=took,
+                               raised=raised)  # fmt: skip
             updates = output_of(_spec(node), child.state, origin.state)
-            took = round(max(0.0, child.updated_at - child.created_at) * 1000, 3)
             return routed(graph, self.protocol.tools, link.task, origin.state, updates,
                           took, child.run_id)  # fmt: skip
 
-        return self._finish(link.hop(), result_of, child.run_id)
+        return self._finish(link.hop(), result_of, child.run_id, started=child.created_at)
 
     def _finish(
-        self, hop: Hop, result_of: Callable[[Graph, Origin], TaskResult], child_id: str
-    ) -> HopResult:
-        return self.protocol.finish_task(hop, result_of, f"child:{child_id}")
+        self, hop: Hop, result_of: Callable[[Graph, Origin], TaskResult], child_id: str,
+        started: float | None = None,
+    ) -> HopResult:  # fmt: skip
+        return self.protocol.finish_task(hop, result_of, f"child:{child_id}", started=started)
+
+    def attempt_of(self, run_id: str, seq: int, graph: Graph, task: Task) -> int:
+        """The attempt a subgraph task is at: the one after its last failed attempt that
+        scheduled another (a node without ``retry`` is always at its first)."""
+        if graph.nodes[task.node].failure.retry is None:
+            return 1
+        scheduled = [
+            a.attempt for a in self.protocol.store.list_attempts(run_id, seq)
+            if (a.node, a.index) == (task.node, task.index) and a.retry_at is not None
+        ]  # fmt: skip
+        return max(scheduled, default=0) + 1
 
     # -- the sweeper and cancel ----------------------------------------------------------------
     def waiting(self, run_id: str, seq: int, graph: Graph) -> Callable[[Task], bool] | None:
@@ -252,8 +303,9 @@ class Subgraphs:
         def skip(task: Task) -> bool:
             if graph.nodes[task.node].subgraph is None:
                 return False
+            attempt = self.attempt_of(run_id, seq, graph, task)
             try:
-                child = self.protocol.store.get_run(child_run_id(run_id, seq, task.key))
+                child = self.protocol.store.get_run(child_run_id(run_id, seq, task.key, attempt))
             except RunNotFound:
                 return False
             if child.is_final:
@@ -269,7 +321,7 @@ class Subgraphs:
             return False
         try:
             child = self.protocol.store.get_run(
-                child_run_id(hop.run_id, hop.seq, Task(hop.node, hop.index).key)
+                child_run_id(hop.run_id, hop.seq, Task(hop.node, hop.index).key, hop.attempt)
             )
         except RunNotFound:
             return False
@@ -312,7 +364,8 @@ class Subgraphs:
             return
         for task in planned:
             if graph.nodes[task.node].subgraph is not None:
-                child_id = child_run_id(run.run_id, seq, task.key)
+                attempt = self.attempt_of(run.run_id, seq, graph, task)
+                child_id = child_run_id(run.run_id, seq, task.key, attempt)
                 self._cancel(child_id, "its parent run was cancelled")
 
     def _cancel(self, run_id: str, reason: str) -> None:

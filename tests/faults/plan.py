@@ -82,8 +82,9 @@ one sent task per tool call, three rounds), and a fan-out cancelled after the fi
 superstep 1 committed; items sent by a router, each on its own payload (LangGraph's
 orchestrator-worker); items sent to a subgraph node, each a child run (LangGraph's ``Send`` to
 a compiled subgraph), and the same cancelled as a child's first step commits (the children
-must be cancelled too). A fault whose window a shape never reaches (a task commit in a
-chain, a child's close outside the subgraph shapes) is not planned for it.
+must be cancelled too); a subgraph node whose child fails every attempt, retried once (a
+second child run) and then routed on error. A fault whose window a shape never reaches (a
+task commit in a chain, a child's close outside the subgraph shapes) is not planned for it.
 
 A map of 30 items closed by a fold of pages of 8 (``fold_above`` 8: engine/fold.py) meets the
 fold's faults, and the faults around its close.
@@ -150,6 +151,8 @@ class Shape:
     """Only these faults (``Fault.name`` without ``#nth``); None: every fault that applies."""
     fold: tuple[int, int] | None = None
     """The engine's ``fold_above`` and ``fold_page`` (engine/fold.py); None: its defaults."""
+    children_fail: bool = False
+    """Its child runs fail (each a task's attempt): the run goes on by its error route."""
 
 
 @dataclass(frozen=True)
@@ -237,6 +240,30 @@ RETRY_FAN_OUT = {
     "edges": {"start": ["call", "other"], "call": "END", "other": "END"},
 }
 
+# A subgraph node whose child always fails: retried once (a second child run), then routed on
+# error with the child's failure in the state (engine/subgraphs.py, engine/retries.py).
+FAILING_CHILD = {
+    "name": "failing child",
+    "entry": "call",
+    "nodes": {"call": {"tool": "flaky", "settings": {"succeed_on": 0}}},
+    "edges": {"call": "END"},
+}
+SUBGRAPH_ON_ERROR = {
+    "entry": "start",
+    "nodes": {
+        "start": {"tool": "record_visit"},
+        "ask": {"graph": "failing child", "retry": {**QUICK_RETRY, "max_attempts": 2},
+                "on_error": "sorry"},
+        "sorry": {"tool": "set_values", "settings": {"values": {"apologised": True}}},
+    },
+    "edges": {"start": "ask", "ask": "END", "sorry": "END"},
+}  # fmt: skip
+SUBGRAPH_ON_ERROR_FAULTS = frozenset(
+    {"crash@after_child_close", "lose@after_child_close", "duplicate@child_completion",
+     "crash@after_attempt_commit", "lose@after_attempt_commit", "crash@after_close_commit",
+     "duplicate@delivery", "race@same_hop"}
+)  # fmt: skip
+
 FOLD_FAULTS = frozenset(
     {"crash@after_fold_commit", "lose@after_fold_commit", "duplicate@fold_hop", "race@fold_hop",
      "crash@after_close_commit", "lose@after_task_commit"}
@@ -254,6 +281,18 @@ SHAPES = (
         SUBJECTS,
         every_carrier=False,
         children=(_example("subgraph_joke.json"),),
+    ),
+    # A child that fails each attempt: the parent's task retries it (a new child run), then
+    # takes its error route.
+    Shape(
+        "subgraph_on_error",
+        SUBGRAPH_ON_ERROR,
+        {},
+        parallel=False,
+        retries=True,
+        children=(FAILING_CHILD,),
+        children_fail=True,
+        faults=SUBGRAPH_ON_ERROR_FAULTS,
     ),
     # Cancelled as a child's first step commits: the parent's superstep 1 waits on its
     # children; the cancel takes its slot and must cancel every child.

@@ -148,6 +148,19 @@ The wide map whose task summaries cannot fit in one item runs on the memory adap
     red: the run left "running" with its question pending. Either alone holds the run: the
     pause's own write for a superstep of one task, the redelivery (or a later task's fan-in,
     or the sweeper's look at the stalled slot) for one of several.
+31. A failed child's end that skips its node's failure handling: ``HopProtocol.finish_task``
+    without its ``retries.after_failure`` step (engine/protocol.py). All 16
+    subgraph_on_error cases red, "the flaky task recorded no failed attempt": the run failed
+    at the first child's failure, unretried (the in-process run, the same kernel, too).
+32. A child that does not know its task's attempt: ``Subgraphs.enter`` links every child to
+    its task's attempt 1 (engine/subgraphs.py). All 16 subgraph_on_error cases red, "the
+    failed child's task took no error route: running": the second child's end is told as
+    the first attempt's, whose failure is recorded already, and the task never goes on.
+The sweeper looking at the child of a task's current attempt (not its first) is proved on the
+memory adapters: with ``Subgraphs.waiting`` looking at attempt 1's child, tests/unit/
+test_subgraph_failures.py ``test_the_sweeper_leaves_a_task_alone_while_its_retrys_child_runs``
+goes red (each sweep tells the parent of the failed first child again, and sends its retry
+again). In the plan that costs a duplicate hop, which the slot checks drop.
 duplicate@fold_hop (copies one after the other, the same delivery id) stays green under each
 of 23-25: the second copy reads the record after the first's commit and folds the next page,
 so that the copies take turns rather than fold a page twice; what it guards (no page twice,
