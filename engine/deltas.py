@@ -52,6 +52,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from engine.blobs import BLOB_ABOVE, POINTER_BYTES
+
 SNAPSHOT_EVERY = 32
 """K: the full state is stored at every K-th superstep (seqs K-1, 2K-1, ...)."""
 
@@ -97,8 +99,6 @@ def _plain(text: str) -> bool:
 def stored_size(delta: Delta) -> int:
     """About the bytes a delta takes in its item: a value kept as a blob (engine/blobs.py)
     counts as its pointer. Writers and readers measure the same way."""
-    from engine.blobs import BLOB_ABOVE, POINTER_BYTES
-
     keys = delta.get("keys")
     size = size_of(keys) if keys else 2  # no keys: "[]"
     for part in ("set", "append"):
