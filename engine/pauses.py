@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from engine.errors import ConflictError, InvalidInputError, RunNotFound, StepConflict
 from engine.events import iso, run_event
 from engine.graph import Graph
-from engine.interrupt_spec import Breakpoints, Question, answer_problem
+from engine.interrupt_spec import NO_BREAKPOINTS, Breakpoints, Question, answer_problem
 from engine.ports import Hop, PauseKind, PauseRecord, RunRecord
 from engine.superstep import Task, TaskResult, routed
 from engine.tools import Send
@@ -353,6 +353,8 @@ class Pauses:
 
 def _breakpoints(graph: Graph, origin: Origin) -> Breakpoints:
     """The breakpoints a superstep stops at: its graph's, and its run's own."""
+    if not origin.breakpoints and not graph.interrupt_before and not graph.interrupt_after:
+        return NO_BREAKPOINTS  # the common case, asked twice a hop: nothing to build
     own = Breakpoints.from_dict(origin.breakpoints)
     return Breakpoints(graph.interrupt_before | own.before, graph.interrupt_after | own.after)
 
