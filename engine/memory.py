@@ -448,10 +448,11 @@ class MemoryRunStore:
             steps = self._steps.get(run_id, [])
             previous = self._slot_previous(run_id, seq - 1) if 0 < seq <= len(steps) else None
             taken = len(steps) > seq
+            watched = run is not None and bool(self._subscriptions.get(run_id))
         return Slot(
             run=run if seq == 0 else None,
             previous=previous,
-            subscribers=tuple(self.subscribers(run_id)) if run is not None else (),
+            subscribers=tuple(self.subscribers(run_id)) if watched else (),
             taken=taken,
         )
 
