@@ -112,15 +112,14 @@ class Pauses:
     ) -> PauseOutcome | None:
         """A task whose tool asked (``ctx.interrupt``), or whose node is a breakpoint after:
         it pauses with its result held. ``None``: commit the result as usual."""
-        held = _held(result)
         if result.asked is not None:
             asked = result.asked
             question = Question(asked.prompt, asked.key,
                                 dict(asked.schema) if asked.schema is not None else None,
                                 asked.timeout_s)  # fmt: skip
-            return self._pause(hop, origin, "interrupt", question, held, delivery_id)
+            return self._pause(hop, origin, "interrupt", question, _held(result), delivery_id)
         if result.ok and hop.node in _breakpoints(graph, origin).after:
-            return self._pause(hop, origin, "after", Question(), held, delivery_id)
+            return self._pause(hop, origin, "after", Question(), _held(result), delivery_id)
         return None
 
     # -- pausing ---------------------------------------------------------------------------------
