@@ -250,7 +250,9 @@ def execution_log(store: RunStore, run_id: str, steps: int, graph: Graph) -> lis
     for step in store.list_steps(run_id, limit=steps + 1).items:
         tasks = store.list_tasks(run_id, step.seq) if step.tasks or step.tasks_total else []
         if not tasks:
-            log.append({**step.log_entry(), "task": step.node})
+            entry = step.log_entry()  # a new dict: named in place
+            entry["task"] = step.node
+            log.append(entry)
             continue
         order = sorted(tasks, key=lambda t: merge_key(graph, Task(t.node, t.index)))
         log.extend(_task_entry(step, t) for t in order)
