@@ -52,6 +52,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from engine.blobs import BLOB_ABOVE, POINTER_BYTES
+
 SNAPSHOT_EVERY = 32
 """K: the full state is stored at every K-th superstep (seqs K-1, 2K-1, ...)."""
 
@@ -81,15 +83,24 @@ def is_boundary(seq: int, every: int | None = None) -> bool:
 
 def size_of(value: Any) -> int:
     """Serialized bytes of ``value`` (compact JSON), as the stores write it."""
+    kind = type(value)  # the common small values are measured without encoding them
+    if kind is int:
+        return len(repr(value))
+    if kind is str and _plain(value):
+        return len(value) + 2
     return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str))
+
+
+def _plain(text: str) -> bool:
+    """Whether JSON writes ``text`` as it is, between its quotes (nothing to escape)."""
+    return text.isascii() and text.isprintable() and '"' not in text and "\\" not in text
 
 
 def stored_size(delta: Delta) -> int:
     """About the bytes a delta takes in its item: a value kept as a blob (engine/blobs.py)
     counts as its pointer. Writers and readers measure the same way."""
-    from engine.blobs import BLOB_ABOVE, POINTER_BYTES
-
-    size = size_of(delta.get("keys", []))
+    keys = delta.get("keys")
+    size = size_of(keys) if keys else 2  # no keys: "[]"
     for part in ("set", "append"):
         for key, value in delta.get(part, {}).items():
             each = size_of(value)

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import bisect
 import json
+import operator
 import threading
 from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import asdict, replace
+from dataclasses import asdict, fields, replace
 from typing import Any, get_args
 
 from engine import deltas
@@ -77,6 +78,9 @@ class MemoryRunStore:
         self._since: dict[str, int] = {}
         """Per run, the delta bytes stored since its last full state."""
         self._states = deltas.StateCache(frozen=False)
+        self._tips: dict[str, StepRecord] = {}
+        """Per run, its last step as committed, whole (its own shallow copy of the state): the
+        slot check of the next hop and the next commit read it without rebuilding it."""
         self._tasks: dict[tuple[str, int], dict[tuple[str, int], TaskRecord]] = {}
         self._task_counts: Counter[tuple[str, int]] = Counter()
         self._task_ends: dict[tuple[str, int], float] = {}
@@ -134,8 +138,13 @@ class MemoryRunStore:
 
     def _full_range(self, run_id: str, first: int, last: int) -> list[StepRecord]:
         """Steps ``first``..``last`` with their state and updates, rebuilt from the nearest
-        full state (or the last state read, :class:`~engine.deltas.StateCache`)."""
+        full state (or the last state read, :class:`~engine.deltas.StateCache`, or the last
+        step committed). Each read gets dicts of its own: a caller that changes a state it
+        read changes no other reader's."""
         stored = self._stored[run_id]
+        tip = self._tips.get(run_id)
+        if tip is not None and first == tip.seq == last:
+            return [_whole(tip, dict(tip.state), dict(tip.updates))]
         lo, start = deltas.start_of(first, self._states.get(run_id))
         read = stored[max(lo, 0) : last + 1]
         if lo == deltas.HEADER:
@@ -144,21 +153,34 @@ class MemoryRunStore:
         self._states.put(run_id, last, rebuilt.states[last], rebuilt.since)
         records = self._steps[run_id][first : last + 1]
         return [
-            replace(r, state=rebuilt.states[r.seq],
-                    updates=deltas.updates_of(stored[r.seq].delta, rebuilt.states[r.seq]))
+            _whole(r, dict(rebuilt.states[r.seq]),
+                   deltas.updates_of(stored[r.seq].delta, rebuilt.states[r.seq]))
             for r in records
         ]  # fmt: skip
 
     def _store(self, step: StepRecord) -> None:
         """Keep ``step`` lean (under the lock): its delta, and its full state when due."""
         run_id = step.run_id
-        before = self._full(run_id, step.seq - 1).state if step.seq else self._runs[run_id].input
+        tip = self._tips.get(run_id)
+        if not step.seq:
+            before = self._runs[run_id].input
+        elif tip is not None and tip.seq == step.seq - 1:
+            before = tip.state
+        else:
+            before = self._full(run_id, step.seq - 1).state
         stored, since = deltas.lean(step.seq, step.updates, step.state, before,
                                     self._since.get(run_id, 0))  # fmt: skip
         self._stored[run_id].append(stored)
         self._since[run_id] = since
-        self._steps[run_id].append(replace(step, state={}, updates={}))
-        self._states.put(run_id, step.seq, step.state, since)
+        self._steps[run_id].append(_whole(step, {}, {}))
+        state = dict(step.state)  # the store's own: the committer may go on changing its dict
+        self._tips[run_id] = _whole(step, state, deltas.updates_of(stored.delta, state))
+
+    def _slot_previous(self, run_id: str, seq: int) -> StepRecord:
+        """Step ``seq`` whole, for the slot check of the step after it: the last committed
+        step as kept (the protocol only reads it), any other rebuilt."""
+        tip = self._tips.get(run_id)
+        return tip if tip is not None and tip.seq == seq else self._full(run_id, seq)
 
     def stored_step(self, run_id: str, seq: int) -> deltas.Stored:
         """How step ``seq`` is kept (for the contract suite)."""
@@ -431,12 +453,13 @@ class MemoryRunStore:
         with self._lock:
             run = self._runs.get(run_id)
             steps = self._steps.get(run_id, [])
-            previous = self._full(run_id, seq - 1) if 0 < seq <= len(steps) else None
+            previous = self._slot_previous(run_id, seq - 1) if 0 < seq <= len(steps) else None
             taken = len(steps) > seq
+            watched = run is not None and bool(self._subscriptions.get(run_id))
         return Slot(
             run=run if seq == 0 else None,
             previous=previous,
-            subscribers=tuple(self.subscribers(run_id)) if run is not None else (),
+            subscribers=tuple(self.subscribers(run_id)) if watched else (),
             taken=taken,
         )
 
@@ -472,6 +495,19 @@ class RecordingNotifier:
         self, run_id: str, events: list[dict[str, Any]], audience: Audience | None = None
     ) -> None:
         self.events.extend(events)
+
+
+_STEP_FIELDS = tuple(f.name for f in fields(StepRecord))
+_step_values = operator.attrgetter(*_STEP_FIELDS)
+_UPDATES, _STATE = _STEP_FIELDS.index("updates"), _STEP_FIELDS.index("state")
+
+
+def _whole(step: StepRecord, state: dict[str, Any], updates: dict[str, Any]) -> StepRecord:
+    """``step`` with ``state`` and ``updates``: ``dataclasses.replace`` at half its cost,
+    which every commit and read pays."""
+    values = list(_step_values(step))
+    values[_STATE], values[_UPDATES] = state, updates
+    return StepRecord(*values)
 
 
 def _slot_key(task: TaskRecord) -> str:

@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from engine.errors import ConflictError, InvalidInputError, RunNotFound, StepConflict
 from engine.events import iso, run_event
 from engine.graph import Graph
-from engine.interrupt_spec import Breakpoints, Question, answer_problem
+from engine.interrupt_spec import NO_BREAKPOINTS, Breakpoints, Question, answer_problem
 from engine.ports import Hop, PauseKind, PauseRecord, RunRecord
 from engine.superstep import Task, TaskResult, routed
 from engine.tools import Send
@@ -112,15 +112,14 @@ class Pauses:
     ) -> PauseOutcome | None:
         """A task whose tool asked (``ctx.interrupt``), or whose node is a breakpoint after:
         it pauses with its result held. ``None``: commit the result as usual."""
-        held = _held(result)
         if result.asked is not None:
             asked = result.asked
             question = Question(asked.prompt, asked.key,
                                 dict(asked.schema) if asked.schema is not None else None,
                                 asked.timeout_s)  # fmt: skip
-            return self._pause(hop, origin, "interrupt", question, held, delivery_id)
+            return self._pause(hop, origin, "interrupt", question, _held(result), delivery_id)
         if result.ok and hop.node in _breakpoints(graph, origin).after:
-            return self._pause(hop, origin, "after", Question(), held, delivery_id)
+            return self._pause(hop, origin, "after", Question(), _held(result), delivery_id)
         return None
 
     # -- pausing ---------------------------------------------------------------------------------
@@ -353,6 +352,8 @@ class Pauses:
 
 def _breakpoints(graph: Graph, origin: Origin) -> Breakpoints:
     """The breakpoints a superstep stops at: its graph's, and its run's own."""
+    if not origin.breakpoints and not graph.interrupt_before and not graph.interrupt_after:
+        return NO_BREAKPOINTS  # the common case, asked twice a hop: nothing to build
     own = Breakpoints.from_dict(origin.breakpoints)
     return Breakpoints(graph.interrupt_before | own.before, graph.interrupt_after | own.after)
 

@@ -355,7 +355,8 @@ class HopProtocol:
 
     def _run(self, graph: Graph, hop: Hop, origin: Origin, attempt: int) -> TaskResult:
         node = graph.nodes[hop.node]
-        check_time_for(f"task {hop.task_key!r}", node.failure.timeout_s, COMMIT_MARGIN_S)
+        if node.failure.timeout_s is not None:  # else there is nothing to check
+            check_time_for(f"task {hop.task_key!r}", node.failure.timeout_s, COMMIT_MARGIN_S)
         ctx = ToolContext(hop.run_id, hop.node, hop.seq, attempt, index=hop.index)
         task = Task(hop.node, hop.index)
         return run_task(graph, self.tools, task, origin.state, ctx, origin.planned)
@@ -760,7 +761,7 @@ def _close_record(
     """The step record of a closed superstep, the same for one task or many: ``updates`` are
     the merged values of the keys its tasks wrote (none when it failed: it keeps the state
     before it)."""
-    ordered = sorted(results, key=lambda r: r.task.sort_key())
+    ordered = sorted(results, key=lambda r: r.task.sort_key()) if len(results) > 1 else results
     failed = next((r for r in ordered if not r.ok), None)
     written = {k for r in ordered for k in r.updates}
     kept = closed.state is origin.state
@@ -794,6 +795,8 @@ def _close_record(
 def _summaries(tasks: list[TaskRecord]) -> tuple[tuple[dict[str, Any], ...], int]:
     """At most ``MAX_TASK_SUMMARIES`` task summaries, failed tasks first, and the total when
     some were left out (0 otherwise)."""
+    if not tasks:  # a superstep of one task (every chain step) has no task records
+        return (), 0
     ordered = sorted(tasks, key=lambda t: (t.status != "failed", t.node, t.index or 0))
     kept = sorted(ordered[:MAX_TASK_SUMMARIES], key=lambda t: (t.node, t.index or 0))
     total = len(tasks) if len(tasks) > MAX_TASK_SUMMARIES else 0

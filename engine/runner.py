@@ -83,6 +83,10 @@ class PoolQueue:
         """The hops sent by the hop this thread applies (unset outside the pool)."""
 
     def dispatch(self, hop: Hop) -> None:
+        sent: deque[Hop] | None = getattr(self._sent, "hops", None)
+        if sent is not None and hop.delay_s <= 0:  # counted once it leaves this thread
+            sent.append(hop)
+            return
         with self._idle:
             self._pending += 1
         if hop.delay_s > 0:  # a retry held until its time, as SQS holds a delayed message
@@ -90,28 +94,36 @@ class PoolQueue:
             timer.daemon = True
             timer.start()
             return
-        sent: deque[Hop] | None = getattr(self._sent, "hops", None)
-        if sent is not None:
-            sent.append(hop)
-        else:
-            self._pool.submit(self._run, hop)
+        self._pool.submit(self._run, hop)
 
     def dispatch_batch(self, hops: list[Hop]) -> None:
         for hop in hops:
             self.dispatch(hop)
 
     def _run(self, hop: Hop) -> None:
+        """Apply ``hop`` (counted in ``_pending``), then the first hop each hop sends, on this
+        thread: that one takes over the count, so a chain takes no lock per step; the
+        others are counted and handed to the pool."""
         sent: deque[Hop] = deque()
         self._sent.hops = sent
-        current: Hop | None = hop
+        current = hop
         try:
-            while current is not None:
+            while True:
                 self._apply_one(current)
-                current = sent.popleft() if sent else None
-                while sent:
-                    self._pool.submit(self._run, sent.popleft())
+                if not sent:
+                    break
+                current = sent.popleft()
+                if sent:
+                    with self._idle:
+                        self._pending += len(sent)
+                    while sent:
+                        self._pool.submit(self._run, sent.popleft())
         finally:
             self._sent.hops = None
+            with self._idle:
+                self._pending -= 1
+                if self._pending == 0:
+                    self._idle.notify_all()
 
     def _apply_one(self, hop: Hop) -> None:
         try:
@@ -120,11 +132,6 @@ class PoolQueue:
         except BaseException as exc:  # kept for wait(): a pool thread has nobody to tell
             with self._idle:
                 self._error = self._error or exc
-        finally:
-            with self._idle:
-                self._pending -= 1
-                if self._pending == 0:
-                    self._idle.notify_all()
 
     def wait(self) -> None:
         with self._idle:
@@ -243,7 +250,9 @@ def execution_log(store: RunStore, run_id: str, steps: int, graph: Graph) -> lis
     for step in store.list_steps(run_id, limit=steps + 1).items:
         tasks = store.list_tasks(run_id, step.seq) if step.tasks or step.tasks_total else []
         if not tasks:
-            log.append({**step.log_entry(), "task": step.node})
+            entry = step.log_entry()  # a new dict: named in place
+            entry["task"] = step.node
+            log.append(entry)
             continue
         order = sorted(tasks, key=lambda t: merge_key(graph, Task(t.node, t.index)))
         log.extend(_task_entry(step, t) for t in order)

@@ -159,7 +159,7 @@ def plan_of(
                                "not a list")  # fmt: skip
         if found:
             sizes[node] = len(found)
-    items = tuple(s if isinstance(s, Send) else Send.from_dict(s) for s in sends)
+    items = tuple(s if isinstance(s, Send) else Send.from_dict(s) for s in sends) if sends else ()
     return Plan(MappingProxyType(sizes), items)
 
 
@@ -466,7 +466,9 @@ def close_superstep(
     When nothing else is left to run, the deferred nodes run; once not even they are, the
     run completes, unless a join still waits for a node that was routed past and no task
     chose END: then it fails, rather than end without the join."""
-    ordered = sorted(results, key=lambda r: merge_key(graph, r.task))
+    ordered = list(results)
+    if len(ordered) > 1:
+        ordered.sort(key=lambda r: merge_key(graph, r.task))
     lone = len(ordered) == 1 and ordered[0].merged is not None  # merged it to route
     merging = Merging(ordered[0].merged if lone and ordered[0].merged is not None else state)
     merge_in(graph, merging, ordered, premerged=lone)

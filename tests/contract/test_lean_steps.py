@@ -33,6 +33,7 @@ def _cold(store: RunStore) -> RunStore:
         return DynamoRunStore(store.table, store._client, clock=store._clock)
     assert isinstance(store, MemoryRunStore)
     store._states = deltas.StateCache(frozen=False)
+    store._tips = {}
     return store
 
 
@@ -265,3 +266,21 @@ def test_a_step_whose_full_state_was_deleted_by_the_ttl_is_not_found(
     # Then the step is not found (404), not a server error; the later steps still read
     with pytest.raises(NotFoundError):
         _cold(dynamo_store).get_step("r1", K)
+
+
+@pytest.mark.parametrize("reader", ["warm", "cold"])
+def test_a_state_read_back_is_the_readers_own(store: RunStore, reader: str) -> None:
+    # Given a chain past a snapshot, read back by a reader that changes what it read
+    committed = _chain(store, K + 2, _counter_and_log)
+    read = _cold(store) if reader == "cold" else store
+    for got in (read.get_step("r1", K + 1), read.get_step("r1", K - 1), read.get_run("r1")):
+        assert got is not None
+        got.state["n"] = "changed by a reader"
+        got.state.pop("log")
+    for page in read.list_steps("r1").items:
+        page.state.clear()
+    # Then every later read still gets the state as committed: the last step, a snapshot, the run
+    assert read.get_step("r1", K + 1).state == committed[-1].state  # type: ignore[union-attr]
+    assert read.get_step("r1", K - 1).state == committed[K - 1].state  # type: ignore[union-attr]
+    assert read.get_run("r1").state == committed[-1].state
+    assert [s.state for s in read.list_steps("r1").items] == [s.state for s in committed]

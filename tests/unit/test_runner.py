@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,8 @@ import pytest
 
 from engine.graph import Graph
 from engine.memory import MemoryRunStore
-from engine.runner import DEFAULT_MAX_STEPS, InProcessRunner
+from engine.ports import Hop
+from engine.runner import DEFAULT_MAX_STEPS, InProcessRunner, PoolQueue
 from engine.tools import ToolContext, Toolkit, load_toolkits
 from engine.validation import build_graph
 
@@ -240,3 +242,23 @@ def test_the_code_review_loop_ends_by_improvement() -> None:
     )
     assert result.state["history"][0]["quality_score"] < 7
     assert result.state["code"] != code
+
+
+def test_the_pool_queue_waits_for_every_hop_sent_by_hops_it_ran() -> None:
+    # Given a queue whose hops each send two more, down to depth 6: the first of each pair
+    # runs on its sender's thread, the second is handed to the pool
+    applied: list[int] = []
+    lock = threading.Lock()
+
+    def apply(hop: Hop) -> None:
+        with lock:
+            applied.append(hop.seq)
+        if hop.seq < 6:
+            queue.dispatch_batch([Hop("r", "g", hop.seq + 1, "a"), Hop("r", "g", hop.seq + 1, "b")])
+
+    queue = PoolQueue(apply, threads=4)
+    # When one hop is sent and the queue waited for
+    queue.dispatch(Hop("r", "g", 0, "a"))
+    queue.wait()
+    # Then every hop of the tree ran before wait returned, each once
+    assert sorted(applied) == sorted(d for d in range(7) for _ in range(2**d))
