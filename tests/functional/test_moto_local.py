@@ -23,6 +23,7 @@ from moto.moto_api._internal import mock_random
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
+from infra.moto import persistence as persistence_module
 from infra.moto import speedups
 from infra.moto.fidelity import serialize_dynamodb_writes, serialize_sqs
 from infra.moto.lookups import remembered_lookups
@@ -187,6 +188,33 @@ def test_items_of_every_kind_come_back_as_they_were(tmp_path: Path) -> None:
 
     # Then the item is back both times, every value as it was
     assert back == [({"items": 1, "messages": 0, "skipped": 0, "objects": 0}, written)] * 2
+
+
+def test_a_journal_is_compacted_after_a_length_that_grows_with_its_state(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a floor of 2,000 bytes before a compaction, and four times the state above it
+    monkeypatch.setattr(persistence_module, "COMPACT_AFTER_BYTES", 2_000)
+    monkeypatch.setattr(persistence_module, "COMPACT_AFTER_STATES", 4)
+    journal = Journal(tmp_path)
+    journal.lock()
+    table = ("123456789012", REGION, TABLE)
+
+    def state_of(count: int) -> Snapshot:
+        return Snapshot(items={table: {f"k{n}": item(f"RUN#{n}") for n in range(count)}})
+
+    # When a small state and then a large one are compacted
+    journal.compact(state_of(2))
+    small = journal.compact_after
+    journal.compact(state_of(200))
+    large = journal.compact_after
+    state_bytes = (tmp_path / f"state-{journal.generation}.json").stat().st_size
+    journal.close()
+
+    # Then the small one keeps the floor; the large one waits for four times its state
+    assert small == 2_000
+    assert state_bytes > 2_000
+    assert large == 4 * state_bytes
 
 
 def test_an_item_that_cannot_come_back_stops_the_restore_and_keeps_the_folder(
