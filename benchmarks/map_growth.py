@@ -12,7 +12,7 @@ rate, but adds little to the CPU each item takes (the load average is printed be
 
 Printed: one line per interval; the last line is ``map_growth_moto_ms_per_item A B``: the
 moto CPU per item, the median of the first three intervals and of the last three before the
-one that saw the run completed (which holds the superstep's close).
+one that saw every item committed (the superstep's close begins there).
 
 Run: ``.venv/bin/python benchmarks/map_growth.py [--items 20000] [--every 20]``.
 """
@@ -105,11 +105,11 @@ def main(argv: list[str] | None = None) -> int:
             stack.stop(timeout=60)
         except StackFailed as exc:  # the figures stand; the failed stop is reported
             print(f"warning: {str(exc).splitlines()[0]}", file=sys.stderr)
-    # per interval, before the one that saw the run completed (which holds the close)
+    # per interval, before the one that saw every item committed (the close begins there)
     per_item = [
         (b[1] - a[1]) * 1000 / (b[0] - a[0])
-        for a, b in itertools.pairwise(samples[:-1])
-        if b[0] > a[0]
+        for a, b in itertools.pairwise(samples)
+        if a[0] < b[0] < args.items
     ]
     if len(per_item) < 2:
         raise RuntimeError("too few lines to compare: a larger --items, or a smaller --every")
