@@ -258,7 +258,15 @@ class StateCache:
         return entry.seq, state, entry.since
 
     def put(self, run_id: str, seq: int, state: Mapping[str, Any], since: int) -> None:
-        """Remember the run's state after ``seq`` unless a later one is known."""
+        """Remember the run's state after ``seq`` unless a later one is known. The same
+        step's state, known already, is not serialized again (frozen entries): every task of
+        a map reads its slot, and serializing the state each time (the input of a map of n
+        items, n values) made each of its n tasks cost O(n)."""
+        with self._lock:
+            old = self._entries.get(run_id)
+            if old is not None and self._frozen and (old.seq, old.since) == (seq, since):
+                self._entries.move_to_end(run_id)
+                return
         value: Any = dict(state)
         size = 0
         if self._frozen:

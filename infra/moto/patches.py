@@ -122,6 +122,11 @@ PATCHES: tuple[Patch, ...] = (
         ),
     ),
     Patch(
+        "moto.dynamodb.models.table:Table.__init__",
+        "speedups._sorted_partitions_of",
+        "its partitions are dicts; a sorted one keeps its sort keys in order for Query",
+    ),
+    Patch(
         "moto.sqs.models:SQSBackend.is_message_valid_based_on_retention_period",
         "speedups.faster_moto",
         "computes every queue attribute per message; nothing here "

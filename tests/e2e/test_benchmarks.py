@@ -1,6 +1,7 @@
 """The local stack's benchmarks measure what they say, on a few runs: every step of every run
-is committed once and timed (benchmarks/local_floor.py, benchmarks/local_load.py), and a
-wide map's every item is done (benchmarks/wide_map.py)."""
+is committed once and timed (benchmarks/local_floor.py, benchmarks/local_load.py), a
+wide map's every item is done (benchmarks/wide_map.py), and a wide map's progress is read
+interval by interval (benchmarks/map_growth.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import argparse
 
 import pytest
 
-from benchmarks import local_floor, local_load, wide_map
+from benchmarks import local_floor, local_load, map_growth, wide_map
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -52,3 +53,19 @@ def test_the_wide_map_benchmark_times_maps_whose_every_item_is_done(
     assert code == 0
     assert [line.split()[0] for line in lines[1:3]] == ["3", "5"]
     assert lines[-1].startswith("wide_map_ms_per_item 3:")
+
+
+def test_the_growth_benchmark_reads_a_maps_progress_to_its_end(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # When it follows a map of 800 items (counted: above the fan-in's threshold)
+    code = map_growth.main(["--items", "800", "--every", "0.3"])
+    # Then its lines count the items committed, rising to all 800, then the summary line
+    lines = capsys.readouterr().out.splitlines()
+    counts = [int(line.split("items")[1].split()[0].replace(",", "")) for line in lines[:-1]]
+    assert code == 0
+    assert counts == sorted(counts)
+    assert counts[-1] == 800
+    assert len(set(counts)) > 2  # some lines between the first item and the last
+    assert "completed" in lines[-2]
+    assert lines[-1].startswith("map_growth_moto_ms_per_item ")

@@ -23,11 +23,14 @@ from moto.moto_api._internal import mock_random
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
+from infra.moto import persistence as persistence_module
+from infra.moto import speedups
 from infra.moto.fidelity import serialize_dynamodb_writes, serialize_sqs
 from infra.moto.lookups import remembered_lookups
 from infra.moto.persistence import Journal, Persistence, RestoreFailed, Snapshot
 from infra.moto.socket import SocketServer, SocketTransport
 from infra.moto.speedups import (
+    SortedPartition,
     cheaper_requests,
     faster_moto,
     faster_moto_server,
@@ -187,6 +190,33 @@ def test_items_of_every_kind_come_back_as_they_were(tmp_path: Path) -> None:
     assert back == [({"items": 1, "messages": 0, "skipped": 0, "objects": 0}, written)] * 2
 
 
+def test_a_journal_is_compacted_after_a_length_that_grows_with_its_state(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a floor of 2,000 bytes before a compaction, and four times the state above it
+    monkeypatch.setattr(persistence_module, "COMPACT_AFTER_BYTES", 2_000)
+    monkeypatch.setattr(persistence_module, "COMPACT_AFTER_STATES", 4)
+    journal = Journal(tmp_path)
+    journal.lock()
+    table = ("123456789012", REGION, TABLE)
+
+    def state_of(count: int) -> Snapshot:
+        return Snapshot(items={table: {f"k{n}": item(f"RUN#{n}") for n in range(count)}})
+
+    # When a small state and then a large one are compacted
+    journal.compact(state_of(2))
+    small = journal.compact_after
+    journal.compact(state_of(200))
+    large = journal.compact_after
+    state_bytes = (tmp_path / f"state-{journal.generation}.json").stat().st_size
+    journal.close()
+
+    # Then the small one keeps the floor; the large one waits for four times its state
+    assert small == 2_000
+    assert state_bytes > 2_000
+    assert large == 4 * state_bytes
+
+
 def test_an_item_that_cannot_come_back_stops_the_restore_and_keeps_the_folder(
     tmp_path: Path,
 ) -> None:
@@ -344,6 +374,93 @@ def test_a_query_of_a_partition_answers_as_motos_own_query() -> None:
 
     # Then every page is the same JSON, byte for byte
     assert len(expected) > 2 * len(conditions)  # some conditions span pages
+    assert fast == expected
+
+
+PARTITION_CONDITIONS = [
+    ("SK BETWEEN :a AND :b", {":a": "RUN", ":b": "SUB$"}),
+    ("SK BETWEEN :a AND :b", {":a": "STEP#000002", ":b": "SUB$"}),
+    ("SK BETWEEN :a AND :b", {":a": "A", ":b": "B"}),
+    ("begins_with(SK, :a)", {":a": "TASK#000001#"}),
+    ("begins_with(SK, :a)", {":a": "TASK#000003#"}),
+    ("begins_with(SK, :a)", {":a": "STEP#"}),
+    ("SK < :a", {":a": "STEP#000002"}),
+    ("SK <= :a", {":a": "STEP#000002"}),
+    ("SK > :a", {":a": "SUB#c1"}),
+    ("SK >= :a", {":a": "SUB#c1"}),
+    ("SK >= :a", {":a": "ZZZ"}),
+    ("SK = :a", {":a": "RUN"}),
+    ("SK = :a", {":a": "NOPE"}),
+]
+
+
+def test_a_query_of_a_sorted_partition_answers_as_motos_own_query(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a run's partition of every kind of item, written in no order, some of them
+    # deleted or put again, and a cancelled transaction undone by a copy of the table
+    def queries(dynamodb: Any, table: str) -> list[bytes]:
+        shapes = [
+            {"ScanIndexForward": forward,
+             "KeyConditionExpression": f"PK = :pk AND {condition}",
+             "ExpressionAttributeValues": {":pk": {"S": "RUN#r1"}}
+             | {name: {"S": value} for name, value in values.items()}}
+            for (condition, values), forward in itertools.product(
+                PARTITION_CONDITIONS, (True, False))
+        ]  # fmt: skip
+        return every_page(dynamodb, shapes, TableName=table, ConsistentRead=True)
+
+    keys = ["RUN", "FANIN#000001", "SUB#c1", "SUB#c2"]
+    keys += [f"STEP#{n:06d}" for n in range(4)]
+    keys += [f"TASK#000001#{n:06d}#grade" for n in range(23)] + ["TASK#000002#-#b"]
+    gone = ["TASK#000001#000007#grade", "STEP#000003", "SUB#c2"]
+
+    def fill(dynamodb: Any, table: str) -> None:
+        dynamodb.create_table(
+            TableName=table,
+            KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"},
+                       {"AttributeName": "SK", "KeyType": "RANGE"}],
+            AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in ("PK", "SK")],
+            BillingMode="PAY_PER_REQUEST",
+        )  # fmt: skip
+        for n, key in enumerate(keys[7::-1] + keys[:7:-1] + gone):
+            for run in ("RUN#r1", "RUN#r2"):
+                dynamodb.put_item(TableName=table, Item=item(run, key, note=f"{run} {key} {n}"))
+        for key in gone[:2]:
+            dynamodb.delete_item(TableName=table, Key={"PK": {"S": "RUN#r1"}, "SK": {"S": key}})
+        with pytest.raises(ClientError):  # its put of a new key is undone
+            dynamodb.transact_write_items(TransactItems=[
+                {"Put": {"TableName": table, "Item": item("RUN#r1", "SUB#c0")}},
+                {"ConditionCheck": {"TableName": table, "Key": item("RUN#r1", "RUN"),
+                                    "ConditionExpression": "attribute_not_exists(PK)"}},
+            ])  # fmt: skip
+
+    with mock_aws():
+        dynamodb = boto3.client("dynamodb", region_name=REGION)
+        fill(dynamodb, "runs")
+        expected = queries(dynamodb, "runs")
+
+        # When the same partition, made with the patch, is queried through the bisection
+        # (never the test of each item of the partition)
+        def tested_item_by_item(*_: Any) -> list[Any]:
+            raise AssertionError("a sorted partition's query tested every item of it")
+
+        monkeypatch.setattr(speedups, "_kept_by_sort_key", tested_item_by_item)
+        with faster_moto():
+            fast_client = boto3.client("dynamodb", region_name=REGION)
+            fill(fast_client, "sorted")
+            from moto.dynamodb.models import dynamodb_backends
+            from moto.dynamodb.models.dynamo_type import DynamoType
+
+            table = dynamodb_backends["123456789012"][REGION].get_table("sorted")
+            partition = table.items[DynamoType({"S": "RUN#r1"})]
+            fast = queries(fast_client, "sorted")
+
+    # Then every page is the same JSON, byte for byte, from a partition kept in order
+    assert isinstance(partition, SortedPartition)
+    assert partition.sort_values == sorted(partition.sort_values)
+    assert len(partition.sort_values) == len(partition) == len(keys) - 2  # two deleted
+    assert len(expected) > 2 * len(PARTITION_CONDITIONS)  # some conditions span pages
     assert fast == expected
 
 
