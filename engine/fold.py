@@ -46,6 +46,7 @@ from engine.errors import GraphNotFound, RunNotFound, StepConflict
 from engine.graph import END, Graph
 from engine.lifecycle import accepts_hops
 from engine.ports import FoldRecord, Hop, RunStore, StepRecord, TaskRecord
+from engine.step_records import MAX_TASK_SUMMARIES
 from engine.superstep import (
     Closed,
     Merging,
@@ -70,10 +71,6 @@ which a superstep this wide does not notice."""
 FOLD_PAGE = 1024
 """Default of ``ProtocolConfig.fold_page``: task records a fold hop reads. At about 0.5 KB a
 record that is one query page of DynamoDB's 1 MB, and about 3 s on a loaded laptop."""
-
-MAX_TASK_SUMMARIES = 100
-"""As engine.protocol's (a test keeps them equal): the task summaries a step record keeps,
-failed ones first."""
 
 
 def folds_in_order(planned: Plan) -> bool:
@@ -151,7 +148,7 @@ class Folded:
     # -- the close -------------------------------------------------------------------------------
     def record(self, hop: Hop, origin: Origin, closed: Closed, delivery_id: str) -> StepRecord:
         """The step record of the closed superstep: what the single-read close writes
-        (engine.protocol's ``_close_record`` for a superstep of task records)."""
+        (:func:`engine.step_records.close_record` for a superstep of task records)."""
         kept = closed.state is origin.state
         updates = {} if kept else {k: closed.state[k] for k in self.written if k in closed.state}
         status = closed.end.status if closed.end is not None else "running"

@@ -61,8 +61,9 @@ of a request dispatches at most that first chunk, and each item that commits dis
 one ``window`` places after it (a capped map's ``max_concurrency`` narrows the window). So a
 request answers at once, whatever the map's width; a wide map does not fill the queue ahead
 of other runs' hops; and a superstep with many tasks counts them, so that its fan-in is read
-once. A step record keeps at most ``MAX_TASK_SUMMARIES`` of its tasks' summaries (each task
-has its own record), so a superstep of 100,000 tasks closes in one item. A superstep of
+once. A step record keeps at most ``MAX_TASK_SUMMARIES`` (:mod:`engine.step_records`) of its
+tasks' summaries (each task has its own record), so a superstep of 100,000 tasks closes in
+one item. A superstep of
 more than ``fold_above`` tasks closes by a fold over several hops, a page of its task
 records a hop (:mod:`engine.fold`, which draws its crash windows).
 
@@ -118,6 +119,7 @@ from engine.ports import (
 from engine.reducers import ReducerError
 from engine.retries import Retries
 from engine.retry_policy import COMMIT_MARGIN_S
+from engine.step_records import close_record
 from engine.subgraphs import Subgraphs
 from engine.superstep import (
     NO_JOINS,
@@ -147,10 +149,6 @@ map fill the shared queue ahead of every other run's hops."""
 
 LEASE_SECONDS = 60.0
 """Default of :attr:`ProtocolConfig.lease_s`: twice the worker's function timeout."""
-
-MAX_TASK_SUMMARIES = 100
-"""Task summaries a step record keeps (failed ones first): 100,000 would pass DynamoDB's
-400 KB item limit, and every task has its own record anyway."""
 
 HopResult = Literal[
     "committed", "finished", "duplicate", "recovered", "stale", "retrying", "waiting", "folded"
@@ -432,7 +430,7 @@ class HopProtocol:
         started: float, delivery_id: str, attempt: int, tasks: list[TaskRecord] | None = None,
     ) -> HopResult:  # fmt: skip
         closed, planned = self._closed(graph, origin, results, hop.seq)
-        step = _close_record(hop, origin, closed, results, started, attempt, delivery_id, tasks)
+        step = close_record(hop, origin, closed, results, started, attempt, delivery_id, tasks)
         return self._commit_close(graph, hop, step, closed.end, delivery_id, origin.audience,
                                   planned)  # fmt: skip
 
@@ -752,52 +750,3 @@ def _origin_of_run(run: RunRecord | None, graph: Graph) -> _Found | None:
         return None
     return (run.input, (graph.entry,), NO_JOINS, run.graph_id, run.max_steps, run.created_at,
             run.breakpoints)  # fmt: skip
-
-
-def _close_record(
-    hop: Hop, origin: Origin, closed: Closed, results: list[TaskResult], started: float,
-    attempt: int, delivery_id: str, tasks: list[TaskRecord] | None = None,
-) -> StepRecord:  # fmt: skip
-    """The step record of a closed superstep, the same for one task or many: ``updates`` are
-    the merged values of the keys its tasks wrote (none when it failed: it keeps the state
-    before it)."""
-    ordered = sorted(results, key=lambda r: r.task.sort_key()) if len(results) > 1 else results
-    failed = next((r for r in ordered if not r.ok), None)
-    written = {k for r in ordered for k in r.updates}
-    kept = closed.state is origin.state
-    updates = {} if kept else {k: closed.state[k] for k in written if k in closed.state}
-    status = closed.end.status if closed.end is not None else "running"
-    nodes = closed.next_nodes
-    # The step limit fails the run after a superstep that went fine (it still names what
-    # would have run next); any other failure is the superstep's own.
-    step_failed = failed is not None or (status == "failed" and not nodes)
-    single = len(nodes) == 1 and not tasks and not closed.sends
-    names = sorted({r.task.node for r in ordered})
-    summaries, total = _summaries(tasks or [])
-    return StepRecord(
-        run_id=hop.run_id, seq=hop.seq, node=", ".join(names) or hop.node,
-        tool=", ".join(sorted({r.tool for r in ordered})),
-        status="failed" if step_failed else "ok",
-        updates=updates, state=closed.state,
-        next_node=nodes[0] if single else (END if status == "completed" else None),
-        started_at=started, duration_ms=sum(r.duration_ms for r in ordered),
-        error=closed.end.error if closed.end is not None else None, attempt=attempt,
-        committed_by=delivery_id, run_status=status, next_nodes=() if single else nodes,
-        joins={k: sorted(v) for k, v in closed.joins.items()},
-        tasks=summaries, graph_id=origin.graph_id, max_steps=origin.max_steps,
-        breakpoints=origin.breakpoints,
-        tasks_total=total, sends=tuple(s.to_dict() for s in closed.sends),
-        deferred=closed.deferred,
-        child_run_id=ordered[0].child_run_id if len(ordered) == 1 and not tasks else None,
-    )  # fmt: skip
-
-
-def _summaries(tasks: list[TaskRecord]) -> tuple[tuple[dict[str, Any], ...], int]:
-    """At most ``MAX_TASK_SUMMARIES`` task summaries, failed tasks first, and the total when
-    some were left out (0 otherwise)."""
-    if not tasks:  # a superstep of one task (every chain step) has no task records
-        return (), 0
-    ordered = sorted(tasks, key=lambda t: (t.status != "failed", t.node, t.index or 0))
-    kept = sorted(ordered[:MAX_TASK_SUMMARIES], key=lambda t: (t.node, t.index or 0))
-    total = len(tasks) if len(tasks) > MAX_TASK_SUMMARIES else 0
-    return tuple(t.summary() for t in kept), total

@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 
 from engine import fold as fold_module
-from engine import protocol as protocol_module
 from engine import superstep
 from engine.memory import MemoryQueue, MemoryRunStore, RecordingNotifier
 from engine.ports import FoldRecord, Hop, StepRecord, TaskRecord
@@ -159,7 +158,6 @@ def test_a_folded_close_writes_what_a_single_read_writes(case: str) -> None:
 
 
 def test_only_a_superstep_read_in_merge_order_folds() -> None:
-    assert fold_module.MAX_TASK_SUMMARIES == protocol_module.MAX_TASK_SUMMARIES
     # A superstep that mixes two maps reads in a single read: slot order is not merge order
     plan = superstep.Plan({"a": 3, "b": 4})
     assert not fold_module.folds_in_order(plan)

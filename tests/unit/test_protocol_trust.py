@@ -15,9 +15,9 @@ import pytest
 from engine.errors import RetryLater
 from engine.memory import MemoryQueue, MemoryRunStore
 from engine.ports import Hop
-from engine.protocol import MAX_TASK_SUMMARIES
 from engine.runner import InProcessRunner
 from engine.service import EngineConfig
+from engine.step_records import MAX_TASK_SUMMARIES
 from engine.toolkits.basics import toolkit as basics
 from engine.tools import ToolContext, Toolkit
 from engine.validation import build_graph
