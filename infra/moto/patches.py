@@ -3,8 +3,8 @@
 moto is pinned to one exact version (pyproject.toml) because these patches replace its private
 functions and call them back by position. Upgrading moto is a deliberate change:
 tests/unit/test_moto_pin.py fails, naming each patched function that is gone or whose
-parameters changed, and tests/functional/test_moto_local.py compares each patched answer with
-moto's own, byte for byte, to say what else broke.
+parameters changed, and tests/functional/test_moto_local.py (test_moto_queries.py for
+Query) compares each patched answer with moto's own, byte for byte, to say what else broke.
 
 ``params`` are the replaced function's parameter names at the pinned version (the patches pass
 arguments by position); None where the patch only wraps it with a lock or a mark, passing every
