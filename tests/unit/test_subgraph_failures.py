@@ -157,14 +157,21 @@ def test_a_lost_retry_of_a_failed_child_is_sent_by_the_sweeper_as_the_next_attem
     assert world.store.get_run(child_run_id(run_id, 1, "ask", 2)).status == "completed"
 
 
-def test_cancelling_a_parent_cancels_the_child_of_its_tasks_current_attempt() -> None:
-    # Given a task at its second attempt, whose child runs
+def at_the_retrys_child() -> tuple[World, str, str]:
+    """A run whose task failed its first child and is at its second attempt, delivered up to
+    the second child's first hop (still queued): the world, the run and that child."""
     breaks_left[0] = 1
     world = durable()
     run_id = world.start(parent("child recovers", retry=QUICK))
     second = child_run_id(run_id, 1, "ask", 2)
     while world.queue.hops and world.queue.hops[0].run_id != second:
         world.deliver(world.queue.hops.popleft())
+    return world, run_id, second
+
+
+def test_cancelling_a_parent_cancels_the_child_of_its_tasks_current_attempt() -> None:
+    # Given a task at its second attempt, whose child runs
+    world, run_id, second = at_the_retrys_child()
     assert world.store.get_run(second).status == "running"
     # When the parent is cancelled
     world.service.cancel_run(run_id)
@@ -215,12 +222,7 @@ def test_a_parent_whose_last_child_told_it_is_swept_once_the_lease_has_passed() 
 
 def test_the_sweeper_leaves_a_task_alone_while_its_retrys_child_runs() -> None:
     # Given a task at its second attempt, whose child has its hop still queued (alive)
-    breaks_left[0] = 1
-    world = durable()
-    run_id = world.start(parent("child recovers", retry=QUICK))
-    second = child_run_id(run_id, 1, "ask", 2)
-    while world.queue.hops and world.queue.hops[0].run_id != second:
-        world.deliver(world.queue.hops.popleft())
+    world, run_id, second = at_the_retrys_child()
     assert [h.run_id for h in world.queue.hops] == [second]
     # When the sweeper runs after the lease
     world.clock.now += 61
