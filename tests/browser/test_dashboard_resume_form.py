@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Page, Route, expect
+from playwright.sync_api import Page, Route, WebSocketRoute, expect
 
 from tests.browser.conftest import screenshot
 from tests.browser.stack_runs import create, start, wait_until_over
@@ -135,3 +135,27 @@ def test_each_pending_task_has_its_form_and_a_refused_answer_says_why(
     assert answers.sent == [{"value": {"n": "x"}, "task": "count[1]"}] * 2 + [
         {"value": {"n": 3}, "task": "count[1]"}
     ]
+
+
+def test_a_redraw_while_an_answer_is_typed_keeps_the_form_in_place(
+    stack: StackProcess, run_id: str, page: Page
+) -> None:
+    # Given a paused run's page whose live events the test sends (the WebSocket is faked), and
+    # an answer half typed in its form
+    events: list[WebSocketRoute] = []
+    page.route_web_socket(re.compile(r"^ws"), lambda socket: events.append(socket))
+    PausedApi(page, run_id, [COUNT])
+    page.goto(f"{stack.api}/ui#/runs/{run_id}")
+    answer = page.locator('#questions form.resume[data-task="count[1]"] textarea')
+    answer.click()
+    page.keyboard.type('{"n": ')
+    expect(page.locator("#live")).to_have_text("live")
+    page.evaluate("document.querySelector('.run-header h2').dataset.drawn = 'before'")
+    # When an event redraws the run's header (the run's status, read again)
+    events[0].send(json.dumps({"type": "run", "run_id": run_id, "status": "running"}))
+    expect(page.locator(".run-header h2:not([data-drawn])")).to_have_count(1)
+    # Then the form was not taken out of the page: the cursor is still in the answer, whose
+    # text goes on where it was
+    page.keyboard.type("3}")
+    expect(answer).to_have_value('{"n": 3}')
+    assert page.evaluate("document.activeElement.closest('form')?.dataset.task") == "count[1]"

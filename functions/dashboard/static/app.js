@@ -421,7 +421,14 @@ async function runPage(runId, show) {
     el("section", {}, el("h3", {}, "Timeline ", live), timeline, running)), detail);
 
   let selected = null;
-  let questions = { asked: null, box: null };
+  // The questions' forms sit in a slot of their own that a redraw leaves in place: taking a
+  // form out of the page, even to put it back at once, loses the cursor of whoever types in
+  // it, and a click on its button that the redraw falls between.
+  const about = el("div", { class: "about" });
+  const questionsSlot = el("div", { class: "questions-slot" });
+  const errorSlot = el("div", { class: "error-slot" });
+  header.append(about, questionsSlot, errorSlot);
+  let asked = null;
   const renderHeader = () => {
     const controls = el("div", { class: "controls" });
     const act = async (call) => {
@@ -436,14 +443,15 @@ async function runPage(runId, show) {
     };
     controls.append(...RUN_CONTROLS.map((control) => control(run, act)).filter(Boolean));
     // the same forms while the same questions wait: a redraw keeps what is typed in them
-    const asked = JSON.stringify([run.status, run.pending || null]);
-    if (asked !== questions.asked) {
+    const nowAsked = JSON.stringify([run.status, run.pending || null]);
+    if (nowAsked !== asked) {
+      asked = nowAsked;
       const forms = resumeForms(run, () => act(() => api(`/runs/${runId}`)));
-      questions = { asked, box: forms.length ? el("div", { id: "questions" }, forms) : null };
+      questionsSlot.replaceChildren(...(forms.length ? [el("div", { id: "questions" }, forms)] : []));
     }
     const failedTask = steps.flatMap((s) => (s ? stepTasks(s) : []))
       .find((t) => t.status === "failed" && t.error);
-    header.replaceChildren(...[
+    about.replaceChildren(
       el("h2", {}, "Run ", el("code", {}, runId), " ", badge(run.status)),
       el("dl", {},
         el("dt", {}, "graph"), el("dd", {}, el("a", { href: `#/graphs/${run.graph_id}` },
@@ -458,11 +466,11 @@ async function runPage(runId, show) {
             : ` (forked from step ${run.parent.seq})`)] : null,
         session.me && session.me.admin ? [el("dt", {}, "owner"), el("dd", {}, run.owner || "")]
           : null),
-      controls, questions.box,
-      run.error ? el("div", { class: "error-box", id: "run-error", role: "alert" },
-        el("strong", {}, "Error", failedTask ? ` in task ${failedTask.task}` : ""),
-        failedTask && failedTask.error !== run.error ? el("pre", {}, failedTask.error) : null,
-        el("pre", {}, run.error)) : null].filter(Boolean));
+      controls);
+    errorSlot.replaceChildren(...(run.error ? [el("div", { class: "error-box", id: "run-error",
+      role: "alert" }, el("strong", {}, "Error", failedTask ? ` in task ${failedTask.task}` : ""),
+    failedTask && failedTask.error !== run.error ? el("pre", {}, failedTask.error) : null,
+    el("pre", {}, run.error))] : []));
   };
 
   const marks = () => {
