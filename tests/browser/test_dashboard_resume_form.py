@@ -151,11 +151,13 @@ def test_a_redraw_while_an_answer_is_typed_keeps_the_form_in_place(
     page.keyboard.type('{"n": ')
     expect(page.locator("#live")).to_have_text("live")
     page.evaluate("document.querySelector('.run-header h2').dataset.drawn = 'before'")
+    page.evaluate("document.querySelector('#cancel').dataset.drawn = 'before'")
     # When an event redraws the run's header (the run's status, read again)
     events[0].send(json.dumps({"type": "run", "run_id": run_id, "status": "running"}))
     expect(page.locator(".run-header h2:not([data-drawn])")).to_have_count(1)
     # Then the form was not taken out of the page: the cursor is still in the answer, whose
     # text goes on where it was
+    expect(page.locator("#cancel[data-drawn]")).to_have_count(1)  # so is a paused run's Cancel
     page.keyboard.type("3}")
     expect(answer).to_have_value('{"n": 3}')
     assert page.evaluate("document.activeElement.closest('form')?.dataset.task") == "count[1]"

@@ -421,16 +421,17 @@ async function runPage(runId, show) {
     el("section", {}, el("h3", {}, "Timeline ", live), timeline, running)), detail);
 
   let selected = null;
-  // The questions' forms sit in a slot of their own that a redraw leaves in place: taking a
-  // form out of the page, even to put it back at once, loses the cursor of whoever types in
-  // it, and a click on its button that the redraw falls between.
+  // The controls and the questions' forms sit in slots of their own, drawn again only when
+  // what they offer changes: taking a form or a button out of the page, even to put it back
+  // at once, loses the cursor of whoever types in it, and a click that falls between.
   const about = el("div", { class: "about" });
+  const controls = el("div", { class: "controls" });
   const questionsSlot = el("div", { class: "questions-slot" });
   const errorSlot = el("div", { class: "error-slot" });
-  header.append(about, questionsSlot, errorSlot);
+  header.append(about, controls, questionsSlot, errorSlot);
+  let offered = null;
   let asked = null;
   const renderHeader = () => {
-    const controls = el("div", { class: "controls" });
     const act = async (call) => {
       try {
         const was = run.status;
@@ -441,7 +442,10 @@ async function runPage(runId, show) {
         controls.append(failure(error));
       }
     };
-    controls.append(...RUN_CONTROLS.map((control) => control(run, act)).filter(Boolean));
+    if (run.status !== offered) { // the controls depend on the run's status alone
+      offered = run.status;
+      controls.replaceChildren(...RUN_CONTROLS.map((control) => control(run, act)).filter(Boolean));
+    }
     // the same forms while the same questions wait: a redraw keeps what is typed in them
     const nowAsked = JSON.stringify([run.status, run.pending || null]);
     if (nowAsked !== asked) {
@@ -465,8 +469,7 @@ async function runPage(runId, show) {
           run.parent.task ? ` (task ${run.parent.task} of step ${run.parent.seq})`
             : ` (forked from step ${run.parent.seq})`)] : null,
         session.me && session.me.admin ? [el("dt", {}, "owner"), el("dd", {}, run.owner || "")]
-          : null),
-      controls);
+          : null));
     errorSlot.replaceChildren(...(run.error ? [el("div", { class: "error-box", id: "run-error",
       role: "alert" }, el("strong", {}, "Error", failedTask ? ` in task ${failedTask.task}` : ""),
     failedTask && failedTask.error !== run.error ? el("pre", {}, failedTask.error) : null,
@@ -608,8 +611,9 @@ async function runPage(runId, show) {
 // ``act(call)`` runs ``call`` (an API request answering the run) and redraws the page; a
 // run that goes on from a final status (a redrive) is opened again, to follow it live.
 // Forking is on each step (stepDetail), answering a paused run's question below (resumeForms).
+const CANCELLABLE = new Set(["running", "paused"]);
 const RUN_CONTROLS = [
-  (run, act) => run.status !== "running" ? null : el("button", { id: "cancel", onclick: () => {
+  (run, act) => !CANCELLABLE.has(run.status) ? null : el("button", { id: "cancel", onclick: () => {
     if (confirm(`Cancel run ${run.run_id}?`)) {
       act(() => api(`/runs/${run.run_id}/cancel`, { method: "POST" }));
     }
