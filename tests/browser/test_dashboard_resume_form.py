@@ -161,3 +161,28 @@ def test_a_redraw_while_an_answer_is_typed_keeps_the_form_in_place(
     page.keyboard.type("3}")
     expect(answer).to_have_value('{"n": 3}')
     assert page.evaluate("document.activeElement.closest('form')?.dataset.task") == "count[1]"
+
+
+def test_a_step_arriving_leaves_the_timeline_rows_in_place(
+    stack: StackProcess, run_id: str, page: Page
+) -> None:
+    # Given a run's page whose live events the test sends, with its two steps' rows drawn
+    events: list[WebSocketRoute] = []
+    page.route_web_socket(re.compile(r"^ws"), lambda socket: events.append(socket))
+    PausedApi(page, run_id, [COUNT])
+    page.goto(f"{stack.api}/ui#/runs/{run_id}")
+    rows = page.locator("#timeline .row")
+    expect(rows).to_have_count(2)
+    expect(page.locator("#live")).to_have_text("live")
+    page.evaluate("document.querySelector('#timeline .row[data-seq=\"0\"]').dataset.drawn = '0'")
+    # When a third step arrives
+    with httpx.Client(base_url=stack.api, timeout=10.0) as api:
+        step = api.get(f"/runs/{run_id}/steps", params={"after": 0, "limit": 1}).json()["items"][0]
+    events[0].send(json.dumps({**step, "type": "step", "seq": 2}))
+    # Then its row is drawn beside the others, which stayed in the page (a click on them
+    # cannot fall between two drawings of theirs)
+    expect(rows).to_have_count(3)
+    expect(page.locator('#timeline .row[data-seq="0"][data-drawn]')).to_have_count(1)
+    # and choosing a step still marks its row alone
+    page.locator('#timeline .row[data-seq="1"] .lane').first.click()
+    expect(page.locator("#timeline .row.selected")).to_have_attribute("data-seq", "1")

@@ -411,6 +411,7 @@ async function runPage(runId, show) {
   const timeline = el("div", { class: "timeline", id: "timeline" });
   const spacer = el("div", { class: "spacer" });
   const rowsBox = el("div", { class: "rows" });
+  let rowsShown = new Map(); // seq -> {step, node}: the timeline's rows in the page
   timeline.append(spacer, rowsBox);
   const running = el("div", { class: "running", id: "running" });
   const detail = el("section", { class: "detail", id: "step-detail" },
@@ -523,8 +524,7 @@ async function runPage(runId, show) {
       shown.push(el("span", { class: "lane-summary" }, `+${total - LANES_SHOWN} more`,
         failedCount ? `, ${failedCount} failed` : ""));
     }
-    return el("div", { class: `row${step.seq === selected ? " selected" : ""}`,
-      "data-seq": step.seq, style: `top:${top}px` },
+    return el("div", { class: "row", "data-seq": step.seq, style: `top:${top}px` },
     el("span", { class: "seq" }, step.seq),
     el("span", { class: "lanes" }, shown),
     el("span", { class: "took" }, duration(step.duration_ms)),
@@ -536,13 +536,25 @@ async function runPage(runId, show) {
     spacer.style.height = `${count * ROW}px`;
     const first = Math.max(0, Math.floor(timeline.scrollTop / ROW) - 5);
     const last = Math.min(count, first + Math.ceil((timeline.clientHeight || 400) / ROW) + 10);
-    const rows = [];
+    // A row in view stays in the page while its step does not change (a committed step never
+    // does): only rows that leave the view go, only new ones are drawn. Rows drawn again at
+    // every step of a live run lost clicks that a step fell between.
+    const kept = new Map();
     let missing = -1;
     for (let seq = first; seq < last; seq++) {
-      if (steps[seq]) rows.push(timelineRow(steps[seq], seq * ROW));
-      else if (missing < 0) missing = seq;
+      if (!steps[seq]) {
+        if (missing < 0) missing = seq;
+        continue;
+      }
+      const old = rowsShown.get(seq);
+      const row = old && old.step === steps[seq] ? old : { step: steps[seq], node: null };
+      row.node = row.node || timelineRow(steps[seq], seq * ROW);
+      row.node.classList.toggle("selected", seq === selected);
+      kept.set(seq, row);
     }
-    rowsBox.replaceChildren(...rows);
+    for (const [seq, row] of rowsShown) if (kept.get(seq) !== row) row.node.remove();
+    for (const [seq, row] of kept) if (rowsShown.get(seq) !== row) rowsBox.append(row.node);
+    rowsShown = kept;
     if (missing >= 0 && missing < tail && !stopped) { // rows in view not read yet: their page
       readSteps(missing - (missing % STEP_PAGE)).then(() => { if (!stopped) paint(); }, () => {});
     }
