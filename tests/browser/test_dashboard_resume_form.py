@@ -6,7 +6,9 @@ schema, since, until}]`` in ``GET /runs/{id}``, and ``POST /runs/{id}/resume`` t
 match the schema). Here the browser's requests for those two routes are answered from that
 contract (Playwright's ``page.route``) over a real run of the local stack, so that what the
 form draws, sends and shows for each answer is checked now. The same form against the real
-API, once pauses are merged, is tests/browser/test_dashboard_resume.py.
+API, once pauses are merged, is tests/browser/test_dashboard_resume.py. The last tests fake
+the live events too (Playwright's ``page.route_web_socket``), to redraw the page while a
+person types an answer or reaches for a row.
 
 Waits are conditions with a bound (Playwright's ``expect``), never sleeps."""
 
