@@ -73,8 +73,11 @@ class Retries:
     ) -> RetryOutcome | None:
         """Check a hop of a retried node against its attempts before its tool runs: ``None``
         to go on. Reads them only for a retry (attempt > 1) or a hop that may be a copy
-        (``suspect``: a redelivery or a re-sent hop), so a first attempt costs nothing."""
-        if _policy(graph, hop) is None or (hop.attempt == 1 and not suspect):
+        (``suspect``: a redelivery or a re-sent hop), so a first attempt costs nothing.
+        A later attempt of a node that never retries was scheduled by nobody: it is stale."""
+        if _policy(graph, hop) is None:
+            return "stale" if hop.attempt > 1 else None
+        if hop.attempt == 1 and not suspect:
             return None
         attempts = self._attempts_of(hop)
         own = attempts.get(hop.attempt)

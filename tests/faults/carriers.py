@@ -133,11 +133,12 @@ class SqsCarrier:
             return self._merged([{"Records": [r]} for r in records])
         hit = [r for r in records if self._strikes_hop(json.loads(r["body"]))]
         if hit and kind == "forge" and self.faults.fault.window == "hop":
-            # A forged message for the same slot, received before the real one
-            ghost = copy.deepcopy(hit[0])
-            ghost["messageId"] = str(uuid.uuid4())
-            ghost["body"] = json.dumps(self.faults.forged_hop(json.loads(ghost["body"])))
-            invoke_worker(self.faults, {"Records": [ghost]}, context())
+            # Forged messages for the same slot, received before the real one
+            for forged in self.faults.forged_hops(json.loads(hit[0]["body"])):
+                ghost = copy.deepcopy(hit[0])
+                ghost["messageId"] = str(uuid.uuid4())
+                ghost["body"] = json.dumps(forged)
+                invoke_worker(self.faults, {"Records": [ghost]}, context())
         elif hit and kind == "forge":
             self.faults.forge(json.loads(hit[0]["body"]), sqs_record=True)
         if hit and kind == "race":
@@ -209,9 +210,9 @@ class SelfInvokeCarrier:
             return
         if not _strikes_hop(self.faults, item[0].get("hop")):
             self._once(item)
-        elif kind == "forge" and window == "hop":  # a forged invocation, before the real one
-            forged = {**item[0], "hop": self.faults.forged_hop(item[0]["hop"])}
-            self._once((forged, str(uuid.uuid4())))
+        elif kind == "forge" and window == "hop":  # forged invocations, before the real one
+            for hop in self.faults.forged_hops(item[0]["hop"]):
+                self._once(({**item[0], "hop": hop}, str(uuid.uuid4())))
             self._once(item)
         elif kind == "forge":
             self.faults.forge(item[0]["hop"], sqs_record=False)

@@ -218,6 +218,7 @@ class CaseFleet:
         self._check_closes(run.steps, cancelled=run.status == "cancelled")
         self._check_tasks(expected)
         self._check_attempts()
+        self._check_committed_attempts()
         shape = self.case.shape
         counted = shape.counted_fan_in_above is not None or shape.fold is not None
         assert bool(self.store.counted_commits) == counted, "counted fan-in not as planned"
@@ -307,6 +308,20 @@ class CaseFleet:
             assert attempts == list(range(1, len(attempts) + 1)), f"attempts {task}: {attempts}"
         if self.case.shape.retries:
             assert per_task, "the flaky task recorded no failed attempt"
+
+    def _check_committed_attempts(self) -> None:
+        """Each task committed at an attempt its failed attempts and deliveries account for:
+        one more than its superstep recorded for it, or one more again when the fault made
+        its hop come twice (a redelivery runs as the next attempt); never what a hop says."""
+        for step in self.store.list_steps(self.run_id, limit=1000).items:
+            failed = Counter(a.key for a in self.store.list_attempts(self.run_id, step.seq))
+            tasks = self.store.list_tasks(self.run_id, step.seq)
+            done = [(t.key, t.attempt) for t in tasks]
+            if not tasks and not step.tasks_total and step.status != "cancelled":
+                done = [(step.node, step.attempt)]
+            for key, attempt in done:
+                want = (failed[key] + 1, failed[key] + 2)
+                assert want[0] <= attempt <= want[1], f"step {step.seq} {key}: attempt {attempt}"
 
     def _check_tasks(self, expected: RunResult) -> None:
         """Each task of a superstep of several committed once, and they are the runner's (a

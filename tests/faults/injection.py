@@ -78,10 +78,14 @@ class Injector:
         if self.strikes("lose", window):
             raise SimulatedLoss(window)
 
-    def forged_hop(self, hop: dict[str, Any]) -> dict[str, Any]:
-        """``hop`` naming the twin graph, with a state and a step limit of its own."""
-        return {**hop, "graph_id": self.twin_graph, "state": {"hijacked": True},
-                "max_steps": 10_000}  # fmt: skip
+    def forged_hops(self, hop: dict[str, Any]) -> list[dict[str, Any]]:
+        """Forgeries of ``hop``: one naming the twin graph, with a state and a step limit of
+        its own; one saying it is a later attempt of its task, which no retry scheduled."""
+        return [
+            {**hop, "graph_id": self.twin_graph, "state": {"hijacked": True},
+             "max_steps": 10_000},
+            {**hop, "attempt": int(hop.get("attempt", 1)) + 2},
+        ]  # fmt: skip
 
     def forge(self, hop: dict[str, Any], *, sqs_record: bool) -> None:
         if self.on_forge is not None:

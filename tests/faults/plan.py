@@ -34,9 +34,10 @@ subscribe @ before_commit             a client subscribes (and replays the log) 
                                       it must still get every superstep, once the next
                                       publisher made up for the one it missed
 forge @ hop                           before the nth hop, forged copies of it reach the
-                                      worker: naming a twin graph (same node names, other
-                                      tools) and carrying a state and a step limit of
-                                      their own; they must change nothing
+                                      worker: one naming a twin graph (same node names,
+                                      other tools) and carrying a state and a step limit
+                                      of their own, one saying it is a later attempt that
+                                      no retry scheduled; they must change nothing
 forge @ dead_letter                   before the nth hop, a forged dead letter for it
                                       reaches the dead-letter consumer (a raw copy on SQS,
                                       a made-up invocation record on Lambda): the live task

@@ -253,3 +253,27 @@ def test_a_step_means_the_same_in_a_chain_and_in_a_graph_with_a_map() -> None:
 def test_every_map_item_gets_its_own_idempotency_key() -> None:
     result = InProcessRunner(tools).run(build_graph(MAP, tools.names()), {"docs": [1, 2, 3]})
     assert sorted(result.state["graded"]) == [f"{result.run_id}:1:grade[{i}]" for i in range(3)]
+
+
+CHILD = {"name": "child", "entry": "x", "nodes": {"x": {"tool": "count"}}, "edges": {"x": "END"}}
+ASKS_CHILD = {"entry": "ask", "nodes": {"ask": {"graph": "child"}}, "edges": {"ask": "END"}}
+
+
+@pytest.mark.parametrize("doc", [LOOP, ASKS_CHILD], ids=["tool", "subgraph"])
+def test_an_attempt_no_retry_scheduled_is_never_believed(doc: dict[str, Any]) -> None:
+    # Given a running run whose first node has no retry policy (a tool, or a child run)
+    world = World()
+    world.graph(CHILD)
+    run, _ = world.service.start_run(world.graph(doc), {"n": 0})
+    genuine = world.queue.hops.popleft()
+    # When a hop for its open slot says it is the task's third attempt
+    forged = Hop(run.run_id, run.graph_id, 0, genuine.node, attempt=3)
+    # Then it is stale: nothing ran, no child started, and the slot is still open
+    assert world.deliver(forged) == "stale"
+    assert ran == [] and world.queue.hops == type(world.queue.hops)()
+    assert [r.run_id for r in world.store.list_runs().items] == [run.run_id]
+    # and the genuine hop runs the task as its first attempt
+    world.deliver(genuine)
+    world.drain()
+    assert world.store.get_step(run.run_id, 0).attempt == 1
+    assert world.store.get_run(run.run_id).status == "completed"
