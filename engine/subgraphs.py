@@ -56,6 +56,7 @@ owner can read, may not be the graph itself, and nesting is at most
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -405,10 +406,8 @@ class Subgraphs:
         except (RunNotFound, ConflictError):
             return None
         self._cancel_children(cancelled)
-        try:
+        with contextlib.suppress(Exception):  # progress is best effort
             self.protocol.notifier.publish(run_id, [run_status_event(cancelled, now)])
-        except Exception:  # progress is best effort
-            pass
         return cancelled
 
 

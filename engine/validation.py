@@ -263,7 +263,8 @@ class _Checker:
             if written.get("retry") is not None:
                 retry = read_retry(written["retry"], f"{dn.loc}.retry", self.add)
             # A subgraph node's timeout bounds its child run, which no worker waits for: the
-            # worker's ceiling does not apply, nor does a tool's default (engine/subgraph_timeouts.py).
+            # worker's ceiling does not apply, nor does a tool's default
+            # (engine/subgraph_timeouts.py).
             child = dn.subgraph is not None
             timeout = None if child else default_timeout
             if written.get("timeout_s") is not None:

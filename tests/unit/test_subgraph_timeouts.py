@@ -95,8 +95,9 @@ def in_process(doc: dict[str, Any], *children: dict[str, Any],
     named = {c["name"]: build_graph(c, toolkit=TOOLS) for c in children}
 
     def sink(event: dict[str, Any]) -> None:
-        final = event["type"] == "run" and event["status"] in ("completed", "failed")
-        if (release_on(event) if release_on is not None else final and event["run_id"] == "p"):
+        ended = event["type"] == "run" and event["status"] in ("completed", "failed")
+        wanted = release_on(event) if release_on is not None else ended and event["run_id"] == "p"
+        if wanted:
             released.set()
 
     runner = InProcessRunner(TOOLS, store=store, subgraphs=named, on_event=sink)
@@ -295,4 +296,5 @@ def test_a_subgraph_timeout_is_not_bound_by_the_workers_nor_given_by_defaults() 
     assert graph.nodes["ask"].failure.timeout_s == 86_400
     assert graph.nodes["start"].failure.timeout_s == 20
     del doc["nodes"]["ask"]["timeout_s"]
-    assert build_graph(doc, toolkit=TOOLS, timeout_ceiling_s=25).nodes["ask"].failure.timeout_s is None
+    graph = build_graph(doc, toolkit=TOOLS, timeout_ceiling_s=25)
+    assert graph.nodes["ask"].failure.timeout_s is None
