@@ -256,6 +256,34 @@ def test_a_child_that_ends_as_its_deadline_passes_wins_and_the_task_commits_once
     assert [s.node for s in world.store.list_steps(run_id).items] == ["start", "ask"]
 
 
+def test_a_timeout_that_read_the_child_running_loses_to_its_last_close() -> None:
+    # Given a worker that found the child running past its deadline (it read the child's
+    # record), and the child's last close that commits before that worker's cancel
+    world = durable(sweeper_delays=False)
+    subgraphs = world.service.protocol.subgraphs
+    told = subgraphs.ended
+    subgraphs.ended = lambda run_id: None  # type: ignore[method-assign]
+    run_id = world.start(parent("quick", timeout_s=30, on_error="sorry"))
+    world.deliver(world.queue.hops.popleft())  # start
+    world.deliver(world.queue.hops.popleft())  # ask: creates the child and holds its hop
+    child_id = child_run_id(run_id, 1, "ask")
+    seen = world.store.get_run(child_id)
+    assert seen.status == "running"
+    deliver_but_held(world)  # the child's hop: its last close commits, its parent untold
+    subgraphs.ended = told  # type: ignore[method-assign]
+    # When the worker goes on with the timeout past the deadline
+    world.clock.now += 31
+    graph = world.service.protocol.graphs(world.store.get_run(run_id).graph_id)
+    subgraphs.time_out(seen, graph.nodes["ask"])
+    world.drain()
+    # Then its cancel lost the child's slot: the child stays completed, and the task took
+    # the child's result, not a timeout
+    assert world.store.get_run(child_id).status == "completed"
+    final = world.store.get_run(run_id)
+    assert (final.status, final.state.get("done"), "error" in final.state) == (
+        "completed", True, False)  # fmt: skip
+
+
 def test_a_timed_out_childs_end_told_again_changes_nothing() -> None:
     # Given a task timed out (its child cancelled, its error route taken)
     world = durable(sweeper_delays=False)
