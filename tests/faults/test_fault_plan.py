@@ -6,8 +6,8 @@ published in order, no hop left, nothing dead-lettered, and the fault struck exa
 Mutation proof: each break below was applied to a copy of the tree and the plan run on it
 (1-5: the 98 cases outside the map of 50, before the step kernel; 6-9: the cases of the
 faults and the shape they guard; 27-30: the pause scenarios of
-tests/faults/test_pause_faults.py; 33-35: the subgraph_timeout cases); each turned the cases listed red, and the tree as
-committed is green.
+tests/faults/test_pause_faults.py; 33-35: the subgraph_timeout cases); each turned the
+cases listed red, and the tree as committed is green.
 
 1. The close without its condition: ``ConditionExpression=SLOT_FREE`` removed from both
    writes of ``DynamoRunStore.commit_step`` (functions/aws/dynamodb_store.py; the plain
