@@ -244,7 +244,7 @@ class Subgraphs:
         timeout = timeout_of(node)
         assert timeout is not None
         ended = self._cancel(child.run_id, timed_out_reason(timeout))
-        if ended is None:  # it ended first (or its cancel crashed halfway): as it ended
+        if ended is None:  # it ended first (its last close, or a cancel, took its slot)
             try:
                 ended = self.protocol.store.get_run(child.run_id)
             except RunNotFound:
