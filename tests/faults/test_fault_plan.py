@@ -6,8 +6,8 @@ published in order, no hop left, nothing dead-lettered, and the fault struck exa
 Mutation proof: each break below was applied to a copy of the tree and the plan run on it
 (1-5: the 98 cases outside the map of 50, before the step kernel; 6-9: the cases of the
 faults and the shape they guard; 27-30: the pause scenarios of
-tests/faults/test_pause_faults.py; 33-35: the subgraph_timeout cases); each turned the
-cases listed red, and the tree as committed is green.
+tests/faults/test_pause_faults.py; 33-36: the subgraph_timeout cases and the deadline race);
+each turned the cases listed red, and the tree as committed is green.
 
 1. The close without its condition: ``ConditionExpression=SLOT_FREE`` removed from both
    writes of ``DynamoRunStore.commit_step`` (functions/aws/dynamodb_store.py; the plain
@@ -173,11 +173,14 @@ again). In the plan that costs a duplicate hop, which the slot checks drop.
 35. A timed-out child told as any cancelled child: ``timed_out`` (engine/subgraph_timeouts.py)
     always False, so the task fails with ``SubgraphCancelled``, which no retry takes. All 16
     subgraph_timeout cases red, "the flaky task recorded no failed attempt".
-The race of a child's last close with the timeout's cancel (the cancel loses the child's slot:
-the task takes the child's own end, not a timeout) is proved on the memory adapters: with
-``Subgraphs.time_out`` telling a timeout whatever its cancel found, tests/unit/
-test_subgraph_timeouts.py ``test_a_timeout_that_read_the_child_running_loses_to_its_last_close``
-goes red. In the plan the child never ends by itself.
+36. A timeout that trusts what it read: ``Subgraphs.time_out`` tells the parent a timeout
+    whatever its cancel found (engine/subgraphs.py), not the child's final record. In the
+    plan the child never ends by itself; tests/faults/test_subgraph_deadline_race.py races a
+    child's last hop with its deadline's hop through the worker on moto: both ``child``
+    cases red (SQS and self-invocation), the task routed on a TimeoutError though the
+    child's close won its slot and the child completed; and tests/unit/
+    test_subgraph_timeouts.py ``test_a_timeout_that_read_the_child_running_loses_to_its_last_close``
+    red on the memory adapters.
 duplicate@fold_hop (copies one after the other, the same delivery id) stays green under each
 of 23-25: the second copy reads the record after the first's commit and folds the next page,
 so that the copies take turns rather than fold a page twice; what it guards (no page twice,
