@@ -31,7 +31,9 @@ A node declares, and a graph's ``defaults`` give every node that does not::
   be stopped, so its late result is discarded and the attempt fails with ``TimeoutError``
   (whatever side effects it goes on to make still happen: key them on
   ``ctx.idempotency_key``). It must fit in the worker's function timeout minus the commit
-  margin (:data:`COMMIT_MARGIN_S`).
+  margin (:data:`COMMIT_MARGIN_S`). On a subgraph node it bounds each child run instead (no
+  worker waits for it, so no ceiling; a graph's ``defaults`` do not give it one):
+  :mod:`engine.subgraph_timeouts`.
 - ``on_error``: once retries are spent (or the error is not retried), the run goes to that
   node instead of failing, with the error under the state key :data:`ERROR_KEY`:
   ``{"node", "task", "type", "message", "attempts"}``.
@@ -39,12 +41,14 @@ A node declares, and a graph's ``defaults`` give every node that does not::
 Only a tool's own failure is retried; an engine error (an unknown tool, a branch that matched
 nothing) would fail the same way again, and fails at once (or takes the error route). A
 subgraph node's child run that failed is its task's failure (``SubgraphFailed``,
-:mod:`engine.subgraphs`): a retry runs a new child.
+:mod:`engine.subgraphs`), and so is one that outlived its node's ``timeout_s``
+(``TimeoutError``): a retry runs a new child.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -247,7 +251,7 @@ def _retry_on(value: Any, loc: str, report: Report) -> tuple[str, ...] | None:
 def read_timeout(value: Any, loc: str, ceiling: float | None, report: Report) -> float | None:
     """A ``timeout_s`` as written, checked against ``ceiling`` (the worker's function
     timeout minus :data:`COMMIT_MARGIN_S`; ``None``: no ceiling, in process)."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
         report(loc, "must be a number of seconds above 0")
         return None
     if ceiling is not None and value > ceiling:

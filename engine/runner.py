@@ -77,6 +77,8 @@ class PoolQueue:
         self._stopped = stopped
         self._pool = ThreadPoolExecutor(threads, "hop")
         self._pending = 0
+        self._held: set[threading.Timer] = set()
+        """Delayed hops not yet due (each counted in ``_pending``)."""
         self._idle = threading.Condition()
         self._error: BaseException | None = None
         self._sent = threading.local()
@@ -90,10 +92,19 @@ class PoolQueue:
         with self._idle:
             self._pending += 1
         if hop.delay_s > 0:  # a retry held until its time, as SQS holds a delayed message
-            timer = threading.Timer(hop.delay_s, self._pool.submit, (self._run, hop))
+            timer = threading.Timer(hop.delay_s, lambda: self._due(timer, hop))
             timer.daemon = True
+            with self._idle:
+                self._held.add(timer)
             timer.start()
             return
+        self._pool.submit(self._run, hop)
+
+    def _due(self, timer: threading.Timer, hop: Hop) -> None:
+        with self._idle:
+            if timer not in self._held:  # dropped by wait(): its run had ended
+                return
+            self._held.discard(timer)
         self._pool.submit(self._run, hop)
 
     def dispatch_batch(self, hops: list[Hop]) -> None:
@@ -122,7 +133,7 @@ class PoolQueue:
             self._sent.hops = None
             with self._idle:
                 self._pending -= 1
-                if self._pending == 0:
+                if self._pending <= len(self._held):  # idle, but for hops not yet due
                     self._idle.notify_all()
 
     def _apply_one(self, hop: Hop) -> None:
@@ -133,9 +144,18 @@ class PoolQueue:
             with self._idle:
                 self._error = self._error or exc
 
-    def wait(self) -> None:
+    def wait(self, ended: Callable[[], bool] = lambda: False) -> None:
+        """Return once no hop is queued or running; or once only delayed hops are left and
+        ``ended()`` says nothing is left for them to do (a deadline's hop held for a run that
+        has ended since: it would find its slot taken and change nothing)."""
         with self._idle:
-            self._idle.wait_for(lambda: self._pending == 0)
+            self._idle.wait_for(
+                lambda: self._pending == 0 or (self._pending == len(self._held) and ended())
+            )
+            for timer in self._held:
+                timer.cancel()
+            self._pending -= len(self._held)
+            self._held.clear()
         self._pool.shutdown(wait=True)
         if self._error is not None:
             raise self._error
@@ -235,7 +255,7 @@ class InProcessRunner:
         try:
             protocol.start(run, recheck=False)
         finally:
-            queue.wait()
+            queue.wait(ended=lambda: store.get_run(run_id).is_final)
         if notifier.error is not None:
             raise notifier.error
         done = store.get_run(run_id)

@@ -36,7 +36,15 @@ the attempt as well, so that each attempt has one child, whoever delivers it); i
 ``on_error`` routes with the error under ``error``. The failure is :data:`CHILD_FAILED`
 (``SubgraphFailed``, retried by default); a cancelled child's (``SubgraphCancelled``) is
 never retried. The sweeper, a dead letter and a cancel look at the child of the task's
-current attempt. A node's ``timeout_s`` does not apply to a child run.
+current attempt.
+
+A node's ``timeout_s`` bounds how long its task waits for each child, counted from the
+child's start (:mod:`engine.subgraph_timeouts`): past it, the child is cancelled and the task
+fails with a ``TimeoutError`` (:data:`~engine.subgraph_timeouts.TIMED_OUT`, as a tool's
+deadline fails its task), which its ``retry`` (when ``retry_on`` names it) and ``on_error``
+handle as any failed child's. Exactly one of the child's own end and the timeout's cancel
+wins the child's slot, and the task's result is read from the child's final record, so it
+is committed once, whoever tells it.
 
 The child runs under the parent's owner, and counts against the owner's ``runs_in_flight``
 quota (:mod:`engine.runs_quota`): a child the quota refuses is never created, and the
@@ -48,6 +56,7 @@ owner can read, may not be the graph itself, and nesting is at most
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -69,6 +78,14 @@ from engine.ports import Hop, RunRecord
 from engine.reducers import ReducerError
 from engine.retry_policy import Raised
 from engine.runs_quota import check_runs_in_flight
+from engine.subgraph_timeouts import (
+    TIMED_OUT,
+    ChildDeadlines,
+    timed_out,
+    timed_out_reason,
+    timeout_error,
+    timeout_of,
+)
 from engine.superstep import Task, TaskResult, plan_of, routed, task_input
 
 if TYPE_CHECKING:
@@ -165,6 +182,9 @@ class Subgraphs:
 
     def __init__(self, protocol: HopProtocol) -> None:
         self.protocol = protocol
+        config = protocol.config
+        self.deadlines = ChildDeadlines(protocol.queue, protocol.clock, lease_s=config.lease_s,
+                                        sweeper_delays=config.sweeper_delays)  # fmt: skip
         self.runs_in_flight = 0
         """The owner's ``runs_in_flight`` quota a new child counts against (0: no limit;
         :mod:`engine.runs_quota`)."""
@@ -211,9 +231,25 @@ class Subgraphs:
             return self.tell_parent(child)
         if created:
             self._announce(child)
+        elif self.deadlines.passed(node, child):  # its held hop (or the sweeper's) is due
+            return self.time_out(child, node)
         if child.steps == 0:
             self.protocol.start(child, recheck=not created)
+        self.deadlines.hold(node, hop, child, created=created)
         return "waiting"
+
+    def time_out(self, child: RunRecord, node: Node) -> HopResult:
+        """``child`` outlived its task's deadline: cancel it (unless its own end won its slot
+        first) and tell the parent from its final record (:mod:`engine.subgraph_timeouts`)."""
+        timeout = timeout_of(node)
+        assert timeout is not None
+        ended = self._cancel(child.run_id, timed_out_reason(timeout))
+        if ended is None:  # it ended first (its last close, or a cancel, took its slot)
+            try:
+                ended = self.protocol.store.get_run(child.run_id)
+            except RunNotFound:
+                return "stale"
+        return self.tell_parent(ended) if ended.is_final else "waiting"
 
     def _over_quota(self, child_id: str, owner: str | None) -> QuotaExceeded | None:
         """The quota's refusal of a new child of ``owner``'s (a child that exists already,
@@ -264,6 +300,10 @@ class Subgraphs:
         def result_of(graph: Graph, origin: Origin) -> TaskResult:
             node = graph.nodes[link.node]
             took = round(max(0.0, child.updated_at - child.created_at) * 1000, 3)
+            if timed_out(node, child):
+                error = timeout_error(child, node.failure.timeout_s or 0.0)
+                return replace(_failed(node, link.task, error, child), duration_ms=took,
+                               raised=TIMED_OUT)  # fmt: skip
             if child.status != "completed":
                 error = f"subgraph run {child.run_id} {child.status}: {child.error}"
                 raised = CHILD_CANCELLED if child.status == "cancelled" else CHILD_FAILED
@@ -293,26 +333,15 @@ class Subgraphs:
         return max(scheduled, default=0) + 1
 
     # -- the sweeper and cancel ----------------------------------------------------------------
-    def waiting(self, run_id: str, seq: int, graph: Graph) -> Callable[[Task], bool] | None:
+    def waiting(self, run_id: str, seq: int, graph: Graph) -> Waiting | None:
         """For the sweeper: whether a task of superstep ``seq`` waits on a child (so its hop
         is not re-sent). A child that ended without telling the parent tells it now; a task
-        whose child was never created is stranded like any other."""
+        whose child was never created is stranded like any other; a task whose child passed
+        its deadline is kept in :attr:`Waiting.overdue`, for the sweeper to send its hop
+        (:mod:`engine.subgraph_timeouts`)."""
         if not any(n.subgraph is not None for n in graph.nodes.values()):
             return None
-
-        def skip(task: Task) -> bool:
-            if graph.nodes[task.node].subgraph is None:
-                return False
-            attempt = self.attempt_of(run_id, seq, graph, task)
-            try:
-                child = self.protocol.store.get_run(child_run_id(run_id, seq, task.key, attempt))
-            except RunNotFound:
-                return False
-            if child.is_final:
-                self.tell_parent(child)
-            return True
-
-        return skip
+        return Waiting(self, run_id, seq, graph)
 
     def has_child(self, graph: Graph, hop: Hop) -> bool:
         """For a dead letter: whether the hop's task has a child run, so that it is waiting,
@@ -368,17 +397,53 @@ class Subgraphs:
                 child_id = child_run_id(run.run_id, seq, task.key, attempt)
                 self._cancel(child_id, "its parent run was cancelled")
 
-    def _cancel(self, run_id: str, reason: str) -> None:
+    def _cancel(self, run_id: str, reason: str) -> RunRecord | None:
+        """Cancel ``run_id`` and its children; the cancelled run, or ``None`` if it was
+        unknown or had already ended."""
         store, now = self.protocol.store, self.protocol.clock()
         try:
             cancelled = cancel_run(store, run_id, now, reason)
         except (RunNotFound, ConflictError):
-            return
+            return None
         self._cancel_children(cancelled)
-        try:
+        with contextlib.suppress(Exception):  # progress is best effort
             self.protocol.notifier.publish(run_id, [run_status_event(cancelled, now)])
-        except Exception:  # progress is best effort
-            return
+        return cancelled
+
+
+class Waiting:
+    """The sweeper's look at the subgraph tasks of a run's open superstep: called with a
+    task, whether it waits on its child (:meth:`Subgraphs.waiting`)."""
+
+    def __init__(self, subgraphs: Subgraphs, run_id: str, seq: int, graph: Graph) -> None:
+        self.subgraphs = subgraphs
+        self.run_id = run_id
+        self.seq = seq
+        self.graph = graph
+        self.overdue: list[tuple[Task, int]] = []
+        """Tasks (and the attempt each is at) whose running child passed its deadline."""
+
+    def __call__(self, task: Task) -> bool:
+        node = self.graph.nodes[task.node]
+        if node.subgraph is None:
+            return False
+        subgraphs = self.subgraphs
+        attempt = subgraphs.attempt_of(self.run_id, self.seq, self.graph, task)
+        child_id = child_run_id(self.run_id, self.seq, task.key, attempt)
+        try:
+            child = subgraphs.protocol.store.get_run(child_id)
+        except RunNotFound:
+            return False
+        if child.is_final:
+            subgraphs.tell_parent(child)
+        elif subgraphs.deadlines.overdue(node, child):
+            self.overdue.append((task, attempt))
+        return True
+
+    def hops(self, graph_id: str, *, parallel: bool) -> list[Hop]:
+        """The hops of the overdue tasks, each as its attempt (its hop times its child out)."""
+        return [Hop(self.run_id, graph_id, self.seq, t.node, recheck=True, index=t.index,
+                    parallel=parallel, attempt=attempt) for t, attempt in self.overdue]  # fmt: skip
 
 
 def _spec(node: Node) -> SubgraphSpec:

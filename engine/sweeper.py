@@ -10,7 +10,8 @@ write, and a wide superstep's fold that stopped part way goes on from its record
 time of its last commit) and its fold record: its tasks are listed only once it looks stalled.
 A retry or a wait that is due is sent here when the carrier cannot hold a hop
 (self-invocation: :mod:`engine.retries`, :mod:`engine.timers`); a task waiting on a child run
-is left alone (:mod:`engine.subgraphs`).
+is left alone (:mod:`engine.subgraphs`) until its child passes the task's deadline
+(:mod:`engine.subgraph_timeouts`).
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ class Sweeper:
             waiting = self.protocol.subgraphs.waiting(run_id, seq, graph)
             hops = self.protocol._hops(run_id, run.graph_id, seq, graph, planned, skip=waiting)
             hops = self._swept(graph, hops, state, opened, stalled)
+            if waiting is not None:  # a child past its deadline: its task's hop times it out
+                hops += waiting.hops(run.graph_id, parallel=False)
             if hops:
                 self._republish(previous)
                 self.protocol.queue.dispatch(hops[0])  # one task: its slot has one hop
@@ -68,11 +71,11 @@ class Sweeper:
         return self._sweep_tasks(run, graph, seq, planned, opened, previous, state)
 
     def _may_be_due(self, graph: Graph, nodes: list[str]) -> bool:
-        """A slot that is not stalled may still hold a retry or a wait that is due, when the
-        sweeper is what sends them (self-invocation)."""
-        return self.protocol.retries.may_be_due(graph, nodes) or self.protocol.timers.may_be_due(
-            graph, nodes
-        )
+        """A slot that is not stalled may still hold a retry, a wait or a child's deadline
+        that is due, when the sweeper is what sends them (self-invocation)."""
+        p = self.protocol
+        return (p.retries.may_be_due(graph, nodes) or p.timers.may_be_due(graph, nodes)
+                or p.subgraphs.deadlines.may_be_due(graph, nodes))  # fmt: skip
 
     def _swept(self, graph: Graph, hops: list[Hop], state: dict[str, Any], opened: float,
                stalled: bool) -> list[Hop]:  # fmt: skip
@@ -114,6 +117,8 @@ class Sweeper:
         hops = [Hop(run.run_id, run.graph_id, seq, t.node, recheck=True, index=t.index,
                     parallel=True) for t in due]  # fmt: skip
         hops = self._swept(graph, hops, state, opened, stalled)
+        if waiting is not None:
+            hops += waiting.hops(run.graph_id, parallel=True)
         if not tasks:
             self._republish(previous)
         if hops:

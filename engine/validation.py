@@ -262,10 +262,15 @@ class _Checker:
             retry: RetryPolicy | None = default_retry
             if written.get("retry") is not None:
                 retry = read_retry(written["retry"], f"{dn.loc}.retry", self.add)
-            timeout = default_timeout
+            # A subgraph node's timeout bounds its child run, which no worker waits for: the
+            # worker's ceiling does not apply, nor does a tool's default
+            # (engine/subgraph_timeouts.py).
+            child = dn.subgraph is not None
+            timeout = None if child else default_timeout
             if written.get("timeout_s") is not None:
                 timeout = read_timeout(written["timeout_s"], f"{dn.loc}.timeout_s",
-                                       self.timeout_ceiling_s, self.add)  # fmt: skip
+                                       None if child else self.timeout_ceiling_s,
+                                       self.add)  # fmt: skip
             on_error = None
             if written.get("on_error") is not None:
                 on_error = self._target(written["on_error"], f"{dn.loc}.on_error")

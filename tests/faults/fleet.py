@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections import Counter
 from dataclasses import replace
 from typing import Any
 
-from engine.ports import Connection
+from engine.ports import Connection, Hop
 from engine.runner import InProcessRunner, RunResult
 from engine.service import RunService
 from engine.subgraphs import CHILD_PREFIX
@@ -75,11 +76,17 @@ class CaseFleet:
         self.tools = load_toolkits([*settings.toolkit_modules, "examples.langgraph.toolkit"])
         self.store = FaultyStore(DynamoRunStore(TABLE, stack.dynamodb), self.faults)
         self.notifier = RecordingNotifier()
+        self.offset = 0.0
+        """How far the case's clock has been moved on (a shape with deadlines: plan.py)."""
+        self.held: list[tuple[float, Hop]] = []
+        """SQS hops held for a time, and when each is due (on the case's clock)."""
         queue: Any
         if case.carrier == "sqs":
             # Sent in order, so that each case replays the same way.
             sqs = SqsStepQueue(stack.urls["StepQueue"], stack.sqs, sends_at_once=1)
-            queue = FaultySqsDispatch(sqs, self.faults)
+            self.sqs = sqs
+            hold = self._hold if case.shape.deadline_s is not None else None
+            queue = FaultySqsDispatch(sqs, self.faults, hold)
             self.carrier: Any = SqsCarrier(stack.sqs, stack.urls["StepQueue"], self.faults)
         else:
             queue = InTestInvoke(self.faults, WORKER)
@@ -90,6 +97,7 @@ class CaseFleet:
             queue,
             self.faulty_tools,  # type: ignore[arg-type]
             notifier=self.notifier,
+            clock=self.clock,
             config=self._engine_config(settings),
         )
         self.faults.on_subscribe = self._subscribe_late
@@ -110,7 +118,28 @@ class CaseFleet:
             config = replace(config, fold_above=above, fold_page=page)
         if self.case.fault.kind == "lose":  # the sweeper runs once the carrier is idle
             config = replace(config, lease_s=0)
+        if self.case.shape.deadline_s is not None and self.case.carrier == "self_invoke":
+            config = replace(config, sweeper_delays=True)  # no hop can be held
         return config
+
+    def clock(self) -> float:
+        """The case's clock: the real one, moved on by the fleet (:meth:`_pass_time`)."""
+        return time.time() + self.offset
+
+    def _hold(self, hop: Hop) -> None:
+        self.held.append((self.clock() + hop.delay_s, hop))
+
+    def _pass_time(self) -> None:
+        """A shape with deadlines, its carrier idle: the clock moves on by the shape's
+        ``deadline_s``, and the SQS hops held until then are sent."""
+        step = self.case.shape.deadline_s
+        if step is None:
+            return
+        self.offset += step
+        due = [hop for at, hop in self.held if at <= self.clock()]
+        self.held = [(at, hop) for at, hop in self.held if at > self.clock()]
+        for hop in due:
+            self.sqs.dispatch(replace(hop, delay_s=0.0))
 
     def expected(self) -> RunResult:
         """The in-process runner's run; a cancelled shape: its state when the cancel came."""
@@ -143,6 +172,7 @@ class CaseFleet:
         for _ in range(10):
             if self.store.get_run(self.run_id).status != "running":
                 break
+            self._pass_time()
             self.service.sweep()
             self.carrier.drive()
         if self.case.fault.kind == "forge":  # a letter retried after the run: acknowledged
@@ -242,16 +272,17 @@ class CaseFleet:
         """Every child run ended: completed with a completed parent, cancelled with a
         cancelled one (none left running), each under the parent's link, one per attempt of
         its task; children that fail: the parent went on by its error route."""
-        if self.case.shape.children_fail:
+        children_end = self.case.shape.children_end
+        if children_end is not None:
             went_on = status == "completed" and "error" in state
-            assert went_on, f"the failed child's task took no error route: {status}"
+            assert went_on, f"the {children_end} child's task took no error route: {status}"
         # A listing carries what lists show (the index's projection), not the parent link.
         runs = [self.store.get_run(r.run_id) for r in self.store.list_runs(limit=100).items]
         children = [r for r in runs if r.parent is not None and r.parent["run_id"] == self.run_id]
         assert children, "no child run was created"
         ended = {r.run_id: r.status for r in children}
         want = "completed" if status == "completed" else "cancelled"
-        want = "failed" if self.case.shape.children_fail else want
+        want = children_end or want
         assert set(ended.values()) == {want}, f"children: {ended}"
         links = [r.parent for r in children]
         attempts = sorted((p["seq"], p["task"], p.get("attempt", 1)) for p in links)  # type: ignore[index]

@@ -238,13 +238,19 @@ def _around_dispatch(faults: Injector, send: Any, hops: Any) -> None:
 
 
 class FaultySqsDispatch:
-    """The SQS dispatch with the windows either side of sending."""
+    """The SQS dispatch with the windows either side of sending. ``hold``: where a hop held
+    for a time goes instead (a case whose clock the fleet moves: it sends each once due, as
+    SQS would deliver it after its DelaySeconds)."""
 
-    def __init__(self, inner: StepQueue, faults: Injector) -> None:
+    def __init__(self, inner: StepQueue, faults: Injector, hold: Any = None) -> None:
         self.inner = inner
         self.faults = faults
+        self.hold = hold
 
     def dispatch(self, hop: Hop) -> None:
+        if hop.delay_s > 0 and self.hold is not None:
+            _around_dispatch(self.faults, self.hold, hop)
+            return
         _around_dispatch(self.faults, self.inner.dispatch, hop)
 
     def dispatch_batch(self, hops: list[Hop]) -> None:

@@ -84,8 +84,10 @@ superstep 1 committed; items sent by a router, each on its own payload (LangGrap
 orchestrator-worker); items sent to a subgraph node, each a child run (LangGraph's ``Send`` to
 a compiled subgraph), and the same cancelled as a child's first step commits (the children
 must be cancelled too); a subgraph node whose child fails every attempt, retried once (a
-second child run) and then routed on error. A fault whose window a shape never reaches (a
-task commit in a chain, a child's close outside the subgraph shapes) is not planned for it.
+second child run) and then routed on error; a subgraph node whose child outlives its
+``timeout_s`` each attempt (the deadline cancels it), retried once, then routed on error. A
+fault whose window a shape never reaches (a task commit in a chain, a child's close outside
+the subgraph shapes) is not planned for it.
 
 A map of 30 items closed by a fold of pages of 8 (``fold_above`` 8: engine/fold.py) meets the
 fold's faults, and the faults around its close.
@@ -152,8 +154,14 @@ class Shape:
     """Only these faults (``Fault.name`` without ``#nth``); None: every fault that applies."""
     fold: tuple[int, int] | None = None
     """The engine's ``fold_above`` and ``fold_page`` (engine/fold.py); None: its defaults."""
-    children_fail: bool = False
-    """Its child runs fail (each a task's attempt): the run goes on by its error route."""
+    children_end: str | None = None
+    """How its child runs end when they do not complete (each a task's attempt): ``failed``
+    (each fails) or ``cancelled`` (each outlives its task's ``timeout_s``); the run goes on
+    by its error route."""
+    deadline_s: float | None = None
+    """Its children outlive their task's ``timeout_s``: the fleet's clock moves on by this
+    much each time the carrier is idle, an SQS hop held for a time is delivered once due,
+    and with self-invocation the sweeper keeps the deadlines (as ``Dispatch=lambda``)."""
 
 
 @dataclass(frozen=True)
@@ -265,6 +273,28 @@ SUBGRAPH_ON_ERROR_FAULTS = frozenset(
      "duplicate@delivery", "race@same_hop"}
 )  # fmt: skip
 
+# A subgraph node whose child never ends by itself (it asks a question nobody answers): its
+# timeout_s cancels each child, the TimeoutError is retried once, then routed on error
+# (engine/subgraph_timeouts.py).
+CHILD_TIMEOUT_S = 0.2
+UNANSWERED_CHILD = {
+    "name": "unanswered child",
+    "entry": "ask",
+    "nodes": {"ask": {"interrupt": {"prompt": "Anyone there?"}}},
+    "edges": {"ask": "END"},
+}
+SUBGRAPH_TIMEOUT = {
+    "entry": "start",
+    "nodes": {
+        "start": {"tool": "record_visit"},
+        "wait": {"graph": "unanswered child", "timeout_s": CHILD_TIMEOUT_S, "on_error": "sorry",
+                 "retry": {**QUICK_RETRY, "max_attempts": 2, "retry_on": ["TimeoutError"]}},
+        "sorry": {"tool": "set_values", "settings": {"values": {"apologised": True}}},
+    },
+    "edges": {"start": "wait", "wait": "END", "sorry": "END"},
+}  # fmt: skip
+SUBGRAPH_TIMEOUT_FAULTS = SUBGRAPH_ON_ERROR_FAULTS
+
 FOLD_FAULTS = frozenset(
     {"crash@after_fold_commit", "lose@after_fold_commit", "duplicate@fold_hop", "race@fold_hop",
      "crash@after_close_commit", "lose@after_task_commit"}
@@ -292,8 +322,22 @@ SHAPES = (
         parallel=False,
         retries=True,
         children=(FAILING_CHILD,),
-        children_fail=True,
+        children_end="failed",
         faults=SUBGRAPH_ON_ERROR_FAULTS,
+    ),
+    # A child that outlives its task's timeout (it waits for an answer nobody gives): the
+    # deadline cancels it and fails the task with a TimeoutError, retried once (a second
+    # child, timed out too), then routed on error.
+    Shape(
+        "subgraph_timeout",
+        SUBGRAPH_TIMEOUT,
+        {},
+        parallel=False,
+        retries=True,
+        children=(UNANSWERED_CHILD,),
+        children_end="cancelled",
+        faults=SUBGRAPH_TIMEOUT_FAULTS,
+        deadline_s=CHILD_TIMEOUT_S + 1,
     ),
     # Cancelled as a child's first step commits: the parent's superstep 1 waits on its
     # children; the cancel takes its slot and must cancel every child.

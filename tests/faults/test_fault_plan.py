@@ -6,8 +6,8 @@ published in order, no hop left, nothing dead-lettered, and the fault struck exa
 Mutation proof: each break below was applied to a copy of the tree and the plan run on it
 (1-5: the 98 cases outside the map of 50, before the step kernel; 6-9: the cases of the
 faults and the shape they guard; 27-30: the pause scenarios of
-tests/faults/test_pause_faults.py); each turned the cases listed red, and the tree as
-committed is green.
+tests/faults/test_pause_faults.py; 33-36: the subgraph_timeout cases and the deadline race);
+each turned the cases listed red, and the tree as committed is green.
 
 1. The close without its condition: ``ConditionExpression=SLOT_FREE`` removed from both
    writes of ``DynamoRunStore.commit_step`` (functions/aws/dynamodb_store.py; the plain
@@ -167,6 +167,26 @@ memory adapters: with ``Subgraphs.waiting`` looking at attempt 1's child, tests/
 test_subgraph_failures.py ``test_the_sweeper_leaves_a_task_alone_while_its_retrys_child_runs``
 goes red (each sweep tells the parent of the failed first child again, and sends its retry
 again). In the plan that costs a duplicate hop, which the slot checks drop.
+33. A subgraph node's ``timeout_s`` ignored, as before it bounded child runs: ``timeout_of``
+    answers ``None`` for every node (engine/subgraph_timeouts.py), so no hop is held for the
+    deadline and the sweeper never sends one. All 16 subgraph_timeout cases red, "the flaky
+    task recorded no failed attempt": the child waits for ever and the parent with it (the
+    in-process run, the same kernel, too).
+34. A sweeper blind to deadlines: ``Waiting`` (engine/subgraphs.py) never finds a child
+    overdue. The 8 self_invoke subgraph_timeout cases red, the run left "running"
+    (``('running', 1, None)``): self-invocation holds no hop, the sweeper alone keeps the
+    deadline; on SQS the held hop keeps it and those cases stay green.
+35. A timed-out child told as any cancelled child: ``timed_out`` (engine/subgraph_timeouts.py)
+    always False, so the task fails with ``SubgraphCancelled``, which no retry takes. All 16
+    subgraph_timeout cases red, "the flaky task recorded no failed attempt".
+36. A timeout that trusts what it read: ``Subgraphs.time_out`` tells the parent a timeout
+    whatever its cancel found (engine/subgraphs.py), not the child's final record. In the
+    plan the child never ends by itself; tests/faults/test_subgraph_deadline_race.py races a
+    child's last hop with its deadline's hop through the worker on moto: both ``child``
+    cases red (SQS and self-invocation), the task routed on a TimeoutError though the
+    child's close won its slot and the child completed; and tests/unit/
+    test_subgraph_timeouts.py ``test_a_timeout_that_read_the_child_running_loses_to_its_last_close``
+    red on the memory adapters.
 duplicate@fold_hop (copies one after the other, the same delivery id) stays green under each
 of 23-25: the second copy reads the record after the first's commit and folds the next page,
 so that the copies take turns rather than fold a page twice; what it guards (no page twice,

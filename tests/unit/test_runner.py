@@ -262,3 +262,15 @@ def test_the_pool_queue_waits_for_every_hop_sent_by_hops_it_ran() -> None:
     queue.wait()
     # Then every hop of the tree ran before wait returned, each once
     assert sorted(applied) == sorted(d for d in range(7) for _ in range(2**d))
+
+
+def test_the_pool_does_not_wait_for_held_hops_once_nothing_is_left_for_them() -> None:
+    # Given a pool with a hop held for an hour (a deadline's) beside one that runs now
+    applied: list[Hop] = []
+    queue = PoolQueue(applied.append, threads=2)
+    queue.dispatch(Hop("r", "g", 1, "held", delay_s=3600))
+    queue.dispatch(Hop("r", "g", 0, "now"))
+    # When it is waited for, and its caller says the run has ended
+    queue.wait(ended=lambda: True)
+    # Then the hop that ran is done, and the held one was dropped, never applied
+    assert [h.node for h in applied] == ["now"]
