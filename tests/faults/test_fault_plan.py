@@ -156,12 +156,6 @@ The wide map whose task summaries cannot fit in one item runs on the memory adap
     its task's attempt 1 (engine/subgraphs.py). All 16 subgraph_on_error cases red, "the
     failed child's task took no error route: running": the second child's end is told as
     the first attempt's, whose failure is recorded already, and the task never goes on.
-33. An attempt believed: ``Retries.before_run`` lets a hop of a node without a retry policy
-    say any attempt (engine/retries.py). 14 of the 18 forge@hop cases red (all but the
-    four of the retry shapes, whose nodes have a policy and check their attempts), "step
-    1 b: attempt 3": the forged copy ran the task as its third attempt and committed it;
-    on the subgraph shape it started a second child. tests/unit/test_protocol_trust.py
-    ``test_an_attempt_no_retry_scheduled_is_never_believed`` goes red too.
 The sweeper looking at the child of a task's current attempt (not its first) is proved on the
 memory adapters: with ``Subgraphs.waiting`` looking at attempt 1's child, tests/unit/
 test_subgraph_failures.py ``test_the_sweeper_leaves_a_task_alone_while_its_retrys_child_runs``
@@ -187,6 +181,12 @@ again). In the plan that costs a duplicate hop, which the slot checks drop.
     child's close won its slot and the child completed; and tests/unit/
     test_subgraph_timeouts.py ``test_a_timeout_that_read_the_child_running_loses_to_its_last_close``
     red on the memory adapters.
+37. An attempt believed: ``Retries.before_run`` lets a hop of a node without a retry policy
+    say any attempt (engine/retries.py). 14 of the 18 forge@hop cases red (all but the
+    four of the retry shapes, whose nodes have a policy and check their attempts), "step
+    1 b: attempt 3": the forged copy ran the task as its third attempt and committed it;
+    on the subgraph shape it started a second child. tests/unit/test_protocol_trust.py
+    ``test_an_attempt_no_retry_scheduled_is_never_believed`` goes red too.
 duplicate@fold_hop (copies one after the other, the same delivery id) stays green under each
 of 23-25: the second copy reads the record after the first's commit and folds the next page,
 so that the copies take turns rather than fold a page twice; what it guards (no page twice,
