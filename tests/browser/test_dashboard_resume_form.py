@@ -139,19 +139,26 @@ def test_each_pending_task_has_its_form_and_a_refused_answer_says_why(
     ]
 
 
-def test_a_redraw_while_an_answer_is_typed_keeps_the_form_in_place(
-    stack: StackProcess, run_id: str, page: Page
-) -> None:
-    # Given a paused run's page whose live events the test sends (the WebSocket is faked), and
-    # an answer half typed in its form
+def live_paused_page(stack: StackProcess, run_id: str, page: Page) -> list[WebSocketRoute]:
+    """The run's page, paused on COUNT, following the run over a WebSocket the test fakes:
+    its one connection, to send events to the page with."""
     events: list[WebSocketRoute] = []
     page.route_web_socket(re.compile(r"^ws"), lambda socket: events.append(socket))
     PausedApi(page, run_id, [COUNT])
     page.goto(f"{stack.api}/ui#/runs/{run_id}")
+    expect(page.locator("#live")).to_have_text("live")
+    return events
+
+
+def test_a_redraw_while_an_answer_is_typed_keeps_the_form_in_place(
+    stack: StackProcess, run_id: str, page: Page
+) -> None:
+    # Given a paused run's page whose live events the test sends, and an answer half typed in
+    # its form
+    events = live_paused_page(stack, run_id, page)
     answer = page.locator('#questions form.resume[data-task="count[1]"] textarea')
     answer.click()
     page.keyboard.type('{"n": ')
-    expect(page.locator("#live")).to_have_text("live")
     page.evaluate("document.querySelector('.run-header h2').dataset.drawn = 'before'")
     page.evaluate("document.querySelector('#cancel').dataset.drawn = 'before'")
     # When an event redraws the run's header (the run's status, read again)
@@ -169,13 +176,9 @@ def test_a_step_arriving_leaves_the_timeline_rows_in_place(
     stack: StackProcess, run_id: str, page: Page
 ) -> None:
     # Given a run's page whose live events the test sends, with its two steps' rows drawn
-    events: list[WebSocketRoute] = []
-    page.route_web_socket(re.compile(r"^ws"), lambda socket: events.append(socket))
-    PausedApi(page, run_id, [COUNT])
-    page.goto(f"{stack.api}/ui#/runs/{run_id}")
+    events = live_paused_page(stack, run_id, page)
     rows = page.locator("#timeline .row")
     expect(rows).to_have_count(2)
-    expect(page.locator("#live")).to_have_text("live")
     page.evaluate("document.querySelector('#timeline .row[data-seq=\"0\"]').dataset.drawn = '0'")
     # When a third step arrives
     with httpx.Client(base_url=stack.api, timeout=10.0) as api:
