@@ -101,6 +101,11 @@ def test_a_failed_run_is_redriven_from_its_page(
     expect(page.locator(".controls .error")).to_contain_text("max_steps of at least")
     assert api.get(f"/runs/{run_id}").json()["status"] == "failed"
     screenshot(page, "run-redrive-refused")
+    # and pressed again so, the new refusal takes the old one's place
+    page.evaluate("document.querySelector('.controls .error').dataset.shown = 'first'")
+    page.click("#redrive")
+    expect(page.locator(".controls .error:not([data-shown])")).to_have_count(1)
+    expect(page.locator(".controls .error")).to_have_count(1)
     # When it is pressed with a higher limit
     page.fill("#redrive-max-steps", "30")
     page.click("#redrive")

@@ -439,7 +439,8 @@ async function runPage(runId, show) {
         run = await call();
         if (FINAL.has(was) && !FINAL.has(run.status)) route(); // redriven: follow it live
         else update();
-      } catch (error) {
+      } catch (error) { // the controls stay: their last refusal replaces the one before
+        controls.querySelectorAll(".error").forEach((shown) => shown.remove());
         controls.append(failure(error));
       }
     };
