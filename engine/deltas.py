@@ -53,6 +53,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.blobs import BLOB_ABOVE, POINTER_BYTES
+from engine.records import record
 
 SNAPSHOT_EVERY = 32
 """K: the full state is stored at every K-th superstep (seqs K-1, 2K-1, ...)."""
@@ -166,7 +167,7 @@ def updates_of(delta: Delta, after: Mapping[str, Any]) -> dict[str, Any]:
     return updates
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Stored:
     """A step as stored: its seq, its delta, and its full state if it is a snapshot (or the
     run's input, at seq :data:`HEADER`)."""

@@ -71,9 +71,10 @@ class MemoryRunStore:
         400 KB (``None``: no limit): a test of wide supersteps stays fast on a small limit."""
         self._graphs: dict[str, GraphRecord] = {}
         self._runs: dict[str, RunRecord] = {}
-        self._steps: dict[str, list[StepRecord]] = {}
-        """Per run, its steps as committed, without their state and updates: those are kept
-        as :mod:`engine.deltas` keeps them (``_stored``) and rebuilt on every read."""
+        self._steps: dict[str, list[_Fields]] = {}
+        """Per run, its steps as committed, as their fields' values (a tuple costs a tenth
+        of a record to make, and a commit makes one) without their state and updates: those
+        are kept as :mod:`engine.deltas` keeps them (``_stored``) and rebuilt on every read."""
         self._stored: dict[str, list[deltas.Stored]] = {}
         self._since: dict[str, int] = {}
         """Per run, the delta bytes stored since its last full state."""
@@ -153,8 +154,8 @@ class MemoryRunStore:
         self._states.put(run_id, last, rebuilt.states[last], rebuilt.since)
         records = self._steps[run_id][first : last + 1]
         return [
-            _whole(r, dict(rebuilt.states[r.seq]),
-                   deltas.updates_of(stored[r.seq].delta, rebuilt.states[r.seq]))
+            _record(r, dict(rebuilt.states[r[_SEQ]]),
+                    deltas.updates_of(stored[r[_SEQ]].delta, rebuilt.states[r[_SEQ]]))
             for r in records
         ]  # fmt: skip
 
@@ -172,9 +173,10 @@ class MemoryRunStore:
                                     self._since.get(run_id, 0))  # fmt: skip
         self._stored[run_id].append(stored)
         self._since[run_id] = since
-        self._steps[run_id].append(_whole(step, {}, {}))
+        values = _step_values(step)
+        self._steps[run_id].append(values)
         state = dict(step.state)  # the store's own: the committer may go on changing its dict
-        self._tips[run_id] = _whole(step, state, deltas.updates_of(stored.delta, state))
+        self._tips[run_id] = _record(values, state, deltas.updates_of(stored.delta, state))
 
     def _slot_previous(self, run_id: str, seq: int) -> StepRecord:
         """Step ``seq`` whole, for the slot check of the step after it: the last committed
@@ -397,10 +399,12 @@ class MemoryRunStore:
             raise RunNotFound(run_id)
         with self._lock:
             steps = self._steps[run_id][after + 1 :]
-            page = steps[: max(1, limit)]
-            more = len(steps) > len(page)
-            if page and states:  # kept without them (commit_step): rebuilt here
-                page = self._full_range(run_id, page[0].seq, page[-1].seq)
+            kept = steps[: max(1, limit)]
+            more = len(steps) > len(kept)
+            if kept and states:  # kept without them (commit_step): rebuilt here
+                page = self._full_range(run_id, kept[0][_SEQ], kept[-1][_SEQ])
+            else:
+                page = [_record(r, {}, {}) for r in kept]
         return Page(page, str(page[-1].seq) if more and page else None)
 
     # -- connections -----------------------------------------------------------------------
@@ -499,15 +503,23 @@ class RecordingNotifier:
 
 _STEP_FIELDS = tuple(f.name for f in fields(StepRecord))
 _step_values = operator.attrgetter(*_STEP_FIELDS)
+_Fields = tuple[Any, ...]
+"""A step record's fields' values, in their order (``_step_values``)."""
+_SEQ = _STEP_FIELDS.index("seq")
 _UPDATES, _STATE = _STEP_FIELDS.index("updates"), _STEP_FIELDS.index("state")
 
 
 def _whole(step: StepRecord, state: dict[str, Any], updates: dict[str, Any]) -> StepRecord:
     """``step`` with ``state`` and ``updates``: ``dataclasses.replace`` at half its cost,
     which every commit and read pays."""
-    values = list(_step_values(step))
-    values[_STATE], values[_UPDATES] = state, updates
-    return StepRecord(*values)
+    return _record(_step_values(step), state, updates)
+
+
+def _record(values: _Fields, state: dict[str, Any], updates: dict[str, Any]) -> StepRecord:
+    """The step record of ``values`` (``_step_values``) with ``state`` and ``updates``."""
+    whole = list(values)
+    whole[_STATE], whole[_UPDATES] = state, updates
+    return StepRecord(*whole)
 
 
 def _slot_key(task: TaskRecord) -> str:

@@ -116,6 +116,7 @@ from engine.ports import (
     StepRecord,
     TaskRecord,
 )
+from engine.records import record
 from engine.reducers import ReducerError
 from engine.retries import Retries
 from engine.retry_policy import COMMIT_MARGIN_S
@@ -158,7 +159,7 @@ or came before its time (a retry, a wait node) and was held again. ``folded``: t
 a page of a wide superstep's close and sent the next fold hop (:mod:`engine.fold`)."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Origin:
     """Where a superstep starts, as the run's own records say: the state before it, its joins,
     its planned tasks, the run's graph and step limit, when the slot opened, and who gets its

@@ -3,6 +3,7 @@ keeps (the fold builds the same record page by page: :mod:`engine.fold`)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from engine.graph import END
@@ -24,34 +25,41 @@ def close_record(
     """The step record of a closed superstep, the same for one task or many: ``updates`` are
     the merged values of the keys its tasks wrote (none when it failed: it keeps the state
     before it)."""
-    ordered = sorted(results, key=lambda r: r.task.sort_key()) if len(results) > 1 else results
-    failed = next((r for r in ordered if not r.ok), None)
-    written = {k for r in ordered for k in r.updates}
+    if len(results) == 1:  # every chain step: nothing to sort, join or add up
+        (lone,) = results
+        failed = None if lone.ok else lone
+        written: Iterable[str] = lone.updates
+        node, tool, duration = lone.task.node, lone.tool, lone.duration_ms
+    else:
+        ordered = sorted(results, key=lambda r: r.task.sort_key())
+        failed = next((r for r in ordered if not r.ok), None)
+        written = {k for r in ordered for k in r.updates}
+        node = ", ".join(sorted({r.task.node for r in ordered})) or hop.node
+        tool = ", ".join(sorted({r.tool for r in ordered}))
+        duration = sum(r.duration_ms for r in ordered)
     kept = closed.state is origin.state
     updates = {} if kept else {k: closed.state[k] for k in written if k in closed.state}
-    status = closed.end.status if closed.end is not None else "running"
+    end = closed.end
+    status = end.status if end is not None else "running"
     nodes = closed.next_nodes
     # The step limit fails the run after a superstep that went fine (it still names what
     # would have run next); any other failure is the superstep's own.
     step_failed = failed is not None or (status == "failed" and not nodes)
     single = len(nodes) == 1 and not tasks and not closed.sends
-    names = sorted({r.task.node for r in ordered})
-    summaries, total = task_summaries(tasks or [])
+    summaries, total = task_summaries(tasks) if tasks else ((), 0)
     return StepRecord(
-        run_id=hop.run_id, seq=hop.seq, node=", ".join(names) or hop.node,
-        tool=", ".join(sorted({r.tool for r in ordered})),
-        status="failed" if step_failed else "ok",
-        updates=updates, state=closed.state,
+        run_id=hop.run_id, seq=hop.seq, node=node, tool=tool,
+        status="failed" if step_failed else "ok", updates=updates, state=closed.state,
         next_node=nodes[0] if single else (END if status == "completed" else None),
-        started_at=started, duration_ms=sum(r.duration_ms for r in ordered),
-        error=closed.end.error if closed.end is not None else None, attempt=attempt,
+        started_at=started, duration_ms=duration,
+        error=end.error if end is not None else None, attempt=attempt,
         committed_by=delivery_id, run_status=status, next_nodes=() if single else nodes,
-        joins={k: sorted(v) for k, v in closed.joins.items()},
+        joins={k: sorted(v) for k, v in closed.joins.items()} if closed.joins else {},
         tasks=summaries, graph_id=origin.graph_id, max_steps=origin.max_steps,
-        breakpoints=origin.breakpoints,
-        tasks_total=total, sends=tuple(s.to_dict() for s in closed.sends),
+        breakpoints=origin.breakpoints, tasks_total=total,
+        sends=tuple(s.to_dict() for s in closed.sends) if closed.sends else (),
         deferred=closed.deferred,
-        child_run_id=ordered[0].child_run_id if len(ordered) == 1 and not tasks else None,
+        child_run_id=results[0].child_run_id if len(results) == 1 and not tasks else None,
     )  # fmt: skip
 
 

@@ -26,6 +26,7 @@ from typing import Any
 from engine.errors import ConditionEvaluationError, UnknownToolError
 from engine.graph import END, Graph, NoRouteError, Targets, canonical_target
 from engine.ports import RunEnd
+from engine.records import record
 from engine.reducers import ReducerError
 from engine.retry_policy import Raised, raised_from
 from engine.tools import (
@@ -45,7 +46,7 @@ Joins = Mapping[str, frozenset[str]]
 NO_JOINS: Joins = MappingProxyType({})
 
 
-@dataclass(frozen=True, slots=True, order=True)
+@record(order=True)
 class Task:
     """One unit of work of a superstep: a node, and for a map node the item's index."""
 
@@ -87,7 +88,7 @@ def state_size(state: Mapping[str, Any]) -> int:
     return len(json.dumps(state, separators=(",", ":"), default=str).encode())
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Plan:
     """The tasks of a superstep, described rather than listed: each node, with the number of
     items of a map node (``None`` for a plain node). A durable worker checks its one task
@@ -146,6 +147,29 @@ def plan_of(
 
     A map node over an empty list has no task: like LangGraph's ``Send`` over nothing, that
     branch ends there. Raises :class:`ReducerError` if a map's key does not hold a list."""
+    if not sends:  # plain nodes plan the same on any state: once per graph (Graph.plans)
+        key = nodes if isinstance(nodes, tuple) else tuple(nodes)
+        cached = graph.plans.get(key)
+        if cached is not None:
+            return cached  # type: ignore[no-any-return]
+        if graph.mapped.isdisjoint(key):
+            plan = _plan(graph, key, state, ())
+            if len(graph.plans) < MAX_CACHED_PLANS:
+                graph.plans[key] = plan
+            return plan
+        nodes = key
+    return _plan(graph, nodes, state, sends)
+
+
+MAX_CACHED_PLANS = 1024
+"""Plans a graph keeps (:attr:`Graph.plans`): each set of plain nodes a superstep ran once;
+a graph whose fan-outs combine in more ways plans the rest each time."""
+
+
+def _plan(
+    graph: Graph, nodes: Iterable[str], state: Mapping[str, Any],
+    sends: Iterable[Send | Mapping[str, Any]],
+) -> Plan:  # fmt: skip
     sizes: dict[str, int | None] = {}
     for node in set(nodes):
         spec = graph.nodes[node].map
@@ -191,7 +215,7 @@ def task_input(
     return MappingProxyType(dict(payload))
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class TaskResult:
     """A task's outcome: its updates and where it routes, or the error that failed it."""
 
@@ -385,7 +409,7 @@ def _conflict(key: str, first: Task, second: Task) -> str:
     )
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Closed:
     """A superstep once all its tasks are done: the state after it and what runs next."""
 

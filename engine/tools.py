@@ -22,6 +22,7 @@ from typing import Any, TypeAlias, TypeVar, overload
 
 from engine.deadlines import call_within, with_deadline
 from engine.errors import HopgraphError, UnknownToolError
+from engine.records import record
 
 State: TypeAlias = dict[str, Any]
 Updates: TypeAlias = dict[str, Any]
@@ -109,7 +110,7 @@ class CustomReducer:
     type: ``list`` gives ``[]``); ``None``: the key is absent until first written."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ToolContext:
     """What a tool knows about the step it runs in."""
 
