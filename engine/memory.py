@@ -152,12 +152,15 @@ class MemoryRunStore:
             read = [deltas.Stored(deltas.HEADER, {}, self._runs[run_id].input), *read]
         rebuilt = deltas.rebuild(read, start)
         self._states.put(run_id, last, rebuilt.states[last], rebuilt.since)
-        records = self._steps[run_id][first : last + 1]
-        return [
-            _record(r, dict(rebuilt.states[r[_SEQ]]),
-                    deltas.updates_of(stored[r[_SEQ]].delta, rebuilt.states[r[_SEQ]]))
-            for r in records
-        ]  # fmt: skip
+        # A state a delta was applied to is this read's own; a snapshot's, or the state the
+        # read started from, is shared with the store: copied.
+        shared = start[1] if start is not None else None
+        whole = []
+        for r in self._steps[run_id][first : last + 1]:
+            kept, state = stored[r[_SEQ]], rebuilt.states[r[_SEQ]]
+            own = dict(state) if state is kept.state or state is shared else state
+            whole.append(_record(r, own, deltas.updates_of(kept.delta, state)))
+        return whole
 
     def _store(self, step: StepRecord) -> None:
         """Keep ``step`` lean (under the lock): its delta, and its full state when due."""
