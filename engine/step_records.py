@@ -47,20 +47,35 @@ def close_record(
     step_failed = failed is not None or (status == "failed" and not nodes)
     single = len(nodes) == 1 and not tasks and not closed.sends
     summaries, total = task_summaries(tasks) if tasks else ((), 0)
+    # Positional, in StepRecord's field order: a record a step, and matching 25 keywords
+    # costs more than making the rest of the record.
     return StepRecord(
-        run_id=hop.run_id, seq=hop.seq, node=node, tool=tool,
-        status="failed" if step_failed else "ok", updates=updates, state=closed.state,
-        next_node=nodes[0] if single else (END if status == "completed" else None),
-        started_at=started, duration_ms=duration,
-        error=end.error if end is not None else None, attempt=attempt,
-        committed_by=delivery_id, run_status=status, next_nodes=() if single else nodes,
-        joins={k: sorted(v) for k, v in closed.joins.items()} if closed.joins else {},
-        tasks=summaries, graph_id=origin.graph_id, max_steps=origin.max_steps,
-        breakpoints=origin.breakpoints, tasks_total=total,
-        sends=tuple(s.to_dict() for s in closed.sends) if closed.sends else (),
-        deferred=closed.deferred,
-        child_run_id=results[0].child_run_id if len(results) == 1 and not tasks else None,
-    )  # fmt: skip
+        hop.run_id,  # run_id
+        hop.seq,  # seq
+        node,  # node
+        tool,  # tool
+        "failed" if step_failed else "ok",  # status
+        updates,  # updates
+        closed.state,  # state
+        nodes[0] if single else (END if status == "completed" else None),  # next_node
+        started,  # started_at
+        duration,  # duration_ms
+        end.error if end is not None else None,  # error
+        attempt,  # attempt
+        delivery_id,  # committed_by
+        status,  # run_status
+        () if single else nodes,  # next_nodes
+        {k: sorted(v) for k, v in closed.joins.items()} if closed.joins else {},  # joins
+        summaries,  # tasks
+        (),  # notified
+        origin.graph_id,  # graph_id
+        origin.max_steps,  # max_steps
+        origin.breakpoints,  # breakpoints
+        total,  # tasks_total
+        tuple(s.to_dict() for s in closed.sends) if closed.sends else (),  # sends
+        closed.deferred,  # deferred
+        results[0].child_run_id if len(results) == 1 and not tasks else None,  # child_run_id
+    )
 
 
 def task_summaries(tasks: list[TaskRecord]) -> tuple[tuple[dict[str, Any], ...], int]:
