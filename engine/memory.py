@@ -459,16 +459,11 @@ class MemoryRunStore:
     def read_slot(self, run_id: str, seq: int) -> Slot:
         with self._lock:
             run = self._runs.get(run_id)
-            steps = self._steps.get(run_id, [])
-            previous = self._slot_previous(run_id, seq - 1) if 0 < seq <= len(steps) else None
-            taken = len(steps) > seq
+            count = len(self._steps.get(run_id, ()))
+            previous = self._slot_previous(run_id, seq - 1) if 0 < seq <= count else None
             watched = run is not None and bool(self._subscriptions.get(run_id))
-        return Slot(
-            run=run if seq == 0 else None,
-            previous=previous,
-            subscribers=tuple(self.subscribers(run_id)) if watched else (),
-            taken=taken,
-        )
+        subscribers = tuple(self.subscribers(run_id)) if watched else ()
+        return Slot(run if seq == 0 else None, previous, subscribers, count > seq)
 
 
 class MemoryQueue:

@@ -278,7 +278,8 @@ class HopProtocol:
             taken = self._taken_by(hop)
             if taken is not None:
                 return self._after_conflict(graph, hop, taken, delivery_id)
-        attempt = max(attempt, hop.attempt)  # a retry: the task's attempt (engine/retries.py)
+        if hop.attempt > attempt:  # a retry: the task's attempt (engine/retries.py)
+            attempt = hop.attempt
         origin = self._origin(hop, graph)
         if origin is None:
             # Stale, or its slot is taken: by an earlier attempt of this very delivery, maybe
@@ -755,6 +756,8 @@ def _known(
     """Whether every node a record names (to run next, deferred, sent an item) is the
     graph's."""
     known = graph.nodes.__contains__
+    if not deferred and not sends:  # the common case: one call, no generator
+        return all(map(known, nodes))
     return (
         all(map(known, nodes)) and all(map(known, deferred))
         and all(known(s["node"]) for s in sends)
