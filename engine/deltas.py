@@ -103,7 +103,10 @@ def stored_size(delta: Delta) -> int:
     keys = delta.get("keys")
     size = size_of(keys) if keys else 2  # no keys: "[]"
     for part in ("set", "append"):
-        for key, value in delta.get(part, {}).items():
+        values = delta.get(part)
+        if not values:
+            continue
+        for key, value in values.items():
             each = size_of(value)
             size += len(key) + (each if each <= BLOB_ABOVE else POINTER_BYTES)
     return size

@@ -357,7 +357,7 @@ class HopProtocol:
         node = graph.nodes[hop.node]
         if node.failure.timeout_s is not None:  # else there is nothing to check
             check_time_for(f"task {hop.task_key!r}", node.failure.timeout_s, COMMIT_MARGIN_S)
-        ctx = ToolContext(hop.run_id, hop.node, hop.seq, attempt, index=hop.index)
+        ctx = ToolContext(hop.run_id, hop.node, hop.seq, attempt, node.settings, hop.index)
         task = Task(hop.node, hop.index)
         return run_task(graph, self.tools, task, origin.state, ctx, origin.planned)
 

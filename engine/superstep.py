@@ -263,7 +263,7 @@ def run_task(
     LangGraph routes a node: on its input updated with its own writes). ``plan``: its
     superstep's, needed by a task that was sent an item (:func:`task_input`)."""
     node = graph.nodes[task.node]
-    if node.settings:
+    if node.settings and ctx.settings is not node.settings:
         ctx = replace(ctx, settings=node.settings)
     started = time.perf_counter()
     try:
