@@ -53,6 +53,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.blobs import BLOB_ABOVE, POINTER_BYTES
+from engine.records import record
 
 SNAPSHOT_EVERY = 32
 """K: the full state is stored at every K-th superstep (seqs K-1, 2K-1, ...)."""
@@ -102,7 +103,10 @@ def stored_size(delta: Delta) -> int:
     keys = delta.get("keys")
     size = size_of(keys) if keys else 2  # no keys: "[]"
     for part in ("set", "append"):
-        for key, value in delta.get(part, {}).items():
+        values = delta.get(part)
+        if not values:
+            continue
+        for key, value in values.items():
             each = size_of(value)
             size += len(key) + (each if each <= BLOB_ABOVE else POINTER_BYTES)
     return size
@@ -166,7 +170,7 @@ def updates_of(delta: Delta, after: Mapping[str, Any]) -> dict[str, Any]:
     return updates
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Stored:
     """A step as stored: its seq, its delta, and its full state if it is a snapshot (or the
     run's input, at seq :data:`HEADER`)."""
@@ -192,18 +196,24 @@ def rebuild(stored: Iterable[Stored], start: tuple[int, dict[str, Any], int] | N
     no full state before it (its base was not read: a broken store or a wrong range)."""
     states: dict[int, dict[str, Any]] = {}
     current = start
+    # The deltas applied since current's full state, measured once at the end: a read of a
+    # whole log would otherwise also measure every delta before its last snapshot.
+    applied: list[Delta] = []
     for item in stored:
         if item.state is not None:
             current = (item.seq, item.state, 0)
+            applied.clear()
         elif current is not None and item.seq == current[0]:
             pass  # the step the known state is after: nothing to apply
         elif current is None or current[0] != item.seq - 1:
             raise LookupError(f"step {item.seq}: its delta has no full state before it")
         else:
-            grown = current[2] + stored_size(item.delta)
-            current = (item.seq, apply(current[1], item.delta), grown)
+            current = (item.seq, apply(current[1], item.delta), current[2])
+            applied.append(item.delta)
         states[item.seq] = current[1]
-    return Rebuilt(states, current[2] if current is not None else -1)
+    if current is None:
+        return Rebuilt(states, -1)
+    return Rebuilt(states, current[2] + sum(map(stored_size, applied)))
 
 
 def snapshot_due(seq: int, since: int, delta: Delta, before_known: bool) -> tuple[bool, int]:

@@ -161,6 +161,16 @@ class Graph:
     interrupt_after: frozenset[str] = frozenset()
     """... and after these ran, before their updates are committed."""
     _routers: Mapping[str, Router] = field(default_factory=dict, repr=False, compare=False)
+    mapped: frozenset[str] = field(default=frozenset(), init=False, repr=False, compare=False)
+    """The map nodes (derived from ``nodes``; asked at every close)."""
+    deferrable: frozenset[str] = field(default=frozenset(), init=False, repr=False,
+                                       compare=False)  # fmt: skip
+    """The deferred nodes (derived from ``nodes``; asked at every close)."""
+    plans: dict[tuple[str, ...], Any] = field(default_factory=dict, init=False, repr=False,
+                                              compare=False)  # fmt: skip
+    """Plans of plain nodes, by the nodes planned (:func:`engine.superstep.plan_of`): such a
+    plan depends on its nodes alone, and every hop's slot check and every close asks for
+    one, so each is made once per graph."""
 
     def __post_init__(self) -> None:
         routers: dict[str, Router] = {}
@@ -170,6 +180,9 @@ class Graph:
             if branch.router is None:
                 routers[node_id] = _branching(node_id, branch)
         object.__setattr__(self, "_routers", MappingProxyType(routers))
+        nodes = self.nodes.values()
+        object.__setattr__(self, "mapped", frozenset(n.id for n in nodes if n.map is not None))
+        object.__setattr__(self, "deferrable", frozenset(n.id for n in nodes if n.defer))
 
     def reducer(self, name: str) -> Reducer:
         """The reducer a ``state`` key names: built in, or registered by a toolkit."""

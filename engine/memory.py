@@ -71,9 +71,10 @@ class MemoryRunStore:
         400 KB (``None``: no limit): a test of wide supersteps stays fast on a small limit."""
         self._graphs: dict[str, GraphRecord] = {}
         self._runs: dict[str, RunRecord] = {}
-        self._steps: dict[str, list[StepRecord]] = {}
-        """Per run, its steps as committed, without their state and updates: those are kept
-        as :mod:`engine.deltas` keeps them (``_stored``) and rebuilt on every read."""
+        self._steps: dict[str, list[_Fields]] = {}
+        """Per run, its steps as committed, as their fields' values (a tuple costs a tenth
+        of a record to make, and a commit makes one) without their state and updates: those
+        are kept as :mod:`engine.deltas` keeps them (``_stored``) and rebuilt on every read."""
         self._stored: dict[str, list[deltas.Stored]] = {}
         self._since: dict[str, int] = {}
         """Per run, the delta bytes stored since its last full state."""
@@ -151,12 +152,15 @@ class MemoryRunStore:
             read = [deltas.Stored(deltas.HEADER, {}, self._runs[run_id].input), *read]
         rebuilt = deltas.rebuild(read, start)
         self._states.put(run_id, last, rebuilt.states[last], rebuilt.since)
-        records = self._steps[run_id][first : last + 1]
-        return [
-            _whole(r, dict(rebuilt.states[r.seq]),
-                   deltas.updates_of(stored[r.seq].delta, rebuilt.states[r.seq]))
-            for r in records
-        ]  # fmt: skip
+        # A state a delta was applied to is this read's own; a snapshot's, or the state the
+        # read started from, is shared with the store: copied.
+        shared = start[1] if start is not None else None
+        whole = []
+        for r in self._steps[run_id][first : last + 1]:
+            kept, state = stored[r[_SEQ]], rebuilt.states[r[_SEQ]]
+            own = dict(state) if state is kept.state or state is shared else state
+            whole.append(_record(r, own, deltas.updates_of(kept.delta, state)))
+        return whole
 
     def _store(self, step: StepRecord) -> None:
         """Keep ``step`` lean (under the lock): its delta, and its full state when due."""
@@ -172,9 +176,10 @@ class MemoryRunStore:
                                     self._since.get(run_id, 0))  # fmt: skip
         self._stored[run_id].append(stored)
         self._since[run_id] = since
-        self._steps[run_id].append(_whole(step, {}, {}))
+        values = _step_values(step)
+        self._steps[run_id].append(values)
         state = dict(step.state)  # the store's own: the committer may go on changing its dict
-        self._tips[run_id] = _whole(step, state, deltas.updates_of(stored.delta, state))
+        self._tips[run_id] = _record(values, state, deltas.updates_of(stored.delta, state))
 
     def _slot_previous(self, run_id: str, seq: int) -> StepRecord:
         """Step ``seq`` whole, for the slot check of the step after it: the last committed
@@ -397,10 +402,12 @@ class MemoryRunStore:
             raise RunNotFound(run_id)
         with self._lock:
             steps = self._steps[run_id][after + 1 :]
-            page = steps[: max(1, limit)]
-            more = len(steps) > len(page)
-            if page and states:  # kept without them (commit_step): rebuilt here
-                page = self._full_range(run_id, page[0].seq, page[-1].seq)
+            kept = steps[: max(1, limit)]
+            more = len(steps) > len(kept)
+            if kept and states:  # kept without them (commit_step): rebuilt here
+                page = self._full_range(run_id, kept[0][_SEQ], kept[-1][_SEQ])
+            else:
+                page = [_record(r, {}, {}) for r in kept]
         return Page(page, str(page[-1].seq) if more and page else None)
 
     # -- connections -----------------------------------------------------------------------
@@ -452,16 +459,11 @@ class MemoryRunStore:
     def read_slot(self, run_id: str, seq: int) -> Slot:
         with self._lock:
             run = self._runs.get(run_id)
-            steps = self._steps.get(run_id, [])
-            previous = self._slot_previous(run_id, seq - 1) if 0 < seq <= len(steps) else None
-            taken = len(steps) > seq
+            count = len(self._steps.get(run_id, ()))
+            previous = self._slot_previous(run_id, seq - 1) if 0 < seq <= count else None
             watched = run is not None and bool(self._subscriptions.get(run_id))
-        return Slot(
-            run=run if seq == 0 else None,
-            previous=previous,
-            subscribers=tuple(self.subscribers(run_id)) if watched else (),
-            taken=taken,
-        )
+        subscribers = tuple(self.subscribers(run_id)) if watched else ()
+        return Slot(run if seq == 0 else None, previous, subscribers, count > seq)
 
 
 class MemoryQueue:
@@ -499,15 +501,23 @@ class RecordingNotifier:
 
 _STEP_FIELDS = tuple(f.name for f in fields(StepRecord))
 _step_values = operator.attrgetter(*_STEP_FIELDS)
+_Fields = tuple[Any, ...]
+"""A step record's fields' values, in their order (``_step_values``)."""
+_SEQ = _STEP_FIELDS.index("seq")
 _UPDATES, _STATE = _STEP_FIELDS.index("updates"), _STEP_FIELDS.index("state")
 
 
 def _whole(step: StepRecord, state: dict[str, Any], updates: dict[str, Any]) -> StepRecord:
     """``step`` with ``state`` and ``updates``: ``dataclasses.replace`` at half its cost,
     which every commit and read pays."""
-    values = list(_step_values(step))
-    values[_STATE], values[_UPDATES] = state, updates
-    return StepRecord(*values)
+    return _record(_step_values(step), state, updates)
+
+
+def _record(values: _Fields, state: dict[str, Any], updates: dict[str, Any]) -> StepRecord:
+    """The step record of ``values`` (``_step_values``) with ``state`` and ``updates``."""
+    whole = list(values)
+    whole[_STATE], whole[_UPDATES] = state, updates
+    return StepRecord(*whole)
 
 
 def _slot_key(task: TaskRecord) -> str:

@@ -361,7 +361,7 @@ def _breakpoints(graph: Graph, origin: Origin) -> Breakpoints:
 def _may_pause(graph: Graph, stops: Breakpoints, node: str) -> bool:
     """Whether a task of ``node`` may wait for input by declaration (an interrupt node, a
     breakpoint): only those read their pauses on a first delivery."""
-    return graph.nodes[node].interrupt is not None or node in stops.before | stops.after
+    return graph.nodes[node].interrupt is not None or node in stops.before or node in stops.after
 
 
 def _question_id(question: str) -> tuple[int, str, str]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from engine.lifecycle import FINAL_STATUSES, RunEnd, RunStatus
+from engine.records import record
 
 __all__ = ["FINAL_STATUSES", "RunEnd", "RunStatus"]
 
@@ -41,7 +42,7 @@ class GraphRecord:
     owner: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class StepRecord:
     """One committed step of a run: the execution log entry and the state after it.
 
@@ -141,7 +142,7 @@ class StepRecord:
         return entry
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class TaskRecord:
     """One committed task of a superstep that runs several (slot: superstep, node, index).
 
@@ -377,7 +378,7 @@ class Connection:
     replay (:class:`Audience`)."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Slot:
     """What a hop of superstep ``seq`` reads before its commit, in one consistent read: the
     record its superstep starts from (the run's header for superstep 0, the step record of
@@ -584,7 +585,7 @@ class RunStore(Protocol):
         answered meanwhile: that answer's task goes on)."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Hop:
     """A task to run: what a queue message or self-invocation carries.
 
@@ -701,7 +702,7 @@ class StepQueue(Protocol):
         are idempotent)."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Audience:
     """Who gets a superstep's events, and the step before it for those who may have missed it.
 

@@ -116,6 +116,7 @@ from engine.ports import (
     StepRecord,
     TaskRecord,
 )
+from engine.records import record
 from engine.reducers import ReducerError
 from engine.retries import Retries
 from engine.retry_policy import COMMIT_MARGIN_S
@@ -158,7 +159,7 @@ or came before its time (a retry, a wait node) and was held again. ``folded``: t
 a page of a wide superstep's close and sent the next fold hop (:mod:`engine.fold`)."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Origin:
     """Where a superstep starts, as the run's own records say: the state before it, its joins,
     its planned tasks, the run's graph and step limit, when the slot opened, and who gets its
@@ -277,7 +278,8 @@ class HopProtocol:
             taken = self._taken_by(hop)
             if taken is not None:
                 return self._after_conflict(graph, hop, taken, delivery_id)
-        attempt = max(attempt, hop.attempt)  # a retry: the task's attempt (engine/retries.py)
+        if hop.attempt > attempt:  # a retry: the task's attempt (engine/retries.py)
+            attempt = hop.attempt
         origin = self._origin(hop, graph)
         if origin is None:
             # Stale, or its slot is taken: by an earlier attempt of this very delivery, maybe
@@ -355,7 +357,7 @@ class HopProtocol:
         node = graph.nodes[hop.node]
         if node.failure.timeout_s is not None:  # else there is nothing to check
             check_time_for(f"task {hop.task_key!r}", node.failure.timeout_s, COMMIT_MARGIN_S)
-        ctx = ToolContext(hop.run_id, hop.node, hop.seq, attempt, index=hop.index)
+        ctx = ToolContext(hop.run_id, hop.node, hop.seq, attempt, node.settings, hop.index)
         task = Task(hop.node, hop.index)
         return run_task(graph, self.tools, task, origin.state, ctx, origin.planned)
 
@@ -547,6 +549,9 @@ class HopProtocol:
     ) -> list[Hop]:  # fmt: skip
         """The hops of ``planned``'s first chunk."""
         parallel = len(planned) > 1
+        if planned.plain and skip is None:  # one hop per node (every chain step)
+            return [Hop(run_id, graph_id, seq, node, recheck, None, parallel)
+                    for node in planned.nodes]  # fmt: skip
         return [
             Hop(run_id, graph_id, seq, t.node, recheck=recheck, index=t.index, parallel=parallel)
             for t in self._first_chunk(graph, planned)
@@ -622,18 +627,17 @@ class HopProtocol:
         previous = slot.previous if hop.seq else None
         sends = previous.sends if previous is not None else ()
         deferred = previous.deferred if previous is not None else ()
-        named = [*nodes, *deferred, *(s["node"] for s in sends)]
-        if graph_id != hop.graph_id or not all(node in graph.nodes for node in named):
+        if graph_id != hop.graph_id or not _known(graph, nodes, deferred, sends):
             return None
         try:
             planned = plan_of(graph, nodes, state, sends)
         except ReducerError:
             return None
+        if Task(hop.node, hop.index) not in planned or (len(planned) > 1) != hop.parallel:
+            return None
         audience = Audience(slot.subscribers, slot.previous)
-        origin = Origin(state, joins, planned, graph_id, max_steps, opened, audience, deferred,
-                        breakpoints, redriven_attempts(previous))  # fmt: skip
-        task = Task(hop.node, hop.index)
-        return origin if task in planned and origin.parallel == hop.parallel else None
+        return Origin(state, joins, planned, graph_id, max_steps, opened, audience, deferred,
+                      breakpoints, redriven_attempts(previous))  # fmt: skip
 
     def _origin_of_step(self, previous: StepRecord | None, run_id: str) -> _Found | None:
         if previous is None or not accepts_hops(previous.run_status):
@@ -646,7 +650,7 @@ class HopProtocol:
             except RunNotFound:
                 return None
             graph_id, max_steps, breakpoints = run.graph_id, run.max_steps, run.breakpoints
-        joins = {k: frozenset(v) for k, v in previous.joins.items()}
+        joins = {k: frozenset(v) for k, v in previous.joins.items()} if previous.joins else NO_JOINS
         return (previous.state, previous.successors, joins, graph_id, max_steps,
                 previous.ended_at, breakpoints)  # fmt: skip
 
@@ -722,7 +726,7 @@ class HopProtocol:
     def _due(self, graph: Graph, planned: Plan, tasks: list[TaskRecord]) -> Iterable[Task]:
         """The tasks that should be in flight once ``tasks`` committed: each map's first
         ``committed + window`` items (each commit started one more), every plain node."""
-        for node in sorted(planned.sizes):
+        for node in planned.nodes:
             size = planned.sizes[node]
             if size is None:
                 yield Task(node)
@@ -743,6 +747,21 @@ class HopProtocol:
 
 _Found = tuple[dict[str, Any], tuple[str, ...], Joins, str, int, float, dict[str, list[str]] | None]
 """An origin's state, nodes, joins, graph id, step limit, opening time and breakpoints."""
+
+
+def _known(
+    graph: Graph, nodes: tuple[str, ...], deferred: tuple[str, ...],
+    sends: tuple[dict[str, Any], ...],
+) -> bool:  # fmt: skip
+    """Whether every node a record names (to run next, deferred, sent an item) is the
+    graph's."""
+    known = graph.nodes.__contains__
+    if not deferred and not sends:  # the common case: one call, no generator
+        return all(map(known, nodes))
+    return (
+        all(map(known, nodes)) and all(map(known, deferred))
+        and all(known(s["node"]) for s in sends)
+    )  # fmt: skip
 
 
 def _origin_of_run(run: RunRecord | None, graph: Graph) -> _Found | None:

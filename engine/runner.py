@@ -10,6 +10,7 @@ only the carrier: nothing here is lost or delivered twice.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 import uuid
@@ -41,6 +42,7 @@ from engine.superstep import Task, merge_key, plan_of
 from engine.tools import Toolkit
 
 EventSink = Callable[[dict[str, Any]], None]
+Log = list[dict[str, Any]]
 DEFAULT_MAX_STEPS = 100
 MAX_THREADS = 64
 """Hops applied at once; a map's window and ``max_concurrency`` apply within them."""
@@ -53,9 +55,20 @@ class RunResult:
     state: dict[str, Any]
     steps: int
     error: str | None = None
-    log: list[dict[str, Any]] = field(default_factory=list)
-    """The execution log: a superstep of one task as its step's log entry, a superstep of
-    several as one entry per task (``seq`` is the superstep; ``task`` names it)."""
+    entries: Log | Callable[[], Log] = field(default_factory=list, repr=False)
+    """The execution log (:attr:`log`), or what reads it from the run's store."""
+
+    @property
+    def log(self) -> Log:
+        """The execution log: a superstep of one task as its step's log entry, a superstep of
+        several as one entry per task (``seq`` is the superstep; ``task`` names it). Read
+        from the run's store the first time it is asked: a caller that wants the end state
+        alone does not pay for reading back every step."""
+        entries = self.entries
+        if callable(entries):
+            entries = entries()
+            object.__setattr__(self, "entries", entries)
+        return entries
 
 
 class PoolQueue:
@@ -259,8 +272,8 @@ class InProcessRunner:
         if notifier.error is not None:
             raise notifier.error
         done = store.get_run(run_id)
-        return RunResult(run_id, done.status, done.state, done.steps, done.error,
-                         execution_log(store, run_id, done.steps, graph))  # fmt: skip
+        log = functools.partial(execution_log, store, run_id, done.steps, graph)
+        return RunResult(run_id, done.status, done.state, done.steps, done.error, log)
 
 
 def execution_log(store: RunStore, run_id: str, steps: int, graph: Graph) -> list[dict[str, Any]]:
@@ -268,6 +281,8 @@ def execution_log(store: RunStore, run_id: str, steps: int, graph: Graph) -> lis
     several as one entry per task, in merge order (:func:`engine.superstep.merge_key`)."""
     log: list[dict[str, Any]] = []
     for step in store.list_steps(run_id, limit=steps + 1).items:
+        if step.seq >= steps:  # committed after the run's end (a redrive): not its log
+            break
         tasks = store.list_tasks(run_id, step.seq) if step.tasks or step.tasks_total else []
         if not tasks:
             entry = step.log_entry()  # a new dict: named in place

@@ -3,6 +3,7 @@ keeps (the fold builds the same record page by page: :mod:`engine.fold`)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from engine.graph import END
@@ -24,35 +25,57 @@ def close_record(
     """The step record of a closed superstep, the same for one task or many: ``updates`` are
     the merged values of the keys its tasks wrote (none when it failed: it keeps the state
     before it)."""
-    ordered = sorted(results, key=lambda r: r.task.sort_key()) if len(results) > 1 else results
-    failed = next((r for r in ordered if not r.ok), None)
-    written = {k for r in ordered for k in r.updates}
+    if len(results) == 1:  # every chain step: nothing to sort, join or add up
+        (lone,) = results
+        failed = None if lone.ok else lone
+        written: Iterable[str] = lone.updates
+        node, tool, duration = lone.task.node, lone.tool, lone.duration_ms
+    else:
+        ordered = sorted(results, key=lambda r: r.task.sort_key())
+        failed = next((r for r in ordered if not r.ok), None)
+        written = {k for r in ordered for k in r.updates}
+        node = ", ".join(sorted({r.task.node for r in ordered})) or hop.node
+        tool = ", ".join(sorted({r.tool for r in ordered}))
+        duration = sum(r.duration_ms for r in ordered)
     kept = closed.state is origin.state
     updates = {} if kept else {k: closed.state[k] for k in written if k in closed.state}
-    status = closed.end.status if closed.end is not None else "running"
+    end = closed.end
+    status = end.status if end is not None else "running"
     nodes = closed.next_nodes
     # The step limit fails the run after a superstep that went fine (it still names what
     # would have run next); any other failure is the superstep's own.
     step_failed = failed is not None or (status == "failed" and not nodes)
     single = len(nodes) == 1 and not tasks and not closed.sends
-    names = sorted({r.task.node for r in ordered})
-    summaries, total = task_summaries(tasks or [])
+    summaries, total = task_summaries(tasks) if tasks else ((), 0)
+    # Positional, in StepRecord's field order: a record a step, and matching 25 keywords
+    # costs more than making the rest of the record.
     return StepRecord(
-        run_id=hop.run_id, seq=hop.seq, node=", ".join(names) or hop.node,
-        tool=", ".join(sorted({r.tool for r in ordered})),
-        status="failed" if step_failed else "ok",
-        updates=updates, state=closed.state,
-        next_node=nodes[0] if single else (END if status == "completed" else None),
-        started_at=started, duration_ms=sum(r.duration_ms for r in ordered),
-        error=closed.end.error if closed.end is not None else None, attempt=attempt,
-        committed_by=delivery_id, run_status=status, next_nodes=() if single else nodes,
-        joins={k: sorted(v) for k, v in closed.joins.items()},
-        tasks=summaries, graph_id=origin.graph_id, max_steps=origin.max_steps,
-        breakpoints=origin.breakpoints,
-        tasks_total=total, sends=tuple(s.to_dict() for s in closed.sends),
-        deferred=closed.deferred,
-        child_run_id=ordered[0].child_run_id if len(ordered) == 1 and not tasks else None,
-    )  # fmt: skip
+        hop.run_id,  # run_id
+        hop.seq,  # seq
+        node,  # node
+        tool,  # tool
+        "failed" if step_failed else "ok",  # status
+        updates,  # updates
+        closed.state,  # state
+        nodes[0] if single else (END if status == "completed" else None),  # next_node
+        started,  # started_at
+        duration,  # duration_ms
+        end.error if end is not None else None,  # error
+        attempt,  # attempt
+        delivery_id,  # committed_by
+        status,  # run_status
+        () if single else nodes,  # next_nodes
+        {k: sorted(v) for k, v in closed.joins.items()} if closed.joins else {},  # joins
+        summaries,  # tasks
+        (),  # notified
+        origin.graph_id,  # graph_id
+        origin.max_steps,  # max_steps
+        origin.breakpoints,  # breakpoints
+        total,  # tasks_total
+        tuple(s.to_dict() for s in closed.sends) if closed.sends else (),  # sends
+        closed.deferred,  # deferred
+        results[0].child_run_id if len(results) == 1 and not tasks else None,  # child_run_id
+    )
 
 
 def task_summaries(tasks: list[TaskRecord]) -> tuple[tuple[dict[str, Any], ...], int]:

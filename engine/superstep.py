@@ -24,8 +24,9 @@ from types import MappingProxyType
 from typing import Any
 
 from engine.errors import ConditionEvaluationError, UnknownToolError
-from engine.graph import END, Graph, NoRouteError, Targets, canonical_target
+from engine.graph import END, Graph, Node, NoRouteError, Targets, canonical_target
 from engine.ports import RunEnd
+from engine.records import record
 from engine.reducers import ReducerError
 from engine.retry_policy import Raised, raised_from
 from engine.tools import (
@@ -45,7 +46,7 @@ Joins = Mapping[str, frozenset[str]]
 NO_JOINS: Joins = MappingProxyType({})
 
 
-@dataclass(frozen=True, slots=True, order=True)
+@record(order=True)
 class Task:
     """One unit of work of a superstep: a node, and for a map node the item's index."""
 
@@ -87,7 +88,7 @@ def state_size(state: Mapping[str, Any]) -> int:
     return len(json.dumps(state, separators=(",", ":"), default=str).encode())
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Plan:
     """The tasks of a superstep, described rather than listed: each node, with the number of
     items of a map node (``None`` for a plain node). A durable worker checks its one task
@@ -111,16 +112,23 @@ class Plan:
 
     count: int = field(init=False, compare=False, repr=False)
     """How many tasks: counted once, since every hop asks (the slot check, the close)."""
+    nodes: tuple[str, ...] = field(init=False, compare=False, repr=False)
+    """Its nodes by name (the order their tasks start and merge in): sorted once."""
+    plain: bool = field(init=False, compare=False, repr=False)
+    """No map node and no item sent: one task per node."""
 
     def __post_init__(self) -> None:
         count = sum(1 if size is None else size for size in self.sizes.values())
         object.__setattr__(self, "count", count + len(self.sends))
+        object.__setattr__(self, "nodes", tuple(sorted(self.sizes)))
+        plain = not self.sends and all(size is None for size in self.sizes.values())
+        object.__setattr__(self, "plain", plain)
 
     def __len__(self) -> int:
         return self.count
 
     def __iter__(self) -> Iterator[Task]:
-        nodes = sorted(self.sizes)
+        nodes = self.nodes
         yield from (Task(node) for node in nodes if self.sizes[node] is None)
         for node in nodes:
             size = self.sizes[node]
@@ -146,6 +154,29 @@ def plan_of(
 
     A map node over an empty list has no task: like LangGraph's ``Send`` over nothing, that
     branch ends there. Raises :class:`ReducerError` if a map's key does not hold a list."""
+    if not sends:  # plain nodes plan the same on any state: once per graph (Graph.plans)
+        key = nodes if isinstance(nodes, tuple) else tuple(nodes)
+        cached = graph.plans.get(key)
+        if cached is not None:
+            return cached  # type: ignore[no-any-return]
+        if graph.mapped.isdisjoint(key):
+            plan = _plan(graph, key, state, ())
+            if len(graph.plans) < MAX_CACHED_PLANS:
+                graph.plans[key] = plan
+            return plan
+        nodes = key
+    return _plan(graph, nodes, state, sends)
+
+
+MAX_CACHED_PLANS = 1024
+"""Plans a graph keeps (:attr:`Graph.plans`): each set of plain nodes a superstep ran once;
+a graph whose fan-outs combine in more ways plans the rest each time."""
+
+
+def _plan(
+    graph: Graph, nodes: Iterable[str], state: Mapping[str, Any],
+    sends: Iterable[Send | Mapping[str, Any]],
+) -> Plan:  # fmt: skip
     sizes: dict[str, int | None] = {}
     for node in set(nodes):
         spec = graph.nodes[node].map
@@ -191,7 +222,7 @@ def task_input(
     return MappingProxyType(dict(payload))
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class TaskResult:
     """A task's outcome: its updates and where it routes, or the error that failed it."""
 
@@ -232,21 +263,9 @@ def run_task(
     LangGraph routes a node: on its input updated with its own writes). ``plan``: its
     superstep's, needed by a task that was sent an item (:func:`task_input`)."""
     node = graph.nodes[task.node]
-    if node.settings:
+    if node.settings and ctx.settings is not node.settings:
         ctx = replace(ctx, settings=node.settings)
     started = time.perf_counter()
-
-    def result(
-        updates: dict[str, Any], targets: Targets, error: str | None, sends: tuple[Send, ...] = (),
-        raised: Raised | None = None,
-    ) -> TaskResult:  # fmt: skip
-        ms = round((time.perf_counter() - started) * 1000, 3)
-        return TaskResult(
-            task, node.tool, updates, targets, ms, error, sends, raised=raised, merged=merged
-        )
-
-    merged: dict[str, Any] | None = None
-
     try:
         view = task_input(graph, task, state, plan)
         if node.wait is not None:  # a wait node: its hop came at its time; it runs nothing
@@ -257,20 +276,34 @@ def run_task(
             updates, goto = call_tool_command(tools.get(node.tool), view, ctx,
                                               node.failure.timeout_s)  # fmt: skip
     except WaitError as exc:
-        return result({}, (), f"wait node {task.node!r}: {exc}")
+        return _result(task, node, started, {}, (), f"wait node {task.node!r}: {exc}")
     except ToolError as exc:
         cause = exc.__cause__
-        return result({}, (), str(exc), raised=raised_from(cause) if cause is not None else None)
+        raised = raised_from(cause) if cause is not None else None
+        return _result(task, node, started, {}, (), str(exc), raised=raised)
     except (UnknownToolError, ReducerError) as exc:
-        return result({}, (), str(exc))
+        return _result(task, node, started, {}, (), str(exc))
     if isinstance(goto, Interrupt):  # it asks: routed once answered (engine/pauses.py)
-        return replace(result(updates, (), None), asked=goto)
+        return replace(_result(task, node, started, updates, (), None), asked=goto)
+    merged: dict[str, Any] | None = None
     try:
         merged = merge_updates(graph, state, [(task, updates)])
         targets, sends = _routes(graph, tools, task.node, merged, goto)
     except (ReducerError, ConditionEvaluationError, NoRouteError) as exc:
-        return result(updates, (), f"routing after {task.key!r} failed: {exc}")
-    return result(updates, targets, None, sends)
+        error = f"routing after {task.key!r} failed: {exc}"
+        return _result(task, node, started, updates, (), error, merged=merged)
+    return _result(task, node, started, updates, targets, None, sends, merged=merged)
+
+
+def _result(
+    task: Task, node: Node, started: float, updates: dict[str, Any], targets: Targets,
+    error: str | None, sends: tuple[Send, ...] = (), *, raised: Raised | None = None,
+    merged: dict[str, Any] | None = None,
+) -> TaskResult:  # fmt: skip
+    """A task's result, timed from ``started`` (``time.perf_counter``)."""
+    ms = round((time.perf_counter() - started) * 1000, 3)
+    return TaskResult(task, node.tool, updates, targets, ms, error, sends, raised=raised,
+                      merged=merged)  # fmt: skip
 
 
 def routed(
@@ -299,9 +332,12 @@ def _routes(
     graph: Graph, tools: Toolkit, node: str, state: Mapping[str, Any], goto: Goto | None
 ) -> tuple[Targets, tuple[Send, ...]]:
     """Where a task goes: its node's edge or branch, its router, and its Command's goto."""
+    branch = graph.branches.get(node)
+    if goto is None and (branch is None or branch.router is None):  # an edge or a branch
+        found = graph.targets(node, state)
+        return (found if len(found) < 2 else tuple(dict.fromkeys(found))), ()
     targets = list(graph.targets(node, state))
     sends: list[Send] = []
-    branch = graph.branches.get(node)
     if branch is not None and branch.router is not None:
         try:
             chosen = tools.get_router(branch.router)(state)
@@ -369,7 +405,7 @@ def merge_updates(
             name = graph.reducers.get(key)
             if name is None:
                 first = writers.setdefault(key, task)
-                if first != task:
+                if first is not task and first != task:
                     raise WriteConflictError(_conflict(key, first, task))
                 merged[key] = value
             else:
@@ -385,7 +421,7 @@ def _conflict(key: str, first: Task, second: Task) -> str:
     )
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Closed:
     """A superstep once all its tasks are done: the state after it and what runs next."""
 
@@ -501,7 +537,7 @@ def close_merging(
         )
         return Closed(state, (), joins, RunEnd("failed", reason))
     sends = tuple(merging.sends)
-    mapped = next((s.node for s in sends if graph.nodes[s.node].map is not None), None)
+    mapped = next((s.node for s in sends if s.node in graph.mapped), None) if sends else None
     if mapped is not None:
         reason = (f"an item was sent to {mapped!r}, a map node: it runs over its list; send "
                   "to a plain node")  # fmt: skip
@@ -527,6 +563,8 @@ def _deferring(
     nothing else would (LangGraph runs a deferred node when the run is about to end). A map
     over an empty list runs nothing: that branch ends here, and the next superstep is
     whatever else is left (so every runner plans the same)."""
+    if graph.mapped.isdisjoint(candidates) and graph.deferrable.isdisjoint(candidates):
+        return tuple(sorted(set(candidates))), ()  # plain nodes (every chain step): all ready
     unique = sorted(n for n in set(candidates) if _has_tasks(graph, n, state))
     ready = tuple(n for n in unique if not graph.nodes[n].defer)
     later = tuple(n for n in unique if graph.nodes[n].defer)
@@ -560,6 +598,8 @@ def _end(joins: Joins, chose_end: bool) -> RunEnd:
 def _next_nodes(
     graph: Graph, routed: Iterable[str], ran: set[str], joins: Joins
 ) -> tuple[tuple[str, ...], Joins]:
+    if not graph.joins and not joins:  # no join to wait for (every chain step)
+        return tuple(sorted({t for t in routed if t != END})), NO_JOINS
     targets: dict[str, None] = dict.fromkeys(t for t in routed if t != END)
     progress = dict(joins)
     for join, awaited in graph.joins.items():

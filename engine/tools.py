@@ -22,6 +22,7 @@ from typing import Any, TypeAlias, TypeVar, overload
 
 from engine.deadlines import call_within, with_deadline
 from engine.errors import HopgraphError, UnknownToolError
+from engine.records import record
 
 State: TypeAlias = dict[str, Any]
 Updates: TypeAlias = dict[str, Any]
@@ -109,7 +110,7 @@ class CustomReducer:
     type: ``list`` gives ``[]``); ``None``: the key is absent until first written."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ToolContext:
     """What a tool knows about the step it runs in."""
 
@@ -376,7 +377,7 @@ def _run_coroutine(awaitable: Awaitable[ToolResult]) -> ToolResult:
 
 def _call_once(tool: Tool, state: Mapping[str, Any], ctx: ToolContext) -> Any:
     result = tool.fn(state, ctx)
-    if tool.is_async or inspect.isawaitable(result):
+    if tool.is_async or (type(result) is not dict and inspect.isawaitable(result)):
         result = _run_coroutine(result)  # type: ignore[arg-type]
     return result
 
@@ -416,6 +417,8 @@ def call_tool_command(
             result = call_within(lambda: _call_once(tool, state, ctx), timeout_s, tool.name)
     except Exception as exc:  # a tool's failure is data for the step log, not a crash
         raise ToolError(tool.name, type(exc).__name__, _describe(exc)) from exc
+    if type(result) is dict:  # the common answer, checked first
+        return result, None
     if result is None:
         return {}, None
     if isinstance(result, Command):

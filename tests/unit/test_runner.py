@@ -7,6 +7,7 @@ import itertools
 import json
 import threading
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -187,6 +188,23 @@ def test_a_tool_failure_fails_the_run_and_keeps_the_state() -> None:
     assert result.log[-1]["error"] == reason
     assert (store.get_run("r_f").status, store.get_run("r_f").error) == ("failed", reason)
     assert events[-2]["error"] == reason and events[-1]["reason"] == reason
+
+
+def test_the_log_read_later_is_the_runs_log_at_its_end() -> None:
+    # Given a failed run, recorded into a store, whose log nobody has read yet
+    graph = build_graph(
+        {"entry": "boom", "nodes": {"boom": {"tool": "explode"}}, "edges": {"boom": "END"}},
+        tools.names(),
+    )
+    store = MemoryRunStore()
+    result = InProcessRunner(tools, store=store).run(graph, {"n": 1}, run_id="r_later")
+    # When a step is committed after its end (a redrive's entry) and the log then read
+    failed = store.get_step("r_later", 0)
+    assert failed is not None and result.steps == 1
+    store.commit_step(replace(failed, seq=1, status="ok", source="redrive", run_status="running"))
+    # Then the log is the one the run ended with, read from its store once
+    assert [(e["seq"], e["status"]) for e in result.log] == [(0, "failed")]
+    assert result.log is result.log
 
 
 def test_a_routing_failure_fails_the_run() -> None:
