@@ -12,10 +12,9 @@ Printed: one line per figure, with its reference and the ratio; the last line is
 
 Run: ``.venv/bin/python benchmarks/map_start.py [--stack-items 10000] [--in-process-items
 10000 100000] [--repeat 3]`` (``--repeat``: the 10,000-item maps started and timed, whose
-completion is the 10,000-item stack figure). The local stack's 100,000-item map takes most
-of an hour on two shared cores (45 minutes at a load of about 10: about 12 ms of moto's CPU
-and 18 ms of the stack process's per item, docs/benchmarks.md): pass ``--stack-items 10000
-100000`` to time it too.
+completion is the 10,000-item stack figure). The local stack's 100,000-item map takes
+about a quarter of an hour on two cores (17 minutes at a load of about 3, docs/benchmarks.md):
+pass ``--stack-items 10000 100000`` to time it too.
 """
 
 from __future__ import annotations
