@@ -6,6 +6,8 @@ unaffected, and whichever of the child's end and the timeout wins, the task comm
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -231,15 +233,24 @@ def test_with_self_invocation_the_sweeper_sends_the_hop_of_a_task_past_its_deadl
     assert (final.status, final.state["error"]["type"]) == ("completed", "TimeoutError")
 
 
-def test_a_child_that_ends_as_its_deadline_passes_wins_and_the_task_commits_once() -> None:
-    # Given a quick child whose last close committed, its parent untold (its worker died)
-    world = durable(sweeper_delays=False)
+@contextmanager
+def parents_untold(world: World) -> Iterator[None]:
+    """Inside the block, a child's end is never told to its parent (its worker died first)."""
     subgraphs = world.service.protocol.subgraphs
     told = subgraphs.ended
     subgraphs.ended = lambda run_id: None  # type: ignore[method-assign]
-    run_id = world.start(parent("quick", timeout_s=30, on_error="sorry"))
-    held = deliver_but_held(world)
-    subgraphs.ended = told  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        subgraphs.ended = told  # type: ignore[method-assign]
+
+
+def test_a_child_that_ends_as_its_deadline_passes_wins_and_the_task_commits_once() -> None:
+    # Given a quick child whose last close committed, its parent untold (its worker died)
+    world = durable(sweeper_delays=False)
+    with parents_untold(world):
+        run_id = world.start(parent("quick", timeout_s=30, on_error="sorry"))
+        held = deliver_but_held(world)
     child = child_run_id(run_id, 1, "ask")
     assert world.store.get_run(child).status == "completed"
     assert world.store.get_run(run_id).status == "running"
@@ -261,16 +272,14 @@ def test_a_timeout_that_read_the_child_running_loses_to_its_last_close() -> None
     # record), and the child's last close that commits before that worker's cancel
     world = durable(sweeper_delays=False)
     subgraphs = world.service.protocol.subgraphs
-    told = subgraphs.ended
-    subgraphs.ended = lambda run_id: None  # type: ignore[method-assign]
-    run_id = world.start(parent("quick", timeout_s=30, on_error="sorry"))
-    world.deliver(world.queue.hops.popleft())  # start
-    world.deliver(world.queue.hops.popleft())  # ask: creates the child and holds its hop
-    child_id = child_run_id(run_id, 1, "ask")
-    seen = world.store.get_run(child_id)
-    assert seen.status == "running"
-    deliver_but_held(world)  # the child's hop: its last close commits, its parent untold
-    subgraphs.ended = told  # type: ignore[method-assign]
+    with parents_untold(world):
+        run_id = world.start(parent("quick", timeout_s=30, on_error="sorry"))
+        world.deliver(world.queue.hops.popleft())  # start
+        world.deliver(world.queue.hops.popleft())  # ask: creates the child and holds its hop
+        child_id = child_run_id(run_id, 1, "ask")
+        seen = world.store.get_run(child_id)
+        assert seen.status == "running"
+        deliver_but_held(world)  # the child's hop: its last close commits, its parent untold
     # When the worker goes on with the timeout past the deadline
     world.clock.now += 31
     graph = world.service.protocol.graphs(world.store.get_run(run_id).graph_id)
