@@ -8,6 +8,7 @@ catches it, and the carrier treats the whole delivery as failed.
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 from collections import Counter
@@ -57,6 +58,26 @@ class Injector:
         """What a forger does with the hop being delivered (forge@dead_letter calls it)."""
         self.twin_graph = ""
         """A graph with the run's node names and other tools (forge@hop names it)."""
+        self._ticks = itertools.count(1)
+        self._slot_checked: ContextVar[int] = ContextVar(f"slot-checked-{id(self)}", default=0)
+
+    def tick(self) -> int:
+        """The next mark of an order all threads share (each mark taken once)."""
+        with self._lock:
+            return next(self._ticks)
+
+    def note_slot_check(self) -> None:
+        """A hop's slot check begins, in this hop's context (a thread, or a copy of the
+        invocation's context in the SQS worker's pool): it is marked."""
+        self._slot_checked.set(self.tick())
+
+    def in_worker(self) -> bool:
+        """Whether a worker invocation runs in this context (:meth:`arm`)."""
+        return self._armed.get()
+
+    def slot_checked(self) -> int:
+        """The mark of this context's last slot check (0: none)."""
+        return self._slot_checked.get()
 
     def arm(self, armed: bool) -> None:
         self._armed.set(armed)
@@ -131,12 +152,14 @@ class FaultyTools:
     def __init__(self, inner: Any, faults: Injector) -> None:
         self.inner = inner
         self.faults = faults
-        self.started = 0
-        """Tools started (by workers and by the test's own runs alike)."""
+        self.checks_of_starts: list[int] = []
+        """For each tool a worker started, the mark of the slot check its hop passed (the
+        Injector's order; 0: a start with no slot check in its context)."""
 
     def get(self, name: str) -> Any:
         self.faults.crash_at("before_tool")
-        self.started += 1
+        if self.faults.in_worker():  # not a graph's validation, at its creation
+            self.checks_of_starts.append(self.faults.slot_checked())
         return self.inner.get(name)
 
     def commit_pause(self, pause: Any, *, hold: bool) -> None:
@@ -177,6 +200,12 @@ class FaultyStore:
         self.on_step_commit: Any = None
         """Called with each step committed (the cancelled subgraph shape cancels from here)."""
         self._lock = threading.Lock()
+
+    def read_slot(self, run_id: str, seq: int) -> Any:
+        """The slot check a hop passes before its task starts: marked as it begins (a read
+        that began before a cancel committed may still have found the slot open)."""
+        self.faults.note_slot_check()
+        return self.inner.read_slot(run_id, seq)
 
     def commit_step(self, step: Any, end: Any = None) -> None:
         self.faults.crash_at("before_commit")

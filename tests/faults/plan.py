@@ -398,7 +398,8 @@ SHAPES = (
         _example("fanout_reducer.json"),
         {"aggregate": []},
         cancel_after_task_of=1,
-        # Its other task of superstep 1 never starts once the cancel answered.
+        # Its other task of superstep 1 never starts if its slot check began after the
+        # cancel answered (one delivered at the same time may have checked before).
         reaches=(
             ("after_close_commit", 1),
             ("after_publish", 1),
