@@ -30,12 +30,12 @@ The benchmark's own checks of its runs (their end states and tasks) read through
 without the hooks: they are not counted.
 
 The critical path of a step is the serial chain of requests between the commit of step n-1
-and the commit of step n of the same run (dispatch, receive, any read, commit), counted per
-run; deletes are off it, and so is the slot check's one read (the step before and the run's
-subscribers, on its own thread while the tool runs: it adds to a step's time only when the
-tool is quicker than the read), which the ``beside`` column counts per step. A state too
-large to travel inside the hop is read first, on the path (the 50 KB rows). The last line is
-``usd_per_million_steps X critical_path_requests N`` for SQS dispatch with a 1 KB state.
+and the commit of step n of the same run, counted per run: with SQS the send, the receive,
+the slot check's one read (the step before and the run's subscribers in one query, made
+before the tool starts, so that a superstep cancelled meanwhile starts nothing) and the
+commit; self-invoking, the invoke, the read and the commit. Deletes are off it. The last
+line is ``usd_per_million_steps X critical_path_requests N`` for SQS dispatch with a 1 KB
+state.
 
 Parallel work is priced per task (one node run; a map item is one task; a chain's step is
 one task), with a 1 KB state, in both dispatch modes, beside the chain's loop:

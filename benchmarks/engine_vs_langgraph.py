@@ -10,8 +10,9 @@ Graphs (trivial nodes, so the figure is the engine's own overhead per step):
 Modes: ``bare``: LangGraph without checkpointer, which records nothing; hopgraph with
 ``store=None``, a fresh memory store per run (its protocol commits every step: it has no mode
 that records nothing). ``recorded``: every step kept across runs (hopgraph one
-``MemoryRunStore``; LangGraph ``InMemorySaver`` with a thread id). Per-step time is a whole run divided by its steps, the median of several runs after
-a warm-up. The last line is ``ratio R``: the worst hopgraph / LangGraph per-step ratio.
+``MemoryRunStore``; LangGraph ``InMemorySaver`` with a thread id). Per-step time is a whole
+run divided by its steps, the median of several runs after a warm-up. The last line is
+``ratio R``: the worst hopgraph / LangGraph per-step ratio.
 
 Run: ``make bench`` (installs the ``bench`` extra) or ``.venv/bin/python
 benchmarks/engine_vs_langgraph.py [--repeat N] [--clock cpu]`` (``cpu``: time each run by

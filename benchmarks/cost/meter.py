@@ -118,8 +118,6 @@ class Meter:
     """(partition key, sort key) attribute names of each index (template.yaml), and what of
     an item the index holds (its projection)."""
     path: list[int] = field(default_factory=list)
-    beside_tool: int = 0
-    """Requests made on the slot check's thread, while the tool runs (off the path)."""
     aws_seconds: float = 0.0
     """Time spent inside AWS calls made by the handler (moto's emulation, in-process)."""
     in_handler: ContextVar[bool] = field(
@@ -151,9 +149,7 @@ class Meter:
                 self.sqs_billed += _sqs_chunks(op, params)
             elif service == "dynamodb":
                 self.wru += self._write_units(op, params)
-            if threading.current_thread().name.startswith("slot-check"):
-                self.beside_tool += 1
-            elif self._on_path(service, op):
+            if self._on_path(service, op):
                 for run_id in set(RUN_ID.findall(json.dumps(params, default=str))):
                     self._since_commit[run_id] += 1
         if service == "lambda" and op == "Invoke":
@@ -185,8 +181,7 @@ class Meter:
     @staticmethod
     def _on_path(service: str, op: str) -> bool:
         # Off the path: acknowledgements, and look-ups on the notifier's own threads (they
-        # overlap the tool; so does the slot check's read, counted apart by the caller). A
-        # receive is counted once its messages are seen (after-call).
+        # overlap the tool). A receive is counted once its messages are seen (after-call).
         if op in ("DeleteMessage", "DeleteMessageBatch", "ChangeMessageVisibilityBatch"):
             return False
         if threading.current_thread().name.startswith("notify"):

@@ -13,7 +13,7 @@ from benchmarks.cost.scenarios import Result
 # ---------------------------------------------------------------------------- report
 def report(results: list[Result]) -> None:
     header = (
-        f"{'dispatch':<9}{'state':>6}{'steps':>7}{'crit.path':>10}{'beside':>7}{'sqs req':>9}"
+        f"{'dispatch':<9}{'state':>6}{'steps':>7}{'crit.path':>10}{'sqs req':>9}"
         f"{'WRU':>7}{'RRU':>7}{'lambda inv':>11}{'ms':>7}{'aws ms':>8}{'USD/M steps':>13}"
         f"{'SFN/this':>10}"
     )
@@ -22,7 +22,7 @@ def report(results: list[Result]) -> None:
         sqs = sum(n for k, n in r.meter.requests.items() if k.startswith("sqs."))
         print(
             f"{r.mode:<9}{r.state_kb:>4}KB{r.steps:>7}{r.critical_path:>10.2f}"
-            f"{r.per_step(r.meter.beside_tool):>7.2f}{r.per_step(sqs):>9.2f}{r.per_step(r.meter.wru):>7.2f}{r.per_step(r.meter.rru):>7.2f}"
+            f"{r.per_step(sqs):>9.2f}{r.per_step(r.meter.wru):>7.2f}{r.per_step(r.meter.rru):>7.2f}"
             f"{r.per_step(r.invocations):>11.2f}{r.per_step(r.billed_ms):>7.1f}"
             f"{r.per_step(r.aws_ms):>8.1f}"
             f"{r.usd_per_million:>13.2f}{PRICE_SFN_TRANSITION * 1e6 / r.usd_per_million:>9.1f}x"
