@@ -5,6 +5,8 @@ which hop is delivered when (and which twice) instead of letting a runner decide
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from engine.memory import MemoryQueue, MemoryRunStore, RecordingNotifier
@@ -54,3 +56,24 @@ class World:
     def drain(self) -> None:
         """Deliver every queued hop, and those they queue, until none is left."""
         self.queue.drain(self.deliver)
+
+    @contextmanager
+    def parents_untold(self, first: int | None = None) -> Iterator[list[str]]:
+        """Inside the block, a child run's end is not told to its parent (its worker died
+        first): every child's, or only the ``first`` ones to end. Yields the ids of the
+        children whose end went untold."""
+        subgraphs = self.service.protocol.subgraphs
+        told = subgraphs.ended
+        untold: list[str] = []
+
+        def ended(run_id: str) -> None:
+            if first is not None and len(untold) >= first:
+                told(run_id)
+            else:
+                untold.append(run_id)
+
+        subgraphs.ended = ended  # type: ignore[method-assign]
+        try:
+            yield untold
+        finally:
+            subgraphs.ended = told  # type: ignore[method-assign]

@@ -195,22 +195,12 @@ def test_a_parent_whose_last_child_told_it_is_swept_once_the_lease_has_passed() 
            "nodes": {"a": {"tool": "set_values", "settings": {"values": {}}},
                      "b": {"graph": "slow"}, "c": {"graph": "slow"}},
            "edges": {"a": ["b", "c"], "b": "END", "c": "END"}}  # fmt: skip
-    subgraphs = world.service.protocol.subgraphs
-    told = subgraphs.ended
-    lost: list[str] = []
-
-    def ended(run_id: str) -> None:
-        if not lost:  # the first child to end: its worker died before telling the parent
-            lost.append(run_id)
-            return
-        told(run_id)
-
-    subgraphs.ended = ended  # type: ignore[method-assign]
-    run_id = world.start(doc)
-    while world.queue.hops:
-        world.clock.now += 250
-        world.deliver(world.queue.hops.popleft())
-    subgraphs.ended = told  # type: ignore[method-assign]
+    with world.parents_untold(first=1) as untold:  # the first child's worker died first
+        run_id = world.start(doc)
+        while world.queue.hops:
+            world.clock.now += 250
+            world.deliver(world.queue.hops.popleft())
+    assert len(untold) == 1
     assert world.store.get_run(run_id).status == "running"
     # When the sweeper runs once the lease has passed since the last task's commit
     world.clock.now += 61

@@ -6,8 +6,6 @@ unaffected, and whichever of the child's end and the timeout wins, the task comm
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -233,22 +231,10 @@ def test_with_self_invocation_the_sweeper_sends_the_hop_of_a_task_past_its_deadl
     assert (final.status, final.state["error"]["type"]) == ("completed", "TimeoutError")
 
 
-@contextmanager
-def parents_untold(world: World) -> Iterator[None]:
-    """Inside the block, a child's end is never told to its parent (its worker died first)."""
-    subgraphs = world.service.protocol.subgraphs
-    told = subgraphs.ended
-    subgraphs.ended = lambda run_id: None  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        subgraphs.ended = told  # type: ignore[method-assign]
-
-
 def test_a_child_that_ends_as_its_deadline_passes_wins_and_the_task_commits_once() -> None:
     # Given a quick child whose last close committed, its parent untold (its worker died)
     world = durable(sweeper_delays=False)
-    with parents_untold(world):
+    with world.parents_untold():
         run_id = world.start(parent("quick", timeout_s=30, on_error="sorry"))
         held = deliver_but_held(world)
     child = child_run_id(run_id, 1, "ask")
@@ -272,7 +258,7 @@ def test_a_timeout_that_read_the_child_running_loses_to_its_last_close() -> None
     # record), and the child's last close that commits before that worker's cancel
     world = durable(sweeper_delays=False)
     subgraphs = world.service.protocol.subgraphs
-    with parents_untold(world):
+    with world.parents_untold():
         run_id = world.start(parent("quick", timeout_s=30, on_error="sorry"))
         world.deliver(world.queue.hops.popleft())  # start
         world.deliver(world.queue.hops.popleft())  # ask: creates the child and holds its hop
