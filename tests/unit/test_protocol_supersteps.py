@@ -24,6 +24,7 @@ from engine.protocol import COUNTED_FAN_IN_ABOVE
 from engine.runner import InProcessRunner
 from engine.service import EngineConfig, RunService
 from engine.toolkits.basics import toolkit as basics
+from engine.tools import ToolContext, Toolkit
 from engine.validation import build_graph
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -288,6 +289,44 @@ def test_cancelling_mid_superstep_stops_the_close() -> None:
     final = store.get_run(run.run_id)
     assert final.status == "cancelled"
     assert [s.status for s in store.list_steps(run.run_id).items] == ["ok", "cancelled"]
+
+
+def test_a_task_running_when_the_cancel_answers_may_finish_but_nothing_goes_on() -> None:
+    # Given a superstep of two tasks, one committed; the other's tool runs when the cancel
+    # answers (its slot check found the slot open just before)
+    tools = Toolkit("cancel race")
+    services: list[RunService] = []
+
+    @tools.tool
+    def ok(state: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
+        return {"done": [ctx.node]}
+
+    @tools.tool
+    def cancelled_meanwhile(state: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
+        services[0].cancel_run(ctx.run_id, "stop")
+        return {"done": [ctx.node]}
+
+    doc = {"entry": "a", "state": {"done": {"reducer": "append"}},
+           "nodes": {"a": {"tool": "ok"}, "b": {"tool": "ok"},
+                     "c": {"tool": "cancelled_meanwhile"}, "d": {"tool": "ok"}},
+           "edges": {"a": ["b", "c"], "b": "d", "c": "d", "d": "END"}}  # fmt: skip
+    store, queue = CountingStore(), MemoryQueue()
+    services.append(RunService(store, queue, tools))
+    service = services[0]
+    run, _ = service.start_run(service.create_graph(doc)[0].graph_id, {"done": []})
+    service.process_hop(queue.hops.popleft(), "m0")
+    b, c = queue.hops.popleft(), queue.hops.popleft()
+    assert service.process_hop(b, "m1") == "committed"
+    # When the other task's hop is applied and the cancel answers while its tool runs
+    result = service.process_hop(c, "m2")
+    # Then it may finish (its task record, once), but the superstep stays cancelled: no
+    # close, no route, no hop
+    assert result in ("duplicate", "stale"), result
+    assert [t.node for t in store.list_tasks(run.run_id, 1)] in (["b"], ["b", "c"])
+    assert set(store.commits.values()) == {1}, store.commits
+    assert [s.status for s in store.list_steps(run.run_id).items] == ["ok", "cancelled"]
+    assert store.get_run(run.run_id).status == "cancelled"
+    assert not queue.hops
 
 
 def test_a_map_at_the_entry_needs_a_list_in_the_input() -> None:
