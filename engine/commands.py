@@ -40,7 +40,8 @@ def cancel_run(
     store: RunStore, run_id: str, at: float, reason: str, attempts: int = CANCEL_ATTEMPTS
 ) -> RunRecord:
     """Take the run's next free slot with a ``cancelled`` step and mark the run cancelled,
-    atomically, so that no later task starts or commits. RunNotFound for an unknown run;
+    atomically, so that no task starts after it and its superstep never closes (a task
+    already running may still write its own record). RunNotFound for an unknown run;
     ConflictError if it is already final."""
     for _ in range(attempts):
         run = store.get_run(run_id)
