@@ -145,7 +145,7 @@ class MemoryRunStore:
         stored = self._stored[run_id]
         tip = self._tips.get(run_id)
         if tip is not None and first == tip.seq == last:
-            return [_whole(tip, dict(tip.state), dict(tip.updates))]
+            return [_record(_step_values(tip), dict(tip.state), dict(tip.updates))]
         lo, start = deltas.start_of(first, self._states.get(run_id))
         read = stored[max(lo, 0) : last + 1]
         if lo == deltas.HEADER:
@@ -507,14 +507,9 @@ _SEQ = _STEP_FIELDS.index("seq")
 _UPDATES, _STATE = _STEP_FIELDS.index("updates"), _STEP_FIELDS.index("state")
 
 
-def _whole(step: StepRecord, state: dict[str, Any], updates: dict[str, Any]) -> StepRecord:
-    """``step`` with ``state`` and ``updates``: ``dataclasses.replace`` at half its cost,
-    which every commit and read pays."""
-    return _record(_step_values(step), state, updates)
-
-
 def _record(values: _Fields, state: dict[str, Any], updates: dict[str, Any]) -> StepRecord:
-    """The step record of ``values`` (``_step_values``) with ``state`` and ``updates``."""
+    """The step record of ``values`` (``_step_values``) with ``state`` and ``updates``:
+    ``dataclasses.replace`` at half its cost, which every commit and read pays."""
     whole = list(values)
     whole[_STATE], whole[_UPDATES] = state, updates
     return StepRecord(*whole)

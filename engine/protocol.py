@@ -756,12 +756,11 @@ def _known(
     """Whether every node a record names (to run next, deferred, sent an item) is the
     graph's."""
     known = graph.nodes.__contains__
-    if not deferred and not sends:  # the common case: one call, no generator
-        return all(map(known, nodes))
     return (
-        all(map(known, nodes)) and all(map(known, deferred))
+        all(map(known, nodes))
+        and all(map(known, deferred))
         and all(known(s["node"]) for s in sends)
-    )  # fmt: skip
+    )
 
 
 def _origin_of_run(run: RunRecord | None, graph: Graph) -> _Found | None:
