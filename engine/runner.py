@@ -3,9 +3,10 @@
 ``hopgraph run FILE --local``, the tests and the benchmarks run a graph here with the same
 protocol as the worker Lambda (:class:`~engine.protocol.HopProtocol`): the same slot checks,
 commits, closes, log and events, over :class:`~engine.memory.MemoryRunStore` and a queue
-whose hops are applied by a pool of threads (a superstep's tasks run side by side, a map's
-at most ``map_window`` or ``max_concurrency`` at a time, as on AWS). What differs from AWS is
-only the carrier: nothing here is lost or delivered twice.
+whose hops are applied by the caller's thread and a pool of threads (a chain runs on the
+caller's thread; a superstep's tasks run side by side, a map's at most ``map_window`` or
+``max_concurrency`` at a time, as on AWS). What differs from AWS is only the carrier: nothing
+here is lost or delivered twice.
 """
 
 from __future__ import annotations
@@ -124,30 +125,38 @@ class PoolQueue:
         for hop in hops:
             self.dispatch(hop)
 
+    def run_here(self, start: Callable[[], object]) -> None:
+        """Call ``start`` on this thread, then apply the hops it sends as a pool thread
+        applies a hop's: the first on this thread, the others handed to the pool. A chain
+        then runs on its caller's thread: no thread is started, and no step is handed over."""
+        self._drain(start, counted=False)
+
     def _run(self, hop: Hop) -> None:
-        """Apply ``hop`` (counted in ``_pending``), then the first hop each hop sends, on this
-        thread: that one takes over the count, so a chain takes no lock per step; the
-        others are counted and handed to the pool."""
+        self._drain(functools.partial(self._apply_one, hop), counted=True)
+
+    def _drain(self, first: Callable[[], object], *, counted: bool) -> None:
+        """Call ``first``, then apply the first hop each hop sends, on this thread: that one
+        takes over ``first``'s count in ``_pending`` (if it had one), so a chain takes no
+        lock per step; the others are counted and handed to the pool."""
         sent: deque[Hop] = deque()
         self._sent.hops = sent
-        current = hop
         try:
-            while True:
-                self._apply_one(current)
-                if not sent:
-                    break
+            first()
+            while sent:
                 current = sent.popleft()
                 if sent:
                     with self._idle:
                         self._pending += len(sent)
                     while sent:
                         self._pool.submit(self._run, sent.popleft())
+                self._apply_one(current)
         finally:
             self._sent.hops = None
-            with self._idle:
-                self._pending -= 1
-                if self._pending <= len(self._held):  # idle, but for hops not yet due
-                    self._idle.notify_all()
+            if counted:
+                with self._idle:
+                    self._pending -= 1
+                    if self._pending <= len(self._held):  # idle, but for hops not yet due
+                        self._idle.notify_all()
 
     def _apply_one(self, hop: Hop) -> None:
         try:
@@ -266,7 +275,7 @@ class InProcessRunner:
         run, _ = store.create_run(header)
         notifier.publish(run_id, [run_event(run_id, "running", now, steps=0)])
         try:
-            protocol.start(run, recheck=False)
+            queue.run_here(functools.partial(protocol.start, run, recheck=False))
         finally:
             queue.wait(ended=lambda: store.get_run(run_id).is_final)
         if notifier.error is not None:

@@ -292,3 +292,38 @@ def test_the_pool_does_not_wait_for_held_hops_once_nothing_is_left_for_them() ->
     queue.wait(ended=lambda: True)
     # Then the hop that ran is done, and the held one was dropped, never applied
     assert [h.node for h in applied] == ["now"]
+
+
+def test_a_chain_runs_on_its_callers_thread_and_a_fan_outs_branches_side_by_side() -> None:
+    # Given tools that note the thread they run on, and two that can only both finish when
+    # they run at once (each waits for the other at a barrier)
+    seen: list[str] = []
+    both = threading.Barrier(2, timeout=10)
+    local = Toolkit("threads")
+
+    @local.tool
+    def note(state: Mapping[str, Any], ctx: ToolContext) -> dict[str, Any]:
+        seen.append(threading.current_thread().name)
+        return {}
+
+    @local.tool
+    def meet(state: Mapping[str, Any], ctx: ToolContext) -> dict[str, Any]:
+        both.wait()  # raises BrokenBarrierError (the task fails) if the other never comes
+        return {ctx.node: True}
+
+    graph = build_graph(
+        {
+            "entry": "a",
+            "nodes": {"a": {"tool": "note"}, "b": {"tool": "note"}, "left": {"tool": "meet"},
+                      "right": {"tool": "meet"}},
+            "edges": {"a": "b", "b": ["left", "right"], "left": "END", "right": "END"},
+        },
+        local.names(),
+    )  # fmt: skip
+    # When it runs in process
+    result = InProcessRunner(local).run(graph, {})
+    # Then the chain's steps ran on the caller's thread (no thread started or handed over
+    # for them), and the fan-out's branches met: they ran side by side
+    assert seen == [threading.current_thread().name] * 2
+    assert result.status == "completed", result.error
+    assert result.state["left"] is result.state["right"] is True
