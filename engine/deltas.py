@@ -102,13 +102,19 @@ def stored_size(delta: Delta) -> int:
     counts as its pointer. Writers and readers measure the same way."""
     keys = delta.get("keys")
     size = size_of(keys) if keys else 2  # no keys: "[]"
-    for part in ("set", "append"):
-        values = delta.get(part)
-        if not values:
-            continue
-        for key, value in values.items():
-            each = size_of(value)
-            size += len(key) + (each if each <= BLOB_ABOVE else POINTER_BYTES)
+    sets, appends = delta.get("set"), delta.get("append")
+    if sets:
+        size += _values_size(sets)
+    if appends:
+        size += _values_size(appends)
+    return size
+
+
+def _values_size(values: Mapping[str, Any]) -> int:
+    size = 0
+    for key, value in values.items():
+        each = size_of(value)
+        size += len(key) + (each if each <= BLOB_ABOVE else POINTER_BYTES)
     return size
 
 

@@ -166,6 +166,13 @@ class Graph:
     deferrable: frozenset[str] = field(default=frozenset(), init=False, repr=False,
                                        compare=False)  # fmt: skip
     """The deferred nodes (derived from ``nodes``; asked at every close)."""
+    names: frozenset[str] = field(default=frozenset(), init=False, repr=False, compare=False)
+    """The nodes' ids (derived from ``nodes``; every hop's slot check asks)."""
+    unhooked: frozenset[str] = field(default=frozenset(), init=False, repr=False,
+                                     compare=False)  # fmt: skip
+    """The nodes that no pause or timer hook acts on at a task's first delivery (nor the
+    retry hook, which acts on later attempts only): no interrupt, breakpoint or wait
+    (derived; asked at every hop)."""
     plans: dict[tuple[str, ...], Any] = field(default_factory=dict, init=False, repr=False,
                                               compare=False)  # fmt: skip
     """Plans of plain nodes, by the nodes planned (:func:`engine.superstep.plan_of`): such a
@@ -183,6 +190,13 @@ class Graph:
         nodes = self.nodes.values()
         object.__setattr__(self, "mapped", frozenset(n.id for n in nodes if n.map is not None))
         object.__setattr__(self, "deferrable", frozenset(n.id for n in nodes if n.defer))
+        object.__setattr__(self, "names", frozenset(self.nodes))
+        stops = self.interrupt_before | self.interrupt_after
+        unhooked = frozenset(
+            n.id for n in nodes
+            if n.interrupt is None and n.wait is None and n.id not in stops
+        )  # fmt: skip
+        object.__setattr__(self, "unhooked", unhooked)
 
     def reducer(self, name: str) -> Reducer:
         """The reducer a ``state`` key names: built in, or registered by a toolkit."""

@@ -181,7 +181,7 @@ class Origin:
 
     @property
     def parallel(self) -> bool:
-        return len(self.planned) > 1
+        return self.planned.parallel
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,17 +312,31 @@ class HopProtocol:
         """The task's result: its tool's, or, for a task that paused and was answered, what
         it held with the answer (engine/pauses.py); or why nothing is committed now (it waits
         for an answer, a retry or a wait is held until its time)."""
+        if not suspect and hop.attempt == 1 and _unhooked(graph, hop.node, origin):
+            # A first delivery of a node that declares no pause, wait or breakpoint: no hook
+            # acts on it (each would say so, asked); only a tool's own question does.
+            result = self._run(graph, hop, origin, attempt)
+            if result.asked is None:
+                return result
+        else:
+            early = self._before_run(graph, hop, origin, delivery_id, suspect=suspect)
+            if early is not None:
+                return early
+            result = self._run(graph, hop, origin, attempt)
+        asks = self.pauses.after_run(graph, hop, origin, result, delivery_id)
+        return result if asks is None else asks
+
+    def _before_run(
+        self, graph: Graph, hop: Hop, origin: Origin, delivery_id: str, *, suspect: bool
+    ) -> TaskResult | HopResult | None:
+        """What the hooks do before the tool runs: ``None`` to run it; else an answered
+        pause's result, or why nothing runs now (:meth:`_outcome`)."""
         paused = self.pauses.before_run(graph, hop, origin, delivery_id, suspect=suspect)
         if paused is not None:
             return paused
         early: HopResult | None = self.retries.before_run(graph, hop, delivery_id,
                                                           suspect=suspect)  # fmt: skip
-        early = early or self.timers.before_run(graph, hop, origin.state, origin.opened_at)
-        if early is not None:
-            return early
-        result = self._run(graph, hop, origin, attempt)
-        asks = self.pauses.after_run(graph, hop, origin, result, delivery_id)
-        return result if asks is None else asks
+        return early or self.timers.before_run(graph, hop, origin.state, origin.opened_at)
 
     def finish_task(
         self, hop: Hop, result_of: Callable[[Graph, Origin], TaskResult], delivery_id: str,
@@ -536,6 +550,9 @@ class HopProtocol:
     ) -> int:  # fmt: skip
         """Send the hops of ``planned`` that start now (a map's first window); returns how
         many. Hops carry no state: the slot check reads it anyway."""
+        if planned.count == 1 and planned.plain and skip is None:  # one node (a chain step)
+            self.queue.dispatch(Hop(run_id, graph_id, seq, planned.nodes[0], recheck))
+            return 1
         hops = self._hops(run_id, graph_id, seq, graph, planned, recheck=recheck, skip=skip)
         if len(hops) == 1:
             self.queue.dispatch(hops[0])
@@ -548,7 +565,7 @@ class HopProtocol:
         recheck: bool = True, skip: Callable[[Task], bool] | None = None,
     ) -> list[Hop]:  # fmt: skip
         """The hops of ``planned``'s first chunk."""
-        parallel = len(planned) > 1
+        parallel = planned.parallel
         if planned.plain and skip is None:  # one hop per node (every chain step)
             return [Hop(run_id, graph_id, seq, node, recheck, None, parallel)
                     for node in planned.nodes]  # fmt: skip
@@ -633,7 +650,7 @@ class HopProtocol:
             planned = plan_of(graph, nodes, state, sends)
         except ReducerError:
             return None
-        if Task(hop.node, hop.index) not in planned or (len(planned) > 1) != hop.parallel:
+        if not planned.holds(hop.node, hop.index) or planned.parallel != hop.parallel:
             return None
         audience = Audience(slot.subscribers, slot.previous)
         return Origin(state, joins, planned, graph_id, max_steps, opened, audience, deferred,
@@ -755,12 +772,18 @@ def _known(
 ) -> bool:  # fmt: skip
     """Whether every node a record names (to run next, deferred, sent an item) is the
     graph's."""
-    known = graph.nodes.__contains__
+    known = graph.names
     return (
-        all(map(known, nodes))
-        and all(map(known, deferred))
-        and all(known(s["node"]) for s in sends)
+        known.issuperset(nodes)
+        and known.issuperset(deferred)
+        and (not sends or known.issuperset(s["node"] for s in sends))
     )
+
+
+def _unhooked(graph: Graph, node: str, origin: Origin) -> bool:
+    """Whether no hook acts on a first delivery of a task of ``node``: the graph's node has
+    none (:attr:`~engine.graph.Graph.unhooked`), and the run sets no breakpoints of its own."""
+    return node in graph.unhooked and not origin.breakpoints
 
 
 def _origin_of_run(run: RunRecord | None, graph: Graph) -> _Found | None:

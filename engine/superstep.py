@@ -101,14 +101,17 @@ class Plan:
     ``sends[i]`` (on its payload alone). A node may run both ways in one superstep."""
 
     def __contains__(self, task: object) -> bool:
-        if not isinstance(task, Task):
-            return False
-        size = self.sizes.get(task.node)
+        return isinstance(task, Task) and self.holds(task.node, task.index)
+
+    def holds(self, node: str, index: int | None) -> bool:
+        """Whether the plan has the task of ``node`` (and ``index``): what every hop's slot
+        check asks, without making the :class:`Task`."""
+        size = self.sizes.get(node)
         if size is not None:  # a map node: its items
-            return task.index is not None and 0 <= task.index < size
-        if task.index is None:
-            return task.node in self.sizes
-        return 0 <= task.index < len(self.sends) and self.sends[task.index].node == task.node
+            return index is not None and 0 <= index < size
+        if index is None:
+            return node in self.sizes
+        return 0 <= index < len(self.sends) and self.sends[index].node == node
 
     count: int = field(init=False, compare=False, repr=False)
     """How many tasks: counted once, since every hop asks (the slot check, the close)."""
@@ -116,10 +119,13 @@ class Plan:
     """Its nodes by name (the order their tasks start and merge in): sorted once."""
     plain: bool = field(init=False, compare=False, repr=False)
     """No map node and no item sent: one task per node."""
+    parallel: bool = field(init=False, compare=False, repr=False)
+    """More than one task: each commits a task record, and the last one closes."""
 
     def __post_init__(self) -> None:
         count = sum(1 if size is None else size for size in self.sizes.values())
         object.__setattr__(self, "count", count + len(self.sends))
+        object.__setattr__(self, "parallel", self.count > 1)
         object.__setattr__(self, "nodes", tuple(sorted(self.sizes)))
         plain = not self.sends and all(size is None for size in self.sizes.values())
         object.__setattr__(self, "plain", plain)
@@ -287,7 +293,7 @@ def run_task(
         return replace(_result(task, node, started, updates, (), None), asked=goto)
     merged: dict[str, Any] | None = None
     try:
-        merged = merge_updates(graph, state, [(task, updates)])
+        merged = _merge_own(graph, state, task, updates)
         targets, sends = _routes(graph, tools, task.node, merged, goto)
     except (ReducerError, ConditionEvaluationError, NoRouteError) as exc:
         error = f"routing after {task.key!r} failed: {exc}"
@@ -302,8 +308,18 @@ def _result(
 ) -> TaskResult:  # fmt: skip
     """A task's result, timed from ``started`` (``time.perf_counter``)."""
     ms = round((time.perf_counter() - started) * 1000, 3)
-    return TaskResult(task, node.tool, updates, targets, ms, error, sends, raised=raised,
-                      merged=merged)  # fmt: skip
+    # Positional (child_run_id None): every task makes one, and keywords cost more.
+    return TaskResult(task, node.tool, updates, targets, ms, error, sends, None, merged, raised)
+
+
+def _merge_own(
+    graph: Graph, state: Mapping[str, Any], task: Task, updates: Mapping[str, Any]
+) -> dict[str, Any]:
+    """``state`` with one task's own ``updates`` merged (:func:`merge_updates`, which a lone
+    writer cannot conflict in): a plain copy over it when no key it wrote has a reducer."""
+    if graph.reducers.keys().isdisjoint(updates):
+        return {**state, **updates}
+    return merge_updates(graph, state, [(task, updates)])
 
 
 def routed(

@@ -187,6 +187,11 @@ again). In the plan that costs a duplicate hop, which the slot checks drop.
     1 b: attempt 3": the forged copy ran the task as its third attempt and committed it;
     on the subgraph shape it started a second child. tests/unit/test_protocol_trust.py
     ``test_an_attempt_no_retry_scheduled_is_never_believed`` goes red too.
+38. The hooks' shortcut taken too widely: ``Graph.unhooked`` holding every node
+    (engine/graph.py), so that a first delivery skips the pause and timer hooks whatever
+    its node declares. 26 unit tests red (tests/unit/test_pauses.py 12, test_approval_port.py
+    5, test_timers.py 4, test_subgraph_timeouts.py 3, test_code_review_approval.py 2):
+    interrupt nodes and breakpoints never pause, a wait node runs before its time.
 duplicate@fold_hop (copies one after the other, the same delivery id) stays green under each
 of 23-25: the second copy reads the record after the first's commit and folds the next page,
 so that the copies take turns rather than fold a page twice; what it guards (no page twice,
