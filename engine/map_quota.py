@@ -8,7 +8,7 @@ items, plain nodes), where the width is first known:
 - at the start (:meth:`engine.service.RunService.start_run`), before the run is created: the
   request is refused with :class:`~engine.errors.MapTooWide` (HTTP 429 ``quota_exceeded``
   naming ``map_width``; a queued request is parked, since it would fail the same way again);
-- at each close (:meth:`engine.protocol.HopProtocol._closed`), before the next superstep is
+- at each close (:meth:`engine.protocol.HopProtocol._planned`), before the next superstep is
   dispatched: the run fails with the same message, as for any superstep it cannot plan.
 
 0 turns it off (the in-process runner's default). On AWS it is the template parameter

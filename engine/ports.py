@@ -312,7 +312,7 @@ class Deadline:
     until: float
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class RunRecord:
     """A run as stores return it: the header plus its latest committed step's view."""
 

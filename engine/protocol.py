@@ -445,24 +445,19 @@ class HopProtocol:
         self, results: list[TaskResult], graph: Graph, hop: Hop, origin: Origin,
         started: float, delivery_id: str, attempt: int, tasks: list[TaskRecord] | None = None,
     ) -> HopResult:  # fmt: skip
-        closed, planned = self._closed(graph, origin, results, hop.seq)
+        closed = close_superstep(
+            graph, origin.state, origin.joins, results, hop.seq, origin.max_steps,
+            self.config.state_limit_bytes, origin.deferred,
+        )  # fmt: skip
+        closed, planned = self._planned(graph, closed)
         step = close_record(hop, origin, closed, results, started, attempt, delivery_id, tasks)
         return self._commit_close(graph, hop, step, closed.end, delivery_id, origin.audience,
                                   planned)  # fmt: skip
 
-    def _closed(
-        self, graph: Graph, origin: Origin, results: list[TaskResult], seq: int
-    ) -> tuple[Closed, Plan | None]:
-        """The superstep closed, with the next one planned (``None`` when the run ends);
-        planning problems (a map over a non-list) and an empty plan end the run here."""
-        closed = close_superstep(
-            graph, origin.state, origin.joins, results, seq, origin.max_steps,
-            self.config.state_limit_bytes, origin.deferred,
-        )  # fmt: skip
-        return self._planned(graph, closed)
-
     def _planned(self, graph: Graph, closed: Closed) -> tuple[Closed, Plan | None]:
-        """``closed`` with the next superstep planned, as :meth:`_closed` says."""
+        """``closed`` with the next superstep planned (``None`` when the run ends); planning
+        problems (a map over a non-list, a plan over the ``map_width`` quota) and an empty
+        plan end the run here."""
         if closed.end is not None:
             return closed, None
         try:
@@ -470,7 +465,7 @@ class HopProtocol:
             check_map_width(planned, self.config.max_map_width)
         except (ReducerError, MapTooWide) as exc:
             return replace(closed, next_nodes=(), end=RunEnd("failed", str(exc))), None
-        if not planned:
+        if not planned.count:
             return replace(closed, next_nodes=(), end=RunEnd("completed")), None
         return closed, planned
 
@@ -489,7 +484,11 @@ class HopProtocol:
             return self._after_conflict(graph, hop, taken, delivery_id)
         self._publish(step, end, audience)
         if end is None:
-            self._dispatch_after(graph, hop.run_id, step, recheck=False, planned=planned)
+            if planned is None:
+                self._dispatch_after(graph, hop.run_id, step, recheck=False)
+            else:  # planned by this close, from the record it committed: its outbox
+                self._dispatch(hop.run_id, step.graph_id, hop.seq + 1, graph, planned,
+                               recheck=False)  # fmt: skip
             return "committed"
         self.subgraphs.ended(hop.run_id)
         return "finished"
@@ -534,13 +533,11 @@ class HopProtocol:
         self._dispatch_after(graph, step.run_id, step, recheck=recheck)
 
     def _dispatch_after(
-        self, graph: Graph, run_id: str, step: StepRecord, *, recheck: bool,
-        planned: Plan | None = None,
-    ) -> None:  # fmt: skip
-        """Dispatch the first chunk of the superstep after ``step`` (its outbox); ``planned``
-        is that superstep's plan when the caller has just made it from the same record."""
-        if planned is None:
-            planned = plan_of(graph, step.successors, step.state, step.sends)
+        self, graph: Graph, run_id: str, step: StepRecord, *, recheck: bool
+    ) -> None:
+        """Dispatch the first chunk of the superstep after ``step`` (its outbox), planned from
+        the record (a close that has just planned it dispatches it itself)."""
+        planned = plan_of(graph, step.successors, step.state, step.sends)
         graph_id = step.graph_id or self.store.get_run(run_id).graph_id
         self._dispatch(run_id, graph_id, step.seq + 1, graph, planned, recheck=recheck)
 

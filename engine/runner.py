@@ -81,15 +81,12 @@ class PoolQueue:
     to the pool: a chain runs on one thread with no hand-over per step, and a fan-out's tasks
     still run side by side."""
 
-    def __init__(
-        self,
-        apply: Callable[[Hop], object],
-        threads: int = MAX_THREADS,
-        stopped: Callable[[], bool] = lambda: False,
-    ) -> None:
+    def __init__(self, apply: Callable[[Hop], object], threads: int = MAX_THREADS) -> None:
         self._apply = apply
-        self._stopped = stopped
-        self._pool = ThreadPoolExecutor(threads, "hop")
+        self._threads = threads
+        self._pool: ThreadPoolExecutor | None = None
+        """Started by the first hop handed over: a chain run on its caller's thread starts
+        no thread at all."""
         self._pending = 0
         self._held: set[threading.Timer] = set()
         """Delayed hops not yet due (each counted in ``_pending``)."""
@@ -112,6 +109,13 @@ class PoolQueue:
                 self._held.add(timer)
             timer.start()
             return
+        self._submit(hop)
+
+    def _submit(self, hop: Hop) -> None:
+        if self._pool is None:
+            with self._idle:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(self._threads, "hop")
         self._pool.submit(self._run, hop)
 
     def _due(self, timer: threading.Timer, hop: Hop) -> None:
@@ -119,7 +123,7 @@ class PoolQueue:
             if timer not in self._held:  # dropped by wait(): its run had ended
                 return
             self._held.discard(timer)
-        self._pool.submit(self._run, hop)
+        self._submit(hop)
 
     def dispatch_batch(self, hops: list[Hop]) -> None:
         for hop in hops:
@@ -148,8 +152,11 @@ class PoolQueue:
                     with self._idle:
                         self._pending += len(sent)
                     while sent:
-                        self._pool.submit(self._run, sent.popleft())
-                self._apply_one(current)
+                        self._submit(sent.popleft())
+                try:  # as _apply_one, in line: every chain step passes here
+                    self._apply(current)
+                except BaseException as exc:
+                    self._keep(exc)
         finally:
             self._sent.hops = None
             if counted:
@@ -160,11 +167,14 @@ class PoolQueue:
 
     def _apply_one(self, hop: Hop) -> None:
         try:
-            if not self._stopped():
-                self._apply(hop)
-        except BaseException as exc:  # kept for wait(): a pool thread has nobody to tell
-            with self._idle:
-                self._error = self._error or exc
+            self._apply(hop)
+        except BaseException as exc:
+            self._keep(exc)
+
+    def _keep(self, exc: BaseException) -> None:
+        """Keep a hop's error for :meth:`wait`: a pool thread has nobody to tell."""
+        with self._idle:
+            self._error = self._error or exc
 
     def wait(self, ended: Callable[[], bool] = lambda: False) -> None:
         """Return once no hop is queued or running; or once only delayed hops are left and
@@ -178,7 +188,8 @@ class PoolQueue:
                 timer.cancel()
             self._pending -= len(self._held)
             self._held.clear()
-        self._pool.shutdown(wait=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
         if self._error is not None:
             raise self._error
 
@@ -250,8 +261,13 @@ class InProcessRunner:
         notifier = _SinkNotifier(self.on_event)
         published: Notifier = notifier if self.on_event is not None else NullNotifier()
         delivery = iter(range(1, 1 << 62))
-        queue = PoolQueue(lambda hop: protocol.process(hop, f"d{next(delivery)}"),
-                          stopped=lambda: notifier.error is not None)  # fmt: skip
+
+        def apply(hop: Hop) -> object:
+            if notifier.error is not None:  # the caller's sink failed: the run stops
+                return None
+            return protocol.process(hop, f"d{next(delivery)}")
+
+        queue = PoolQueue(apply)
 
         def graphs(wanted: str) -> Graph:
             found = graph if wanted == graph_id else self.subgraphs.get(wanted)
@@ -273,7 +289,8 @@ class InProcessRunner:
         header = RunRecord(run_id, graph_id, "running", state, limit, now, now,
                            node=graph.entry)  # fmt: skip
         run, _ = store.create_run(header)
-        notifier.publish(run_id, [run_event(run_id, "running", now, steps=0)])
+        if self.on_event is not None:  # nobody listens: build no event
+            notifier.publish(run_id, [run_event(run_id, "running", now, steps=0)])
         try:
             queue.run_here(functools.partial(protocol.start, run, recheck=False))
         finally:
