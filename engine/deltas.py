@@ -113,7 +113,8 @@ def stored_size(delta: Delta) -> int:
 def _values_size(values: Mapping[str, Any]) -> int:
     size = 0
     for key, value in values.items():
-        each = size_of(value)
+        # An int measured here (as size_of would): a chain's counters, every step.
+        each = len(repr(value)) if type(value) is int else size_of(value)
         size += len(key) + (each if each <= BLOB_ABOVE else POINTER_BYTES)
     return size
 
@@ -123,34 +124,22 @@ def encode(
 ) -> Delta:
     """The delta of a step that wrote ``updates`` (merged values) turning ``before`` into
     ``after``. ``before`` ``None``: unknown, every value is ``set``."""
-    sets: dict[str, Any] = {}
-    appends: dict[str, list[Any]] = {}
-    keys: list[str] = []
+    delta: Delta = {}  # each part made when a key needs it (empty parts left out)
+    known = before if before is not None else {}
     for key, value in updates.items():
-        old = before.get(key, _MISSING) if before is not None else _MISSING
+        old = known.get(key, _MISSING)
         if old is not _MISSING and (old is value or old == value):
-            keys.append(key)
+            delta.setdefault("keys", []).append(key)
         elif isinstance(old, list) and _extends(old, value):
-            appends[key] = value[len(old) :]
+            delta.setdefault("append", {})[key] = value[len(old) :]
         else:
-            sets[key] = value
-    return _delta(sets, appends, keys)
+            delta.setdefault("set", {})[key] = value
+    return delta
 
 
 def keys_only(updates: Mapping[str, Any]) -> Delta:
     """The delta of a snapshot: its values are in the state stored beside it."""
-    return _delta({}, {}, list(updates))
-
-
-def _delta(sets: dict[str, Any], appends: dict[str, list[Any]], keys: list[str]) -> Delta:
-    delta: Delta = {}
-    if sets:
-        delta["set"] = sets
-    if appends:
-        delta["append"] = appends
-    if keys:
-        delta["keys"] = keys
-    return delta
+    return {"keys": list(updates)} if updates else {}
 
 
 def _extends(old: list[Any], new: Any) -> bool:
@@ -160,19 +149,23 @@ def _extends(old: list[Any], new: Any) -> bool:
 def apply(state: Mapping[str, Any], delta: Delta) -> dict[str, Any]:
     """The state after a step whose delta is ``delta`` (a new dict; ``state`` is kept)."""
     after = dict(state)
-    after.update(delta.get("set", {}))
-    for key, items in delta.get("append", {}).items():
-        after[key] = [*after.get(key, []), *items]
+    sets, appends = delta.get("set"), delta.get("append")
+    if sets:
+        after.update(sets)
+    if appends:
+        for key, items in appends.items():
+            after[key] = [*after.get(key, []), *items]
     return after
 
 
 def updates_of(delta: Delta, after: Mapping[str, Any]) -> dict[str, Any]:
     """The step's merged updates (what its log entry shows), from its delta and the state
     after it."""
-    updates = dict(delta.get("set", {}))
-    for key in (*delta.get("append", {}), *delta.get("keys", ())):
-        if key in after:
-            updates[key] = after[key]
+    sets, appends, keys = delta.get("set"), delta.get("append"), delta.get("keys")
+    updates = dict(sets) if sets else {}
+    for named in (appends, keys):
+        if named:
+            updates.update((key, after[key]) for key in named if key in after)
     return updates
 
 

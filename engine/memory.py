@@ -12,7 +12,7 @@ import operator
 import threading
 from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import asdict, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, get_args
 
 from engine import deltas
@@ -71,17 +71,10 @@ class MemoryRunStore:
         400 KB (``None``: no limit): a test of wide supersteps stays fast on a small limit."""
         self._graphs: dict[str, GraphRecord] = {}
         self._runs: dict[str, RunRecord] = {}
-        self._steps: dict[str, list[_Fields]] = {}
-        """Per run, its steps as committed, as their fields' values (a tuple costs a tenth
-        of a record to make, and a commit makes one) without their state and updates: those
-        are kept as :mod:`engine.deltas` keeps them (``_stored``) and rebuilt on every read."""
-        self._stored: dict[str, list[deltas.Stored]] = {}
-        self._since: dict[str, int] = {}
-        """Per run, the delta bytes stored since its last full state."""
+        self._logs: dict[str, _Log] = {}
+        """Per run, its committed steps (one entry a run: a commit and a slot check each
+        look the run up once)."""
         self._states = deltas.StateCache(frozen=False)
-        self._tips: dict[str, StepRecord] = {}
-        """Per run, its last step as committed, whole (its own shallow copy of the state): the
-        slot check of the next hop and the next commit read it without rebuilding it."""
         self._tasks: dict[tuple[str, int], dict[tuple[str, int], TaskRecord]] = {}
         self._task_counts: Counter[tuple[str, int]] = Counter()
         self._task_ends: dict[tuple[str, int], float] = {}
@@ -123,14 +116,14 @@ class MemoryRunStore:
             if existing is not None:
                 return self._view(existing), False
             self._runs[run.run_id] = run
-            self._steps[run.run_id] = []
-            self._stored[run.run_id] = []
+            self._logs[run.run_id] = _Log()
             if first is not None:
                 self._store(first)
             return self._view(run), True
 
     def _view(self, run: RunRecord) -> RunRecord:
-        steps = self._steps.get(run.run_id) or []
+        log = self._logs.get(run.run_id)
+        steps = log.steps if log is not None else []
         return run.with_latest(self._full(run.run_id, len(steps) - 1) if steps else None)
 
     # -- lean steps (engine/deltas.py) -----------------------------------------------------
@@ -142,8 +135,8 @@ class MemoryRunStore:
         full state (or the last state read, :class:`~engine.deltas.StateCache`, or the last
         step committed). Each read gets dicts of its own: a caller that changes a state it
         read changes no other reader's."""
-        stored = self._stored[run_id]
-        tip = self._tips.get(run_id)
+        log = self._logs[run_id]
+        stored, tip = log.stored, log.tip
         if tip is not None and first == tip.seq == last:
             return [_record(_step_values(tip), dict(tip.state), dict(tip.updates))]
         lo, start = deltas.start_of(first, self._states.get(run_id))
@@ -156,7 +149,7 @@ class MemoryRunStore:
         # read started from, is shared with the store: copied.
         shared = start[1] if start is not None else None
         whole = []
-        for r in self._steps[run_id][first : last + 1]:
+        for r in log.steps[first : last + 1]:
             kept, state = stored[r[_SEQ]], rebuilt.states[r[_SEQ]]
             own = dict(state) if state is kept.state or state is shared else state
             whole.append(_record(r, own, deltas.updates_of(kept.delta, state)))
@@ -165,31 +158,24 @@ class MemoryRunStore:
     def _store(self, step: StepRecord) -> None:
         """Keep ``step`` lean (under the lock): its delta, and its full state when due."""
         run_id = step.run_id
-        tip = self._tips.get(run_id)
+        log = self._logs[run_id]
+        tip = log.tip
         if not step.seq:
             before = self._runs[run_id].input
         elif tip is not None and tip.seq == step.seq - 1:
             before = tip.state
         else:
             before = self._full(run_id, step.seq - 1).state
-        stored, since = deltas.lean(step.seq, step.updates, step.state, before,
-                                    self._since.get(run_id, 0))  # fmt: skip
-        self._stored[run_id].append(stored)
-        self._since[run_id] = since
+        stored, log.since = deltas.lean(step.seq, step.updates, step.state, before, log.since)
+        log.stored.append(stored)
         values = _step_values(step)
-        self._steps[run_id].append(values)
+        log.steps.append(values)
         state = dict(step.state)  # the store's own: the committer may go on changing its dict
-        self._tips[run_id] = _record(values, state, deltas.updates_of(stored.delta, state))
-
-    def _slot_previous(self, run_id: str, seq: int) -> StepRecord:
-        """Step ``seq`` whole, for the slot check of the step after it: the last committed
-        step as kept (the protocol only reads it), any other rebuilt."""
-        tip = self._tips.get(run_id)
-        return tip if tip is not None and tip.seq == seq else self._full(run_id, seq)
+        log.tip = _record(values, state, deltas.updates_of(stored.delta, state))
 
     def stored_step(self, run_id: str, seq: int) -> deltas.Stored:
         """How step ``seq`` is kept (for the contract suite)."""
-        return self._stored[run_id][seq]
+        return self._logs[run_id].stored[seq]
 
     def get_run(self, run_id: str) -> RunRecord:
         with self._lock:
@@ -245,7 +231,7 @@ class MemoryRunStore:
             run = self._runs.get(step.run_id)
             if run is None:
                 raise RunNotFound(step.run_id)
-            steps = self._steps[step.run_id]
+            steps = self._logs[step.run_id].steps
             if step.seq < len(steps) or (end is not None and run.status != end.from_status):
                 raise StepConflict(step.run_id, step.seq)
             if step.seq > len(steps):
@@ -260,7 +246,8 @@ class MemoryRunStore:
 
     def get_step(self, run_id: str, seq: int) -> StepRecord | None:
         with self._lock:
-            steps = self._steps.get(run_id, [])
+            log = self._logs.get(run_id)
+            steps = log.steps if log is not None else []
             return self._full(run_id, seq) if 0 <= seq < len(steps) else None
 
     def commit_task(self, task: TaskRecord, *, counted: bool = False) -> None:
@@ -401,7 +388,7 @@ class MemoryRunStore:
         if run_id not in self._runs:
             raise RunNotFound(run_id)
         with self._lock:
-            steps = self._steps[run_id][after + 1 :]
+            steps = self._logs[run_id].steps[after + 1 :]
             kept = steps[: max(1, limit)]
             more = len(steps) > len(kept)
             if kept and states:  # kept without them (commit_step): rebuilt here
@@ -459,8 +446,13 @@ class MemoryRunStore:
     def read_slot(self, run_id: str, seq: int) -> Slot:
         with self._lock:
             run = self._runs.get(run_id)
-            count = len(self._steps.get(run_id, ()))
-            previous = self._slot_previous(run_id, seq - 1) if 0 < seq <= count else None
+            log = self._logs.get(run_id)
+            count = len(log.steps) if log is not None else 0
+            previous = None
+            if log is not None and 0 < seq <= count:  # the last step as kept (only read)
+                tip = log.tip
+                whole = tip is not None and tip.seq == seq - 1
+                previous = tip if whole else self._full(run_id, seq - 1)
             watched = run is not None and bool(self._subscriptions.get(run_id))
         subscribers = tuple(self.subscribers(run_id)) if watched else ()
         return Slot(run if seq == 0 else None, previous, subscribers, count > seq)
@@ -505,6 +497,22 @@ _Fields = tuple[Any, ...]
 """A step record's fields' values, in their order (``_step_values``)."""
 _SEQ = _STEP_FIELDS.index("seq")
 _UPDATES, _STATE = _STEP_FIELDS.index("updates"), _STEP_FIELDS.index("state")
+
+
+@dataclass(slots=True)
+class _Log:
+    """A run's committed steps as the store keeps them."""
+
+    steps: list[_Fields] = field(default_factory=list)
+    """Each step's fields' values (a tuple costs a tenth of a record to make, and a commit
+    makes one) without its state and updates: those are kept as :mod:`engine.deltas` keeps
+    them (``stored``) and rebuilt on every read."""
+    stored: list[deltas.Stored] = field(default_factory=list)
+    since: int = 0
+    """The delta bytes stored since the last full state."""
+    tip: StepRecord | None = None
+    """The last step as committed, whole (its own shallow copy of the state): the slot check
+    of the next hop and the next commit read it without rebuilding it."""
 
 
 def _record(values: _Fields, state: dict[str, Any], updates: dict[str, Any]) -> StepRecord:

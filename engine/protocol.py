@@ -301,7 +301,7 @@ class HopProtocol:
             if isinstance(outcome, str):
                 return outcome
             result = outcome
-        if not origin.parallel:
+        if not origin.planned.parallel:
             return self._close([result], graph, hop, origin, started, delivery_id, attempt)
         return self._commit_task(graph, hop, origin, result, started, delivery_id, attempt)
 
@@ -462,7 +462,8 @@ class HopProtocol:
             return closed, None
         try:
             planned = plan_of(graph, closed.next_nodes, closed.state, closed.sends)
-            check_map_width(planned, self.config.max_map_width)
+            if self.config.max_map_width:  # 0: no quota (in process)
+                check_map_width(planned, self.config.max_map_width)
         except (ReducerError, MapTooWide) as exc:
             return replace(closed, next_nodes=(), end=RunEnd("failed", str(exc))), None
         if not planned.count:

@@ -318,7 +318,7 @@ def _merge_own(
 ) -> dict[str, Any]:
     """``state`` with one task's own ``updates`` merged (:func:`merge_updates`, which a lone
     writer cannot conflict in): a plain copy over it when no key it wrote has a reducer."""
-    if graph.reducers.keys().isdisjoint(updates):
+    if not graph.reducers or graph.reducers.keys().isdisjoint(updates):
         return {**state, **updates}
     return merge_updates(graph, state, [(task, updates)])
 

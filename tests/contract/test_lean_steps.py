@@ -33,7 +33,8 @@ def _cold(store: RunStore) -> RunStore:
         return DynamoRunStore(store.table, store._client, clock=store._clock)
     assert isinstance(store, MemoryRunStore)
     store._states = deltas.StateCache(frozen=False)
-    store._tips = {}
+    for log in store._logs.values():  # nor the last step of each run whole
+        log.tip = None
     return store
 
 
