@@ -62,7 +62,11 @@ def _page(items: list[Any], limit: int, cursor: str | None) -> Page[Any]:
 
 
 class MemoryRunStore:
-    """A :class:`~engine.ports.RunStore` in a process's memory."""
+    """A :class:`~engine.ports.RunStore` in a process's memory.
+
+    A record committed here is kept as it was given, not copied: records are immutable, and
+    a committer does not change the dicts in one after its commit (the protocol never does:
+    each close makes a new state). Every read hands out dicts of its own."""
 
     def __init__(self, clock: Clock | None = None, item_limit_bytes: int | None = None) -> None:
         self._lock = threading.Lock()
@@ -168,10 +172,8 @@ class MemoryRunStore:
             before = self._full(run_id, step.seq - 1).state
         stored, log.since = deltas.lean(step.seq, step.updates, step.state, before, log.since)
         log.stored.append(stored)
-        values = _step_values(step)
-        log.steps.append(values)
-        state = dict(step.state)  # the store's own: the committer may go on changing its dict
-        log.tip = _record(values, state, deltas.updates_of(stored.delta, state))
+        log.steps.append(_step_values(step))
+        log.tip = step  # as committed (see the class): a slot check reads it as it is
 
     def stored_step(self, run_id: str, seq: int) -> deltas.Stored:
         """How step ``seq`` is kept (for the contract suite)."""
@@ -511,8 +513,8 @@ class _Log:
     since: int = 0
     """The delta bytes stored since the last full state."""
     tip: StepRecord | None = None
-    """The last step as committed, whole (its own shallow copy of the state): the slot check
-    of the next hop and the next commit read it without rebuilding it."""
+    """The last step as committed, whole: the slot check of the next hop and the next commit
+    read it without rebuilding it."""
 
 
 def _record(values: _Fields, state: dict[str, Any], updates: dict[str, Any]) -> StepRecord:
