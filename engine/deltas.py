@@ -102,20 +102,13 @@ def stored_size(delta: Delta) -> int:
     counts as its pointer. Writers and readers measure the same way."""
     keys = delta.get("keys")
     size = size_of(keys) if keys else 2  # no keys: "[]"
-    sets, appends = delta.get("set"), delta.get("append")
-    if sets:
-        size += _values_size(sets)
-    if appends:
-        size += _values_size(appends)
-    return size
-
-
-def _values_size(values: Mapping[str, Any]) -> int:
-    size = 0
-    for key, value in values.items():
-        # An int measured here (as size_of would): a chain's counters, every step.
-        each = len(repr(value)) if type(value) is int else size_of(value)
-        size += len(key) + (each if each <= BLOB_ABOVE else POINTER_BYTES)
+    for values in (delta.get("set"), delta.get("append")):
+        if not values:
+            continue
+        for key, value in values.items():
+            # An int measured here (as size_of would): a chain's counters, every step.
+            each = len(repr(value)) if type(value) is int else size_of(value)
+            size += len(key) + (each if each <= BLOB_ABOVE else POINTER_BYTES)
     return size
 
 

@@ -296,7 +296,7 @@ class HopProtocol:
         result = self._outcome(graph, hop, origin, delivery_id, attempt, suspect=suspect)
         if isinstance(result, str):  # nothing to commit now: it waits, or is held again
             return result
-        if not result.ok:  # retried (nothing but its attempt committed), routed, or failed
+        if result.error is not None:  # retried (only its attempt committed), routed, failed
             outcome = self.retries.after_failure(graph, hop, result, started, delivery_id)
             if isinstance(outcome, str):
                 return outcome
@@ -642,12 +642,16 @@ class HopProtocol:
         previous = slot.previous if hop.seq else None
         sends = previous.sends if previous is not None else ()
         deferred = previous.deferred if previous is not None else ()
-        if graph_id != hop.graph_id or not _known(graph, nodes, deferred, sends):
+        if graph_id != hop.graph_id:
             return None
-        try:
-            planned = plan_of(graph, nodes, state, sends)
-        except ReducerError:
-            return None
+        planned: Plan | None = graph.plans.get(nodes) if not sends else None  # known nodes
+        if planned is None or deferred:
+            if not _known(graph, nodes, deferred, sends):
+                return None
+            try:
+                planned = plan_of(graph, nodes, state, sends)
+            except ReducerError:
+                return None
         if not planned.holds(hop.node, hop.index) or planned.parallel != hop.parallel:
             return None
         audience = Audience(slot.subscribers, slot.previous)

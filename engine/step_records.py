@@ -27,7 +27,7 @@ def close_record(
     before it)."""
     if len(results) == 1:  # every chain step: nothing to sort, join or add up
         (lone,) = results
-        failed = None if lone.ok else lone
+        failed = None if lone.error is None else lone
         written: Iterable[str] = lone.updates
         node, tool, duration = lone.task.node, lone.tool, lone.duration_ms
     else:

@@ -488,7 +488,7 @@ def merge_in(
         merging.ran.add(result.task.node)
         merging.targets.update(result.targets)
         merging.sends.extend(result.sends)
-        if not result.ok and merging.failed is None:
+        if result.error is not None and merging.failed is None:
             merging.failed = f"task {result.task.key!r}: {result.error}"
     if premerged or merging.failed is not None or merging.error is not None:
         return
