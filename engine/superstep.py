@@ -478,19 +478,30 @@ class Merging:
     """The items sent, in merge order."""
 
 
-def merge_in(
-    graph: Graph, merging: Merging, ordered: Sequence[TaskResult], *, premerged: bool = False
-) -> None:
+def _merged_lone(result: TaskResult, merged: dict[str, Any]) -> Merging:
+    """The merging of a superstep whose one task is ``result``, which merged its own updates
+    into ``merged`` to route (:attr:`TaskResult.merged`): what :func:`merge_in` makes of it,
+    built at once (every chain step)."""
+    failed = None if result.error is None else _failure(result)
+    return Merging(merged, {}, failed, None, set(result.targets), {result.task.node},
+                   list(result.sends))  # fmt: skip
+
+
+def _failure(result: TaskResult) -> str:
+    """A failed task's error, as its superstep's (and its run's)."""
+    return f"task {result.task.key!r}: {result.error}"
+
+
+def merge_in(graph: Graph, merging: Merging, ordered: Sequence[TaskResult]) -> None:
     """Merge ``ordered`` (the next results in merge order, after those merged so far) into
-    ``merging``. ``premerged``: ``merging.state`` is already the lone result's own merged
-    state (:attr:`TaskResult.merged`)."""
+    ``merging``."""
     for result in ordered:
         merging.ran.add(result.task.node)
         merging.targets.update(result.targets)
         merging.sends.extend(result.sends)
         if result.error is not None and merging.failed is None:
-            merging.failed = f"task {result.task.key!r}: {result.error}"
-    if premerged or merging.failed is not None or merging.error is not None:
+            merging.failed = _failure(result)
+    if merging.failed is not None or merging.error is not None:
         return
     try:
         merging.state = merge_updates(
@@ -519,9 +530,9 @@ def close_superstep(
     When nothing else is left to run, the deferred nodes run; once not even they are, the
     run completes, unless a join still waits for a node that was routed past and no task
     chose END: then it fails, rather than end without the join."""
-    if len(results) == 1 and results[0].merged is not None:  # a lone task merged to route
-        merging = Merging(results[0].merged)
-        merge_in(graph, merging, results, premerged=True)
+    lone = results[0].merged if len(results) == 1 else None
+    if lone is not None:  # a lone task, which merged its own updates to route
+        merging = _merged_lone(results[0], lone)
     else:
         ordered = sorted(results, key=lambda r: merge_key(graph, r.task))
         merging = Merging(state)
