@@ -78,8 +78,8 @@ class PoolQueue:
     hop raised: in process, a failure of the protocol itself is a bug to show).
 
     A thread that applies a hop goes on with the first hop that hop sent, and hands the others
-    to the pool: a chain runs on one thread with no hand-over per step, and a fan-out's tasks
-    still run side by side."""
+    to the pool: a chain runs on one thread with no hand-over per step (the caller's, from
+    :meth:`run_here`), and a fan-out's tasks still run side by side."""
 
     def __init__(self, apply: Callable[[Hop], object], threads: int = MAX_THREADS) -> None:
         self._apply = apply
