@@ -12,6 +12,7 @@ import os
 import random
 import statistics
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -257,10 +258,16 @@ def deployment(mode: str, toolkits: str) -> Iterator[Deployment]:
     from functions import runtime
     from functions.aws import clients
     from functions.settings import get_settings
+    from infra.moto.fidelity import serialize_dynamodb_writes, serialize_sqs
     from infra.template.reader import create_queues, create_table, table_definition
     from tests.faults.moto_speedups import faster_moto
 
-    with mock_aws(), faster_moto():
+    # The workers' threads call moto at once. moto is not safe for that: a cancelled
+    # transaction puts back its copy of the table, undoing the writes other threads made
+    # meanwhile (a run's end lost beside its committed last step). DynamoDB's and SQS's
+    # operations run one at a time, as on the local stack and in the fault suite.
+    lock = threading.RLock()
+    with mock_aws(), faster_moto(), serialize_dynamodb_writes(lock), serialize_sqs(lock):
         session = boto3.session.Session(region_name=REGION)
         lookup = session.client("dynamodb")
         meter = Meter(lookup)
