@@ -644,7 +644,8 @@ class HopProtocol:
         deferred = previous.deferred if previous is not None else ()
         if graph_id != hop.graph_id:
             return None
-        planned: Plan | None = graph.plans.get(nodes) if not sends else None  # known nodes
+        # A plan the graph cached was made from its own nodes: those need no second look.
+        planned: Plan | None = graph.plans.get(nodes) if not sends else None
         if planned is None or deferred:
             if not _known(graph, nodes, deferred, sends):
                 return None
