@@ -29,6 +29,7 @@ from engine.ports import RunEnd
 from engine.records import record
 from engine.reducers import ReducerError
 from engine.retry_policy import Raised, raised_from
+from engine.state_view import StateView
 from engine.tools import (
     Goto,
     Interrupt,
@@ -214,18 +215,19 @@ def plan_tasks(
 def task_input(
     graph: Graph, task: Task, state: Mapping[str, Any], plan: Plan | None = None
 ) -> Mapping[str, Any]:
-    """What the task's tool sees: the state, plus its item under the map's ``as`` name; a
-    task sent an item (``plan.sends``) sees that item's payload alone, as in LangGraph.
-    Raises :class:`ReducerError` for a sent task without the plan that sent it."""
+    """What the task's tool sees (a :class:`~engine.state_view.StateView`: what it reads is
+    its own): the state, plus its item under the map's ``as`` name; a task sent an item
+    (``plan.sends``) sees that item's payload alone, as in LangGraph. Raises
+    :class:`ReducerError` for a sent task without the plan that sent it."""
     if task.index is None:
-        return MappingProxyType(state)
+        return StateView(state)
     spec = graph.nodes[task.node].map
     if spec is not None:
-        return MappingProxyType({**state, spec.as_: state[spec.over][task.index]})
+        return StateView({**state, spec.as_: state[spec.over][task.index]})
     payload = plan.payload(task) if plan is not None else None
     if payload is None:
         raise ReducerError(f"task {task.key!r} was not sent in its superstep's plan")
-    return MappingProxyType(dict(payload))
+    return StateView(payload)
 
 
 @record

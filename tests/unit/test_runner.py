@@ -327,3 +327,41 @@ def test_a_chain_runs_on_its_callers_thread_and_a_fan_outs_branches_side_by_side
     assert seen == [threading.current_thread().name] * 2
     assert result.status == "completed", result.error
     assert result.state["left"] is result.state["right"] is True
+
+
+def test_a_tool_that_changes_its_state_in_place_changes_only_what_it_returns() -> None:
+    # Given tools that append to the list they read, in place, as a LangGraph node might,
+    # and a map whose items are dicts that its tool changes in place
+    local = Toolkit("in-place")
+
+    @local.tool
+    def add(state: Mapping[str, Any], ctx: ToolContext) -> dict[str, Any]:
+        items = state["items"]
+        items.append(ctx.node)
+        return {"items": items}
+
+    @local.tool
+    def mark(state: Mapping[str, Any], ctx: ToolContext) -> dict[str, Any]:
+        state["doc"]["seen"] = True
+        return {}
+
+    graph = build_graph(
+        {
+            "entry": "a",
+            "nodes": {"a": {"tool": "add"}, "b": {"tool": "add"},
+                      "m": {"tool": "mark", "map": {"over": "docs", "as": "doc"}}},
+            "edges": {"a": "b", "b": "m", "m": "END"},
+        },
+        local.names(),
+    )  # fmt: skip
+    given: dict[str, Any] = {"items": [], "docs": [{"id": 1}, {"id": 2}]}
+    # When it runs in process
+    result = InProcessRunner(local).run(graph, given)
+    # Then each step's log shows the list as that step left it (as on AWS, where each hop
+    # decodes its own copy), the map's items are as they were, and the caller's input is
+    # untouched
+    assert result.status == "completed", result.error
+    assert [e["updates"].get("items") for e in result.log[:2]] == [["a"], ["a", "b"]]
+    assert result.state["items"] == ["a", "b"]
+    assert result.state["docs"] == [{"id": 1}, {"id": 2}]
+    assert given == {"items": [], "docs": [{"id": 1}, {"id": 2}]}
