@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 from engine.errors import GraphNotFound, RunNotFound, StepConflict
 from engine.graph import END, Graph
 from engine.lifecycle import accepts_hops
+from engine.owners import weakly
 from engine.ports import FoldRecord, Hop, RunStore, StepRecord, TaskRecord
 from engine.step_records import MAX_TASK_SUMMARIES
 from engine.superstep import (
@@ -177,7 +178,7 @@ class Folds:
     too."""
 
     def __init__(self, protocol: HopProtocol) -> None:
-        self.protocol = protocol
+        self.protocol = weakly(protocol)
 
     def wide(self, planned: Plan) -> bool:
         """Whether the superstep of ``planned`` closes by a fold."""

@@ -49,6 +49,7 @@ from engine.errors import ConflictError, InvalidInputError, RunNotFound, StepCon
 from engine.events import iso, run_event
 from engine.graph import Graph
 from engine.interrupt_spec import NO_BREAKPOINTS, Breakpoints, Question, answer_problem
+from engine.owners import weakly
 from engine.ports import Hop, PauseKind, PauseRecord, RunRecord
 from engine.superstep import Task, TaskResult, routed
 from engine.tools import Send
@@ -73,7 +74,7 @@ class Pauses:
     """The protocol's pause hooks (:class:`engine.protocol.HopProtocol` owns one)."""
 
     def __init__(self, protocol: HopProtocol) -> None:
-        self.protocol = protocol
+        self.protocol = weakly(protocol)
 
     # -- before the tool runs ------------------------------------------------------------------
     def before_run(

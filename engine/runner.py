@@ -190,8 +190,15 @@ class PoolQueue:
             self._held.clear()
         if self._pool is not None:
             self._pool.shutdown(wait=True)
+        # Nothing is applied any more: let go of what applies hops (the protocol, which holds
+        # this queue), so that the run's protocol and store are freed with their last user.
+        self._apply = _applied
         if self._error is not None:
             raise self._error
+
+
+def _applied(hop: Hop) -> object:
+    raise RuntimeError(f"hop {hop.task_key!r} sent after its run's queue was waited for")
 
 
 class _SinkNotifier:

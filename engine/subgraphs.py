@@ -74,6 +74,7 @@ from engine.errors import (
 )
 from engine.events import run_status_event
 from engine.graph import SUBGRAPH_TOOL, Graph, Node, SubgraphSpec
+from engine.owners import weakly
 from engine.ports import Hop, RunRecord
 from engine.reducers import ReducerError
 from engine.retry_policy import Raised
@@ -181,7 +182,7 @@ class Subgraphs:
     ends (:meth:`ended`), and keep the sweeper and cancel aware of both."""
 
     def __init__(self, protocol: HopProtocol) -> None:
-        self.protocol = protocol
+        self.protocol = weakly(protocol)
         config = protocol.config
         self.deadlines = ChildDeadlines(protocol.queue, protocol.clock, lease_s=config.lease_s,
                                         sweeper_delays=config.sweeper_delays)  # fmt: skip

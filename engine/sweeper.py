@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.graph import Graph
 from engine.lifecycle import accepts_hops
+from engine.owners import weakly
 from engine.ports import Audience, Hop, RunRecord, StepRecord, TaskRecord
 from engine.reducers import ReducerError
 from engine.superstep import Plan, plan_of
@@ -32,7 +33,7 @@ class Sweeper:
     """The protocol's sweep (:meth:`sweep`), written against the same ports."""
 
     def __init__(self, protocol: HopProtocol) -> None:
-        self.protocol = protocol
+        self.protocol = weakly(protocol)
 
     def sweep(self, run_id: str) -> int:
         """Re-send the hops of ``run_id``'s open superstep if it made no progress for longer

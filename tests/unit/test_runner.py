@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import json
 import threading
+import weakref
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -365,3 +367,22 @@ def test_a_tool_that_changes_its_state_in_place_changes_only_what_it_returns() -
     assert result.state["items"] == ["a", "b"]
     assert result.state["docs"] == [{"id": 1}, {"id": 2}]
     assert given == {"items": [], "docs": [{"id": 1}, {"id": 2}]}
+
+
+def test_a_finished_run_is_freed_as_soon_as_its_result_is_let_go() -> None:
+    # Given the cyclic collector off, so that only reference counting can free anything
+    gc.disable()
+    try:
+        # When a run of a few steps ends, and its result (which reads its log from the
+        # run's store when asked) is let go
+        result = InProcessRunner(tools).run(loop_until(5), {"n": 0})
+        assert result.status == "completed"
+        assert callable(result.entries)  # the log's reader: it holds the run's store
+        store = weakref.ref(result.entries.args[0])  # type: ignore[attr-defined]
+        del result
+        # Then the store, with every step, is gone at once: nothing held it but the result
+        # (a cycle between the protocol, its hooks and its queue kept it, with the protocol,
+        # until the next full collection)
+        assert store() is None
+    finally:
+        gc.enable()
