@@ -153,10 +153,7 @@ class PoolQueue:
                         self._pending += len(sent)
                     while sent:
                         self._submit(sent.popleft())
-                try:  # as _apply_one, in line: every chain step passes here
-                    self._apply(current)
-                except BaseException as exc:
-                    self._keep(exc)
+                self._apply_one(current)
         finally:
             self._sent.hops = None
             if counted:
@@ -168,13 +165,9 @@ class PoolQueue:
     def _apply_one(self, hop: Hop) -> None:
         try:
             self._apply(hop)
-        except BaseException as exc:
-            self._keep(exc)
-
-    def _keep(self, exc: BaseException) -> None:
-        """Keep a hop's error for :meth:`wait`: a pool thread has nobody to tell."""
-        with self._idle:
-            self._error = self._error or exc
+        except BaseException as exc:  # kept for wait(): a pool thread has nobody to tell
+            with self._idle:
+                self._error = self._error or exc
 
     def wait(self, ended: Callable[[], bool] = lambda: False) -> None:
         """Return once no hop is queued or running; or once only delayed hops are left and

@@ -482,27 +482,27 @@ class Merging:
 
 def _merged_lone(result: TaskResult, merged: dict[str, Any]) -> Merging:
     """The merging of a superstep whose one task is ``result``, which merged its own updates
-    into ``merged`` to route (:attr:`TaskResult.merged`): what :func:`merge_in` makes of it,
-    built at once (every chain step)."""
-    failed = None if result.error is None else _failure(result)
-    return Merging(merged, {}, failed, None, set(result.targets), {result.task.node},
-                   list(result.sends))  # fmt: skip
+    into ``merged`` to route (:attr:`TaskResult.merged`): nothing left to merge."""
+    merging = Merging(merged)
+    _note(merging, result)
+    return merging
 
 
-def _failure(result: TaskResult) -> str:
-    """A failed task's error, as its superstep's (and its run's)."""
-    return f"task {result.task.key!r}: {result.error}"
+def _note(merging: Merging, result: TaskResult) -> None:
+    """What ``result`` adds to ``merging`` besides its updates: where it routed, its node,
+    the items it sent, and its failure if it is the first."""
+    merging.ran.add(result.task.node)
+    merging.targets.update(result.targets)
+    merging.sends.extend(result.sends)
+    if result.error is not None and merging.failed is None:
+        merging.failed = f"task {result.task.key!r}: {result.error}"
 
 
 def merge_in(graph: Graph, merging: Merging, ordered: Sequence[TaskResult]) -> None:
     """Merge ``ordered`` (the next results in merge order, after those merged so far) into
     ``merging``."""
     for result in ordered:
-        merging.ran.add(result.task.node)
-        merging.targets.update(result.targets)
-        merging.sends.extend(result.sends)
-        if result.error is not None and merging.failed is None:
-            merging.failed = _failure(result)
+        _note(merging, result)
     if merging.failed is not None or merging.error is not None:
         return
     try:
