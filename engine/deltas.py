@@ -106,8 +106,7 @@ def stored_size(delta: Delta) -> int:
         if not values:
             continue
         for key, value in values.items():
-            # An int measured here (as size_of would): a chain's counters, every step.
-            each = len(repr(value)) if type(value) is int else size_of(value)
+            each = size_of(value)
             size += len(key) + (each if each <= BLOB_ABOVE else POINTER_BYTES)
     return size
 
